@@ -1,0 +1,62 @@
+# The two commands a newcomer runs (README): `make demo` and `make test`.
+# Each sets itself up, idempotently: Debian packages when missing, a virtualenv with the package
+# and its dev extras (re-installed only when pyproject.toml changes), and the Kafka jars (cached
+# per machine in ~/.cache/sagesf).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+DEB_PACKAGES := unixodbc unixodbc-dev libsqliteodbc maven openjdk-17-jre-headless
+INSTALLED := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock 2>/dev/null | sha1sum | cut -c1-12)
+
+.PHONY: demo test setup lint typecheck unit integration bench clean
+.DEFAULT_GOAL := test
+
+demo: setup
+	$(BIN)/sagesf demo
+
+test: setup lint typecheck
+	$(BIN)/pytest
+
+setup: $(INSTALLED) .sandbox/.jars
+
+$(INSTALLED): pyproject.toml
+	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then echo "installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "missing Debian packages:$$missing (run: sudo apt-get install$$missing)"; exit 1; fi; \
+	fi
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) is needed"; exit 1; }
+	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check --upgrade pip
+	$(BIN)/pip install -q --disable-pip-version-check -c requirements.lock -e ".[dev]"
+	@rm -f $(VENV)/.installed-*; touch $@
+
+# the jars live in the per-machine cache; this stamp only saves the check on later runs
+.sandbox/.jars: $(INSTALLED) sandbox/kafka/pom.xml
+	@mkdir -p .sandbox
+	$(BIN)/python -c "from sandbox.kafka import ensure_jars; print('kafka jars:', ensure_jars())"
+	@touch $@
+
+lint: $(INSTALLED)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(INSTALLED)
+	$(BIN)/mypy
+
+unit: setup
+	$(BIN)/pytest tests/unit
+
+integration: setup
+	$(BIN)/pytest tests/integration
+
+bench: setup
+	@for b in bench/*.py; do [ "$$b" = bench/__init__.py ] || $(BIN)/python $$b; done
+
+clean:
+	-[ -x $(BIN)/sagesf ] && $(BIN)/sagesf sandbox down
+	rm -rf $(VENV) .sandbox .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,123 @@
+"""Typed configuration for every sagesf process.
+
+Settings come from the environment with one prefix per component and `__` between levels
+(`SAGESF_KAFKA__BOOTSTRAP_SERVERS`, `SAGESF_REGISTRY__URL`), or from an env file named by
+`SAGESF_ENV_FILE`. Secrets are `SecretStr`: their repr is `**********`, so they never reach a log
+line, and only `client_config()` reveals them, to the client library that needs them.
+A bad value fails at start-up with `ConfigError` naming the variable to fix.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "SAGESF_"
+S = TypeVar("S", bound=BaseSettings)
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or wrong; the message names the setting."""
+
+
+class KafkaSettings(BaseModel):
+    """How to reach the Kafka cluster (any Apache Kafka compatible one)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_ca_location: str | None = None
+    client_id: str = "sagesf"
+
+    @model_validator(mode="after")
+    def _sasl_complete(self) -> KafkaSettings:
+        if self.security_protocol.startswith("SASL") and not (
+            self.sasl_mechanism and self.sasl_username and self.sasl_password
+        ):
+            raise ValueError("SASL needs sasl_mechanism, sasl_username and sasl_password")
+        return self
+
+    def client_config(self) -> dict[str, str]:
+        """librdkafka settings for confluent-kafka clients (reveals the password to the client only)."""
+        conf = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "security.protocol": self.security_protocol,
+            "client.id": self.client_id,
+        }
+        if self.sasl_mechanism:
+            conf["sasl.mechanism"] = self.sasl_mechanism
+        if self.sasl_username:
+            conf["sasl.username"] = self.sasl_username
+        if self.sasl_password:
+            conf["sasl.password"] = self.sasl_password.get_secret_value()
+        if self.ssl_ca_location:
+            conf["ssl.ca.location"] = self.ssl_ca_location
+        return conf
+
+
+class RegistrySettings(BaseModel):
+    """A Confluent-compatible schema registry."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = "http://127.0.0.1:8081"
+    basic_auth_user: str | None = None
+    basic_auth_password: SecretStr | None = None
+    # Outside the sandbox schemas are registered by `sagesf schemas register`, never on first use.
+    auto_register: bool = False
+
+    def client_config(self) -> dict[str, str]:
+        conf = {"url": self.url}
+        if self.basic_auth_user and self.basic_auth_password:
+            conf["basic.auth.user.info"] = (
+                f"{self.basic_auth_user}:{self.basic_auth_password.get_secret_value()}"
+            )
+        return conf
+
+
+class MetricsSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = "0.0.0.0"  # noqa: S104 - scraped by Prometheus from outside the pod
+    port: int = 9400
+
+
+class Settings(BaseSettings):
+    """Settings shared by every sagesf process."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="ignore", case_sensitive=False
+    )
+
+    kafka: KafkaSettings = KafkaSettings()
+    registry: RegistrySettings = RegistrySettings()
+    metrics: MetricsSettings = MetricsSettings()
+    topics_file: Path = Path("topics.yaml")
+    schemas_dir: Path = Path("schemas")
+
+
+def load_settings(cls: type[S] = Settings, **overrides: object) -> S:  # type: ignore[assignment]
+    """Build settings from the environment (and SAGESF_ENV_FILE), turning errors into ConfigError."""
+    env_file = os.environ.get("SAGESF_ENV_FILE")
+    try:
+        return cls(_env_file=env_file, **overrides)  # type: ignore[call-arg]
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc, ENV_PREFIX)) from None
+
+
+def describe_validation_error(exc: ValidationError, prefix: str = ENV_PREFIX) -> str:
+    """One line per problem, naming the environment variable to set (never echoing its value)."""
+    lines = []
+    for err in exc.errors(include_input=False, include_url=False):
+        path = [str(p) for p in err["loc"]]
+        var = prefix + "__".join(p.upper() for p in path) if path else prefix.rstrip("_")
+        lines.append(f"{var}: {err['msg']}")
+    return "invalid configuration:\n  " + "\n  ".join(lines)
