@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -104,11 +104,11 @@ class Settings(BaseSettings):
     schemas_dir: Path = Path("schemas")
 
 
-def load_settings(cls: type[S] = Settings, **overrides: object) -> S:  # type: ignore[assignment]
+def load_settings(cls: type[S] = Settings, **overrides: Any) -> S:  # type: ignore[assignment]
     """Build settings from the environment (and SAGESF_ENV_FILE), turning errors into ConfigError."""
     env_file = os.environ.get("SAGESF_ENV_FILE")
     try:
-        return cls(_env_file=env_file, **overrides)  # type: ignore[call-arg]
+        return cls(_env_file=env_file, **overrides)
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(exc, ENV_PREFIX)) from None
 

@@ -57,14 +57,22 @@ def ensure_jars(version: str = KAFKA_VERSION, quiet: bool = True) -> Path:
     tmp = lib.with_name("lib.partial")
     shutil.rmtree(tmp, ignore_errors=True)
     cmd = [
-        "mvn", "-B", "-f", str(POM), "dependency:copy-dependencies",
-        f"-Dkafka.version={version}", f"-DoutputDirectory={tmp}", "-DincludeScope=runtime",
+        "mvn",
+        "-B",
+        "-f",
+        str(POM),
+        "dependency:copy-dependencies",
+        f"-Dkafka.version={version}",
+        f"-DoutputDirectory={tmp}",
+        "-DincludeScope=runtime",
     ]
     if quiet:
         cmd.insert(1, "-q")
     result = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if result.returncode != 0:
-        raise RuntimeError(f"fetching Kafka {version} jars failed:\n{result.stdout[-3000:]}{result.stderr[-2000:]}")
+        raise RuntimeError(
+            f"fetching Kafka {version} jars failed:\n{result.stdout[-3000:]}{result.stderr[-2000:]}"
+        )
     shutil.rmtree(lib, ignore_errors=True)
     tmp.rename(lib)
     marker.write_text(version)
@@ -109,7 +117,9 @@ class KafkaBroker:
         """Keep the previous ports on a restart (clients and the quorum remember them), else new."""
         previous = self.data_dir / "server.properties"
         if previous.exists():
-            found = re.search(r"PLAINTEXT://127.0.0.1:(\d+),CONTROLLER://127.0.0.1:(\d+)", previous.read_text())
+            found = re.search(
+                r"PLAINTEXT://127.0.0.1:(\d+),CONTROLLER://127.0.0.1:(\d+)", previous.read_text()
+            )
             if found:
                 port, cport = int(found.group(1)), int(found.group(2))
                 if (self._port in (None, port)) and not port_open(port) and not port_open(cport):
@@ -162,25 +172,44 @@ class KafkaBroker:
             # a fresh log dir: format it. A kept one keeps its topics across restarts.
             fmt = subprocess.run(
                 [*base, "kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(props)],
-                capture_output=True, text=True, check=False,
+                capture_output=True,
+                text=True,
+                check=False,
             )
             if fmt.returncode != 0:
                 raise RuntimeError(f"formatting KRaft storage failed: {fmt.stderr or fmt.stdout}")
         proc = spawn(
-            [java, f"-Xmx{self.heap}", f"-Xms{self.heap}", "-XX:+UseG1GC", "-Djava.awt.headless=true",
-             f"-Dlog4j2.configurationFile={log4j}", "-Dkafka.logs.dir=" + str(self.data_dir),
-             "-cp", classpath, "kafka.Kafka", str(props)],
+            [
+                java,
+                f"-Xmx{self.heap}",
+                f"-Xms{self.heap}",
+                "-XX:+UseG1GC",
+                "-Djava.awt.headless=true",
+                f"-Dlog4j2.configurationFile={log4j}",
+                "-Dkafka.logs.dir=" + str(self.data_dir),
+                "-cp",
+                classpath,
+                "kafka.Kafka",
+                str(props),
+            ],
             self.data_dir / "broker.out",
         )
         state = ProcessState(
-            name="kafka", pid=proc.pid, log=str(broker_log), ports={"kafka": port, "controller": cport},
+            name="kafka",
+            pid=proc.pid,
+            log=str(broker_log),
+            ports={"kafka": port, "controller": cport},
             extra={"version": KAFKA_VERSION},
         )
         state.save(self.state_file)
         bootstrap = f"127.0.0.1:{port}"
         try:
-            wait_until(lambda: _answers(bootstrap), timeout, f"Kafka broker on {bootstrap}",
-                       alive=lambda: proc.poll() is None)
+            wait_until(
+                lambda: _answers(bootstrap),
+                timeout,
+                f"Kafka broker on {bootstrap}",
+                alive=lambda: proc.poll() is None,
+            )
         except Exception:
             stop_pid(proc.pid)
             raise

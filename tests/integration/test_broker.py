@@ -10,13 +10,15 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 
 def _consume_all(bootstrap: str, topic: str, isolation: str = "read_committed"):
     """Every record of partition 0 up to its end, as (key, value) pairs."""
-    consumer = Consumer({
-        "bootstrap.servers": bootstrap,
-        "group.id": f"test-{uuid.uuid4().hex[:8]}",
-        "enable.auto.commit": False,
-        "isolation.level": isolation,
-        "enable.partition.eof": True,
-    })
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"test-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "isolation.level": isolation,
+            "enable.partition.eof": True,
+        }
+    )
     consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
     got = []
     deadline = time.monotonic() + 30
@@ -53,10 +55,16 @@ def test_aborted_transaction_is_invisible_to_read_committed(kafka_bootstrap, new
 
 
 def test_compaction_keeps_latest_value_per_key(kafka_bootstrap, new_topic):
-    topic = new_topic("compact", config={
-        "cleanup.policy": "compact", "segment.ms": "100", "min.cleanable.dirty.ratio": "0.01",
-        "min.compaction.lag.ms": "0", "delete.retention.ms": "100",
-    })
+    topic = new_topic(
+        "compact",
+        config={
+            "cleanup.policy": "compact",
+            "segment.ms": "100",
+            "min.cleanable.dirty.ratio": "0.01",
+            "min.compaction.lag.ms": "0",
+            "delete.retention.ms": "100",
+        },
+    )
     producer = Producer({"bootstrap.servers": kafka_bootstrap})
     for i in range(20):
         producer.produce(topic, key=f"k{i % 2}".encode(), value=str(i).encode())

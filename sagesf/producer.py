@@ -1,0 +1,104 @@
+"""A Kafka producer whose caller knows, before going on, that Kafka has the records.
+
+The checkpoint order of every source is: produce -> wait for acks -> store position. `send`
+enqueues and `confirm` flushes and raises `ProduceFailed` (Retriable) if any record enqueued since
+the last confirm was not acknowledged, so a caller that stores its position after `confirm()`
+returns never records a position for data Kafka does not have.
+
+Idempotence is on (acks=all, no duplicates from the producer's own retries).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import KafkaError, Message, Producer
+
+from sagesf.config import KafkaSettings
+from sagesf.errors import Retriable
+from sagesf.metrics import PRODUCE_FAILURES, RECORDS_PRODUCED
+
+Headers = Sequence[tuple[str, bytes | str]]
+
+
+class ProduceFailed(Retriable):
+    """Kafka did not acknowledge some records; nothing after them may be checkpointed."""
+
+
+@dataclass(frozen=True)
+class Delivered:
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True)
+class OutboundRecord:
+    topic: str
+    value: bytes | None
+    key: bytes | None = None
+    headers: Headers | None = None
+
+
+class ConfirmedProducer:
+    def __init__(self, kafka: KafkaSettings, extra: dict[str, Any] | None = None) -> None:
+        conf: dict[str, Any] = {
+            **kafka.client_config(),
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 5,
+            "compression.type": "lz4",
+            "message.timeout.ms": 60000,
+        }
+        conf.update(extra or {})
+        self._producer = Producer(conf)
+        self._delivered: list[Delivered] = []
+        self._failed: list[str] = []
+
+    def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
+        topic = msg.topic() or "?"
+        if err is not None:
+            PRODUCE_FAILURES.labels(topic).inc()
+            self._failed.append(f"{topic}: {err.str()}")
+        else:
+            RECORDS_PRODUCED.labels(topic).inc()
+            self._delivered.append(Delivered(topic, msg.partition() or 0, msg.offset() or 0))
+
+    def send(
+        self, topic: str, value: bytes | None, key: bytes | None = None, headers: Headers | None = None
+    ) -> None:
+        """Enqueue one record; call `confirm()` before relying on it."""
+        while True:
+            try:
+                self._producer.produce(
+                    topic,
+                    value=value,
+                    key=key,
+                    headers=list(headers) if headers else None,
+                    on_delivery=self._on_delivery,
+                )
+                return
+            except BufferError:
+                # the local queue is full: let librdkafka send some, then try again
+                self._producer.poll(0.1)
+
+    def confirm(self, timeout: float = 60.0) -> list[Delivered]:
+        """Wait until every enqueued record is acknowledged; raise ProduceFailed otherwise."""
+        remaining = self._producer.flush(timeout)
+        delivered, failed = self._delivered, self._failed
+        self._delivered, self._failed = [], []
+        if remaining:
+            raise ProduceFailed(f"{remaining} records not acknowledged within {timeout:.0f} s")
+        if failed:
+            raise ProduceFailed(f"{len(failed)} records not acknowledged: {failed[0]}")
+        return delivered
+
+    def send_and_confirm(self, records: Iterable[OutboundRecord], timeout: float = 60.0) -> list[Delivered]:
+        for rec in records:
+            self.send(rec.topic, rec.value, rec.key, rec.headers)
+        return self.confirm(timeout)
+
+    def close(self, timeout: float = 30.0) -> None:
+        self._producer.flush(timeout)
