@@ -7,10 +7,13 @@ from rich.console import Console
 from rich.table import Table
 
 from sandbox import stack
+from sandbox.registry import registry_service
+from sandbox.sage100.cli import app as sage100_app
 
 app = typer.Typer(no_args_is_help=True, help="The local sandbox: Kafka, registry, emulators.")
 kafka_app = typer.Typer(no_args_is_help=True, help="The sandbox's real Apache Kafka broker (KRaft).")
 app.add_typer(kafka_app, name="kafka")
+app.add_typer(sage100_app, name="sage100")
 console = Console()
 
 
@@ -43,9 +46,17 @@ def kafka_status() -> None:
 @app.command("up")
 def up() -> None:
     """Start every sandbox service in order and write .sandbox/sagesf.env."""
+    addresses: dict[str, str] = {}
     for service in stack.services():
         address = service.start()
+        addresses[service.name] = address
         console.print(f"[green]up[/green]   {service.name:<10} {address}")
+    env = {"SAGESF_KAFKA__BOOTSTRAP_SERVERS": addresses["kafka"]}
+    if "registry" in addresses:
+        env["SAGESF_REGISTRY__URL"] = addresses["registry"]
+    path = stack.write_env_file(env)
+    console.print(f"wrote {path}; to use the sandbox:")
+    console.print(f"export SAGESF_ENV_FILE={path}", soft_wrap=True)
 
 
 @app.command("down")
@@ -68,3 +79,33 @@ def status() -> None:
         address = service.address()
         table.add_row(service.name, "running" if address else "stopped", address or "-")
     console.print(table)
+
+
+registry_app = typer.Typer(no_args_is_help=True, help="The sandbox's Confluent-compatible schema registry.")
+app.add_typer(registry_app, name="registry")
+
+
+@registry_app.command("start")
+def registry_start() -> None:
+    """Start the registry (needs the sandbox Kafka broker) and print its URL."""
+    address = registry_service().start()
+    console.print(f"registry running at [bold]{address}[/bold]")
+
+
+@registry_app.command("stop")
+def registry_stop() -> None:
+    """Stop the registry; its schemas stay in Kafka's _schemas topic for the next start."""
+    ok = registry_service().stop()
+    console.print("registry stopped" if ok else "[red]registry did not stop[/red]")
+    if not ok:
+        raise typer.Exit(1)
+
+
+@registry_app.command("status")
+def registry_status() -> None:
+    """Print the registry URL, or exit 1 when it is not running."""
+    address = registry_service().address()
+    if address is None:
+        console.print("registry not running")
+        raise typer.Exit(1)
+    console.print(f"registry running at {address}")

@@ -6,6 +6,7 @@ A process is described by a small JSON state file (pid, ports, log path) so that
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -119,9 +120,7 @@ def stop_pid(pid: int, timeout: float = 20.0) -> bool:
         if not pid_alive(pid):
             return True
         time.sleep(0.1)
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
     time.sleep(0.2)
     return not pid_alive(pid)

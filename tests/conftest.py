@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]  # re-exported without __all__
 
 from sandbox.kafka import KafkaBroker
 
@@ -48,3 +48,35 @@ def new_topic(kafka_admin: AdminClient) -> Callable[..., str]:
         return name
 
     return create
+
+
+@pytest.fixture(scope="session")
+def schema_registry_url(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The sandbox schema registry as a real subprocess over HTTP, on its own `_schemas-<uuid>` topic."""
+    from sandbox.processes import free_port
+    from sandbox.registry import RegistryProcess
+
+    topic = f"_schemas-{uuid.uuid4().hex[:10]}"
+    registry = RegistryProcess(tmp_path_factory.mktemp("registry"), port=free_port(), topic=topic)
+    url = registry.start(kafka_bootstrap)
+    try:
+        yield url
+    finally:
+        registry.stop()
+        admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+        admin.delete_topics([topic])[topic].result(timeout=30)
+
+
+@pytest.fixture
+def sage_db(tmp_path):  # yields a SandboxDatabase
+    """A fresh, seeded sandbox Sage 100 database (SQLite over unixODBC) in tmp_path.
+
+    Gives a `sandbox.sage100.database.SandboxDatabase`: `.path`, `.connection_string`,
+    `.udf_columns`, `.tables` (layouts with UDFs), `.odbc()` (a new SageOdbc connection) and
+    `.settings(**overrides)` (Sage100Settings pointing at it).
+    """
+    from sandbox.sage100.database import create_database, seed
+
+    db = create_database(tmp_path / "sage100.db")
+    seed(db)
+    return db
