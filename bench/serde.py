@@ -14,12 +14,8 @@ from __future__ import annotations
 import argparse
 import os
 import time
-import uuid
 from collections.abc import Callable
-from datetime import UTC, date, datetime
-from decimal import Decimal
 from io import BytesIO
-from typing import Any
 
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
@@ -28,42 +24,9 @@ from fastavro import schemaless_reader, schemaless_writer
 
 from sagesf.schemas import load_schema, schema_json
 from sagesf.serde import AvroSerde
+from sandbox.samples import sales_order
 
 TOPIC = "salesorder.v1"
-
-
-def sales_order(lines: int = 3) -> dict[str, Any]:
-    """A canonical SalesOrder as a Salesforce source would emit it: 3 lines, decimals, times."""
-    return {
-        "envelope": {
-            "event_id": str(uuid.UUID(int=42)),
-            "event_time": datetime(2026, 3, 14, 15, 9, 26, 535000, tzinfo=UTC),
-            "source_system": "SALESFORCE",
-            "source_record_id": "006Dn000004WxYzIAK",
-            "correlation_id": None,
-        },
-        "salesforce_opportunity_id": "006Dn000004WxYzIAK",
-        "customer": {
-            "salesforce_account_id": "001Dn000003AbCdIAK",
-            "ar_division_no": "01",
-            "customer_no": "ABF",
-        },
-        "order_type": "STANDARD",
-        "status": "NEW",
-        "order_date": date(2026, 3, 14),
-        "currency_code": "USD",
-        "total_amount": Decimal("1234.50"),
-        "lines": [
-            {
-                "line_no": n,
-                "product_code": f"WIDGET-{n}",
-                "quantity_ordered": Decimal("3.000000"),
-                "unit_price": Decimal("137.166667"),
-                "extension_amount": Decimal("411.50"),
-            }
-            for n in range(1, lines + 1)
-        ],
-    }
 
 
 def rate(work: Callable[[], object], seconds: float) -> float:

@@ -6,14 +6,8 @@ import typer
 
 
 def register(app: typer.Typer) -> None:
-    """Attach the core command groups; each module exposes a `cli` Typer."""
-    import importlib
+    """Attach the core command groups (each module exposes a `cli` Typer)."""
+    from sagesf import schemas_cli, topics_cli
 
-    for name, module in (("topics", "sagesf.topics_cli"), ("schemas", "sagesf.schemas_cli")):
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-            continue  # not written yet
-        app.add_typer(mod.cli, name=name)
+    app.add_typer(topics_cli.cli, name="topics")
+    app.add_typer(schemas_cli.cli, name="schemas")

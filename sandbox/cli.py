@@ -45,18 +45,9 @@ def kafka_status() -> None:
 
 @app.command("up")
 def up() -> None:
-    """Start every sandbox service in order and write .sandbox/sagesf.env."""
-    addresses: dict[str, str] = {}
-    for service in stack.services():
-        address = service.start()
-        addresses[service.name] = address
-        console.print(f"[green]up[/green]   {service.name:<10} {address}")
-    env = {"SAGESF_KAFKA__BOOTSTRAP_SERVERS": addresses["kafka"]}
-    if "registry" in addresses:
-        env["SAGESF_REGISTRY__URL"] = addresses["registry"]
-    path = stack.write_env_file(env)
-    console.print(f"wrote {path}; to use the sandbox:")
-    console.print(f"export SAGESF_ENV_FILE={path}", soft_wrap=True)
+    """Start every sandbox service, apply topics.yaml, register the schemas, write .sandbox/sagesf.env."""
+    result = stack.up(lambda line: console.print(line, soft_wrap=True))
+    console.print(f"use it from a shell: export SAGESF_ENV_FILE={result.env_file}", soft_wrap=True)
 
 
 @app.command("down")

@@ -8,12 +8,16 @@ SAGESF_ENV_FILE=.sandbox/sagesf.env` makes every `sagesf` command use it.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sandbox.kafka import KafkaBroker
-from sandbox.paths import state_dir
+from sandbox.paths import REPO_ROOT, state_dir
 from sandbox.processes import port_open
 
 DEFAULT_KAFKA_PORT = 9092
@@ -63,3 +67,48 @@ def write_env_file(values: dict[str, str]) -> Path:
     path = env_file()
     path.write_text("".join(f"{k}={v}\n" for k, v in sorted(values.items())))
     return path
+
+
+@dataclass
+class Sandbox:
+    """What `up` started: service addresses and the env file that points clients at them."""
+
+    addresses: dict[str, str] = field(default_factory=dict)
+    env_file: Path = field(default_factory=env_file)
+
+    @property
+    def env(self) -> dict[str, str]:
+        values = {"SAGESF_KAFKA__BOOTSTRAP_SERVERS": self.addresses["kafka"]}
+        if "registry" in self.addresses:
+            values["SAGESF_REGISTRY__URL"] = self.addresses["registry"]
+        return values
+
+
+def sagesf_command(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run a `sagesf` command of this checkout against the sandbox (the same CLI a user runs)."""
+    return subprocess.run(
+        [sys.executable, "-m", "sagesf", *args], capture_output=True, text=True, check=False,
+        cwd=REPO_ROOT, env={**os.environ, **env, "COLUMNS": "120"},
+    )
+
+
+def up(say: Callable[[str], None]) -> Sandbox:
+    """Start every service, write the env file, apply topics.yaml (replication 1), register schemas."""
+    sandbox = Sandbox()
+    for service in services():
+        started = time.monotonic()
+        sandbox.addresses[service.name] = service.start()
+        say(f"[green]up[/green]   {service.name:<10} {sandbox.addresses[service.name]}"
+            f"  ({time.monotonic() - started:.1f} s)")
+    write_env_file(sandbox.env)
+    for args in (["topics", "apply", "--replication-factor", "1"], ["schemas", "register"]):
+        if args[0] == "schemas" and "registry" not in sandbox.addresses:
+            continue
+        started = time.monotonic()
+        done = sagesf_command(args, sandbox.env)
+        if done.returncode != 0:
+            raise RuntimeError(f"sagesf {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
+        last = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else "done"
+        say(f"[green]ok[/green]   sagesf {' '.join(args)}: {last}  ({time.monotonic() - started:.1f} s)")
+    say(f"wrote {sandbox.env_file}")
+    return sandbox

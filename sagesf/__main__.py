@@ -1,0 +1,5 @@
+"""`python -m sagesf` is the `sagesf` command."""
+
+from sagesf.cli import main
+
+main()

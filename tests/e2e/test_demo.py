@@ -1,0 +1,41 @@
+"""`make demo`'s command from a user's point of view: it prints its steps and leaves the sandbox up."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from sandbox.paths import REPO_ROOT
+
+
+@pytest.mark.timeout(240)
+def test_demo_prints_its_steps_and_sandbox_down_stops_it(tmp_path):
+    env = {**os.environ, "SAGESF_SANDBOX_DIR": str(tmp_path / "sandbox"), "COLUMNS": "200"}
+    env.pop("SAGESF_ENV_FILE", None)
+
+    def sagesf(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "sagesf", *args], capture_output=True, text=True,
+                              env=env, cwd=REPO_ROOT, timeout=200, check=False)
+
+    try:
+        demo = sagesf("demo")
+        assert demo.returncode == 0, demo.stdout + demo.stderr
+        out = demo.stdout
+        for expected in ("1. Start the sandbox", "topics apply", "schemas register", "2. Encode a canonical",
+                         "acknowledged at salesorder.v1", "3. Read it back", "equal field by field",
+                         "Stop it: .venv/bin/sagesf sandbox down"):
+            assert expected in out, out
+        assert "FAILED" not in out
+        status = sagesf("sandbox", "status")
+        assert status.stdout.count("running") == 2, status.stdout
+        # a second run is idempotent: nothing to create, same schemas
+        again = sagesf("demo")
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert "nothing to change" in again.stdout
+    finally:
+        down = sagesf("sandbox", "down")
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert sagesf("sandbox", "kafka", "status").returncode == 1
