@@ -209,10 +209,13 @@ def test_uncommitted_batch_is_redelivered_after_a_crash(kafka, kafka_bootstrap, 
     def crashing(batch):
         raise Crash
 
-    loop, group = _loop(kafka, topic, dlq, crashing)
-    with pytest.raises(Crash):
+    def run_forever(loop: ConsumerLoop) -> None:
         while True:
             loop.run_once()
+
+    loop, group = _loop(kafka, topic, dlq, crashing)
+    with pytest.raises(Crash):
+        run_forever(loop)
     loop.consumer.close()
     seen: list[bytes] = []
     loop2 = ConsumerLoop(
