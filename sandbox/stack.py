@@ -87,8 +87,12 @@ class Sandbox:
 def sagesf_command(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """Run a `sagesf` command of this checkout against the sandbox (the same CLI a user runs)."""
     return subprocess.run(
-        [sys.executable, "-m", "sagesf", *args], capture_output=True, text=True, check=False,
-        cwd=REPO_ROOT, env={**os.environ, **env, "COLUMNS": "120"},
+        [sys.executable, "-m", "sagesf", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=REPO_ROOT,
+        env={**os.environ, **env, "COLUMNS": "120"},
     )
 
 
@@ -98,8 +102,10 @@ def up(say: Callable[[str], None]) -> Sandbox:
     for service in services():
         started = time.monotonic()
         sandbox.addresses[service.name] = service.start()
-        say(f"[green]up[/green]   {service.name:<10} {sandbox.addresses[service.name]}"
-            f"  ({time.monotonic() - started:.1f} s)")
+        say(
+            f"[green]up[/green]   {service.name:<10} {sandbox.addresses[service.name]}"
+            f"  ({time.monotonic() - started:.1f} s)"
+        )
     write_env_file(sandbox.env)
     for args in (["topics", "apply", "--replication-factor", "1"], ["schemas", "register"]):
         if args[0] == "schemas" and "registry" not in sandbox.addresses:

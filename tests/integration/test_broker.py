@@ -8,7 +8,9 @@ import uuid
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 
-def _consume_all(bootstrap: str, topic: str, isolation: str = "read_committed"):
+def _consume_all(
+    bootstrap: str, topic: str, isolation: str = "read_committed"
+) -> list[tuple[bytes | None, bytes | None]]:
     """Every record of partition 0 up to its end, as (key, value) pairs."""
     consumer = Consumer(
         {
@@ -20,17 +22,18 @@ def _consume_all(bootstrap: str, topic: str, isolation: str = "read_committed"):
         }
     )
     consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
-    got = []
+    got: list[tuple[bytes | None, bytes | None]] = []
     deadline = time.monotonic() + 30
     try:
         while time.monotonic() < deadline:
             msg = consumer.poll(0.5)
             if msg is None:
                 continue
-            if msg.error():
-                if msg.error().code() == KafkaError._PARTITION_EOF:
+            err = msg.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
                     return got
-                raise KafkaException(msg.error())
+                raise KafkaException(err)
             got.append((msg.key(), msg.value()))
         raise TimeoutError(f"no end of {topic} within 30 s")
     finally:
@@ -70,7 +73,7 @@ def test_compaction_keeps_latest_value_per_key(kafka_bootstrap, new_topic):
         producer.produce(topic, key=f"k{i % 2}".encode(), value=str(i).encode())
         producer.flush()
     deadline = time.monotonic() + 60
-    records: list = []
+    records: list[tuple[bytes | None, bytes | None]] = []
     while time.monotonic() < deadline:
         # a new record rolls the active segment (segment.ms) so the cleaner may compact the rest
         producer.produce(topic, key=b"roll", value=b"x")

@@ -10,12 +10,13 @@ import textwrap
 import threading
 import time
 import uuid
+from collections.abc import Callable
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
 from sagesf.config import KafkaSettings
-from sagesf.consumer import ConsumerLoop, Inbound, RetryPolicy
+from sagesf.consumer import BatchHandler, ConsumerLoop, Decoder, Inbound, Outcome, RetryPolicy
 from sagesf.dlq import DeadLetterWriter
 from sagesf.errors import Backpressure, Permanent, Retriable
 from sagesf.positions import PositionStore
@@ -24,7 +25,7 @@ from sagesf.producer import ConfirmedProducer, ProduceFailed
 FAST_GROUP = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500}
 
 
-def read_topic(bootstrap: str, topic: str) -> list:
+def read_topic(bootstrap: str, topic: str) -> list[Message]:
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -34,16 +35,17 @@ def read_topic(bootstrap: str, topic: str) -> list:
         }
     )
     consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
-    out = []
+    out: list[Message] = []
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         msg = consumer.poll(0.5)
         if msg is None:
             continue
-        if msg.error():
-            if msg.error().code() == KafkaError._PARTITION_EOF:
+        err = msg.error()
+        if err is not None:
+            if err.code() == KafkaError._PARTITION_EOF:
                 break
-            raise AssertionError(msg.error())
+            raise AssertionError(err)
         out.append(msg)
     consumer.close()
     return out
@@ -97,7 +99,9 @@ def test_position_store_survives_a_killed_process(kafka, new_topic):
     assert PositionStore(kafka, "sf-source", topic=topic).get("/data/OpportunityChangeEvent") is None
 
 
-def _loop(kafka, topic, dlq_topic, handler, decode=None, **kw):
+def _loop(
+    kafka: KafkaSettings, topic: str, dlq_topic: str, handler: BatchHandler, decode: Decoder | None = None
+) -> tuple[ConsumerLoop, str]:
     producer = ConfirmedProducer(kafka)
     group = f"g-{uuid.uuid4().hex[:8]}"
     loop = ConsumerLoop(
@@ -110,19 +114,18 @@ def _loop(kafka, topic, dlq_topic, handler, decode=None, **kw):
         dead_letters=DeadLetterWriter(producer, "test-stage", topic=dlq_topic),
         retry=RetryPolicy(initial=0.05, maximum=0.2),
         extra_config=FAST_GROUP,
-        **kw,
     )
     return loop, group
 
 
-def _fill(kafka, topic, values):
+def _fill(kafka: KafkaSettings, topic: str, values: list[bytes]) -> None:
     producer = ConfirmedProducer(kafka)
     for i, v in enumerate(values):
         producer.send(topic, v, key=f"k{i}".encode(), headers=[("trace", b"t%d" % i)])
     producer.confirm()
 
 
-def _run_until(loop, done, timeout=60):
+def _run_until(loop: ConsumerLoop, done: Callable[[], bool], timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while not done() and time.monotonic() < deadline:
         loop.run_once()
@@ -139,7 +142,7 @@ def test_poison_message_goes_to_dead_letter_topic_and_loop_moves_on(kafka, kafka
         rec.value = json.loads(rec.value_bytes or b"")
 
     def handler(batch):
-        outcomes = []
+        outcomes: list[Outcome] = []
         for rec in batch:
             if rec.value["n"] < 0:
                 outcomes.append(Permanent("quantity must be > 0", field="n", value=rec.value["n"]))
@@ -155,14 +158,14 @@ def test_poison_message_goes_to_dead_letter_topic_and_loop_moves_on(kafka, kafka
     dead = read_topic(kafka_bootstrap, dlq_topic)
     assert [m.value() for m in dead] == [b"\x00\xffnot json", b'{"n": -5}']  # original bytes
     assert [m.key() for m in dead] == [b"k1", b"k3"]
-    first = dict(dead[0].headers())
+    first = dict(dead[0].headers() or [])
     assert first["__connect.errors.topic"] == topic.encode()
     assert first["__connect.errors.partition"] == b"0"
     assert first["__connect.errors.offset"] == b"1"
     assert first["__connect.errors.stage"] == b"VALUE_CONVERTER"
     assert first["__connect.errors.exception.class.name"] == b"json.decoder.JSONDecodeError"
     assert first["trace"] == b"t1"  # original headers kept
-    second = dict(dead[1].headers())
+    second = dict(dead[1].headers() or [])
     assert second["__connect.errors.stage"] == b"TASK_PUT"
     assert second["__connect.errors.exception.message"] == b"quantity must be > 0"
     assert second["__sagesf.errors.field"] == b"n"
@@ -217,7 +220,7 @@ def test_uncommitted_batch_is_redelivered_after_a_crash(kafka, kafka_bootstrap, 
     with pytest.raises(Crash):
         run_forever(loop)
     loop.consumer.close()
-    seen: list[bytes] = []
+    seen: list[bytes | None] = []
     loop2 = ConsumerLoop(
         kafka=kafka,
         group_id=group,
