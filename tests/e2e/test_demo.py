@@ -17,16 +17,30 @@ def test_demo_prints_its_steps_and_sandbox_down_stops_it(tmp_path):
     env.pop("SAGESF_ENV_FILE", None)
 
     def sagesf(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "sagesf", *args], capture_output=True, text=True,
-                              env=env, cwd=REPO_ROOT, timeout=200, check=False)
+        return subprocess.run(
+            [sys.executable, "-m", "sagesf", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=REPO_ROOT,
+            timeout=200,
+            check=False,
+        )
 
     try:
         demo = sagesf("demo")
         assert demo.returncode == 0, demo.stdout + demo.stderr
         out = demo.stdout
-        for expected in ("1. Start the sandbox", "topics apply", "schemas register", "2. Encode a canonical",
-                         "acknowledged at salesorder.v1", "3. Read it back", "equal field by field",
-                         "Stop it: .venv/bin/sagesf sandbox down"):
+        for expected in (
+            "1. Start the sandbox",
+            "topics apply",
+            "schemas register",
+            "2. Encode a canonical",
+            "acknowledged at salesorder.v1",
+            "3. Read it back",
+            "equal field by field",
+            "Stop it: .venv/bin/sagesf sandbox down",
+        ):
             assert expected in out, out
         assert "FAILED" not in out
         status = sagesf("sandbox", "status")

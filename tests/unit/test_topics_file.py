@@ -72,7 +72,8 @@ def test_the_real_topics_file_keys_are_avro_strings_and_values_are_canonical_sch
     subjects = topics.topic("salesorder.v1").subjects
     assert subjects == {"salesorder.v1-key": "string", "salesorder.v1-value": "SalesOrder"}
     assert topics.topic("customer.v1").value_schema == "Customer"
-    assert topics.topic("dlq.orders.v1").value_schema == "DeadLetter"
+    # dead letters keep the original bytes (any schema); the error is in Connect-style headers
+    assert topics.topic("dlq.orders.v1").value_schema is None
 
 
 def test_production_defaults_and_the_sandbox_override() -> None:
