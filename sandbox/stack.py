@@ -56,6 +56,12 @@ def services() -> list[Service]:
         pass
     else:
         found.append(registry_service())
+    try:
+        from sandbox.salesforce import salesforce_service
+    except ImportError:
+        pass
+    else:
+        found.append(salesforce_service())
     return found
 
 

@@ -80,3 +80,34 @@ def sage_db(tmp_path):  # yields a SandboxDatabase
     db = create_database(tmp_path / "sage100.db")
     seed(db)
     return db
+
+
+# ---- Salesforce emulator (sandbox/salesforce) -------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def salesforce_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """The Salesforce emulator as a real subprocess on a free port, with a temp data dir.
+
+    Yields a `sandbox.salesforce.harness.RunningEmulator`: `.url`, `.admin(method, path, body)`,
+    `.connect(client=None)`, `.session()`, and the credentials (`.client_id`, `.client_secret`,
+    `.username`, `.password`, `.private_key_pem`). Tests share it: use unique names and reset what
+    you change through the admin API.
+    """
+    from sandbox.salesforce.harness import start_emulator
+
+    emulator = start_emulator(tmp_path_factory.mktemp("salesforce"))
+    try:
+        yield emulator
+    finally:
+        emulator.stop()
+
+
+@pytest.fixture
+def sf(salesforce_emulator: object) -> object:
+    """A logged-in `simple_salesforce.Salesforce` on the emulator, with every fault cleared."""
+    from sandbox.salesforce.harness import RunningEmulator
+
+    assert isinstance(salesforce_emulator, RunningEmulator)
+    salesforce_emulator.admin("DELETE", "/admin/faults")
+    return salesforce_emulator.connect()

@@ -1,0 +1,445 @@
+"""Bulk API 2.0 ingest jobs: create, upload CSV, UploadComplete, poll, read results.
+
+What it owns, under /services/data/vNN.N/jobs/ingest:
+- `POST` creates a job (`object`, `operation` insert|update|upsert|delete|hardDelete,
+  `externalIdFieldName` for upsert, `contentType` CSV, `columnDelimiter`, `lineEnding`) and answers
+  its JobInfo with state Open and a `contentUrl`; `GET` lists jobs;
+- `PUT <id>/batches` uploads the CSV (201; one upload per job, while Open);
+- `PATCH <id>` with `{"state": "UploadComplete"}` queues the job, `{"state": "Aborted"}` aborts it;
+- `GET <id>` polls: UploadComplete -> InProgress -> JobComplete (or Failed with `errorMessage`
+  when the CSV header names an unknown field), with numberRecordsProcessed/Failed;
+- `GET <id>/successfulResults` (`sf__Id`, `sf__Created`, the uploaded columns),
+  `<id>/failedResults` (`sf__Id`, `sf__Error` as `CODE:message:fields --`, the columns),
+  `<id>/unprocessedrecords`; `DELETE <id>` removes a finished job.
+
+CSV follows Bulk API rules: an empty value leaves a field unchanged, `#N/A` sets it to null,
+`Account.ExternalID__c` columns set a parent by external ID. Records are processed in chunks of
+200, each chunk one transaction (one SQLite commit, one CDC transaction key) with allOrNone false,
+yielding to other requests between chunks. Jobs and their results are kept in the emulator's
+SQLite file, so they survive a restart (a job interrupted mid-way is marked Failed).
+
+Limits: no Bulk 2.0 query jobs, no Bulk API 1.0, no parallel processing, no retries, no
+`assignmentRuleId`; hardDelete soft-deletes like delete. An external ID that appears on several
+rows of one upsert job fails every such row with DUPLICATE_EXTERNAL_ID.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from sandbox.salesforce import ids
+from sandbox.salesforce.metadata import FieldDef, ObjectDef
+from sandbox.salesforce.org import NOT_FOUND, USER_ID, Org, RestFailure, call_options_client
+from sandbox.salesforce.records import Transaction
+from sandbox.salesforce.values import ApiError, RecordError, format_datetime, now_utc
+
+CHUNK = 200
+OPERATIONS = ("insert", "update", "upsert", "delete", "hardDelete")
+DELIMITERS = {"COMMA": ",", "TAB": "\t", "PIPE": "|", "SEMICOLON": ";", "CARET": "^", "BACKQUOTE": "`"}
+JOBS_SQL = """
+CREATE TABLE IF NOT EXISTS bulk_jobs (
+    id TEXT PRIMARY KEY,
+    info TEXT NOT NULL,
+    upload TEXT,
+    successful TEXT,
+    failed TEXT,
+    unprocessed TEXT
+);
+"""
+
+
+@dataclass
+class IngestJob:
+    id: str
+    object: str
+    operation: str
+    externalIdFieldName: str | None
+    createdById: str
+    createdDate: str
+    systemModstamp: str
+    apiVersion: float
+    lineEnding: str = "LF"
+    columnDelimiter: str = "COMMA"
+    state: str = "Open"
+    numberRecordsProcessed: int = 0
+    numberRecordsFailed: int = 0
+    totalProcessingTime: int = 0
+    errorMessage: str | None = None
+    originClient: str | None = None
+    uploaded: bool = False
+    results: dict[str, str] = field(default_factory=dict)
+
+    def info(self, full: bool = True) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "id": self.id,
+            "operation": self.operation,
+            "object": self.object,
+            "createdById": self.createdById,
+            "createdDate": self.createdDate,
+            "systemModstamp": self.systemModstamp,
+            "state": self.state,
+            "externalIdFieldName": self.externalIdFieldName,
+            "concurrencyMode": "Parallel",
+            "contentType": "CSV",
+            "apiVersion": self.apiVersion,
+            "jobType": "V2Ingest",
+            "lineEnding": self.lineEnding,
+            "columnDelimiter": self.columnDelimiter,
+        }
+        if full:
+            body.update(
+                numberRecordsProcessed=self.numberRecordsProcessed,
+                numberRecordsFailed=self.numberRecordsFailed,
+                retries=0,
+                totalProcessingTime=self.totalProcessingTime,
+                apiActiveProcessingTime=self.totalProcessingTime,
+                apexProcessingTime=0,
+            )
+            if self.errorMessage:
+                body["errorMessage"] = self.errorMessage
+        return body
+
+
+def _invalid_job(message: str) -> RestFailure:
+    return RestFailure(400, ApiError("INVALIDJOB", message))
+
+
+class BulkIngest:
+    def __init__(self, org: Org) -> None:
+        self.org = org
+        self.db = org.store.db
+        self.db.executescript(JOBS_SQL)
+        self.jobs: dict[str, IngestJob] = {}
+        self._uploads: dict[str, str] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        for job_id, info, upload, successful, failed, unprocessed in self.db.execute(
+            "SELECT id, info, upload, successful, failed, unprocessed FROM bulk_jobs"
+        ):
+            job = IngestJob(**json.loads(info))
+            job.results = {
+                "successfulResults": successful or "",
+                "failedResults": failed or "",
+                "unprocessedrecords": unprocessed or "",
+            }
+            if job.state in ("UploadComplete", "InProgress"):
+                job.state, job.errorMessage = (
+                    "Failed",
+                    "InternalServerError : the emulator restarted during the job",
+                )
+                self._save(job)
+            self.jobs[job_id] = job
+            if upload:
+                self._uploads[job_id] = upload
+
+    def _save(self, job: IngestJob) -> None:
+        info = {k: v for k, v in asdict(job).items() if k != "results"}
+        self.db.execute(
+            "INSERT OR REPLACE INTO bulk_jobs (id, info, upload, successful, failed, unprocessed)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                job.id,
+                json.dumps(info),
+                self._uploads.get(job.id),
+                job.results.get("successfulResults"),
+                job.results.get("failedResults"),
+                job.results.get("unprocessedrecords"),
+            ),
+        )
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+
+    # ---- HTTP -------------------------------------------------------------------------------------
+    async def handle(self, request: web.Request, version: str, path: list[str]) -> web.StreamResponse:
+        method = request.method
+        if not path:
+            if method == "POST":
+                return await self._create(request, version)
+            if method == "GET":
+                return web.json_response(
+                    {
+                        "done": True,
+                        "records": [j.info(full=False) for j in self.jobs.values()],
+                        "nextRecordsUrl": None,
+                    }
+                )
+            raise RestFailure(
+                405,
+                ApiError("METHOD_NOT_ALLOWED", f"HTTP Method '{method}' not allowed. Allowed are GET,POST"),
+            )
+        job = self.jobs.get(path[0])
+        if job is None:
+            raise RestFailure(404, ApiError("NOT_FOUND", "The requested resource does not exist"))
+        if len(path) == 1:
+            if method == "GET":
+                return web.json_response(job.info())
+            if method == "PATCH":
+                return await self._set_state(request, job)
+            if method == "DELETE":
+                if job.state in ("Open", "UploadComplete", "InProgress"):
+                    raise RestFailure(
+                        400, ApiError("INVALIDJOBSTATE", f"Job {job.id} is {job.state}: abort it first")
+                    )
+                del self.jobs[job.id]
+                self._uploads.pop(job.id, None)
+                self.db.execute("DELETE FROM bulk_jobs WHERE id = ?", (job.id,))
+                return web.Response(status=204)
+        if len(path) == 2 and path[1] == "batches" and method == "PUT":
+            return await self._upload(request, job)
+        if (
+            len(path) == 2
+            and path[1] in ("successfulResults", "failedResults", "unprocessedrecords")
+            and method == "GET"
+        ):
+            if path[1] != "unprocessedrecords" and job.state not in ("JobComplete", "Failed", "Aborted"):
+                raise RestFailure(400, ApiError("INVALIDJOBSTATE", f"Job {job.id} is not complete"))
+            return web.Response(text=job.results.get(path[1], ""), content_type="text/csv", charset="utf-8")
+        raise RestFailure(404, NOT_FOUND)
+
+    async def _create(self, request: web.Request, version: str) -> web.Response:
+        try:
+            body = await request.json()
+        except ValueError:
+            raise _invalid_job("The request body must be JSON") from None
+        if not isinstance(body, dict):
+            raise _invalid_job("The request body must be a JSON object")
+        obj = self.org.schema.get(str(body.get("object", "")))
+        if obj is None or obj.is_event or obj.read_only:
+            raise _invalid_job(f"Unable to find object: {body.get('object')}")
+        operation = body.get("operation")
+        if operation not in OPERATIONS:
+            raise _invalid_job(f"Invalid operation: {operation}")
+        delimiter = str(body.get("columnDelimiter", "COMMA"))
+        line_ending = str(body.get("lineEnding", "LF"))
+        if delimiter not in DELIMITERS or line_ending not in ("LF", "CRLF"):
+            raise _invalid_job("Invalid columnDelimiter or lineEnding")
+        if str(body.get("contentType", "CSV")) != "CSV":
+            raise _invalid_job("Only CSV content is supported")
+        ext_name = body.get("externalIdFieldName")
+        if operation == "upsert":
+            if not ext_name:
+                raise _invalid_job(
+                    f"External ID was blank for {obj.name}. An External ID must be specified for upsert."
+                )
+            ext = obj.find_field(str(ext_name))
+            if ext is None or not (ext.indexed or ext.name == "Id"):
+                raise _invalid_job(f"The field {ext_name} is not an external ID field of {obj.name}")
+            ext_name = ext.name
+        stamp = format_datetime(now_utc())
+        job = IngestJob(
+            id=ids.make_id("750", self.org.store.next_number("750")),
+            object=obj.name,
+            operation=str(operation),
+            externalIdFieldName=str(ext_name) if operation == "upsert" else None,
+            createdById=request[USER_ID],
+            createdDate=stamp,
+            systemModstamp=stamp,
+            apiVersion=float(version),
+            lineEnding=line_ending,
+            columnDelimiter=delimiter,
+            originClient=call_options_client(request),
+        )
+        self.jobs[job.id] = job
+        self._save(job)
+        info = job.info(full=False)
+        info["contentUrl"] = f"services/data/v{version}/jobs/ingest/{job.id}/batches"
+        return web.json_response(info)
+
+    async def _upload(self, request: web.Request, job: IngestJob) -> web.Response:
+        if job.state != "Open" or job.uploaded:
+            raise RestFailure(
+                409, ApiError("INVALIDJOBSTATE", f"Job {job.id} does not accept data (state {job.state})")
+            )
+        self._uploads[job.id] = await request.text()
+        job.uploaded = True
+        self._save(job)
+        return web.Response(status=201)
+
+    async def _set_state(self, request: web.Request, job: IngestJob) -> web.Response:
+        try:
+            body = await request.json()
+        except ValueError:
+            raise _invalid_job("The request body must be JSON") from None
+        state = body.get("state") if isinstance(body, dict) else None
+        if state == "UploadComplete":
+            if job.state != "Open":
+                raise RestFailure(409, ApiError("INVALIDJOBSTATE", f"Job {job.id} is {job.state}, not Open"))
+            if not job.uploaded:
+                job.state, job.errorMessage = "Failed", "InvalidBatch : No data was uploaded"
+            else:
+                job.state = "UploadComplete"
+                task = asyncio.get_running_loop().create_task(self._process(job))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+        elif state == "Aborted":
+            if job.state in ("JobComplete", "Failed"):
+                raise RestFailure(409, ApiError("INVALIDJOBSTATE", f"Job {job.id} is already {job.state}"))
+            job.state = "Aborted"
+        else:
+            raise _invalid_job(f"Invalid state: {state}")
+        job.systemModstamp = format_datetime(now_utc())
+        self._save(job)
+        return web.json_response(job.info(full=False))
+
+    # ---- processing -------------------------------------------------------------------------------
+    def _columns(
+        self, obj: ObjectDef, header: list[str]
+    ) -> list[tuple[str, FieldDef | None, FieldDef | None]]:
+        """(column, field, parent external-ID field) per header column; ApiError for an unknown one."""
+        columns: list[tuple[str, FieldDef | None, FieldDef | None]] = []
+        for column in header:
+            name = column.strip()
+            if "." in name:
+                relationship, _, ext_name = name.partition(".")
+                ref = obj.parent_field(relationship)
+                parent = self.org.schema.objects.get(ref.reference_to) if ref and ref.reference_to else None
+                ext = parent.find_field(ext_name) if parent else None
+                if ref is None or ext is None or not ext.indexed:
+                    raise ApiError("InvalidBatch", f"Field name not found : {name}")
+                columns.append((name, ref, ext))
+                continue
+            f = obj.find_field(name)
+            if f is None:
+                raise ApiError("InvalidBatch", f"Field name not found : {name}")
+            columns.append((name, f, None))
+        return columns
+
+    async def _process(self, job: IngestJob) -> None:
+        started = time.monotonic()
+        await asyncio.sleep(0)
+        job.state = "InProgress"
+        self._save(job)
+        obj = self.org.schema.objects[job.object]
+        text = self._uploads.get(job.id, "")
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=DELIMITERS[job.columnDelimiter])
+        rows = [row for row in reader if row]
+        if not rows:
+            self._fail(job, "InvalidBatch : No data was uploaded")
+            return
+        header, data = rows[0], rows[1:]
+        try:
+            columns = self._columns(obj, header)
+            key_column = self._key_column(job, obj, columns)
+        except ApiError as err:
+            self._fail(job, f"{err.error_code} : {err.message}")
+            return
+        successes: list[list[str]] = []
+        failures: list[list[str]] = []
+        duplicates = self._duplicates(data, key_column) if job.operation == "upsert" else set()
+        for start in range(0, len(data), CHUNK):
+            if job.state == "Aborted":
+                job.results["unprocessedrecords"] = _csv([header, *data[start:]])
+                break
+            tx = self.org.store.begin(job.createdById, job.originClient, "bulkapi", f"{job.apiVersion:.1f}")
+            for row in data[start : start + CHUNK]:
+                point = tx.savepoint()
+                try:
+                    record_id, created = self._apply_row(tx, job, obj, columns, key_column, row, duplicates)
+                except RecordError as err:
+                    tx.rollback_to(point)
+                    known = row[key_column] if key_column is not None and job.operation != "upsert" else ""
+                    error = " ".join(
+                        f"{e.error_code}:{e.message}:{','.join(e.fields)} --" for e in err.errors
+                    )
+                    failures.append([known, error, *row])
+                    continue
+                successes.append([record_id, "true" if created else "false", *row])
+            self.org.commit_and_publish(tx.commit())
+            job.numberRecordsProcessed = len(successes) + len(failures)
+            job.numberRecordsFailed = len(failures)
+            await asyncio.sleep(0)
+        job.results["successfulResults"] = _csv([["sf__Id", "sf__Created", *header], *successes])
+        job.results["failedResults"] = _csv([["sf__Id", "sf__Error", *header], *failures])
+        job.results.setdefault("unprocessedrecords", _csv([header]))
+        if job.state != "Aborted":
+            job.state = "JobComplete"
+        job.totalProcessingTime = int((time.monotonic() - started) * 1000)
+        job.systemModstamp = format_datetime(now_utc())
+        self._save(job)
+
+    def _fail(self, job: IngestJob, message: str) -> None:
+        job.state, job.errorMessage = "Failed", message
+        job.systemModstamp = format_datetime(now_utc())
+        self._save(job)
+
+    @staticmethod
+    def _key_column(
+        job: IngestJob, obj: ObjectDef, columns: list[tuple[str, FieldDef | None, FieldDef | None]]
+    ) -> int | None:
+        wanted = {"upsert": job.externalIdFieldName, "update": "Id", "delete": "Id", "hardDelete": "Id"}.get(
+            job.operation
+        )
+        if wanted is None:
+            return None
+        for index, (_, f, parent_ext) in enumerate(columns):
+            if parent_ext is None and f is not None and f.name == wanted:
+                return index
+        raise ApiError("InvalidBatch", f"Field name not found : {wanted} (required for {job.operation})")
+
+    @staticmethod
+    def _duplicates(data: list[list[str]], key_column: int | None) -> set[str]:
+        if key_column is None:
+            return set()
+        seen: set[str] = set()
+        duplicates: set[str] = set()
+        for row in data:
+            if key_column < len(row) and row[key_column]:
+                key = row[key_column].lower()
+                if key in seen:
+                    duplicates.add(key)
+                seen.add(key)
+        return duplicates
+
+    def _apply_row(
+        self,
+        tx: Transaction,
+        job: IngestJob,
+        obj: ObjectDef,
+        columns: list[tuple[str, FieldDef | None, FieldDef | None]],
+        key_column: int | None,
+        row: list[str],
+        duplicates: set[str],
+    ) -> tuple[str, bool]:
+        if len(row) != len(columns):
+            raise RecordError(
+                [ApiError("INVALID_FIELD", f"The row has {len(row)} values for {len(columns)} columns", [])]
+            )
+        values: dict[str, Any] = {}
+        for (name, f, parent_ext), value in zip(columns, row, strict=True):
+            if parent_ext is not None and f is not None:
+                if value != "":
+                    values[f.relationship_name or f.name] = {parent_ext.name: value}
+                continue
+            values[name] = value
+        if job.operation == "insert":
+            return tx.create(obj, values, csv=True), True
+        assert key_column is not None
+        key = row[key_column]
+        if job.operation in ("delete", "hardDelete"):
+            return tx.delete(obj, key), False
+        if job.operation == "update":
+            return tx.update(obj, key, values, csv=True), False
+        ext = obj.find_field(job.externalIdFieldName or "")
+        assert ext is not None
+        if key.lower() in duplicates:
+            raise RecordError(
+                [ApiError("DUPLICATE_EXTERNAL_ID", f"Duplicate external id specified: {key}", [ext.name])]
+            )
+        record_id, created = tx.upsert(obj, ext, key, values, csv=True)
+        return record_id, created
+
+
+def _csv(rows: list[list[str]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, quoting=csv.QUOTE_ALL, lineterminator="\n")
+    writer.writerows(rows)
+    return buffer.getvalue()
