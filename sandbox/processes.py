@@ -124,3 +124,104 @@ def stop_pid(pid: int, timeout: float = 20.0) -> bool:
         os.killpg(pid, signal.SIGKILL)
     time.sleep(0.2)
     return not pid_alive(pid)
+
+
+def http_ok(url: str) -> bool:
+    """True when GET `url` answers 200 (the readiness check of the sandbox's HTTP services)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - our own http URL
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+class HttpProcess:
+    """A sandbox service that is one detached process serving HTTP on one port.
+
+    Remembered by `<data_dir>/<state_name>`, so another shell finds and stops it. A restart reuses
+    the previous port when it is free (clients remember URLs). Ready means `health_path` answers 200.
+    Subclasses build the command line and call `_launch` from their own `start`.
+    """
+
+    name = "process"
+    health_path = "/"
+
+    def __init__(
+        self, data_dir: Path, port: int | None = None, host: str = "127.0.0.1", state_name: str | None = None
+    ) -> None:
+        self.data_dir = data_dir
+        self.host = host
+        self._port = port
+        self.state_file = data_dir / (state_name or f"{self.name}.json")
+
+    @property
+    def state(self) -> ProcessState | None:
+        return ProcessState.load(self.state_file)
+
+    @property
+    def url(self) -> str:
+        state = self.state
+        if state is None:
+            raise RuntimeError(f"the sandbox {self.name} is not started")
+        return f"http://{self.host}:{state.ports['http']}"
+
+    def running(self) -> bool:
+        state = self.state
+        return state is not None and state.alive and port_open(state.ports["http"], self.host)
+
+    def address(self) -> str | None:
+        return self.url if self.running() else None
+
+    def _choose_port(self) -> int:
+        if self._port is not None:
+            return self._port
+        previous = self.state
+        if previous is not None and not port_open(previous.ports["http"], self.host):
+            return previous.ports["http"]
+        return free_port()
+
+    def _launch(
+        self,
+        argv: Callable[[int], Sequence[str]],
+        timeout: float,
+        env: Mapping[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
+        cwd: Path | None = None,
+    ) -> str:
+        """Start `argv(port)` unless running; wait until healthy; return the base URL."""
+        if self.running():
+            return self.url
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        port = self._choose_port()
+        log_path = self.data_dir / f"{self.name}.log"
+        proc = spawn(
+            argv(port), log_path, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}, cwd=cwd
+        )
+        ProcessState(
+            name=self.name, pid=proc.pid, log=str(log_path), ports={"http": port}, extra=extra or {}
+        ).save(self.state_file)
+        url = f"http://{self.host}:{port}"
+        try:
+            wait_until(
+                lambda: http_ok(url + self.health_path),
+                timeout,
+                f"{self.name} on {url} (log: {log_path})",
+                alive=lambda: proc.poll() is None,
+            )
+        except Exception:
+            stop_pid(proc.pid)
+            self.state_file.unlink(missing_ok=True)
+            raise
+        return url
+
+    def stop(self, timeout: float = 10.0) -> bool:
+        state = self.state
+        if state is None:
+            return True
+        stopped = stop_pid(state.pid, timeout)
+        if stopped:
+            self.state_file.unlink(missing_ok=True)
+        return stopped

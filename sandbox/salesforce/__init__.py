@@ -10,15 +10,12 @@ sandbox config (random client secret and passwords, JWT key pair) created on fir
 
 from __future__ import annotations
 
-import os
 import sys
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 from sandbox.paths import REPO_ROOT, state_dir
-from sandbox.processes import ProcessState, free_port, port_open, spawn, stop_pid, wait_until
+from sandbox.processes import HttpProcess, port_open
 from sandbox.stack import Service
 
 DEFAULT_SALESFORCE_PORT = 8443
@@ -33,8 +30,11 @@ __all__ = [
 ]
 
 
-class SalesforceEmulatorProcess:
+class SalesforceEmulatorProcess(HttpProcess):
     """One emulator on one data directory; its state file lets another process stop it."""
+
+    name = "salesforce"
+    health_path = "/admin/health"
 
     def __init__(
         self,
@@ -44,96 +44,32 @@ class SalesforceEmulatorProcess:
         config_path: Path | None = None,
         api_limit: int | None = None,
     ) -> None:
-        self.data_dir = data_dir
-        self.host = host
+        super().__init__(data_dir, port, host, state_name="emulator.json")
         self.config_path = config_path
         self.api_limit = api_limit
-        self._port = port
-        self.state_file = data_dir / "emulator.json"
-
-    @property
-    def state(self) -> ProcessState | None:
-        return ProcessState.load(self.state_file)
-
-    @property
-    def url(self) -> str:
-        state = self.state
-        if state is None:
-            raise RuntimeError("the Salesforce emulator is not started")
-        return f"http://{self.host}:{state.ports['http']}"
-
-    def running(self) -> bool:
-        state = self.state
-        return state is not None and state.alive and port_open(state.ports["http"], self.host)
-
-    def address(self) -> str | None:
-        return self.url if self.running() else None
-
-    def _choose_port(self) -> int:
-        """The asked port, else the previous one if free (clients keep instance_url), else a free one."""
-        if self._port is not None:
-            return self._port
-        previous = self.state
-        if previous is not None and not port_open(previous.ports["http"], self.host):
-            return previous.ports["http"]
-        return free_port()
 
     def start(self, timeout: float = 30.0) -> str:
         """Start (or find running); returns the emulator's base URL."""
-        if self.running():
-            return self.url
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        port = self._choose_port()
-        log_path = self.data_dir / "emulator.log"
-        argv = [
-            sys.executable,
-            "-m",
-            "sandbox.salesforce",
-            "--data-dir",
-            str(self.data_dir),
-            "--port",
-            str(port),
-            "--host",
-            self.host,
-        ]
-        if self.config_path is not None:
-            argv += ["--config", str(self.config_path)]
-        if self.api_limit is not None:
-            argv += ["--api-limit", str(self.api_limit)]
-        proc = spawn(argv, log_path, env={**os.environ, "PYTHONUNBUFFERED": "1"}, cwd=REPO_ROOT)
-        ProcessState(name="salesforce", pid=proc.pid, log=str(log_path), ports={"http": port}).save(
-            self.state_file
-        )
-        url = f"http://{self.host}:{port}"
-        try:
-            wait_until(
-                lambda: _answers(url),
-                timeout,
-                f"Salesforce emulator on {url} (log: {log_path})",
-                alive=lambda: proc.poll() is None,
-            )
-        except Exception:
-            stop_pid(proc.pid)
-            self.state_file.unlink(missing_ok=True)
-            raise
-        return url
 
-    def stop(self, timeout: float = 10.0) -> bool:
-        state = self.state
-        if state is None:
-            return True
-        stopped = stop_pid(state.pid, timeout)
-        if stopped:
-            self.state_file.unlink(missing_ok=True)
-        return stopped
+        def argv(port: int) -> list[str]:
+            args = [
+                sys.executable,
+                "-m",
+                "sandbox.salesforce",
+                "--data-dir",
+                str(self.data_dir),
+                "--port",
+                str(port),
+                "--host",
+                self.host,
+            ]
+            if self.config_path is not None:
+                args += ["--config", str(self.config_path)]
+            if self.api_limit is not None:
+                args += ["--api-limit", str(self.api_limit)]
+            return args
 
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/admin/health", timeout=1) as response:  # noqa: S310 - our own http URL
-            return bool(response.status == 200)
-    except (urllib.error.URLError, OSError):
-        return False
+        return self._launch(argv, timeout, cwd=REPO_ROOT)
 
 
 def salesforce_process() -> SalesforceEmulatorProcess:
