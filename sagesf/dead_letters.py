@@ -12,8 +12,8 @@ How replay works:
   picks one), with the original key and value bytes unchanged and the original headers, minus the
   error headers, plus `__sagesf.replayed.from: <dlq topic>/<partition>/<offset>`, so the stage
   and `sagesf trace` can tell a replayed record from a first delivery. The original partition is
-  kept on purpose: sagesf's producers (librdkafka) and faust's (aiokafka) hash keys differently,
-  so "the key's partition" is whatever partition the original writer chose.
+  kept on purpose: "the key's partition" is whatever partition the original writer chose, and a
+  producer outside sagesf may hash keys differently.
 - The produce is confirmed (acks=all, idempotent producer, flush, every delivery checked) before
   anything is recorded as replayed.
 - Then one marker per dead letter goes to a compacted topic (positions.v1 by default), keyed
@@ -41,12 +41,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka import KafkaException
 
 from sagesf.config import KafkaSettings
 from sagesf.dlq import HEADER_PREFIX
 from sagesf.positions import PositionStore
-from sagesf.producer import Delivered, ProduceFailed
+from sagesf.producer import ConfirmedProducer, Delivered
 from sagesf.stages import Stage
 from sagesf.topic_scan import PartitionRange, ScannedRecord, TopicMissing, TopicReader
 
@@ -389,57 +389,19 @@ def replay(
 def _produce_confirmed(
     kafka: KafkaSettings, items: Sequence[ReplayItem], timeout: float
 ) -> list[tuple[DeadLetter, Delivered]]:
-    # sagesf.producer.ConfirmedProducer cannot choose a partition, which replay needs (see the
-    # module docstring); this is the same confirmed produce with an explicit partition.
-    producer = Producer(
-        {
-            **kafka.client_config(),
-            "enable.idempotence": True,
-            "acks": "all",
-            "linger.ms": 5,
-            "message.timeout.ms": int(timeout * 1000),
-        }
-    )
-    results: dict[int, Delivered | str] = {}
-
-    def on_delivery(index: int) -> Any:
-        def callback(err: KafkaError | None, msg: Message) -> None:
-            if err is not None:
-                results[index] = f"{msg.topic()}: {err.str()}"
-            else:
-                results[index] = Delivered(msg.topic() or "", msg.partition() or 0, msg.offset() or 0)
-
-        return callback
-
-    for index, item in enumerate(items):
+    producer = ConfirmedProducer(kafka, extra={"message.timeout.ms": int(timeout * 1000)})
+    for item in items:
         letter = item.letter
-        headers: list[tuple[str, str | bytes | None]] = [
+        headers: list[tuple[str, bytes | str]] = [
             *letter.original_headers,
             (REPLAYED_FROM_HEADER, letter.ref.encode()),
         ]
-        kwargs: dict[str, Any] = {"partition": item.partition} if item.partition is not None else {}
-        while True:
-            try:
-                producer.produce(
-                    letter.origin_topic or "",
-                    value=letter.record.value,
-                    key=letter.record.key,
-                    headers=headers,
-                    on_delivery=on_delivery(index),
-                    **kwargs,
-                )
-                break
-            except BufferError:
-                producer.poll(0.1)
-    remaining = producer.flush(timeout)
-    if remaining:
-        raise ProduceFailed(f"{remaining} replayed records not acknowledged within {timeout:.0f} s")
-    failed = [r for r in results.values() if isinstance(r, str)]
-    if failed or len(results) != len(items):
-        raise ProduceFailed(f"{len(failed)} replayed records not acknowledged: {failed[:1]}")
-    out = []
-    for index, item in enumerate(items):
-        delivered = results[index]
-        assert isinstance(delivered, Delivered)  # failures raised above
-        out.append((item.letter, delivered))
-    return out
+        producer.send(
+            letter.origin_topic or "",
+            letter.record.value,
+            letter.record.key,
+            headers,
+            partition=item.partition,
+        )
+    delivered = producer.confirm(timeout)  # in send order
+    return [(item.letter, where) for item, where in zip(items, delivered, strict=True)]

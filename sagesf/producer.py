@@ -5,7 +5,10 @@ enqueues and `confirm` flushes and raises `ProduceFailed` (Retriable) if any rec
 the last confirm was not acknowledged, so a caller that stores its position after `confirm()`
 returns never records a position for data Kafka does not have.
 
-Idempotence is on (acks=all, no duplicates from the producer's own retries).
+Idempotence is on (acks=all, no duplicates from the producer's own retries). Keys are placed with
+`murmur2_random`, the Java client's partitioner (also aiokafka's, so faust's): one key lands on
+the same partition whichever of our processes writes it, which is what keeps an entity's events
+in order. librdkafka's own default (CRC32) would put the same key elsewhere.
 """
 
 from __future__ import annotations
@@ -48,28 +51,41 @@ class ConfirmedProducer:
             **kafka.client_config(),
             "enable.idempotence": True,
             "acks": "all",
+            "partitioner": "murmur2_random",
             "linger.ms": 5,
             "compression.type": "lz4",
             "message.timeout.ms": 60000,
         }
         conf.update(extra or {})
         self._producer = Producer(conf)
-        self._delivered: list[Delivered] = []
+        self._sent = 0
+        self._delivered: dict[int, Delivered] = {}
         self._failed: list[str] = []
 
-    def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
-        topic = msg.topic() or "?"
-        if err is not None:
-            PRODUCE_FAILURES.labels(topic).inc()
-            self._failed.append(f"{topic}: {err.str()}")
-        else:
-            RECORDS_PRODUCED.labels(topic).inc()
-            self._delivered.append(Delivered(topic, msg.partition() or 0, msg.offset() or 0))
+    def _on_delivery(self, seq: int) -> Any:
+        def callback(err: KafkaError | None, msg: Message) -> None:
+            topic = msg.topic() or "?"
+            if err is not None:
+                PRODUCE_FAILURES.labels(topic).inc()
+                self._failed.append(f"{topic}: {err.str()}")
+            else:
+                RECORDS_PRODUCED.labels(topic).inc()
+                self._delivered[seq] = Delivered(topic, msg.partition() or 0, msg.offset() or 0)
+
+        return callback
 
     def send(
-        self, topic: str, value: bytes | None, key: bytes | None = None, headers: Headers | None = None
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None = None,
+        headers: Headers | None = None,
+        partition: int | None = None,
     ) -> None:
-        """Enqueue one record; call `confirm()` before relying on it."""
+        """Enqueue one record (to `partition`, else the key's); call `confirm()` before relying on it."""
+        extra: dict[str, Any] = {} if partition is None else {"partition": partition}
+        callback = self._on_delivery(self._sent)
+        self._sent += 1
         while True:
             try:
                 self._producer.produce(
@@ -77,7 +93,8 @@ class ConfirmedProducer:
                     value=value,
                     key=key,
                     headers=list(headers) if headers else None,
-                    on_delivery=self._on_delivery,
+                    on_delivery=callback,
+                    **extra,
                 )
                 return
             except BufferError:
@@ -85,15 +102,18 @@ class ConfirmedProducer:
                 self._producer.poll(0.1)
 
     def confirm(self, timeout: float = 60.0) -> list[Delivered]:
-        """Wait until every enqueued record is acknowledged; raise ProduceFailed otherwise."""
+        """Wait until every enqueued record is acknowledged; raise ProduceFailed otherwise.
+
+        Returns where each record landed, in the order they were sent.
+        """
         remaining = self._producer.flush(timeout)
         delivered, failed = self._delivered, self._failed
-        self._delivered, self._failed = [], []
+        self._delivered, self._failed, self._sent = {}, [], 0
         if remaining:
             raise ProduceFailed(f"{remaining} records not acknowledged within {timeout:.0f} s")
         if failed:
             raise ProduceFailed(f"{len(failed)} records not acknowledged: {failed[0]}")
-        return delivered
+        return [delivered[seq] for seq in sorted(delivered)]
 
     def send_and_confirm(self, records: Iterable[OutboundRecord], timeout: float = 60.0) -> list[Delivered]:
         for rec in records:

@@ -245,3 +245,19 @@ def test_loop_stops_on_event(kafka, new_topic):
     t.join(10)
     assert not t.is_alive()
     loop.close()
+
+
+def test_keys_land_where_faust_and_java_clients_put_them(kafka, new_topic):
+    """Our producer and faust's (aiokafka, murmur2 like Java) agree on each key's partition, so one
+    entity's events stay in order whichever process wrote them."""
+    from aiokafka.partitioner import DefaultPartitioner
+
+    topic = new_topic("partitioned", partitions=6)
+    keys = [f"006Dn0000{n:05d}AbCIAK".encode() for n in range(40)]
+    producer = ConfirmedProducer(kafka)
+    for key in keys:
+        producer.send(topic, b"v", key)
+    delivered = producer.confirm()
+    aiokafka = DefaultPartitioner()
+    assert [d.partition for d in delivered] == [aiokafka(k, list(range(6)), list(range(6))) for k in keys]
+    assert len({d.partition for d in delivered}) > 1
