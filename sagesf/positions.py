@@ -2,8 +2,10 @@
 
 Salesforce replay IDs per channel and Sage watermarks per table live here, so a source that is
 restarted, or moved to another host, resumes where the last one stopped. The key is
-`<component>/<stream>` (UTF-8); the value is JSON `{"position": ..., "stored_at": <epoch ms>}`
-where `position` is whatever JSON the source needs (a replay ID, a watermark tuple).
+`<component>/<stream>` (UTF-8); the value is JSON `{"component", "stream", "position",
+"stored_at": <epoch ms>}` (the fields of schemas/SourcePosition.avsc; topics.yaml declares the
+topic `encoding: json`) where `position` is whatever JSON the source needs (a replay ID, a
+watermark tuple).
 Compaction keeps the latest value per key; reading the topic to its end on start rebuilds the map.
 
 The checkpoint order is the caller's: produce the records -> `ConfirmedProducer.confirm()` ->
@@ -112,7 +114,14 @@ class PositionStore:
     def put_many(self, positions: dict[str, Any]) -> None:
         now = time.time()
         for stream, position in positions.items():
-            value = json.dumps({"position": position, "stored_at": int(now * 1000)}).encode()
+            value = json.dumps(
+                {
+                    "component": self.component,
+                    "stream": stream,
+                    "position": position,
+                    "stored_at": int(now * 1000),
+                }
+            ).encode()
             self.producer.send(self.topic, value, self._key(stream).encode())
         self.producer.confirm()
         for stream, position in positions.items():

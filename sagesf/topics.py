@@ -139,6 +139,10 @@ class TopicSpec(BaseModel):
     configs: dict[str, str] = Field(default_factory=dict)
     key_schema: str | None = None
     value_schema: str | None = None
+    # avro: Confluent-framed Avro, schemas registered under <topic>-key/-value. json: sagesf's own
+    # internal topics (positions.v1) hold UTF-8 keys and JSON values; the schemas named only
+    # describe their shape and nothing is registered.
+    encoding: Literal["avro", "json"] = "avro"
 
     @field_validator("cleanup_policy", mode="before")
     @classmethod
@@ -160,7 +164,9 @@ class TopicSpec(BaseModel):
     @property
     def subjects(self) -> dict[str, str]:
         """Registry subject -> schema name (TopicNameStrategy: `<topic>-key`, `<topic>-value`)."""
-        out = {}
+        out: dict[str, str] = {}
+        if self.encoding == "json":
+            return out
         if self.key_schema:
             out[f"{self.name}-key"] = self.key_schema
         if self.value_schema:
