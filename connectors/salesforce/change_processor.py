@@ -1,0 +1,475 @@
+"""One batch of streaming events -> canonical records in Kafka -> stored replay positions.
+
+What it owns: `ChangeProcessor.process(messages)`, the synchronous heart of the CDC source (the
+streaming loop in source.py hands it batches on a worker thread), `catch_up(channel, since)`,
+the read by modification time that replaces events lost to retention, and `CanonicalPublisher`,
+which encodes records (Confluent Avro, sagesf.serde) and sends them and dead letters through one
+`ConfirmedProducer`.
+
+How one batch goes, in this order:
+1. parse every message (connectors/salesforce/change_events.py); a malformed one is a dead
+   letter; every event moves its channel's position;
+2. drop what is not ours to publish: events committed before a by-time stream's start, echoes
+   of our own writes (changeOrigin client), objects without mapping (counted);
+3. child changes (Contact, OpportunityLineItem, OrderItem) become changes of their parent
+   (one `queryAll` for the parent IDs, deletions included); GAP_CREATE/UPDATE/UNDELETE count as
+   full re-reads, GAP_DELETE as a deletion, GAP_OVERFLOW as a catch-up read of the whole object
+   since its commit time minus `overflow_lookback`;
+4. collapse to one target per record, read the live ones (and the deleted ones with queryAll)
+   in batches of up to 200 IDs per query, with lines and account in the same query;
+5. produce each target the mapping produces, keyed by the canonical key. For objects with a
+   `when` state (Opportunity Closed Won, Order Activated) that is when one of the record's own
+   events set the state field (its body says StageName = Closed Won) and the record read is
+   still in the state, or a gap/catch-up read finds it in it, or it was deleted while in it:
+   lines changing, other fields edited, or the record read late after its lines' events, make
+   no second order. A record that cannot be mapped is a dead letter (the original event's
+   bytes, the reason in Connect-style headers);
+6. Kafka acknowledges records and dead letters -> the channels' replay IDs are stored
+   (connectors/salesforce/replay_storage.py). A crash anywhere before that replays the batch:
+   at-least-once, with deterministic event IDs so consumers can tell a repeat.
+
+Records read for a CREATE/UPDATE that are gone by the time of the read are skipped (the
+DELETE event that follows produces the deleted record). A deleted record that even queryAll no
+longer finds (hard-deleted) is a dead letter: there is nothing to key it by.
+
+Limits: the state produced is the state at read time, not at the event's commit (several
+quick changes of one record may produce the latest state several times, never an older one
+after a newer one within a batch). Gap events and catch-up reads carry no body, so they
+produce a record in the `when` state again (consumers de-duplicate orders by their key).
+Catch-up reads hold one object's modified records in pages of 200 at a time; a GAP_OVERFLOW
+over a busy object is as large as its changes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from confluent_kafka.schema_registry import SchemaRegistryClient
+
+from connectors.salesforce.change_events import (
+    GAP_TYPES,
+    ChangeEvent,
+    MalformedEvent,
+    PlatformEvent,
+    Target,
+    collapse,
+    event_uuid,
+    origin_client,
+    parse_message,
+)
+from connectors.salesforce.record_mapper import MappedRecord, RecordMapper
+from connectors.salesforce.record_reader import RecordReader, is_record_id
+from connectors.salesforce.replay_storage import ChannelPosition, PositionReplayStorage
+from connectors.salesforce.source_mapping import ObjectMapping, SourceMapping
+from connectors.salesforce.source_metrics import (
+    CATCHUP_READS,
+    CATCHUP_RECORDS,
+    ECHOES_DROPPED,
+    EVENTS_RECEIVED,
+    EVENTS_SKIPPED,
+    GAP_EVENTS,
+    SOURCE_RECORDS,
+)
+from sagesf.dlq import STAGE_TASK_POLL, DeadLetterWriter, FailedRecord
+from sagesf.errors import Permanent
+from sagesf.producer import ConfirmedProducer
+from sagesf.serde import AvroSerde
+
+log = logging.getLogger(__name__)
+
+__all__ = ["CanonicalPublisher", "ChangeProcessor"]
+
+WHERE = "connectors.salesforce.source"
+ALL_CHANGE_EVENTS = "/data/ChangeEvents"
+CATCHUP_PAGE = 200
+
+
+class CanonicalPublisher:
+    """Encodes canonical records and sends them, and dead letters, through one producer."""
+
+    def __init__(
+        self,
+        producer: ConfirmedProducer,
+        registry: SchemaRegistryClient,
+        dead_letters: DeadLetterWriter,
+        *,
+        auto_register: bool,
+        topics: Mapping[str, str] | None = None,
+        timeout: float = 60.0,
+    ) -> None:
+        self.producer = producer
+        self.registry = registry
+        self.dead_letters = dead_letters
+        self.auto_register = auto_register
+        self.topics = dict(topics or {})
+        self.timeout = timeout
+        self._values: dict[tuple[str, str], AvroSerde] = {}
+        self._keys: dict[str, AvroSerde] = {}
+
+    def topic(self, name: str) -> str:
+        """The topic to write for a canonical topic name (after the configured overrides)."""
+        return self.topics.get(name, name)
+
+    def prepare(self, schemas_by_topic: Iterable[tuple[str, str]]) -> None:
+        """Resolve every schema id now, so an unregistered schema stops the start, not a batch."""
+        for topic, schema in schemas_by_topic:
+            self._value_serde(topic, schema).schema_id  # noqa: B018 - fetches and caches the id
+            self._key_serde(topic).schema_id  # noqa: B018
+
+    def _value_serde(self, topic: str, schema: str) -> AvroSerde:
+        found = self._values.get((topic, schema))
+        if found is None:
+            found = AvroSerde.canonical(
+                self.registry, schema, self.topic(topic), auto_register=self.auto_register
+            )
+            self._values[(topic, schema)] = found
+        return found
+
+    def _key_serde(self, topic: str) -> AvroSerde:
+        found = self._keys.get(topic)
+        if found is None:
+            found = AvroSerde.string_key(self.registry, self.topic(topic), auto_register=self.auto_register)
+            self._keys[topic] = found
+        return found
+
+    def send(self, record: MappedRecord) -> None:
+        """Encode and enqueue one record (SerdeError, a Permanent, if it does not fit its schema)."""
+        value = self._value_serde(record.topic, record.schema).encode(record.value)
+        key = self._key_serde(record.topic).encode(record.key)
+        self.producer.send(self.topic(record.topic), value, key, [("sagesf.source", b"salesforce")])
+
+    def dead_letter(self, items: Sequence[tuple[FailedRecord, BaseException]]) -> None:
+        """Write dead letters; returns after Kafka acknowledged them (and everything enqueued before)."""
+        self.dead_letters.send([(failed, error, STAGE_TASK_POLL, WHERE) for failed, error in items])
+
+    def confirm(self) -> None:
+        self.producer.confirm(self.timeout)
+
+
+@dataclass
+class _Batch:
+    positions: dict[str, ChannelPosition]
+    failed: list[tuple[FailedRecord, BaseException]]
+
+
+class ChangeProcessor:
+    def __init__(
+        self,
+        *,
+        mapping: SourceMapping,
+        reader: RecordReader,
+        mapper: RecordMapper,
+        publisher: CanonicalPublisher,
+        storage: PositionReplayStorage,
+        echo_clients: Iterable[str],
+        overflow_lookback_ms: int = 300_000,
+    ) -> None:
+        self.mapping = mapping
+        self.reader = reader
+        self.mapper = mapper
+        self.publisher = publisher
+        self.storage = storage
+        self.echo_clients = frozenset(echo_clients)
+        self.overflow_lookback_ms = overflow_lookback_ms
+
+    def entities(self, channel: str) -> list[str]:
+        """The mapped objects a CDC channel carries (all of them for /data/ChangeEvents)."""
+        if channel == ALL_CHANGE_EVENTS:
+            return list(self.mapping.objects)
+        name = channel.removeprefix("/data/").removesuffix("ChangeEvent")
+        entity = name + "c" if name.endswith("__") else name
+        return [entity] if entity in self.mapping.objects else []
+
+    # --- one batch ---------------------------------------------------------------------------
+
+    def process(self, messages: Sequence[Any]) -> None:
+        """Handle a batch of delivered messages end to end (see the module doc for the order)."""
+        batch = _Batch({}, [])
+        changes: list[ChangeEvent] = []
+        platform: list[PlatformEvent] = []
+        for message in messages:
+            event = self._parse(message, batch)
+            if isinstance(event, PlatformEvent):
+                platform.append(event)
+            elif event is not None and self._wanted(event, batch):
+                changes.append(event)
+        overflows = [e for e in changes if e.change_type == "GAP_OVERFLOW"]
+        targets = collapse(self._items([e for e in changes if e.change_type != "GAP_OVERFLOW"]))
+        self._produce_targets(targets, batch.failed)
+        for event in platform:
+            self._produce_platform_event(event, batch.failed)
+        for event in overflows:
+            CATCHUP_READS.labels(event.channel, "gap_overflow").inc()
+            log.warning(
+                "GAP_OVERFLOW on %s: re-reading %s modified since the overflow", event.channel, event.entity
+            )
+            self._catch_up_entity(
+                event.entity, event.commit_timestamp_ms - self.overflow_lookback_ms, batch.failed
+            )
+        self._finish(batch)
+
+    def reject(self, message: Any, error: BaseException) -> None:
+        """Dead-letter one message the processor failed on unexpectedly, and move past it."""
+        batch = _Batch({}, [])
+        channel = str(message.get("channel", "?")) if isinstance(message, dict) else "?"
+        replay_id = _replay_id(message)
+        batch.failed.append((_failed(channel, replay_id, None, message), error))
+        position = self.storage.position(channel)
+        if replay_id is not None:
+            checkpoint = position.checkpoint_ms if position is not None else 0
+            batch.positions[channel] = ChannelPosition(replay_id, checkpoint)
+        self._finish(batch)
+
+    def _finish(self, batch: _Batch) -> None:
+        if batch.failed:
+            for failed, error in batch.failed:
+                log.warning("dead letter from %s (replay id %s): %s", failed.topic, failed.offset, error)
+            self.publisher.dead_letter(batch.failed)
+        self.publisher.confirm()
+        self.storage.commit(batch.positions)
+
+    def _parse(self, message: Any, batch: _Batch) -> ChangeEvent | PlatformEvent | None:
+        channel = str(message.get("channel", "?")) if isinstance(message, dict) else "?"
+        try:
+            event = parse_message(message)
+        except MalformedEvent as exc:
+            EVENTS_RECEIVED.labels(channel, "MALFORMED").inc()
+            batch.failed.append((_failed(channel, _replay_id(message), None, message), exc))
+            return None
+        commit = event.created_ms if isinstance(event, PlatformEvent) else event.commit_timestamp_ms
+        current = batch.positions.get(event.channel) or self.storage.position(event.channel)
+        if current is None or current.replay_id is None or event.replay_id > current.replay_id:
+            # the checkpoint time never goes back: an old event skipped at a by-time start must
+            # not move a later catch-up read to before the start
+            floor = current.checkpoint_ms if current is not None else 0
+            batch.positions[event.channel] = ChannelPosition(event.replay_id, max(commit, floor))
+        kind = "EVENT" if isinstance(event, PlatformEvent) else event.change_type
+        EVENTS_RECEIVED.labels(event.channel, kind).inc()
+        if self.storage.skips(event.channel, commit):
+            EVENTS_SKIPPED.labels(event.channel, "before_start").inc()
+            return None
+        return event
+
+    def _wanted(self, event: ChangeEvent, batch: _Batch) -> bool:
+        client = origin_client(event.change_origin)
+        if client is not None and client in self.echo_clients:
+            ECHOES_DROPPED.labels(event.channel).inc()
+            return False
+        if event.entity not in self.mapping.objects:
+            EVENTS_SKIPPED.labels(event.channel, "unmapped").inc()
+            return False
+        bad = [r for r in event.record_ids if not is_record_id(r)]
+        if bad:
+            error = MalformedEvent(f"recordIds {bad[:5]} are not Salesforce record IDs", field="recordIds")
+            batch.failed.append((_failed(event.channel, event.replay_id, None, event.raw), error))
+            return False
+        if event.change_type in GAP_TYPES:
+            GAP_EVENTS.labels(event.entity, event.change_type).inc()
+        return True
+
+    def _items(self, changes: list[ChangeEvent]) -> list[tuple[str, str, ChangeEvent | None, str, int, str]]:
+        """(entity, record id, event, change type, commit ms, event id) per record, children as parents."""
+        parents = self._parents(changes)
+        items: list[tuple[str, str, ChangeEvent | None, str, int, str]] = []
+        for event in changes:
+            obj = self.mapping.objects[event.entity]
+            for record_id in event.record_ids:
+                event_id = event_uuid(event.transaction_key, event.sequence_number, event.entity, record_id)
+                if obj.parent is None:
+                    items.append(
+                        (
+                            event.entity,
+                            record_id,
+                            event,
+                            event.change_type,
+                            event.commit_timestamp_ms,
+                            event_id,
+                        )
+                    )
+                    continue
+                parent_id = parents.get((event.entity, record_id))
+                if parent_id is not None:
+                    items.append(
+                        (obj.parent.object, parent_id, event, "CHILD", event.commit_timestamp_ms, event_id)
+                    )
+        return items
+
+    def _parents(self, changes: list[ChangeEvent]) -> dict[tuple[str, str], str]:
+        wanted: dict[str, list[str]] = defaultdict(list)
+        for event in changes:
+            if self.mapping.objects[event.entity].parent is not None:
+                wanted[event.entity].extend(event.record_ids)
+        found: dict[tuple[str, str], str] = {}
+        for entity, ids in wanted.items():
+            parent = self.mapping.objects[entity].parent
+            assert parent is not None
+            for child_id, parent_id in self.reader.parents(entity, parent.field, ids).items():
+                if parent_id:
+                    found[(entity, child_id)] = parent_id
+        return found
+
+    # --- reading and producing ----------------------------------------------------------------
+
+    def _produce_targets(
+        self, targets: list[Target], failed: list[tuple[FailedRecord, BaseException]]
+    ) -> None:
+        live: dict[str, list[str]] = defaultdict(list)
+        gone: dict[str, list[str]] = defaultdict(list)
+        for target in targets:
+            (gone if target.deleted else live)[target.entity].append(target.record_id)
+        records: dict[tuple[str, bool], dict[str, dict[str, Any]]] = {}
+        for entity, ids in live.items():
+            records[(entity, False)] = self.reader.read(entity, ids)
+        for entity, ids in gone.items():
+            records[(entity, True)] = self.reader.read(entity, ids, include_deleted=True)
+        for target in targets:
+            record = records[(target.entity, target.deleted)].get(target.record_id)
+            if record is None:
+                if target.deleted:
+                    error = Permanent(
+                        f"{target.entity} {target.record_id} was deleted and cannot be read any more "
+                        "(hard-deleted?): no deleted record to produce",
+                        field="recordIds",
+                        value=target.record_id,
+                    )
+                    failed.append((_failed_target(target, None), error))
+                    SOURCE_RECORDS.labels(target.entity, "dead_letter").inc()
+                else:
+                    SOURCE_RECORDS.labels(target.entity, "not_found").inc()
+                continue
+            self._produce_one(target, record, failed)
+
+    def _produce_one(
+        self, target: Target, record: dict[str, Any], failed: list[tuple[FailedRecord, BaseException]]
+    ) -> None:
+        obj = self.mapping.producing(target.entity)
+        assert obj is not None
+        if not self._in_scope(obj, target, record):
+            SOURCE_RECORDS.labels(target.entity, "not_in_state").inc()
+            return
+        try:
+            mapped = self.mapper.object_record(
+                target.entity,
+                record,
+                event_id=target.event_id,
+                event_time_ms=target.commit_timestamp_ms,
+                deleted=target.deleted,
+            )
+            self.publisher.send(mapped)
+        except Permanent as exc:
+            failed.append((_failed_target(target, record), exc))
+            SOURCE_RECORDS.labels(target.entity, "dead_letter").inc()
+            return
+        SOURCE_RECORDS.labels(target.entity, "produced").inc()
+
+    def _in_scope(self, obj: ObjectMapping, target: Target, record: Mapping[str, Any]) -> bool:
+        """Whether to produce: objects with `when` only when one of their own events moved the
+        record into the state (its body sets the field to one of the values) and it is still in
+        it, or a gap/catch-up read finds it in it; a deleted record that was in the state."""
+        if obj.when is None:
+            return True
+        if not self.mapper.in_state(target.entity, record):
+            return False
+        if target.deleted or target.reread:
+            return True
+        return self.mapper.enters_state(target.entity, target.values)
+
+    def _produce_platform_event(
+        self, event: PlatformEvent, failed: list[tuple[FailedRecord, BaseException]]
+    ) -> None:
+        try:
+            mapped = self.mapper.platform_event_record(
+                event.channel,
+                event.payload,
+                event_id=event_uuid(event.channel, event.replay_id, event.payload.get("EventUuid", "")),
+                created_ms=event.created_ms,
+            )
+            self.publisher.send(mapped)
+        except Permanent as exc:
+            failed.append((_failed(event.channel, event.replay_id, None, event.raw), exc))
+
+    # --- catch-up reads -----------------------------------------------------------------------
+
+    def catch_up(self, channel: str, since_ms: int, reason: str) -> None:
+        """Produce every record of the channel's objects modified since `since_ms`, then confirm."""
+        CATCHUP_READS.labels(channel, reason).inc()
+        failed: list[tuple[FailedRecord, BaseException]] = []
+        for entity in self.entities(channel):
+            self._catch_up_entity(entity, since_ms, failed)
+        if failed:
+            self.publisher.dead_letter(failed)
+        self.publisher.confirm()
+
+    def _catch_up_entity(
+        self, entity: str, since_ms: int, failed: list[tuple[FailedRecord, BaseException]]
+    ) -> None:
+        obj = self.mapping.objects[entity]
+        page: list[tuple[str, str, ChangeEvent | None, str, int, str]] = []
+        count = 0
+        for record in self.reader.modified_since(entity, since_ms):
+            count += 1
+            stamp = str(record.get("SystemModstamp") or "")
+            stamp_ms = _epoch_ms(stamp) or since_ms
+            record_id = str(record["Id"])
+            event_id = event_uuid("catchup", entity, record_id, stamp)
+            if obj.parent is None:
+                deleted = bool(record.get("IsDeleted"))
+                target = Target(entity, record_id, deleted, True, {}, stamp_ms, event_id, None)
+                self._produce_one(target, record, failed)
+                continue
+            parent_id = record.get(obj.parent.field)
+            if parent_id:
+                page.append((obj.parent.object, str(parent_id), None, "CATCHUP", stamp_ms, event_id))
+            if len(page) >= CATCHUP_PAGE:
+                self._produce_targets(collapse(page), failed)
+                page = []
+        if page:
+            self._produce_targets(collapse(page), failed)
+        CATCHUP_RECORDS.labels(entity).inc(count)
+        log.info("catch-up read of %s since %d ms found %d records", entity, since_ms, count)
+
+
+def _replay_id(message: Any) -> int | None:
+    try:
+        value = message["data"]["event"]["replayId"]
+    except (KeyError, TypeError):
+        return None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _failed(channel: str, replay_id: int | None, record_id: str | None, raw: Any) -> FailedRecord:
+    try:
+        value = json.dumps(raw, separators=(",", ":"), default=str).encode()
+    except (TypeError, ValueError):
+        value = repr(raw).encode()
+    return FailedRecord(
+        topic=channel,
+        partition=0,
+        offset=replay_id if replay_id is not None else -1,
+        key=record_id.encode() if record_id else None,
+        value=value,
+        headers=[("salesforce.channel", channel.encode())],
+    )
+
+
+def _failed_target(target: Target, record: Mapping[str, Any] | None) -> FailedRecord:
+    source = target.source
+    if source is not None:
+        failed = _failed(source.channel, source.replay_id, target.record_id, source.raw)
+    else:  # a catch-up read: the record itself is what we have
+        failed = _failed(f"catchup:{target.entity}", None, target.record_id, record)
+    headers = [*(failed.headers or []), ("salesforce.entity", target.entity.encode())]
+    return FailedRecord(failed.topic, failed.partition, failed.offset, failed.key, failed.value, headers)
+
+
+def _epoch_ms(stamp: str) -> int | None:
+    try:
+        return int(datetime.fromisoformat(stamp).timestamp() * 1000)
+    except ValueError:
+        return None

@@ -1,0 +1,170 @@
+"""Batched SOQL reads of the records behind change events, for the CDC source.
+
+What it owns: every query the source sends (through simple-salesforce, on the shared client of
+connectors/salesforce/client.py, so each call carries our Sforce-Call-Options client and a 401
+re-runs the login): full records by ID, deleted records by ID (`queryAll`), the parent IDs of
+changed child records, records modified since a time (catch-up reads), and the start-up check
+that every mapped field exists in the org.
+
+How it works: one query per object and up to 200 IDs (`read_batch_size`), each ID quoted by the
+shared SOQL helper (connectors/salesforce/soql.py), with the mapping's whole select list, so the
+related Account and the lines come in the same query, e.g.
+`SELECT Id, StageName, ..., Account.Name, (SELECT Id, Quantity, ... FROM OpportunityLineItems)
+FROM Opportunity WHERE Id IN ('006...', ...)`. Pages (`nextRecordsUrl`) are followed by
+simple-salesforce's `query_all_iter`. Catch-up reads select `SystemModstamp >= <time>` with
+`queryAll`, so deletions since then are seen too, ordered by SystemModstamp.
+
+Errors, for sagesf.errors: 403 REQUEST_LIMIT_EXCEEDED is `Backpressure` (the source pauses and
+reads again later); 5xx, timeouts and connection failures are `Retriable`; a 400 on a read is a
+mapping problem (an unknown field: `MappingError` from `check_fields`, run at start-up) or a bug,
+and is raised as it is.
+
+Limits: record IDs must look like Salesforce IDs (15 or 18 letters and digits); the source
+dead-letters events carrying anything else before reading. Child subqueries return what
+Salesforce returns in one response (it may page very large child sets separately; those extra
+pages are not followed).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import requests
+from simple_salesforce.exceptions import SalesforceError, SalesforceMalformedRequest
+
+from connectors.salesforce.soql import id_list, literal
+from connectors.salesforce.source_mapping import MappingError, ObjectMapping, SourceMapping
+from connectors.salesforce.source_metrics import SOQL_QUERIES
+from sagesf.errors import Backpressure, Retriable
+
+__all__ = ["RecordReader", "is_record_id"]
+
+MAX_IDS_PER_QUERY = 200
+_RECORD_ID = re.compile(r"^[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?$")
+
+Record = dict[str, Any]
+
+
+def is_record_id(value: str) -> bool:
+    return bool(_RECORD_ID.match(value))
+
+
+def _chunks(ids: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+    for start in range(0, len(ids), size):
+        yield ids[start : start + size]
+
+
+class RecordReader:
+    def __init__(self, sf: Any, mapping: SourceMapping, batch_size: int = MAX_IDS_PER_QUERY) -> None:
+        if not 1 <= batch_size <= MAX_IDS_PER_QUERY:
+            raise ValueError(f"batch_size must be 1..{MAX_IDS_PER_QUERY}")
+        self.sf = sf
+        self.mapping = mapping
+        self.batch_size = batch_size
+
+    def _object(self, entity: str) -> ObjectMapping:
+        obj = self.mapping.producing(entity)
+        if obj is None:
+            raise ValueError(f"{entity} has no mapping that produces records")
+        return obj
+
+    def _query(self, soql: str, *, include_deleted: bool, entity: str, purpose: str) -> Iterator[Record]:
+        SOQL_QUERIES.labels(entity, purpose).inc()
+        try:
+            for record in self.sf.query_all_iter(soql, include_deleted=include_deleted):
+                yield dict(record)
+        except SalesforceError as exc:
+            classified = _classify(exc, entity, purpose)
+            if classified is exc:
+                raise
+            raise classified from exc
+        except requests.RequestException as exc:
+            raise Retriable(f"Salesforce {purpose} query on {entity} failed: {type(exc).__name__}") from exc
+
+    def read(self, entity: str, ids: Sequence[str], *, include_deleted: bool = False) -> dict[str, Record]:
+        """The records with these IDs (deleted ones too with include_deleted), by ID (18 characters)."""
+        obj = self._object(entity)
+        found: dict[str, Record] = {}
+        unique = list(dict.fromkeys(ids))
+        for chunk in _chunks(unique, self.batch_size):
+            soql = f"SELECT {obj.select_list()} FROM {entity} WHERE Id IN {id_list(chunk)}"  # noqa: S608 - names from the validated mapping, values quoted
+            purpose = "deleted" if include_deleted else "read"
+            for record in self._query(soql, include_deleted=include_deleted, entity=entity, purpose=purpose):
+                found[str(record["Id"])] = record
+        return _by_requested_id(found, unique)
+
+    def parents(self, entity: str, parent_field: str, ids: Sequence[str]) -> dict[str, str | None]:
+        """child ID -> parent ID (deleted children included, so a deletion finds its parent)."""
+        out: dict[str, str | None] = {}
+        unique = list(dict.fromkeys(ids))
+        for chunk in _chunks(unique, self.batch_size):
+            soql = f"SELECT Id, {parent_field} FROM {entity} WHERE Id IN {id_list(chunk)}"  # noqa: S608 - see read()
+            for record in self._query(soql, include_deleted=True, entity=entity, purpose="parents"):
+                parent = record.get(parent_field)
+                out[str(record["Id"])] = str(parent) if parent else None
+        return _by_requested_id(out, unique)
+
+    def modified_since(self, entity: str, since_ms: int) -> Iterator[Record]:
+        """Records of `entity` (deleted ones too) whose SystemModstamp is at or after the time.
+
+        For an object that produces records, the whole record; for a child object, its ID and
+        the parent reference. The time is rounded down to the second (SOQL's precision).
+        """
+        since = literal(datetime.fromtimestamp(since_ms // 1000, UTC))
+        obj = self.mapping.objects[entity]
+        if obj.parent is not None:
+            select = f"Id, SystemModstamp, IsDeleted, {obj.parent.field}"
+        else:
+            select = obj.select_list()
+        soql = (
+            f"SELECT {select} FROM {entity} WHERE SystemModstamp >= {since} "  # noqa: S608 - see read()
+            "ORDER BY SystemModstamp"
+        )
+        yield from self._query(soql, include_deleted=True, entity=entity, purpose="catchup")
+
+    def check_fields(self) -> None:
+        """One `LIMIT 1` query per mapped object: an unknown field fails here, naming the mapping entry."""
+        for entity, obj in self.mapping.objects.items():
+            select = f"Id, {obj.parent.field}" if obj.parent is not None else obj.select_list()
+            soql = f"SELECT {select} FROM {entity} LIMIT 1"  # noqa: S608 - see read()
+            try:
+                list(self._query(soql, include_deleted=False, entity=entity, purpose="check"))
+            except SalesforceMalformedRequest as exc:
+                raise MappingError(
+                    f"objects.{entity}: Salesforce refused the mapped fields: {_salesforce_message(exc)}"
+                ) from None
+
+
+def _by_requested_id(found: dict[str, Any], requested: Sequence[str]) -> dict[str, Any]:
+    """Answers are keyed by 18-character IDs; callers may have asked with 15-character ones."""
+    out = {}
+    for record_id in requested:
+        if record_id in found:
+            out[record_id] = found[record_id]
+        elif len(record_id) == 15:
+            match = next((v for k, v in found.items() if k[:15] == record_id), None)
+            if match is not None:
+                out[record_id] = match
+    return out
+
+
+def _salesforce_message(exc: SalesforceError) -> str:
+    content = exc.content
+    if isinstance(content, list) and content and isinstance(content[0], dict):
+        first = content[0]
+        return f"{first.get('errorCode', '?')}: {first.get('message', '')}"
+    return str(content)[:500]
+
+
+def _classify(exc: SalesforceError, entity: str, purpose: str) -> Exception:
+    status = getattr(exc, "status", 0) or 0
+    message = _salesforce_message(exc)
+    where = f"Salesforce {purpose} query on {entity}"
+    if status == 403 and "REQUEST_LIMIT_EXCEEDED" in message:
+        return Backpressure(f"{where}: {message}", retry_after=30.0)
+    if status >= 500 or status in (401, 408, 429):
+        return Retriable(f"{where}: HTTP {status}: {message}")
+    return exc

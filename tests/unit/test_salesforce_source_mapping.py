@@ -1,0 +1,310 @@
+"""The CDC source's mapping file, record mapping, event handling and batch retries, offline."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import fastavro
+import pytest
+import yaml
+
+from connectors.salesforce.change_events import MalformedEvent, collapse, origin_client, parse_message
+from connectors.salesforce.record_mapper import RecordMapper
+from connectors.salesforce.source_mapping import DEFAULT_MAPPING_FILE, MappingError, load_source_mapping
+from sagesf.errors import Permanent, Retriable
+from sagesf.schemas import load_schema
+
+
+def write_mapping(tmp_path: Path, change: Any) -> Path:
+    """The shipped mapping with `change(raw)` applied, written to a temp file."""
+    raw = yaml.safe_load(DEFAULT_MAPPING_FILE.read_text())
+    change(raw)
+    path = tmp_path / "salesforce_source.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_the_shipped_mapping_is_valid() -> None:
+    mapping = load_source_mapping()
+    assert mapping.producing("Opportunity") is not None
+    assert mapping.producing("Contact") is None  # a child: it re-produces its Account
+    assert {"customer.v1", "salesorder.v1", "item.v1"} <= mapping.topics()
+
+
+@pytest.mark.parametrize(
+    ("change", "entry", "reason"),
+    [
+        (
+            lambda raw: raw["objects"]["Account"]["fields"].update(nickname="Name"),
+            "objects.Account.fields.nickname",
+            "Customer has no field 'nickname'",
+        ),
+        (
+            lambda raw: raw["objects"]["Opportunity"]["fields"].update(
+                status={"field": "StageName", "map": "nope"}
+            ),
+            "objects.Opportunity.fields.status.map",
+            "no value map 'nope'",
+        ),
+        (
+            lambda raw: raw["value_maps"]["opportunity_stage"]["values"].update({"Closed Won": "SHIPPED"}),
+            "objects.Opportunity.fields.status.map",
+            "maps to SHIPPED, not symbols of status",
+        ),
+        (
+            lambda raw: raw["objects"]["Product2"]["fields"].pop("item_code"),
+            "objects.Product2.fields",
+            "Item.item_code is required and not mapped",
+        ),
+        (
+            lambda raw: raw["objects"]["Contact"]["parent"].update(object="Lead"),
+            "objects.Contact.parent.object",
+            "'Lead' is not an object that produces records",
+        ),
+        (
+            lambda raw: raw["objects"]["Account"]["fields"].update(name="Name; DROP"),
+            "objects.Account.fields.name.field",
+            "is not a Salesforce field name",
+        ),
+    ],
+)
+def test_a_wrong_mapping_names_file_entry_and_reason(
+    tmp_path: Path, change: Any, entry: str, reason: str
+) -> None:
+    path = write_mapping(tmp_path, change)
+    with pytest.raises(MappingError) as caught:
+        load_source_mapping(path)
+    message = str(caught.value)
+    assert str(path) in message
+    assert entry in message
+    assert reason in message
+
+
+def opportunity(**overrides: Any) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "Id": "006000000000001AAA",
+        "StageName": "Closed Won",
+        "CloseDate": "2025-01-31",
+        "Amount": None,
+        "AccountId": "001000000000001AAA",
+        "Account": {"Name": "Acme", "ExternalID__c": "01-ACME", "BillingStreet": "1 Main\nFloor 2\nRoom 3"},
+        "Name": "Deal",
+        "OpportunityLineItems": {
+            "records": [
+                {
+                    "Id": "00k2",
+                    "SortOrder": 2,
+                    "ProductCode": "B",
+                    "Quantity": 1,
+                    "UnitPrice": 5,
+                    "TotalPrice": 5,
+                },
+                {
+                    "Id": "00k1",
+                    "SortOrder": 1,
+                    "ProductCode": "A",
+                    "Quantity": 2.5,
+                    "UnitPrice": 1.1,
+                    "TotalPrice": 2.75,
+                },
+            ]
+        },
+    }
+    record.update(overrides)
+    return record
+
+
+def encodes(schema: str, value: dict[str, Any]) -> None:
+    fastavro.schemaless_writer(io.BytesIO(), load_schema(schema), value)
+
+
+def test_an_opportunity_maps_to_a_sales_order_that_fits_the_schema() -> None:
+    mapper = RecordMapper(load_source_mapping())
+    mapped = mapper.object_record(
+        "Opportunity", opportunity(), event_id="e1", event_time_ms=1_700_000_000_000
+    )
+    value = mapped.value
+    assert (mapped.topic, mapped.key) == ("salesorder.v1", "006000000000001AAA")
+    assert [line["product_code"] for line in value["lines"]] == ["A", "B"]  # SortOrder, then numbered
+    assert [line["line_no"] for line in value["lines"]] == [1, 2]
+    assert value["lines"][0]["unit_price"] == Decimal("1.100000")
+    assert value["total_amount"] == Decimal("7.75")  # no Amount: the lines' sum
+    assert value["customer"]["ar_division_no"] == "01"
+    assert value["customer"]["customer_no"] == "ACME"
+    assert value["bill_to"]["line3"] == "Room 3"
+    encodes("SalesOrder", value)
+
+
+def test_a_deleted_won_opportunity_is_a_deleted_order() -> None:
+    mapper = RecordMapper(load_source_mapping())
+    mapped = mapper.object_record("Opportunity", opportunity(), event_id="e", event_time_ms=0, deleted=True)
+    assert mapped.value["status"] == "DELETED"
+    encodes("SalesOrder", mapped.value)
+
+
+@pytest.mark.parametrize(
+    ("entity", "record", "names"),
+    [
+        ("Account", {"Id": "001000000000001AAA", "Name": "X", "Type": "Other"}, ["Account.Type", "'Other'"]),
+        (
+            "Account",
+            {"Id": "001000000000001AAA", "Name": "X", "ExternalID__c": "ACME"},
+            ["ARDivisionNo-CustomerNo"],
+        ),
+        ("Account", {"Id": "001000000000001AAA", "Name": "X", "Credit_Limit__c": 1e20}, ["Credit_Limit__c"]),
+        (
+            "Product2",
+            {"Id": "01t000000000001AAA", "Name": "No code"},
+            ["Product2.Sage_Item_Code__c / Product2.ProductCode is empty"],
+        ),
+        (
+            "Opportunity",
+            opportunity(CloseDate=None),
+            ["Opportunity.CloseDate is empty", "order_date is required"],
+        ),
+    ],
+)
+def test_unmappable_records_are_permanent_errors_naming_the_field(
+    entity: str, record: dict[str, Any], names: list[str]
+) -> None:
+    mapper = RecordMapper(load_source_mapping())
+    with pytest.raises(Permanent) as caught:
+        mapper.object_record(entity, record, event_id="e", event_time_ms=0)
+    for name in names:
+        assert name in str(caught.value)
+
+
+def change(
+    kind: str, record_id: str = "001000000000001AAA", changed: list[str] | None = None
+) -> dict[str, Any]:
+    return {
+        "channel": "/data/AccountChangeEvent",
+        "data": {
+            "event": {"replayId": 7},
+            "payload": {
+                "ChangeEventHeader": {
+                    "entityName": "Account",
+                    "recordIds": [record_id],
+                    "changeType": kind,
+                    "changeOrigin": "com/salesforce/api/rest/62.0;client=sagesf",
+                    "commitTimestamp": 1_700_000_000_000,
+                    "changedFields": changed or [],
+                    "transactionKey": "tx",
+                    "sequenceNumber": 1,
+                }
+            },
+        },
+    }
+
+
+def test_change_events_parse_and_name_their_origin_client() -> None:
+    event = parse_message(change("UPDATE", changed=["Name"]))
+    assert not isinstance(event, dict)
+    assert origin_client(event.change_origin) == "sagesf"  # type: ignore[union-attr]
+    assert origin_client("com/salesforce/api/rest/62.0") is None
+    with pytest.raises(MalformedEvent):
+        parse_message(
+            {"channel": "/data/AccountChangeEvent", "data": {"event": {"replayId": 1}, "payload": {}}}
+        )
+    bad = change("RENAME")
+    with pytest.raises(MalformedEvent, match="RENAME"):
+        parse_message(bad)
+
+
+def test_collapse_keeps_the_last_change_and_the_bodies_values() -> None:
+    update_name = parse_message(change("UPDATE", changed=["Name"]))
+    delete = parse_message(change("DELETE"))
+    gap = parse_message(change("GAP_UPDATE"))
+    update_name.fields["Name"] = "New"  # type: ignore[union-attr]
+    rid = "001000000000001AAA"
+    (target,) = collapse(
+        [
+            ("Account", rid, update_name, "UPDATE", 1, "a"),  # type: ignore[list-item]
+            ("Account", rid, gap, "GAP_UPDATE", 2, "b"),  # type: ignore[list-item]
+        ]
+    )
+    assert target.values == {"Name": "New"}
+    assert target.reread
+    assert not target.deleted
+    (gone,) = collapse(
+        [
+            ("Account", rid, update_name, "UPDATE", 1, "a"),  # type: ignore[list-item]
+            ("Account", rid, delete, "DELETE", 2, "b"),  # type: ignore[list-item]
+            ("Account", rid, None, "CHILD", 3, "c"),  # a cascaded Contact deletion after it
+        ]
+    )
+    assert gone.deleted
+
+
+def test_an_opportunity_is_an_order_only_when_its_own_event_wins_it() -> None:
+    mapper = RecordMapper(load_source_mapping())
+    assert mapper.enters_state("Opportunity", {"StageName": "Closed Won", "Amount": 5})
+    assert not mapper.enters_state("Opportunity", {"NextStep": "ship it"})
+    assert not mapper.enters_state("Opportunity", {"StageName": "Prospecting"})
+    assert mapper.in_state("Opportunity", opportunity())
+    assert not mapper.in_state("Opportunity", opportunity(StageName="Closed Lost"))
+
+
+class FakeProcessor:
+    """Fails as told: `retriable` times with Retriable, always on messages named in `poison`."""
+
+    def __init__(self, retriable: int = 0, poison: frozenset[int] = frozenset()) -> None:
+        self.retriable = retriable
+        self.poison = poison
+        self.done: list[list[int]] = []
+        self.rejected: list[int] = []
+
+    def process(self, batch: list[dict[str, Any]]) -> None:
+        if self.retriable:
+            self.retriable -= 1
+            raise Retriable("Kafka did not acknowledge")
+        numbers = [m["n"] for m in batch]
+        if self.poison & set(numbers):
+            raise ValueError("a bug meets a strange event")
+        self.done.append(numbers)
+
+    def reject(self, message: dict[str, Any], error: BaseException) -> None:
+        self.rejected.append(message["n"])
+
+
+def run_handle(processor: FakeProcessor, batch: list[dict[str, Any]]) -> None:
+    from connectors.salesforce.source import SalesforceCdcSource, SalesforceSourceSettings
+
+    settings = SalesforceSourceSettings(retry_initial=0.01, retry_maximum=0.02)
+    source = SalesforceCdcSource(settings, None, processor, None)  # type: ignore[arg-type]
+    asyncio.run(source._handle(batch, asyncio.Event()))
+
+
+def test_a_retriable_batch_is_handled_again_until_it_succeeds() -> None:
+    processor = FakeProcessor(retriable=2)
+    run_handle(processor, [{"n": 1}, {"n": 2}])
+    assert processor.done == [[1, 2]]
+    assert processor.rejected == []
+
+
+def test_a_poison_event_is_dead_lettered_alone_and_the_others_go_on() -> None:
+    processor = FakeProcessor(poison=frozenset({2}))
+    run_handle(processor, [{"n": 1}, {"n": 2}, {"n": 3}])
+    assert processor.done == [[1], [3]]
+    assert processor.rejected == [2]
+
+
+def test_channels_name_the_objects_a_catch_up_read_covers() -> None:
+    from connectors.salesforce.change_processor import ChangeProcessor
+
+    mapping = load_source_mapping()
+    processor = ChangeProcessor(
+        mapping=mapping,
+        reader=None,  # type: ignore[arg-type]
+        mapper=RecordMapper(mapping),
+        publisher=None,  # type: ignore[arg-type]
+        storage=None,  # type: ignore[arg-type]
+        echo_clients=["sagesf"],
+    )
+    assert processor.entities("/data/OpportunityChangeEvent") == ["Opportunity"]
+    assert processor.entities("/data/LeadChangeEvent") == []
+    assert set(processor.entities("/data/ChangeEvents")) == set(mapping.objects)
