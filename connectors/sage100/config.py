@@ -1,0 +1,167 @@
+"""Configuration of the Sage 100 connector (source and sink): env prefix `SAGESF_SAGE100__`.
+
+Owns the typed settings both sides of the connector read: how to reach Sage over ODBC (a full
+connection string, or a DSN with user and password; the password is a `SecretStr` that only the
+driver sees), the integration's own Sage user key (whose writes the source ignores and the sink
+stamps), the installation's UDF columns, the Sage server's time zone, and the source's polling
+settings under `SAGESF_SAGE100__SOURCE__*`.
+
+How it works: pydantic-settings reads `SAGESF_SAGE100__<FIELD>` (nested with `__`, lists and
+dicts as JSON, e.g. `SAGESF_SAGE100__UDF_COLUMNS='{"AR_Customer": ["UDF_SALESFORCE_ID"]}'`) or
+the env file named by `SAGESF_ENV_FILE`; `load_sage_settings()` turns a bad value into
+`sagesf.config.ConfigError` naming the variable. Every value is checked at start-up: tables
+and UDF columns against sage100.tables, the zone against the tz database.
+
+Limits: `time_pad` says how the database writes hours before 10:00 in TimeUpdated ("0" ->
+"09.5012", the sandbox; " " -> " 9.5012"; "" -> "9.5012"). It is unverified which a given
+Sage release uses: the source reads correctly whatever the data holds when this is "" or "0"
+(see sage100.odbc `Q.changed_since`), and exactly when it matches.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from connectors.sage100.tables import TABLES, Table, layouts
+from sagesf.config import ConfigError, describe_validation_error
+
+__all__ = [
+    "ENV_PREFIX",
+    "POLLABLE_TABLES",
+    "Sage100Settings",
+    "SourceSettings",
+    "load_sage_settings",
+]
+
+ENV_PREFIX = "SAGESF_SAGE100__"
+# the tables the source knows how to turn into canonical records
+POLLABLE_TABLES = ("AR_Customer", "AR_CustomerContact", "CI_Item", "IM_ItemWarehouse", "SO_SalesOrderHeader")
+
+
+class SourceSettings(BaseModel):
+    """How the source polls (`SAGESF_SAGE100__SOURCE__*`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    component: str = "sage-source"  # its name in positions.v1 and in metrics
+    tables: list[str] = Field(default_factory=lambda: list(POLLABLE_TABLES))
+    poll_interval: float = Field(default=5.0, gt=0)  # seconds between polls of one table
+    overlap_seconds: float = Field(default=10.0, ge=0)  # re-read window behind the watermark
+    batch_rows: int = Field(default=20_000, ge=1)  # rows between Kafka acknowledgement + checkpoint
+    sweep_interval: float = Field(default=3600.0, gt=0)  # seconds between key sweeps (deletes, deactivations)
+    produce_timeout: float = Field(default=60.0, gt=0)
+    # canonical topic name -> the topic to use instead (a prefix per tenant, a test's own topics)
+    topics: dict[str, str] = Field(default_factory=dict)
+    positions_topic: str = "positions.v1"
+    dead_letter_topic: str = "dlq.sage-source.v1"
+
+    @field_validator("tables")
+    @classmethod
+    def _known_tables(cls, tables: list[str]) -> list[str]:
+        unknown = [t for t in tables if t not in POLLABLE_TABLES]
+        if unknown:
+            raise ValueError(f"cannot poll {unknown}; the source polls {list(POLLABLE_TABLES)}")
+        return tables
+
+
+class Sage100Settings(BaseSettings):
+    """Settings of the Sage 100 connector."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="ignore", case_sensitive=False
+    )
+
+    # Either a full ODBC connection string (it may hold PWD=...; it is a secret as a whole) ...
+    connection_string: SecretStr | None = None
+    # ... or a DSN (ProvideX: SOTAMAS90) with user, password and company.
+    dsn: str | None = None
+    user: str | None = None
+    password: SecretStr | None = None
+    company: str | None = None
+    login_timeout: int = Field(default=10, ge=1)  # seconds to open a connection
+    query_timeout: int = Field(default=30, ge=1)  # seconds one statement may take (drivers that support it)
+
+    integration_user_key: str = Field(default="SGSF", min_length=1, max_length=10)
+    udf_columns: dict[str, list[str]] = Field(
+        default_factory=lambda: {
+            "AR_Customer": ["UDF_SALESFORCE_ID"],
+            "SO_SalesOrderHeader": ["UDF_SALESFORCE_ID"],
+        }
+    )
+    salesforce_id_udf: str = "UDF_SALESFORCE_ID"  # the UDF holding the Salesforce record ID
+    server_time_zone: str = "America/New_York"
+    time_pad: Literal["0", " ", ""] = "0"
+
+    source: SourceSettings = SourceSettings()
+
+    @field_validator("server_time_zone")
+    @classmethod
+    def _zone_exists(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r} (use a tz database name: America/Chicago)"
+            ) from None
+        return value
+
+    @field_validator("udf_columns")
+    @classmethod
+    def _udfs_valid(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        unknown = [t for t in value if t not in TABLES]
+        if unknown:
+            raise ValueError(f"UDF columns for unknown tables {unknown}")
+        for table, names in value.items():
+            bad = [n for n in names if not n.startswith("UDF_")]
+            if bad:
+                raise ValueError(f"{table}: user-defined fields are named UDF_...: {bad}")
+        return value
+
+    @model_validator(mode="after")
+    def _connection_given(self) -> Sage100Settings:
+        if self.connection_string is None and self.dsn is None:
+            raise ValueError("set connection_string (a full ODBC connection string) or dsn")
+        return self
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.server_time_zone)
+
+    def tables(self) -> dict[str, Table]:
+        """Every Sage table layout with this installation's UDF columns."""
+        return layouts(self.udf_columns)
+
+    def odbc_connection_string(self) -> SecretStr:
+        """The string handed to the driver, still a secret (reveal it only to pyodbc)."""
+        if self.connection_string is not None:
+            return self.connection_string
+        parts = [f"DSN={self.dsn}"]
+        if self.user:
+            parts.append(f"UID={self.user}")
+        if self.password:
+            parts.append("PWD={" + self.password.get_secret_value().replace("}", "}}") + "}")
+        if self.company:
+            parts.append(f"Company={self.company}")
+        return SecretStr(";".join(parts))
+
+
+def load_sage_settings(**overrides: Any) -> Sage100Settings:
+    """The connector's settings from the environment (and SAGESF_ENV_FILE); ConfigError if wrong."""
+    env_file = os.environ.get("SAGESF_ENV_FILE")
+    try:
+        return Sage100Settings(_env_file=env_file, **overrides)  # type: ignore[call-arg]
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc, ENV_PREFIX)) from None

@@ -1,0 +1,279 @@
+"""What the Sage sink reads from Sage 100 (over ODBC, read-only) to check and answer commands.
+
+Owns the sink's point lookups: an item (CI_Item), whether a warehouse, division or terms code
+exists (IM_Warehouse, AR_Division, AR_TermsCode), a customer by key or by the Salesforce Account
+ID in its UDF column (AR_Customer), an order by the Salesforce record ID in its UDF column with
+its lines (SO_SalesOrderHeader/Detail), a customer's open orders (credit check), and the
+CustomerNos already used under a prefix (customer numbering).
+
+How it works: every query is built with the dialect layer's `Q` over the installation's table
+layouts (UDF columns included) and run through `SageOdbc` with `?` parameters only; values are
+converted by sage100.values (money exact, text right-trimmed as ProvideX pads it). The same
+queries run on a ProvideX DSN (read-only, for the `boi` writer) and on the sandbox database.
+
+Limits: lookups by UDF need the UDF in the ODBC data dictionary (Sage's "update ODBC data
+dictionary" step after adding it in Custom Office) and are full scans on ProvideX (no UDF key),
+acceptable for the sink's one lookup per command. Two customers carrying the same Salesforce
+Account ID are a data problem; the lowest key wins and a warning is logged.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Protocol
+
+from connectors.sage100.odbc import Q, SageOdbc
+from connectors.sage100.tables import Table
+from connectors.sage100.values import text_value, to_decimal
+from connectors.sage100.writes import OrderTotals, WrittenLine, WrittenOrder
+
+log = logging.getLogger(__name__)
+
+__all__ = ["CustomerRow", "ItemRow", "SageReads", "SqlSageReads"]
+
+_ITEM_COLUMNS = (
+    "ItemCode",
+    "ItemType",
+    "ItemCodeDesc",
+    "StandardUnitOfMeasure",
+    "SalesUnitOfMeasure",
+    "TaxClass",
+    "StandardUnitCost",
+    "InactiveItem",
+    "DefaultWarehouseCode",
+)
+# the AR_Customer columns the sink writes (compared before an update) and the credit figures
+CUSTOMER_COLUMNS = (
+    "ARDivisionNo",
+    "CustomerNo",
+    "CustomerName",
+    "AddressLine1",
+    "AddressLine2",
+    "AddressLine3",
+    "City",
+    "State",
+    "ZipCode",
+    "CountryCode",
+    "TelephoneNo",
+    "EmailAddress",
+    "TermsCode",
+    "SalespersonDivisionNo",
+    "SalespersonNo",
+    "CustomerType",
+    "PriceLevel",
+    "CustomerStatus",
+    "CreditLimit",
+    "CurrentBalance",
+)
+_MONEY = ("CreditLimit", "CurrentBalance")
+_TOTAL_COLUMNS = ("TaxableAmt", "NonTaxableAmt", "SalesTaxAmt", "FreightAmt", "DiscountAmt")
+
+
+@dataclass(frozen=True)
+class ItemRow:
+    item_code: str
+    item_type: str
+    description: str
+    unit_of_measure: str
+    tax_class: str
+    unit_cost: Decimal
+    inactive: bool
+    default_warehouse_code: str | None
+
+
+@dataclass(frozen=True)
+class CustomerRow:
+    ar_division_no: str
+    customer_no: str
+    values: Mapping[str, str | Decimal | None]  # CUSTOMER_COLUMNS as stored (text trimmed)
+    salesforce_account_id: str | None
+
+    @property
+    def credit_limit(self) -> Decimal:
+        value = self.values.get("CreditLimit")
+        return value if isinstance(value, Decimal) else Decimal("0.00")
+
+    @property
+    def current_balance(self) -> Decimal:
+        value = self.values.get("CurrentBalance")
+        return value if isinstance(value, Decimal) else Decimal("0.00")
+
+    @property
+    def status(self) -> str:
+        return str(self.values.get("CustomerStatus") or "")
+
+    @property
+    def name(self) -> str | None:
+        value = self.values.get("CustomerName")
+        return str(value) if value else None
+
+
+class SageReads(Protocol):
+    def item(self, item_code: str) -> ItemRow | None: ...
+    def warehouse_exists(self, warehouse_code: str) -> bool: ...
+    def division_exists(self, ar_division_no: str) -> bool: ...
+    def terms_code_exists(self, terms_code: str) -> bool: ...
+    def customer(self, ar_division_no: str, customer_no: str) -> CustomerRow | None: ...
+    def customer_by_salesforce_id(self, account_id: str) -> CustomerRow | None: ...
+    def customer_numbers(self, ar_division_no: str, prefix: str) -> list[str]: ...
+    def order_by_salesforce_id(self, salesforce_id: str) -> WrittenOrder | None: ...
+    def open_orders(
+        self, ar_division_no: str, customer_no: str, statuses: tuple[str, ...]
+    ) -> list[OrderTotals]: ...
+
+
+class SqlSageReads:
+    """`SageReads` over one ODBC connection (a ProvideX DSN or the sandbox database)."""
+
+    def __init__(
+        self,
+        odbc: SageOdbc,
+        tables: Mapping[str, Table],
+        *,
+        order_udf: str = "UDF_SALESFORCE_ID",
+        customer_udf: str = "UDF_SALESFORCE_ID",
+    ) -> None:
+        self.odbc = odbc
+        self.item_q = Q(tables["CI_Item"])
+        self.warehouse_q = Q(tables["IM_Warehouse"])
+        self.division_q = Q(tables["AR_Division"])
+        self.terms_q = Q(tables["AR_TermsCode"])
+        self.customer_q = Q(tables["AR_Customer"])
+        self.header_q = Q(tables["SO_SalesOrderHeader"])
+        self.detail_q = Q(tables["SO_SalesOrderDetail"])
+        self.order_udf = order_udf
+        self.customer_udf = customer_udf
+        # fail at start-up, naming the column, when the configured UDFs are not in the layouts
+        self.header_q.col(order_udf)
+        self.customer_q.col(customer_udf)
+
+    # --- reference data ------------------------------------------------------------------
+
+    def item(self, item_code: str) -> ItemRow | None:
+        q = self.item_q
+        row = self.odbc.fetchone(q.select(_ITEM_COLUMNS, where=q.equals(["ItemCode"])), [item_code])
+        if row is None:
+            return None
+        code, item_type, desc, std_uom, sales_uom, tax_class, cost, inactive, warehouse = row
+        return ItemRow(
+            item_code=text_value(code) or item_code,
+            item_type=text_value(item_type) or "1",
+            description=text_value(desc) or "",
+            unit_of_measure=text_value(sales_uom) or text_value(std_uom) or "",
+            tax_class=text_value(tax_class) or "",
+            unit_cost=to_decimal(cost, 6) or Decimal("0"),
+            inactive=(text_value(inactive) or "N").upper() == "Y",
+            default_warehouse_code=text_value(warehouse) or None,
+        )
+
+    def warehouse_exists(self, warehouse_code: str) -> bool:
+        return self._exists(self.warehouse_q, warehouse_code)
+
+    def division_exists(self, ar_division_no: str) -> bool:
+        return self._exists(self.division_q, ar_division_no)
+
+    def terms_code_exists(self, terms_code: str) -> bool:
+        return self._exists(self.terms_q, terms_code)
+
+    def _exists(self, q: Q, key: str) -> bool:
+        return self.odbc.fetchone(q.select(q.table.key, where=q.key_equals()), [key]) is not None
+
+    # --- customers -----------------------------------------------------------------------
+
+    def customer(self, ar_division_no: str, customer_no: str) -> CustomerRow | None:
+        q = self.customer_q
+        sql = q.select([*CUSTOMER_COLUMNS, self.customer_udf], where=q.key_equals())
+        row = self.odbc.fetchone(sql, [ar_division_no, customer_no])
+        return None if row is None else self._customer_row(row)
+
+    def customer_by_salesforce_id(self, account_id: str) -> CustomerRow | None:
+        q = self.customer_q
+        sql = q.select(
+            [*CUSTOMER_COLUMNS, self.customer_udf],
+            where=q.equals([self.customer_udf]),
+            order_by=q.table.key,
+        )
+        rows = self.odbc.fetchall(sql, [account_id])
+        if len(rows) > 1:
+            keys = [f"{text_value(r[0])}-{text_value(r[1])}" for r in rows]
+            log.warning(
+                "Salesforce Account %s is on several Sage customers %s; using the first", account_id, keys
+            )
+        return self._customer_row(rows[0]) if rows else None
+
+    def _customer_row(self, row: tuple[object, ...]) -> CustomerRow:
+        values: dict[str, str | Decimal | None] = {}
+        for name, value in zip(CUSTOMER_COLUMNS, row, strict=False):
+            values[name] = to_decimal(value, 2) if name in _MONEY else text_value(value)
+        return CustomerRow(
+            ar_division_no=str(values["ARDivisionNo"]),
+            customer_no=str(values["CustomerNo"]),
+            values=values,
+            salesforce_account_id=text_value(row[len(CUSTOMER_COLUMNS)]) or None,
+        )
+
+    def customer_numbers(self, ar_division_no: str, prefix: str) -> list[str]:
+        """CustomerNos of the division that start with `prefix` (non-empty).
+
+        A key range (`CustomerNo >= prefix AND CustomerNo < prefix-with-last-character-bumped`)
+        rather than LIKE: ProvideX answers a range on the key from the key, and LIKE's escape
+        syntax differs between drivers."""
+        q = self.customer_q
+        upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        cno = q.col("CustomerNo")
+        sql = q.select(["CustomerNo"], where=f"{q.equals(['ARDivisionNo'])} AND {cno} >= ? AND {cno} < ?")
+        found = (text_value(r[0]) or "" for r in self.odbc.fetchall(sql, [ar_division_no, prefix, upper]))
+        return [n for n in found if n.startswith(prefix)]
+
+    # --- orders --------------------------------------------------------------------------
+
+    def order_by_salesforce_id(self, salesforce_id: str) -> WrittenOrder | None:
+        q = self.header_q
+        sql = q.select(
+            ["SalesOrderNo", "OrderStatus", "ARDivisionNo", "CustomerNo", *_TOTAL_COLUMNS],
+            where=q.equals([self.order_udf]),
+            order_by=["SalesOrderNo"],
+        )
+        row = self.odbc.fetchone(sql, [salesforce_id])
+        if row is None:
+            return None
+        sales_order_no = text_value(row[0]) or ""
+        d = self.detail_q
+        sql = d.select(
+            ["LineKey", "ItemCode", "ExtensionAmt"], where=d.equals(["SalesOrderNo"]), order_by=["LineSeqNo"]
+        )
+        lines = self.odbc.fetchall(sql, [sales_order_no])
+        return WrittenOrder(
+            sales_order_no=sales_order_no,
+            order_status=text_value(row[1]) or "",
+            ar_division_no=text_value(row[2]) or "",
+            customer_no=text_value(row[3]) or "",
+            totals=_totals(row[4:]),
+            lines=tuple(
+                WrittenLine(
+                    i, text_value(key) or "", text_value(item) or "", to_decimal(ext, 2) or Decimal("0.00")
+                )
+                for i, (key, item, ext) in enumerate(lines, start=1)
+            ),
+            created=False,
+        )
+
+    def open_orders(
+        self, ar_division_no: str, customer_no: str, statuses: tuple[str, ...]
+    ) -> list[OrderTotals]:
+        """Totals of the customer's orders whose OrderStatus is one of `statuses`."""
+        q = self.header_q
+        marks = ", ".join("?" for _ in statuses)
+        where = f"{q.equals(['ARDivisionNo', 'CustomerNo'])} AND {q.col('OrderStatus')} IN ({marks})"
+        rows = self.odbc.fetchall(
+            q.select(_TOTAL_COLUMNS, where=where), [ar_division_no, customer_no, *statuses]
+        )
+        return [_totals(row) for row in rows]
+
+
+def _totals(values: tuple[object, ...]) -> OrderTotals:
+    amounts = [to_decimal(v, 2) or Decimal("0.00") for v in values]
+    return OrderTotals(*amounts)

@@ -1,0 +1,325 @@
+"""The Sage 100 sink: applies SageCommands from sage.commands.v1 and answers on sage.results.v1.
+
+Owns what happens to one command (`SageCommandSink.apply`) and to a consumed batch
+(`SageCommandSink.__call__`, the batch handler of sagesf.consumer.ConsumerLoop):
+
+- CreateSalesOrder: the Salesforce record ID (Opportunity, else Order) is the idempotency key.
+  If an order carries it in the order UDF column (UDF_SALESFORCE_ID by default), the answer is
+  EXISTING with that SalesOrderNo and nothing is written. Otherwise the order is validated
+  (validation.py: items exist and are active, warehouses exist, quantities > 0, everything fits
+  Sage's columns and code page) before anything is written; then its customer is matched (by
+  ARDivisionNo + CustomerNo, else by the Salesforce Account ID in the customer UDF column) or,
+  from the command's customer data, created; then header and lines are written by the writer
+  backend (`odbc`: sql_writer.py, one transaction; `boi`: boi_writer.py).
+- UpsertCustomer: matched the same way; an update writes only the columns that differ (none:
+  EXISTING, nothing written, so no echo); a new customer gets a CustomerNo from the configured
+  scheme (customer_numbers.py) and carries the Account ID in its UDF, which makes a redelivered
+  create find it.
+- Every command gets one SageResult (CREATED / UPDATED / EXISTING / REJECTED with the reason,
+  field and value), produced and acknowledged by Kafka before the handler returns, so before the
+  loop commits the offset. A Permanent failure is also returned to the loop, which dead-letters
+  the original record on dlq.sage-sink.v1 with Kafka Connect's error headers.
+- Sage unavailable (Retriable from the dialect layer or BOI) goes through the circuit breaker
+  (availability.py); the failed command and every later one in the batch are returned as
+  Retriable, so the loop retries them in their original order and nothing is committed past them.
+
+Checkpoint order (STYLE.md 5): write to Sage -> result acknowledged -> offset committed. A crash
+after the Sage commit and before the offset commit redelivers the command; its idempotency key
+finds the order, so the redelivery answers EXISTING and writes nothing.
+
+Run it with `python -m connectors.sage100.sink_app`: the command sink and the credit
+responder (credit.py), configured by `SAGESF_SAGE100__*` and `SAGESF_SAGE_SINK__*`.
+
+Limits: commands are applied one at a time (Sage's writes are per record anyway). The result of
+an EXISTING order lists Sage's lines in LineSeqNo order and matches them to the command's lines
+by position. Customer contacts and custom fields other than the Salesforce ID are not written.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+from connectors.sage100.availability import CircuitBreaker
+from connectors.sage100.commands import CommandKind, Outcome, SageCommand, parse_command, result_record
+from connectors.sage100.customer_numbers import CustomerNumbering
+from connectors.sage100.reads import CustomerRow, SageReads
+from connectors.sage100.validation import CommandValidator
+from connectors.sage100.writes import SageWriter, WrittenCustomer, WrittenLine, WrittenOrder
+from sagesf.consumer import Inbound
+from sagesf.consumer import Outcome as LoopOutcome
+from sagesf.errors import Permanent, Retriable
+from sagesf.producer import ConfirmedProducer
+from sagesf.serde import AvroSerde
+
+log = logging.getLogger(__name__)
+
+__all__ = ["STAGE", "CommandDecoder", "SageCommandSink"]
+
+STAGE = "sage-sink"  # dead letters go to dlq.sage-sink.v1
+
+
+class CommandDecoder:
+    """The ConsumerLoop decoder: Avro key and value -> (str key, SageCommand); Permanent if not one."""
+
+    def __init__(self, key_serde: AvroSerde, value_serde: AvroSerde) -> None:
+        self.key_serde = key_serde
+        self.value_serde = value_serde
+
+    def __call__(self, rec: Inbound) -> None:
+        rec.key = self.key_serde.decode(rec.key_bytes) if rec.key_bytes is not None else None
+        if rec.value_bytes is None:
+            raise Permanent("a command cannot be a tombstone (null value)", field="value")
+        rec.value = parse_command(self.value_serde.decode(rec.value_bytes))
+
+
+class SageCommandSink:
+    """Applies Sage commands and publishes their results (see the module doc)."""
+
+    def __init__(
+        self,
+        *,
+        reads: SageReads,
+        writer: SageWriter,
+        validator: CommandValidator,
+        numbering: CustomerNumbering,
+        producer: ConfirmedProducer,
+        results_topic: str,
+        key_serde: AvroSerde,
+        result_serde: AvroSerde,
+        breaker: CircuitBreaker,
+        customer_udf: str = "UDF_SALESFORCE_ID",
+        default_division: str = "01",
+    ) -> None:
+        self.reads = reads
+        self.writer = writer
+        self.validator = validator
+        self.numbering = numbering
+        self.producer = producer
+        self.results_topic = results_topic
+        self.key_serde = key_serde
+        self.result_serde = result_serde
+        self.breaker = breaker
+        self.customer_udf = customer_udf
+        self.default_division = default_division
+
+    # --- the batch handler ---------------------------------------------------------------
+
+    def __call__(self, batch: Sequence[Inbound]) -> list[LoopOutcome]:
+        outcomes: list[LoopOutcome] = []
+        for i, rec in enumerate(batch):
+            command: SageCommand = rec.value
+            try:
+                result = self.breaker.call(functools.partial(self.apply, command))
+            except Retriable as exc:
+                # keep the partition's order: this command and every later one are tried again
+                outcomes.extend([exc] * (len(batch) - i))
+                break
+            except Exception as exc:  # noqa: BLE001 - any other failure rejects this command only
+                error = exc if isinstance(exc, Permanent) else Permanent(f"{type(exc).__name__}: {exc}")
+                log.warning("command %s rejected: %s", command.command_id, error.reason)
+                result = self._rejected(command, error)
+                outcomes.append(exc)
+            else:
+                outcomes.append(None)
+            self.producer.send(self.results_topic, self.result_serde.encode(result), self._key(rec))
+        # the results are in Kafka before the loop dead-letters and commits (raises Retriable if not)
+        self.producer.confirm()
+        return outcomes
+
+    def _key(self, rec: Inbound) -> bytes | None:
+        return self.key_serde.encode(rec.key) if isinstance(rec.key, str) else None
+
+    # --- one command ---------------------------------------------------------------------
+
+    def apply(self, command: SageCommand) -> dict[str, Any]:
+        """Apply one command; the SageResult record. Raises Permanent or Retriable."""
+        if command.kind is CommandKind.CREATE_SALES_ORDER:
+            return self._create_sales_order(command)
+        if command.kind is CommandKind.UPSERT_CUSTOMER:
+            return self._upsert_customer(command)
+        raise Permanent(f"unknown command kind {command.kind}", field="command")
+
+    def _create_sales_order(self, command: SageCommand) -> dict[str, Any]:
+        order = command.order
+        assert order is not None
+        salesforce_id = command.salesforce_record_id
+        if not salesforce_id:
+            raise Permanent(
+                "the order has no salesforce_opportunity_id nor salesforce_order_id (its idempotency key)",
+                field="salesforce_opportunity_id",
+            )
+        existing = self.reads.order_by_salesforce_id(salesforce_id)
+        if existing is not None:
+            log.info("order for %s exists as %s (redelivery)", salesforce_id, existing.sales_order_no)
+            return self._order_result(command, _with_command_lines(existing, order), Outcome.EXISTING, None)
+        bind = self.validator.order(order, salesforce_id)  # everything but the customer, before any write
+        customer, created = self._order_customer(command)
+        written = self.writer.create_sales_order(bind(customer.ar_division_no, customer.customer_no))
+        outcome = Outcome.CREATED if written.created else Outcome.EXISTING
+        return self._order_result(command, _with_command_lines(written, order), outcome, created)
+
+    def _order_customer(self, command: SageCommand) -> tuple[WrittenCustomer, bool]:
+        """The order's customer, matched, or created from the command's customer data."""
+        order = command.order
+        assert order is not None
+        ref: Mapping[str, Any] = order.get("customer") or {}
+        data = command.customer or {}
+        account = _text(ref.get("salesforce_account_id")) or _text(data.get("salesforce_account_id"))
+        number = _text(ref.get("customer_no")) or _text(data.get("customer_no"))
+        division = _text(ref.get("ar_division_no")) or _text(data.get("ar_division_no"))
+        found = self._match_customer(division, number, account)
+        if found is not None:
+            return WrittenCustomer(found.ar_division_no, found.customer_no, False), False
+        if command.customer is None:
+            shown = "-".join(x for x in (division, number) if x) or f"Salesforce Account {account}"
+            raise Permanent(
+                f"customer {shown} is not in Sage and the command carries no customer data to create it",
+                field="customer",
+                value=shown if (number or account) else None,
+            )
+        data = {**data, "salesforce_account_id": account}
+        written = self._create_customer(data, division, number)
+        return written, written.created
+
+    def _match_customer(
+        self, division: str | None, number: str | None, account: str | None
+    ) -> CustomerRow | None:
+        if number:
+            row = self.reads.customer(division or self.default_division, number)
+            if row is not None:
+                return row
+        if account:
+            return self.reads.customer_by_salesforce_id(account)
+        return None
+
+    def _create_customer(
+        self, data: Mapping[str, Any], division: str | None, number: str | None
+    ) -> WrittenCustomer:
+        account = _text(data.get("salesforce_account_id"))
+        if not account and not number:
+            raise Permanent(
+                "missing customer data: a new customer needs a salesforce_account_id "
+                "(so a redelivery finds it) or a CustomerNo",
+                field="salesforce_account_id",
+            )
+        division = division or self.default_division
+        name = _text(data.get("name"))
+        if name is None:
+            raise Permanent("missing customer data: a new customer needs a name", field="CustomerName")
+        number = number or self.numbering.next_number(self.reads, division, name)
+        write = self.validator.customer(data, None, (division, number))
+        if account:
+            write = replace(write, columns={**write.columns, self.customer_udf: account})
+        written = self.writer.upsert_customer(write)
+        log.info(
+            "customer %s-%s %s",
+            written.ar_division_no,
+            written.customer_no,
+            "created" if written.created else "found",
+        )
+        return written
+
+    def _upsert_customer(self, command: SageCommand) -> dict[str, Any]:
+        data = command.customer
+        assert data is not None
+        if data.get("deleted"):
+            raise Permanent(
+                "the Sage sink does not delete customers; deactivate them with status INACTIVE",
+                field="deleted",
+                value=True,
+            )
+        account = _text(data.get("salesforce_account_id"))
+        division = _text(data.get("ar_division_no"))
+        number = _text(data.get("customer_no"))
+        existing = self._match_customer(division, number, account)
+        if existing is None:
+            written = self._create_customer(data, division, number)
+            outcome = Outcome.CREATED if written.created else Outcome.EXISTING
+            return self._customer_result(command, written, outcome, account)
+        write = self.validator.customer(data, existing, None)
+        changed = {k: v for k, v in write.columns.items() if existing.values.get(k) != v}
+        if account and existing.salesforce_account_id is None:
+            changed[self.customer_udf] = account  # link the Sage customer to its Account
+        elif account and existing.salesforce_account_id != account:
+            log.warning(
+                "customer %s-%s is linked to Account %s, not %s; the link is left as it is",
+                existing.ar_division_no,
+                existing.customer_no,
+                existing.salesforce_account_id,
+                account,
+            )
+        unchanged = WrittenCustomer(existing.ar_division_no, existing.customer_no, False)
+        if not changed:
+            return self._customer_result(command, unchanged, Outcome.EXISTING, account)
+        written = self.writer.upsert_customer(replace(write, columns=changed))
+        return self._customer_result(command, written, Outcome.UPDATED, account)
+
+    # --- results -------------------------------------------------------------------------
+
+    def _order_result(
+        self, command: SageCommand, order: WrittenOrder, outcome: Outcome, customer_created: bool | None
+    ) -> dict[str, Any]:
+        ref = (command.order or {}).get("customer") or {}
+        return result_record(
+            command_id=command.command_id,
+            correlation_id=command.correlation_id,
+            salesforce_record_id=command.salesforce_record_id,
+            kind=command.kind,
+            outcome=outcome,
+            order=order,
+            salesforce_account_id=_text(ref.get("salesforce_account_id")),
+            customer_created=bool(customer_created),
+        )
+
+    def _customer_result(
+        self, command: SageCommand, customer: WrittenCustomer, outcome: Outcome, account: str | None
+    ) -> dict[str, Any]:
+        return result_record(
+            command_id=command.command_id,
+            correlation_id=command.correlation_id,
+            salesforce_record_id=command.salesforce_record_id,
+            kind=command.kind,
+            outcome=outcome,
+            customer=customer,
+            salesforce_account_id=account,
+            customer_created=outcome is Outcome.CREATED,
+        )
+
+    def _rejected(self, command: SageCommand, error: Permanent) -> dict[str, Any]:
+        return result_record(
+            command_id=command.command_id,
+            correlation_id=command.correlation_id,
+            salesforce_record_id=command.salesforce_record_id,
+            kind=command.kind,
+            outcome=Outcome.REJECTED,
+            error=error,
+        )
+
+
+def _with_command_lines(order: WrittenOrder, command_order: Mapping[str, Any]) -> WrittenOrder:
+    """Sage's lines with the command's line_no and Salesforce line IDs, matched by position."""
+    lines = command_order.get("lines") or []
+    if len(lines) != len(order.lines):
+        return order
+    merged = tuple(
+        WrittenLine(
+            int(src.get("line_no") or line.line_no),
+            line.line_key,
+            line.item_code,
+            line.extension_amt,
+            _text(src.get("salesforce_line_id")),
+        )
+        for line, src in zip(order.lines, lines, strict=True)
+    )
+    return replace(order, lines=merged)
+
+
+def _text(value: object) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None

@@ -1,0 +1,661 @@
+"""What each polled Sage 100 table becomes: its change query, row identity and canonical records.
+
+Owns one `Stream` per table the source polls, each knowing which columns to select, how to
+identify and hash a row version, and how to map it to canonical records:
+- AR_Customer -> Customer (customer.v1, key `ARDivisionNo-CustomerNo`), with its contacts read
+  in the same query through `{oj AR_Customer LEFT OUTER JOIN AR_CustomerContact ...}`.
+- AR_CustomerContact -> the Customer the changed contact belongs to, read again by key (a
+  contact change is a change of the customer's state).
+- CI_Item -> Item (item.v1, key ItemCode).
+- IM_ItemWarehouse -> InventoryLevel (inventory.v1, key `ItemCode/WarehouseCode` as topics.yaml
+  says; the envelope's source record ID is `ItemCode-WarehouseCode` as Envelope.avsc says), with
+  quantity_available = QuantityOnHand - QuantityOnSalesOrder - QuantityOnBackOrder.
+- SO_SalesOrderHeader -> OrderStatusChange (orderstatus.v1, key SalesOrderNo), only when the
+  status differs from the last one this process published for the order (a new order always).
+And, for the key sweep (sage100.sweep), what a vanished or deactivated row becomes: a Customer
+or Item with `deleted` true, a tombstone for an inventory level, an OrderStatusChange CLOSED or
+DELETED from SO_SalesOrderHistoryHeader (C -> CLOSED, X/Z -> DELETED).
+
+How it works: a row group (one row, or a customer with its contact rows) has a key (the table
+key as strings), a change stamp (sage100.values.change_stamp of DateUpdated/TimeUpdated), the
+user who last wrote it (UserUpdatedKey) and a version hash (BLAKE2b-128 of the selected values,
+personalised by table). Its first 8 bytes are the digest the poller compares to drop versions it
+has already published; all 16 make the event ID (a name-based UUID, RFC 9562 version 8): the
+same row version always gets the same event ID, so a consumer can recognise a record
+re-published after a crash. Event times are the row's
+DateUpdated/TimeUpdated in the server's zone, converted to UTC.
+
+Value rules: Sage text is right-trimmed and blank becomes null (required names stay ""); money
+and quantities are exact Decimals at the schema's scale; Sage's 3-letter country codes become
+ISO alpha-2 for the common ones (`COUNTRY_ALPHA2`; others pass through unchanged); customer
+status A -> ACTIVE, I -> INACTIVE, H -> ON_HOLD, anything else UNKNOWN (only A is verified);
+UDF columns go to `custom_fields` by column name, except the Salesforce ID UDF, which fills the
+Salesforce ID field (an order's ID starting 006 is an Opportunity, 801 an Order).
+
+Limits: an order's status memory is per process: after a restart the first change of each order
+is published even if only other columns changed (previous_status is then null). A row that
+cannot be mapped (an ItemType outside 1-5) raises `Permanent`; the source dead-letters it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from connectors.sage100.odbc import Q, Row, SageOdbc
+from connectors.sage100.tables import AUDIT_COLUMNS, Table
+from connectors.sage100.values import change_stamp, decimal_at, local_to_utc, stamp_local
+from sagesf.errors import Permanent
+
+__all__ = [
+    "COUNTRY_ALPHA2",
+    "CUSTOMER_STATUS",
+    "ITEM_TYPES",
+    "ORDER_STATUS",
+    "Group",
+    "MappingContext",
+    "OutRecord",
+    "Stream",
+    "build_streams",
+]
+
+AUDIT = ("DateUpdated", "TimeUpdated", "UserUpdatedKey")
+
+CUSTOMER_STATUS = {"A": "ACTIVE", "I": "INACTIVE", "H": "ON_HOLD"}
+ITEM_TYPES = {"1": "REGULAR", "2": "SPECIAL", "3": "CHARGE", "4": "COMMENT", "5": "MISCELLANEOUS"}
+ORDER_STATUS = {"N": "NEW", "O": "OPEN", "H": "HOLD", "C": "CLOSED"}
+HISTORY_STATUS = {"C": "CLOSED", "X": "DELETED", "Z": "DELETED"}
+COUNTRY_ALPHA2 = {
+    "USA": "US", "CAN": "CA", "MEX": "MX", "GBR": "GB", "IRL": "IE", "FRA": "FR", "DEU": "DE",
+    "ESP": "ES", "ITA": "IT", "NLD": "NL", "BEL": "BE", "CHE": "CH", "AUT": "AT", "SWE": "SE",
+    "NOR": "NO", "DNK": "DK", "FIN": "FI", "POL": "PL", "PRT": "PT", "AUS": "AU", "NZL": "NZ",
+    "JPN": "JP", "CHN": "CN", "KOR": "KR", "IND": "IN", "SGP": "SG", "HKG": "HK", "BRA": "BR",
+    "ARG": "AR", "CHL": "CL", "COL": "CO", "ZAF": "ZA", "ISR": "IL", "ARE": "AE", "PRI": "PR",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class OutRecord:
+    """One canonical record to publish: topic, string key, value (None: a tombstone)."""
+
+    topic: str
+    key: str
+    value: dict[str, Any] | None
+    schema: str
+    event_time: datetime | None = None
+    gone: bool = False  # says the row no longer exists (from the key sweep)
+    digest: str | None = None  # the row version it shows (customers: customer + contacts)
+
+
+@dataclass(slots=True)
+class Group:
+    """One row version as the poller sees it: a row, or a customer with its contact rows."""
+
+    rows: list[Row]
+    key: tuple[str, ...]
+    stamp: int
+    user: str
+    digest: str  # 16 hex characters: what `seen` compares
+    version: bytes  # the full version hash: the event ID
+
+
+@dataclass
+class MappingContext:
+    zone: ZoneInfo
+    salesforce_id_udf: str
+    topics: Mapping[str, str]
+    _times: dict[int, datetime] = field(default_factory=dict)
+
+    def event_time(self, stamp: int) -> datetime:
+        """UTC of a change stamp (cached: rows often share one)."""
+        if not stamp:  # no DateUpdated (or a vanished row): now
+            return datetime.now(UTC)
+        found = self._times.get(stamp)
+        if found is None:
+            if len(self._times) > 50_000:
+                self._times.clear()
+            found = self._times[stamp] = local_to_utc(stamp_local(stamp), self.zone)
+        return found
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = str(value).rstrip()
+    return text or None
+
+
+def _name(value: Any) -> str:
+    return str(value).rstrip() if value is not None else ""
+
+
+def _money(value: Any, scale: int) -> Decimal | None:
+    return decimal_at(value, scale)
+
+
+_ZERO6 = Decimal("0.000000")
+
+
+def _qty(value: Any) -> Decimal:
+    return decimal_at(value, 6) or _ZERO6
+
+
+def _country(value: Any) -> str | None:
+    code = _text(value)
+    return COUNTRY_ALPHA2.get(code.upper(), code) if code else None
+
+
+def version_hash(stream: str, rows: Sequence[Any]) -> bytes:
+    """BLAKE2b-128 of a row group's values, personalised by stream: equal for equal versions,
+    in every process. Its first 8 bytes are the de-duplication digest, all 16 the event ID."""
+    return hashlib.blake2b(repr(rows).encode(), digest_size=16, person=stream.encode()[:16]).digest()
+
+
+def event_id(version: bytes) -> str:
+    """A name-based UUID (RFC 9562 version 8) from a 16-byte version hash."""
+    raw = bytearray(version)
+    raw[6] = (raw[6] & 0x0F) | 0x80
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+class Stream:
+    """One polled table (base): its select list and row groups; subclasses map to records."""
+
+    name: str
+    topic_name: str = ""
+    schema: str = ""
+    sweep_columns: tuple[str, ...] = ()
+    multi_row = False  # a row version spans several result rows (a join)
+
+    def __init__(self, table: Table, ctx: MappingContext) -> None:
+        self.table = table
+        self.ctx = ctx
+        self.q = Q(table)
+        self.name = table.name
+        self.columns: list[str] = self.select_columns()
+        self.ix = {c: i for i, c in enumerate(self.columns)}
+        self.key_width = len(table.key)
+        self.i_date, self.i_time, self.i_user = (self.ix[c] for c in AUDIT)
+        self.udfs = [u for u in table.udfs if u in self.ix]
+        self.topic = ctx.topics.get(self.topic_name, self.topic_name)
+
+    # --- the query ---------------------------------------------------------------------------
+
+    def select_columns(self) -> list[str]:
+        """Key columns first, then the data columns, then the three audit columns used."""
+        audit = {c.name for c in AUDIT_COLUMNS}
+        data = [c.name for c in self.table.columns if c.name not in self.table.key and c.name not in audit]
+        return [*self.table.key, *data, *AUDIT]
+
+    def from_clause(self) -> str:
+        return self.table.name
+
+    def select_list(self) -> str:
+        return self.q.cols(self.columns)
+
+    def order_by(self) -> list[str]:
+        return [
+            self.q.col("DateUpdated"),
+            self.q.col("TimeUpdated"),
+            *(self.q.col(k) for k in self.table.key),
+        ]
+
+    def changes_sql(self, morning: bool) -> str:
+        """The change-poll query (sage100.odbc `Q.changed_since` criterion, ordered by stamp and key)."""
+        return (
+            f"SELECT {self.select_list()} FROM {self.from_clause()} "  # noqa: S608 - layout names only
+            f"WHERE {self.q.changed_since(morning=morning)} ORDER BY {', '.join(self.order_by())}"
+        )
+
+    def by_key_sql(self) -> str:
+        return (
+            f"SELECT {self.select_list()} FROM {self.from_clause()} "  # noqa: S608 - layout names only
+            f"WHERE {self.q.key_equals()} ORDER BY {', '.join(self.order_by())}"
+        )
+
+    # --- row groups --------------------------------------------------------------------------
+
+    def group_key(self, row: Row) -> tuple[str, ...]:
+        return tuple([str(v).rstrip() for v in row[: self.key_width]])
+
+    def group(self, rows: list[Row]) -> Group:
+        first = rows[0]
+        version = version_hash(self.name, rows)
+        return Group(
+            rows,
+            self.group_key(first),
+            change_stamp(first[self.i_date], first[self.i_time]),
+            _name(first[self.i_user]),
+            version[:8].hex(),
+            version,
+        )
+
+    def gone(self, key: tuple[str, ...], *what: str) -> Group:
+        """A group standing for a row that no longer exists (for the key sweep's records)."""
+        version = version_hash(self.name, [(*what, *key)])
+        return Group([], key, 0, "", version[:8].hex(), version)
+
+    def groups(self, rows: Sequence[Row]) -> list[Group]:
+        return [self.group([r]) for r in rows]
+
+    def read_key(self, odbc: SageOdbc, key: Sequence[str]) -> Group | None:
+        """The current version of one row (group), or None when it no longer exists."""
+        rows = odbc.fetchall(self.by_key_sql(), list(key))
+        return self.group(rows) if rows else None
+
+    # --- records -----------------------------------------------------------------------------
+
+    def envelope(self, group: Group, record_id: str) -> dict[str, Any]:
+        return {
+            "event_id": event_id(group.version),
+            "event_time": self.ctx.event_time(group.stamp),
+            "source_system": "SAGE100",
+            "source_record_id": record_id,
+            "correlation_id": None,
+        }
+
+    def records(self, group: Group, odbc: SageOdbc) -> list[OutRecord]:
+        raise NotImplementedError
+
+    def confirmed(self, records: Sequence[OutRecord]) -> None:
+        """Kafka has these records (hook for per-stream memory)."""
+
+    def sweep_status(self, row: Row) -> tuple[str, ...]:
+        return tuple(_name(v) for v in row[self.key_width :])
+
+    def vanished(self, key: tuple[str, ...], status: tuple[str, ...], odbc: SageOdbc) -> list[OutRecord]:
+        """Records saying that the row with `key` is gone (the key sweep found it missing)."""
+        return []
+
+    def custom_fields(self, row: Row, skip: str | None = None) -> dict[str, str | None]:
+        return {u: _text(row[self.ix[u]]) for u in self.udfs if u != skip}
+
+
+class CustomerStream(Stream):
+    topic_name = "customer.v1"
+    schema = "Customer"
+    sweep_columns = ("CustomerStatus",)
+    multi_row = True
+
+    def __init__(self, table: Table, contacts: Table, ctx: MappingContext) -> None:
+        self.contacts = contacts
+        self.cq = Q(contacts)
+        self.contact_columns = [
+            "ContactCode", "ContactName", "Salutation", "ContactTitle", "TelephoneNo1", "TelephoneExt1",
+            "TelephoneNo2", "FaxNo", "EmailAddress", "AddressLine1", "AddressLine2", "AddressLine3",
+            "City", "State", "ZipCode", "CountryCode",
+        ]  # fmt: skip
+        super().__init__(table, ctx)
+        self.base = len(self.columns)
+        self.cix = {c: self.base + i for i, c in enumerate(self.contact_columns)}
+        # customer key -> digest of the version last published, by this stream or the contacts one
+        self.published: dict[str, str] = {}
+
+    def from_clause(self) -> str:
+        return self.q.outer_join(self.contacts, ["ARDivisionNo", "CustomerNo"])
+
+    def select_list(self) -> str:
+        return f"{self.q.cols(self.columns)}, {self.cq.cols(self.contact_columns)}"
+
+    def order_by(self) -> list[str]:
+        return [*super().order_by(), self.cq.col("ContactCode")]
+
+    def groups(self, rows: Sequence[Row]) -> list[Group]:
+        out: list[Group] = []
+        current: list[Row] = []
+        for row in rows:
+            if current and row[: self.key_width] != current[0][: self.key_width]:
+                out.append(self.group(current))
+                current = []
+            current.append(row)
+        if current:
+            out.append(self.group(current))
+        return out
+
+    def record(self, group: Group, source: Group | None = None) -> dict[str, Any]:
+        row = group.rows[0]
+        ix = self.ix
+        division, number = group.key
+        contacts = []
+        for r in group.rows:
+            cix = self.cix
+            if r[cix["ContactCode"]] is None:
+                continue
+            contacts.append(
+                {
+                    "contact_code": _text(r[cix["ContactCode"]]),
+                    "salesforce_contact_id": None,
+                    "name": _name(r[cix["ContactName"]]),
+                    "first_name": None,
+                    "last_name": None,
+                    "salutation": _text(r[cix["Salutation"]]),
+                    "title": _text(r[cix["ContactTitle"]]),
+                    "telephone_no": _text(r[cix["TelephoneNo1"]]),
+                    "telephone_ext": _text(r[cix["TelephoneExt1"]]),
+                    "telephone_no2": _text(r[cix["TelephoneNo2"]]),
+                    "fax_no": _text(r[cix["FaxNo"]]),
+                    "email_address": _text(r[cix["EmailAddress"]]),
+                    "address": {
+                        "name": None,
+                        "code": None,
+                        "line1": _text(r[cix["AddressLine1"]]),
+                        "line2": _text(r[cix["AddressLine2"]]),
+                        "line3": _text(r[cix["AddressLine3"]]),
+                        "city": _text(r[cix["City"]]),
+                        "state": _text(r[cix["State"]]),
+                        "postal_code": _text(r[cix["ZipCode"]]),
+                        "country_code": _country(r[cix["CountryCode"]]),
+                    },
+                }
+            )
+        sf_udf = self.ctx.salesforce_id_udf
+        value: dict[str, Any] = {
+            "envelope": self.envelope(source or group, f"{division}-{number}"),
+            "salesforce_account_id": _text(row[ix[sf_udf]]) if sf_udf in ix else None,
+            "ar_division_no": division,
+            "customer_no": number,
+            "name": _name(row[ix["CustomerName"]]),
+            "status": CUSTOMER_STATUS.get(_name(row[ix["CustomerStatus"]]), "UNKNOWN"),
+            "credit_limit": _money(row[ix["CreditLimit"]], 2),
+            "current_balance": _money(row[ix["CurrentBalance"]], 2),
+            "terms_code": _text(row[ix["TermsCode"]]),
+            "salesperson_division_no": _text(row[ix["SalespersonDivisionNo"]]),
+            "salesperson_no": _text(row[ix["SalespersonNo"]]),
+            "customer_type": _text(row[ix["CustomerType"]]),
+            "price_level": _text(row[ix["PriceLevel"]]),
+            "telephone_no": _text(row[ix["TelephoneNo"]]),
+            "email_address": _text(row[ix["EmailAddress"]]),
+            "billing_address": {
+                "name": _text(row[ix["CustomerName"]]),
+                "code": None,
+                "line1": _text(row[ix["AddressLine1"]]),
+                "line2": _text(row[ix["AddressLine2"]]),
+                "line3": _text(row[ix["AddressLine3"]]),
+                "city": _text(row[ix["City"]]),
+                "state": _text(row[ix["State"]]),
+                "postal_code": _text(row[ix["ZipCode"]]),
+                "country_code": _country(row[ix["CountryCode"]]),
+            },
+            "shipping_address": None,
+            "contacts": contacts,
+            "custom_fields": self.custom_fields(row, skip=sf_udf),
+            "deleted": False,
+        }
+        return value
+
+    def records(self, group: Group, odbc: SageOdbc) -> list[OutRecord]:
+        key = "-".join(group.key)
+        if self.published.get(key) == group.digest:
+            return []  # the contacts stream already published this very version
+        value = self.record(group)
+        return [
+            OutRecord(
+                self.topic, key, value, self.schema, value["envelope"]["event_time"], digest=group.digest
+            )
+        ]
+
+    def confirmed(self, records: Sequence[OutRecord]) -> None:
+        for rec in records:
+            if rec.gone:
+                self.published.pop(rec.key, None)
+            elif rec.digest is not None:
+                self.published[rec.key] = rec.digest
+
+    def vanished(self, key: tuple[str, ...], status: tuple[str, ...], odbc: SageOdbc) -> list[OutRecord]:
+        division, number = key
+        group = self.gone(key, "deleted")
+        value: dict[str, Any] = {
+            "envelope": self.envelope(group, f"{division}-{number}"),
+            "ar_division_no": division,
+            "customer_no": number,
+            "name": "",
+            "status": CUSTOMER_STATUS.get(status[0] if status else "", "UNKNOWN"),
+            "deleted": True,
+        }
+        return [OutRecord(self.topic, f"{division}-{number}", value, self.schema, None, gone=True)]
+
+
+class ContactStream(Stream):
+    """A changed contact republishes its customer (read again, with all its contacts)."""
+
+    topic_name = "customer.v1"
+    schema = "Customer"
+
+    def __init__(self, table: Table, customers: CustomerStream, ctx: MappingContext) -> None:
+        self.customers = customers
+        super().__init__(table, ctx)
+
+    def select_columns(self) -> list[str]:
+        return [*self.table.key, *AUDIT]
+
+    def records(self, group: Group, odbc: SageOdbc) -> list[OutRecord]:
+        customer = self.customers.read_key(odbc, group.key[:2])
+        if customer is None:  # deleted with its contacts: the customer sweep reports it
+            return []
+        key = "-".join(group.key[:2])
+        if self.customers.published.get(key) == customer.digest:
+            return []  # this customer version is out already (a new customer and its contacts)
+        value = self.customers.record(customer, source=group)
+        value["envelope"]["event_time"] = self.ctx.event_time(max(group.stamp, customer.stamp))
+        event_time = value["envelope"]["event_time"]
+        return [OutRecord(self.topic, key, value, self.schema, event_time, digest=customer.digest)]
+
+    def confirmed(self, records: Sequence[OutRecord]) -> None:
+        self.customers.confirmed(records)
+
+    def vanished(self, key: tuple[str, ...], status: tuple[str, ...], odbc: SageOdbc) -> list[OutRecord]:
+        # a deleted contact changes its customer's contact list (a deleted customer: none)
+        return self.records(self.gone(key, "contact deleted"), odbc)
+
+
+class ItemStream(Stream):
+    topic_name = "item.v1"
+    schema = "Item"
+    sweep_columns = ("InactiveItem", "ItemType")
+
+    def records(self, group: Group, odbc: SageOdbc) -> list[OutRecord]:
+        row, ix = group.rows[0], self.ix
+        item_type = ITEM_TYPES.get(_name(row[ix["ItemType"]]))
+        if item_type is None:
+            raise Permanent(
+                f"CI_Item {group.key[0]}: ItemType {row[ix['ItemType']]!r} is none of 1-5",
+                field="ItemType",
+                value=row[ix["ItemType"]],
+            )
+        value: dict[str, Any] = {
+            "envelope": self.envelope(group, group.key[0]),
+            "item_code": group.key[0],
+            "salesforce_product_id": None,
+            "product_code": None,
+            "description": _text(row[ix["ItemCodeDesc"]]),
+            "item_type": item_type,
+            "product_line": _text(row[ix["ProductLine"]]),
+            "product_type": _text(row[ix["ProductType"]]),
+            "unit_of_measure": _text(row[ix["StandardUnitOfMeasure"]]),
+            "standard_unit_price": _money(row[ix["StandardUnitPrice"]], 6),
+            "standard_unit_cost": _money(row[ix["StandardUnitCost"]], 6),
+            "total_quantity_on_hand": _money(row[ix["TotalQuantityOnHand"]], 6),
+            "default_warehouse_code": _text(row[ix["DefaultWarehouseCode"]]),
+            "active": _name(row[ix["InactiveItem"]]) != "Y",
+            "custom_fields": self.custom_fields(row),
+            "deleted": False,
+        }
+        return [OutRecord(self.topic, group.key[0], value, self.schema, value["envelope"]["event_time"])]
+
+    def vanished(self, key: tuple[str, ...], status: tuple[str, ...], odbc: SageOdbc) -> list[OutRecord]:
+        group = self.gone(key, "deleted")
+        value: dict[str, Any] = {
+            "envelope": self.envelope(group, key[0]),
+            "item_code": key[0],
+            "item_type": ITEM_TYPES.get(status[1] if len(status) > 1 else "", "REGULAR"),
+            "active": False,
+            "deleted": True,
+        }
+        return [OutRecord(self.topic, key[0], value, self.schema, None, gone=True)]
+
+
+class InventoryStream(Stream):
+    topic_name = "inventory.v1"
+    schema = "InventoryLevel"
+
+    def __init__(self, table: Table, ctx: MappingContext) -> None:
+        super().__init__(table, ctx)
+        ix = self.ix
+        self.i_on_hand, self.i_on_so = ix["QuantityOnHand"], ix["QuantityOnSalesOrder"]
+        self.i_on_bo, self.i_on_po, self.i_cost = (
+            ix["QuantityOnBackOrder"],
+            ix["QuantityOnPurchaseOrder"],
+            ix["AverageCost"],
+        )
+
+    def records(self, group: Group, odbc: SageOdbc) -> list[OutRecord]:
+        row = group.rows[0]
+        item, warehouse = group.key
+        on_hand, on_so, on_bo = _qty(row[self.i_on_hand]), _qty(row[self.i_on_so]), _qty(row[self.i_on_bo])
+        value: dict[str, Any] = {
+            "envelope": self.envelope(group, f"{item}-{warehouse}"),
+            "item_code": item,
+            "warehouse_code": warehouse,
+            "quantity_on_hand": on_hand,
+            "quantity_on_sales_order": on_so,
+            "quantity_on_back_order": on_bo,
+            "quantity_on_purchase_order": _qty(row[self.i_on_po]),
+            "quantity_available": on_hand - on_so - on_bo,
+            "average_cost": _money(row[self.i_cost], 6),
+        }
+        return [
+            OutRecord(self.topic, f"{item}/{warehouse}", value, self.schema, value["envelope"]["event_time"])
+        ]
+
+    def vanished(self, key: tuple[str, ...], status: tuple[str, ...], odbc: SageOdbc) -> list[OutRecord]:
+        # compacted topic: a tombstone removes the level (the item left the warehouse)
+        return [OutRecord(self.topic, f"{key[0]}/{key[1]}", None, self.schema, None, gone=True)]
+
+
+class OrderStatusStream(Stream):
+    topic_name = "orderstatus.v1"
+    schema = "OrderStatusChange"
+    sweep_columns = ("OrderStatus",)
+
+    def __init__(self, table: Table, history: Table, ctx: MappingContext) -> None:
+        super().__init__(table, ctx)
+        self.history = Q(history)
+        self.last_status: dict[str, str] = {}
+
+    def select_columns(self) -> list[str]:
+        wanted = ["OrderStatus", "OrderType", "ARDivisionNo", "CustomerNo", "BillToName", *self.table.udfs]
+        return [*self.table.key, *wanted, *AUDIT]
+
+    def _ids(self, value: str | None) -> tuple[str | None, str | None]:
+        if value is None:
+            return None, None
+        return (None, value) if value.startswith("801") else (value, None)
+
+    def _record(
+        self,
+        group: Group,
+        order_no: str,
+        status: str,
+        code: str,
+        customer: dict[str, Any] | None,
+        sf: str | None,
+        gone: bool = False,
+    ) -> OutRecord:
+        opportunity, order = self._ids(sf)
+        previous = self.last_status.get(order_no)
+        value: dict[str, Any] = {
+            "envelope": self.envelope(group, order_no),
+            "sales_order_no": order_no,
+            "salesforce_opportunity_id": opportunity,
+            "salesforce_order_id": order,
+            "customer": customer,
+            "status": status,
+            "previous_status": ORDER_STATUS.get(previous) if previous else None,
+            "source_status": code,
+            "invoice_no": None,
+        }
+        event_time = None if gone else value["envelope"]["event_time"]
+        return OutRecord(self.topic, order_no, value, self.schema, event_time, gone=gone)
+
+    def records(self, group: Group, odbc: SageOdbc) -> list[OutRecord]:
+        row, ix = group.rows[0], self.ix
+        order_no = group.key[0]
+        code = _name(row[ix["OrderStatus"]])
+        if self.last_status.get(order_no) == code:
+            return []  # another column changed: not a status change
+        sf_udf = self.ctx.salesforce_id_udf
+        customer = {
+            "salesforce_account_id": None,
+            "ar_division_no": _text(row[ix["ARDivisionNo"]]),
+            "customer_no": _text(row[ix["CustomerNo"]]),
+            "name": _text(row[ix["BillToName"]]),
+        }
+        sf = _text(row[ix[sf_udf]]) if sf_udf in ix else None
+        return [self._record(group, order_no, ORDER_STATUS.get(code, "UNKNOWN"), code, customer, sf)]
+
+    def confirmed(self, records: Sequence[OutRecord]) -> None:
+        for rec in records:
+            if rec.value is None:
+                continue
+            if rec.gone:
+                self.last_status.pop(rec.key, None)  # no longer an open order
+            else:
+                self.last_status[rec.key] = rec.value["source_status"]
+
+    def vanished(self, key: tuple[str, ...], status: tuple[str, ...], odbc: SageOdbc) -> list[OutRecord]:
+        order_no = key[0]
+        found = odbc.fetchone(
+            self.history.select(
+                ["OrderStatus", "ARDivisionNo", "CustomerNo", "BillToName", "LastInvoiceNo"],
+                where=self.history.key_equals(),
+            ),
+            [order_no],
+        )
+        code = _name(found[0]) if found else "X"
+        canonical = HISTORY_STATUS.get(code)
+        if canonical is None:  # still active in history: not an end state we can name
+            return []
+        group = self.gone(key, "vanished", code)
+        customer = (
+            {
+                "salesforce_account_id": None,
+                "ar_division_no": _text(found[1]),
+                "customer_no": _text(found[2]),
+                "name": _text(found[3]),
+            }
+            if found
+            else None
+        )
+        rec = self._record(group, order_no, canonical, code, customer, None, gone=True)
+        assert rec.value is not None
+        if found:
+            rec.value["invoice_no"] = _text(found[4])
+        if status and not self.last_status.get(order_no):
+            rec.value["previous_status"] = ORDER_STATUS.get(status[0])
+        return [rec]
+
+
+def build_streams(
+    tables: Mapping[str, Table],
+    names: Sequence[str],
+    ctx: MappingContext,
+) -> dict[str, Stream]:
+    """The streams for the configured table names, in that order."""
+    customers = CustomerStream(tables["AR_Customer"], tables["AR_CustomerContact"], ctx)
+    factories: dict[str, Callable[[], Stream]] = {
+        "AR_Customer": lambda: customers,
+        "AR_CustomerContact": lambda: ContactStream(tables["AR_CustomerContact"], customers, ctx),
+        "CI_Item": lambda: ItemStream(tables["CI_Item"], ctx),
+        "IM_ItemWarehouse": lambda: InventoryStream(tables["IM_ItemWarehouse"], ctx),
+        "SO_SalesOrderHeader": lambda: OrderStatusStream(
+            tables["SO_SalesOrderHeader"], tables["SO_SalesOrderHistoryHeader"], ctx
+        ),
+    }
+    return {name: factories[name]() for name in names}

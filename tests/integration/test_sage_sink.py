@@ -1,0 +1,683 @@
+"""The Sage 100 sink on the real broker, the sandbox registry and the sandbox database over ODBC.
+
+What a user would notice: one Salesforce order makes exactly one Sage order with the right lines
+and totals, whatever redeliveries and crashes happen; a bad command is dead-lettered with a
+reason naming the field, answered as REJECTED, and does not stop the next one; customers are
+created once and matched afterwards; a credit check is answered with Sage's figures within its
+deadline, and a stale one is answered as expired.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pyodbc
+import pytest
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from prometheus_client import REGISTRY
+
+from connectors.sage100.customer_numbers import CustomerNumbering
+from connectors.sage100.reads import SqlSageReads
+from connectors.sage100.sink_app import SageSinkSettings, build_command_loop, build_credit_loop
+from sagesf.config import KafkaSettings, RegistrySettings, Settings
+from sagesf.producer import ConfirmedProducer
+from sagesf.serde import AvroSerde
+
+pytestmark = pytest.mark.integration
+
+FAST_GROUP = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500}
+SF_USER = "SGSF"  # the sandbox settings' integration user
+
+
+# --- the world -------------------------------------------------------------------------------
+
+
+class World:
+    """Topics, settings and Kafka/registry clients of one test."""
+
+    def __init__(self, bootstrap: str, registry_url: str, db: Any, new_topic: Any) -> None:
+        self.bootstrap = bootstrap
+        self.db = db
+        self.core = Settings(
+            kafka=KafkaSettings(bootstrap_servers=bootstrap),
+            registry=RegistrySettings(url=registry_url, auto_register=True),
+        )
+        self.sage = db.settings()
+        self.sink = SageSinkSettings(
+            commands_topic=new_topic("sage-commands"),
+            results_topic=new_topic("sage-results"),
+            dead_letter_topic=new_topic("sage-dlq"),
+            credit_requests_topic=new_topic("credit-requests"),
+            credit_replies_topic=new_topic("credit-replies"),
+            credit_dead_letter_topic=new_topic("credit-dlq"),
+            group_id=f"sink-{uuid.uuid4().hex[:8]}",
+            credit_group_id=f"credit-{uuid.uuid4().hex[:8]}",
+            consumer_config=FAST_GROUP,
+        )
+        self.registry = SchemaRegistryClient({"url": registry_url})
+        self.producer = ConfirmedProducer(self.core.kafka)
+
+    def serde(self, schema: str, topic: str) -> AvroSerde:
+        return AvroSerde.canonical(self.registry, schema, topic, auto_register=True)
+
+    def key_serde(self, topic: str) -> AvroSerde:
+        return AvroSerde.string_key(self.registry, topic, auto_register=True)
+
+    def send_commands(self, *commands: tuple[str, dict[str, Any]]) -> None:
+        topic = self.sink.commands_topic
+        value, key = self.serde("SageCommand", topic), self.key_serde(topic)
+        for k, command in commands:
+            self.producer.send(topic, value.encode(command), key.encode(k))
+        self.producer.confirm()
+
+    def results(self, expected: int) -> list[dict[str, Any]]:
+        serde = self.serde("SageResult", self.sink.results_topic)
+        return [
+            serde.decode(m.value()) for m in read_topic(self.bootstrap, self.sink.results_topic, expected)
+        ]
+
+    def run_sink(self, until_results: int, timeout: float = 60) -> None:
+        built = build_command_loop(self.core, self.sage, self.sink)
+        try:
+            run_until(
+                built.loop, lambda: count(self.bootstrap, self.sink.results_topic) >= until_results, timeout
+            )
+        finally:
+            built.close()
+
+    def sql(self, query: str, *params: Any) -> list[tuple[Any, ...]]:
+        odbc = self.db.odbc()
+        try:
+            rows: list[tuple[Any, ...]] = odbc.fetchall(query, list(params))
+            return rows
+        finally:
+            odbc.close()
+
+
+@pytest.fixture
+def world(kafka_bootstrap, schema_registry_url, sage_db, new_topic) -> World:
+    return World(kafka_bootstrap, schema_registry_url, sage_db, new_topic)
+
+
+def read_topic(bootstrap: str, topic: str, expected: int = 0, timeout: float = 30) -> list[Any]:
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"reader-{uuid.uuid4().hex[:6]}",
+            "enable.partition.eof": True,
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+    out: list[Any] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        msg = consumer.poll(0.2)
+        if msg is None:
+            continue
+        error = msg.error()
+        if error is not None:
+            if error.code() == KafkaError._PARTITION_EOF:
+                if len(out) >= expected:
+                    break
+                continue
+            raise AssertionError(error)
+        out.append(msg)
+    consumer.close()
+    return out
+
+
+def count(bootstrap: str, topic: str) -> int:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "counter"})
+    low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
+    consumer.close()
+    return int(high - low)
+
+
+def committed(bootstrap: str, group: str, topic: str) -> int:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    [tp] = consumer.committed([TopicPartition(topic, 0)], timeout=10)
+    consumer.close()
+    return int(tp.offset)
+
+
+def run_until(loop: Any, done: Any, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not done() and time.monotonic() < deadline:
+        loop.run_once()
+    assert done(), "the sink did not finish in time"
+
+
+# --- canonical records -----------------------------------------------------------------------
+
+
+def envelope(record_id: str, source: str = "SALESFORCE", correlation: str | None = None) -> dict[str, Any]:
+    return {
+        "event_id": str(uuid.uuid4()),
+        "event_time": datetime.now(UTC),
+        "source_system": source,
+        "source_record_id": record_id,
+        "correlation_id": correlation,
+    }
+
+
+def sf_id(prefix: str = "006") -> str:
+    return (prefix + uuid.uuid4().hex.upper())[:18]
+
+
+def line(no: int, item: str | None, qty: str, price: str, **kw: Any) -> dict[str, Any]:
+    return {
+        "line_no": no,
+        "salesforce_line_id": sf_id("00k"),
+        "item_code": item,
+        "product_code": item,
+        "quantity_ordered": Decimal(qty),
+        "unit_price": Decimal(price),
+        "extension_amount": (Decimal(qty) * Decimal(price)).quantize(Decimal("0.01")),
+        **kw,
+    }
+
+
+def order_command(
+    opportunity: str,
+    lines: list[dict[str, Any]],
+    customer_ref: dict[str, Any],
+    customer: dict[str, Any] | None = None,
+    **order_fields: Any,
+) -> tuple[str, dict[str, Any]]:
+    order = {
+        "envelope": envelope(opportunity),
+        "salesforce_opportunity_id": opportunity,
+        "customer": customer_ref,
+        "status": "NEW",
+        "source_status": "Closed Won",
+        "order_date": date(2025, 3, 7),
+        "customer_po_no": "PO-4711",
+        "currency_code": "USD",
+        "total_amount": sum((ln["extension_amount"] for ln in lines), Decimal("0.00")),
+        "lines": lines,
+        **order_fields,
+    }
+    body = {"order": order, "customer": customer}
+    command = {
+        "envelope": envelope(opportunity, "SAGESF", correlation=f"corr-{opportunity}"),
+        "command_id": f"cmd-{uuid.uuid4().hex[:8]}",
+        "command": ("io.sagesf.canonical.CreateSalesOrder", body),
+    }
+    return opportunity, command
+
+
+def customer_record(account: str | None, name: str, **fields: Any) -> dict[str, Any]:
+    return {
+        "envelope": envelope(account or name),
+        "salesforce_account_id": account,
+        "name": name,
+        "status": "ACTIVE",
+        **fields,
+    }
+
+
+def upsert_command(customer: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    key = customer.get("salesforce_account_id") or customer["name"]
+    return key, {
+        "envelope": envelope(key, "SAGESF", correlation=f"corr-{key}"),
+        "command_id": f"cmd-{uuid.uuid4().hex[:8]}",
+        "command": ("io.sagesf.canonical.UpsertCustomer", {"customer": customer}),
+    }
+
+
+def seeded(world: World) -> dict[str, Any]:
+    """An active customer, two active items and an inactive one from the seeded company."""
+    customers = world.sql(
+        "SELECT ARDivisionNo, CustomerNo FROM AR_Customer WHERE CustomerStatus = ? ORDER BY CustomerNo", "A"
+    )
+    active = world.sql(
+        "SELECT ItemCode FROM CI_Item WHERE InactiveItem = ? AND ItemType = ? ORDER BY ItemCode",
+        "N",
+        "1",
+    )
+    inactive = world.sql("SELECT ItemCode FROM CI_Item WHERE InactiveItem = ?", "Y")
+    division, number = customers[0]
+    return {
+        "ref": {"ar_division_no": division, "customer_no": number},
+        "items": [r[0] for r in active[:2]],
+        "inactive": inactive[0][0],
+    }
+
+
+def orders_for(world: World, opportunity: str) -> list[tuple[Any, ...]]:
+    return world.sql(
+        "SELECT SalesOrderNo, OrderStatus, ARDivisionNo, CustomerNo, TaxableAmt, NonTaxableAmt, "
+        "UserCreatedKey, UserUpdatedKey, DateCreated, TimeCreated FROM SO_SalesOrderHeader "
+        "WHERE UDF_SALESFORCE_ID = ?",
+        opportunity,
+    )
+
+
+def detail(world: World, sales_order_no: str) -> list[tuple[Any, ...]]:
+    return world.sql(
+        "SELECT LineKey, LineSeqNo, ItemCode, QuantityOrdered, UnitPrice, ExtensionAmt, WarehouseCode, "
+        "UserCreatedKey FROM SO_SalesOrderDetail WHERE SalesOrderNo = ? ORDER BY LineSeqNo",
+        sales_order_no,
+    )
+
+
+# --- orders ----------------------------------------------------------------------------------
+
+
+def test_the_same_order_command_five_times_makes_exactly_one_order(world):
+    data = seeded(world)
+    item_a, item_b = data["items"]
+    opportunity = sf_id()
+    command = order_command(
+        opportunity, [line(1, item_a, "3", "19.99"), line(2, item_b, "1.5", "10.333")], data["ref"]
+    )
+    next_no = world.sql("SELECT NextSalesOrderNo FROM SO_Options")[0][0]
+    world.send_commands(*[command] * 5)
+
+    world.run_sink(until_results=5)
+
+    [header] = orders_for(world, opportunity)
+    (
+        sales_order_no,
+        status,
+        division,
+        customer_no,
+        taxable,
+        non_taxable,
+        created_by,
+        updated_by,
+        day,
+        hours,
+    ) = header
+    assert sales_order_no == next_no  # the counter's number, 7 digits
+    assert len(sales_order_no) == 7
+    assert (status, division, customer_no) == ("N", data["ref"]["ar_division_no"], data["ref"]["customer_no"])
+    assert Decimal(taxable) + Decimal(non_taxable) == Decimal("59.97") + Decimal("15.50")
+    assert (created_by, updated_by) == (SF_USER, SF_USER)
+    assert day is not None
+    assert len(hours) == 7  # decimal hours like "14.5012"
+    assert world.sql("SELECT NextSalesOrderNo FROM SO_Options")[0][0] == f"{int(next_no) + 1:07d}"
+    lines = detail(world, sales_order_no)
+    assert [(r[0], r[1], r[2]) for r in lines] == [
+        ("000001", "00000100000000", item_a),
+        ("000002", "00000200000000", item_b),
+    ]
+    assert [(Decimal(r[3]), Decimal(r[4]), Decimal(r[5])) for r in lines] == [
+        (Decimal(3), Decimal("19.99"), Decimal("59.97")),
+        (Decimal("1.5"), Decimal("10.333"), Decimal("15.50")),  # 15.4995 rounded half-up
+    ]
+    assert {r[6] for r in lines} == {"000"}  # the items' default warehouse
+    assert {r[7] for r in lines} == {SF_USER}
+
+    results = world.results(5)
+    assert [r["outcome"] for r in results] == ["CREATED"] + ["EXISTING"] * 4
+    assert {r["sales_order_no"] for r in results} == {sales_order_no}
+    assert {r["salesforce_record_id"] for r in results} == {opportunity}
+    first = results[0]
+    assert first["order_status"] == "NEW"
+    assert first["correlation_id"] == f"corr-{opportunity}"
+    assert first["total_amount"] == Decimal("75.47")
+    assert [(ln["line_key"], ln["extension_amount"]) for ln in first["lines"]] == [
+        ("000001", Decimal("59.97")),
+        ("000002", Decimal("15.50")),
+    ]
+    assert results[4]["lines"] == first["lines"]  # a redelivery answers with the same lines
+    assert read_topic(world.bootstrap, world.sink.dead_letter_topic) == []
+
+
+CRASHING_SINK = textwrap.dedent("""
+    import os, signal, sys, json
+    from connectors.sage100.sink_app import SageSinkSettings, build_command_loop
+    from connectors.sage100.sql_writer import SqlSageWriter
+    from connectors.sage100.config import Sage100Settings
+    from sagesf.config import Settings
+
+    core = Settings.model_validate_json(sys.argv[1])
+    sage = Sage100Settings(connection_string=sys.argv[2], udf_columns=json.loads(sys.argv[3]))
+    sink = SageSinkSettings.model_validate_json(sys.argv[4])
+
+    class CrashAfterCommit(SqlSageWriter):
+        def create_sales_order(self, order):
+            written = super().create_sales_order(order)  # committed in Sage
+            print("committed", written.sales_order_no, flush=True)
+            os.kill(os.getpid(), signal.SIGKILL)  # before the result and the offset commit
+
+    def crashing(odbc, reads):
+        return CrashAfterCommit(odbc, sage.tables(), user_key=sage.integration_user_key, zone=sage.zone)
+
+    built = build_command_loop(core, sage, sink, writer_factory=crashing)
+    for _ in range(200):
+        built.loop.run_once()
+""")
+
+
+def test_a_crash_between_the_sage_commit_and_the_offset_commit_does_not_duplicate_the_order(world):
+    data = seeded(world)
+    opportunity = sf_id()
+    world.send_commands(order_command(opportunity, [line(1, data["items"][0], "2", "5.00")], data["ref"]))
+
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            CRASHING_SINK,
+            world.core.model_dump_json(),
+            world.db.connection_string,
+            json.dumps(world.db.udf_columns),
+            world.sink.model_dump_json(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ},
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    [[sales_order_no, *_]] = orders_for(world, opportunity)
+    assert f"committed {sales_order_no}" in proc.stdout
+    assert count(world.bootstrap, world.sink.results_topic) == 0
+    assert committed(world.bootstrap, world.sink.group_id, world.sink.commands_topic) < 1  # nothing committed
+
+    world.run_sink(until_results=1)  # a new consumer in the same group: the command is redelivered
+
+    assert len(orders_for(world, opportunity)) == 1
+    assert len(detail(world, sales_order_no)) == 1
+    [result] = world.results(1)
+    assert (result["outcome"], result["sales_order_no"]) == ("EXISTING", sales_order_no)
+    assert committed(world.bootstrap, world.sink.group_id, world.sink.commands_topic) == 1
+
+
+def test_bad_commands_are_dead_lettered_with_the_reason_and_the_next_good_one_is_written(world):
+    data = seeded(world)
+    good_item = data["items"][0]
+    customers_before = world.sql("SELECT COUNT(*) FROM AR_Customer")[0][0]
+    headers_before = world.sql("SELECT COUNT(*) FROM SO_SalesOrderHeader")[0][0]
+    unknown_account = sf_id("001")
+    ref, no_account = data["ref"], {"salesforce_account_id": unknown_account}
+    rocket = customer_record(unknown_account, "Zoë 🚀 Rockets")
+
+    def order(lines: list[dict[str, Any]], customer_ref: dict[str, Any] = ref, **kw: Any) -> Any:
+        return order_command(sf_id(), lines, customer_ref, **kw)
+
+    # (command, field named in the error, value named, words of the reason)
+    bad = [
+        (
+            order([line(1, "NO-SUCH-ITEM", "1", "1")]),
+            "lines[1].ItemCode",
+            "NO-SUCH-ITEM",
+            "does not exist in CI_Item",
+        ),
+        (
+            order([line(1, good_item, "1", "1"), line(2, data["inactive"], "1", "1")]),
+            "lines[2].ItemCode",
+            data["inactive"],
+            "inactive",
+        ),
+        (order([line(1, "X" * 31, "1", "1")]), "lines[1].ItemCode", "X" * 31, "31 characters"),
+        (order([line(1, good_item, "-2", "1")]), "lines[1].QuantityOrdered", "-2", "greater than 0"),
+        (order([line(1, good_item, "1", "1")], no_account), "customer", None, "no customer data"),
+        (order([line(1, good_item, "1", "1")], no_account, customer=rocket), "CustomerName", "🚀", "cp1252"),
+        (order([line(1, good_item, "1", "1")], warehouse_code="999"), "WarehouseCode", "999", "IM_Warehouse"),
+    ]
+    good_opportunity = sf_id()
+    good = order_command(good_opportunity, [line(1, good_item, "4", "2.50")], data["ref"])
+    world.send_commands(*[c for c, *_ in bad], good)
+
+    world.run_sink(until_results=len(bad) + 1)
+
+    dead = read_topic(world.bootstrap, world.sink.dead_letter_topic, expected=len(bad))
+    assert len(dead) == len(bad)
+    for i, (msg, (command, field, value, words)) in enumerate(zip(dead, bad, strict=True)):
+        headers = dict(msg.headers())
+        assert headers["__connect.errors.topic"] == world.sink.commands_topic.encode()
+        assert headers["__connect.errors.offset"] == str(i).encode()
+        assert headers["__connect.errors.stage"] == b"TASK_PUT"
+        assert headers["__connect.errors.connector.name"] == b"sage-sink"
+        assert words in headers["__connect.errors.exception.message"].decode(), headers
+        assert headers["__sagesf.errors.field"] == field.encode()
+        if value is not None:
+            assert value in headers["__sagesf.errors.value"].decode()
+        assert (
+            msg.value()
+            == world.serde("SageCommand", world.sink.commands_topic).encode(command[1])[:5] + msg.value()[5:]
+        )
+
+    results = world.results(len(bad) + 1)
+    assert [r["outcome"] for r in results] == ["REJECTED"] * len(bad) + ["CREATED"]
+    assert [r["error"]["field"] for r in results[:-1]] == [field for _, field, _, _ in bad]
+    assert "NO-SUCH-ITEM" in results[0]["error"]["reason"]
+    assert results[0]["salesforce_record_id"] == bad[0][0][0]
+    # nothing of the bad commands reached Sage, not even the customer of the cp1252 one
+    assert world.sql("SELECT COUNT(*) FROM AR_Customer")[0][0] == customers_before
+    assert world.sql("SELECT COUNT(*) FROM SO_SalesOrderHeader")[0][0] == headers_before + 1
+    [[sales_order_no, *_]] = orders_for(world, good_opportunity)
+    assert results[-1]["sales_order_no"] == sales_order_no
+    assert [Decimal(r[5]) for r in detail(world, sales_order_no)] == [Decimal("10.00")]
+    assert committed(world.bootstrap, world.sink.group_id, world.sink.commands_topic) == len(bad) + 1
+
+
+# --- customers -------------------------------------------------------------------------------
+
+
+def customer_row(world: World, account: str) -> list[tuple[Any, ...]]:
+    return world.sql(
+        "SELECT ARDivisionNo, CustomerNo, CustomerName, City, CreditLimit, CustomerStatus, UserCreatedKey, "
+        "UserUpdatedKey FROM AR_Customer WHERE UDF_SALESFORCE_ID = ?",
+        account,
+    )
+
+
+def test_upsert_customer_creates_once_then_matches_by_salesforce_id_and_by_number(world):
+    account = sf_id("001")
+    created = customer_record(
+        account,
+        "Zoë's Hardware",
+        credit_limit=Decimal("7500.00"),
+        billing_address={"line1": "1 Main St", "city": "Boston", "state": "MA", "postal_code": "02110"},
+    )
+    renamed = {**created, "name": "Zoë's Hardware Inc", "envelope": envelope(account)}
+    seeded_customer = world.sql(
+        "SELECT ARDivisionNo, CustomerNo, TelephoneNo FROM AR_Customer ORDER BY CustomerNo"
+    )[0]
+    by_number = customer_record(
+        None,
+        "ignored?",
+        ar_division_no=seeded_customer[0],
+        customer_no=seeded_customer[1],
+        telephone_no="(617) 555-0100",
+    )
+    del by_number["name"]  # a partial update: only the phone
+    by_number["name"] = world.sql(
+        "SELECT CustomerName FROM AR_Customer WHERE ARDivisionNo = ? AND CustomerNo = ?", *seeded_customer[:2]
+    )[0][0]
+    world.send_commands(
+        upsert_command(created), upsert_command(created), upsert_command(renamed), upsert_command(by_number)
+    )
+
+    world.run_sink(until_results=4)
+
+    [row] = customer_row(world, account)
+    division, number, name, city, limit, status, created_by, updated_by = row
+    assert (division, number) == ("01", "SF000001")  # the default scheme: prefix SF + 6 digits
+    assert (name, city, Decimal(limit), status) == ("Zoë's Hardware Inc", "Boston", Decimal("7500.00"), "A")
+    assert (created_by, updated_by) == (SF_USER, SF_USER)
+    phone = world.sql(
+        "SELECT TelephoneNo, UserUpdatedKey FROM AR_Customer WHERE ARDivisionNo = ? AND CustomerNo = ?",
+        *seeded_customer[:2],
+    )
+    assert phone == [("(617) 555-0100", SF_USER)]
+    results = world.results(4)
+    assert [r["outcome"] for r in results] == ["CREATED", "EXISTING", "UPDATED", "UPDATED"]
+    assert [r["customer"]["customer_no"] for r in results] == ["SF000001"] * 3 + [seeded_customer[1]]
+    assert results[0]["customer"]["salesforce_account_id"] == account
+    assert results[0]["customer_created"] is True
+
+
+def test_an_order_for_a_new_customer_creates_the_customer_first(world):
+    data = seeded(world)
+    account = sf_id("001")
+    opportunity = sf_id()
+    command = order_command(
+        opportunity,
+        [line(1, data["items"][0], "1", "99.00")],
+        {"salesforce_account_id": account},
+        customer_record(account, "Brand New Customer LLC"),
+    )
+    world.send_commands(command, command)
+
+    world.run_sink(until_results=2)
+
+    [(division, number, name, *_)] = customer_row(world, account)
+    [header] = orders_for(world, opportunity)
+    assert (header[2], header[3]) == (division, number)
+    assert name == "Brand New Customer LLC"
+    bill_to = world.sql("SELECT BillToName FROM SO_SalesOrderHeader WHERE SalesOrderNo = ?", header[0])
+    assert bill_to == [("Brand New Customer LLC",)]  # defaulted from the customer, as BOI does
+    first, again = world.results(2)
+    assert (first["outcome"], first["customer_created"]) == ("CREATED", True)
+    assert (first["customer"]["ar_division_no"], first["customer"]["customer_no"]) == (division, number)
+    assert (again["outcome"], again["sales_order_no"]) == ("EXISTING", header[0])
+
+
+# --- credit check ----------------------------------------------------------------------------
+
+
+def credit_request(ref: dict[str, Any], amount: str, deadline: datetime) -> dict[str, Any]:
+    correlation = str(uuid.uuid4())
+    return {
+        "envelope": envelope(correlation, correlation=correlation),
+        "correlation_id": correlation,
+        "customer": {"salesforce_account_id": None, "name": None, **ref},
+        "order_amount": Decimal(amount),
+        "currency_code": "USD",
+        "deadline": deadline,
+        "salesforce_record_id": None,
+    }
+
+
+def test_credit_check_answers_with_sages_figures_within_the_deadline_and_stale_requests_as_expired(world):
+    # a customer with a credit limit and open orders
+    rows = world.sql(
+        "SELECT c.ARDivisionNo, c.CustomerNo, c.CreditLimit, c.CurrentBalance FROM AR_Customer c "
+        "WHERE c.CustomerStatus = ? AND c.CreditLimit <> ? AND EXISTS (SELECT 1 FROM SO_SalesOrderHeader h "
+        "WHERE h.ARDivisionNo = c.ARDivisionNo AND h.CustomerNo = c.CustomerNo)",
+        "A",
+        "0.00",
+    )
+    division, number, limit, balance = rows[0]
+    open_orders = world.sql(
+        "SELECT TaxableAmt, NonTaxableAmt, SalesTaxAmt, FreightAmt, DiscountAmt FROM SO_SalesOrderHeader "
+        "WHERE ARDivisionNo = ? AND CustomerNo = ? AND OrderStatus IN (?, ?, ?)",
+        division,
+        number,
+        "N",
+        "O",
+        "H",
+    )
+    open_total = sum(
+        (Decimal(a) + Decimal(b) + Decimal(c) + Decimal(d) - Decimal(e) for a, b, c, d, e in open_orders),
+        Decimal(0),
+    )
+    available = Decimal(limit) - Decimal(balance) - open_total
+    now = datetime.now(UTC)
+    ref = {"ar_division_no": division, "customer_no": number}
+    fits = credit_request(ref, "1.00", now + timedelta(seconds=60))
+    too_big = credit_request(ref, str(available + Decimal("0.01")), now + timedelta(seconds=60))
+    unknown = credit_request(
+        {"ar_division_no": "01", "customer_no": "NOBODY"}, "1.00", now + timedelta(seconds=60)
+    )
+    stale = credit_request(ref, "1.00", now - timedelta(seconds=1))
+    topic = world.sink.credit_requests_topic
+    value, key = world.serde("CreditCheckRequest", topic), world.key_serde(topic)
+    for request in (fits, too_big, unknown, stale):
+        world.producer.send(topic, value.encode(request), key.encode(request["correlation_id"]))
+    world.producer.confirm()
+
+    built = build_credit_loop(world.core, world.sage, world.sink)
+    try:
+        run_until(built.loop, lambda: count(world.bootstrap, world.sink.credit_replies_topic) >= 4, 60)
+    finally:
+        built.close()
+
+    serde = world.serde("CreditCheckReply", world.sink.credit_replies_topic)
+    messages = read_topic(world.bootstrap, world.sink.credit_replies_topic, 4)
+    replies = {serde.decode(m.value())["correlation_id"]: serde.decode(m.value()) for m in messages}
+    assert [m.key() for m in messages] == [
+        key.encode(r["correlation_id"]) for r in (fits, too_big, unknown, stale)
+    ]
+    approved = replies[fits["correlation_id"]]
+    assert approved["decision"] == "APPROVED"
+    assert approved["credit_limit"] == Decimal(limit)
+    assert approved["current_balance"] == Decimal(balance)
+    assert approved["open_order_total"] == open_total
+    assert open_total > 0
+    assert approved["available_credit"] == available
+    assert approved["customer"]["customer_no"] == number
+    assert approved["envelope"]["event_time"] <= fits["deadline"]
+    assert replies[too_big["correlation_id"]]["decision"] == "OVER_LIMIT"
+    assert replies[unknown["correlation_id"]]["decision"] == "CUSTOMER_NOT_FOUND"
+    expired = replies[stale["correlation_id"]]
+    assert expired["decision"] in ("EXPIRED", "ERROR")
+    assert expired["message"].startswith("expired")
+    assert expired["credit_limit"] is None  # no stale figures
+
+
+def test_while_sage_is_locked_the_command_waits_and_is_written_once_when_sage_is_back(world):
+    data = seeded(world)
+    world.db.timeout = 0.3  # the sink gives up on a lock after 0.3 s: Sage unavailable
+    world.sage = world.db.settings()
+    opportunity = sf_id()
+    world.send_commands(order_command(opportunity, [line(1, data["items"][0], "1", "8.00")], data["ref"]))
+    opened_before = (
+        REGISTRY.get_sample_value("sagesf_sage_circuit_opened_total", {"component": "sage-sink"}) or 0
+    )
+    blocker = pyodbc.connect(world.db.connection_string, autocommit=False)
+    blocker.execute("UPDATE AR_Division SET DivisionDesc = DivisionDesc")  # holds the write lock
+    release = threading.Timer(3.0, blocker.rollback)
+    release.start()
+    started = time.monotonic()
+    try:
+        world.run_sink(until_results=1)
+    finally:
+        release.join()
+        blocker.close()
+
+    assert time.monotonic() - started >= 3.0  # it waited for Sage rather than failing the command
+    assert len(orders_for(world, opportunity)) == 1
+    [result] = world.results(1)
+    assert result["outcome"] == "CREATED"
+    assert read_topic(world.bootstrap, world.sink.dead_letter_topic) == []
+    opened = REGISTRY.get_sample_value("sagesf_sage_circuit_opened_total", {"component": "sage-sink"}) or 0
+    assert opened > opened_before  # the circuit breaker opened while Sage was locked
+
+
+def test_customer_numbers_by_name_skip_numbers_already_used(world):
+    udf = world.sage.salesforce_id_udf
+    odbc = world.db.odbc()
+    try:
+        reads = SqlSageReads(odbc, world.db.tables, order_udf=udf, customer_udf=udf)
+        by_name = CustomerNumbering("name", name_length=8)
+        assert by_name.next_number(reads, "01", "Zephyr Tools, Inc.") == "ZEPHYRTO"
+        odbc.execute(
+            "INSERT INTO AR_Customer (ARDivisionNo, CustomerNo, CustomerName) VALUES (?, ?, ?)",
+            ["01", "ZEPHYRTO", "Zephyr Tools"],
+        )
+        assert by_name.next_number(reads, "01", "Zephyr Tools, Inc.") == "ZEPHYR01"
+        assert by_name.next_number(reads, "02", "Zephyr Tools, Inc.") == "ZEPHYRTO"  # per division
+        assert by_name.next_number(reads, "01", "!!!") == "SF000001"  # nothing to derive: sequence
+        sequence = CustomerNumbering("sequence", prefix="W", digits=4)
+        assert sequence.next_number(reads, "01", "x") == "W0001"
+    finally:
+        odbc.close()
