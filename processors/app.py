@@ -1,0 +1,460 @@
+"""The processors: one faust-streaming app with the orders, status and inventory agents.
+
+What it owns: `Processors`, which builds the faust app and wires everything else to it:
+- agents, one per input topic, each reading raw bytes (key and value serializer `raw`) so that
+  decoding happens here, with sagesf.serde, where a failure can be dead-lettered:
+  salesorder.v1 (orders), sage.results.v1 (results), customer.v1 (customers), item.v1 (items),
+  orderstatus.v1 (status), inventory.v1 (inventory);
+- the changelog-backed tables (processors/tables.py, `Tables` in processors/state.py);
+- timers: the inventory flush, the held-order sweep, the mapping reload;
+- the outputs: commands to sage.commands.v1 and salesforce.commands.v1 (Avro, Confluent framing,
+  string keys as topics.yaml says), dead letters to dlq.<stage>.v1 through
+  sagesf.dlq.DeadLetterWriter (original bytes, Kafka Connect error headers).
+
+How one record is handled (`_handle`): decode key and value -> run the stage's logic (orders.py,
+status.py, inventory.py) -> produce its commands and wait until Kafka acknowledged every one ->
+write its dead letters (acknowledged too) -> only then does the agent take the next record, so
+faust commits the offset after the effects (at-least-once; every command carries a deterministic
+command_id and every effect downstream is idempotent). Errors:
+- a key or value that cannot be decoded, a `Permanent` error, or any unexpected exception (a bug,
+  counted as such) dead-letters that one record and the stream goes on;
+- `Retriable` (registry or Kafka unreachable) is retried with exponential backoff and jitter for
+  up to `retry_limit_seconds`; after that the worker stops with an error, so its supervisor
+  restarts it and the uncommitted records are redelivered.
+Metrics (processors/metrics.py) and /healthz come from sagesf.metrics: faust's own web server is
+off. A mapping edit is picked up by the reload timer; an invalid edit keeps the previous mappings
+and marks the health component `mappings` degraded.
+
+Limits: faust's exactly-once mode is not used (it has open bugs); processing is at-least-once.
+The first decode of each schema id and the first encode per subject ask the registry
+synchronously (once per process). Timers that produce run on the group leader only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import faust
+from aiokafka.errors import KafkaError
+from confluent_kafka.schema_registry import SchemaRegistryClient
+
+from processors.config import ProcessorSettings
+from processors.inventory import InventoryPipeline
+from processors.mappings import MappingError, Mappings, load_mappings
+from processors.metrics import (
+    COMMANDS,
+    HELD_ORDERS,
+    INVENTORY_PENDING,
+    MAPPING_RELOADS,
+    RECORD_SECONDS,
+    RECORDS,
+    RETRIES,
+)
+from processors.orders import OrderPipeline
+from processors.state import MappingsRef, Origin, Step, Tables
+from processors.status import StatusPipeline
+from processors.tables import SharedTable, shared_table
+from sagesf.config import KafkaSettings, Settings
+from sagesf.dlq import (
+    STAGE_KEY_CONVERTER,
+    STAGE_TRANSFORMATION,
+    STAGE_VALUE_CONVERTER,
+    DeadLetterWriter,
+    FailedRecord,
+)
+from sagesf.errors import Permanent, Retriable
+from sagesf.metrics import RECORDS_IN, Health
+from sagesf.producer import ConfirmedProducer
+from sagesf.serde import AvroSerde, SerdeError
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Processors", "faust_credentials"]
+
+T = TypeVar("T")
+Handler = Callable[[str | None, Any, Origin], Step]
+
+# stage -> its dead-letter topic (topics.yaml name)
+DLQ_TOPICS = {
+    "orders": "dlq.orders.v1",
+    "results": "dlq.orders.v1",
+    "items": "dlq.orders.v1",
+    "customers": "dlq.customers.v1",
+    "status": "dlq.status.v1",
+    "inventory": "dlq.inventory.v1",
+}
+
+
+class _Converter(Permanent):
+    """A key or value that cannot be decoded (the Connect stage says which)."""
+
+    def __init__(self, error: SerdeError, step: str) -> None:
+        super().__init__(str(error))
+        self.step = step
+
+
+class _Fatal(Exception):
+    """A retriable failure lasted longer than the retry limit: the worker must stop."""
+
+
+def faust_credentials(kafka: KafkaSettings) -> Any:
+    """faust credentials for SSL / SASL clusters (None for PLAINTEXT); secrets go to the client only."""
+    context = None
+    if kafka.security_protocol in ("SSL", "SASL_SSL"):
+        context = ssl.create_default_context(cafile=kafka.ssl_ca_location)
+    if kafka.security_protocol.startswith("SASL"):
+        assert kafka.sasl_password is not None  # checked by KafkaSettings
+        return faust.SASLCredentials(
+            username=kafka.sasl_username,
+            password=kafka.sasl_password.get_secret_value(),
+            mechanism=kafka.sasl_mechanism,
+            ssl_context=context,
+        )
+    if context is not None:
+        return faust.SSLCredentials(context)
+    return None
+
+
+class Processors:
+    """The faust app of the processors, its tables, agents and outputs (see the module doc)."""
+
+    def __init__(
+        self,
+        settings: ProcessorSettings,
+        core: Settings,
+        mappings: Mappings,
+        health: Health | None = None,
+        registry: SchemaRegistryClient | None = None,
+    ) -> None:
+        self.settings = settings
+        self.core = core
+        self.health = health or Health()
+        self.ref = MappingsRef(mappings)
+        self.registry = registry or SchemaRegistryClient(core.registry.client_config())
+        self._serdes: dict[tuple[str, str], AvroSerde] = {}
+        self._out: dict[str, Any] = {}
+        self._rebuilt = False
+        self._dlq_lock: asyncio.Lock | None = None
+        self.app = self._faust_app()
+        self.tables = Tables(
+            customers=shared_table(self.app, "customer-xref", "Account ID -> ARDivisionNo/CustomerNo"),
+            accounts=shared_table(self.app, "pending-accounts", "Account ID -> Salesforce Customer record"),
+            items=shared_table(self.app, "item-xref", "ItemCode -> active, product code, price"),
+            products=shared_table(self.app, "product-xref", "ProductCode -> ItemCode"),
+            orders=shared_table(self.app, "order-state", "Salesforce order ID -> order state"),
+            held=shared_table(self.app, "held-orders", "Account ID -> orders waiting for the customer"),
+            order_numbers=shared_table(self.app, "order-numbers", "SalesOrderNo -> Salesforce record IDs"),
+            inventory=(
+                levels := shared_table(self.app, "inventory-levels", "ItemCode/WarehouseCode -> stock")
+            ),
+            inventory_sent=shared_table(self.app, "inventory-sent", "ItemCode -> stock fields last sent"),
+        )
+        self.orders = OrderPipeline(
+            self.ref,
+            self.tables,
+            decode_order=self.serde("salesorder.v1", "SalesOrder").decode,
+            decode_customer=self.serde("customer.v1", "Customer").decode,
+            resend_after=max(300.0, settings.held_order_sweep_interval),
+            retention_days=settings.order_retention_days,
+        )
+        self.status = StatusPipeline(self.orders)
+        self.inventory = InventoryPipeline(self.ref, self.tables)
+        levels.add_listener(self.inventory.changed)
+        self._dlq_producer = ConfirmedProducer(core.kafka)
+        self._dlq = {
+            stage: DeadLetterWriter(self._dlq_producer, stage, topic=settings.topic(topic))
+            for stage, topic in DLQ_TOPICS.items()
+        }
+        self._register()
+
+    # --- the faust app ----------------------------------------------------------------------
+
+    def _faust_app(self) -> Any:
+        s, kafka = self.settings, self.core.kafka
+        data_dir = s.data_dir / s.app_id
+        data_dir.mkdir(parents=True, exist_ok=True)
+        return faust.App(
+            s.app_id,
+            broker=[f"kafka://{host.strip()}" for host in kafka.bootstrap_servers.split(",") if host.strip()],
+            broker_credentials=faust_credentials(kafka),
+            broker_client_id=f"{kafka.client_id}-processors",
+            broker_session_timeout=s.session_timeout,
+            broker_heartbeat_interval=s.heartbeat_interval,
+            broker_rebalance_timeout=s.rebalance_timeout,
+            broker_commit_interval=s.commit_interval,
+            consumer_auto_offset_reset=s.auto_offset_reset,
+            processing_guarantee="at_least_once",
+            producer_acks=-1,
+            store="memory://",
+            GlobalTable=SharedTable,
+            table_standby_replicas=0,
+            topic_replication_factor=s.replication_factor,
+            topic_allow_declare=True,
+            web_enabled=False,
+            autodiscover=False,
+            datadir=str(data_dir),
+        )
+
+    def serde(self, topic: str, schema: str) -> AvroSerde:
+        """The serde of `topic`'s values (schema name) or keys (`key`), cached."""
+        found = self._serdes.get((topic, schema))
+        if found is None:
+            auto = self.core.registry.auto_register
+            actual = self.settings.topic(topic)
+            if schema == "key":
+                found = AvroSerde.string_key(self.registry, actual, auto_register=auto)
+            else:
+                found = AvroSerde.canonical(self.registry, schema, actual, auto_register=auto)
+            self._serdes[(topic, schema)] = found
+        return found
+
+    def _topic(self, topic: str) -> Any:
+        return self.app.topic(
+            self.settings.topic(topic),
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+        )
+
+    def _register(self) -> None:
+        sources: list[tuple[str, str, str, Handler]] = [
+            ("orders", "salesorder.v1", "SalesOrder", self.orders.on_sales_order),
+            ("results", "sage.results.v1", "SageResult", self.orders.on_sage_result),
+            ("customers", "customer.v1", "Customer", self.orders.on_customer),
+            ("items", "item.v1", "Item", self.orders.on_item),
+            (
+                "status",
+                "orderstatus.v1",
+                "OrderStatusChange",
+                lambda k, v, o: self.status.on_status_change(k, v),
+            ),
+            ("inventory", "inventory.v1", "InventoryLevel", lambda k, v, o: self.inventory.on_level(k, v)),
+        ]
+        for stage, topic, schema, handler in sources:
+            self.app.agent(self._topic(topic), name=f"sagesf-{stage}")(
+                self._agent(stage, topic, schema, handler)
+            )
+        s = self.settings
+        self.app.timer(s.inventory_flush_interval, on_leader=True, name="inventory-flush")(
+            self._flush_inventory
+        )
+        self.app.timer(s.held_order_sweep_interval, on_leader=True, name="held-sweep")(self._sweep)
+        self.app.timer(1.0, name="tables-health")(self._watch_recovery)
+        if s.mappings_reload_interval > 0:
+            self.app.timer(s.mappings_reload_interval, name="mappings-reload")(self._reload_mappings)
+
+    def _agent(
+        self, stage: str, topic: str, schema: str, handler: Handler
+    ) -> Callable[[Any], Awaitable[None]]:
+        async def agent(stream: Any) -> None:
+            async for event in stream.events():
+                await self._handle(stage, topic, schema, handler, event)
+
+        agent.__name__ = agent.__qualname__ = f"{stage}_agent"
+        return agent
+
+    # --- one record -------------------------------------------------------------------------
+
+    async def _handle(self, stage: str, topic: str, schema: str, handler: Handler, event: Any) -> None:
+        msg = event.message
+        origin = Origin(
+            topic=str(msg.topic),
+            partition=int(msg.partition),
+            offset=int(msg.offset),
+            key=msg.key,
+            value=msg.value,
+            headers=tuple(
+                (str(k), v if isinstance(v, bytes) else str(v).encode()) for k, v in (msg.headers or ())
+            ),
+        )
+        RECORDS_IN.labels(stage, origin.topic).inc()
+        started = time.monotonic()
+
+        async def compute() -> Step:
+            try:
+                key = self.serde(topic, "key").decode(origin.key) if origin.key is not None else None
+            except SerdeError as exc:
+                raise _Converter(exc, STAGE_KEY_CONVERTER) from exc
+            if origin.value is None:
+                return Step("tombstone")
+            try:
+                value = self.serde(topic, schema).decode(origin.value)
+            except SerdeError as exc:
+                raise _Converter(exc, STAGE_VALUE_CONVERTER) from exc
+            return handler(key, value, origin)
+
+        try:
+            try:
+                step = await self._retry(stage, f"{stage}: decode and process", compute)
+            except Permanent as exc:
+                step = Step(
+                    "dead_lettered" if not isinstance(exc, _Converter) else "undecodable",
+                    dead_letters=[(origin, exc)],
+                )
+            except _Fatal:
+                raise
+            except Exception as exc:  # a bug: one record must not stall the partition
+                log.exception(
+                    "%s: unexpected error on %s[%d]@%d", stage, origin.topic, origin.partition, origin.offset
+                )
+                step = Step("error", dead_letters=[(origin, exc)])
+            await self._finish(stage, step, origin)
+        except _Fatal as exc:
+            log.critical(
+                "%s: giving up: %s; stopping the worker (uncommitted records are redelivered)", stage, exc
+            )
+            await self.app.crash(exc)
+            raise
+        RECORDS.labels(stage, step.outcome).inc()
+        RECORD_SECONDS.labels(stage).observe(time.monotonic() - started)
+        self.health.progress(stage)
+
+    async def _finish(self, stage: str, step: Step, origin: Origin | None) -> None:
+        """Produce the step's records (acknowledged), then its dead letters (acknowledged)."""
+        if step.outbound:
+            try:
+                await self._retry(stage, f"{stage}: produce", lambda: self._produce(stage, step))
+            except Permanent as exc:  # a record we built does not fit its schema: a bug
+                log.error("%s: cannot encode a command: %s", stage, exc)
+                if origin is None:
+                    raise
+                step.dead_letters.append((origin, exc))
+        if step.dead_letters:
+            await self._retry(stage, f"{stage}: dead letters", lambda: self._dead_letter(stage, step))
+
+    async def _produce(self, stage: str, step: Step) -> None:
+        futures = []
+        try:
+            for out in step.outbound:
+                topic = self._out.get(out.topic)
+                if topic is None:
+                    topic = self._out[out.topic] = self._topic(out.topic)
+                key = self.serde(out.topic, "key").encode(out.key)
+                value = self.serde(out.topic, out.schema).encode(out.value)
+                futures.append(await topic.send(key=key, value=value))
+            for fut in futures:
+                await fut
+        except (KafkaError, TimeoutError, ConnectionError) as exc:
+            raise Retriable(f"Kafka did not acknowledge a command: {exc!r}") from exc
+        for out in step.outbound:
+            COMMANDS.labels(stage, out.topic).inc()
+        if step.after is not None:
+            step.after()
+
+    async def _dead_letter(self, stage: str, step: Step) -> None:
+        items: list[tuple[FailedRecord, BaseException, str, str]] = []
+        for origin, error in step.dead_letters:
+            failed = FailedRecord(
+                origin.topic, origin.partition, origin.offset, origin.key, origin.value, list(origin.headers)
+            )
+            where = "processors.app" if isinstance(error, _Converter) else f"processors.{stage}"
+            items.append((failed, error, getattr(error, "step", STAGE_TRANSFORMATION), where))
+            log.warning(
+                "%s: dead-lettered %s[%d]@%d: %s", stage, origin.topic, origin.partition, origin.offset, error
+            )
+        if self._dlq_lock is None:
+            self._dlq_lock = asyncio.Lock()
+        async with self._dlq_lock:  # one confirmed producer: one flush at a time
+            await asyncio.to_thread(self._dlq[stage].send, items)
+
+    async def _retry(self, stage: str, what: str, fn: Callable[[], Awaitable[T]]) -> T:
+        deadline = time.monotonic() + self.settings.retry_limit_seconds
+        delay = 0.2
+        failed = False
+        while True:
+            try:
+                result = await fn()
+            except Retriable as exc:
+                RETRIES.labels(stage).inc()
+                if time.monotonic() + delay > deadline:
+                    raise _Fatal(f"{what}: {exc}") from exc
+                failed = True
+                self.health.dependency("kafka/registry", False, str(exc)[:200])
+                log.warning("%s: %s; retrying in %.1f s", what, exc, delay)
+                await asyncio.sleep(delay * random.uniform(0.5, 1.0))  # noqa: S311 - jitter, not crypto
+                delay = min(delay * 2, 30.0)
+                continue
+            if failed:
+                self.health.dependency("kafka/registry", True)
+            return result
+
+    # --- timers -----------------------------------------------------------------------------
+
+    def _recovered(self) -> bool:
+        return bool(self.app.tables.recovery.completed.is_set()) and not self.app.in_recovery
+
+    async def _watch_recovery(self) -> None:
+        """/healthz component `tables`: ok once the tables are rebuilt and the agents run."""
+        self.health.dependency("tables", self._recovered(), "recovering the tables from their changelogs")
+
+    async def _flush_inventory(self) -> None:
+        if not self._recovered():
+            return
+        if not self._rebuilt:
+            self.inventory.rebuild()
+            self._rebuilt = True
+        step = self.inventory.flush()
+        await self._timer_step("inventory", step)
+        INVENTORY_PENDING.set(len(self.inventory.dirty))
+
+    async def _sweep(self) -> None:
+        if not self._recovered():
+            return
+        step = self.orders.sweep()
+        await self._timer_step("orders", step)
+        HELD_ORDERS.set(self.orders.held_count())
+
+    async def _timer_step(self, stage: str, step: Step) -> None:
+        try:
+            await self._finish(stage, step, None)
+        except _Fatal as exc:
+            log.critical("%s: giving up: %s; stopping the worker", stage, exc)
+            await self.app.crash(exc)
+            raise
+        if step.outbound or step.dead_letters:
+            RECORDS.labels(stage, step.outcome).inc()
+
+    async def _reload_mappings(self) -> None:
+        current = self.ref.current
+        if not current.changed():
+            return
+        s = self.settings
+        try:
+            fresh = await asyncio.to_thread(
+                load_mappings,
+                s.mappings_dir,
+                salesforce_metadata=s.salesforce_metadata,
+                sage_metadata=s.sage_metadata,
+            )
+        except MappingError as exc:
+            MAPPING_RELOADS.labels("invalid").inc()
+            self.health.dependency(
+                "mappings", False, f"edited mappings are invalid; using the previous ones: {exc.problems[0]}"
+            )
+            log.error(
+                "mappings edited but invalid, keeping the previous ones:\n  %s", "\n  ".join(exc.problems)
+            )
+            # remember the broken files' times so the error is logged once per edit
+            current.mtimes.update({p: _mtime(p) for p in current.mtimes})
+            return
+        self.ref.current = fresh
+        MAPPING_RELOADS.labels("ok").inc()
+        self.health.dependency("mappings", True)
+        log.info("mappings reloaded from %s", s.mappings_dir)
+
+    def close(self) -> None:
+        self._dlq_producer.close()
+
+
+def _mtime(path: Any) -> float:
+    try:
+        return float(path.stat().st_mtime)
+    except OSError:
+        return -1.0

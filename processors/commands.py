@@ -1,0 +1,144 @@
+"""The records the processors send: Sage commands, Salesforce commands, and their deterministic IDs.
+
+What it owns: building SageCommand (CreateSalesOrder, UpsertCustomer) and SalesforceCommand
+(UPDATE by record ID, UPSERT by external ID) records as the serde encodes them, the Kafka key of
+each (topics.yaml: the Salesforce record ID, or `<SObject>/<external ID>` for an upsert), and
+`command_id()`: a UUIDv5 of what the command is about, so the same input always yields the same
+command ID and redelivered or replayed inputs are recognisably the same command downstream.
+
+How it works: `Outbound` pairs a topic (by its topics.yaml name), a key, a schema name and the
+record. The CreateSalesOrder/UpsertCustomer union branch is chosen explicitly with fastavro's
+`(name, record)` tuple, so the encoder never guesses. `sobject_for()` names the Salesforce
+object of a record ID by its key prefix (006 Opportunity, 801 Order, 001 Account, 01t Product2).
+
+Limits: command IDs identify the command, not its content: a changed order re-sent for the
+same Opportunity keeps its command ID, and the Sage sink answers it with the order it already
+created (it is idempotent on the Salesforce ID).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+__all__ = [
+    "NAMESPACE",
+    "Outbound",
+    "command_id",
+    "create_sales_order",
+    "envelope",
+    "salesforce_update",
+    "salesforce_upsert",
+    "sobject_for",
+    "upsert_customer",
+]
+
+# Fixed namespace of every command ID (uuid5): changing it changes every ID ever derived.
+NAMESPACE = uuid.UUID("6f1c3f4e-1f5d-5b8e-9a54-5a6765736600")
+_PREFIXES = {"006": "Opportunity", "801": "Order", "001": "Account", "01t": "Product2"}
+_CANONICAL = "io.sagesf.canonical."
+
+
+@dataclass(frozen=True)
+class Outbound:
+    """One record to produce: topic (topics.yaml name), key, schema of the value, the value."""
+
+    topic: str
+    key: str
+    schema: str
+    value: dict[str, Any]
+
+
+def command_id(kind: str, *parts: str) -> str:
+    """The deterministic ID of a command of `kind` about `parts` (UUIDv5 in NAMESPACE)."""
+    return str(uuid.uuid5(NAMESPACE, "\x1f".join((kind, *parts))))
+
+
+def sobject_for(record_id: str) -> str | None:
+    """The Salesforce object of a record ID, by its three-character key prefix."""
+    return _PREFIXES.get(record_id[:3])
+
+
+def envelope(
+    source_record_id: str, correlation_id: str | None, now: datetime | None = None
+) -> dict[str, Any]:
+    """A fresh envelope for a record the integration itself produces (source SAGESF)."""
+    return {
+        "event_id": str(uuid.uuid4()),
+        "event_time": now or datetime.now(UTC),
+        "source_system": "SAGESF",
+        "source_record_id": source_record_id,
+        "correlation_id": correlation_id,
+    }
+
+
+def create_sales_order(order: Mapping[str, Any], cid: str, key: str, correlation_id: str | None) -> Outbound:
+    value = {
+        "envelope": envelope(key, correlation_id),
+        "command_id": cid,
+        "command": (_CANONICAL + "CreateSalesOrder", {"order": dict(order), "customer": None}),
+    }
+    return Outbound("sage.commands.v1", key, "SageCommand", value)
+
+
+def upsert_customer(customer: Mapping[str, Any], cid: str, key: str, correlation_id: str | None) -> Outbound:
+    value = {
+        "envelope": envelope(key, correlation_id),
+        "command_id": cid,
+        "command": (_CANONICAL + "UpsertCustomer", {"customer": dict(customer)}),
+    }
+    return Outbound("sage.commands.v1", key, "SageCommand", value)
+
+
+def salesforce_update(
+    sobject: str,
+    record_id: str,
+    fields: Mapping[str, Any],
+    *,
+    cid: str,
+    correlation_id: str | None,
+    source_record_id: str,
+    event_time: datetime | None,
+) -> Outbound:
+    """Set `fields` on the record with ID `record_id` (Kafka key: the record ID)."""
+    value = {
+        "envelope": envelope(source_record_id, correlation_id),
+        "command_id": cid,
+        "operation": "UPDATE",
+        "sobject": sobject,
+        "record_id": record_id,
+        "external_id_field": None,
+        "external_id": None,
+        "fields": dict(fields),
+        "source_event_time": event_time,
+    }
+    return Outbound("salesforce.commands.v1", record_id, "SalesforceCommand", value)
+
+
+def salesforce_upsert(
+    sobject: str,
+    external_id_field: str,
+    external_id: str,
+    fields: Mapping[str, Any],
+    *,
+    cid: str,
+    correlation_id: str | None,
+    source_record_id: str,
+    event_time: datetime | None,
+) -> Outbound:
+    """Set `fields` on the record whose `external_id_field` is `external_id` (key `<SObject>/<value>`)."""
+    value = {
+        "envelope": envelope(source_record_id, correlation_id),
+        "command_id": cid,
+        "operation": "UPSERT",
+        "sobject": sobject,
+        "record_id": None,
+        "external_id_field": external_id_field,
+        "external_id": external_id,
+        "fields": dict(fields),
+        "source_event_time": event_time,
+    }
+    return Outbound("salesforce.commands.v1", f"{sobject}/{external_id}", "SalesforceCommand", value)

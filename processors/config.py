@@ -1,0 +1,99 @@
+"""Configuration of the processors (the faust app): env prefix `SAGESF_PROCESSORS__`.
+
+Owns the typed settings of `python -m processors worker` that are not shared with other
+processes: the faust app id, where the mapping files and the systems' metadata are, topic name
+overrides, the consumer-group timings, the inventory flush interval and the retry bound.
+Kafka, the schema registry and the metrics endpoint come from sagesf.config
+(`SAGESF_KAFKA__*`, `SAGESF_REGISTRY__*`, `SAGESF_METRICS__*`).
+
+How it works: pydantic-settings reads `SAGESF_PROCESSORS__<FIELD>` (dicts as JSON, e.g.
+`SAGESF_PROCESSORS__TOPICS='{"salesorder.v1": "tenant1.salesorder.v1"}'`) or the env file named
+by `SAGESF_ENV_FILE`; `load_processor_settings()` turns a bad value into
+`sagesf.config.ConfigError` naming the variable.
+
+Limits: the metadata paths are optional; without them the mappings are checked against the
+canonical schemas only (the worker logs which checks it skipped). For the sandbox set
+`SAGESF_PROCESSORS__SALESFORCE_METADATA=sandbox/salesforce/metadata.yaml` and
+`SAGESF_PROCESSORS__SAGE_METADATA=mappings/metadata/sage100.yaml`.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from sagesf.config import ConfigError, describe_validation_error
+
+__all__ = ["ENV_PREFIX", "TOPICS", "ProcessorSettings", "load_processor_settings"]
+
+ENV_PREFIX = "SAGESF_PROCESSORS__"
+
+# Every topic the processors read or write, by its name in topics.yaml.
+TOPICS = (
+    "salesorder.v1",
+    "customer.v1",
+    "item.v1",
+    "inventory.v1",
+    "orderstatus.v1",
+    "sage.commands.v1",
+    "sage.results.v1",
+    "salesforce.commands.v1",
+    "dlq.orders.v1",
+    "dlq.status.v1",
+    "dlq.inventory.v1",
+)
+
+
+class ProcessorSettings(BaseSettings):
+    """Settings of the processors worker."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="ignore", case_sensitive=False
+    )
+
+    # faust app id: the consumer group and the prefix of the app's changelog topics
+    app_id: str = Field(default="sagesf-processors", pattern=r"^[A-Za-z0-9._-]+$")
+    mappings_dir: Path = Path("mappings")
+    salesforce_metadata: Path | None = (
+        None  # the org's objects and fields (sandbox/salesforce/metadata.yaml format)
+    )
+    sage_metadata: Path | None = None  # Sage 100 column definitions (mappings/metadata/sage100.yaml format)
+    mappings_reload_interval: float = Field(default=10.0, ge=0)  # seconds between checks for edits; 0: never
+    topics: dict[str, str] = Field(default_factory=dict)  # topics.yaml name -> the topic to use instead
+    replication_factor: int = Field(default=3, ge=1)  # of the changelog topics faust creates
+    data_dir: Path = Path(tempfile.gettempdir()) / "sagesf-processors"  # faust's local app dir
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"  # a new group starts here
+    session_timeout: float = Field(default=30.0, gt=0)  # seconds
+    heartbeat_interval: float = Field(default=3.0, gt=0)
+    rebalance_timeout: float = Field(default=60.0, gt=0)
+    commit_interval: float = Field(default=2.0, gt=0)
+    inventory_flush_interval: float = Field(default=2.0, gt=0)  # seconds stock changes are coalesced
+    held_order_sweep_interval: float = Field(default=30.0, gt=0)  # re-check held orders this often
+    order_retention_days: float = Field(default=180.0, gt=0)  # failed orders, Sage order numbers
+    retry_limit_seconds: float = Field(default=300.0, gt=0)  # retriable failures, then the worker stops
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("topics")
+    @classmethod
+    def _known_topics(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value) - set(TOPICS))
+        if unknown:
+            raise ValueError(f"not topics of the processors: {unknown} (known: {', '.join(TOPICS)})")
+        return value
+
+    def topic(self, name: str) -> str:
+        """The topic to use for `name` (a topics.yaml name)."""
+        return self.topics.get(name, name)
+
+
+def load_processor_settings(**overrides: Any) -> ProcessorSettings:
+    """The processors' settings from the environment (and SAGESF_ENV_FILE); ConfigError if wrong."""
+    try:
+        return ProcessorSettings(_env_file=os.environ.get("SAGESF_ENV_FILE"), **overrides)  # type: ignore[call-arg]
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc, ENV_PREFIX)) from None

@@ -1,0 +1,499 @@
+"""The cross-checks of the mapping files against the canonical schemas and the systems' metadata.
+
+What it owns: `check_mappings(models, salesforce, sage, report)`, run by
+processors/mappings.load_mappings once every file parsed: each rule below reports a problem as
+(file key, entry path, reason), and the loader turns it into `<file>:<line>: <entry>: <reason>`.
+- Canonical schemas (sagesf.schemas): canonical fields named exist in their record and are not
+  structure (envelope, lines); order types and statuses are symbols of their enums; inventory
+  sources are InventoryLevel quantities or event_time.
+- Salesforce metadata (when given): objects and fields exist, fields written are updateable,
+  picklist values named are values of the picklist, external-ID fields are external IDs,
+  quantities go to number fields, text fits the field.
+- Sage 100 columns (when given): tables and columns exist, UDFs are `UDF_` columns, mapped values,
+  defaults, lookup ItemCodes, country and state codes fit their columns, address and price
+  rules fit Sage's lengths and scales.
+- Plain sense: ISO currency and country codes, positive rates, picklists that exist in the file.
+
+Limits: without metadata only the first and last groups run. Values are checked for length and
+picklist membership, not against Sage's data (a TermsCode that fits S2 but is not in AR_TermsCode
+passes; the Sage sink refuses it).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from processors.metadata import SageMetadata, SalesforceMetadata
+from sagesf.schemas import SchemaError, schema_json
+
+if TYPE_CHECKING:
+    from processors.mappings import (
+        AddressesMapping,
+        CustomersMapping,
+        CustomField,
+        OrdersMapping,
+        PricingMapping,
+        ProductsMapping,
+        SageField,
+        SyncStatus,
+        ValueMap,
+    )
+
+__all__ = ["Report", "check_mappings"]
+
+Path_ = tuple[str | int, ...]
+Report = Callable[[str, Path_, str], None]
+
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+_COUNTRY = re.compile(r"^[A-Z]{2}$")
+# canonical record fields that are structure, not mappable values
+_STRUCTURAL = frozenset({"envelope", "customer", "lines", "contacts", "custom_fields", "deleted"})
+
+
+def check_mappings(
+    models: Mapping[str, Any], sf: SalesforceMetadata | None, sage: SageMetadata | None, report: Report
+) -> None:
+    """Run every cross-check over the parsed files (`models` by file key: customers, orders, ...)."""
+    _Checker(sf, sage, report).run(models)
+
+
+@functools.cache
+def _record_fields(name: str) -> dict[str, Any]:
+    """Field name -> Avro type (expanded JSON) of canonical record `name`."""
+    node = json.loads(schema_json(name))
+    return {f["name"]: f["type"] for f in node["fields"]}
+
+
+def _branches(avro_type: Any) -> list[Any]:
+    return [b for b in avro_type if b != "null"] if isinstance(avro_type, list) else [avro_type]
+
+
+def _is_text(avro_type: Any) -> bool:
+    return any(b == "string" for b in _branches(avro_type))
+
+
+def _is_decimal(avro_type: Any) -> bool:
+    return any(isinstance(b, dict) and b.get("logicalType") == "decimal" for b in _branches(avro_type))
+
+
+def _enum_symbols(avro_type: Any) -> list[str] | None:
+    for b in _branches(avro_type):
+        if isinstance(b, dict) and b.get("type") == "enum":
+            return list(b["symbols"])
+    return None
+
+
+@functools.cache
+def _order_statuses() -> list[str]:
+    return list(json.loads(schema_json("OrderStatus"))["symbols"])
+
+
+class _Checker:
+    """Cross-checks the validated models; reports each problem as (file, entry path, reason)."""
+
+    def __init__(self, sf: SalesforceMetadata | None, sage: SageMetadata | None, report: Report) -> None:
+        self.sf = sf
+        self.sage = sage
+        self.bad = report
+
+    def run(self, models: Mapping[str, Any]) -> None:
+        try:
+            self.customers(models["customers"])
+            self.orders(models["orders"])
+            self.products(models["products"])
+            self.pricing(models["pricing"])
+            self.addresses(models["addresses"])
+        except SchemaError as exc:  # the canonical schemas themselves are broken
+            self.bad("customers", (), f"the canonical schemas cannot be read: {exc}")
+
+    # --- the systems' metadata ---
+
+    def sf_field(self, file: str, path: Path_, obj: str, name: str, *, write: bool = False) -> Any:
+        """The Salesforce field, or None (reported) when it does not exist; None too without metadata."""
+        if self.sf is None:
+            return None
+        sobject = self.sf.object(obj)
+        if sobject is None:
+            self.bad(file, path, f"Salesforce has no object {obj} in {self.sf.source}")
+            return None
+        found = sobject.field(name)
+        if found is None:
+            self.bad(file, path, f"{obj} has no field {name} in {self.sf.source}")
+            return None
+        if write and not found.updateable:
+            self.bad(file, path, f"{obj}.{name} is not updateable (calculated or system field)")
+        return found
+
+    def sf_picklist(self, file: str, path: Path_, obj: str, name: str, values: Iterable[str]) -> None:
+        found = self.sf_field(file, path, obj, name, write=True)
+        if found is None:
+            return
+        if found.type != "picklist":
+            self.bad(file, path, f"{obj}.{name} is a {found.type} field, not a picklist")
+            return
+        for value in values:
+            if value not in found.values:
+                self.bad(
+                    file,
+                    path,
+                    f"{value!r} is not a value of the picklist {obj}.{name} ({', '.join(found.values)})",
+                )
+
+    def sf_text(self, file: str, path: Path_, obj: str, name: str) -> None:
+        found = self.sf_field(file, path, obj, name, write=True)
+        if found is not None and not found.is_text:
+            self.bad(file, path, f"{obj}.{name} is a {found.type} field; text is written to it")
+
+    def sage_column(self, file: str, path: Path_, table: str, column: str) -> Any:
+        if self.sage is None:
+            return None
+        if table not in self.sage.tables:
+            self.bad(file, path, f"Sage table {table} is not in {self.sage.source}")
+            return None
+        col = self.sage.column(table, column)
+        if col is None:
+            self.bad(file, path, f"{table} has no column {column} in {self.sage.source}")
+        return col
+
+    def fits(self, file: str, path: Path_, table: str, column: str, value: str, what: str = "value") -> None:
+        col = self.sage_column(file, path, table, column)
+        if col is not None and col.kind == "text" and col.length is not None and len(value) > col.length:
+            self.bad(
+                file,
+                path,
+                f"{what} {value!r} is {len(value)} characters; {table}.{column} holds {col.length}",
+            )
+
+    def udf(self, file: str, path: Path_, table: str, column: str) -> None:
+        if not column.startswith("UDF_"):
+            self.bad(file, path, f"{column} is not a user-defined field (Sage names them UDF_...)")
+            return
+        self.sage_column(file, path, table, column)
+
+    # --- shared sections ---
+
+    def record_field(self, file: str, path: Path_, record: str, name: str) -> Any:
+        fields = _record_fields(record)
+        if name not in fields or name in _STRUCTURAL:
+            known = ", ".join(sorted(set(fields) - _STRUCTURAL))
+            self.bad(file, path, f"{record} has no mappable field {name!r} (fields: {known})")
+            return None
+        return fields[name]
+
+    def sage_fields(
+        self,
+        file: str,
+        base: Path_,
+        record: str,
+        table: str,
+        specs: Mapping[str, SageField],
+        maps: Mapping[str, ValueMap],
+    ) -> None:
+        for name, spec in specs.items():
+            path = (*base, name)
+            avro = self.record_field(file, path, record, name)
+            col = self.sage_column(file, (*path, "sage"), table, spec.sage)
+            if spec.map is not None and spec.map not in maps:
+                self.bad(file, (*path, "map"), f"no picklist named {spec.map!r} in this file")
+            elif spec.map is not None and col is not None:
+                for target in maps[spec.map].values.values():
+                    self.fits(file, ("picklists", spec.map), table, spec.sage, target, "mapped value")
+            if spec.default is not None:
+                self.fits(file, (*path, "default"), table, spec.sage, spec.default, "default")
+            if spec.overflow == "truncate" and avro is not None and not _is_text(avro):
+                self.bad(file, (*path, "overflow"), f"truncate applies to text; {record}.{name} is not text")
+            if (
+                col is not None
+                and avro is not None
+                and col.kind == "text"
+                and not (_is_text(avro) or _enum_symbols(avro))
+            ):
+                self.bad(
+                    file, path, f"{record}.{name} is not text but {table}.{spec.sage} is {col.describe()}"
+                )
+
+    def custom_fields(self, file: str, obj: str | None, table: str, specs: Mapping[str, CustomField]) -> None:
+        for name, spec in specs.items():
+            path = ("custom_fields", name)
+            if spec.salesforce is None and spec.sage is None:
+                self.bad(file, path, "name the Salesforce field, the Sage UDF column, or both")
+            if spec.sage is not None:
+                self.udf(file, (*path, "sage"), table, spec.sage)
+            if spec.salesforce is not None and obj is not None:
+                self.sf_field(
+                    file,
+                    (*path, "salesforce"),
+                    obj,
+                    spec.salesforce,
+                    write=spec.direction != "salesforce_to_sage",
+                )
+
+    def sync_status(
+        self, file: str, base: Path_, objects: Iterable[str], spec: SyncStatus, message: str | None
+    ) -> None:
+        for obj in objects:
+            self.sf_picklist(
+                file, (*base, "sync_status"), obj, spec.field, (spec.synced, spec.error, spec.pending)
+            )
+            if message is not None:
+                self.sf_text(file, (*base, "message_field"), obj, message)
+
+    # --- files ---
+
+    def customers(self, m: CustomersMapping) -> None:
+        f = "customers"
+        self.sf_field(f, ("identity", "salesforce"), m.salesforce_object, m.identity.salesforce)
+        self.udf(f, ("identity", "sage"), m.sage_table, m.identity.sage)
+        ext = self.sf_field(f, ("external_id",), m.salesforce_object, m.external_id, write=True)
+        if ext is not None and not ext.external_id:
+            self.bad(f, ("external_id",), f"Account.{m.external_id} is not an external ID field")
+        if ext is not None and ext.length is not None and self.sage is not None:
+            division = self.sage.column(m.sage_table, "ARDivisionNo")
+            number = self.sage.column(m.sage_table, "CustomerNo")
+            need = (division.length or 0) + 1 + (number.length or 0) if division and number else 0
+            if ext.length < need:
+                self.bad(
+                    f,
+                    ("external_id",),
+                    f"Account.{m.external_id} holds {ext.length} characters; "
+                    f"ARDivisionNo-CustomerNo needs up to {need}",
+                )
+        self.sage_fields(
+            f,
+            ("salesforce_to_sage", "fields"),
+            "Customer",
+            m.sage_table,
+            m.salesforce_to_sage.fields,
+            m.picklists,
+        )
+        for name, spec in m.sage_to_salesforce.fields.items():
+            path = ("sage_to_salesforce", "fields", name)
+            self.record_field(f, path, "Customer", name)
+            if spec.map is not None and spec.map not in m.picklists:
+                self.bad(f, (*path, "map"), f"no picklist named {spec.map!r} in this file")
+            found = self.sf_field(f, (*path, "salesforce"), m.salesforce_object, spec.salesforce, write=True)
+            if found is not None and spec.map in m.picklists and found.type == "picklist":
+                self.sf_picklist(
+                    f,
+                    ("picklists", str(spec.map)),
+                    m.salesforce_object,
+                    spec.salesforce,
+                    m.picklists[str(spec.map)].values.values(),
+                )
+        self.custom_fields(f, m.salesforce_object, m.sage_table, m.custom_fields)
+        self.sync_status(
+            f, ("write_back",), [m.salesforce_object], m.write_back.sync_status, m.write_back.message_field
+        )
+
+    def orders(self, m: OrdersMapping) -> None:
+        f = "orders"
+        order_types = _enum_symbols(_record_fields("SalesOrder")["order_type"]) or []
+        for status, start in m.start.items():
+            if start.order_type not in order_types:
+                self.bad(
+                    f,
+                    ("start", status, "order_type"),
+                    f"{start.order_type!r} is not an OrderType ({', '.join(order_types)})",
+                )
+        self.udf(f, ("identity", "sage"), "SO_SalesOrderHeader", m.identity.sage)
+        self.sage_fields(f, ("header",), "SalesOrder", "SO_SalesOrderHeader", m.header, m.picklists)
+        self.sage_fields(f, ("lines",), "SalesOrderLine", "SO_SalesOrderDetail", m.lines, m.picklists)
+        objects = m.write_back.objects
+        for i, obj in enumerate(objects):
+            if obj not in ("Opportunity", "Order"):
+                self.bad(f, ("write_back", "objects", i), f"{obj!r}: orders come from Opportunity or Order")
+        self.custom_fields(f, None, "SO_SalesOrderHeader", m.custom_fields)
+        for name, spec in m.custom_fields.items():
+            for obj in objects:
+                if spec.salesforce is not None:
+                    self.sf_field(f, ("custom_fields", name, "salesforce"), obj, spec.salesforce)
+        wb = m.write_back
+        for obj in objects:
+            found = self.sf_field(f, ("write_back", "order_number"), obj, wb.order_number, write=True)
+            if found is not None and found.length is not None and self.sage is not None:
+                col = self.sage.column("SO_SalesOrderHeader", "SalesOrderNo")
+                if col is not None and col.length is not None and found.length < col.length:
+                    self.bad(
+                        f,
+                        ("write_back", "order_number"),
+                        f"{obj}.{wb.order_number} holds {found.length} characters; "
+                        f"SalesOrderNo is {col.describe()}",
+                    )
+        self.sync_status(f, ("write_back",), objects, wb.sync_status, wb.message_field)
+        st = m.order_status
+        statuses = _order_statuses()
+        for code in st.sage_codes:
+            if len(code) != 1:
+                self.bad(f, ("order_status", "sage_codes", code), "a Sage OrderStatus code is one character")
+        for name in st.canonical:
+            if name not in statuses:
+                self.bad(
+                    f, ("order_status", "canonical", name), f"not an OrderStatus ({', '.join(statuses)})"
+                )
+        used = set(st.sage_codes.values()) | set(st.canonical.values())
+        for obj in objects:
+            for section, values in (("sage_codes", st.sage_codes), ("canonical", st.canonical)):
+                for code, value in values.items():
+                    self.sf_picklist(f, ("order_status", section, code), obj, wb.order_status, [value])
+        for obj, by_value in st.extra_fields.items():
+            if obj not in objects:
+                self.bad(f, ("order_status", "extra_fields", obj), f"{obj} is not one of write_back.objects")
+                continue
+            for value, fields in by_value.items():
+                path = ("order_status", "extra_fields", obj, value)
+                if value not in used:
+                    self.bad(
+                        f,
+                        path,
+                        f"{value!r} is not a status value this map produces ({', '.join(sorted(used))})",
+                    )
+                for name, field_value in fields.items():
+                    found = self.sf_field(f, (*path, name), obj, name, write=True)
+                    if found is not None and found.type == "picklist" and field_value not in found.values:
+                        self.bad(
+                            f, (*path, name), f"{field_value!r} is not a value of the picklist {obj}.{name}"
+                        )
+                    if (
+                        found is not None
+                        and isinstance(field_value, str)
+                        and found.length is not None
+                        and len(field_value) > found.length
+                    ):
+                        self.bad(
+                            f,
+                            (*path, name),
+                            f"{len(field_value)} characters; {obj}.{name} holds {found.length}",
+                        )
+
+    def products(self, m: ProductsMapping) -> None:
+        f = "products"
+        product_code = None
+        if self.sf is not None:
+            obj = self.sf.object("Product2")
+            product_code = obj.field("ProductCode") if obj else None
+        for code, item in m.lookup.items():
+            path: Path_ = ("lookup", code)
+            if not code.strip() or code != code.strip():
+                self.bad(f, path, "a ProductCode must not be blank or start/end with spaces")
+            if not item.strip() or item != item.strip():
+                self.bad(f, path, f"ItemCode {item!r} must not be blank or start/end with spaces")
+            self.fits(f, path, "CI_Item", "ItemCode", item, "ItemCode")
+            if (
+                product_code is not None
+                and product_code.length is not None
+                and len(code) > product_code.length
+            ):
+                self.bad(
+                    f,
+                    path,
+                    f"ProductCode is {len(code)} characters; "
+                    f"Product2.ProductCode holds {product_code.length}",
+                )
+        for name, spec in m.item_fields.items():
+            path = ("item_fields", name)
+            self.record_field(f, path, "Item", name)
+            if spec.map is not None and spec.map not in m.picklists:
+                self.bad(f, (*path, "map"), f"no picklist named {spec.map!r} in this file")
+                continue
+            found = self.sf_field(f, (*path, "salesforce"), "Product2", spec.salesforce, write=True)
+            if found is not None and spec.map is not None and found.type == "picklist":
+                self.sf_picklist(
+                    f,
+                    ("picklists", spec.map),
+                    "Product2",
+                    spec.salesforce,
+                    m.picklists[spec.map].values.values(),
+                )
+        inv = m.inventory
+        ext = self.sf_field(f, ("inventory", "external_id_field"), inv.sobject, inv.external_id_field)
+        if ext is not None and not ext.external_id:
+            self.bad(
+                f,
+                ("inventory", "external_id_field"),
+                f"{inv.sobject}.{inv.external_id_field} is not an external ID field",
+            )
+        if isinstance(inv.warehouses, list):
+            for i, code in enumerate(inv.warehouses):
+                self.fits(
+                    f,
+                    ("inventory", "warehouses", i),
+                    "IM_ItemWarehouse",
+                    "WarehouseCode",
+                    code,
+                    "WarehouseCode",
+                )
+        levels = _record_fields("InventoryLevel")
+        for target, source in inv.fields.items():
+            path = ("inventory", "fields", target)
+            if source != "event_time" and not (source in levels and _is_decimal(levels[source])):
+                quantities = sorted(n for n, t in levels.items() if _is_decimal(t))
+                self.bad(
+                    f,
+                    path,
+                    f"{source!r} is not an InventoryLevel quantity ({', '.join(quantities)}) or event_time",
+                )
+                continue
+            found = self.sf_field(f, path, inv.sobject, target, write=True)
+            if found is None:
+                continue
+            if source == "event_time" and found.type not in ("datetime", "string"):
+                self.bad(f, path, f"{inv.sobject}.{target} is a {found.type} field; event_time is a datetime")
+            elif source != "event_time" and not found.is_number:
+                self.bad(f, path, f"{inv.sobject}.{target} is a {found.type} field; {source} is a number")
+
+    def pricing(self, m: PricingMapping) -> None:
+        f = "pricing"
+        if not _CURRENCY.match(m.home_currency):
+            self.bad(f, ("home_currency",), f"{m.home_currency!r} is not an ISO 4217 code (USD)")
+        for code, rate in m.rates.items():
+            if not _CURRENCY.match(code):
+                self.bad(f, ("rates", code), f"{code!r} is not an ISO 4217 code (EUR)")
+            if not rate.is_finite() or rate <= 0:
+                self.bad(f, ("rates", code), f"rate {rate} must be a number above 0")
+            if code == m.home_currency and rate != 1:
+                self.bad(f, ("rates", code), f"the home currency converts at 1, not {rate}")
+        if self.sage is not None:
+            col = self.sage.column("SO_SalesOrderDetail", "UnitPrice")
+            if col is not None and col.scale is not None and m.unit_price_decimals > col.scale:
+                self.bad(
+                    f, ("unit_price_decimals",), f"SO_SalesOrderDetail.UnitPrice keeps {col.scale} decimals"
+                )
+
+    def addresses(self, m: AddressesMapping) -> None:
+        f = "addresses"
+        targets = {
+            "lines": [
+                ("AR_Customer", "AddressLine1"),
+                ("SO_SalesOrderHeader", "BillToAddress1"),
+                ("SO_SalesOrderHeader", "ShipToAddress1"),
+            ],
+            "name": [("SO_SalesOrderHeader", "BillToName"), ("SO_SalesOrderHeader", "ShipToName")],
+            "city": [("AR_Customer", "City"), ("SO_SalesOrderHeader", "BillToCity")],
+            "postal_code": [("AR_Customer", "ZipCode"), ("SO_SalesOrderHeader", "BillToZipCode")],
+        }
+        rules: dict[str, tuple[Path_, int]] = {"lines": (("lines", "length"), m.lines.length)}
+        rules.update({k: (("lengths", k, "length"), v.length) for k, v in m.lengths.items()})
+        for name, (path, length) in rules.items():
+            for table, column in targets[name]:
+                col = self.sage_column(f, path, table, column)
+                if col is not None and col.length is not None and length > col.length:
+                    self.bad(f, path, f"{length} characters do not fit {table}.{column} ({col.describe()})")
+        for code, sage_code in m.countries.items():
+            path = ("countries", code)
+            if not _COUNTRY.match(code):
+                self.bad(f, path, f"{code!r} is not an ISO 3166-1 alpha-2 code (US)")
+            if sage_code != sage_code.upper() or not sage_code.strip():
+                self.bad(f, path, f"Sage country code {sage_code!r} must be upper case")
+            self.fits(f, path, "AR_Customer", "CountryCode", sage_code, "country code")
+        for name, code in m.names.items():
+            if code not in m.countries:
+                self.bad(f, ("names", name), f"{code!r} is not one of `countries`")
+        for country, states in m.states.items():
+            if country not in m.countries:
+                self.bad(f, ("states", country), f"{country!r} is not one of `countries`")
+            for state, code in states.items():
+                self.fits(f, ("states", country, state), "AR_Customer", "State", code, "state code")

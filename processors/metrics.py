@@ -1,0 +1,37 @@
+"""Prometheus metrics of the processors (names `sagesf_processor_*`), defined once here.
+
+Label values are bounded: stage (orders, customers, items, results, status, inventory), outcome
+(commanded, held, failed, skipped, ...), topic names and result labels; never record IDs. The
+core's `sagesf_records_in_total` and `sagesf_dead_letters_total` (sagesf.metrics) are counted too,
+so the shared dashboards see the processors like any other stage.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+__all__ = [
+    "COMMANDS",
+    "HELD_ORDERS",
+    "INVENTORY_PENDING",
+    "MAPPING_RELOADS",
+    "RECORDS",
+    "RECORD_SECONDS",
+    "RETRIES",
+]
+
+RECORDS = Counter(
+    "sagesf_processor_records_total", "Records and timer ticks handled, by outcome", ["stage", "outcome"]
+)
+COMMANDS = Counter("sagesf_processor_commands_total", "Commands acknowledged by Kafka", ["stage", "topic"])
+RETRIES = Counter("sagesf_processor_retries_total", "Retriable failures retried", ["stage"])
+RECORD_SECONDS = Histogram(
+    "sagesf_processor_record_seconds", "Time to handle one record, produce included", ["stage"]
+)
+HELD_ORDERS = Gauge("sagesf_processor_held_orders", "Orders waiting for their customer to exist in Sage")
+INVENTORY_PENDING = Gauge(
+    "sagesf_processor_inventory_pending_items", "Items with stock changes not yet flushed to Salesforce"
+)
+MAPPING_RELOADS = Counter(
+    "sagesf_processor_mapping_reloads_total", "Mapping file reloads after an edit", ["result"]
+)

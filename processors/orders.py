@@ -1,0 +1,748 @@
+"""The orders processor's logic: Salesforce orders -> Sage commands, Sage results -> Salesforce.
+
+What it owns, per record (the faust wiring in processors/app.py decodes, calls these, produces
+what they return and writes their dead letters):
+- `on_sales_order`: a canonical SalesOrder from salesorder.v1 whose source status starts an order
+  (orders.yaml `start`: Closed Won, Activated). The customer is resolved: ARDivisionNo-CustomerNo
+  on the order itself (Account.ExternalID__c), else the customer cross-reference by Account ID.
+  With none, the order is HELD (order state + the account's waiting list) and an UpsertCustomer
+  is commanded first, built from the account's latest Salesforce Customer record (customer.v1)
+  or, failing that, from the order's customer name and addresses; the records show
+  Sage_Sync_Status__c = Pending. With a customer, every line's ProductCode becomes an ItemCode
+  (products.yaml lookup, then the item cross-reference from item.v1, then the code itself when
+  it is a known ItemCode), mapped fields, addresses, currency and pricing rules are applied, and
+  a CreateSalesOrder goes to sage.commands.v1, keyed and identified by the Salesforce record.
+- `on_sage_result`: a SageResult. A customer result feeds the cross-reference, writes
+  ExternalID__c and the sync status back to the Account and releases the account's held orders
+  (or fails them when Sage refused the customer). An order result writes Sage_Order_No__c,
+  Sage_Order_Status__c and Sage_Sync_Status__c to the Opportunity and/or Order.
+- `on_customer` / `on_item`: the cross-reference feeds (customer.v1, item.v1).
+- `sweep`: releases held orders whose customer became known some other way, re-sends the
+  UpsertCustomer of accounts that waited longer than `resend_after` seconds, and forgets failed
+  orders and Sage order numbers older than `retention_days`.
+Any error that the order itself causes (unknown product, no exchange rate, an address that does
+not fit, Sage refusing it) becomes `Permanent`: the original record goes to dlq.orders.v1 with
+the reason, and the Opportunity/Order gets Sage_Sync_Status__c = Error with the reason in
+Sage_Sync_Message__c (Sage_Sync_Status__c is a restricted picklist, so the reason itself cannot
+go there).
+
+How it works: processing is a function of the record and the tables, so a redelivered or
+replayed record produces the same commands with the same command_id (UUIDv5 of the Salesforce
+record ID); nothing is suppressed on the ground of earlier state, so a crash between a state
+write and a produce cannot lose a command. The Sage sink is idempotent on the Salesforce ID.
+
+Limits: a changed order re-sent for the same Opportunity keeps its command ID and Sage keeps the
+first version (no order amendments). Taxes are Sage's (computed at invoicing). Currency rates
+come from pricing.yaml, not a rates service. Customers are created in Sage only for orders; the
+customer sync of Account changes is another processor's job.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any
+
+from processors import commands
+from processors.addresses import standardise
+from processors.commands import Outbound, command_id, sobject_for
+from processors.mappings import Mappings, SageField, ValueMap
+from processors.state import MappingsRef, Origin, Step, Tables, from_b64, to_b64
+from sagesf.errors import Permanent
+
+log = logging.getLogger(__name__)
+
+__all__ = ["OrderPipeline", "order_identity"]
+
+CENT = Decimal("0.01")
+_MESSAGE_LENGTH = 255  # Sage_Sync_Message__c when the metadata does not say
+Decoder = Callable[[bytes], Any]
+
+
+def order_identity(order: Mapping[str, Any], key: str | None = None) -> str | None:
+    """The Salesforce record an order is idempotent on: the Opportunity ID, else the Order ID."""
+    return order.get("salesforce_opportunity_id") or order.get("salesforce_order_id") or key
+
+
+def _records(order: Mapping[str, Any]) -> list[str]:
+    """Every Salesforce record an order's outcome is written back to."""
+    out = [order.get("salesforce_opportunity_id"), order.get("salesforce_order_id")]
+    return [r for r in out if r]
+
+
+def _now_ms() -> int:
+    return int(datetime.now(UTC).timestamp() * 1000)
+
+
+def _decimal(value: Any, where: str) -> Decimal:
+    try:
+        number = value if isinstance(value, Decimal) else Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        raise Permanent(f"{where} {value!r} is not a number", field=where, value=value) from None
+    if not number.is_finite():
+        raise Permanent(f"{where} {value!r} is not a number", field=where, value=value)
+    return number
+
+
+class OrderPipeline:
+    """Orders, customers and results: see the module doc."""
+
+    def __init__(
+        self,
+        mappings: MappingsRef,
+        tables: Tables,
+        *,
+        decode_order: Decoder,
+        decode_customer: Decoder,
+        resend_after: float = 300.0,
+        retention_days: float = 180.0,
+    ) -> None:
+        self.ref = mappings
+        self.t = tables
+        self.decode_order = decode_order
+        self.decode_customer = decode_customer
+        self.resend_after_ms = int(resend_after * 1000)
+        self.retention_ms = int(retention_days * 86_400_000)
+        self._pruned_at = 0
+
+    @property
+    def m(self) -> Mappings:
+        return self.ref.current
+
+    # --- salesorder.v1 ---------------------------------------------------------------------
+
+    def on_sales_order(self, key: str | None, order: Mapping[str, Any], origin: Origin) -> Step:
+        identity = order_identity(order, key)
+        if identity is None:
+            raise Permanent(
+                "the order has neither salesforce_opportunity_id nor salesforce_order_id",
+                field="salesforce_opportunity_id",
+            )
+        source_status = order.get("source_status")
+        start = self.m.orders.start.get(str(source_status)) if source_status is not None else None
+        if start is None and not (source_status is None and order.get("status") == "NEW"):
+            return Step("skipped")
+        order_type = start.order_type if start is not None else "STANDARD"
+        records = _records(order) or [identity]
+        try:
+            customer = self._resolve_customer(order)
+            if customer is None:
+                return self._hold(identity, order, records, origin)
+            sage_order = self._sage_order(order, customer, order_type)
+        except Permanent as exc:
+            return self._fail(
+                identity, records, origin, exc, (order.get("customer") or {}).get("salesforce_account_id")
+            )
+        cid = command_id("CreateSalesOrder", identity)
+        self.t.orders[identity] = {
+            "state": "commanded",
+            "records": records,
+            "account": (order.get("customer") or {}).get("salesforce_account_id"),
+            "command_id": cid,
+            "origin": origin.to_json(),
+        }
+        correlation = (order.get("envelope") or {}).get("correlation_id") or cid
+        return Step("commanded", [commands.create_sales_order(sage_order, cid, identity, correlation)])
+
+    def _resolve_customer(self, order: Mapping[str, Any]) -> dict[str, Any] | None:
+        ref = order.get("customer") or {}
+        account = ref.get("salesforce_account_id")
+        if ref.get("ar_division_no") and ref.get("customer_no"):
+            if account:  # Account.ExternalID__c on the order: a cross-reference entry too
+                self._learn(str(account), str(ref["ar_division_no"]), str(ref["customer_no"]))
+            return {
+                "salesforce_account_id": account,
+                "ar_division_no": ref["ar_division_no"],
+                "customer_no": ref["customer_no"],
+                "name": ref.get("name"),
+            }
+        if not account:
+            raise Permanent(
+                "the order names no customer: neither ARDivisionNo-CustomerNo (Account.ExternalID__c) "
+                "nor a Salesforce Account ID",
+                field="customer",
+            )
+        known = self.t.customers.get(account)
+        if known is None:
+            return None
+        return {
+            "salesforce_account_id": account,
+            "ar_division_no": known["ar_division_no"],
+            "customer_no": known["customer_no"],
+            "name": ref.get("name"),
+        }
+
+    def _hold(self, identity: str, order: Mapping[str, Any], records: list[str], origin: Origin) -> Step:
+        account = str(order["customer"]["salesforce_account_id"])
+        upsert = self._upsert_customer(account, order)  # Permanent (no name, bad address) fails the order
+        self.t.orders[identity] = {
+            "state": "held",
+            "records": records,
+            "account": account,
+            "command_id": command_id("CreateSalesOrder", identity),
+            "origin": origin.to_json(),
+        }
+        waiting = dict(self.t.held.get(account) or {"orders": []})
+        if identity not in waiting["orders"]:
+            waiting["orders"] = [*waiting["orders"], identity]
+        waiting["requested_at"] = _now_ms()
+        self.t.held[account] = waiting
+        name = upsert.value["command"][1]["customer"]["name"]
+        step = Step("held", [upsert])
+        step.outbound += self._sync(
+            records, "pending", f"Waiting for customer {name!r} to be created in Sage 100", identity, "hold"
+        )
+        return step
+
+    # --- customers --------------------------------------------------------------------------
+
+    def _upsert_customer(self, account: str, order: Mapping[str, Any] | None) -> Outbound:
+        """The UpsertCustomer for `account`: its Salesforce Customer record, else the order's data."""
+        stored = self.t.accounts.get(account)
+        if stored is not None:
+            customer = dict(self.decode_customer(from_b64(stored) or b""))
+        elif order is not None:
+            ref = order.get("customer") or {}
+            bill_to = order.get("bill_to") or {}
+            customer = {
+                "salesforce_account_id": account,
+                "name": ref.get("name") or bill_to.get("name"),
+                "status": "ACTIVE",
+                "billing_address": order.get("bill_to"),
+                "shipping_address": order.get("ship_to"),
+            }
+        else:
+            raise Permanent(f"no customer data known for Account {account}", field="customer")
+        customer = self._customer_for_sage(customer, account)
+        cid = command_id("UpsertCustomer", account)
+        return commands.upsert_customer(customer, cid, account, cid)
+
+    def _customer_for_sage(self, customer: Mapping[str, Any], account: str) -> dict[str, Any]:
+        m = self.m.customers
+        out: dict[str, Any] = {
+            k: copy.deepcopy(v)
+            for k, v in customer.items()
+            if k not in ("envelope", "ar_division_no", "customer_no", "custom_fields", "contacts")
+        }
+        out["envelope"] = commands.envelope(account, None)
+        out["salesforce_account_id"] = account
+        out["ar_division_no"] = None
+        out["customer_no"] = None
+        out.setdefault("status", "ACTIVE")
+        out["contacts"] = list(customer.get("contacts") or [])
+        for name, spec in m.salesforce_to_sage.fields.items():
+            out[name] = self._field(out.get(name), spec, m.picklists, "AR_Customer", f"customer.{name}")
+        if not out.get("name"):
+            raise Permanent(
+                "the customer has no name, which Sage requires (CustomerName)", field="customer.name"
+            )
+        for key in ("billing_address", "shipping_address"):
+            out[key] = standardise(out.get(key), self.m.addresses, f"customer.{key}")
+        out["custom_fields"] = {
+            cf.sage: value
+            for name, value in (customer.get("custom_fields") or {}).items()
+            if (cf := m.custom_fields.get(name)) is not None
+            and cf.sage is not None
+            and cf.direction != "sage_to_salesforce"
+        }
+        return out
+
+    def on_customer(self, key: str | None, customer: Mapping[str, Any], origin: Origin) -> Step:
+        """customer.v1: learn Account <-> ARDivisionNo-CustomerNo; release orders waiting for it."""
+        account = customer.get("salesforce_account_id")
+        if not account:
+            return Step("skipped")
+        if customer.get("deleted"):
+            self.t.accounts.pop(str(account), None)
+            return Step("skipped")
+        division, number = customer.get("ar_division_no"), customer.get("customer_no")
+        if division and number:
+            self._learn(str(account), str(division), str(number))
+            self.t.accounts.pop(str(account), None)
+            released = self._release(str(account))
+            step = Step("learned")
+            step.add(released)
+            return step
+        if origin.value is not None:  # a Salesforce account Sage does not know yet
+            self.t.accounts[str(account)] = to_b64(origin.value)
+        return Step("remembered")
+
+    def _learn(self, account: str, division: str, number: str) -> None:
+        wanted = {"ar_division_no": division, "customer_no": number}
+        if self.t.customers.get(account) != wanted:
+            self.t.customers[account] = wanted
+
+    def _release(self, account: str) -> Step:
+        """Process again every order held for `account` (its customer is known now)."""
+        waiting = self.t.held.pop(account, None)
+        step = Step("released")
+        for identity in (waiting or {}).get("orders", []):
+            state = self.t.orders.get(identity)
+            if not state or state.get("state") != "held":
+                continue
+            origin = Origin.from_json(state["origin"])
+            try:
+                order = self.decode_order(origin.value or b"")
+            except Permanent as exc:
+                step.dead_letters.append((origin, exc))
+                continue
+            step.add(self.on_sales_order(identity, order, origin))
+        return step
+
+    def sweep(self) -> Step:
+        """Release what can be released; re-send UpsertCustomer for accounts waiting too long;
+        once an hour, forget failed orders and order numbers older than the retention."""
+        step = Step("swept")
+        now = _now_ms()
+        if now - self._pruned_at >= 3_600_000:
+            self._prune(now)
+        for account in list(self.t.held.keys()):
+            waiting = self.t.held.get(account)
+            if waiting is None:
+                continue
+            if account in self.t.customers:
+                step.add(self._release(account))
+            elif now - int(waiting.get("requested_at") or 0) >= self.resend_after_ms:
+                order = None
+                for identity in waiting.get("orders", []):
+                    state = self.t.orders.get(identity)
+                    if state and state.get("state") == "held":
+                        try:
+                            order = self.decode_order(Origin.from_json(state["origin"]).value or b"")
+                        except Permanent:
+                            continue
+                        break
+                try:
+                    step.outbound.append(self._upsert_customer(account, order))
+                except Permanent as exc:
+                    log.warning("cannot re-send the customer upsert for Account %s: %s", account, exc)
+                    continue
+                self.t.held[account] = {**waiting, "requested_at": now}
+        return step
+
+    def _prune(self, now: int) -> None:
+        self._pruned_at = now
+        horizon = now - self.retention_ms
+        for identity in list(self.t.orders.keys()):
+            state = self.t.orders.get(identity) or {}
+            if state.get("state") == "failed" and int(state.get("at") or 0) < horizon:
+                self.t.orders.pop(identity, None)
+        for number in list(self.t.order_numbers.keys()):
+            if int((self.t.order_numbers.get(number) or {}).get("at") or 0) < horizon:
+                self.t.order_numbers.pop(number, None)
+
+    def held_count(self) -> int:
+        return sum(len((w or {}).get("orders", [])) for w in self.t.held.values())
+
+    # --- the Sage order ---------------------------------------------------------------------
+
+    def _field(
+        self, value: Any, spec: SageField, maps: Mapping[str, ValueMap], table: str, where: str
+    ) -> Any:
+        if spec.map is not None:
+            value = maps[spec.map].apply(value, name=spec.map, where=where)
+        if (value is None or value == "") and spec.default is not None:
+            value = spec.default
+        if isinstance(value, str):
+            length = self.m.sage_length(table, spec.sage, spec.length)
+            if length is not None and len(value) > length:
+                if spec.overflow == "truncate":
+                    value = value[:length].rstrip()
+                else:
+                    raise Permanent(
+                        f"{where} {value!r} is {len(value)} characters; {table}.{spec.sage} holds {length}",
+                        field=where,
+                        value=value,
+                    )
+        return value
+
+    def _sage_order(
+        self, order: Mapping[str, Any], customer: dict[str, Any], order_type: str
+    ) -> dict[str, Any]:
+        m = self.m
+        out = copy.deepcopy(dict(order))
+        out["envelope"] = dict(out["envelope"])
+        out["customer"] = customer
+        out["order_type"] = order_type
+        out["status"] = "NEW"
+        out["sales_order_no"] = None
+        for name, spec in m.orders.header.items():
+            out[name] = self._field(out.get(name), spec, m.orders.picklists, "SO_SalesOrderHeader", name)
+        for key in ("bill_to", "ship_to"):
+            out[key] = standardise(out.get(key), m.addresses, key)
+        lines = out.get("lines") or []
+        if not lines:
+            raise Permanent("the order has no lines", field="lines")
+        currency = str(out.get("currency_code") or m.pricing.home_currency).upper()
+        rate = m.pricing.rate(currency)
+        if rate is None:
+            raise Permanent(
+                f"no exchange rate from {currency} to {m.pricing.home_currency} in pricing.yaml",
+                field="currency_code",
+                value=currency,
+            )
+        out["lines"] = [self._line(line, i, rate) for i, line in enumerate(lines, start=1)]
+        amounts: dict[str, Decimal] = {}
+        for name in (
+            "freight_amount",
+            "discount_amount",
+            "sales_tax_amount",
+            "deposit_amount",
+            "taxable_amount",
+            "non_taxable_amount",
+        ):
+            if out.get(name) is not None:
+                amounts[name] = (_decimal(out[name], name) * rate).quantize(CENT, rounding=ROUND_HALF_UP)
+                out[name] = amounts[name]
+        total = sum((line["extension_amount"] for line in out["lines"]), Decimal("0.00"))
+        total += amounts.get("freight_amount", Decimal(0)) + amounts.get("sales_tax_amount", Decimal(0))
+        total -= amounts.get("discount_amount", Decimal(0))
+        out["total_amount"] = total.quantize(CENT)
+        out["currency_code"] = m.pricing.home_currency
+        out["custom_fields"] = {
+            cf.sage: value
+            for name, value in (order.get("custom_fields") or {}).items()
+            if (cf := m.orders.custom_fields.get(name)) is not None
+            and cf.sage is not None
+            and cf.direction != "sage_to_salesforce"
+        }
+        return out
+
+    def item_code_for(self, product_code: str | None, item_code: str | None, where: str) -> str:
+        """The Sage ItemCode of an order line (see the module doc for the order of lookups)."""
+        p = self.m.products
+        if item_code:
+            return item_code
+        if not product_code:
+            raise Permanent(
+                f"{where} has neither a ProductCode nor an ItemCode", field=f"{where}.product_code"
+            )
+        if product_code in p.lookup:
+            code = p.lookup[product_code]
+            if p.require_known_item and code not in self.t.items:
+                raise Permanent(
+                    f"{where}: ProductCode {product_code!r} maps to ItemCode {code!r}, which Sage has not "
+                    "published on item.v1",
+                    field=f"{where}.product_code",
+                    value=product_code,
+                )
+            return code
+        mapped = self.t.products.get(product_code)
+        if mapped:
+            return str(mapped)
+        if product_code in self.t.items:
+            return product_code
+        raise Permanent(
+            f"{where}: unknown product {product_code!r}: no ItemCode for it in products.yaml lookup "
+            "or on item.v1",
+            field=f"{where}.product_code",
+            value=product_code,
+        )
+
+    def _line(self, line: Mapping[str, Any], position: int, rate: Decimal) -> dict[str, Any]:
+        m = self.m
+        out = dict(line)
+        line_no = int(out.get("line_no") or position)
+        where = f"lines[{line_no}]"
+        code = self.item_code_for(out.get("product_code"), out.get("item_code"), where)
+        item = self.t.items.get(code) or {}
+        if item.get("deleted") or (m.products.reject_inactive_items and item.get("active") is False):
+            raise Permanent(
+                f"{where}: ItemCode {code!r} is {'deleted' if item.get('deleted') else 'inactive'} in Sage",
+                field=f"{where}.item_code",
+                value=code,
+            )
+        out["item_code"] = code
+        for name, spec in m.orders.lines.items():
+            out[name] = self._field(
+                out.get(name), spec, m.orders.picklists, "SO_SalesOrderDetail", f"{where}.{name}"
+            )
+        quantity = _decimal(out.get("quantity_ordered"), f"{where}.quantity_ordered")
+        pricing = m.pricing
+        rounding = ROUND_HALF_UP if pricing.rounding == "half_up" else ROUND_HALF_EVEN
+        step = Decimal(1).scaleb(-pricing.unit_price_decimals)
+        standard = item.get("standard_unit_price")
+        price = _decimal(out.get("unit_price"), f"{where}.unit_price")
+        if price == 0 and pricing.zero_price == "error":
+            raise Permanent(
+                f"{where}: unit price 0 is not allowed (pricing.yaml zero_price)", field=f"{where}.unit_price"
+            )
+        if price == 0 and pricing.zero_price == "sage_standard":
+            if standard is None:
+                raise Permanent(
+                    f"{where}: unit price 0 and no Sage StandardUnitPrice known for {code!r}",
+                    field=f"{where}.unit_price",
+                )
+            price = _decimal(standard, f"{where}.standard_unit_price")  # already home currency
+        else:
+            price = price * rate
+        price = price.quantize(step, rounding=rounding)
+        limit = pricing.max_discount_percent
+        if limit is not None and standard is not None and Decimal(str(standard)) > 0:
+            floor = Decimal(str(standard)) * (1 - limit / 100)
+            if price < floor:
+                raise Permanent(
+                    f"{where}: unit price {price} is more than {limit}% below Sage's standard price "
+                    f"{standard} of {code!r}",
+                    field=f"{where}.unit_price",
+                    value=str(price),
+                )
+        out["unit_price"] = price
+        out["extension_amount"] = (quantity * price).quantize(CENT, rounding=ROUND_HALF_UP)
+        return out
+
+    # --- failures and write-backs -------------------------------------------------------------
+
+    def _fail(
+        self, identity: str, records: list[str], origin: Origin, exc: Permanent, account: str | None
+    ) -> Step:
+        self.t.orders[identity] = {
+            "state": "failed",
+            "records": records,
+            "account": account,
+            "command_id": command_id("CreateSalesOrder", identity),
+            "reason": exc.reason,
+            "at": _now_ms(),
+        }
+        step = Step("failed", dead_letters=[(origin, exc)])
+        step.outbound += self._sync(records, "error", exc.reason, identity, "failed")
+        return step
+
+    def _message(self, text: str | None, obj: str, field_name: str) -> str | None:
+        """`text` cut to the length of `obj.field_name` (from the metadata, else 255)."""
+        if text is None:
+            return None
+        sf = self.m.salesforce.object(obj) if self.m.salesforce else None
+        found = sf.field(field_name) if sf else None
+        length = found.length if found is not None and found.length else _MESSAGE_LENGTH
+        return text if len(text) <= length else text[: length - 1] + "…"
+
+    def _sync(
+        self,
+        records: list[str],
+        status: str,
+        message: str | None,
+        about: str,
+        why: str,
+        extra: Mapping[str, Any] | None = None,
+        event_time: datetime | None = None,
+    ) -> list[Outbound]:
+        """Sync status (+ message, + extra fields) on each Opportunity/Order in `records`."""
+        wb = self.m.orders.write_back
+        value = {
+            "synced": wb.sync_status.synced,
+            "error": wb.sync_status.error,
+            "pending": wb.sync_status.pending,
+        }[status]
+        out = []
+        for record in records:
+            obj = sobject_for(record)
+            if obj not in wb.objects:
+                continue
+            fields: dict[str, Any] = {wb.sync_status.field: value, **(extra or {})}
+            if wb.message_field:
+                fields[wb.message_field] = self._message(message, obj, wb.message_field)
+            out.append(
+                commands.salesforce_update(
+                    obj,
+                    record,
+                    fields,
+                    cid=command_id(
+                        "OrderSync",
+                        record,
+                        about,
+                        why,
+                        status,
+                        message or "",
+                        repr(sorted((extra or {}).items())),
+                    ),
+                    correlation_id=about,
+                    source_record_id=about,
+                    event_time=event_time,
+                )
+            )
+        return out
+
+    def status_fields(self, obj: str, code: str | None, status: str | None) -> dict[str, Any] | None:
+        """Sage_Order_Status__c (and the extra fields) for a Sage status, per orders.yaml."""
+        st = self.m.orders.order_status
+        value = st.value_for(code, status)
+        if value is None:
+            return None
+        return {self.m.orders.write_back.order_status: value, **st.extra_fields.get(obj, {}).get(value, {})}
+
+    # --- sage.results.v1 -------------------------------------------------------------------
+
+    def on_sage_result(self, key: str | None, result: Mapping[str, Any], origin: Origin) -> Step:
+        kind = result.get("kind")
+        if kind == "UPSERT_CUSTOMER":
+            return self._customer_result(result)
+        if kind == "CREATE_SALES_ORDER":
+            return self._order_result(key, result, origin)
+        return Step("skipped")
+
+    def _customer_result(self, result: Mapping[str, Any]) -> Step:
+        ref = result.get("customer") or {}
+        account = result.get("salesforce_record_id") or ref.get("salesforce_account_id")
+        if not account:
+            return Step("skipped")
+        account = str(account)
+        wb = self.m.customers.write_back
+        when = (result.get("envelope") or {}).get("event_time")
+        cid_base = str(result.get("command_id"))
+        if result.get("outcome") == "REJECTED":
+            reason = (result.get("error") or {}).get("reason") or "Sage refused the customer"
+            step = Step("customer_rejected")
+            step.outbound.append(
+                commands.salesforce_update(
+                    "Account",
+                    account,
+                    {
+                        wb.sync_status.field: wb.sync_status.error,
+                        **(
+                            {wb.message_field: self._message(reason, "Account", wb.message_field)}
+                            if wb.message_field
+                            else {}
+                        ),
+                    },
+                    cid=command_id("AccountSync", account, cid_base, "error", reason),
+                    correlation_id=cid_base,
+                    source_record_id=account,
+                    event_time=when,
+                )
+            )
+            step.add(self._fail_held(account, f"the customer could not be created in Sage 100: {reason}"))
+            return step
+        if result.get("outcome") not in ("CREATED", "UPDATED", "EXISTING"):
+            return Step("skipped")
+        division, number = ref.get("ar_division_no"), ref.get("customer_no")
+        if not (division and number):
+            return Step("skipped")
+        self._learn(account, str(division), str(number))
+        self.t.accounts.pop(account, None)
+        step = Step("customer_synced")
+        step.outbound.append(
+            commands.salesforce_update(
+                "Account",
+                account,
+                {
+                    self.m.customers.external_id: f"{division}-{number}",
+                    wb.sync_status.field: wb.sync_status.synced,
+                    **({wb.message_field: None} if wb.message_field else {}),
+                },
+                cid=command_id("AccountSync", account, cid_base, "synced", f"{division}-{number}"),
+                correlation_id=cid_base,
+                source_record_id=f"{division}-{number}",
+                event_time=when,
+            )
+        )
+        step.add(self._release(account))
+        return step
+
+    def _fail_held(self, account: str, reason: str) -> Step:
+        waiting = self.t.held.pop(account, None)
+        step = Step("failed")
+        for identity in (waiting or {}).get("orders", []):
+            state = self.t.orders.get(identity)
+            if not state or state.get("state") != "held":
+                continue
+            origin = Origin.from_json(state["origin"])
+            step.add(
+                self._fail(
+                    identity,
+                    list(state.get("records") or [identity]),
+                    origin,
+                    Permanent(reason, field="customer"),
+                    account,
+                )
+            )
+        return step
+
+    def _order_result(self, key: str | None, result: Mapping[str, Any], origin: Origin) -> Step:
+        identity = result.get("salesforce_record_id") or key
+        if not identity:
+            return Step("skipped")
+        identity = str(identity)
+        state = dict(self.t.orders.get(identity) or {})
+        records = list(state.get("records") or [identity])
+        ref = result.get("customer") or {}
+        if ref.get("salesforce_account_id") and ref.get("ar_division_no") and ref.get("customer_no"):
+            self._learn(
+                str(ref["salesforce_account_id"]), str(ref["ar_division_no"]), str(ref["customer_no"])
+            )
+        when = (result.get("envelope") or {}).get("event_time")
+        if result.get("outcome") == "REJECTED":
+            reason = (result.get("error") or {}).get("reason") or "Sage refused the order"
+            failed = Origin.from_json(state["origin"]) if state.get("origin") else origin
+            step = self._fail(
+                identity,
+                records,
+                failed,
+                Permanent(
+                    f"Sage 100 refused the order: {reason}", field=(result.get("error") or {}).get("field")
+                ),
+                state.get("account"),
+            )
+            step.outcome = "order_rejected"
+            return step
+        if result.get("outcome") not in ("CREATED", "EXISTING", "UPDATED"):
+            return Step("skipped")
+        number = result.get("sales_order_no")
+        step = Step("order_synced")
+        for record in records:
+            obj = sobject_for(record)
+            if obj is None:
+                continue
+            extra: dict[str, Any] = {}
+            if number:
+                extra[self.m.orders.write_back.order_number] = number
+            extra.update(
+                self.status_fields(obj, result.get("source_status"), result.get("order_status")) or {}
+            )
+            step.outbound += self._sync(
+                [record],
+                "synced",
+                None,
+                str(result.get("command_id")),
+                "result",
+                extra=extra,
+                event_time=when,
+            )
+        if number:
+            self.t.order_numbers[str(number)] = {"records": records, "at": _now_ms()}
+        self.t.orders.pop(identity, None)  # done: Sage has it, nothing left to remember
+        return step
+
+    # --- item.v1 -----------------------------------------------------------------------------
+
+    def on_item(self, key: str | None, item: Mapping[str, Any], origin: Origin) -> Step:
+        """item.v1: the item cross-reference. Both sources publish items there: Sage's CI_Item
+        records say whether an item is active and its price; Salesforce's Product2 records only
+        add the ProductCode -> ItemCode link (Product2.Sage_Item_Code__c)."""
+        code = item.get("item_code") or key
+        if not code:
+            raise Permanent("the item has no item_code", field="item_code")
+        code = str(code)
+        previous = self.t.items.get(code) or {}
+        entry = {
+            "active": previous.get("active"),
+            "deleted": previous.get("deleted", False),
+            "product_code": item.get("product_code") or previous.get("product_code"),
+            "standard_unit_price": previous.get("standard_unit_price"),
+        }
+        if (item.get("envelope") or {}).get("source_system") != "SALESFORCE":
+            price = item.get("standard_unit_price")
+            entry.update(
+                active=bool(item.get("active", True)),
+                deleted=bool(item.get("deleted", False)),
+                standard_unit_price=str(price) if price is not None else None,
+            )
+        if entry != previous:
+            self.t.items[code] = entry
+        product = item.get("product_code")
+        if product and product != code and self.t.products.get(product) != code:
+            self.t.products[str(product)] = code
+        return Step("learned")

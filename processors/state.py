@@ -1,0 +1,128 @@
+"""What the processors remember between records, and what one processing step produces.
+
+Owns the shapes shared by the agents' logic (processors/orders.py, status.py, inventory.py) and
+the faust wiring (processors/app.py):
+- `Tables`: the changelog-backed tables, seen as plain mutable mappings of JSON values, so the
+  logic runs the same over faust tables (in the worker) and dicts (in unit tests). Keys and what
+  they hold are listed on the class.
+- `Origin`: where a consumed record came from, with its original key and value bytes; kept in the
+  order state so a held or rejected order can still be dead-lettered byte for byte later.
+- `Step`: one step's outcome (a metrics label), the records to produce, the dead letters to write,
+  and what to record once Kafka acknowledged them (`after`).
+- `MappingsRef`: the mappings in use, swapped whole when the files are reloaded.
+
+Limits: table values are JSON (faust's table serializer), so bytes travel as base64 text and
+decimals as strings.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from processors.commands import Outbound
+from processors.mappings import Mappings
+
+__all__ = ["MappingsRef", "Origin", "Step", "Tables", "from_b64", "to_b64"]
+
+
+def to_b64(data: bytes | None) -> str | None:
+    return None if data is None else base64.b64encode(data).decode("ascii")
+
+
+def from_b64(text: Any) -> bytes | None:
+    return None if text is None else base64.b64decode(str(text))
+
+
+@dataclass(frozen=True)
+class Origin:
+    """A consumed record: topic, partition, offset and its original bytes."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "topic": self.topic,
+            "partition": self.partition,
+            "offset": self.offset,
+            "key": to_b64(self.key),
+            "value": to_b64(self.value),
+            "headers": [[k, to_b64(v)] for k, v in self.headers],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Origin:
+        return cls(
+            topic=str(data["topic"]),
+            partition=int(data["partition"]),
+            offset=int(data["offset"]),
+            key=from_b64(data.get("key")),
+            value=from_b64(data.get("value")),
+            headers=tuple((str(k), from_b64(v) or b"") for k, v in data.get("headers") or ()),
+        )
+
+
+@dataclass
+class Step:
+    """What handling one record (or one timer tick) produced."""
+
+    outcome: str
+    outbound: list[Outbound] = field(default_factory=list)
+    dead_letters: list[tuple[Origin, BaseException]] = field(default_factory=list)
+    after: Callable[[], None] | None = None  # run once Kafka acknowledged `outbound`
+
+    def add(self, other: Step) -> None:
+        self.outbound.extend(other.outbound)
+        self.dead_letters.extend(other.dead_letters)
+
+
+@dataclass
+class Tables:
+    """The processors' state. Every value is JSON; every table is a changelog-backed faust table.
+
+    customers      Salesforce Account ID -> {ar_division_no, customer_no}: the customer
+                   cross-reference (customer.v1 records and Sage customer results)
+    accounts       Account ID -> base64 of the latest Salesforce Customer record (customer.v1)
+                   of an account Sage does not know yet: the data of its UpsertCustomer
+    items          ItemCode -> {active, product_code, standard_unit_price, deleted} (item.v1)
+    products       ProductCode -> ItemCode (item.v1 records whose product code differs)
+    orders         order ID (Opportunity ID, else Order ID) -> the state of an order Sage has
+                   not confirmed: state (held | commanded | failed), records to write back to,
+                   the account, command_id, reason, and the original record (`Origin`); removed
+                   when Sage confirms, failed ones after the retention
+    held           Account ID -> {orders: [order IDs], requested_at: epoch ms of the last
+                   UpsertCustomer}: orders waiting for their customer
+    order_numbers  Sage SalesOrderNo -> {records: [Salesforce record IDs], at}: the records a
+                   status change updates (kept for the retention)
+    inventory      "<ItemCode>/<WarehouseCode>" -> the latest InventoryLevel quantities (text)
+    inventory_sent ItemCode -> the last stock fields sent to Salesforce (JSON text)
+    """
+
+    customers: MutableMapping[str, Any]
+    accounts: MutableMapping[str, Any]
+    items: MutableMapping[str, Any]
+    products: MutableMapping[str, Any]
+    orders: MutableMapping[str, Any]
+    held: MutableMapping[str, Any]
+    order_numbers: MutableMapping[str, Any]
+    inventory: MutableMapping[str, Any]
+    inventory_sent: MutableMapping[str, Any]
+
+    @classmethod
+    def in_memory(cls) -> Tables:
+        """Plain dicts, for tests and tools."""
+        return cls(*({} for _ in range(9)))
+
+
+class MappingsRef:
+    """The mappings in use; `current` is replaced as a whole on reload, never edited in place."""
+
+    def __init__(self, mappings: Mappings) -> None:
+        self.current = mappings

@@ -1,0 +1,78 @@
+"""The status processor's logic: a Sage 100 order status change -> the Opportunity / Order.
+
+What it owns: `StatusPipeline.on_status_change`, for each OrderStatusChange on orderstatus.v1
+(keyed by SalesOrderNo): find the Salesforce records the Sage order came from (the IDs the Sage
+source read from the order's Salesforce-ID UDF, plus those the orders processor remembered from
+Sage's result: an Order made from an Opportunity gets both updated), map the status through
+orders.yaml `order_status` (Sage code N/O/H/C and history A/C/X/Z first, then the canonical
+status), and command an UPDATE of Sage_Order_Status__c (plus the `extra_fields` for that value
+and object) on each record.
+
+How it works: the command ID is a UUIDv5 of the record and the change event's ID, so a
+redelivered change is the same command; `source_event_time` is Sage's change time, so the
+Salesforce sink keeps the latest status when it coalesces several.
+A status the map does not know is `Permanent` (dlq.status.v1) with `unknown: error`, or skipped
+with `unknown: skip`. A Sage order that did not come from Salesforce is skipped (no record to
+update), which is normal for orders entered in Sage.
+
+Limits: only orders whose Salesforce ID is known are followed; an order created in Sage for an
+Opportunity by hand (without the UDF) stays invisible to Salesforce.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from processors import commands
+from processors.commands import command_id, sobject_for
+from processors.orders import OrderPipeline
+from processors.state import Step
+from sagesf.errors import Permanent
+
+__all__ = ["StatusPipeline"]
+
+
+class StatusPipeline:
+    def __init__(self, orders: OrderPipeline) -> None:
+        self.orders = orders  # shares its mappings, tables and status map
+
+    def on_status_change(self, key: str | None, change: Mapping[str, Any]) -> Step:
+        number = change.get("sales_order_no") or key
+        records = [
+            r for r in (change.get("salesforce_opportunity_id"), change.get("salesforce_order_id")) if r
+        ]
+        known = self.orders.t.order_numbers.get(str(number)) if number else None
+        records += [r for r in (known or {}).get("records", []) if r not in records]
+        if not records:
+            return Step("skipped")
+        code, status = change.get("source_status"), change.get("status")
+        envelope = change.get("envelope") or {}
+        step = Step("updated")
+        objects = self.orders.m.orders.write_back.objects
+        for record in records:
+            obj = sobject_for(str(record))
+            if obj not in objects:
+                continue
+            fields = self.orders.status_fields(obj, code, status)
+            if fields is None:
+                if self.orders.m.orders.order_status.unknown == "skip":
+                    return Step("skipped")
+                raise Permanent(
+                    f"Sage order {number}: status {code or status!r} has no Salesforce value in orders.yaml "
+                    "order_status",
+                    field="source_status",
+                    value=code or status,
+                )
+            step.outbound.append(
+                commands.salesforce_update(
+                    obj,
+                    str(record),
+                    fields,
+                    cid=command_id("OrderStatus", str(record), str(envelope.get("event_id") or number)),
+                    correlation_id=envelope.get("correlation_id"),
+                    source_record_id=str(number),
+                    event_time=envelope.get("event_time"),
+                )
+            )
+        return step if step.outbound else Step("skipped")

@@ -1,0 +1,323 @@
+"""The processors' logic without Kafka: pricing rules, failures shown on the opportunity, held
+orders, status mapping choices, inventory coalescing, and the shared table ignoring its own echo."""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+from types import SimpleNamespace as NS
+from typing import Any
+
+import faust
+import pytest
+
+from processors.inventory import InventoryPipeline
+from processors.mappings import Mappings, load_mappings
+from processors.orders import OrderPipeline
+from processors.state import MappingsRef, Origin, Tables
+from processors.status import StatusPipeline
+from processors.tables import SharedTable, shared_table
+from sagesf.errors import Permanent
+
+REPO = Path(__file__).resolve().parents[2]
+OPP = "006" + "A" * 15
+ACCOUNT = "001" + "B" * 15
+
+
+@pytest.fixture(scope="module")
+def base_mappings() -> Mappings:
+    return load_mappings(
+        REPO / "mappings",
+        salesforce_metadata=REPO / "sandbox/salesforce/metadata.yaml",
+        sage_metadata=REPO / "mappings/metadata/sage100.yaml",
+    )
+
+
+def pipeline(mappings: Mappings, orders: dict[bytes, dict[str, Any]] | None = None) -> OrderPipeline:
+    store = orders if orders is not None else {}
+    tables = Tables.in_memory()
+    tables.items.update(
+        {
+            "HRDW-1000": {
+                "active": True,
+                "deleted": False,
+                "product_code": None,
+                "standard_unit_price": "12.50",
+            },
+            "OLD-1": {"active": False, "deleted": False, "product_code": None, "standard_unit_price": None},
+        }
+    )
+    return OrderPipeline(
+        MappingsRef(mappings),
+        tables,
+        decode_order=lambda raw: copy.deepcopy(store[raw]),
+        decode_customer=lambda raw: {},
+    )
+
+
+def order(
+    *lines: tuple[str, str, str], currency: str = "USD", external: str | None = "01-ACME"
+) -> dict[str, Any]:
+    division, _, number = (external or "").partition("-")
+    return {
+        "envelope": {
+            "event_id": str(uuid.uuid4()),
+            "event_time": datetime.now(UTC),
+            "source_system": "SALESFORCE",
+            "source_record_id": OPP,
+            "correlation_id": None,
+        },
+        "salesforce_opportunity_id": OPP,
+        "customer": {
+            "salesforce_account_id": ACCOUNT,
+            "ar_division_no": division or None,
+            "customer_no": number or None,
+            "name": "Acme",
+        },
+        "status": "NEW",
+        "source_status": "Closed Won",
+        "order_date": date(2026, 11, 1),
+        "currency_code": currency,
+        "total_amount": Decimal("0"),
+        "lines": [
+            {
+                "line_no": i,
+                "product_code": code,
+                "quantity_ordered": Decimal(qty),
+                "unit_price": Decimal(price),
+                "extension_amount": Decimal("0"),
+            }
+            for i, (code, qty, price) in enumerate(lines, start=1)
+        ],
+    }
+
+
+ORIGIN = Origin("salesorder.v1", 0, 7, b"key", b"value")
+
+
+def test_an_order_of_an_unknown_currency_fails_visibly(base_mappings: Mappings) -> None:
+    step = pipeline(base_mappings).on_sales_order(
+        OPP, order(("HRDW-1000", "1", "10"), currency="JPY"), ORIGIN
+    )
+    assert step.outcome == "failed"
+    [(origin, error)] = step.dead_letters
+    assert origin == ORIGIN
+    assert "JPY" in str(error)
+    [update] = step.outbound
+    assert update.key == OPP
+    assert update.value["fields"]["Sage_Sync_Status__c"] == "Error"
+    assert "no exchange rate from JPY to USD" in update.value["fields"]["Sage_Sync_Message__c"]
+
+
+def test_an_inactive_item_fails_before_sage_is_asked(base_mappings: Mappings) -> None:
+    step = pipeline(base_mappings).on_sales_order(OPP, order(("OLD-1", "1", "10")), ORIGIN)
+    assert step.outcome == "failed"
+    assert "'OLD-1' is inactive" in str(step.dead_letters[0][1])
+
+
+def test_salesforce_products_link_codes_but_only_sage_says_what_is_active(base_mappings: Mappings) -> None:
+    p = pipeline(base_mappings)
+    origin = Origin("item.v1", 0, 1, None, b"i")
+    product = {
+        "item_code": "OLD-1",
+        "product_code": "RETRO-WIDGET",
+        "active": True,
+        "envelope": {"source_system": "SALESFORCE"},
+    }
+    p.on_item("OLD-1", product, origin)
+    assert p.item_code_for("RETRO-WIDGET", None, "lines[1]") == "OLD-1"
+    assert p.t.items["OLD-1"]["active"] is False  # Product2.IsActive does not revive a Sage item
+    p.on_item(
+        "OLD-1",
+        {
+            "item_code": "OLD-1",
+            "active": True,
+            "standard_unit_price": Decimal("3"),
+            "envelope": {"source_system": "SAGE100"},
+        },
+        origin,
+    )
+    assert p.t.items["OLD-1"]["active"] is True
+    assert p.t.items["OLD-1"]["product_code"] == "RETRO-WIDGET"
+
+
+def test_pricing_rules_from_the_mapping(base_mappings: Mappings) -> None:
+    strict = base_mappings.pricing.model_copy(
+        update={"max_discount_percent": Decimal(40), "zero_price": "error", "rounding": "half_even"}
+    )
+    mappings = Mappings(**{**base_mappings.__dict__, "pricing": strict})
+    p = pipeline(mappings)
+    # 12.50 is Sage's standard price: 7.49 is more than 40% below it, 7.50 is not
+    refused = p.on_sales_order(OPP, order(("HRDW-1000", "1", "7.49")), ORIGIN)
+    assert refused.outcome == "failed"
+    assert "more than 40% below" in str(refused.dead_letters[0][1])
+    ok = p.on_sales_order(OPP, order(("HRDW-1000", "1", "7.50")), ORIGIN)
+    assert ok.outcome == "commanded"
+    zero = p.on_sales_order(OPP, order(("HRDW-1000", "1", "0")), ORIGIN)
+    assert zero.outcome == "failed"
+    assert "unit price 0" in str(zero.dead_letters[0][1])
+    # unit prices are rounded with the configured mode (half even here), then converted lines too
+    even = p.on_sales_order(OPP, order(("HRDW-1000", "1", "10.125")), ORIGIN)
+    assert even.outbound[0].value["command"][1]["order"]["lines"][0]["unit_price"] == Decimal("10.12")
+    eur = p.on_sales_order(OPP, order(("HRDW-1000", "2", "10.025"), currency="EUR"), ORIGIN)
+    line = eur.outbound[0].value["command"][1]["order"]["lines"][0]
+    assert line["unit_price"] == Decimal("10.83")  # 10.827 at 1.08
+    assert line["extension_amount"] == Decimal("21.66")
+
+
+def test_a_held_order_is_released_when_the_customer_arrives_on_customer_v1(base_mappings: Mappings) -> None:
+    raw = {b"value": order(("HRDW-1000", "1", "12.50"), external=None)}
+    p = pipeline(base_mappings, raw)
+    held = p.on_sales_order(OPP, raw[b"value"], ORIGIN)
+    assert held.outcome == "held"
+    assert p.held_count() == 1
+    assert [
+        o.value["command"][0].rsplit(".", 1)[1] for o in held.outbound if o.topic == "sage.commands.v1"
+    ] == ["UpsertCustomer"]
+    sage_customer = {
+        "salesforce_account_id": ACCOUNT,
+        "ar_division_no": "01",
+        "customer_no": "NEW01",
+        "name": "Acme",
+    }
+    learned = p.on_customer("01-NEW01", sage_customer, Origin("customer.v1", 0, 1, None, b"c"))
+    [create] = [o for o in learned.outbound if o.topic == "sage.commands.v1"]
+    assert create.key == OPP
+    assert create.value["command"][1]["order"]["customer"]["customer_no"] == "NEW01"
+    assert p.held_count() == 0
+
+
+def test_a_refused_customer_fails_its_held_orders(base_mappings: Mappings) -> None:
+    raw = {b"value": order(("HRDW-1000", "1", "12.50"), external=None)}
+    p = pipeline(base_mappings, raw)
+    p.on_sales_order(OPP, raw[b"value"], ORIGIN)
+    result = {
+        "kind": "UPSERT_CUSTOMER",
+        "outcome": "REJECTED",
+        "salesforce_record_id": ACCOUNT,
+        "command_id": "c",
+        "error": {"reason": "TermsCode '99' does not exist"},
+        "envelope": {},
+    }
+    step = p.on_sage_result(ACCOUNT, result, Origin("sage.results.v1", 0, 1, None, b"r"))
+    [(origin, error)] = step.dead_letters
+    assert origin == ORIGIN
+    assert "TermsCode '99'" in str(error)
+    keys = {(o.key, o.value["fields"]["Sage_Sync_Status__c"]) for o in step.outbound}
+    assert keys == {(ACCOUNT, "Error"), (OPP, "Error")}
+    assert p.held_count() == 0
+
+
+def test_status_unknown_can_be_skipped(base_mappings: Mappings) -> None:
+    skip = base_mappings.orders.model_copy(
+        update={"order_status": base_mappings.orders.order_status.model_copy(update={"unknown": "skip"})}
+    )
+    mappings = Mappings(**{**base_mappings.__dict__, "orders": skip})
+    status = StatusPipeline(pipeline(mappings))
+    change = {
+        "sales_order_no": "0000001",
+        "salesforce_opportunity_id": OPP,
+        "status": "UNKNOWN",
+        "source_status": "Q",
+        "envelope": {"event_id": "e"},
+    }
+    assert status.on_status_change("0000001", change).outcome == "skipped"
+    strict = StatusPipeline(pipeline(base_mappings))
+    with pytest.raises(Permanent):
+        strict.on_status_change("0000001", change)
+    # an order entered in Sage (no Salesforce ID, unknown number) is none of Salesforce's business
+    assert (
+        strict.on_status_change("0000002", {**change, "salesforce_opportunity_id": None}).outcome == "skipped"
+    )
+
+
+def test_inventory_is_sent_once_per_change_and_again_only_after_acknowledgement(
+    base_mappings: Mappings,
+) -> None:
+    tables = Tables.in_memory()
+    inventory = InventoryPipeline(MappingsRef(base_mappings), tables)
+    level = {
+        "item_code": "HRDW-1000",
+        "warehouse_code": "000",
+        "quantity_on_hand": Decimal("5"),
+        "quantity_available": Decimal("4"),
+        "envelope": {"event_time": datetime(2026, 11, 1, tzinfo=UTC)},
+    }
+    inventory.on_level("HRDW-1000/000", level)
+    first = inventory.flush()
+    assert len(first.outbound) == 1
+    # not acknowledged (after() not run): a restart compares again and sends again
+    inventory.rebuild()
+    assert len(inventory.flush().outbound) == 1
+    again = inventory.flush()
+    assert again.outbound == []  # nothing changed since
+    inventory.rebuild()
+    resent = inventory.flush()
+    assert resent.after is not None
+    resent.after()
+    inventory.rebuild()
+    assert inventory.flush().outbound == []  # acknowledged: a restart does not resend
+    older = {
+        **level,
+        "quantity_on_hand": Decimal("1"),
+        "envelope": {"event_time": datetime(2026, 10, 1, tzinfo=UTC)},
+    }
+    assert inventory.on_level("HRDW-1000/000", older).outcome == "stale"
+
+
+class FakeSend:
+    """Stands in for the changelog producer's future."""
+
+    def __init__(self) -> None:
+        self.callbacks: list[Any] = []
+        self.message = NS(partition=0)
+        self.offset = -1
+
+    def add_done_callback(self, callback: Any) -> None:
+        self.callbacks.append(callback)
+
+    def acknowledge(self, offset: int) -> None:
+        self.offset = offset
+        for callback in self.callbacks:
+            callback(self)
+
+    def cancelled(self) -> bool:
+        return False
+
+    def exception(self) -> None:
+        return None
+
+    def result(self) -> Any:
+        return NS(offset=self.offset)
+
+
+def test_a_shared_table_ignores_the_echo_of_its_own_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    sends: list[FakeSend] = []
+
+    def fake_send(self: Any, partition: Any, key: Any, value: Any, *args: Any) -> FakeSend:
+        sends.append(FakeSend())
+        return sends[-1]
+
+    monkeypatch.setattr(faust.tables.base.Collection, "send_changelog", fake_send)
+    app = faust.App("echo-test", store="memory://", GlobalTable=SharedTable, autodiscover=False)
+    table = shared_table(app, "t", "test")
+    heard: list[Any] = []
+    table.add_listener(heard.append)
+
+    def record(key: str, value: int, offset: int) -> Any:
+        return NS(key=key, value=value, message=NS(offset=offset, partition=0, value=value))
+
+    table["k"] = 1
+    table["k"] = 2  # two writes in flight
+    table.apply_changelog_batch([record("k", 1, 10)])  # the echo of the first write
+    assert table["k"] == 2
+    sends[0].acknowledge(10)
+    sends[1].acknowledge(11)
+    table.apply_changelog_batch([record("k", 2, 11)])
+    assert table["k"] == 2
+    table.apply_changelog_batch([record("k", 3, 12), record("other", 9, 13)])  # another worker's writes
+    assert (table["k"], table["other"]) == (3, 9)
+    assert heard == ["k", "k", "k", "other"]
