@@ -57,6 +57,8 @@ class InventoryPipeline:
         self.ref = mappings
         self.t = tables
         self.dirty: set[str] = set()
+        # items with stock but no known Salesforce product yet: looked at again on every flush
+        self.waiting: set[str] = set()
         self._by_item: dict[str, set[str]] = {}
 
     def changed(self, key: Any) -> None:
@@ -130,10 +132,14 @@ class InventoryPipeline:
     def flush(self) -> Step:
         """One UPSERT per dirty item whose stock fields differ from what was last sent."""
         inv = self.ref.current.products.inventory
-        items, self.dirty = sorted(self.dirty), set()
+        items, self.dirty = sorted(self.dirty | self.waiting), set()
         step = Step("flushed")
         sent: dict[str, str] = {}
         for item in items:
+            if inv.only_known_products and not (self.t.items.get(item) or {}).get("salesforce_product_id"):
+                self.waiting.add(item)
+                continue
+            self.waiting.discard(item)
             found = self.fields_for(item)
             if found is None:
                 continue

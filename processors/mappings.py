@@ -243,6 +243,9 @@ class InventoryMapping(_Model):
     external_id_field: str
     warehouses: Literal["all"] | list[str] = "all"
     fields: dict[str, str] = Field(min_length=1)
+    # send stock only for items a Salesforce Product2 is known for (seen on item.v1 with its Id);
+    # false: upsert every item, which creates nothing but dead letters where no product exists
+    only_known_products: bool = True
 
     def counts(self, warehouse: str) -> bool:
         return self.warehouses == "all" or warehouse in self.warehouses

@@ -732,6 +732,8 @@ class OrderPipeline:
             "deleted": previous.get("deleted", False),
             "product_code": item.get("product_code") or previous.get("product_code"),
             "standard_unit_price": previous.get("standard_unit_price"),
+            "salesforce_product_id": item.get("salesforce_product_id")
+            or previous.get("salesforce_product_id"),
         }
         if (item.get("envelope") or {}).get("source_system") != "SALESFORCE":
             price = item.get("standard_unit_price")

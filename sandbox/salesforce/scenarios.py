@@ -122,6 +122,7 @@ CONTACTS: list[dict[str, Any]] = [
 PRODUCTS: list[dict[str, Any]] = [
     {
         "code": "1001-HON-H252",
+        "sage_item": "HRDW-1000",
         "Name": "HON 2 Drawer Letter File",
         "Family": "Hardware",
         "price": 89.00,
@@ -129,6 +130,7 @@ PRODUCTS: list[dict[str, Any]] = [
     },
     {
         "code": "1001-HON-H254LK",
+        "sage_item": "HRDW-1004",
         "Name": "HON 4 Drawer Letter File w/Lock",
         "Family": "Hardware",
         "price": 199.00,
@@ -136,15 +138,31 @@ PRODUCTS: list[dict[str, Any]] = [
     },
     {
         "code": "2481-H-F",
+        "sage_item": "ELEC-1001",
         "Name": "Ink Jet Cartridge (Black)",
         "Family": "Parts",
         "price": 24.50,
         "on_hand": 600,
     },
-    {"code": "6655", "Name": "Deluxe Stapler", "Family": "Parts", "price": 12.95, "on_hand": 250},
-    {"code": "D1000", "Name": "Ergonomic Desk Chair", "Family": "Hardware", "price": 349.00, "on_hand": 15},
+    {
+        "code": "6655",
+        "sage_item": "TOOL-1003",
+        "Name": "Deluxe Stapler",
+        "Family": "Parts",
+        "price": 12.95,
+        "on_hand": 250,
+    },
+    {
+        "code": "D1000",
+        "sage_item": "PLMB-1002",
+        "Name": "Ergonomic Desk Chair",
+        "Family": "Hardware",
+        "price": 349.00,
+        "on_hand": 15,
+    },
     {
         "code": "SVC-INSTALL",
+        "sage_item": "/HANDLING",
         "Name": "On-site Installation (hour)",
         "Family": "Service",
         "price": 95.00,
@@ -203,7 +221,7 @@ def seed(sf: Any) -> SeedSummary:
     summary.contacts = len(_upsert(sf, "Contact", "ExternalID__c", contacts))
     products = [
         {
-            "Sage_Item_Code__c": p["code"],
+            "Sage_Item_Code__c": p["sage_item"],
             "ProductCode": p["code"],
             "Name": p["Name"],
             "Family": p["Family"],
@@ -215,7 +233,9 @@ def seed(sf: Any) -> SeedSummary:
     ]
     product_ids = dict(
         zip(
-            [p["code"] for p in PRODUCTS], _upsert(sf, "Product2", "Sage_Item_Code__c", products), strict=True
+            [p["code"] for p in PRODUCTS],
+            _upsert(sf, "Product2", "Sage_Item_Code__c", products),
+            strict=True,
         )
     )
     summary.products = len(product_ids)

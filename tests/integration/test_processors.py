@@ -746,9 +746,28 @@ def test_an_order_activated_from_an_opportunity_is_written_back_to_both(world: W
     assert sorted(u.value["record_id"] for u in updates) == sorted([opp, order_id])
 
 
+def salesforce_product(code: str) -> dict[str, Any]:
+    """A Product2 as the Salesforce source publishes it on item.v1 (Sage_Item_Code__c = code)."""
+    return {
+        "envelope": envelope("SALESFORCE", code),
+        "item_code": code,
+        "salesforce_product_id": sf_id("01t"),
+        "product_code": f"SF-{code}",
+        "description": f"Product {code}",
+        "item_type": "REGULAR",
+        "active": True,
+    }
+
+
 def test_a_burst_of_stock_changes_is_coalesced_per_item(world: World) -> None:
     item = f"BURST-{uuid.uuid4().hex[:6].upper()}"
+    unknown = f"NOPRODUCT-{uuid.uuid4().hex[:6].upper()}"
+    world.produce("item.v1", "Item", item, salesforce_product(item))
     start = datetime.now(UTC)
+    # stock of an item no Salesforce product exists for: nothing to write (it would be refused)
+    world.produce(
+        "inventory.v1", "InventoryLevel", f"{unknown}/000", inventory_level(unknown, "000", "5", "5", start)
+    )
     for i in range(40):
         warehouse = "000" if i % 2 == 0 else "001"
         when = datetime.fromtimestamp(start.timestamp() + i / 1000, UTC)
@@ -772,6 +791,9 @@ def test_a_burst_of_stock_changes_is_coalesced_per_item(world: World) -> None:
     assert last["fields"]["Quantity_On_Hand__c"] == 277.0
     assert last["fields"]["Quantity_Available__c"] == 257.0
     assert last["fields"]["Inventory_Updated__c"].startswith(start.strftime("%Y-%m-%dT"))
+    assert not world.matching(
+        lambda o: o.topic == "salesforce.commands.v1" and o.key == f"Product2/{unknown}"
+    )
 
 
 def test_metrics_and_health_are_served(world: World) -> None:
