@@ -190,13 +190,19 @@ class HttpProcess:
         env: Mapping[str, str] | None = None,
         extra: dict[str, Any] | None = None,
         cwd: Path | None = None,
+        port_env: str | None = None,
     ) -> str:
-        """Start `argv(port)` unless running; wait until healthy; return the base URL."""
+        """Start `argv(port)` unless running; wait until healthy; return the base URL.
+
+        `port_env` names an environment variable that tells the process its port, for programs
+        that take it from their settings rather than the command line.
+        """
         if self.running():
             return self.url
         self.data_dir.mkdir(parents=True, exist_ok=True)
         port = self._choose_port()
         log_path = self.data_dir / f"{self.name}.log"
+        env = {**(env or {}), **({port_env: str(port)} if port_env else {})}
         proc = spawn(
             argv(port), log_path, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}, cwd=cwd
         )

@@ -29,6 +29,7 @@ class Service:
     start: Callable[[], str]
     stop: Callable[[], bool]
     address: Callable[[], str | None]
+    pipeline: bool = False  # a connector or the processors: started after topics are provisioned
 
 
 def kafka_broker() -> KafkaBroker:
@@ -62,7 +63,46 @@ def services() -> list[Service]:
         pass
     else:
         found.append(salesforce_service())
+    return found + pipeline_services()
+
+
+def _infrastructure_addresses() -> dict[str, str]:
+    found = {}
+    for service in services():
+        if not service.pipeline:
+            address = service.address()
+            if address is None:
+                raise RuntimeError(f"the sandbox {service.name} is not running: `sagesf sandbox up`")
+            found[service.name] = address
     return found
+
+
+def pipeline_services() -> list[Service]:
+    """The connectors and processors, as supervised processes (sandbox/pipeline.py)."""
+    try:
+        from sandbox import pipeline
+    except ImportError:
+        return []
+
+    def start(component: pipeline.Component) -> Callable[[], str]:
+        def run() -> str:
+            addresses = _infrastructure_addresses()
+            env = pipeline.pipeline_env(addresses["kafka"], addresses["registry"], addresses["salesforce"])
+            return pipeline.component_process(component).start_with(env) + "/metrics"
+
+        return run
+
+    def address(component: pipeline.Component) -> Callable[[], str | None]:
+        def get() -> str | None:
+            url = pipeline.component_process(component).address()
+            return None if url is None else url + "/metrics"
+
+        return get
+
+    return [
+        Service(c.name, start(c), pipeline.component_process(c).stop, address(c), pipeline=True)
+        for c in pipeline.COMPONENTS
+    ]
 
 
 def env_file() -> Path:
@@ -105,13 +145,24 @@ def sagesf_command(args: list[str], env: dict[str, str]) -> subprocess.Completed
 def up(say: Callable[[str], None]) -> Sandbox:
     """Start every service, write the env file, apply topics.yaml (replication 1), register schemas."""
     sandbox = Sandbox()
+    provisioned = False
     for service in services():
+        if service.pipeline and not provisioned:
+            _provision(sandbox, say)
+            provisioned = True
         started = time.monotonic()
         sandbox.addresses[service.name] = service.start()
         say(
-            f"[green]up[/green]   {service.name:<10} {sandbox.addresses[service.name]}"
+            f"[green]up[/green]   {service.name:<17} {sandbox.addresses[service.name]}"
             f"  ({time.monotonic() - started:.1f} s)"
         )
+    if not provisioned:
+        _provision(sandbox, say)
+    return sandbox
+
+
+def _provision(sandbox: Sandbox, say: Callable[[str], None]) -> None:
+    """Write the env file, apply topics.yaml (replication 1) and register the schemas."""
     write_env_file(sandbox.env)
     for args in (["topics", "apply", "--replication-factor", "1"], ["schemas", "register"]):
         if args[0] == "schemas" and "registry" not in sandbox.addresses:
@@ -123,4 +174,3 @@ def up(say: Callable[[str], None]) -> Sandbox:
         last = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else "done"
         say(f"[green]ok[/green]   sagesf {' '.join(args)}: {last}  ({time.monotonic() - started:.1f} s)")
     say(f"wrote {sandbox.env_file}")
-    return sandbox

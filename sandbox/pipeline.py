@@ -1,0 +1,99 @@
+"""The pipeline's own processes in the sandbox: both connectors' sources and sinks, and the processors.
+
+Each runs as `python -m <module>` detached, with its log in `.sandbox/<name>/<name>.log` and its
+`/metrics` and `/healthz` on a port of its own (`sagesf sandbox status` lists them). Ready means
+/healthz answers 200. Settings reach them as `SAGESF_*` environment variables built from the
+running sandbox: Kafka and the registry, the Salesforce emulator's URL and its connected-app
+credentials (password flow: the emulator's demo user, sandbox-only secrets), and the Sage 100
+sandbox database's ODBC connection string. They are started after Kafka, the registry and the
+emulators, and after topics.yaml is applied, and stopped first.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from sandbox.paths import REPO_ROOT, state_dir
+from sandbox.processes import HttpProcess
+
+
+class ComponentProcess(HttpProcess):
+    """One pipeline process; `argv` is its module and arguments."""
+
+    health_path = "/healthz"
+
+    def __init__(self, name: str, argv: list[str], data_dir: Path) -> None:
+        self.name = name
+        self.argv = argv
+        super().__init__(data_dir)
+
+    def start_with(self, env: dict[str, str], timeout: float = 90.0) -> str:
+        return self._launch(
+            lambda port: [sys.executable, "-m", *self.argv],
+            timeout,
+            env={**env, "SAGESF_METRICS__HOST": "127.0.0.1"},
+            port_env="SAGESF_METRICS__PORT",
+            cwd=REPO_ROOT,
+        )
+
+
+@dataclass(frozen=True)
+class Component:
+    name: str  # also the stage name in sagesf.stages
+    argv: list[str]
+
+
+COMPONENTS = [
+    Component("sage-sink", ["connectors.sage100.sink_app"]),
+    Component("salesforce-sink", ["connectors.salesforce.sink"]),
+    Component("processors", ["processors", "worker"]),
+    Component("sage-source", ["connectors.sage100.source"]),
+    Component("salesforce-source", ["connectors.salesforce.source"]),
+]
+
+
+def component_process(component: Component) -> ComponentProcess:
+    return ComponentProcess(component.name, component.argv, state_dir() / component.name)
+
+
+def sage_database_path() -> Path:
+    return state_dir() / "sage100" / "sage100.db"
+
+
+def ensure_sage_database() -> Path:
+    """The sandbox's Sage 100 company: created and seeded on first use, kept afterwards."""
+    from sandbox.sage100 import create_database, seed
+
+    path = sage_database_path()
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        seed(create_database(path))
+    return path
+
+
+def pipeline_env(kafka: str, registry: str, salesforce_url: str) -> dict[str, str]:
+    """Every component's settings for this sandbox (they contain sandbox credentials: never print)."""
+    from sandbox.sage100 import connection_string
+    from sandbox.salesforce import sandbox_credentials
+
+    creds = sandbox_credentials(salesforce_url)
+    return {
+        "SAGESF_KAFKA__BOOTSTRAP_SERVERS": kafka,
+        "SAGESF_REGISTRY__URL": registry,
+        "SAGESF_SALESFORCE__LOGIN_URL": creds.url,
+        "SAGESF_SALESFORCE__AUTH_FLOW": "password",
+        "SAGESF_SALESFORCE__CLIENT_ID": creds.client_id,
+        "SAGESF_SALESFORCE__CLIENT_SECRET": creds.client_secret,
+        "SAGESF_SALESFORCE__USERNAME": creds.username,
+        "SAGESF_SALESFORCE__PASSWORD": creds.password,
+        "SAGESF_SAGE100__CONNECTION_STRING": connection_string(ensure_sage_database()),
+        "SAGESF_SAGE100__SOURCE__POLL_INTERVAL": "1.0",
+        "SAGESF_PROCESSORS__REPLICATION_FACTOR": "1",
+        "SAGESF_PROCESSORS__DATA_DIR": str(state_dir() / "processors" / "data"),
+        "SAGESF_PROCESSORS__SALESFORCE_METADATA": str(REPO_ROOT / "sandbox" / "salesforce" / "metadata.yaml"),
+        "SAGESF_PROCESSORS__SAGE_METADATA": str(REPO_ROOT / "mappings" / "metadata" / "sage100.yaml"),
+        "SAGESF_PROCESSORS__SESSION_TIMEOUT": "10",
+        "SAGESF_PROCESSORS__HEARTBEAT_INTERVAL": "1",
+    }
