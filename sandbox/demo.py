@@ -1,14 +1,19 @@
-"""`sagesf demo` (what `make demo` runs): bring the sandbox up and show a record's path through it.
+"""`sagesf demo` (what `make demo` runs): a Closed Won opportunity becomes a Sage 100 sales order.
 
-Steps, each timed and verified, exit 1 on the first failure:
-1. start the sandbox (a real Kafka broker from the official jars, the schema registry), apply
-   topics.yaml and register the canonical schemas, as `sagesf sandbox up` does;
-2. encode a canonical SalesOrder with the registry's schema id (Confluent wire format), produce it
-   to salesorder.v1 and wait for Kafka's acknowledgement;
-3. read it back from its partition and offset, decode it with a fresh registry client, and check it
-   equals what was sent, field by field.
-It leaves the sandbox running and says how to stop it. The order-to-Sage flow joins this demo when
-the connectors and processors exist (issue "Order automation end to end").
+Steps, each verified by reading the target system and timed from the moment the opportunity was
+marked Closed Won; the command exits 1 on the first step that fails:
+0. bring the sandbox up (Kafka, schema registry, Salesforce emulator, topics, schemas, both
+   connectors and the processors) and seed the demo Salesforce org (idempotent);
+1. as a sales rep, through simple-salesforce against the emulator: a new account and an
+   opportunity with three product lines, marked Closed Won;
+2. the change event is detected: a canonical SalesOrder for it on salesorder.v1;
+3. the customer is created in Sage 100 (AR_Customer, found by the Account ID in its UDF);
+4. the products are mapped (ProductCode -> ItemCode, mappings/products.yaml);
+5. SO_SalesOrderHeader and SO_SalesOrderDetail are written;
+6. the SalesOrderNo and status are back on the opportunity (Sage_Sync_Status__c Synced);
+7. stock moves in Sage (a receipt of an ordered item) and is synced back to Product2;
+then a Sage-side status change (N -> O) arrives on the opportunity.
+It leaves the sandbox running and prints where the metrics are and how to stop it.
 """
 
 from __future__ import annotations
@@ -16,47 +21,68 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import typer
-from confluent_kafka import Consumer, KafkaException, TopicPartition
-from confluent_kafka.schema_registry import SchemaRegistryClient
+import yaml
+from confluent_kafka import Consumer, TopicPartition
 from rich.console import Console
+from simple_salesforce.format import format_soql
 
-from sagesf.config import KafkaSettings
-from sagesf.producer import ConfirmedProducer
-from sagesf.serde import AvroSerde
 from sandbox import stack
-from sandbox.samples import sales_order
+from sandbox.order_flow import (
+    SageDatabase,
+    WonOpportunity,
+    price_book,
+    sales_rep,
+    wait_for,
+    win_new_customer_opportunity,
+    write_back,
+)
+from sandbox.paths import REPO_ROOT
+from sandbox.pipeline import sage_database_path
 
 app = typer.Typer(help="Run the sandbox demo (what `make demo` runs).")
 console = Console(highlight=False)
-TOPIC = "salesorder.v1"
+LINES = [("1001-HON-H252", 6), ("D1000", 4), ("SVC-INSTALL", 3)]
+TIMEOUT = 90.0
 
 
-class Step:
-    """Numbered, timed step lines."""
+class Steps:
+    """Numbered steps; the time printed is since Closed Won (or the step's own, before it)."""
 
     def __init__(self) -> None:
-        self.n = 0
-        self.started = time.monotonic()
+        self.won_at: float | None = None
 
-    def __call__(self, title: str, work: Callable[[], str]) -> None:
-        self.n += 1
-        console.print(f"[bold]{self.n}. {title}[/bold]")
+    def run(self, number: int, title: str, work: Callable[[], str]) -> None:
+        console.print(f"[bold]{number}. {title}[/bold]", soft_wrap=True)
         began = time.monotonic()
         try:
             detail = work()
         except Exception as exc:  # noqa: BLE001 - any failure ends the demo with its reason
             console.print(f"   [red]FAILED[/red] {type(exc).__name__}: {exc}", soft_wrap=True)
             raise typer.Exit(1) from None
-        console.print(
-            f"   [green]ok[/green] {detail}  [dim]({time.monotonic() - began:.2f} s)[/dim]", soft_wrap=True
-        )
+        now = time.monotonic()
+        when = f"+{now - self.won_at:.2f} s after Closed Won" if self.won_at else f"{now - began:.1f} s"
+        console.print(f"   [green]ok[/green] {detail}  [dim]({when})[/dim]", soft_wrap=True)
 
 
-def _read_back(bootstrap: str, partition: int, offset: int) -> tuple[bytes | None, bytes | None]:
+def _end_offsets(bootstrap: str, topic: str) -> list[TopicPartition]:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"demo-{uuid.uuid4().hex[:8]}"})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        ends = []
+        for p in partitions:
+            _, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            ends.append(TopicPartition(topic, p, high))
+        return ends
+    finally:
+        consumer.close()
+
+
+def _find_record(bootstrap: str, start: list[TopicPartition], needle: str, timeout: float) -> str:
+    """Where the first record after `start` whose key holds `needle` landed: topic[partition]@offset."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -64,81 +90,177 @@ def _read_back(bootstrap: str, partition: int, offset: int) -> tuple[bytes | Non
             "enable.auto.commit": False,
         }
     )
+    consumer.assign(start)
     try:
-        consumer.assign([TopicPartition(TOPIC, partition, offset)])
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            msg = consumer.poll(0.5)
-            if msg is None:
+            msg = consumer.poll(0.2)
+            if msg is None or msg.error() is not None:
                 continue
-            if msg.error():
-                raise KafkaException(msg.error())
-            return msg.key(), msg.value()
-        raise TimeoutError(f"{TOPIC}[{partition}]@{offset} not readable within 20 s")
+            if needle.encode() in (msg.key() or b""):
+                return f"{msg.topic()}[{msg.partition()}]@{msg.offset()}"
+        raise TimeoutError(f"no record for {needle} on {start[0].topic} within {timeout:.0f} s")
     finally:
         consumer.close()
 
 
+def _lookup() -> dict[str, str]:
+    data = yaml.safe_load((REPO_ROOT / "mappings" / "products.yaml").read_text())
+    return {str(k): str(v) for k, v in (data.get("lookup") or {}).items()}
+
+
+def _status_value(code: str) -> str:
+    data = yaml.safe_load((REPO_ROOT / "mappings" / "orders.yaml").read_text())
+    return str(data["order_status"]["sage_codes"][code])
+
+
 @app.callback(invoke_without_command=True)
 def demo() -> None:
-    """Start the sandbox and round-trip one canonical SalesOrder through Kafka and the registry."""
-    step = Step()
+    """Closed Won in Salesforce -> a Sage 100 sales order, and Sage's answers back, step by step."""
+    steps = Steps()
     sandbox = stack.Sandbox()
+    state: dict[str, Any] = {}
 
     def bring_up() -> str:
         nonlocal sandbox
         sandbox = stack.up(lambda line: console.print("   " + line, soft_wrap=True))
-        return "sandbox up"
+        from sandbox.salesforce import scenarios
 
-    step("Start the sandbox: Kafka (KRaft), schema registry, topics, schemas", bring_up)
-    bootstrap, registry_url = sandbox.addresses["kafka"], sandbox.addresses["registry"]
-    record: dict[str, Any] = sales_order()
-    record["envelope"]["event_id"] = uuid.uuid4()
-    record["envelope"]["event_time"] = datetime.now(UTC).replace(microsecond=0)
-    sent: dict[str, Any] = {}
+        state["sf"] = sales_rep(sandbox.addresses["salesforce"])
+        summary = scenarios.seed(state["sf"])
+        state["entries"] = price_book(state["sf"])
+        state["db"] = SageDatabase(sage_database_path())
+        return f"sandbox up; Salesforce org seeded ({summary.products} products with prices)"
 
-    def produce() -> str:
-        registry = SchemaRegistryClient({"url": registry_url})
-        values = AvroSerde.canonical(registry, "SalesOrder", TOPIC, auto_register=False)
-        keys = AvroSerde.string_key(registry, TOPIC, auto_register=False)
-        value = values.encode(record)
-        producer = ConfirmedProducer(KafkaSettings(bootstrap_servers=bootstrap, client_id="sagesf-demo"))
-        producer.send(TOPIC, value, keys.encode(record["salesforce_opportunity_id"]))
-        [delivered] = producer.confirm()
-        sent.update(
-            partition=delivered.partition,
-            offset=delivered.offset,
-            size=len(value),
-            schema_id=values.schema_id,
-        )
+    steps.run(
+        0, "Start the sandbox: Kafka, registry, Salesforce emulator, Sage 100 database, pipeline", bring_up
+    )
+    sf, db = state["sf"], state["db"]
+    bootstrap = sandbox.addresses["kafka"]
+    orders_start = _end_offsets(bootstrap, "salesorder.v1")
+    won: WonOpportunity | None = None
+
+    def close_won() -> str:
+        nonlocal won
+        won = win_new_customer_opportunity(sf, LINES, state["entries"])
+        steps.won_at = time.monotonic()
+        lines = ", ".join(f"{code} x {qty}" for code, qty in LINES)
+        return f"account {won.account_name!r} ({won.account_id}), opportunity {won.opportunity_id}: {lines}"
+
+    steps.run(1, "As a sales rep in Salesforce: new account, opportunity with 3 lines, Closed Won", close_won)
+    assert won is not None
+    opp = won.opportunity_id
+    steps.run(
+        2,
+        "Change event detected and published as a canonical SalesOrder",
+        lambda: "SalesOrder at " + _find_record(bootstrap, orders_start, opp, TIMEOUT),
+    )
+
+    def customer() -> str:
+        row = wait_for("AR_Customer for the account", lambda: db.customer_for(won.account_id), TIMEOUT)
+        state["customer"] = row
         return (
-            f"SalesOrder for opportunity {record['salesforce_opportunity_id']} with "
-            f"{len(record['lines'])} lines, total {record['total_amount']} {record['currency_code']}: "
-            f"{len(value)} bytes, schema id {values.schema_id}, acknowledged at "
-            f"{TOPIC}[{delivered.partition}]@{delivered.offset}"
+            f"AR_Customer {row['ARDivisionNo']}-{row['CustomerNo']} {row['CustomerName']!r}, "
+            f"created by Sage user {row['UserCreatedKey']}"
         )
 
-    step("Encode a canonical SalesOrder (Avro, Confluent wire format) and produce it", produce)
+    steps.run(3, "Customer created in Sage 100", customer)
 
-    def read_back() -> str:
-        key, value = _read_back(bootstrap, sent["partition"], sent["offset"])
-        registry = SchemaRegistryClient({"url": registry_url})  # fresh: the id must resolve over HTTP
-        decoded = AvroSerde.canonical(registry, "SalesOrder", TOPIC, auto_register=False).decode(value)
-        if decoded is None:
-            raise AssertionError("read back a tombstone")
-        key_text = AvroSerde.string_key(registry, TOPIC, auto_register=False).decode(key)
-        differs = [name for name in record if decoded.get(name) != record[name]]
-        if differs or key_text != record["salesforce_opportunity_id"]:
-            raise AssertionError(f"read back differs in {differs or ['key']}")
-        lines = ", ".join(
-            f"{line['product_code']} x {line['quantity_ordered'].normalize()}" for line in decoded["lines"]
+    def order() -> str:
+        header = wait_for("SO_SalesOrderHeader for the opportunity", lambda: db.order_for(opp), TIMEOUT)
+        state["order"] = header
+        state["lines"] = db.lines_of(header["SalesOrderNo"])
+        lookup = _lookup()
+        mapped = [(code, lookup.get(code, code)) for code, _ in LINES]
+        got = [line["ItemCode"] for line in state["lines"]]
+        if got != [item for _, item in mapped]:
+            raise AssertionError(f"order lines carry {got}, expected {[item for _, item in mapped]}")
+        return ", ".join(f"{code} -> {item}" for code, item in mapped)
+
+    steps.run(4, "Products mapped to Sage items", order)
+
+    def written() -> str:
+        header, lines = state["order"], state["lines"]
+        total = Decimal(header["TaxableAmt"]) + Decimal(header["NonTaxableAmt"])
+        detail = "; ".join(
+            f"{ln['LineKey']} {ln['ItemCode']} x {Decimal(ln['QuantityOrdered']).normalize()}"
+            f" = {ln['ExtensionAmt']}"
+            for ln in lines
         )
-        return f"decoded with writer schema {sent['schema_id']}: equal field by field; lines {lines}"
+        if len(db.orders_for(opp)) != 1:
+            raise AssertionError("more than one Sage order for the opportunity")
+        return (
+            f"SO_SalesOrderHeader {header['SalesOrderNo']} (status {header['OrderStatus']}, "
+            f"customer {header['ARDivisionNo']}-{header['CustomerNo']}, total {total}); "
+            f"SO_SalesOrderDetail {detail}"
+        )
 
-    step("Read it back from Kafka and decode it with a fresh registry client", read_back)
+    steps.run(5, "Sage sales order written", written)
+
+    def back() -> str:
+        fields = wait_for("Sage_Order_No__c on the opportunity", lambda: write_back(sf, opp), TIMEOUT)
+        if fields["Sage_Order_No__c"] != state["order"]["SalesOrderNo"]:
+            raise AssertionError(
+                f"opportunity says {fields['Sage_Order_No__c']}, Sage says {state['order']['SalesOrderNo']}"
+            )
+        if fields["Sage_Sync_Status__c"] != "Synced":
+            raise AssertionError(f"Sage_Sync_Status__c is {fields['Sage_Sync_Status__c']}")
+        return (
+            f"Sage_Order_No__c={fields['Sage_Order_No__c']}, Sage_Order_Status__c="
+            f"{fields['Sage_Order_Status__c']}, Sage_Sync_Status__c={fields['Sage_Sync_Status__c']}"
+        )
+
+    steps.run(6, "Order number and status back on the opportunity", back)
+
+    def stock() -> str:
+        from sandbox.sage100 import open_database
+        from sandbox.sage100.simulator import SageSimulator
+
+        code, item = LINES[0][0], _lookup()[LINES[0][0]]
+        with SageSimulator(open_database(sage_database_path())) as sage:
+            sage.move_stock(item, "000", 25)
+        expected = float(db.on_hand(item))
+        query = format_soql("SELECT Id FROM Product2 WHERE ProductCode = {}", code)
+        product = sf.query(query)["records"][0]["Id"]
+
+        def synced() -> float | None:
+            value = sf.Product2.get(product).get("Quantity_On_Hand__c")
+            return value if value is not None and abs(float(value) - expected) < 0.005 else None
+
+        wait_for(f"Product2 {code} Quantity_On_Hand__c = {expected:g}", synced, TIMEOUT)
+        return f"receipt of 25 {item} in warehouse 000; Product2 {code} Quantity_On_Hand__c = {expected:g}"
+
+    steps.run(7, "Stock updated in Sage and synced back to Product2", stock)
+
+    def status_change() -> str:
+        from sandbox.sage100 import open_database
+        from sandbox.sage100.simulator import SageSimulator
+
+        number = state["order"]["SalesOrderNo"]
+        with SageSimulator(open_database(sage_database_path())) as sage:
+            sage.advance_order(number)
+        wanted = _status_value("O")
+        wait_for(
+            f"Sage_Order_Status__c = {wanted}",
+            lambda: wanted if sf.Opportunity.get(opp).get("Sage_Order_Status__c") == wanted else None,
+            TIMEOUT,
+        )
+        return f"Sage order {number} N -> O; opportunity Sage_Order_Status__c = {wanted}"
+
+    steps.run(8, "A Sage-side status change arrives in Salesforce", status_change)
+    db.close()
+    console.print("\n[bold]Sandbox running.[/bold] Metrics and health of each process:")
+    for service in stack.services():
+        address = service.address()
+        if service.pipeline and address:
+            console.print(
+                f"   {service.name:<17} {address}  ({address.removesuffix('/metrics')}/healthz)",
+                soft_wrap=True,
+            )
     console.print(
-        f"\n[bold]Sandbox running[/bold]: Kafka {bootstrap}, schema registry {registry_url}.\n"
-        f"Use it: export SAGESF_ENV_FILE={sandbox.env_file}; .venv/bin/sagesf topics diff\n"
+        f"Kafka {bootstrap}, schema registry {sandbox.addresses['registry']}, Salesforce emulator "
+        f"{sandbox.addresses['salesforce']}; logs in .sandbox/<process>/.\n"
+        f"Use it: export SAGESF_ENV_FILE={sandbox.env_file}; .venv/bin/sagesf dlq list\n"
         "Stop it: .venv/bin/sagesf sandbox down",
         soft_wrap=True,
     )

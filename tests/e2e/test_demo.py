@@ -32,19 +32,27 @@ def test_demo_prints_its_steps_and_sandbox_down_stops_it(tmp_path):
         assert demo.returncode == 0, demo.stdout + demo.stderr
         out = demo.stdout
         for expected in (
-            "1. Start the sandbox",
+            "0. Start the sandbox",
             "topics apply",
             "schemas register",
-            "2. Encode a canonical",
-            "acknowledged at salesorder.v1",
-            "3. Read it back",
-            "equal field by field",
+            "1. As a sales rep in Salesforce",
+            "2. Change event detected",
+            "3. Customer created in Sage 100",
+            "4. Products mapped to Sage items",
+            "1001-HON-H252 -> HRDW-1000",
+            "5. Sage sales order written",
+            "SO_SalesOrderDetail 000001 HRDW-1000 x 6",
+            "6. Order number and status back on the opportunity",
+            "Sage_Sync_Status__c=Synced",
+            "7. Stock updated in Sage and synced back to Product2",
+            "8. A Sage-side status change arrives in Salesforce",
+            "Sage_Order_Status__c = Open",
             "Stop it: .venv/bin/sagesf sandbox down",
         ):
             assert expected in out, out
         assert "FAILED" not in out
         status = sagesf("sandbox", "status")
-        assert status.stdout.count("running") == 2, status.stdout
+        assert status.stdout.count("running") == 8, status.stdout
         # a second run is idempotent: nothing to create, same schemas
         again = sagesf("demo")
         assert again.returncode == 0, again.stdout + again.stderr
