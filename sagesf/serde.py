@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Callable
 from io import BytesIO
 from typing import Any, overload
 from urllib.parse import urlsplit, urlunsplit
@@ -279,3 +280,54 @@ class AvroSerde:
         schemas = (parsed, None) if parsed == self.parsed else (parsed, self.parsed)
         self._readers[schema_id] = schemas
         return schemas
+
+
+class AvroDecoder:
+    """A `ConsumerLoop` decoder for one topic's Avro key and value.
+
+    Fills `rec.key` and `rec.value` (the value passed through `parse`, e.g. into a command type);
+    a tombstone (null value) is Permanent unless `allow_tombstones`. Bad bytes raise SerdeError,
+    which is Permanent: the loop dead-letters the record with stage VALUE_CONVERTER.
+    """
+
+    def __init__(
+        self,
+        key_serde: AvroSerde,
+        value_serde: AvroSerde,
+        parse: Callable[[Any], Any] | None = None,
+        *,
+        allow_tombstones: bool = False,
+    ) -> None:
+        self.key_serde = key_serde
+        self.value_serde = value_serde
+        self.parse = parse
+        self.allow_tombstones = allow_tombstones
+
+    @classmethod
+    def for_topic(
+        cls,
+        registry: SchemaRegistryClient,
+        topic: str,
+        value_schema: str,
+        *,
+        auto_register: bool,
+        parse: Callable[[Any], Any] | None = None,
+    ) -> AvroDecoder:
+        """String keys and canonical `value_schema` values of `topic`."""
+        return cls(
+            AvroSerde.string_key(registry, topic, auto_register=auto_register),
+            AvroSerde.canonical(registry, value_schema, topic, auto_register=auto_register),
+            parse,
+        )
+
+    def __call__(self, rec: Any) -> None:
+        rec.key = self.key_serde.decode(rec.key_bytes) if rec.key_bytes is not None else None
+        if rec.value_bytes is None:
+            if not self.allow_tombstones:
+                raise Permanent(
+                    "a tombstone (null value) is not a record this stage can handle", field="value"
+                )
+            rec.value = None
+            return
+        value = self.value_serde.decode(rec.value_bytes)
+        rec.value = self.parse(value) if self.parse is not None else value

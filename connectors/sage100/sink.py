@@ -44,7 +44,7 @@ from dataclasses import replace
 from typing import Any
 
 from connectors.sage100.availability import CircuitBreaker
-from connectors.sage100.commands import CommandKind, Outcome, SageCommand, parse_command, result_record
+from connectors.sage100.commands import CommandKind, Outcome, SageCommand, result_record
 from connectors.sage100.customer_numbers import CustomerNumbering
 from connectors.sage100.reads import CustomerRow, SageReads
 from connectors.sage100.validation import CommandValidator
@@ -57,23 +57,9 @@ from sagesf.serde import AvroSerde
 
 log = logging.getLogger(__name__)
 
-__all__ = ["STAGE", "CommandDecoder", "SageCommandSink"]
+__all__ = ["STAGE", "SageCommandSink"]
 
 STAGE = "sage-sink"  # dead letters go to dlq.sage-sink.v1
-
-
-class CommandDecoder:
-    """The ConsumerLoop decoder: Avro key and value -> (str key, SageCommand); Permanent if not one."""
-
-    def __init__(self, key_serde: AvroSerde, value_serde: AvroSerde) -> None:
-        self.key_serde = key_serde
-        self.value_serde = value_serde
-
-    def __call__(self, rec: Inbound) -> None:
-        rec.key = self.key_serde.decode(rec.key_bytes) if rec.key_bytes is not None else None
-        if rec.value_bytes is None:
-            raise Permanent("a command cannot be a tombstone (null value)", field="value")
-        rec.value = parse_command(self.value_serde.decode(rec.value_bytes))
 
 
 class SageCommandSink:

@@ -34,6 +34,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connectors.sage100.availability import CircuitBreaker
 from connectors.sage100.boi_writer import BoiSageWriter, BoiSettings
+from connectors.sage100.commands import parse_command
 from connectors.sage100.config import Sage100Settings, load_sage_settings
 from connectors.sage100.credit import STAGE as CREDIT_STAGE
 from connectors.sage100.credit import CreditCheckResponder, CreditRules, RequestDecoder
@@ -41,7 +42,7 @@ from connectors.sage100.customer_numbers import CustomerNumbering
 from connectors.sage100.odbc import SageOdbc
 from connectors.sage100.reads import SqlSageReads
 from connectors.sage100.sink import STAGE as SINK_STAGE
-from connectors.sage100.sink import CommandDecoder, SageCommandSink
+from connectors.sage100.sink import SageCommandSink
 from connectors.sage100.sql_writer import SqlSageWriter
 from connectors.sage100.validation import CommandValidator, ValidationRules
 from connectors.sage100.writes import SageWriter
@@ -51,7 +52,7 @@ from sagesf.dlq import DeadLetterWriter
 from sagesf.logs import configure_logging, register_settings_secrets
 from sagesf.metrics import Health, MetricsServer
 from sagesf.producer import ConfirmedProducer
-from sagesf.serde import AvroSerde
+from sagesf.serde import AvroDecoder, AvroSerde
 
 log = logging.getLogger(__name__)
 
@@ -217,9 +218,8 @@ def build_command_loop(
         stage=SINK_STAGE,
         handler=sink_handler,
         dead_letters=DeadLetterWriter(producer, SINK_STAGE, sink.dead_letter_topic),
-        decode=CommandDecoder(
-            AvroSerde.string_key(registry, sink.commands_topic, auto_register=auto),
-            AvroSerde.canonical(registry, "SageCommand", sink.commands_topic, auto_register=auto),
+        decode=AvroDecoder.for_topic(
+            registry, sink.commands_topic, "SageCommand", auto_register=auto, parse=parse_command
         ),
         batch_size=sink.batch_size,
         health=health,

@@ -70,28 +70,14 @@ from sagesf.errors import Backpressure, Permanent, Retriable
 from sagesf.logs import configure_logging, register_settings_secrets
 from sagesf.metrics import Health, MetricsServer
 from sagesf.producer import ConfirmedProducer
-from sagesf.serde import AvroSerde
+from sagesf.serde import AvroDecoder, AvroSerde
 
 log = logging.getLogger(__name__)
 
-__all__ = ["STAGE", "Built", "CommandDecoder", "SalesforceSink", "build_sink_loop", "main"]
+__all__ = ["STAGE", "Built", "SalesforceSink", "build_sink_loop", "main"]
 
 STAGE = "salesforce-sink"  # dead letters go to dlq.salesforce-sink.v1
 DEPENDENCY = "salesforce"
-
-
-class CommandDecoder:
-    """The ConsumerLoop decoder: Avro key and value -> (str key, decoded command dict)."""
-
-    def __init__(self, key_serde: AvroSerde, value_serde: AvroSerde) -> None:
-        self.key_serde = key_serde
-        self.value_serde = value_serde
-
-    def __call__(self, rec: Inbound) -> None:
-        rec.key = self.key_serde.decode(rec.key_bytes) if rec.key_bytes is not None else None
-        if rec.value_bytes is None:
-            raise Permanent("a command cannot be a tombstone (null value)", field="value")
-        rec.value = self.value_serde.decode(rec.value_bytes)
 
 
 class SalesforceSink:
@@ -247,9 +233,8 @@ def build_sink_loop(
         stage=STAGE,
         handler=handler,
         dead_letters=DeadLetterWriter(producer, STAGE, options.dead_letter_topic),
-        decode=CommandDecoder(
-            AvroSerde.string_key(registry, options.commands_topic, auto_register=auto),
-            AvroSerde.canonical(registry, "SalesforceCommand", options.commands_topic, auto_register=auto),
+        decode=AvroDecoder.for_topic(
+            registry, options.commands_topic, "SalesforceCommand", auto_register=auto
         ),
         batch_size=settings.max_batch_records,
         batch_timeout=settings.batch_window,
