@@ -13,8 +13,10 @@ in order. librdkafka's own default (CRC32) would put the same key elsewhere.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
@@ -59,20 +61,16 @@ class ConfirmedProducer:
         conf.update(extra or {})
         self._producer = Producer(conf)
         self._sent = 0
+        # seq -> where it landed; failures as text. Metrics are counted per confirm(), not per
+        # record: a labelled counter lookup per message cost as much as the produce itself.
         self._delivered: dict[int, Delivered] = {}
         self._failed: list[str] = []
 
-    def _on_delivery(self, seq: int) -> Any:
-        def callback(err: KafkaError | None, msg: Message) -> None:
-            topic = msg.topic() or "?"
-            if err is not None:
-                PRODUCE_FAILURES.labels(topic).inc()
-                self._failed.append(f"{topic}: {err.str()}")
-            else:
-                RECORDS_PRODUCED.labels(topic).inc()
-                self._delivered[seq] = Delivered(topic, msg.partition() or 0, msg.offset() or 0)
-
-        return callback
+    def _on_delivery(self, seq: int, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            self._failed.append(f"{msg.topic() or '?'}: {err.str()}")
+        else:
+            self._delivered[seq] = Delivered(msg.topic() or "", msg.partition() or 0, msg.offset() or 0)
 
     def send(
         self,
@@ -83,19 +81,15 @@ class ConfirmedProducer:
         partition: int | None = None,
     ) -> None:
         """Enqueue one record (to `partition`, else the key's); call `confirm()` before relying on it."""
-        extra: dict[str, Any] = {} if partition is None else {"partition": partition}
-        callback = self._on_delivery(self._sent)
+        callback = partial(self._on_delivery, self._sent)
         self._sent += 1
+        listed: list[tuple[str, str | bytes | None]] | None = list(headers) if headers else None
         while True:
             try:
-                self._producer.produce(
-                    topic,
-                    value=value,
-                    key=key,
-                    headers=list(headers) if headers else None,
-                    on_delivery=callback,
-                    **extra,
-                )
+                if partition is None:
+                    self._producer.produce(topic, value, key, headers=listed, on_delivery=callback)
+                else:
+                    self._producer.produce(topic, value, key, partition, headers=listed, on_delivery=callback)
                 return
             except BufferError:
                 # the local queue is full: let librdkafka send some, then try again
@@ -109,6 +103,10 @@ class ConfirmedProducer:
         remaining = self._producer.flush(timeout)
         delivered, failed = self._delivered, self._failed
         self._delivered, self._failed, self._sent = {}, [], 0
+        for topic, count in Counter(d.topic for d in delivered.values()).items():
+            RECORDS_PRODUCED.labels(topic).inc(count)
+        for topic, count in Counter(f.split(": ", 1)[0] for f in failed).items():
+            PRODUCE_FAILURES.labels(topic).inc(count)
         if remaining:
             raise ProduceFailed(f"{remaining} records not acknowledged within {timeout:.0f} s")
         if failed:
