@@ -238,6 +238,7 @@ def test_inventory_is_sent_once_per_change_and_again_only_after_acknowledgement(
     base_mappings: Mappings,
 ) -> None:
     tables = Tables.in_memory()
+    tables.items["HRDW-1000"] = {"salesforce_product_id": "01t000000000001AAA"}  # a Product2 exists
     inventory = InventoryPipeline(MappingsRef(base_mappings), tables)
     level = {
         "item_code": "HRDW-1000",
@@ -266,6 +267,26 @@ def test_inventory_is_sent_once_per_change_and_again_only_after_acknowledgement(
         "envelope": {"event_time": datetime(2026, 10, 1, tzinfo=UTC)},
     }
     assert inventory.on_level("HRDW-1000/000", older).outcome == "stale"
+
+
+def test_stock_of_an_item_without_a_salesforce_product_waits_until_one_is_known(
+    base_mappings: Mappings,
+) -> None:
+    tables = Tables.in_memory()
+    inventory = InventoryPipeline(MappingsRef(base_mappings), tables)
+    level = {
+        "item_code": "ELEC-1001",
+        "warehouse_code": "000",
+        "quantity_on_hand": Decimal("7"),
+        "quantity_available": Decimal("7"),
+        "envelope": {"event_time": datetime(2026, 11, 1, tzinfo=UTC)},
+    }
+    inventory.on_level("ELEC-1001/000", level)
+    assert inventory.flush().outbound == []  # Salesforce would refuse to create the product
+    assert inventory.flush().outbound == []
+    tables.items["ELEC-1001"] = {"salesforce_product_id": "01t000000000002AAA"}
+    sent = inventory.flush().outbound
+    assert len(sent) == 1
 
 
 class FakeSend:
