@@ -17,7 +17,7 @@ INSTALLED := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock 2>/
 demo: setup
 	$(BIN)/sagesf demo
 
-test: setup lint typecheck
+test: setup .sandbox/.deploy-tools lint typecheck
 	$(BIN)/pytest
 
 setup: $(INSTALLED) .sandbox/.jars
@@ -39,6 +39,14 @@ $(INSTALLED): pyproject.toml
 .sandbox/.jars: $(INSTALLED) sandbox/kafka/pom.xml
 	@mkdir -p .sandbox
 	$(BIN)/python -c "from sandbox.kafka import ensure_jars; print('kafka jars:', ensure_jars())"
+	@touch $@
+
+# kustomize and promtool, which tests/deploy/ checks deploy/ with: built once per machine from the
+# Go module proxy into the same cache (deploy/tools/ensure.sh says how and which versions). Only
+# `make test` needs them (the first build takes about 12 minutes on 2 cores); `make demo` does not.
+.sandbox/.deploy-tools: deploy/tools/ensure.sh
+	@mkdir -p .sandbox
+	bash deploy/tools/ensure.sh kustomize promtool
 	@touch $@
 
 lint: $(INSTALLED)

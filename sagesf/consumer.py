@@ -18,6 +18,17 @@ What a handler returns or raises decides what happens (sagesf.errors):
   again one record at a time, so a poison record is isolated and dead-lettered alone.
 While waiting the loop keeps polling (paused), so the group does not evict the consumer.
 Records that cannot be decoded go to the dead-letter topic with stage VALUE_CONVERTER.
+
+Health and lag (sagesf.metrics): with records in hand the stage reports them pending, so a
+handler that never returns turns /healthz "unhealthy" after `Health.stall_after`; after each
+batch (and each empty poll) it reports the consumer lag of its assignment as pending, exported
+as `sagesf_consumer_lag{stage,group,topic,partition}`: lag that stays while nothing is consumed is a
+stalled consumer too. Backpressure pauses and retry backoffs are reported as `blocked`
+("degraded": the process is alive and waits on purpose). Each committed record's age (now minus
+its event time: the Kafka timestamp, or what `event_time` returns) is observed in
+`sagesf_end_to_end_latency_seconds{stage}`. The lag is high watermark minus position, from the
+client's cached watermarks (no broker round trip); a partition with no consumed record yet uses
+its committed offset, asked at most every `LAG_REFRESH_SECONDS`.
 """
 
 from __future__ import annotations
@@ -35,7 +46,16 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from sagesf.config import KafkaSettings
 from sagesf.dlq import STAGE_TASK_PUT, STAGE_VALUE_CONVERTER, DeadLetterWriter, FailedRecord
 from sagesf.errors import Backpressure, Permanent, Retriable
-from sagesf.metrics import BACKPRESSURE_SECONDS, BATCH_SECONDS, RECORDS_DONE, RECORDS_IN, RETRIES, Health
+from sagesf.metrics import (
+    BACKPRESSURE_SECONDS,
+    BATCH_SECONDS,
+    CONSUMER_LAG,
+    END_TO_END_LATENCY,
+    RECORDS_DONE,
+    RECORDS_IN,
+    RETRIES,
+    Health,
+)
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +83,8 @@ class Inbound:
 Outcome = BaseException | None
 BatchHandler = Callable[[Sequence[Inbound]], Sequence[Outcome] | None]
 Decoder = Callable[[Inbound], None]  # fills in .key / .value, raises on bad bytes
+EventTime = Callable[[Inbound], float | None]  # epoch seconds of a record's event, None: unknown
+LAG_REFRESH_SECONDS = 30.0
 
 
 class RetriesExhausted(RuntimeError):
@@ -96,6 +118,7 @@ class ConsumerLoop:
         retry: RetryPolicy | None = None,
         health: Health | None = None,
         extra_config: dict[str, Any] | None = None,
+        event_time: EventTime | None = None,
     ) -> None:
         conf: dict[str, Any] = {
             **kafka.client_config(),
@@ -107,8 +130,10 @@ class ConsumerLoop:
         }
         conf.update(extra_config or {})
         self.consumer = Consumer(conf)
+        self._starts_latest = conf["auto.offset.reset"] in ("latest", "largest", "end")
         self.consumer.subscribe(list(topics))
         self.stage = stage
+        self.group_id = group_id
         self.handler = handler
         self.decode = decode
         self.dead_letters = dead_letters
@@ -116,7 +141,12 @@ class ConsumerLoop:
         self.batch_timeout = batch_timeout
         self.retry = retry or RetryPolicy()
         self.health = health
+        self.event_time = event_time or kafka_timestamp
         self.where = getattr(handler, "__qualname__", type(handler).__qualname__)
+        self._committed: dict[tuple[str, int], int] = {}  # committed offset per partition, -1: none
+        self._committed_asked = 0.0
+        self._assigned: set[tuple[str, int]] = set()
+        self._lag_labels: set[tuple[str, str]] = set()
 
     # --- the loop -------------------------------------------------------------------------
 
@@ -134,22 +164,109 @@ class ConsumerLoop:
         messages = self.consumer.consume(self.batch_size, self.batch_timeout)
         batch = [self._inbound(m) for m in messages if self._usable(m)]
         if not batch:
+            lag = self.observe_lag()
             if self.health is not None:
-                self.health.progress(self.stage)
+                if lag > 0:  # records wait but none came: the stall clock keeps running
+                    self.health.waiting(self.stage, lag)
+                else:
+                    self.health.progress(self.stage, 0)
             return 0
         started = time.monotonic()
+        if self.health is not None:
+            self.health.waiting(self.stage, len(batch))
         for rec in batch:
             RECORDS_IN.labels(self.stage, rec.topic).inc()
         decoded = self._decode(batch)
         self._handle(decoded)
         self._commit(batch)
         BATCH_SECONDS.labels(self.stage).observe(time.monotonic() - started)
+        self._observe_latency(batch)
+        lag = self.observe_lag()
         if self.health is not None:
-            self.health.progress(self.stage)
+            self.health.progress(self.stage, lag)
         return len(batch)
 
     def close(self) -> None:
+        for topic, partition in list(self._lag_labels):
+            CONSUMER_LAG.remove(self.stage, self.group_id, topic, partition)
+        self._lag_labels.clear()
         self.consumer.close()
+
+    # --- lag and latency ------------------------------------------------------------------
+
+    def observe_lag(self) -> int:
+        """Set `sagesf_consumer_lag` for the current assignment; return the total (0 if unknown)."""
+        try:
+            assignment = self.consumer.assignment()
+        except (KafkaException, RuntimeError):  # closed, or not in the group yet
+            return 0
+        assigned = {(tp.topic, tp.partition) for tp in assignment}
+        for key in assigned - self._assigned:  # another member may have committed meanwhile
+            self._committed.pop(key, None)
+            self._committed_asked = 0.0
+        self._assigned = assigned
+        positions = {(tp.topic, tp.partition): tp.offset for tp in self._positions(assignment)}
+        lags: dict[tuple[str, str], int] = {}
+        unknown: list[TopicPartition] = []
+        for tp in assignment:
+            key = (tp.topic, tp.partition)
+            try:
+                low, high = self.consumer.get_watermark_offsets(tp, cached=True)
+            except KafkaException:
+                continue
+            if high is None or high < 0:
+                continue  # no fetch response yet: unknown
+            position = positions.get(key, -1)
+            if position < 0:  # nothing consumed since the assignment: it starts at the committed offset
+                if key not in self._committed:
+                    unknown.append(tp)
+                    continue
+                committed = self._committed[key]
+                # never committed: it starts where auto.offset.reset says
+                start = high if self._starts_latest else max(low, 0)
+                position = committed if committed >= 0 else start
+            lags[(tp.topic, str(tp.partition))] = max(0, high - position)
+        if unknown:
+            self._ask_committed(unknown)
+        for labels, lag in lags.items():
+            CONSUMER_LAG.labels(self.stage, self.group_id, *labels).set(lag)
+        for gone in self._lag_labels - set(lags):
+            CONSUMER_LAG.remove(self.stage, self.group_id, *gone)
+        self._lag_labels = set(lags)
+        return sum(lags.values())
+
+    def _positions(self, assignment: list[TopicPartition]) -> list[TopicPartition]:
+        if not assignment:
+            return []
+        try:
+            return list(self.consumer.position(assignment))
+        except KafkaException:
+            return []
+
+    def _ask_committed(self, partitions: list[TopicPartition]) -> None:
+        """Committed offsets of partitions not consumed from yet (a broker round trip: rarely)."""
+        now = time.monotonic()
+        if now - self._committed_asked < LAG_REFRESH_SECONDS:
+            return
+        self._committed_asked = now
+        try:
+            found = self.consumer.committed(partitions, timeout=2.0)
+        except KafkaException as exc:
+            log.debug("%s: committed offsets unavailable for the lag: %s", self.stage, exc)
+            return
+        for tp in found:
+            self._committed[(tp.topic, tp.partition)] = tp.offset if tp.offset >= 0 else -1
+
+    def _observe_latency(self, batch: list[Inbound]) -> None:
+        now = time.time()
+        histogram = END_TO_END_LATENCY.labels(self.stage)
+        for rec in batch:
+            try:
+                when = self.event_time(rec)
+            except Exception:  # noqa: BLE001 - a metric must never fail a committed batch
+                when = None
+            if when is not None and when > 0:
+                histogram.observe(max(0.0, now - when))
 
     # --- steps ----------------------------------------------------------------------------
 
@@ -223,6 +340,8 @@ class ConsumerLoop:
             )
             if backpressure:
                 log.warning("%s: backpressure, pausing %.1f s", self.stage, pause)
+                if self.health is not None:
+                    self.health.blocked(self.stage, len(retry), pause, f"backpressure: paused {pause:.0f} s")
                 self._wait(pause)
                 BACKPRESSURE_SECONDS.labels(self.stage).inc(pause)
             else:
@@ -236,7 +355,8 @@ class ConsumerLoop:
                 RETRIES.labels(self.stage).inc()
                 log.warning("%s: retriable failure, retry %d in %.2f s", self.stage, attempt, delay)
                 if self.health is not None:
-                    self.health.waiting(self.stage, len(retry))
+                    reason = next((str(o) for o in outcomes if isinstance(o, Retriable)), "retriable failure")
+                    self.health.blocked(self.stage, len(retry), delay, f"retry {attempt}: {reason}"[:200])
                 self._wait(delay)
             pending = retry
 
@@ -285,9 +405,15 @@ class ConsumerLoop:
         offsets = [TopicPartition(t, p, o + 1) for (t, p), o in last.items()]
         try:
             self.consumer.commit(offsets=offsets, asynchronous=False)
+            self._committed.update({(t, p): o + 1 for (t, p), o in last.items()})
         except KafkaException as exc:
             # a rebalance took the partitions: the new owner redelivers; effects are idempotent
             log.warning("%s: commit failed (%s); the records will be redelivered", self.stage, exc)
+
+
+def kafka_timestamp(rec: Inbound) -> float | None:
+    """A record's Kafka timestamp (its producer's create time) in epoch seconds."""
+    return rec.timestamp_ms / 1000.0 if rec.timestamp_ms > 0 else None
 
 
 def _name(obj: object) -> str:

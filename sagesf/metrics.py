@@ -3,11 +3,34 @@
 Every metric a dashboard or alert uses is defined here, once, so that deploy/ can check that it is
 exported. Label values are bounded (stage, topic, error class), never record IDs.
 
-`MetricsServer` serves both paths from a small threaded HTTP server (prometheus_client's own
-`start_http_server` has no health path). `/healthz` answers from a `Health` model: 200 with
-status "ok" or "degraded" (a dependency is down, the process waits for it), 503 "unhealthy"
-(work is pending and no progress was made for `stall_after` seconds: a stalled consumer, which a
-liveness probe should restart).
+`MetricsServer` serves them from a small threaded HTTP server (prometheus_client's own
+`start_http_server` has no health path). The health paths answer from a `Health` model whose
+components are of two kinds: dependencies (Kafka, Salesforce, Sage 100, the tables' recovery:
+`dependency(name, up)`) and work (a consumer stage, a source: `progress(name, pending)` when it
+did work, `waiting(name, pending)` when it has work it did not finish, `blocked(name, pending,
+seconds, reason)` when it deliberately waits, e.g. a backpressure pause or a retry backoff).
+
+The report is, per component and overall (the worst):
+- "ok";
+- "degraded": a dependency is down, or work is deliberately blocked (the process is alive and
+  waits; restarting it would not help). A stall while any dependency is down also reads
+  "degraded", not "unhealthy": the dependency explains it;
+- "unhealthy": work is pending (`pending` > 0: records in hand, or consumer lag) and nothing
+  progressed for `stall_after` seconds, with no dependency down to explain it: a stalled
+  consumer (a handler that never returns, a fetch that never delivers, a dead loop thread).
+
+Probes (deploy/k8s wires them; compose's healthchecks use the liveness path):
+- `/healthz` and `/healthz/live`: 503 only when "unhealthy" (liveness: restart a stalled process,
+  never one that waits for Sage or Salesforce);
+- `/healthz/ready`: 503 unless "ok" (readiness: every dependency up, nothing blocked).
+Each answers JSON `{"status": ..., "components": {name: {status, detail, pending,
+seconds_since_progress}}}`.
+
+Limits: stall detection needs the component to report `pending`; a component that only ever
+calls `progress(name)` (pending 0) can be degraded but never unhealthy. While any dependency is
+reported down, no stall in the process reads "unhealthy" (a dependency stuck "down" by mistake
+would hide a stall; readiness and the alerts still show it). Consumer lag comes from the
+client's cached high watermarks, so it is as fresh as the last fetch response.
 """
 
 from __future__ import annotations
@@ -43,6 +66,17 @@ POSITION_TIMESTAMP = Gauge(
     ["component", "stream"],
 )
 HEALTH_STATE = Gauge("sagesf_health_state", "0 ok, 1 degraded, 2 unhealthy", ["component"])
+CONSUMER_LAG = Gauge(
+    "sagesf_consumer_lag",
+    "Records after the stage's position: high watermark minus position, per assigned partition",
+    ["stage", "group", "topic", "partition"],
+)
+END_TO_END_LATENCY = Histogram(
+    "sagesf_end_to_end_latency_seconds",
+    "From a record's event time (by default its Kafka timestamp) to the stage committing it",
+    ["stage"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0, 3600.0),
+)
 
 OK, DEGRADED, UNHEALTHY = "ok", "degraded", "unhealthy"
 _RANK = {OK: 0, DEGRADED: 1, UNHEALTHY: 2}
@@ -50,10 +84,12 @@ _RANK = {OK: 0, DEGRADED: 1, UNHEALTHY: 2}
 
 @dataclass
 class _Component:
-    status: str = OK
+    status: str = OK  # what dependency() last said
     detail: str = ""
     last_progress: float = field(default_factory=time.monotonic)
     pending: int = 0
+    blocked_until: float = 0.0  # a deliberate wait (blocked()) ends then
+    blocked_reason: str = ""
 
 
 class Health:
@@ -79,27 +115,47 @@ class Health:
             comp = self._get(name)
             comp.last_progress = time.monotonic()
             comp.pending = pending
+            comp.blocked_until, comp.blocked_reason = 0.0, ""
 
     def waiting(self, name: str, pending: int) -> None:
         """The component has `pending` work but did not finish any of it just now."""
         with self._lock:
             self._get(name).pending = pending
 
+    def blocked(self, name: str, pending: int, seconds: float, reason: str) -> None:
+        """The component waits `seconds` on purpose (backpressure, retry backoff) with work pending.
+
+        It reads "degraded" with `reason` meanwhile, and the stall clock starts only after the wait.
+        """
+        with self._lock:
+            comp = self._get(name)
+            comp.pending = pending
+            comp.blocked_until = max(comp.blocked_until, time.monotonic() + max(0.0, seconds))
+            comp.blocked_reason = reason
+
     def report(self) -> tuple[str, dict[str, dict[str, object]]]:
         now = time.monotonic()
         overall = OK
         details: dict[str, dict[str, object]] = {}
         with self._lock:
+            down = sorted(name for name, comp in self._components.items() if comp.status != OK)
             for name, comp in self._components.items():
-                status = comp.status
-                idle = now - comp.last_progress
+                status, detail = comp.status, comp.detail
+                if now < comp.blocked_until:
+                    status, detail = DEGRADED, comp.blocked_reason
+                idle = now - max(comp.last_progress, comp.blocked_until)
                 if comp.pending > 0 and idle > self.stall_after:
-                    status = UNHEALTHY
+                    if down:
+                        status = DEGRADED
+                        detail = f"no progress for {idle:.0f} s while {', '.join(down)} is down"
+                    else:
+                        status = UNHEALTHY
+                        detail = f"{comp.pending} pending and no progress for {idle:.0f} s"
                 details[name] = {
                     "status": status,
-                    "detail": comp.detail,
+                    "detail": detail,
                     "pending": comp.pending,
-                    "seconds_since_progress": round(idle, 1),
+                    "seconds_since_progress": round(now - comp.last_progress, 1),
                 }
                 HEALTH_STATE.labels(name).set(_RANK[status])
                 if _RANK[status] > _RANK[overall]:
@@ -111,12 +167,15 @@ class _Handler(BaseHTTPRequestHandler):
     health: Health
 
     def do_GET(self) -> None:
-        if self.path.startswith("/metrics"):
+        path = self.path.split("?", 1)[0].rstrip("/")
+        if path == "/metrics":
+            self.health.report()  # refreshes sagesf_health_state for this scrape
             body, ctype, code = generate_latest(), CONTENT_TYPE_LATEST, 200
-        elif self.path.startswith("/healthz"):
+        elif path in ("/healthz", "/healthz/live", "/healthz/ready"):
             status, details = self.health.report()
+            failing = status != OK if path == "/healthz/ready" else status == UNHEALTHY
             body = json.dumps({"status": status, "components": details}).encode()
-            ctype, code = "application/json", 503 if status == UNHEALTHY else 200
+            ctype, code = "application/json", 503 if failing else 200
         else:
             body, ctype, code = b"not found\n", "text/plain", 404
         self.send_response(code)
