@@ -61,6 +61,7 @@ from processors.state import MappingsRef, Origin, Step, Tables
 from processors.status import StatusPipeline
 from processors.tables import SharedTable, shared_table
 from sagesf.config import KafkaSettings, Settings
+from sagesf.consumer import GroupLag
 from sagesf.dlq import (
     STAGE_KEY_CONVERTER,
     STAGE_TRANSFORMATION,
@@ -247,6 +248,15 @@ class Processors:
         )
         self.app.timer(s.held_order_sweep_interval, on_leader=True, name="held-sweep")(self._sweep)
         self.app.timer(1.0, name="tables-health")(self._watch_recovery)
+        # consumer lag per stage, for /metrics and for /healthz: a stalled agent with records
+        # waiting turns the worker unhealthy, so a liveness probe restarts it
+        self._lag = GroupLag(
+            self.core.kafka,
+            self.settings.app_id,
+            {self.settings.topic(topic): stage for stage, topic, _, _ in sources},
+            self.health,
+        )
+        self.app.timer(5.0, name="consumer-lag")(self._measure_lag)
         if s.mappings_reload_interval > 0:
             self.app.timer(s.mappings_reload_interval, name="mappings-reload")(self._reload_mappings)
 
@@ -389,6 +399,12 @@ class Processors:
 
     def _recovered(self) -> bool:
         return bool(self.app.tables.recovery.completed.is_set()) and not self.app.in_recovery
+
+    async def _measure_lag(self) -> None:
+        try:
+            await asyncio.to_thread(self._lag.measure)
+        except Exception as exc:  # noqa: BLE001 - a missed measurement is retried in 5 s
+            log.warning("consumer lag not measured: %s", exc)
 
     async def _watch_recovery(self) -> None:
         """/healthz component `tables`: ok once the tables are rebuilt and the agents run."""

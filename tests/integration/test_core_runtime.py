@@ -16,9 +16,10 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
 from sagesf.config import KafkaSettings
-from sagesf.consumer import BatchHandler, ConsumerLoop, Decoder, Inbound, Outcome, RetryPolicy
+from sagesf.consumer import BatchHandler, ConsumerLoop, Decoder, GroupLag, Inbound, Outcome, RetryPolicy
 from sagesf.dlq import DeadLetterWriter
 from sagesf.errors import Backpressure, Permanent, Retriable
+from sagesf.metrics import Health
 from sagesf.positions import PositionStore
 from sagesf.producer import ConfirmedProducer, ProduceFailed
 
@@ -261,3 +262,24 @@ def test_keys_land_where_faust_and_java_clients_put_them(kafka, new_topic):
     aiokafka = DefaultPartitioner()
     assert [d.partition for d in delivered] == [aiokafka(k, list(range(6)), list(range(6))) for k in keys]
     assert len({d.partition for d in delivered}) > 1
+
+
+def test_group_lag_counts_uncommitted_records_and_a_stall_turns_health_unhealthy(kafka, new_topic):
+    """For groups outside ConsumerLoop (faust): lag from committed offsets; stalled = unhealthy."""
+    topic = new_topic("lagged")
+    _fill(kafka, topic, [b"a", b"b", b"c", b"d", b"e"])
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    committer = Consumer({"bootstrap.servers": kafka.bootstrap_servers, "group.id": group})
+    committer.commit(offsets=[TopicPartition(topic, 0, 2)], asynchronous=False)
+    committer.close()
+    health = Health(stall_after=0.2)
+    health.progress("orders")
+    lag = GroupLag(kafka, group, {topic: "orders"}, health)
+    try:
+        assert lag.measure() == {"orders": 3}
+        time.sleep(0.3)
+        assert health.report()[0] == "unhealthy"
+        health.progress("orders")  # the stage handled something: alive again
+        assert health.report()[0] == "ok"
+    finally:
+        lag.close()

@@ -804,6 +804,12 @@ def test_metrics_and_health_are_served(world: World) -> None:
     assert 'sagesf_processor_records_total{outcome="commanded",stage="orders"}' in text
     assert "sagesf_processor_commands_total" in text
     assert 'sagesf_dead_letters_total{error_class="Permanent",stage="orders"}' in text
+    # consumer lag per stage of the app's group, measured every 5 s
+    deadline = time.monotonic() + 20
+    while 'sagesf_consumer_lag{group="' not in text and time.monotonic() < deadline:
+        time.sleep(1)
+        text = world.metrics()
+    assert 'stage="orders"' in text.split("sagesf_consumer_lag{", 1)[-1]
 
 
 def test_a_restarted_worker_rebuilds_its_tables_and_releases_a_held_order(
