@@ -400,6 +400,10 @@ class Processors:
     def _recovered(self) -> bool:
         return bool(self.app.tables.recovery.completed.is_set()) and not self.app.in_recovery
 
+    def commit_start_offsets(self) -> int:
+        """Give every input partition a committed offset before the worker starts (see GroupLag)."""
+        return self._lag.commit_start_positions()
+
     async def _measure_lag(self) -> None:
         try:
             await asyncio.to_thread(self._lag.measure)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pyodbc
+from simple_salesforce.format import format_soql
 
 from sandbox.sage100 import connection_string
 
@@ -165,3 +166,93 @@ def write_back(sf: Any, opportunity_id: str) -> dict[str, Any] | None:
         k: row.get(k)
         for k in ("Sage_Order_No__c", "Sage_Order_Status__c", "Sage_Sync_Status__c", "Sage_Sync_Message__c")
     }
+
+
+# --- many orders at once (the e2e tests' crash run, bench/e2e.py) ---------------------------------
+
+
+def sage_customer_accounts(sf: Any, db: SageDatabase, count: int) -> list[tuple[str, str]]:
+    """(Account Id, Name) of `count` Salesforce accounts that are existing Sage 100 customers.
+
+    Upserted by ExternalID__c = ARDivisionNo-CustomerNo of the first `count` AR_Customer rows
+    (one sObject Collections call), so orders for them need no customer step; safe to repeat.
+    """
+    customers = db.rows(
+        "SELECT ARDivisionNo, CustomerNo, CustomerName FROM AR_Customer "
+        "ORDER BY ARDivisionNo, CustomerNo LIMIT ?",
+        count,
+    )
+    records = [
+        {
+            "attributes": {"type": "Account"},
+            "ExternalID__c": f"{c['ARDivisionNo']}-{c['CustomerNo']}",
+            "Name": c["CustomerName"],
+        }
+        for c in customers
+    ]
+    results = sf.restful(
+        "composite/sobjects/Account/ExternalID__c",
+        method="PATCH",
+        json={"allOrNone": True, "records": records},
+    )
+    return [(r["id"], c["CustomerName"]) for r, c in zip(results, customers, strict=True)]
+
+
+def open_opportunity(
+    sf: Any,
+    account_id: str,
+    lines: list[tuple[str, int]],
+    entries: dict[str, tuple[str, float]],
+    name: str | None = None,
+) -> str:
+    """An open (Prospecting) opportunity of `account_id` with `lines`: two calls, not one per line."""
+    opportunity_id: str = sf.Opportunity.create(
+        {
+            "Name": name or f"Order {uuid.uuid4().hex[:8].upper()}",
+            "AccountId": account_id,
+            "StageName": "Prospecting",
+            "CloseDate": time.strftime("%Y-%m-%d"),
+        }
+    )["id"]
+    records = []
+    for number, (code, quantity) in enumerate(lines, start=1):
+        entry_id, price = entries[code]
+        records.append(
+            {
+                "attributes": {"type": "OpportunityLineItem"},
+                "OpportunityId": opportunity_id,
+                "PricebookEntryId": entry_id,
+                "Quantity": quantity,
+                "UnitPrice": price,
+                "SortOrder": number,
+            }
+        )
+    results = sf.restful("composite/sobjects", method="POST", json={"allOrNone": True, "records": records})
+    failed = [r for r in results if not r["success"]]
+    if failed:
+        raise RuntimeError(f"creating the lines of {opportunity_id} failed: {failed[0]['errors']}")
+    return opportunity_id
+
+
+def win_opportunity(
+    sf: Any,
+    account_id: str,
+    account_name: str,
+    lines: list[tuple[str, int]],
+    entries: dict[str, tuple[str, float]],
+) -> WonOpportunity:
+    """An opportunity of an existing account with `lines`, marked Closed Won."""
+    opportunity_id = open_opportunity(sf, account_id, lines, entries, name=f"{account_name} - order")
+    sf.Opportunity.update(opportunity_id, {"StageName": "Closed Won"})
+    return WonOpportunity(account_id, account_name, opportunity_id, lines)
+
+
+def order_numbers(sf: Any, opportunity_ids: list[str], chunk: int = 200) -> dict[str, str | None]:
+    """Sage_Order_No__c of each opportunity, one SOQL query per `chunk` IDs (None: not there yet)."""
+    found: dict[str, str | None] = {}
+    for start in range(0, len(opportunity_ids), chunk):
+        ids = opportunity_ids[start : start + chunk]
+        soql = format_soql("SELECT Id, Sage_Order_No__c FROM Opportunity WHERE Id IN {}", ids)
+        rows = sf.query_all(soql)["records"]
+        found.update({r["Id"]: r.get("Sage_Order_No__c") or None for r in rows})
+    return found
