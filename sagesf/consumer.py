@@ -498,3 +498,12 @@ class GroupLag:
 
     def close(self) -> None:
         self._consumer.close()
+
+
+def close_in_order(closers: Sequence[Callable[[], None]]) -> None:
+    """Call each closer in order; one that fails is logged and the rest still run."""
+    for close in closers:
+        try:
+            close()
+        except Exception as exc:  # noqa: BLE001 - closing the rest matters more
+            log.warning("closing failed: %s", exc)

@@ -47,7 +47,7 @@ from connectors.sage100.sql_writer import SqlSageWriter
 from connectors.sage100.validation import CommandValidator, ValidationRules
 from connectors.sage100.writes import SageWriter
 from sagesf.config import ConfigError, Settings, describe_validation_error, load_settings
-from sagesf.consumer import ConsumerLoop
+from sagesf.consumer import ConsumerLoop, close_in_order
 from sagesf.dlq import DeadLetterWriter
 from sagesf.logs import configure_logging, register_settings_secrets
 from sagesf.metrics import Health, MetricsServer
@@ -119,11 +119,7 @@ class Built:
     closers: list[Callable[[], None]] = field(default_factory=list)
 
     def close(self) -> None:
-        for close in [self.loop.close, *self.closers]:
-            try:
-                close()
-            except Exception as exc:  # noqa: BLE001 - closing the rest matters more
-                log.warning("closing failed: %s", exc)
+        close_in_order([self.loop.close, *self.closers])
 
 
 def _odbc(sage: Sage100Settings) -> SageOdbc:

@@ -63,7 +63,7 @@ from connectors.salesforce.errors import SalesforceRecordError
 from connectors.salesforce.metrics import BACKPRESSURE, BACKPRESSURE_SECONDS, COALESCED, DEAD_LETTERS
 from connectors.salesforce.writer import SalesforceWriter, Written
 from sagesf.config import ConfigError, Settings, load_settings
-from sagesf.consumer import ConsumerLoop, Inbound, RetryPolicy
+from sagesf.consumer import ConsumerLoop, Inbound, RetryPolicy, close_in_order
 from sagesf.consumer import Outcome as LoopOutcome
 from sagesf.dlq import DeadLetterWriter
 from sagesf.errors import Backpressure, Permanent, Retriable
@@ -185,11 +185,7 @@ class Built:
     closers: list[Callable[[], None]] = field(default_factory=list)
 
     def close(self) -> None:
-        for close in [self.loop.close, *self.closers]:
-            try:
-                close()
-            except Exception as exc:  # noqa: BLE001 - closing the rest matters more
-                log.warning("closing failed: %s", exc)
+        close_in_order([self.loop.close, *self.closers])
 
 
 def build_sink_loop(
