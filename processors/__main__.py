@@ -19,7 +19,6 @@ import time
 
 import faust
 import typer
-from confluent_kafka import KafkaException
 
 from processors.app import Processors
 from processors.config import load_processor_settings
@@ -85,12 +84,6 @@ def worker() -> None:
         except (Retriable, SchemaRegistrationError) as exc:
             log.critical("cannot start: %s", exc)
             raise SystemExit(1) from None
-        try:
-            pinned = processors.commit_start_offsets()
-            if pinned:
-                log.info("committed the start offset of %d input partitions that had none", pinned)
-        except KafkaException as exc:  # a live member of the group: it commits for itself
-            log.info("start offsets not committed (%s)", exc)
         runner = faust.Worker(
             processors.app,
             loglevel=settings.log_level.lower(),

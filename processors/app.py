@@ -60,6 +60,7 @@ from processors.orders import OrderPipeline
 from processors.state import MappingsRef, Origin, Step, Tables
 from processors.status import StatusPipeline
 from processors.tables import SharedTable, shared_table
+from processors.transport import SeekingApp
 from sagesf.config import KafkaSettings, Settings
 from sagesf.consumer import GroupLag
 from sagesf.dlq import (
@@ -180,7 +181,7 @@ class Processors:
         s, kafka = self.settings, self.core.kafka
         data_dir = s.data_dir / s.app_id
         data_dir.mkdir(parents=True, exist_ok=True)
-        return faust.App(
+        return SeekingApp(
             s.app_id,
             broker=[f"kafka://{host.strip()}" for host in kafka.bootstrap_servers.split(",") if host.strip()],
             broker_credentials=faust_credentials(kafka),
@@ -399,10 +400,6 @@ class Processors:
 
     def _recovered(self) -> bool:
         return bool(self.app.tables.recovery.completed.is_set()) and not self.app.in_recovery
-
-    def commit_start_offsets(self) -> int:
-        """Give every input partition a committed offset before the worker starts (see GroupLag)."""
-        return self._lag.commit_start_positions()
 
     async def _measure_lag(self) -> None:
         try:

@@ -468,34 +468,6 @@ class GroupLag:
                 self.health.waiting(stage, count)
         return pending
 
-    def commit_start_positions(self, timeout: float = 10.0) -> int:
-        """Commit the low watermark for every partition the group has no committed offset for.
-
-        Returns how many were committed. Why: faust, after a restart, rewinds only partitions with
-        a committed offset past the records it dropped while recovering its tables, so a worker
-        killed before its first commit on a partition lost that partition's records (measured:
-        Sage results never written back). With a committed start that cannot happen. Same
-        semantics as auto.offset.reset=earliest. Kafka refuses the commit while the group has
-        live members; that raises KafkaException and the caller may go on (the live worker commits).
-        """
-        metadata = self._consumer.list_topics(timeout=timeout).topics
-        partitions = [
-            TopicPartition(topic, p)
-            for topic in self.stages
-            if topic in metadata and metadata[topic].error is None
-            for p in metadata[topic].partitions
-        ]
-        missing = [tp for tp in self._consumer.committed(partitions, timeout=timeout) if tp.offset < 0]
-        starts = []
-        for tp in missing:
-            low, _ = self._consumer.get_watermark_offsets(
-                TopicPartition(tp.topic, tp.partition), timeout=timeout
-            )
-            starts.append(TopicPartition(tp.topic, tp.partition, low))
-        if starts:
-            self._consumer.commit(offsets=starts, asynchronous=False)
-        return len(starts)
-
     def close(self) -> None:
         self._consumer.close()
 
