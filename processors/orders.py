@@ -18,8 +18,11 @@ what they return and writes their dead letters):
   Sage_Order_Status__c and Sage_Sync_Status__c to the Opportunity and/or Order.
 - `on_customer` / `on_item`: the cross-reference feeds (customer.v1, item.v1).
 - `sweep`: releases held orders whose customer became known some other way, re-sends the
-  UpsertCustomer of accounts that waited longer than `resend_after` seconds, and forgets failed
-  orders and Sage order numbers older than `retention_days`.
+  UpsertCustomer of accounts that waited longer than `resend_after` seconds, re-sends the
+  CreateSalesOrder (same command ID) of orders whose Sage result has not arrived within
+  `resend_after` seconds (whatever lost it, the order number still reaches Salesforce: Sage
+  answers a repeat with the existing order), and forgets failed orders and Sage order numbers
+  older than `retention_days`.
 Any error that the order itself causes (unknown product, no exchange rate, an address that does
 not fit, Sage refusing it) becomes `Permanent`: the original record goes to dlq.orders.v1 with
 the reason, and the Opportunity/Order gets Sage_Sync_Status__c = Error with the reason in
@@ -143,9 +146,35 @@ class OrderPipeline:
             "account": (order.get("customer") or {}).get("salesforce_account_id"),
             "command_id": cid,
             "origin": origin.to_json(),
+            "at": _now_ms(),
         }
+        return Step("commanded", [self._create(sage_order, order, identity)])
+
+    @staticmethod
+    def _create(sage_order: dict[str, Any], order: Mapping[str, Any], identity: str) -> Outbound:
+        cid = command_id("CreateSalesOrder", identity)
         correlation = (order.get("envelope") or {}).get("correlation_id") or cid
-        return Step("commanded", [commands.create_sales_order(sage_order, cid, identity, correlation)])
+        return commands.create_sales_order(sage_order, cid, identity, correlation)
+
+    def _command_again(self, identity: str, state: Mapping[str, Any], now: int) -> list[Outbound]:
+        """The CreateSalesOrder of a commanded order once more (same command ID): Sage creates it if
+        the first never arrived, or answers with the existing order, whose result then comes back.
+        Nothing else changes: an order that no longer maps (edited mappings) is logged and tried
+        again later, not failed, since Sage may well have it."""
+        at = int(state["at"])
+        self.t.orders[identity] = {**state, "at": now}
+        try:
+            order = self.decode_order(Origin.from_json(state["origin"]).value or b"")
+            start = self.m.orders.start.get(str(order.get("source_status")))
+            customer = self._resolve_customer(order)
+            if customer is None:
+                raise Permanent("its customer is no longer in the cross-reference", field="customer")
+            sage_order = self._sage_order(order, customer, start.order_type if start else "STANDARD")
+        except Permanent as exc:
+            log.warning("order %s: no Sage result yet and cannot command it again: %s", identity, exc)
+            return []
+        log.info("order %s: no Sage result for %d s; commanding it again", identity, (now - at) // 1000)
+        return [self._create(sage_order, order, identity)]
 
     def _resolve_customer(self, order: Mapping[str, Any]) -> dict[str, Any] | None:
         ref = order.get("customer") or {}
@@ -293,8 +322,9 @@ class OrderPipeline:
         return step
 
     def sweep(self) -> Step:
-        """Release what can be released; re-send UpsertCustomer for accounts waiting too long;
-        once an hour, forget failed orders and order numbers older than the retention."""
+        """Release what can be released; re-send UpsertCustomer for accounts waiting too long and
+        CreateSalesOrder for orders whose Sage result has not come within `resend_after`; once an
+        hour, forget failed orders and order numbers older than the retention."""
         step = Step("swept")
         now = _now_ms()
         if now - self._pruned_at >= 3_600_000:
@@ -321,6 +351,14 @@ class OrderPipeline:
                     log.warning("cannot re-send the customer upsert for Account %s: %s", account, exc)
                     continue
                 self.t.held[account] = {**waiting, "requested_at": now}
+        for identity in list(self.t.orders.keys()):
+            state = self.t.orders.get(identity)
+            if not state or state.get("state") != "commanded":
+                continue
+            if not state.get("at"):  # commanded by an older version: start its clock now
+                self.t.orders[identity] = {**state, "at": now}
+            elif now - int(state["at"]) >= self.resend_after_ms:
+                step.outbound += self._command_again(identity, state, now)
         return step
 
     def _prune(self, now: int) -> None:

@@ -95,8 +95,9 @@ class Tables:
     products       ProductCode -> ItemCode (item.v1 records whose product code differs)
     orders         order ID (Opportunity ID, else Order ID) -> the state of an order Sage has
                    not confirmed: state (held | commanded | failed), records to write back to,
-                   the account, command_id, reason, and the original record (`Origin`); removed
-                   when Sage confirms, failed ones after the retention
+                   the account, command_id, reason, the original record (`Origin`) and `at`
+                   (epoch ms it was last commanded or failed); removed when Sage confirms,
+                   failed ones after the retention
     held           Account ID -> {orders: [order IDs], requested_at: epoch ms of the last
                    UpsertCustomer}: orders waiting for their customer
     order_numbers  Sage SalesOrderNo -> {records: [Salesforce record IDs], at}: the records a

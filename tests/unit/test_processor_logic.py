@@ -1,5 +1,6 @@
 """The processors' logic without Kafka: pricing rules, failures shown on the opportunity, held
-orders, status mapping choices, inventory coalescing, and the shared table ignoring its own echo."""
+orders, orders commanded again when Sage's result does not come, status mapping choices,
+inventory coalescing, and the shared table ignoring its own echo."""
 
 from __future__ import annotations
 
@@ -166,6 +167,57 @@ def test_pricing_rules_from_the_mapping(base_mappings: Mappings) -> None:
     line = eur.outbound[0].value["command"][1]["order"]["lines"][0]
     assert line["unit_price"] == Decimal("10.83")  # 10.827 at 1.08
     assert line["extension_amount"] == Decimal("21.66")
+
+
+def _sage_commands(step: Any) -> list[tuple[str, str, str]]:
+    return [
+        (o.key, o.value["command_id"], o.value["command"][0].rsplit(".", 1)[1])
+        for o in step.outbound
+        if o.topic == "sage.commands.v1"
+    ]
+
+
+def test_an_order_without_a_sage_result_is_commanded_again_until_one_arrives(
+    base_mappings: Mappings,
+) -> None:
+    raw = {b"value": order(("HRDW-1000", "2", "12.50"))}
+    p = pipeline(base_mappings, raw)
+    first = p.on_sales_order(OPP, raw[b"value"], ORIGIN)
+    [(key, cid, kind)] = _sage_commands(first)
+    assert (key, kind) == (OPP, "CreateSalesOrder")
+    assert _sage_commands(p.sweep()) == []  # not waited long enough yet
+    p.t.orders[OPP] = {**p.t.orders[OPP], "at": p.t.orders[OPP]["at"] - p.resend_after_ms}
+    again = p.sweep()
+    assert _sage_commands(again) == [(OPP, cid, "CreateSalesOrder")]  # the same command: idempotent
+    assert again.dead_letters == []
+    assert _sage_commands(p.sweep()) == []  # its clock restarted
+    result = {
+        "kind": "CREATE_SALES_ORDER",
+        "outcome": "EXISTING",
+        "salesforce_record_id": OPP,
+        "command_id": cid,
+        "sales_order_no": "0000042",
+        "order_status": "OPEN",
+        "envelope": {},
+    }
+    synced = p.on_sage_result(OPP, result, Origin("sage.results.v1", 0, 3, None, b"r"))
+    [update] = synced.outbound
+    assert update.value["fields"]["Sage_Order_No__c"] == "0000042"
+    assert OPP not in p.t.orders  # confirmed: nothing left to resend
+    assert _sage_commands(p.sweep()) == []
+
+
+def test_an_order_that_no_longer_maps_is_not_failed_by_the_resend(base_mappings: Mappings) -> None:
+    """Sage may already have it: the resend is skipped and logged; nothing shows Error."""
+    raw = {b"value": order(("HRDW-1000", "2", "12.50"))}
+    p = pipeline(base_mappings, raw)
+    p.on_sales_order(OPP, raw[b"value"], ORIGIN)
+    del p.t.items["HRDW-1000"]  # the item left item.v1 since
+    p.t.orders[OPP] = {**p.t.orders[OPP], "at": 1}
+    swept = p.sweep()
+    assert swept.outbound == []
+    assert swept.dead_letters == []
+    assert p.t.orders[OPP]["state"] == "commanded"
 
 
 def test_a_held_order_is_released_when_the_customer_arrives_on_customer_v1(base_mappings: Mappings) -> None:
