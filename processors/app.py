@@ -3,7 +3,8 @@
 What it owns: `Processors`, which builds the faust app and wires everything else to it:
 - agents, one per input topic, each reading raw bytes (key and value serializer `raw`) so that
   decoding happens here, with sagesf.serde, where a failure can be dead-lettered:
-  salesorder.v1 (orders), sage.results.v1 (results), customer.v1 (customers), item.v1 (items),
+  salesorder.v1 (orders), sage.results.v1 (results), customer.v1 (customers: the cross-reference
+  and the customer sync both ways, processors/customers.py), item.v1 (items),
   orderstatus.v1 (status), inventory.v1 (inventory);
 - the changelog-backed tables (processors/tables.py, `Tables` in processors/state.py);
 - timers: the inventory flush, the held-order sweep, the mapping reload;
@@ -45,6 +46,7 @@ from aiokafka.errors import KafkaError
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from processors.config import ProcessorSettings
+from processors.customers import CustomerSync
 from processors.inventory import InventoryPipeline
 from processors.mappings import MappingError, Mappings, load_mappings
 from processors.metrics import (
@@ -166,6 +168,7 @@ class Processors:
             retention_days=settings.order_retention_days,
         )
         self.status = StatusPipeline(self.orders)
+        self.customers = CustomerSync(self.ref, self.orders)
         self.inventory = InventoryPipeline(self.ref, self.tables)
         levels.add_listener(self.inventory.changed)
         self._dlq_producer = ConfirmedProducer(core.kafka)
@@ -229,7 +232,7 @@ class Processors:
         sources: list[tuple[str, str, str, Handler]] = [
             ("orders", "salesorder.v1", "SalesOrder", self.orders.on_sales_order),
             ("results", "sage.results.v1", "SageResult", self.orders.on_sage_result),
-            ("customers", "customer.v1", "Customer", self.orders.on_customer),
+            ("customers", "customer.v1", "Customer", self.customers.on_customer),
             ("items", "item.v1", "Item", self.orders.on_item),
             (
                 "status",

@@ -25,9 +25,9 @@ file was edited since loading, so a running worker can reload (processors/app.py
 
 Limits: the metadata files describe what the checks need (see processors/metadata.py); without
 them only the canonical schemas are checked and truncation to a Sage column length happens only
-for fields whose length is known. Sections the files mark "checked here, used by the customer/item
-sync" (customers `sage_to_salesforce`, products `item_fields`) are validated but not yet used by
-an agent: the customer and item syncs are not part of the processors yet.
+for fields whose length is known. The section products.yaml marks "checked here, used by the
+item sync" (`item_fields`) is validated but not yet used: the item sync is not part of the
+processors yet.
 """
 
 from __future__ import annotations
@@ -155,10 +155,13 @@ class CustomerIdentity(_Model):
 
 
 class CustomerToSage(_Model):
+    sync: bool = True  # an Account change updates its (already linked) Sage customer
     fields: dict[str, SageField] = Field(default_factory=dict)
 
 
 class CustomerToSalesforce(_Model):
+    sync: bool = True  # an AR_Customer change updates its Account
+    create_accounts: bool = True  # a Sage customer with no Account gets one (upsert by external ID)
     fields: dict[str, SalesforceFieldRef] = Field(default_factory=dict)
 
 

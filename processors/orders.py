@@ -245,11 +245,11 @@ class OrderPipeline:
             }
         else:
             raise Permanent(f"no customer data known for Account {account}", field="customer")
-        customer = self._customer_for_sage(customer, account)
+        customer = self.customer_for_sage(customer, account)
         cid = command_id("UpsertCustomer", account)
         return commands.upsert_customer(customer, cid, account, cid)
 
-    def _customer_for_sage(self, customer: Mapping[str, Any], account: str) -> dict[str, Any]:
+    def customer_for_sage(self, customer: Mapping[str, Any], account: str) -> dict[str, Any]:
         m = self.m.customers
         out: dict[str, Any] = {
             k: copy.deepcopy(v)
@@ -634,24 +634,7 @@ class OrderPipeline:
         if result.get("outcome") == "REJECTED":
             reason = (result.get("error") or {}).get("reason") or "Sage refused the customer"
             step = Step("customer_rejected")
-            step.outbound.append(
-                commands.salesforce_update(
-                    "Account",
-                    account,
-                    {
-                        wb.sync_status.field: wb.sync_status.error,
-                        **(
-                            {wb.message_field: self._message(reason, "Account", wb.message_field)}
-                            if wb.message_field
-                            else {}
-                        ),
-                    },
-                    cid=command_id("AccountSync", account, cid_base, "error", reason),
-                    correlation_id=cid_base,
-                    source_record_id=account,
-                    event_time=when,
-                )
-            )
+            step.outbound += self.account_sync_error(account, reason, (cid_base,), when)
             step.add(self._fail_held(account, f"the customer could not be created in Sage 100: {reason}"))
             return step
         if result.get("outcome") not in ("CREATED", "UPDATED", "EXISTING"):
@@ -659,6 +642,13 @@ class OrderPipeline:
         division, number = ref.get("ar_division_no"), ref.get("customer_no")
         if not (division and number):
             return Step("skipped")
+        link = {"ar_division_no": str(division), "customer_no": str(number)}
+        if result.get("outcome") == "EXISTING" and self.t.customers.get(account) == link:
+            # nothing changed in Sage and the Account is linked already: nothing to write back
+            # (this also ends any echo loop of the customer sync, processors/customers.py)
+            step = Step("customer_unchanged")
+            step.add(self._release(account))
+            return step
         self._learn(account, str(division), str(number))
         self.t.accounts.pop(account, None)
         step = Step("customer_synced")
@@ -679,6 +669,25 @@ class OrderPipeline:
         )
         step.add(self._release(account))
         return step
+
+    def account_sync_error(
+        self, account: str, reason: str, about: tuple[str, ...], when: datetime | None = None
+    ) -> list[Outbound]:
+        """Sage_Sync_Status__c = Error (and the reason) on an Account."""
+        wb = self.m.customers.write_back
+        fields: dict[str, Any] = {wb.sync_status.field: wb.sync_status.error}
+        if wb.message_field:
+            fields[wb.message_field] = self._message(reason, "Account", wb.message_field)
+        update = commands.salesforce_update(
+            "Account",
+            account,
+            fields,
+            cid=command_id("AccountSync", account, *about, "error", reason),
+            correlation_id=about[0],
+            source_record_id=account,
+            event_time=when,
+        )
+        return [update]
 
     def _fail_held(self, account: str, reason: str) -> Step:
         waiting = self.t.held.pop(account, None)

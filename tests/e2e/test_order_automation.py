@@ -378,6 +378,69 @@ def test_duplicate_change_events_make_one_order(
     assert lines_in_sage(db, number) == [("ELEC-1001", Decimal(4)), ("TOOL-1003", Decimal(1))]
 
 
+def test_customers_sync_both_ways(sf: Any, db: SageDatabase, customers: list[tuple[str, str]]) -> None:
+    """A sales rep edits the Account of a Sage customer; a Sage user edits that customer, then
+    creates one Salesforce has never seen. Each change arrives on the other side, the new customer
+    becomes exactly one Account (upsert by ExternalID__c), and nothing echoes back."""
+    from sandbox.sage100 import open_database
+    from sandbox.sage100.simulator import SageSimulator
+
+    account_id, _ = customers[11]
+    external = sf.Account.get(account_id)["ExternalID__c"]
+    division, number = external.split("-", 1)
+
+    def sage_customer(no: str) -> dict[str, Any]:
+        return db.rows("SELECT * FROM AR_Customer WHERE ARDivisionNo = ? AND CustomerNo = ?", division, no)[0]
+
+    # Salesforce -> Sage: the phone, and the link to the Account in the Salesforce ID UDF
+    phone = f"(312) 555-{random.randrange(1000, 9999)}"
+    sf.Account.update(account_id, {"Phone": phone})
+    row = wait_for(
+        f"AR_Customer {external} TelephoneNo = {phone}",
+        lambda: found if (found := sage_customer(number))["TelephoneNo"] == phone else None,
+        60,
+    )
+    assert row["UDF_SALESFORCE_ID"] == account_id
+
+    # Sage -> Salesforce: the credit limit
+    limit = random.randrange(100, 900) * 100
+    with SageSimulator(open_database(pipeline.sage_database_path())) as sage:
+        sage.edit_customer(division, number, {"CreditLimit": f"{limit}.00"})
+    wait_for(
+        f"Account {account_id} Credit_Limit__c = {limit}",
+        lambda: True if float(sf.Account.get(account_id).get("Credit_Limit__c") or 0) == limit else None,
+        60,
+    )
+    assert sf.Account.get(account_id)["Phone"] == phone  # the rep's edit was not undone
+
+    # a customer only Sage knows becomes one Account, found again (not duplicated) on its next change
+    new_no = f"E2E{uuid.uuid4().hex[:5].upper()}"
+    template = sage_customer(number)
+    fresh = {
+        k: v
+        for k, v in template.items()
+        if k not in ("UDF_SALESFORCE_ID",) and not k.startswith(("Date", "Time", "User"))
+    }
+    fresh.update(CustomerNo=new_no, CustomerName=f"Sage Only {new_no}", TelephoneNo="(312) 555-0100")
+    with SageSimulator(open_database(pipeline.sage_database_path())) as sage:
+        sage.write_row("AR_Customer", fresh)
+    query = format_soql(
+        "SELECT Id, Name, Phone FROM Account WHERE ExternalID__c = {}", f"{division}-{new_no}"
+    )
+    [created] = wait_for(
+        f"an Account for {division}-{new_no}", lambda: sf.query(query)["records"] or None, 60
+    )
+    assert created["Name"] == f"Sage Only {new_no}"
+    with SageSimulator(open_database(pipeline.sage_database_path())) as sage:
+        sage.edit_customer(division, new_no, {"TelephoneNo": "(312) 555-0199"})
+    wait_for(
+        "the new Account's phone",
+        lambda: True if sf.query(query)["records"][0]["Phone"] == "(312) 555-0199" else None,
+        60,
+    )
+    assert len(sf.query(query)["records"]) == 1
+
+
 def test_kill_9_of_each_process_in_turn_during_50_orders(
     order_sandbox: OrderSandbox,
     sf: Any,

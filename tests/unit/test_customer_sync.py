@@ -1,0 +1,166 @@
+"""The customer sync's decisions without Kafka (processors/customers.py over in-memory tables):
+which Account changes reach Sage and how, which Sage changes reach which Account, what a bad
+value does, and that an unchanged, already linked customer writes nothing back. The running
+sync, both ways, is in tests/e2e/test_order_automation.py."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from processors.customers import CustomerSync
+from processors.mappings import Mappings
+from processors.orders import OrderPipeline
+from processors.state import MappingsRef, Origin, Step
+from tests.unit.test_processor_logic import ACCOUNT, OPP, ORIGIN, base_mappings, order, pipeline
+
+__all__ = ["base_mappings"]  # the module fixture, shared
+
+SAGE_ORIGIN = Origin("customer.v1", 2, 40, b"k", b"sage")
+
+
+def customer(source: str, **values: Any) -> dict[str, Any]:
+    return {
+        "envelope": {
+            "event_id": str(uuid.uuid4()),
+            "event_time": datetime.now(UTC),
+            "source_system": source,
+            "source_record_id": "x",
+            "correlation_id": None,
+        },
+        "salesforce_account_id": None,
+        "ar_division_no": None,
+        "customer_no": None,
+        "name": "Acme",
+        "status": "ACTIVE",
+        "deleted": False,
+        **values,
+    }
+
+
+def sync(mappings: Mappings, orders: dict[bytes, dict[str, Any]] | None = None) -> CustomerSync:
+    p: OrderPipeline = pipeline(mappings, orders)
+    return CustomerSync(MappingsRef(mappings), p)
+
+
+def sage_commands(step: Step) -> list[dict[str, Any]]:
+    return [o.value["command"][1]["customer"] for o in step.outbound if o.topic == "sage.commands.v1"]
+
+
+def salesforce_commands(step: Step) -> list[tuple[str, dict[str, Any]]]:
+    return [(o.key, o.value) for o in step.outbound if o.topic == "salesforce.commands.v1"]
+
+
+def test_an_account_change_updates_its_linked_sage_customer(base_mappings: Mappings) -> None:
+    s = sync(base_mappings)
+    edited = customer(
+        "SALESFORCE",
+        salesforce_account_id=ACCOUNT,
+        ar_division_no="01",
+        customer_no="ABF",
+        name="American Business Futures",
+        terms_code="30",
+        telephone_no="(414) 555-4787",
+    )
+    step = s.on_customer("01-ABF", edited, ORIGIN)
+    [data] = sage_commands(step)
+    assert (data["ar_division_no"], data["customer_no"]) == ("01", "ABF")  # an update, not a create
+    assert data["salesforce_account_id"] == ACCOUNT
+    assert data["terms_code"] == "01"  # customers.yaml terms_code_to_sage: 30 -> 01
+    assert data["telephone_no"] == "(414) 555-4787"
+    again = s.on_customer("01-ABF", edited, ORIGIN)  # redelivered: the same command
+    assert [o.value["command_id"] for o in again.outbound] == [o.value["command_id"] for o in step.outbound]
+
+
+def test_an_account_sage_does_not_know_is_not_created_by_the_sync(base_mappings: Mappings) -> None:
+    s = sync(base_mappings)
+    step = s.on_customer(ACCOUNT, customer("SALESFORCE", salesforce_account_id=ACCOUNT), ORIGIN)
+    assert step.outbound == []
+    assert s.orders.t.accounts[ACCOUNT]  # remembered for its first order
+    # once linked (the cross-reference learned it from a Sage result), changes flow
+    s.orders.t.customers[ACCOUNT] = {"ar_division_no": "01", "customer_no": "NEW01"}
+    [data] = sage_commands(
+        s.on_customer(ACCOUNT, customer("SALESFORCE", salesforce_account_id=ACCOUNT), ORIGIN)
+    )
+    assert (data["ar_division_no"], data["customer_no"]) == ("01", "NEW01")
+
+
+def test_a_sage_customer_change_updates_its_account_without_blanking_fields(base_mappings: Mappings) -> None:
+    s = sync(base_mappings)
+    changed = customer(
+        "SAGE100",
+        salesforce_account_id=ACCOUNT,
+        ar_division_no="01",
+        customer_no="ABF",
+        name="American Business Futures",
+        credit_limit=Decimal("25000.00"),
+        terms_code="05",
+        customer_type="ZZZ",  # not in customer_type_to_salesforce (unknown: null): left out
+        telephone_no="",  # empty in Sage: left out
+    )
+    [(key, command)] = salesforce_commands(s.on_customer("01-ABF", changed, SAGE_ORIGIN))
+    assert key == ACCOUNT
+    assert (command["operation"], command["record_id"]) == ("UPDATE", ACCOUNT)
+    assert command["fields"] == {
+        "Name": "American Business Futures",
+        "Credit_Limit__c": 25000.0,
+        "Payment_Terms__c": "Net 60",
+        "ExternalID__c": "01-ABF",
+    }
+
+
+def test_a_sage_customer_without_an_account_gets_one_by_external_id(base_mappings: Mappings) -> None:
+    s = sync(base_mappings)
+    new = customer("SAGE100", ar_division_no="02", customer_no="ORANGE", name="Orange Door")
+    [(key, command)] = salesforce_commands(s.on_customer("02-ORANGE", new, SAGE_ORIGIN))
+    assert key == "Account/02-ORANGE"
+    assert command["operation"] == "UPSERT"
+    assert (command["external_id_field"], command["external_id"]) == ("ExternalID__c", "02-ORANGE")
+    assert command["fields"] == {"Name": "Orange Door"}
+
+    spec = base_mappings.customers.sage_to_salesforce.model_copy(update={"create_accounts": False})
+    customers = base_mappings.customers.model_copy(update={"sage_to_salesforce": spec})
+    quiet = sync(Mappings(**{**base_mappings.__dict__, "customers": customers}))
+    assert quiet.on_customer("02-ORANGE", new, SAGE_ORIGIN).outbound == []
+
+
+def test_a_bad_value_dead_letters_the_sync_but_still_releases_held_orders(base_mappings: Mappings) -> None:
+    strict = base_mappings.customers.picklists["terms_code_to_sage"].model_copy(update={"unknown": "error"})
+    customers = base_mappings.customers.model_copy(
+        update={"picklists": {**base_mappings.customers.picklists, "terms_code_to_sage": strict}}
+    )
+    mappings = Mappings(**{**base_mappings.__dict__, "customers": customers})
+    raw = {b"value": order(("HRDW-1000", "1", "12.50"), external=None)}
+    s = sync(mappings, raw)
+    assert s.orders.on_sales_order(OPP, raw[b"value"], ORIGIN).outcome == "held"
+    linked = customer(
+        "SALESFORCE", salesforce_account_id=ACCOUNT, ar_division_no="01", customer_no="NEW01", terms_code="99"
+    )
+    step = s.on_customer("01-NEW01", linked, Origin("customer.v1", 0, 9, None, b"c"))
+    [(_, error)] = step.dead_letters
+    assert "'99'" in str(error)
+    assert "terms_code_to_sage" in str(error)
+    kinds = [o.value["command"][0].rsplit(".", 1)[1] for o in step.outbound if o.topic == "sage.commands.v1"]
+    assert kinds == ["CreateSalesOrder"]  # the held order went out all the same
+    [(key, account_error)] = salesforce_commands(step)[-1:]
+    assert key == ACCOUNT
+    assert account_error["fields"]["Sage_Sync_Status__c"] == "Error"
+
+
+def test_an_unchanged_linked_customer_writes_nothing_back(base_mappings: Mappings) -> None:
+    s = sync(base_mappings)
+    result = {
+        "kind": "UPSERT_CUSTOMER",
+        "outcome": "UPDATED",
+        "salesforce_record_id": ACCOUNT,
+        "command_id": "c1",
+        "customer": {"salesforce_account_id": ACCOUNT, "ar_division_no": "01", "customer_no": "ABF"},
+        "envelope": {},
+    }
+    results = Origin("sage.results.v1", 0, 1, None, b"r")
+    [(key, written)] = salesforce_commands(s.orders.on_sage_result(ACCOUNT, result, results))
+    assert (key, written["fields"]["ExternalID__c"]) == (ACCOUNT, "01-ABF")
+    unchanged = {**result, "outcome": "EXISTING", "command_id": "c2"}
+    assert s.orders.on_sage_result(ACCOUNT, unchanged, results).outbound == []
