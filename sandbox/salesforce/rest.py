@@ -10,7 +10,8 @@ What it owns (each with Salesforce's status codes and bodies):
   `"created": false` when it updates (204 without a body before API 46.0), 300 with the matching
   record URLs when several records match, 404 when the field is not an external ID;
 - `POST sobjects/<Name>__e`: publish a platform event (201 with OPERATION_ENQUEUED, as Salesforce's
-  publish-after-commit events answer) to `/event/<Name>__e`;
+  publish-after-commit events answer) to `/event/<Name>__e`; `POST composite/sobjects` with
+  event records publishes several (one result each; not mixed with records);
 - `GET query?q=` and `queryAll?q=`, paged by `nextRecordsUrl` (`query/<locator>-<n>`), page size
   2000 or `Sforce-Query-Options: batchSize=N` (200..2000); cursors live 15 minutes idle and
   do not survive a restart (400 INVALID_QUERY_LOCATOR);
@@ -203,6 +204,14 @@ class RestApi:
     def _publish(self, request: web.Request, obj: ObjectDef, body: Any) -> web.Response:
         if not isinstance(body, dict):
             raise RestFailure(400, ApiError("JSON_PARSER_ERROR", "The request body must be a JSON object"))
+        try:
+            payload = self._event_payload(obj, body)
+        except RecordError as err:
+            return rest_errors(err.errors)
+        return web.json_response(self._publish_event(request, obj, payload), status=201)
+
+    def _event_payload(self, obj: ObjectDef, body: dict[str, Any]) -> dict[str, Any]:
+        """The fields of one platform event message, checked as Salesforce does (RecordError)."""
         payload: dict[str, Any] = {}
         errors: list[ApiError] = []
         for key, value in body.items():
@@ -235,24 +244,54 @@ class RestApi:
                 )
             )
         if errors:
-            return rest_errors(errors)
-        event_uuid = str(uuid.uuid4())
+            raise RecordError(errors)
         for f in obj.fields.values():
             if f.type == "boolean" and payload.get(f.name) is None:
                 payload[f.name] = bool(f.default)
-        payload.update(
-            CreatedDate=format_datetime(now_utc()), CreatedById=request[USER_ID], EventUuid=event_uuid
-        )
+        return payload
+
+    def _publish_event(self, request: web.Request, obj: ObjectDef, payload: dict[str, Any]) -> dict[str, Any]:
+        """Publish one checked event message; its save result (publish-after-commit: enqueued)."""
+        event_uuid = str(uuid.uuid4())
+        payload = {
+            **payload,
+            "CreatedDate": format_datetime(now_utc()),
+            "CreatedById": request[USER_ID],
+            "EventUuid": event_uuid,
+        }
         self.org.sink.publish(f"/event/{obj.name}", payload)
         event_id = ids.make_id(obj.key_prefix, self.org.store.next_number(obj.key_prefix))
-        return web.json_response(
-            {
-                "id": event_id,
-                "success": True,
-                "errors": [{"statusCode": "OPERATION_ENQUEUED", "message": event_uuid, "fields": []}],
-            },
-            status=201,
-        )
+        return {
+            "id": event_id,
+            "success": True,
+            "errors": [{"statusCode": "OPERATION_ENQUEUED", "message": event_uuid, "fields": []}],
+        }
+
+    def _publish_collection(
+        self, request: web.Request, all_or_none: bool, records: list[Any]
+    ) -> web.Response:
+        """POST composite/sobjects of platform event messages: each checked, then all published
+        (or, with allOrNone and a failure, none)."""
+        checked: list[tuple[ObjectDef, dict[str, Any]] | list[ApiError]] = []
+        for rec in records:
+            obj = self._event_type(rec)
+            if obj is None:
+                checked.append([ApiError("INVALID_TYPE", "platform events and records cannot be mixed")])
+                continue
+            try:
+                checked.append((obj, self._event_payload(obj, rec)))
+            except RecordError as err:
+                checked.append(list(err.errors))
+        failed = any(isinstance(item, list) for item in checked)
+        results: list[dict[str, Any]] = []
+        for item in checked:
+            if isinstance(item, list):
+                results.append({"success": False, "errors": [e.result() for e in item]})
+            elif all_or_none and failed:
+                results.append({"success": False, "errors": [ROLLED_BACK.result()]})
+            else:
+                results.append(self._publish_event(request, *item))
+        return web.json_response(results)
 
     async def _row(
         self, request: web.Request, version: str, obj: ObjectDef, record_id: str
@@ -441,6 +480,8 @@ class RestApi:
         if len(records) > MAX_COLLECTION:
             raise RestFailure(400, _too_many())
         if method == "POST" and not path:
+            if any(self._event_type(rec) for rec in records):
+                return self._publish_collection(request, all_or_none, records)
             return self._run_collection(request, all_or_none, records, self._collection_create)
         if method == "PATCH" and not path:
             return self._run_collection(request, all_or_none, records, self._collection_update)
@@ -470,6 +511,14 @@ class RestApi:
             else:
                 out.append(render(obj, rec, version, fields))
         return web.json_response(out)
+
+    def _event_type(self, rec: Any) -> ObjectDef | None:
+        """The platform event a collection record is, if it is one."""
+        attributes = rec.get("attributes") if isinstance(rec, dict) else None
+        if not isinstance(attributes, dict):
+            return None
+        obj = self.schema.get(str(attributes.get("type") or ""))
+        return obj if obj is not None and obj.is_event else None
 
     def _record_type(self, rec: Any) -> ObjectDef:
         if not isinstance(rec, dict):

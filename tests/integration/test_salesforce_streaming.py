@@ -222,6 +222,46 @@ def test_platform_events_are_delivered_on_their_channel(emu: RunningEmulator, sf
     assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$", payload["CreatedDate"])
 
 
+def test_platform_events_published_through_collections(emu: RunningEmulator, sf: Salesforce) -> None:
+    """POST composite/sobjects with event records publishes each (Salesforce allows it); a bad one
+    fails alone, or, with allOrNone, keeps every other from being published."""
+    replies = "/event/Credit_Check_Reply__e"
+
+    def reply(correlation: str, **extra: Any) -> dict[str, Any]:
+        return {"attributes": {"type": "Credit_Check_Reply__e"}, "Correlation_Id__c": correlation, **extra}
+
+    async def scenario() -> tuple[list[Any], list[Any], list[dict[str, Any]]]:
+        async with client_for(emu, MemoryReplayStorage()) as client:
+            await client.subscribe(replies)
+            mixed = [reply("c-1", Approved__c=True, Available_Credit__c=99.5), reply("c-2", Bogus__c=1)]
+            partial = await in_thread(
+                sf.restful, "composite/sobjects", method="POST", json={"allOrNone": False, "records": mixed}
+            )
+            refused = await in_thread(
+                sf.restful,
+                "composite/sobjects",
+                method="POST",
+                json={"allOrNone": True, "records": [reply("c-3"), reply("c-4", Bogus__c=1)]},
+            )
+            [message] = await take(client, 1)
+            await nothing_more(client, 0.5)
+            return partial, refused, [message]
+
+    partial, refused, [message] = asyncio.run(scenario())
+    assert partial[0]["success"] is True
+    assert partial[0]["errors"][0]["statusCode"] == "OPERATION_ENQUEUED"
+    assert partial[1]["success"] is False
+    assert partial[1]["errors"][0]["statusCode"] == "INVALID_FIELD"
+    assert [r["success"] for r in refused] == [False, False]
+    assert refused[0]["errors"][0]["statusCode"] == "ALL_OR_NONE_OPERATION_ROLLED_BACK"
+    payload = message["data"]["payload"]
+    assert (payload["Correlation_Id__c"], payload["Approved__c"], payload["Available_Credit__c"]) == (
+        "c-1",
+        True,
+        99.5,
+    )
+
+
 def test_gap_and_overflow_events_from_the_admin_api(emu: RunningEmulator) -> None:
     async def scenario() -> list[dict[str, Any]]:
         async with client_for(emu, MemoryReplayStorage()) as client:
