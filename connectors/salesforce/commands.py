@@ -5,9 +5,10 @@ salesforce.results.v1 (schemas/SalesforceCommand.avsc, SalesforceResult.avsc) an
 works with:
 - `parse_command(value)` -> `SalesforceCommand`, checked before anything is sent: a known
   operation, API names that are names (they go into URLs and CSV headers), a record ID for UPDATE,
-  an external ID field and value for UPSERT, no `Id`/`attributes`/external-ID field among the
-  fields. A command that fails is `InvalidCommand` (Permanent): dead-lettered and answered as
-  REJECTED without calling Salesforce.
+  an external ID field and value for UPSERT (INSERT needs neither: it creates, e.g. publishes a
+  platform event), no `Id`/`attributes`/external-ID field among the fields. A command that
+  fails is `InvalidCommand` (Permanent): dead-lettered and answered as REJECTED without calling
+  Salesforce.
 - `coalesce(commands)` -> `Write`s: commands for the same record (same operation and object, same
   record ID, or same external ID field and value, compared case-insensitively as Salesforce does
   for external IDs) become one write whose fields are merged in source_event_time order, ties in
@@ -58,6 +59,7 @@ _EPOCH = datetime.min.replace(tzinfo=UTC)
 class Operation(StrEnum):
     UPSERT = "UPSERT"
     UPDATE = "UPDATE"
+    INSERT = "INSERT"  # a new record each time: how platform event messages are published
 
 
 class Outcome(StrEnum):
@@ -90,17 +92,27 @@ class SalesforceCommand:
 
     @property
     def key_field(self) -> str:
-        """The field that finds the record: `Id` for UPDATE, the external ID field for UPSERT."""
+        """The field that finds the record: `Id` for UPDATE, the external ID field for UPSERT, none
+        for INSERT (nothing is found: a record is created)."""
+        if self.operation is Operation.INSERT:
+            return ""
         return "Id" if self.operation is Operation.UPDATE else str(self.external_id_field)
 
     @property
     def key_value(self) -> str:
+        """What the key field must equal; for INSERT the command ID, so only a redelivery of the
+        same command is merged with it."""
+        if self.operation is Operation.INSERT:
+            return self.command_id
         return str(self.record_id if self.operation is Operation.UPDATE else self.external_id)
 
     def identity(self) -> tuple[str, str, str, str]:
         """What makes two commands address the same record (see the module doc)."""
         value = self.key_value
-        value = value[:15] if self.operation is Operation.UPDATE else value.lower()  # 18 = 15 + checksum
+        if self.operation is Operation.UPDATE:
+            value = value[:15]  # 18 = 15 + checksum
+        elif self.operation is Operation.UPSERT:
+            value = value.lower()
         return (self.operation.value, self.sobject.lower(), self.key_field.lower(), value)
 
 
@@ -126,7 +138,9 @@ def parse_command(value: Any) -> SalesforceCommand:
     operation_name = str(value.get("operation") or "")
     if operation_name not in Operation.__members__:
         raise InvalidCommand(
-            f"operation {operation_name!r} is not UPSERT or UPDATE", field="operation", value=operation_name
+            f"operation {operation_name!r} is not UPSERT, UPDATE or INSERT",
+            field="operation",
+            value=operation_name,
         )
     operation = Operation(operation_name)
     sobject = _text(value.get("sobject")) or ""
@@ -142,7 +156,7 @@ def parse_command(value: Any) -> SalesforceCommand:
                 field="record_id",
                 value=record_id,
             )
-    else:
+    elif operation is Operation.UPSERT:
         if ext_field is None or not _API_NAME.match(ext_field):
             raise InvalidCommand(
                 "an UPSERT needs external_id_field, the API name of an external ID field",
@@ -175,7 +189,7 @@ def parse_command(value: Any) -> SalesforceCommand:
         correlation_id=_text(envelope.get("correlation_id")),
         operation=operation,
         sobject=sobject,
-        record_id=record_id,
+        record_id=record_id if operation is Operation.UPDATE else None,
         external_id_field=ext_field if operation is Operation.UPSERT else None,
         external_id=ext_value if operation is Operation.UPSERT else None,
         fields=fields,

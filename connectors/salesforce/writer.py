@@ -6,8 +6,9 @@ are grouped by (operation, object, key field), in first-seen order; per group:
 - up to `bulk_threshold` records (Salesforce advises Bulk 2.0 above about 2,000): sObject
   Collections, 200 records a request, `allOrNone: false`, through simple-salesforce's
   `restful`: UPDATE as `PATCH composite/sobjects` (records carry `attributes.type` and `Id`),
-  UPSERT as `PATCH composite/sobjects/<Object>/<ExtIdField>`. Salesforce answers one result per
-  record, in order.
+  UPSERT as `PATCH composite/sobjects/<Object>/<ExtIdField>`, INSERT as `POST composite/sobjects`
+  (how platform event messages are published; never through Bulk). Salesforce answers one
+  result per record, in order.
 - above it: one Bulk API 2.0 ingest job (operation update or upsert with externalIdFieldName):
   create, upload the CSV, UploadComplete, poll (first after `poll_interval`, doubling up to 10 s),
   then read successfulResults (sf__Id, sf__Created) and failedResults (sf__Error `CODE:message:
@@ -166,7 +167,7 @@ class SalesforceWriter:
         outcomes: list[WriteOutcome | None] = [None] * len(writes)
         try:
             for group in self._groups(writes):
-                if len(group) > self.bulk_threshold:
+                if len(group) > self.bulk_threshold and writes[group[0]].operation is not Operation.INSERT:
                     self._bulk(writes, group, outcomes)
                 else:
                     for start in range(0, len(group), COLLECTION_SIZE):
@@ -195,23 +196,25 @@ class SalesforceWriter:
         self, writes: Sequence[Write], indexes: Sequence[int], outcomes: list[WriteOutcome | None]
     ) -> None:
         first = writes[indexes[0]]
+        inserting = first.operation is Operation.INSERT
         records = [
             {
                 "attributes": {"type": writes[i].sobject},
-                writes[i].key_field: writes[i].key_value,
+                **({} if inserting else {writes[i].key_field: writes[i].key_value}),
                 **writes[i].fields,
             }
             for i in indexes
         ]
-        if first.operation is Operation.UPDATE:
-            path = "composite/sobjects"
-        else:
+        if first.operation is Operation.UPSERT:
             path = f"composite/sobjects/{first.sobject}/{first.key_field}"
+        else:
+            path = "composite/sobjects"
+        method = "POST" if inserting else "PATCH"
         self.budget.check()
         try:
-            answer = self.conn.sf.restful(path, method="PATCH", json={"allOrNone": False, "records": records})
+            answer = self.conn.sf.restful(path, method=method, json={"allOrNone": False, "records": records})
         except Exception as exc:
-            error = from_exception(exc, rate_limit_pause=self.rate_limit_pause, what=f"PATCH {path}")
+            error = from_exception(exc, rate_limit_pause=self.rate_limit_pause, what=f"{method} {path}")
             if isinstance(error, Permanent):
                 self._fail_all(indexes, outcomes, error, WriteApi.COLLECTIONS)
                 return
@@ -220,7 +223,9 @@ class SalesforceWriter:
             raise error from exc
         RECORDS_PER_CALL.labels("collections").observe(len(indexes))
         if not isinstance(answer, list) or len(answer) != len(indexes):
-            raise SalesforceUnavailable(f"PATCH {path}: expected {len(indexes)} results, got {answer!r:.200}")
+            raise SalesforceUnavailable(
+                f"{method} {path}: expected {len(indexes)} results, got {answer!r:.200}"
+            )
         written = 0
         for i, result in zip(indexes, answer, strict=True):
             if isinstance(result, Mapping) and result.get("success"):

@@ -177,6 +177,26 @@ def test_updates_by_15_and_18_character_ids_of_one_record_coalesce():
     assert write.fields == {"Name": "b"}
 
 
+def test_inserts_are_never_merged_except_a_redelivered_one():
+    """INSERT publishes a platform event: two replies are two messages, the same one twice is one."""
+
+    def reply(command_id: str, correlation: str) -> Any:
+        return parse_command(
+            cmd(
+                command_id=command_id,
+                operation="INSERT",
+                sobject="Credit_Check_Reply__e",
+                external_id_field=None,
+                external_id=None,
+                fields={"Correlation_Id__c": correlation, "Approved__c": True},
+            )
+        )
+
+    writes = coalesce([(0, reply("r1", "a")), (1, reply("r2", "b")), (2, reply("r1", "a"))])
+    assert [(w.key_field, w.key_value, w.members) for w in writes] == [("", "r1", [0, 2]), ("", "r2", [1])]
+    assert writes[1].fields == {"Correlation_Id__c": "b", "Approved__c": True}
+
+
 # --- Salesforce's failures --------------------------------------------------------------------------
 
 
