@@ -295,9 +295,22 @@ class OrderPipeline:
             step = Step("learned")
             step.add(released)
             return step
-        if origin.value is not None:  # a Salesforce account Sage does not know yet
-            self.t.accounts[str(account)] = to_b64(origin.value)
-        return Step("remembered")
+        step = Step("remembered")
+        if origin.value is None:
+            return step
+        account = str(account)
+        self.t.accounts[account] = to_b64(origin.value)  # a Salesforce account Sage does not know yet
+        waiting = self.t.held.get(account)
+        if waiting is not None:
+            # an order got here first and asked for the customer with the order's own data; ask
+            # again with the account's (same command ID: Sage creates it once, then updates it)
+            try:
+                step.outbound.append(self._upsert_customer(account, None))
+            except Permanent as exc:
+                log.warning("Account %s: its customer data cannot be sent to Sage: %s", account, exc)
+                return step
+            self.t.held[account] = {**waiting, "requested_at": _now_ms()}
+        return step
 
     def _learn(self, account: str, division: str, number: str) -> None:
         wanted = {"ar_division_no": division, "customer_no": number}

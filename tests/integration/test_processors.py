@@ -558,7 +558,15 @@ def test_unknown_customer_is_created_first_and_the_order_waits(world: World) -> 
         sales_order(opp, [line(1, "HRDW-1000", "4", "12.50")], account=account, name="Brand New Customer"),
     )
 
-    [upsert] = world.wait_for("UpsertCustomer", sage_commands(world, account, "customer"))
+    # from the account's own record (customer.v1): sent at once when the account was there first,
+    # else again when it arrives after the order (the first UpsertCustomer then has the order's data)
+    [upsert] = world.wait_for(
+        "UpsertCustomer with the account's data",
+        lambda o: (
+            sage_commands(world, account, "customer")(o)
+            and o.value["command"]["customer"]["terms_code"] is not None
+        ),
+    )
     customer = upsert.value["command"]["customer"]
     assert upsert.value["command_id"] == command_id("UpsertCustomer", account)
     assert customer["salesforce_account_id"] == account

@@ -164,3 +164,29 @@ def test_an_unchanged_linked_customer_writes_nothing_back(base_mappings: Mapping
     assert (key, written["fields"]["ExternalID__c"]) == (ACCOUNT, "01-ABF")
     unchanged = {**result, "outcome": "EXISTING", "command_id": "c2"}
     assert s.orders.on_sage_result(ACCOUNT, unchanged, results).outbound == []
+
+
+def test_an_account_that_arrives_after_its_order_is_sent_to_sage_with_its_own_data(
+    base_mappings: Mappings,
+) -> None:
+    """The order got there first and asked for the customer with the order's data (no terms);
+    the account's record then asks again, same command ID, with the account's terms and phone."""
+    raw = {b"value": order(("HRDW-1000", "1", "12.50"), external=None)}
+    account_record = customer(
+        "SALESFORCE", salesforce_account_id=ACCOUNT, name="Acme", terms_code="30", telephone_no="555-0100"
+    )
+    p = OrderPipeline(
+        MappingsRef(base_mappings),
+        pipeline(base_mappings).t,
+        decode_order=lambda data: raw[data],
+        decode_customer=lambda data: account_record,
+    )
+    s = CustomerSync(MappingsRef(base_mappings), p)
+    held = p.on_sales_order(OPP, raw[b"value"], ORIGIN)
+    [first] = sage_commands(held)
+    assert first["terms_code"] is None
+    step = s.on_customer(ACCOUNT, account_record, Origin("customer.v1", 0, 3, None, b"account"))
+    [again] = sage_commands(step)
+    assert (again["terms_code"], again["telephone_no"]) == ("01", "555-0100")
+    ids = {o.value["command_id"] for o in [*held.outbound, *step.outbound] if o.topic == "sage.commands.v1"}
+    assert len(ids) == 1  # the same command: Sage creates the customer once
