@@ -35,7 +35,7 @@ cli = typer.Typer(no_args_is_help=True, add_completion=False, help="The sagesf p
 
 @cli.callback()
 def _main() -> None:
-    """The sagesf processors: orders, status and inventory agents in one faust app."""
+    """The sagesf processors: orders, customers, status, inventory and credit agents in one faust app."""
 
 
 @cli.command()

@@ -1,11 +1,12 @@
-"""The processors: one faust-streaming app with the orders, status and inventory agents.
+"""The processors: one faust-streaming app with the orders, customers, status, inventory and credit agents.
 
 What it owns: `Processors`, which builds the faust app and wires everything else to it:
 - agents, one per input topic, each reading raw bytes (key and value serializer `raw`) so that
   decoding happens here, with sagesf.serde, where a failure can be dead-lettered:
   salesorder.v1 (orders), sage.results.v1 (results), customer.v1 (customers: the cross-reference
   and the customer sync both ways, processors/customers.py), item.v1 (items),
-  orderstatus.v1 (status), inventory.v1 (inventory);
+  orderstatus.v1 (status), inventory.v1 (inventory), credit.replies.v1 (credit: Sage's answers
+  to credit checks, published to Salesforce, processors/credit.py);
 - the changelog-backed tables (processors/tables.py, `Tables` in processors/state.py);
 - timers: the inventory flush, the held-order sweep, the mapping reload;
 - the outputs: commands to sage.commands.v1 and salesforce.commands.v1 (Avro, Confluent framing,
@@ -46,6 +47,7 @@ from aiokafka.errors import KafkaError
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from processors.config import ProcessorSettings
+from processors.credit import CreditReplies
 from processors.customers import CustomerSync
 from processors.inventory import InventoryPipeline
 from processors.mappings import MappingError, Mappings, load_mappings
@@ -92,6 +94,7 @@ DLQ_TOPICS = {
     "customers": "dlq.customers.v1",
     "status": "dlq.status.v1",
     "inventory": "dlq.inventory.v1",
+    "credit": "dlq.credit.v1",
 }
 
 
@@ -169,6 +172,7 @@ class Processors:
         )
         self.status = StatusPipeline(self.orders)
         self.customers = CustomerSync(self.ref, self.orders)
+        self.credit = CreditReplies(self.ref)
         self.inventory = InventoryPipeline(self.ref, self.tables)
         levels.add_listener(self.inventory.changed)
         self._dlq_producer = ConfirmedProducer(core.kafka)
@@ -241,6 +245,7 @@ class Processors:
                 lambda k, v, o: self.status.on_status_change(k, v),
             ),
             ("inventory", "inventory.v1", "InventoryLevel", lambda k, v, o: self.inventory.on_level(k, v)),
+            ("credit", "credit.replies.v1", "CreditCheckReply", self.credit.on_reply),
         ]
         for stage, topic, schema, handler in sources:
             self.app.agent(self._topic(topic), name=f"sagesf-{stage}")(

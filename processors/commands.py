@@ -1,8 +1,9 @@
 """The records the processors send: Sage commands, Salesforce commands, and their deterministic IDs.
 
 What it owns: building SageCommand (CreateSalesOrder, UpsertCustomer) and SalesforceCommand
-(UPDATE by record ID, UPSERT by external ID) records as the serde encodes them, the Kafka key of
-each (topics.yaml: the Salesforce record ID, or `<SObject>/<external ID>` for an upsert), and
+(UPDATE by record ID, UPSERT by external ID, INSERT of a platform event) records as the serde
+encodes them, the Kafka key of each (topics.yaml: the Salesforce record ID, or
+`<SObject>/<external ID>` for an upsert, `<Event>/<correlation ID>` for an insert), and
 `command_id()`: a UUIDv5 of what the command is about, so the same input always yields the same
 command ID and redelivered or replayed inputs are recognisably the same command downstream.
 
@@ -30,6 +31,7 @@ __all__ = [
     "command_id",
     "create_sales_order",
     "envelope",
+    "salesforce_insert",
     "salesforce_update",
     "salesforce_upsert",
     "sobject_for",
@@ -142,3 +144,27 @@ def salesforce_upsert(
         "source_event_time": event_time,
     }
     return Outbound("salesforce.commands.v1", f"{sobject}/{external_id}", "SalesforceCommand", value)
+
+
+def salesforce_insert(
+    sobject: str,
+    fields: Mapping[str, Any],
+    *,
+    cid: str,
+    key: str,
+    correlation_id: str | None,
+    event_time: datetime | None,
+) -> Outbound:
+    """Create a record from `fields` (how a platform event is published); Kafka key `<SObject>/<key>`."""
+    value = {
+        "envelope": envelope(key, correlation_id),
+        "command_id": cid,
+        "operation": "INSERT",
+        "sobject": sobject,
+        "record_id": None,
+        "external_id_field": None,
+        "external_id": None,
+        "fields": dict(fields),
+        "source_event_time": event_time,
+    }
+    return Outbound("salesforce.commands.v1", f"{sobject}/{key}", "SalesforceCommand", value)

@@ -285,6 +285,9 @@ class _Checker:
                     m.picklists[str(spec.map)].values.values(),
                 )
         self.custom_fields(f, m.salesforce_object, m.sage_table, m.custom_fields)
+        if m.credit_reply is not None:
+            for value, name in m.credit_reply.fields.items():
+                self.sf_field(f, ("credit_reply", "fields", value), m.credit_reply.event, name, write=True)
         self.sync_status(
             f, ("write_back",), [m.salesforce_object], m.write_back.sync_status, m.write_back.message_field
         )

@@ -170,6 +170,32 @@ class CustomerWriteBack(_Model):
     message_field: str | None = None
 
 
+CreditReplyValue = Literal[
+    "correlation_id",
+    "approved",
+    "decision",
+    "credit_limit",
+    "current_balance",
+    "open_order_total",
+    "available_credit",
+    "message",
+]
+
+
+class CreditReply(_Model):
+    """Sage's answer to a credit check, published to Salesforce as a platform event."""
+
+    event: str  # the platform event, e.g. Credit_Check_Reply__e
+    fields: dict[CreditReplyValue, str]  # reply value -> the event's field
+
+    @field_validator("fields")
+    @classmethod
+    def _correlated(cls, value: dict[str, str]) -> dict[str, str]:
+        if "correlation_id" not in value:
+            raise ValueError("correlation_id must be sent: the requester matches the reply by it")
+        return value
+
+
 class CustomersMapping(_Model):
     version: Literal[1]
     identity: CustomerIdentity
@@ -179,6 +205,7 @@ class CustomersMapping(_Model):
     sage_to_salesforce: CustomerToSalesforce = CustomerToSalesforce()
     custom_fields: dict[str, CustomField] = Field(default_factory=dict)
     write_back: CustomerWriteBack
+    credit_reply: CreditReply | None = None  # None: credit replies stay in Kafka
 
     @property
     def sage_table(self) -> str:

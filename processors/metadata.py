@@ -146,14 +146,18 @@ def _read_yaml(path: Path) -> Any:
 
 
 def load_salesforce_metadata(path: Path | str) -> SalesforceMetadata:
-    """The objects and fields in a Salesforce metadata file (sandbox metadata.yaml format)."""
+    """The objects, platform events and their fields in a Salesforce metadata file (sandbox
+    metadata.yaml format)."""
     path = Path(path)
     data = _read_yaml(path)
     objects_in = data.get("objects") if isinstance(data, dict) else None
     if not isinstance(objects_in, dict):
         raise MetadataError(f"{path}: expected a mapping `objects: {{<Object>: {{fields: ...}}}}`")
     objects: dict[str, SalesforceObject] = {}
-    for name, spec in objects_in.items():
+    events_in = data.get("platformEvents") or {}
+    if not isinstance(events_in, dict):
+        raise MetadataError(f"{path}: platformEvents: expected a mapping `{{<Name>__e: {{fields: ...}}}}`")
+    for name, spec in [*objects_in.items(), *events_in.items()]:
         if not isinstance(spec, dict) or not isinstance(spec.get("fields", {}), dict):
             raise MetadataError(f"{path}: objects.{name}: expected a mapping with `fields`")
         fields = {n: SalesforceField(n, t, updateable=False) for n, t in _SYSTEM_FIELDS.items()}

@@ -85,16 +85,19 @@ __all__ = [
 
 ENV_PREFIX = "SAGESF_SALESFORCE__SOURCE__"
 DEFAULT_CHANNELS = [
-    f"/data/{entity}ChangeEvent"
-    for entity in (
-        "Account",
-        "Contact",
-        "Opportunity",
-        "OpportunityLineItem",
-        "Order",
-        "OrderItem",
-        "Product2",
-    )
+    *(
+        f"/data/{entity}ChangeEvent"
+        for entity in (
+            "Account",
+            "Contact",
+            "Opportunity",
+            "OpportunityLineItem",
+            "Order",
+            "OrderItem",
+            "Product2",
+        )
+    ),
+    "/event/Credit_Check_Request__e",  # the credit check (request/reply with Sage)
 ]
 _CHANNEL = re.compile(
     r"^/(data/(ChangeEvents|[A-Za-z][A-Za-z0-9_]*ChangeEvent)|event/[A-Za-z][A-Za-z0-9_]*__e)$"

@@ -9,6 +9,7 @@ kills every pipeline process in turn, runs last.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import re
@@ -380,8 +381,8 @@ def test_duplicate_change_events_make_one_order(
 
 def test_customers_sync_both_ways(sf: Any, db: SageDatabase, customers: list[tuple[str, str]]) -> None:
     """A sales rep edits the Account of a Sage customer; a Sage user edits that customer, then
-    creates one Salesforce has never seen. Each change arrives on the other side, the new customer
-    becomes exactly one Account (upsert by ExternalID__c), and nothing echoes back."""
+    creates one Salesforce has never seen. Each change arrives on the other side without undoing
+    the other's, and the new customer becomes exactly one Account (upsert by ExternalID__c)."""
     from sandbox.sage100 import open_database
     from sandbox.sage100.simulator import SageSimulator
 
@@ -439,6 +440,73 @@ def test_customers_sync_both_ways(sf: Any, db: SageDatabase, customers: list[tup
         60,
     )
     assert len(sf.query(query)["records"]) == 1
+
+
+def credit_reply_of(salesforce_url: str, correlation: str, timeout: float = 60.0) -> dict[str, Any]:
+    """The Credit_Check_Reply__e with this correlation ID, as a requester in Salesforce sees it:
+    subscribed over CometD (aiosfstream-ng), replaying the retained events so none is missed."""
+    from aiosfstream_ng.auth import PasswordAuthenticator
+    from aiosfstream_ng.client import Client
+    from aiosfstream_ng.replay import ReplayOption
+
+    from sandbox.salesforce import sandbox_credentials
+    from sandbox.salesforce.config import SALES_USERNAME
+
+    creds = sandbox_credentials(salesforce_url, username=SALES_USERNAME)
+
+    class Login(PasswordAuthenticator):
+        @property
+        def _token_url(self) -> str:
+            return f"{creds.url}/services/oauth2/token"
+
+    async def listen() -> dict[str, Any]:
+        auth = Login(creds.client_id, creds.client_secret, creds.username, creds.password)
+        async with Client(auth, replay=ReplayOption.ALL_EVENTS, connection_timeout=10) as client:
+            await client.subscribe("/event/Credit_Check_Reply__e")
+            while True:
+                message = await client.receive()
+                payload: dict[str, Any] = message["data"]["payload"]
+                if payload.get("Correlation_Id__c") == correlation:
+                    return payload
+
+    async def bounded() -> dict[str, Any]:
+        return await asyncio.wait_for(listen(), timeout)
+
+    return asyncio.run(bounded())
+
+
+def test_a_credit_check_asked_in_salesforce_is_answered_by_sage(
+    order_sandbox: OrderSandbox, sf: Any, db: SageDatabase, customers: list[tuple[str, str]]
+) -> None:
+    """Use case 4: a Credit_Check_Request__e goes to Sage and its answer comes back as a
+    Credit_Check_Reply__e with the same correlation ID and Sage's figures."""
+    from sandbox.salesforce.scenarios import request_credit_check
+
+    for account_id, _ in reversed(customers):  # an active customer with a credit limit, if any
+        external = sf.Account.get(account_id)["ExternalID__c"]
+        division, number = external.split("-", 1)
+        [row] = db.rows(
+            "SELECT CreditLimit, CurrentBalance, CustomerStatus FROM AR_Customer "
+            "WHERE ARDivisionNo = ? AND CustomerNo = ?",
+            division,
+            number,
+        )
+        if row["CustomerStatus"] == "A" and Decimal(str(row["CreditLimit"])) > 0:
+            break
+    assert row["CustomerStatus"] == "A"
+    small, large = uuid.uuid4().hex, uuid.uuid4().hex
+    request_credit_check(sf, external, 1.0, small)
+    request_credit_check(sf, external, 10_000_000.0, large)
+    yes = credit_reply_of(order_sandbox.salesforce_url, small)
+    no = credit_reply_of(order_sandbox.salesforce_url, large)
+    limit, balance = Decimal(str(row["CreditLimit"])), Decimal(str(row["CurrentBalance"]))
+    if limit == 0:  # no limit in Sage: everything fits, and there is no available figure
+        assert (yes["Approved__c"], no["Approved__c"]) == (True, True)
+        return
+    assert yes["Approved__c"] is (limit - balance >= 1)
+    assert no["Approved__c"] is False
+    assert no["Message__c"]
+    assert Decimal(str(yes["Available_Credit__c"])) <= limit - balance  # open orders count against it
 
 
 def test_kill_9_of_each_process_in_turn_during_50_orders(
