@@ -61,6 +61,10 @@ log = logging.getLogger(__name__)
 __all__ = ["OrderPipeline", "order_identity"]
 
 CENT = Decimal("0.01")
+# Customer fields an UpsertCustomer carries whatever customers.yaml maps (the rest only if mapped)
+_CUSTOMER_STRUCTURE = frozenset(
+    {"salesforce_account_id", "name", "status", "billing_address", "shipping_address", "deleted"}
+)
 _MESSAGE_LENGTH = 255  # Sage_Sync_Message__c when the metadata does not say
 Decoder = Callable[[bytes], Any]
 
@@ -250,11 +254,15 @@ class OrderPipeline:
         return commands.upsert_customer(customer, cid, account, cid)
 
     def customer_for_sage(self, customer: Mapping[str, Any], account: str) -> dict[str, Any]:
+        """The Customer of an UpsertCustomer: the fields customers.yaml `salesforce_to_sage` lists
+        (mapped), the addresses (standardised), status, contacts and custom fields. A plain field
+        the map does not list (credit_limit, current_balance, ...) is not sent: Sage keeps its own."""
         m = self.m.customers
         out: dict[str, Any] = {
             k: copy.deepcopy(v)
             for k, v in customer.items()
             if k not in ("envelope", "ar_division_no", "customer_no", "custom_fields", "contacts")
+            and (k in m.salesforce_to_sage.fields or k in _CUSTOMER_STRUCTURE)
         }
         out["envelope"] = commands.envelope(account, None)
         out["salesforce_account_id"] = account

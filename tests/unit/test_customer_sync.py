@@ -190,3 +190,22 @@ def test_an_account_that_arrives_after_its_order_is_sent_to_sage_with_its_own_da
     assert (again["terms_code"], again["telephone_no"]) == ("01", "555-0100")
     ids = {o.value["command_id"] for o in [*held.outbound, *step.outbound] if o.topic == "sage.commands.v1"}
     assert len(ids) == 1  # the same command: Sage creates the customer once
+
+
+def test_fields_the_map_does_not_send_to_sage_stay_sages(base_mappings: Mappings) -> None:
+    """customers.yaml sends no credit_limit to Sage (credit control sets it there): an Account's
+    Credit_Limit__c, a copy of Sage's, must not overwrite it."""
+    s = sync(base_mappings)
+    edited = customer(
+        "SALESFORCE",
+        salesforce_account_id=ACCOUNT,
+        ar_division_no="01",
+        customer_no="ABF",
+        credit_limit=Decimal("999999.00"),
+        current_balance=Decimal("1.00"),
+        telephone_no="555-0101",
+    )
+    [data] = sage_commands(s.on_customer("01-ABF", edited, ORIGIN))
+    assert data.get("credit_limit") is None
+    assert data.get("current_balance") is None
+    assert data["telephone_no"] == "555-0101"
