@@ -13,7 +13,8 @@ record first feeds the orders processor (the cross-reference, held orders: Order
 - SAGE100 (an AR_Customer row changed): the Account gets the `sage_to_salesforce` fields, its
   external ID (ARDivisionNo-CustomerNo) and the custom fields marked for Salesforce: an UPDATE
   by Account ID when the customer carries one (UDF_SALESFORCE_ID), else an UPSERT by the external
-  ID, which creates the Account once and finds it after (`create_accounts: false` turns that off).
+  ID, which creates the Account once and finds it after; only for an ACTIVE customer
+  (`create_accounts: false` turns creating off).
   Empty Sage values and values a map turns into null are left out: Sage never blanks a
   Salesforce field.
 A picklist value with no mapping (`unknown: error`) is Permanent: the record goes to
@@ -153,8 +154,8 @@ class CustomerSync:
                 event_time=when,
             )
             return [update]
-        if not spec.create_accounts:
-            return []
+        if not spec.create_accounts or customer.get("status") != "ACTIVE":
+            return []  # an inactive or held customer Salesforce never had stays out of the CRM
         upsert = commands.salesforce_upsert(
             "Account",
             self.m.customers.external_id,

@@ -161,7 +161,7 @@ class CustomerToSage(_Model):
 
 class CustomerToSalesforce(_Model):
     sync: bool = True  # an AR_Customer change updates its Account
-    create_accounts: bool = True  # a Sage customer with no Account gets one (upsert by external ID)
+    create_accounts: bool = True  # an active Sage customer with no Account gets one
     fields: dict[str, SalesforceFieldRef] = Field(default_factory=dict)
 
 

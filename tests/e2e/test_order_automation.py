@@ -423,6 +423,7 @@ def test_customers_sync_both_ways(sf: Any, db: SageDatabase, customers: list[tup
         if k not in ("UDF_SALESFORCE_ID",) and not k.startswith(("Date", "Time", "User"))
     }
     fresh.update(CustomerNo=new_no, CustomerName=f"Sage Only {new_no}", TelephoneNo="(312) 555-0100")
+    fresh["CustomerStatus"] = "A"  # only active customers become Accounts
     with SageSimulator(open_database(pipeline.sage_database_path())) as sage:
         sage.write_row("AR_Customer", fresh)
     query = format_soql(

@@ -120,6 +120,9 @@ def test_a_sage_customer_without_an_account_gets_one_by_external_id(base_mapping
     assert (command["external_id_field"], command["external_id"]) == ("ExternalID__c", "02-ORANGE")
     assert command["fields"] == {"Name": "Orange Door"}
 
+    inactive = {**new, "status": "INACTIVE"}
+    assert s.on_customer("02-ORANGE", inactive, SAGE_ORIGIN).outbound == []  # not pushed into the CRM
+
     spec = base_mappings.customers.sage_to_salesforce.model_copy(update={"create_accounts": False})
     customers = base_mappings.customers.model_copy(update={"sage_to_salesforce": spec})
     quiet = sync(Mappings(**{**base_mappings.__dict__, "customers": customers}))
