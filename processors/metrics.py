@@ -15,6 +15,7 @@ __all__ = [
     "HELD_ORDERS",
     "INVENTORY_PENDING",
     "MAPPING_RELOADS",
+    "ORDERS_RESENT",
     "RECORDS",
     "RECORD_SECONDS",
     "RETRIES",
@@ -34,4 +35,8 @@ INVENTORY_PENDING = Gauge(
 )
 MAPPING_RELOADS = Counter(
     "sagesf_processor_mapping_reloads_total", "Mapping file reloads after an edit", ["result"]
+)
+ORDERS_RESENT = Counter(
+    "sagesf_processor_orders_resent_total",
+    "Orders commanded again because Sage's result had not come back within resend_after",
 )

@@ -53,6 +53,7 @@ from processors import commands
 from processors.addresses import standardise
 from processors.commands import Outbound, command_id, sobject_for
 from processors.mappings import Mappings, SageField, ValueMap
+from processors.metrics import ORDERS_RESENT
 from processors.state import MappingsRef, Origin, Step, Tables, from_b64, to_b64
 from sagesf.errors import Permanent
 
@@ -177,7 +178,8 @@ class OrderPipeline:
         except Permanent as exc:
             log.warning("order %s: no Sage result yet and cannot command it again: %s", identity, exc)
             return []
-        log.info("order %s: no Sage result for %d s; commanding it again", identity, (now - at) // 1000)
+        log.warning("order %s: no Sage result for %d s; commanding it again", identity, (now - at) // 1000)
+        ORDERS_RESENT.inc()
         return [self._create(sage_order, order, identity)]
 
     def _resolve_customer(self, order: Mapping[str, Any]) -> dict[str, Any] | None:

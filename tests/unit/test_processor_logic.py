@@ -14,6 +14,7 @@ from typing import Any
 
 import faust
 import pytest
+from prometheus_client import REGISTRY
 
 from processors.inventory import InventoryPipeline
 from processors.mappings import Mappings, load_mappings
@@ -187,8 +188,10 @@ def test_an_order_without_a_sage_result_is_commanded_again_until_one_arrives(
     assert (key, kind) == (OPP, "CreateSalesOrder")
     assert _sage_commands(p.sweep()) == []  # not waited long enough yet
     p.t.orders[OPP] = {**p.t.orders[OPP], "at": p.t.orders[OPP]["at"] - p.resend_after_ms}
+    resent = REGISTRY.get_sample_value("sagesf_processor_orders_resent_total") or 0.0
     again = p.sweep()
     assert _sage_commands(again) == [(OPP, cid, "CreateSalesOrder")]  # the same command: idempotent
+    assert REGISTRY.get_sample_value("sagesf_processor_orders_resent_total") == resent + 1  # alerted on
     assert again.dead_letters == []
     assert _sage_commands(p.sweep()) == []  # its clock restarted
     result = {
