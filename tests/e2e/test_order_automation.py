@@ -443,37 +443,16 @@ def test_customers_sync_both_ways(sf: Any, db: SageDatabase, customers: list[tup
     assert len(sf.query(query)["records"]) == 1
 
 
-def credit_reply_of(salesforce_url: str, correlation: str, timeout: float = 60.0) -> dict[str, Any]:
-    """The Credit_Check_Reply__e with this correlation ID, as a requester in Salesforce sees it:
-    subscribed over CometD (aiosfstream-ng), replaying the retained events so none is missed."""
-    from aiosfstream_ng.auth import PasswordAuthenticator
-    from aiosfstream_ng.client import Client
-    from aiosfstream_ng.replay import ReplayOption
-
-    from sandbox.salesforce import sandbox_credentials
-    from sandbox.salesforce.config import SALES_USERNAME
-
-    creds = sandbox_credentials(salesforce_url, username=SALES_USERNAME)
-
-    class Login(PasswordAuthenticator):
-        @property
-        def _token_url(self) -> str:
-            return f"{creds.url}/services/oauth2/token"
+def credit_replies(salesforce_url: str, correlations: set[str], timeout: float = 60.0) -> dict[str, Any]:
+    """The Credit_Check_Reply__e of each correlation ID, as a requester in Salesforce sees them
+    (CometD, replaying the retained events so none is missed)."""
+    from sandbox.credit_flow import ReplyListener
 
     async def listen() -> dict[str, Any]:
-        auth = Login(creds.client_id, creds.client_secret, creds.username, creds.password)
-        async with Client(auth, replay=ReplayOption.ALL_EVENTS, connection_timeout=10) as client:
-            await client.subscribe("/event/Credit_Check_Reply__e")
-            while True:
-                message = await client.receive()
-                payload: dict[str, Any] = message["data"]["payload"]
-                if payload.get("Correlation_Id__c") == correlation:
-                    return payload
+        async with ReplyListener(salesforce_url, replay_all=True) as replies:
+            return await replies.wait(correlations, timeout)
 
-    async def bounded() -> dict[str, Any]:
-        return await asyncio.wait_for(listen(), timeout)
-
-    return asyncio.run(bounded())
+    return asyncio.run(listen())
 
 
 def test_a_credit_check_asked_in_salesforce_is_answered_by_sage(
@@ -498,8 +477,8 @@ def test_a_credit_check_asked_in_salesforce_is_answered_by_sage(
     small, large = uuid.uuid4().hex, uuid.uuid4().hex
     request_credit_check(sf, external, 1.0, small)
     request_credit_check(sf, external, 10_000_000.0, large)
-    yes = credit_reply_of(order_sandbox.salesforce_url, small)
-    no = credit_reply_of(order_sandbox.salesforce_url, large)
+    replies = credit_replies(order_sandbox.salesforce_url, {small, large})
+    yes, no = replies[small], replies[large]
     limit, balance = Decimal(str(row["CreditLimit"])), Decimal(str(row["CurrentBalance"]))
     if limit == 0:  # no limit in Sage: everything fits, and there is no available figure
         assert (yes["Approved__c"], no["Approved__c"]) == (True, True)

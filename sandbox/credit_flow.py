@@ -1,0 +1,93 @@
+"""The credit check as a requester in Salesforce sees it, against the sandbox emulator.
+
+What it owns: `ReplyListener`, a CometD subscriber (aiosfstream-ng, the sales user's login) on
+`/event/Credit_Check_Reply__e` that notes when each reply arrives, by correlation ID. Used by the
+end-to-end test (tests/e2e/test_order_automation.py) and bench/credit.py; requests are published
+with `sandbox.salesforce.scenarios.request_credit_check`.
+
+Limits: one subscriber per listener, over the emulator's long-polling transport; replies arrive
+as the emulator delivers them (its long poll answers as soon as an event is there).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from types import TracebackType
+from typing import Any
+
+from aiosfstream_ng.auth import PasswordAuthenticator
+from aiosfstream_ng.client import Client
+from aiosfstream_ng.replay import ReplayOption
+
+from sandbox.salesforce import sandbox_credentials
+from sandbox.salesforce.config import SALES_USERNAME
+
+__all__ = ["REPLIES", "ReplyListener"]
+
+REPLIES = "/event/Credit_Check_Reply__e"
+
+
+class _Login(PasswordAuthenticator):
+    """aiosfstream's password flow, pointed at the emulator."""
+
+    def __init__(self, url: str, *args: Any) -> None:
+        super().__init__(*args)
+        self._url = url
+
+    @property
+    def _token_url(self) -> str:
+        return f"{self._url}/services/oauth2/token"
+
+
+class ReplyListener:
+    """`async with ReplyListener(url) as replies:` subscribed on entry; `await replies.wait(ids)`."""
+
+    def __init__(self, salesforce_url: str, *, replay_all: bool = False) -> None:
+        creds = sandbox_credentials(salesforce_url, username=SALES_USERNAME)
+        auth = _Login(creds.url, creds.client_id, creds.client_secret, creds.username, creds.password)
+        replay = ReplayOption.ALL_EVENTS if replay_all else ReplayOption.NEW_EVENTS
+        self._client = Client(auth, replay=replay, connection_timeout=10)
+        self.received: dict[str, tuple[float, dict[str, Any]]] = {}  # correlation -> (monotonic, payload)
+        self._task: asyncio.Task[None] | None = None
+        self._changed = asyncio.Event()
+
+    async def __aenter__(self) -> ReplyListener:
+        await self._client.open()
+        await self._client.subscribe(REPLIES)
+        self._task = asyncio.create_task(self._receive())
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._client.close()
+
+    async def _receive(self) -> None:
+        while True:
+            message = await self._client.receive()
+            payload: dict[str, Any] = message["data"]["payload"]
+            correlation = payload.get("Correlation_Id__c")
+            if isinstance(correlation, str) and correlation not in self.received:
+                self.received[correlation] = (time.monotonic(), payload)
+                self._changed.set()
+
+    async def wait(self, correlations: set[str], timeout: float) -> dict[str, dict[str, Any]]:
+        """The replies of these correlation IDs; TimeoutError naming how many are missing."""
+        deadline = time.monotonic() + timeout
+        while not correlations <= self.received.keys():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                missing = len(correlations - self.received.keys())
+                raise TimeoutError(f"{missing} of {len(correlations)} credit replies did not come")
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), left)
+            except TimeoutError:
+                continue
+        return {c: self.received[c][1] for c in correlations}
