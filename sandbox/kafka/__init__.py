@@ -226,10 +226,15 @@ class KafkaBroker:
 
 
 def _cluster_id() -> str:
-    # what `kafka-storage.sh random-uuid` prints: a url-safe base64 of 16 random bytes
+    """What `kafka-storage.sh random-uuid` prints: a url-safe base64 of 16 random bytes, never
+    starting with '-' (Kafka's Uuid.randomUuid rejects those too: the storage tool's argument
+    parser would take `-t -abc...` for an option, and the broker start failed 1 time in 64)."""
     import base64
 
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not text.startswith("-"):
+            return text
 
 
 def _answers(bootstrap: str) -> bool:
