@@ -11,6 +11,7 @@ emulators, and after topics.yaml is applied, and stopped first.
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,18 +65,22 @@ def sage_database_path() -> Path:
 
 def ensure_sage_database() -> Path:
     """The sandbox's Sage 100 company: created and seeded on first use, kept afterwards."""
-    from sandbox.sage100 import create_database, seed
+    from sandbox.sage100 import create_database, open_database, seed
+    from sandbox.sage100.database import add_missing_udfs
 
     path = sage_database_path()
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         seed(create_database(path))
+    else:
+        add_missing_udfs(open_database(path))  # a sandbox made before a UDF was added
     return path
 
 
 def pipeline_env(kafka: str, registry: str, salesforce_url: str) -> dict[str, str]:
     """Every component's settings for this sandbox (they contain sandbox credentials: never print)."""
     from sandbox.sage100 import connection_string
+    from sandbox.sage100.database import DEFAULT_UDF_COLUMNS
     from sandbox.salesforce import sandbox_credentials
 
     creds = sandbox_credentials(salesforce_url)
@@ -89,6 +94,7 @@ def pipeline_env(kafka: str, registry: str, salesforce_url: str) -> dict[str, st
         "SAGESF_SALESFORCE__USERNAME": creds.username,
         "SAGESF_SALESFORCE__PASSWORD": creds.password,
         "SAGESF_SAGE100__CONNECTION_STRING": connection_string(ensure_sage_database()),
+        "SAGESF_SAGE100__UDF_COLUMNS": json.dumps(DEFAULT_UDF_COLUMNS),
         "SAGESF_SAGE100__SOURCE__POLL_INTERVAL": "1.0",
         "SAGESF_PROCESSORS__REPLICATION_FACTOR": "1",
         "SAGESF_PROCESSORS__DATA_DIR": str(state_dir() / "processors" / "data"),

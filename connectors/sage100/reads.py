@@ -88,7 +88,7 @@ class ItemRow:
 class CustomerRow:
     ar_division_no: str
     customer_no: str
-    values: Mapping[str, str | Decimal | None]  # CUSTOMER_COLUMNS as stored (text trimmed)
+    values: Mapping[str, str | Decimal | None]  # CUSTOMER_COLUMNS and UDFs as stored (text trimmed)
     salesforce_account_id: str | None
 
     @property
@@ -149,6 +149,9 @@ class SqlSageReads:
         # fail at start-up, naming the column, when the configured UDFs are not in the layouts
         self.header_q.col(order_udf)
         self.customer_q.col(customer_udf)
+        # the customer's other UDFs, read with it so an update can tell which of them change
+        self.customer_udfs = [u for u in tables["AR_Customer"].udfs if u != customer_udf]
+        self._customer_select = [*CUSTOMER_COLUMNS, customer_udf, *self.customer_udfs]
 
     # --- reference data ------------------------------------------------------------------
 
@@ -185,14 +188,14 @@ class SqlSageReads:
 
     def customer(self, ar_division_no: str, customer_no: str) -> CustomerRow | None:
         q = self.customer_q
-        sql = q.select([*CUSTOMER_COLUMNS, self.customer_udf], where=q.key_equals())
+        sql = q.select(self._customer_select, where=q.key_equals())
         row = self.odbc.fetchone(sql, [ar_division_no, customer_no])
         return None if row is None else self._customer_row(row)
 
     def customer_by_salesforce_id(self, account_id: str) -> CustomerRow | None:
         q = self.customer_q
         sql = q.select(
-            [*CUSTOMER_COLUMNS, self.customer_udf],
+            self._customer_select,
             where=q.equals([self.customer_udf]),
             order_by=q.table.key,
         )
@@ -208,6 +211,8 @@ class SqlSageReads:
         values: dict[str, str | Decimal | None] = {}
         for name, value in zip(CUSTOMER_COLUMNS, row, strict=False):
             values[name] = to_decimal(value, 2) if name in _MONEY else text_value(value)
+        for name, value in zip(self.customer_udfs, row[len(CUSTOMER_COLUMNS) + 1 :], strict=False):
+            values[name] = text_value(value)
         return CustomerRow(
             ar_division_no=str(values["ARDivisionNo"]),
             customer_no=str(values["CustomerNo"]),

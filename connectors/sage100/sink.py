@@ -32,7 +32,8 @@ responder (credit.py), configured by `SAGESF_SAGE100__*` and `SAGESF_SAGE_SINK__
 
 Limits: commands are applied one at a time (Sage's writes are per record anyway). The result of
 an EXISTING order lists Sage's lines in LineSeqNo order and matches them to the command's lines
-by position. Customer contacts and custom fields other than the Salesforce ID are not written.
+by position. Customer contacts are not written; custom fields are written to the configured UDF
+columns of AR_Customer (one the installation does not have is refused, naming it).
 """
 
 from __future__ import annotations

@@ -288,6 +288,19 @@ class CommandValidator:
                 value = _text(address.get(source))
                 if value is not None:
                     columns[column] = self._fits(self.customer_table, column, value)
+        custom = customer.get("custom_fields")
+        for column, raw in custom.items() if isinstance(custom, Mapping) else ():
+            value = _text(raw)
+            if value is None or column == self.rules.customer_udf:
+                continue  # the Salesforce ID UDF is the link, set from salesforce_account_id
+            if column not in self.customer_table.udfs:
+                raise Permanent(
+                    f"AR_Customer has no user-defined field {column} (configured UDF columns: "
+                    f"{', '.join(self.customer_table.udfs) or 'none'})",
+                    field=f"custom_fields.{column}",
+                    value=value,
+                )
+            columns[column] = self._fits(self.customer_table, column, value)
         limit = customer.get("credit_limit")
         if limit is not None:
             columns["CreditLimit"] = self._fits(

@@ -50,6 +50,7 @@ __all__ = [
     "DEMO_USERS",
     "WAREHOUSES",
     "SandboxDatabase",
+    "add_missing_udfs",
     "connection_string",
     "create_database",
     "open_database",
@@ -57,7 +58,8 @@ __all__ = [
 ]
 
 DEFAULT_UDF_COLUMNS: dict[str, list[str]] = {
-    "AR_Customer": ["UDF_SALESFORCE_ID"],
+    # UDF_ACCOUNT_NUMBER: a custom field synced with Account.AccountNumber (mappings/customers.yaml)
+    "AR_Customer": ["UDF_SALESFORCE_ID", "UDF_ACCOUNT_NUMBER"],
     "SO_SalesOrderHeader": ["UDF_SALESFORCE_ID"],
 }
 DEMO_USERS = ("0000000002", "0000000003", "0000000004")  # Sage user keys of the demo staff
@@ -177,6 +179,26 @@ def create_database(
     finally:
         odbc.close()
     return SandboxDatabase(path, udfs, timeout)
+
+
+def add_missing_udfs(db: SandboxDatabase) -> list[str]:
+    """Add the UDF columns `db` is configured with but its file lacks (a database made before a
+    UDF was added to DEFAULT_UDF_COLUMNS); returns them as `Table.Column` names."""
+    added: list[str] = []
+    odbc = db.odbc()
+    try:
+        with odbc.transaction() as cur:
+            for table in db.tables.values():
+                cur.execute(f"SELECT * FROM {table.name} WHERE 1 = 0")  # noqa: S608 - a known table
+                present = {d[0].upper() for d in cur.description}
+                for name in table.udfs:
+                    if name.upper() not in present:
+                        kind = _ddl_type(table.column(name))
+                        cur.execute(f"ALTER TABLE {table.name} ADD COLUMN {name} {kind}")
+                        added.append(f"{table.name}.{name}")
+    finally:
+        odbc.close()
+    return added
 
 
 def open_database(

@@ -393,26 +393,33 @@ def test_customers_sync_both_ways(sf: Any, db: SageDatabase, customers: list[tup
     def sage_customer(no: str) -> dict[str, Any]:
         return db.rows("SELECT * FROM AR_Customer WHERE ARDivisionNo = ? AND CustomerNo = ?", division, no)[0]
 
-    # Salesforce -> Sage: the phone, and the link to the Account in the Salesforce ID UDF
+    # Salesforce -> Sage: the phone, a custom field to its UDF_ column (customers.yaml), and the
+    # link to the Account in the Salesforce ID UDF
     phone = f"(312) 555-{random.randrange(1000, 9999)}"
-    sf.Account.update(account_id, {"Phone": phone})
+    account_no = f"SF-{uuid.uuid4().hex[:8].upper()}"
+    sf.Account.update(account_id, {"Phone": phone, "AccountNumber": account_no})
     row = wait_for(
         f"AR_Customer {external} TelephoneNo = {phone}",
         lambda: found if (found := sage_customer(number))["TelephoneNo"] == phone else None,
         60,
     )
+    assert row["UDF_ACCOUNT_NUMBER"] == account_no
     assert row["UDF_SALESFORCE_ID"] == account_id
 
-    # Sage -> Salesforce: the credit limit
+    # Sage -> Salesforce: the credit limit and the UDF
     limit = random.randrange(100, 900) * 100
+    sage_no = f"SG-{uuid.uuid4().hex[:8].upper()}"
     with SageSimulator(open_database(pipeline.sage_database_path())) as sage:
-        sage.edit_customer(division, number, {"CreditLimit": f"{limit}.00"})
-    wait_for(
+        sage.edit_customer(division, number, {"CreditLimit": f"{limit}.00", "UDF_ACCOUNT_NUMBER": sage_no})
+    account = wait_for(
         f"Account {account_id} Credit_Limit__c = {limit}",
-        lambda: True if float(sf.Account.get(account_id).get("Credit_Limit__c") or 0) == limit else None,
+        lambda: (
+            got if float((got := sf.Account.get(account_id)).get("Credit_Limit__c") or 0) == limit else None
+        ),
         60,
     )
-    assert sf.Account.get(account_id)["Phone"] == phone  # the rep's edit was not undone
+    assert account["AccountNumber"] == sage_no  # the UDF back to its Salesforce field
+    assert account["Phone"] == phone  # the rep's edit was not undone
 
     # a customer only Sage knows becomes one Account, found again (not duplicated) on its next change
     new_no = f"E2E{uuid.uuid4().hex[:5].upper()}"

@@ -146,6 +146,7 @@ def test_source_publishes_changes_and_resumes_from_its_watermark(setup):
         "SAGESF_REGISTRY__AUTO_REGISTER": "true",
         "SAGESF_METRICS__PORT": "0",
         "SAGESF_SAGE100__CONNECTION_STRING": db.connection_string,
+        "SAGESF_SAGE100__UDF_COLUMNS": json.dumps(db.udf_columns),  # as the in-process source below
         "SAGESF_SAGE100__SOURCE__COMPONENT": s["component"],
         "SAGESF_SAGE100__SOURCE__TOPICS": json.dumps(s["topics"]),
         "SAGESF_SAGE100__SOURCE__POSITIONS_TOPIC": s["positions_topic"],
