@@ -12,8 +12,13 @@ marked Closed Won; the command exits 1 on the first step that fails:
 5. SO_SalesOrderHeader and SO_SalesOrderDetail are written;
 6. the SalesOrderNo and status are back on the opportunity (Sage_Sync_Status__c Synced);
 7. stock moves in Sage (a receipt of an ordered item) and is synced back to Product2;
-then a Sage-side status change (N -> O) arrives on the opportunity.
-It leaves the sandbox running and prints where the metrics are and how to stop it.
+8. a Sage-side status change (N -> O) arrives on the opportunity;
+9. the customer sync, both ways: the rep edits the account (Phone, and AccountNumber, a custom
+   field paired with the UDF_ACCOUNT_NUMBER column) and AR_Customer follows; a Sage user sets the
+   credit limit and the Account follows;
+10. the credit check: a Credit_Check_Request__e for the new customer is answered by Sage with a
+   Credit_Check_Reply__e (same correlation ID) that a CometD subscriber receives.
+Steps 9 and 10 are timed on their own. It leaves the sandbox running and prints where the metrics are and how to stop it.
 """
 
 from __future__ import annotations
@@ -248,6 +253,66 @@ def demo() -> None:
         return f"Sage order {number} N -> O; opportunity Sage_Order_Status__c = {wanted}"
 
     steps.run(8, "A Sage-side status change arrives in Salesforce", status_change)
+    steps.won_at = None  # the next steps are timed on their own
+
+    def customer_sync() -> str:
+        from sandbox.sage100 import open_database
+        from sandbox.sage100.simulator import SageSimulator
+
+        account = won.account_id
+        division, number = state["customer"]["ARDivisionNo"], state["customer"]["CustomerNo"]
+        phone, account_no = "(312) 555-0142", f"DEMO-{uuid.uuid4().hex[:6].upper()}"
+        sf.Account.update(account, {"Phone": phone, "AccountNumber": account_no})
+
+        def in_sage() -> bool | None:
+            [row] = db.rows(
+                "SELECT TelephoneNo, UDF_ACCOUNT_NUMBER FROM AR_Customer "
+                "WHERE ARDivisionNo = ? AND CustomerNo = ?",
+                division,
+                number,
+            )
+            return (row["TelephoneNo"], row["UDF_ACCOUNT_NUMBER"]) == (phone, account_no) or None
+
+        wait_for(f"AR_Customer {division}-{number} TelephoneNo and UDF_ACCOUNT_NUMBER", in_sage, TIMEOUT)
+        limit = 25_000
+        with SageSimulator(open_database(sage_database_path())) as sage:
+            sage.edit_customer(division, number, {"CreditLimit": f"{limit}.00"})
+        wait_for(
+            f"Account Credit_Limit__c = {limit}",
+            lambda: float(sf.Account.get(account).get("Credit_Limit__c") or 0) == limit or None,
+            TIMEOUT,
+        )
+        return (
+            f"Account Phone {phone}, AccountNumber {account_no} -> AR_Customer TelephoneNo, "
+            f"UDF_ACCOUNT_NUMBER; Sage CreditLimit {limit} -> Account Credit_Limit__c"
+        )
+
+    steps.run(
+        9, "Customer changes flow both ways (Account <-> AR_Customer, custom field <-> UDF)", customer_sync
+    )
+
+    def credit_check() -> str:
+        import asyncio
+
+        from sandbox.credit_flow import ReplyListener
+        from sandbox.salesforce.scenarios import request_credit_check
+
+        external = f"{state['customer']['ARDivisionNo']}-{state['customer']['CustomerNo']}"
+        correlation = uuid.uuid4().hex
+
+        async def ask() -> dict[str, Any]:
+            async with ReplyListener(sandbox.addresses["salesforce"]) as replies:
+                request_credit_check(sf, external, 1_000.0, correlation)
+                return (await replies.wait({correlation}, TIMEOUT))[correlation]
+
+        reply = asyncio.run(ask())
+        return (
+            f"Credit_Check_Request__e for {external}, 1000.00 -> Credit_Check_Reply__e "
+            f"Approved__c={reply.get('Approved__c')}, "
+            f"Available_Credit__c={reply.get('Available_Credit__c')}, {reply.get('Message__c')!r}"
+        )
+
+    steps.run(10, "Credit check: Salesforce asks, Sage answers", credit_check)
     db.close()
     console.print("\n[bold]Sandbox running.[/bold] Metrics and health of each process:")
     for service in stack.services():

@@ -47,6 +47,10 @@ def test_demo_prints_its_steps_and_sandbox_down_stops_it(tmp_path):
             "7. Stock updated in Sage and synced back to Product2",
             "8. A Sage-side status change arrives in Salesforce",
             "Sage_Order_Status__c = Open",
+            "9. Customer changes flow both ways",
+            "-> Account Credit_Limit__c",
+            "10. Credit check: Salesforce asks, Sage answers",
+            "Approved__c=True",
             "Stop it: .venv/bin/sagesf sandbox down",
         ):
             assert expected in out, out
