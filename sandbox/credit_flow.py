@@ -66,7 +66,26 @@ class ReplyListener:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        await self._client.close()
+        # aiocometd cancels its pending long poll on close and its done-callback then reports
+        # the CancelledError through the loop's exception handler (a traceback on stderr that
+        # means nothing): those, and only those, are not reported while the client closes
+        loop = asyncio.get_running_loop()
+        previous = loop.get_exception_handler()
+
+        def quiet(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+            if isinstance(context.get("exception"), asyncio.CancelledError):
+                return
+            if previous is not None:
+                previous(loop, context)
+            else:
+                loop.default_exception_handler(context)
+
+        loop.set_exception_handler(quiet)
+        try:
+            await self._client.close()
+            await asyncio.sleep(0.05)  # the transport's callbacks run now, not after we left
+        finally:
+            loop.set_exception_handler(previous)
 
     async def _receive(self) -> None:
         while True:

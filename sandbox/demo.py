@@ -18,7 +18,8 @@ marked Closed Won; the command exits 1 on the first step that fails:
    credit limit and the Account follows;
 10. the credit check: a Credit_Check_Request__e for the new customer is answered by Sage with a
    Credit_Check_Reply__e (same correlation ID) that a CometD subscriber receives.
-Steps 9 and 10 are timed on their own. It leaves the sandbox running and prints where the metrics are and how to stop it.
+Steps 9 and 10 are timed on their own. It leaves the sandbox running and prints where the
+metrics are and how to stop it.
 """
 
 from __future__ import annotations
