@@ -95,6 +95,34 @@ def upsert_customer(customer: Mapping[str, Any], cid: str, key: str, correlation
     return Outbound("sage.commands.v1", key, "SageCommand", value)
 
 
+def _salesforce_command(
+    operation: str,
+    key: str,
+    sobject: str,
+    fields: Mapping[str, Any],
+    *,
+    cid: str,
+    correlation_id: str | None,
+    source_record_id: str,
+    event_time: datetime | None,
+    record_id: str | None = None,
+    external_id_field: str | None = None,
+    external_id: str | None = None,
+) -> Outbound:
+    value = {
+        "envelope": envelope(source_record_id, correlation_id),
+        "command_id": cid,
+        "operation": operation,
+        "sobject": sobject,
+        "record_id": record_id,
+        "external_id_field": external_id_field,
+        "external_id": external_id,
+        "fields": dict(fields),
+        "source_event_time": event_time,
+    }
+    return Outbound("salesforce.commands.v1", key, "SalesforceCommand", value)
+
+
 def salesforce_update(
     sobject: str,
     record_id: str,
@@ -106,18 +134,17 @@ def salesforce_update(
     event_time: datetime | None,
 ) -> Outbound:
     """Set `fields` on the record with ID `record_id` (Kafka key: the record ID)."""
-    value = {
-        "envelope": envelope(source_record_id, correlation_id),
-        "command_id": cid,
-        "operation": "UPDATE",
-        "sobject": sobject,
-        "record_id": record_id,
-        "external_id_field": None,
-        "external_id": None,
-        "fields": dict(fields),
-        "source_event_time": event_time,
-    }
-    return Outbound("salesforce.commands.v1", record_id, "SalesforceCommand", value)
+    return _salesforce_command(
+        "UPDATE",
+        record_id,
+        sobject,
+        fields,
+        cid=cid,
+        correlation_id=correlation_id,
+        source_record_id=source_record_id,
+        event_time=event_time,
+        record_id=record_id,
+    )
 
 
 def salesforce_upsert(
@@ -132,18 +159,18 @@ def salesforce_upsert(
     event_time: datetime | None,
 ) -> Outbound:
     """Set `fields` on the record whose `external_id_field` is `external_id` (key `<SObject>/<value>`)."""
-    value = {
-        "envelope": envelope(source_record_id, correlation_id),
-        "command_id": cid,
-        "operation": "UPSERT",
-        "sobject": sobject,
-        "record_id": None,
-        "external_id_field": external_id_field,
-        "external_id": external_id,
-        "fields": dict(fields),
-        "source_event_time": event_time,
-    }
-    return Outbound("salesforce.commands.v1", f"{sobject}/{external_id}", "SalesforceCommand", value)
+    return _salesforce_command(
+        "UPSERT",
+        f"{sobject}/{external_id}",
+        sobject,
+        fields,
+        cid=cid,
+        correlation_id=correlation_id,
+        source_record_id=source_record_id,
+        event_time=event_time,
+        external_id_field=external_id_field,
+        external_id=external_id,
+    )
 
 
 def salesforce_insert(
@@ -156,15 +183,13 @@ def salesforce_insert(
     event_time: datetime | None,
 ) -> Outbound:
     """Create a record from `fields` (how a platform event is published); Kafka key `<SObject>/<key>`."""
-    value = {
-        "envelope": envelope(key, correlation_id),
-        "command_id": cid,
-        "operation": "INSERT",
-        "sobject": sobject,
-        "record_id": None,
-        "external_id_field": None,
-        "external_id": None,
-        "fields": dict(fields),
-        "source_event_time": event_time,
-    }
-    return Outbound("salesforce.commands.v1", f"{sobject}/{key}", "SalesforceCommand", value)
+    return _salesforce_command(
+        "INSERT",
+        f"{sobject}/{key}",
+        sobject,
+        fields,
+        cid=cid,
+        correlation_id=correlation_id,
+        source_record_id=key,
+        event_time=event_time,
+    )

@@ -31,8 +31,6 @@ from sagesf.errors import Permanent
 
 __all__ = ["CreditReplies"]
 
-_MESSAGE_LENGTH = 255  # the event's message field when the metadata does not say
-
 
 def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, Decimal | int | float) else None
@@ -75,9 +73,8 @@ class CreditReplies:
         fields = {name: values[value] for value, name in spec.fields.items() if values[value] is not None}
         text_field = spec.fields.get("message")
         if text_field and isinstance(fields.get(text_field), str):
-            fields[text_field] = self._cut(fields[text_field], spec.event, text_field)
-        where = (origin.topic, str(origin.partition), str(origin.offset))
-        cid = command_id("CreditReply", str(correlation), *where)
+            fields[text_field] = self.m.salesforce_text(fields[text_field], spec.event, text_field)
+        cid = command_id("CreditReply", str(correlation), *origin.position())
         event = commands.salesforce_insert(
             spec.event,
             fields,
@@ -87,9 +84,3 @@ class CreditReplies:
             event_time=(reply.get("envelope") or {}).get("event_time"),
         )
         return Step("replied" if decision != "EXPIRED" else "expired", [event])
-
-    def _cut(self, text: str, event: str, field_name: str) -> str:
-        obj = self.m.salesforce.object(event) if self.m.salesforce else None
-        found = obj.field(field_name) if obj else None
-        length = found.length if found is not None and found.length else _MESSAGE_LENGTH
-        return text if len(text) <= length else text[: length - 1] + "…"

@@ -86,7 +86,7 @@ class CustomerSync:
             step.dead_letters.append((origin, exc))
             account = customer.get("salesforce_account_id")
             if source == "SALESFORCE" and account:
-                step.outbound += self.orders.account_sync_error(str(account), exc.reason, _where(origin))
+                step.outbound += self.orders.account_sync_error(str(account), exc.reason, origin.position())
         return step
 
     def _link(self, customer: Mapping[str, Any]) -> tuple[str, str] | None:
@@ -108,12 +108,11 @@ class CustomerSync:
         account = customer.get("salesforce_account_id")
         if not (self.m.customers.salesforce_to_sage.sync and account):
             return []
-        link = linked or self._link(customer)
-        if link is None:
+        if linked is None:
             return []  # not a Sage customer (yet): its first order creates it
         data = self.orders.customer_for_sage(customer, str(account))
-        data["ar_division_no"], data["customer_no"] = link
-        cid = command_id("UpdateCustomer", str(account), *_where(origin))
+        data["ar_division_no"], data["customer_no"] = linked
+        cid = command_id("UpdateCustomer", str(account), *origin.position())
         return [commands.upsert_customer(data, cid, str(account), cid)]
 
     # --- Sage -> Salesforce ------------------------------------------------------------------
@@ -140,7 +139,7 @@ class CustomerSync:
                 if value is not None and value != "":
                     fields[cf.salesforce] = value
         fields[self.m.customers.external_id] = external
-        cid = command_id("AccountFromSage", external, *_where(origin))
+        cid = command_id("AccountFromSage", external, *origin.position())
         when = (customer.get("envelope") or {}).get("event_time")
         account = customer.get("salesforce_account_id")
         if account:
@@ -167,8 +166,3 @@ class CustomerSync:
             event_time=when,
         )
         return [upsert]
-
-
-def _where(origin: Origin) -> tuple[str, str, str]:
-    """The input record's position: the same record always yields the same command ID."""
-    return origin.topic, str(origin.partition), str(origin.offset)

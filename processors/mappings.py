@@ -399,6 +399,14 @@ class Mappings:
         col = self.sage.column(table, column) if self.sage else None
         return col.length if col is not None and col.kind == "text" else None
 
+    def salesforce_text(self, text: str, obj: str, field_name: str) -> str:
+        """`text` cut to what `obj.field_name` holds (its length in the metadata, else 255 like a
+        Text(255) field), ending in an ellipsis when cut."""
+        sobject = self.salesforce.object(obj) if self.salesforce else None
+        found = sobject.field(field_name) if sobject else None
+        length = found.length if found is not None and found.length else 255
+        return text if len(text) <= length else text[: length - 1] + "…"
+
     def checked_against(self) -> list[str]:
         out = ["canonical schemas"]
         out.append(f"Salesforce metadata {self.salesforce.source}" if self.salesforce else "")

@@ -66,7 +66,6 @@ CENT = Decimal("0.01")
 _CUSTOMER_STRUCTURE = frozenset(
     {"salesforce_account_id", "name", "status", "billing_address", "shipping_address", "deleted"}
 )
-_MESSAGE_LENGTH = 255  # Sage_Sync_Message__c when the metadata does not say
 Decoder = Callable[[bytes], Any]
 
 
@@ -573,13 +572,7 @@ class OrderPipeline:
         return step
 
     def _message(self, text: str | None, obj: str, field_name: str) -> str | None:
-        """`text` cut to the length of `obj.field_name` (from the metadata, else 255)."""
-        if text is None:
-            return None
-        sf = self.m.salesforce.object(obj) if self.m.salesforce else None
-        found = sf.field(field_name) if sf else None
-        length = found.length if found is not None and found.length else _MESSAGE_LENGTH
-        return text if len(text) <= length else text[: length - 1] + "…"
+        return None if text is None else self.m.salesforce_text(text, obj, field_name)
 
     def _sync(
         self,

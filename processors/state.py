@@ -47,6 +47,10 @@ class Origin:
     value: bytes | None
     headers: tuple[tuple[str, bytes], ...] = ()
 
+    def position(self) -> tuple[str, str, str]:
+        """Topic, partition and offset as text: the same record always gives the same command ID."""
+        return self.topic, str(self.partition), str(self.offset)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "topic": self.topic,
