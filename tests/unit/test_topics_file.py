@@ -11,6 +11,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from sagesf import topic_names
 from sagesf.schemas import SCHEMAS_DIR
 from sagesf.topics import TopicsFileError, load_topics, parse_retention, render
 from sagesf.topics_cli import cli
@@ -63,6 +64,13 @@ def test_the_real_topics_file_declares_the_architecture_topic_map() -> None:
     dlqs = [n for n in by_name if n.startswith("dlq.")]
     assert {"dlq.orders.v1", "dlq.sage-sink.v1", "dlq.salesforce-sink.v1"} <= set(dlqs)
     assert all(by_name[n].configs["retention.ms"] == str(30 * DAY_MS) for n in dlqs)
+
+
+def test_every_topic_name_the_code_uses_is_declared_in_the_real_file() -> None:
+    declared = {t.name for t in load_topics(REPO_TOPICS).resolved()}
+    named = {value for name, value in vars(topic_names).items() if name.isupper()}
+    assert named, "sagesf.topic_names names no topic"
+    assert named - declared == set()
 
 
 def test_the_real_topics_file_keys_are_avro_strings_and_values_are_canonical_schemas() -> None:
