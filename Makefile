@@ -49,9 +49,11 @@ $(INSTALLED): pyproject.toml
 	bash deploy/tools/ensure.sh kustomize promtool
 	@touch $@
 
+# lint-imports checks ARCHITECTURE.md's dependency rules ([tool.importlinter] in pyproject.toml)
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 typecheck: $(INSTALLED)
 	$(BIN)/mypy
@@ -67,4 +69,4 @@ bench: setup
 
 clean:
 	-[ -x $(BIN)/sagesf ] && $(BIN)/sagesf sandbox down
-	rm -rf $(VENV) .sandbox .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .sandbox .mypy_cache .ruff_cache .pytest_cache .import_linter_cache
