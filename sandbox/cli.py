@@ -7,6 +7,7 @@ from rich.console import Console
 from rich.table import Table
 
 from sandbox import stack
+from sandbox.kafka import kafka_service
 from sandbox.registry import registry_service
 from sandbox.sage100.cli import app as sage100_app
 from sandbox.salesforce.cli import app as salesforce_app
@@ -22,14 +23,14 @@ console = Console()
 @kafka_app.command("start")
 def kafka_start() -> None:
     """Start the broker (fetching the jars once) and print its bootstrap address."""
-    address = stack.kafka_service().start()
+    address = kafka_service().start()
     console.print(f"kafka running at [bold]{address}[/bold]")
 
 
 @kafka_app.command("stop")
 def kafka_stop() -> None:
     """Stop the broker; its data stays in .sandbox/kafka for the next start."""
-    ok = stack.kafka_service().stop()
+    ok = kafka_service().stop()
     console.print("kafka stopped" if ok else "[red]kafka did not stop[/red]")
     if not ok:
         raise typer.Exit(1)
@@ -38,7 +39,7 @@ def kafka_stop() -> None:
 @kafka_app.command("status")
 def kafka_status() -> None:
     """Print the bootstrap address, or exit 1 when the broker is not running."""
-    address = stack.kafka_service().address()
+    address = kafka_service().address()
     if address is None:
         console.print("kafka not running")
         raise typer.Exit(1)

@@ -16,54 +16,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sandbox.kafka import KafkaBroker
+from sandbox import pipeline
+from sandbox.kafka import kafka_service
 from sandbox.paths import REPO_ROOT, state_dir
-from sandbox.processes import port_open
-
-DEFAULT_KAFKA_PORT = 9092
-
-
-@dataclass
-class Service:
-    name: str
-    start: Callable[[], str]
-    stop: Callable[[], bool]
-    address: Callable[[], str | None]
-    pipeline: bool = False  # a connector or the processors: started after topics are provisioned
-
-
-def kafka_broker() -> KafkaBroker:
-    data = state_dir() / "kafka"
-    port = None if port_open(DEFAULT_KAFKA_PORT) else DEFAULT_KAFKA_PORT
-    return KafkaBroker(data, port=port)
-
-
-def _kafka_address() -> str | None:
-    broker = kafka_broker()
-    return broker.bootstrap if broker.running() else None
-
-
-def kafka_service() -> Service:
-    broker = kafka_broker()
-    return Service("kafka", broker.start, broker.stop, _kafka_address)
+from sandbox.registry import registry_service
+from sandbox.salesforce import salesforce_service
+from sandbox.service import Service as Service  # re-exported: callers name it `stack.Service`
 
 
 def services() -> list[Service]:
     """Every sandbox service, in start order (stop runs in reverse)."""
-    found = [kafka_service()]
-    try:
-        from sandbox.registry import registry_service
-    except ImportError:
-        pass
-    else:
-        found.append(registry_service())
-    try:
-        from sandbox.salesforce import salesforce_service
-    except ImportError:
-        pass
-    else:
-        found.append(salesforce_service())
-    return found + pipeline_services()
+    return [kafka_service(), registry_service(), salesforce_service(), *pipeline_services()]
 
 
 def _infrastructure_addresses() -> dict[str, str]:
@@ -79,10 +42,6 @@ def _infrastructure_addresses() -> dict[str, str]:
 
 def pipeline_services() -> list[Service]:
     """The connectors and processors, as supervised processes (sandbox/pipeline.py)."""
-    try:
-        from sandbox import pipeline
-    except ImportError:
-        return []
 
     def start(component: pipeline.Component) -> Callable[[], str]:
         def run() -> str:
@@ -165,8 +124,6 @@ def _provision(sandbox: Sandbox, say: Callable[[str], None]) -> None:
     """Write the env file, apply topics.yaml (replication 1) and register the schemas."""
     write_env_file(sandbox.env)
     for args in (["topics", "apply", "--replication-factor", "1"], ["schemas", "register"]):
-        if args[0] == "schemas" and "registry" not in sandbox.addresses:
-            continue
         started = time.monotonic()
         done = sagesf_command(args, sandbox.env)
         if done.returncode != 0:

@@ -8,6 +8,8 @@ until the broker answers a metadata request. The settings are the development on
 shared/reference/kafka.md: replication factor 1 for internal topics, no initial rebalance delay,
 and a log cleaner that runs often enough for compaction to be observable in tests.
 
+`kafka_service()` is the sandbox stack's entry: data in `.sandbox/kafka/`, port 9092 when free.
+
 Limits: one node, plaintext, no authentication. Production runs against a real cluster.
 """
 
@@ -20,11 +22,13 @@ import subprocess
 import uuid
 from pathlib import Path
 
-from sandbox.paths import cache_dir
+from sandbox.paths import cache_dir, state_dir
 from sandbox.processes import ProcessState, free_port, port_open, spawn, stop_pid, wait_until
+from sandbox.service import Service
 
 POM = Path(__file__).with_name("pom.xml")
 KAFKA_VERSION = re.search(r"<kafka.version>([^<]+)</kafka.version>", POM.read_text()).group(1)  # type: ignore[union-attr]
+DEFAULT_KAFKA_PORT = 9092
 
 LOG4J2 = """\
 status = warn
@@ -249,3 +253,21 @@ def _answers(bootstrap: str) -> bool:
     except Exception:  # noqa: BLE001 - not ready yet, try again
         return False
     return bool(md.brokers)
+
+
+def kafka_broker() -> KafkaBroker:
+    """The sandbox's broker: `.sandbox/kafka/`, port 9092 unless something else holds it."""
+    data = state_dir() / "kafka"
+    port = None if port_open(DEFAULT_KAFKA_PORT) else DEFAULT_KAFKA_PORT
+    return KafkaBroker(data, port=port)
+
+
+def _kafka_address() -> str | None:
+    broker = kafka_broker()
+    return broker.bootstrap if broker.running() else None
+
+
+def kafka_service() -> Service:
+    """The broker as a `sandbox.service.Service` (started first, stopped last)."""
+    broker = kafka_broker()
+    return Service("kafka", broker.start, broker.stop, _kafka_address)

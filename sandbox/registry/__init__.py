@@ -12,10 +12,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from sandbox.kafka import kafka_service
 from sandbox.paths import REPO_ROOT, state_dir
 from sandbox.processes import HttpProcess, port_open
 from sandbox.registry.server import DEFAULT_TOPIC
-from sandbox.stack import Service, kafka_service
+from sandbox.service import Service
 
 DEFAULT_REGISTRY_PORT = 8081
 
@@ -87,5 +88,5 @@ def _address() -> str | None:
 
 
 def registry_service() -> Service:
-    """The registry as a `sandbox.stack.Service` (started after Kafka, stopped before it)."""
+    """The registry as a `sandbox.service.Service` (started after Kafka, stopped before it)."""
     return Service("registry", _start, _stop, _address)

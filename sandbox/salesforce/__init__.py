@@ -16,7 +16,7 @@ from pathlib import Path
 
 from sandbox.paths import REPO_ROOT, state_dir
 from sandbox.processes import HttpProcess, port_open
-from sandbox.stack import Service
+from sandbox.service import Service
 
 DEFAULT_SALESFORCE_PORT = 8443
 
@@ -129,5 +129,5 @@ def _address() -> str | None:
 
 
 def salesforce_service() -> Service:
-    """The emulator as a `sandbox.stack.Service` (needs nothing else; started after the registry)."""
+    """The emulator as a `sandbox.service.Service` (needs nothing else; started after the registry)."""
     return Service("salesforce", _start, _stop, _address)
