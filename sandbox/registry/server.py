@@ -20,13 +20,13 @@ How it works: state lives in a compacted Kafka topic (`_schemas` by default) in 
 record layout: key `{"keytype":"SCHEMA","subject":..,"version":..,"magic":1}`, value
 `{"subject","version","id","schema","deleted"}`; compatibility settings under keytype CONFIG;
 a permanent delete is a tombstone. On start the topic is created if missing (compact,
-1 partition) and read to its end to rebuild the in-memory state; only then is the HTTP port
-opened, so "port open" means "ready". Every write is produced with acks=all and waited for
-before the HTTP answer, then applied to memory through the same code that replays the topic, so
-a restart rebuilds exactly what clients were told. Schema ids are global and continue above the
-highest id found. Compatibility (BACKWARD by default; NONE, FORWARD, FULL and the _TRANSITIVE
-forms too) is decided by `sagesf.avro_compat.incompatibilities`, i.e. Apache Avro's
-`ReaderWriterCompatibilityChecker`.
+1 partition) and read to its end with the core's bounded reader (`sagesf.topic_scan`) to rebuild
+the in-memory state; only then is the HTTP port opened, so "port open" means "ready". Every write
+is produced with acks=all and waited for before the HTTP answer, then applied to memory through
+the same code that replays the topic, so a restart rebuilds exactly what clients were told.
+Schema ids are global and continue above the highest id found. Compatibility (BACKWARD by
+default; NONE, FORWARD, FULL and the _TRANSITIVE forms too) is decided by
+`sagesf.avro_compat.incompatibilities`, i.e. Apache Avro's `ReaderWriterCompatibilityChecker`.
 
 Limits:
 - Single writer: one process per topic. It does not tail the topic after start, so a second
@@ -52,7 +52,6 @@ import json
 import logging
 import signal
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,7 +59,7 @@ from typing import Any
 import avro.schema
 from aiohttp import web
 from avro.errors import AvroException
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import (  # type: ignore[attr-defined]  # exported at runtime, not in the stubs
     AdminClient,
     ConfigResource,
@@ -68,6 +67,8 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]  # exported at
 )
 
 from sagesf.avro_compat import InvalidSchemaError, incompatibilities
+from sagesf.config import KafkaSettings
+from sagesf.topic_scan import PartitionRange, TopicReader
 
 log = logging.getLogger("sandbox.registry")
 
@@ -277,46 +278,23 @@ class KafkaStore:
 
     def load(self, state: RegistryState) -> int:
         """Replay the topic from the beginning to its end into `state`; returns the record count."""
-        consumer = Consumer(
-            {
-                "bootstrap.servers": self.bootstrap,
-                "group.id": f"sandbox-registry-{uuid.uuid4().hex[:8]}",
-                "enable.auto.commit": False,
-                "enable.partition.eof": True,
-            }
-        )
-        try:
-            tp = TopicPartition(self.topic, 0)
-            deadline = time.monotonic() + self.timeout
-            while True:  # a just-created topic may have no leader for a moment
-                try:
-                    _, high = consumer.get_watermark_offsets(tp, timeout=5, cached=False)
-                    break
-                except KafkaException:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.1)
-            if high <= 0:
-                return 0
-            consumer.assign([TopicPartition(self.topic, 0, OFFSET_BEGINNING)])
+        kafka = KafkaSettings(bootstrap_servers=self.bootstrap, client_id="sandbox-registry")
+        with TopicReader(kafka, timeout=self.timeout) as reader:
             count = 0
-            while time.monotonic() < deadline:
-                msg = consumer.poll(0.5)
-                if msg is None:
-                    continue
-                err = msg.error()
-                if err is not None:
-                    if err.code() == KafkaError._PARTITION_EOF:
-                        return count
-                    raise KafkaException(err)
-                state.apply(msg.key(), msg.value())
+            for record in reader.read(self._whole_topic(reader)):
+                state.apply(record.key, record.value)
                 count += 1
-                offset = msg.offset()
-                if offset is not None and offset >= high - 1:
-                    return count
-            raise TimeoutError(f"could not read {self.topic} to its end within {self.timeout:.0f} s")
-        finally:
-            consumer.close()
+            return count
+
+    def _whole_topic(self, reader: TopicReader) -> list[PartitionRange]:
+        deadline = time.monotonic() + self.timeout
+        while True:  # a just-created topic may have no leader for a moment
+            try:
+                return reader.ranges(self.topic, partitions=[0])
+            except KafkaException:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
 
     def write(self, records: list[tuple[bytes, bytes | None]]) -> None:
         """Produce the records and return once Kafka acknowledged all of them (else raise)."""
