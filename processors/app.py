@@ -142,7 +142,7 @@ class Processors:
         self.settings = settings
         self.core = core
         self.health = health or Health()
-        self.ref = MappingsRef(mappings)
+        self.mappings_ref = MappingsRef(mappings)
         self.registry = registry or SchemaRegistryClient(core.registry.client_config())
         self._serdes: dict[tuple[str, str], AvroSerde] = {}
         self._out: dict[str, Any] = {}
@@ -163,7 +163,7 @@ class Processors:
             inventory_sent=shared_table(self.app, "inventory-sent", "ItemCode -> stock fields last sent"),
         )
         self.orders = OrderPipeline(
-            self.ref,
+            self.mappings_ref,
             self.tables,
             decode_order=self.serde("salesorder.v1", "SalesOrder").decode,
             decode_customer=self.serde("customer.v1", "Customer").decode,
@@ -171,9 +171,9 @@ class Processors:
             retention_days=settings.order_retention_days,
         )
         self.status = StatusPipeline(self.orders)
-        self.customers = CustomerSync(self.ref, self.orders)
-        self.credit = CreditReplies(self.ref)
-        self.inventory = InventoryPipeline(self.ref, self.tables)
+        self.customers = CustomerSync(self.mappings_ref, self.orders)
+        self.credit = CreditReplies(self.mappings_ref)
+        self.inventory = InventoryPipeline(self.mappings_ref, self.tables)
         levels.add_listener(self.inventory.changed)
         self._dlq_producer = ConfirmedProducer(core.kafka)
         self._dlq = {
@@ -185,25 +185,25 @@ class Processors:
     # --- the faust app ----------------------------------------------------------------------
 
     def _faust_app(self) -> Any:
-        s, kafka = self.settings, self.core.kafka
-        data_dir = s.data_dir / s.app_id
+        settings, kafka = self.settings, self.core.kafka
+        data_dir = settings.data_dir / settings.app_id
         data_dir.mkdir(parents=True, exist_ok=True)
         return SeekingApp(
-            s.app_id,
+            settings.app_id,
             broker=[f"kafka://{host.strip()}" for host in kafka.bootstrap_servers.split(",") if host.strip()],
             broker_credentials=faust_credentials(kafka),
             broker_client_id=f"{kafka.client_id}-processors",
-            broker_session_timeout=s.session_timeout,
-            broker_heartbeat_interval=s.heartbeat_interval,
-            broker_rebalance_timeout=s.rebalance_timeout,
-            broker_commit_interval=s.commit_interval,
-            consumer_auto_offset_reset=s.auto_offset_reset,
+            broker_session_timeout=settings.session_timeout,
+            broker_heartbeat_interval=settings.heartbeat_interval,
+            broker_rebalance_timeout=settings.rebalance_timeout,
+            broker_commit_interval=settings.commit_interval,
+            consumer_auto_offset_reset=settings.auto_offset_reset,
             processing_guarantee="at_least_once",
             producer_acks=-1,
             store="memory://",
             GlobalTable=SharedTable,
             table_standby_replicas=0,
-            topic_replication_factor=s.replication_factor,
+            topic_replication_factor=settings.replication_factor,
             topic_allow_declare=True,
             web_enabled=False,
             autodiscover=False,
@@ -251,11 +251,11 @@ class Processors:
             self.app.agent(self._topic(topic), name=f"sagesf-{stage}")(
                 self._agent(stage, topic, schema, handler)
             )
-        s = self.settings
-        self.app.timer(s.inventory_flush_interval, on_leader=True, name="inventory-flush")(
+        settings = self.settings
+        self.app.timer(settings.inventory_flush_interval, on_leader=True, name="inventory-flush")(
             self._flush_inventory
         )
-        self.app.timer(s.held_order_sweep_interval, on_leader=True, name="held-sweep")(self._sweep)
+        self.app.timer(settings.held_order_sweep_interval, on_leader=True, name="held-sweep")(self._sweep)
         self.app.timer(1.0, name="tables-health")(self._watch_recovery)
         # consumer lag per stage, for /metrics and for /healthz: a stalled agent with records
         # waiting turns the worker unhealthy, so a liveness probe restarts it
@@ -266,8 +266,8 @@ class Processors:
             self.health,
         )
         self.app.timer(5.0, name="consumer-lag")(self._measure_lag)
-        if s.mappings_reload_interval > 0:
-            self.app.timer(s.mappings_reload_interval, name="mappings-reload")(self._reload_mappings)
+        if settings.mappings_reload_interval > 0:
+            self.app.timer(settings.mappings_reload_interval, name="mappings-reload")(self._reload_mappings)
 
     def _agent(
         self, stage: str, topic: str, schema: str, handler: Handler
@@ -447,16 +447,16 @@ class Processors:
             RECORDS.labels(stage, step.outcome).inc()
 
     async def _reload_mappings(self) -> None:
-        current = self.ref.current
+        current = self.mappings_ref.current
         if not current.changed():
             return
-        s = self.settings
+        settings = self.settings
         try:
             fresh = await asyncio.to_thread(
                 load_mappings,
-                s.mappings_dir,
-                salesforce_metadata=s.salesforce_metadata,
-                sage_metadata=s.sage_metadata,
+                settings.mappings_dir,
+                salesforce_metadata=settings.salesforce_metadata,
+                sage_metadata=settings.sage_metadata,
             )
         except MappingError as exc:
             MAPPING_RELOADS.labels("invalid").inc()
@@ -469,10 +469,10 @@ class Processors:
             # remember the broken files' times so the error is logged once per edit
             current.mtimes.update({p: _mtime(p) for p in current.mtimes})
             return
-        self.ref.current = fresh
+        self.mappings_ref.current = fresh
         MAPPING_RELOADS.labels("ok").inc()
         self.health.dependency("mappings", True)
-        log.info("mappings reloaded from %s", s.mappings_dir)
+        log.info("mappings reloaded from %s", settings.mappings_dir)
 
     def close(self) -> None:
         self._dlq_producer.close()

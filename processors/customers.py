@@ -64,12 +64,12 @@ class CustomerSync:
     """See the module doc."""
 
     def __init__(self, mappings: MappingsRef, orders: OrderPipeline) -> None:
-        self.ref = mappings
+        self.mappings_ref = mappings
         self.orders = orders
 
     @property
-    def m(self) -> Mappings:
-        return self.ref.current
+    def mappings(self) -> Mappings:
+        return self.mappings_ref.current
 
     def on_customer(self, key: str | None, customer: Mapping[str, Any], origin: Origin) -> Step:
         linked = self._link(customer)
@@ -95,7 +95,7 @@ class CustomerSync:
         if division and number:
             return str(division), str(number)
         account = customer.get("salesforce_account_id")
-        known = self.orders.t.customers.get(str(account)) if account else None
+        known = self.orders.tables.customers.get(str(account)) if account else None
         if known:
             return str(known["ar_division_no"]), str(known["customer_no"])
         return None
@@ -106,7 +106,7 @@ class CustomerSync:
         self, customer: Mapping[str, Any], origin: Origin, linked: tuple[str, str] | None
     ) -> list[Outbound]:
         account = customer.get("salesforce_account_id")
-        if not (self.m.customers.salesforce_to_sage.sync and account):
+        if not (self.mappings.customers.salesforce_to_sage.sync and account):
             return []
         if linked is None:
             return []  # not a Sage customer (yet): its first order creates it
@@ -118,7 +118,7 @@ class CustomerSync:
     # --- Sage -> Salesforce ------------------------------------------------------------------
 
     def _to_salesforce(self, customer: Mapping[str, Any], origin: Origin) -> list[Outbound]:
-        spec = self.m.customers.sage_to_salesforce
+        spec = self.mappings.customers.sage_to_salesforce
         division, number = customer.get("ar_division_no"), customer.get("customer_no")
         if not (spec.sync and division and number):
             return []
@@ -127,18 +127,18 @@ class CustomerSync:
         for name, target in spec.fields.items():
             value = customer.get(name)
             if target.map is not None:
-                value = self.m.customers.picklists[target.map].apply(
+                value = self.mappings.customers.picklists[target.map].apply(
                     value, name=target.map, where=f"customer.{name}"
                 )
             if value is not None and value != "":
                 fields[target.salesforce] = _salesforce_value(value)
         custom = customer.get("custom_fields") or {}
-        for cf in self.m.customers.custom_fields.values():
+        for cf in self.mappings.customers.custom_fields.values():
             if cf.salesforce and cf.sage and cf.direction != "salesforce_to_sage":
                 value = custom.get(cf.sage)
                 if value is not None and value != "":
                     fields[cf.salesforce] = value
-        fields[self.m.customers.external_id] = external
+        fields[self.mappings.customers.external_id] = external
         cid = command_id("AccountFromSage", external, *origin.position())
         when = (customer.get("envelope") or {}).get("event_time")
         account = customer.get("salesforce_account_id")
@@ -157,9 +157,9 @@ class CustomerSync:
             return []  # an inactive or held customer Salesforce never had stays out of the CRM
         upsert = commands.salesforce_upsert(
             "Account",
-            self.m.customers.external_id,
+            self.mappings.customers.external_id,
             external,
-            {k: v for k, v in fields.items() if k != self.m.customers.external_id},
+            {k: v for k, v in fields.items() if k != self.mappings.customers.external_id},
             cid=cid,
             correlation_id=cid,
             source_record_id=external,

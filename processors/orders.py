@@ -107,8 +107,8 @@ class OrderPipeline:
         resend_after: float = 300.0,
         retention_days: float = 180.0,
     ) -> None:
-        self.ref = mappings
-        self.t = tables
+        self.mappings_ref = mappings
+        self.tables = tables
         self.decode_order = decode_order
         self.decode_customer = decode_customer
         self.resend_after_ms = int(resend_after * 1000)
@@ -116,8 +116,8 @@ class OrderPipeline:
         self._pruned_at = 0
 
     @property
-    def m(self) -> Mappings:
-        return self.ref.current
+    def mappings(self) -> Mappings:
+        return self.mappings_ref.current
 
     # --- salesorder.v1 ---------------------------------------------------------------------
 
@@ -129,7 +129,7 @@ class OrderPipeline:
                 field="salesforce_opportunity_id",
             )
         source_status = order.get("source_status")
-        start = self.m.orders.start.get(str(source_status)) if source_status is not None else None
+        start = self.mappings.orders.start.get(str(source_status)) if source_status is not None else None
         if start is None and not (source_status is None and order.get("status") == "NEW"):
             return Step("skipped")
         order_type = start.order_type if start is not None else "STANDARD"
@@ -144,7 +144,7 @@ class OrderPipeline:
                 identity, records, origin, exc, (order.get("customer") or {}).get("salesforce_account_id")
             )
         cid = command_id("CreateSalesOrder", identity)
-        self.t.orders[identity] = {
+        self.tables.orders[identity] = {
             "state": "commanded",
             "records": records,
             "account": (order.get("customer") or {}).get("salesforce_account_id"),
@@ -166,10 +166,10 @@ class OrderPipeline:
         Nothing else changes: an order that no longer maps (edited mappings) is logged and tried
         again later, not failed, since Sage may well have it."""
         at = int(state["at"])
-        self.t.orders[identity] = {**state, "at": now}
+        self.tables.orders[identity] = {**state, "at": now}
         try:
             order = self.decode_order(Origin.from_json(state["origin"]).value or b"")
-            start = self.m.orders.start.get(str(order.get("source_status")))
+            start = self.mappings.orders.start.get(str(order.get("source_status")))
             customer = self._resolve_customer(order)
             if customer is None:
                 raise Permanent("its customer is no longer in the cross-reference", field="customer")
@@ -199,7 +199,7 @@ class OrderPipeline:
                 "nor a Salesforce Account ID",
                 field="customer",
             )
-        known = self.t.customers.get(account)
+        known = self.tables.customers.get(account)
         if known is None:
             return None
         return {
@@ -212,18 +212,18 @@ class OrderPipeline:
     def _hold(self, identity: str, order: Mapping[str, Any], records: list[str], origin: Origin) -> Step:
         account = str(order["customer"]["salesforce_account_id"])
         upsert = self._upsert_customer(account, order)  # Permanent (no name, bad address) fails the order
-        self.t.orders[identity] = {
+        self.tables.orders[identity] = {
             "state": "held",
             "records": records,
             "account": account,
             "command_id": command_id("CreateSalesOrder", identity),
             "origin": origin.to_json(),
         }
-        waiting = dict(self.t.held.get(account) or {"orders": []})
+        waiting = dict(self.tables.held.get(account) or {"orders": []})
         if identity not in waiting["orders"]:
             waiting["orders"] = [*waiting["orders"], identity]
         waiting["requested_at"] = _now_ms()
-        self.t.held[account] = waiting
+        self.tables.held[account] = waiting
         name = upsert.value["command"][1]["customer"]["name"]
         step = Step("held", [upsert])
         step.outbound += self._sync(
@@ -235,7 +235,7 @@ class OrderPipeline:
 
     def _upsert_customer(self, account: str, order: Mapping[str, Any] | None) -> Outbound:
         """The UpsertCustomer for `account`: its Salesforce Customer record, else the order's data."""
-        stored = self.t.accounts.get(account)
+        stored = self.tables.accounts.get(account)
         if stored is not None:
             customer = dict(self.decode_customer(from_b64(stored) or b""))
         elif order is not None:
@@ -258,12 +258,12 @@ class OrderPipeline:
         """The Customer of an UpsertCustomer: the fields customers.yaml `salesforce_to_sage` lists
         (mapped), the addresses (standardised), status, contacts and custom fields. A plain field
         the map does not list (credit_limit, current_balance, ...) is not sent: Sage keeps its own."""
-        m = self.m.customers
+        mapping = self.mappings.customers
         out: dict[str, Any] = {
             k: copy.deepcopy(v)
             for k, v in customer.items()
             if k not in ("envelope", "ar_division_no", "customer_no", "custom_fields", "contacts")
-            and (k in m.salesforce_to_sage.fields or k in _CUSTOMER_STRUCTURE)
+            and (k in mapping.salesforce_to_sage.fields or k in _CUSTOMER_STRUCTURE)
         }
         out["envelope"] = commands.envelope(account, None)
         out["salesforce_account_id"] = account
@@ -271,18 +271,18 @@ class OrderPipeline:
         out["customer_no"] = None
         out.setdefault("status", "ACTIVE")
         out["contacts"] = list(customer.get("contacts") or [])
-        for name, spec in m.salesforce_to_sage.fields.items():
-            out[name] = self._field(out.get(name), spec, m.picklists, "AR_Customer", f"customer.{name}")
+        for name, spec in mapping.salesforce_to_sage.fields.items():
+            out[name] = self._field(out.get(name), spec, mapping.picklists, "AR_Customer", f"customer.{name}")
         if not out.get("name"):
             raise Permanent(
                 "the customer has no name, which Sage requires (CustomerName)", field="customer.name"
             )
         for key in ("billing_address", "shipping_address"):
-            out[key] = standardise(out.get(key), self.m.addresses, f"customer.{key}")
+            out[key] = standardise(out.get(key), self.mappings.addresses, f"customer.{key}")
         out["custom_fields"] = {
             cf.sage: value
             for name, value in (customer.get("custom_fields") or {}).items()
-            if (cf := m.custom_fields.get(name)) is not None
+            if (cf := mapping.custom_fields.get(name)) is not None
             and cf.sage is not None
             and cf.direction != "sage_to_salesforce"
         }
@@ -294,12 +294,12 @@ class OrderPipeline:
         if not account:
             return Step("skipped")
         if customer.get("deleted"):
-            self.t.accounts.pop(str(account), None)
+            self.tables.accounts.pop(str(account), None)
             return Step("skipped")
         division, number = customer.get("ar_division_no"), customer.get("customer_no")
         if division and number:
             self._learn(str(account), str(division), str(number))
-            self.t.accounts.pop(str(account), None)
+            self.tables.accounts.pop(str(account), None)
             released = self._release(str(account))
             step = Step("learned")
             step.add(released)
@@ -308,8 +308,8 @@ class OrderPipeline:
         if origin.value is None:
             return step
         account = str(account)
-        self.t.accounts[account] = to_b64(origin.value)  # a Salesforce account Sage does not know yet
-        waiting = self.t.held.get(account)
+        self.tables.accounts[account] = to_b64(origin.value)  # a Salesforce account Sage does not know yet
+        waiting = self.tables.held.get(account)
         if waiting is not None:
             # an order got here first and asked for the customer with the order's own data; ask
             # again with the account's (same command ID: Sage creates it once, then updates it)
@@ -318,20 +318,20 @@ class OrderPipeline:
             except Permanent as exc:
                 log.warning("Account %s: its customer data cannot be sent to Sage: %s", account, exc)
                 return step
-            self.t.held[account] = {**waiting, "requested_at": _now_ms()}
+            self.tables.held[account] = {**waiting, "requested_at": _now_ms()}
         return step
 
     def _learn(self, account: str, division: str, number: str) -> None:
         wanted = {"ar_division_no": division, "customer_no": number}
-        if self.t.customers.get(account) != wanted:
-            self.t.customers[account] = wanted
+        if self.tables.customers.get(account) != wanted:
+            self.tables.customers[account] = wanted
 
     def _release(self, account: str) -> Step:
         """Process again every order held for `account` (its customer is known now)."""
-        waiting = self.t.held.pop(account, None)
+        waiting = self.tables.held.pop(account, None)
         step = Step("released")
         for identity in (waiting or {}).get("orders", []):
-            state = self.t.orders.get(identity)
+            state = self.tables.orders.get(identity)
             if not state or state.get("state") != "held":
                 continue
             origin = Origin.from_json(state["origin"])
@@ -351,16 +351,16 @@ class OrderPipeline:
         now = _now_ms()
         if now - self._pruned_at >= 3_600_000:
             self._prune(now)
-        for account in list(self.t.held.keys()):
-            waiting = self.t.held.get(account)
+        for account in list(self.tables.held.keys()):
+            waiting = self.tables.held.get(account)
             if waiting is None:
                 continue
-            if account in self.t.customers:
+            if account in self.tables.customers:
                 step.add(self._release(account))
             elif now - int(waiting.get("requested_at") or 0) >= self.resend_after_ms:
                 order = None
                 for identity in waiting.get("orders", []):
-                    state = self.t.orders.get(identity)
+                    state = self.tables.orders.get(identity)
                     if state and state.get("state") == "held":
                         try:
                             order = self.decode_order(Origin.from_json(state["origin"]).value or b"")
@@ -372,13 +372,13 @@ class OrderPipeline:
                 except Permanent as exc:
                     log.warning("cannot re-send the customer upsert for Account %s: %s", account, exc)
                     continue
-                self.t.held[account] = {**waiting, "requested_at": now}
-        for identity in list(self.t.orders.keys()):
-            state = self.t.orders.get(identity)
+                self.tables.held[account] = {**waiting, "requested_at": now}
+        for identity in list(self.tables.orders.keys()):
+            state = self.tables.orders.get(identity)
             if not state or state.get("state") != "commanded":
                 continue
             if not state.get("at"):  # commanded by an older version: start its clock now
-                self.t.orders[identity] = {**state, "at": now}
+                self.tables.orders[identity] = {**state, "at": now}
             elif now - int(state["at"]) >= self.resend_after_ms:
                 step.outbound += self._command_again(identity, state, now)
         return step
@@ -386,16 +386,16 @@ class OrderPipeline:
     def _prune(self, now: int) -> None:
         self._pruned_at = now
         horizon = now - self.retention_ms
-        for identity in list(self.t.orders.keys()):
-            state = self.t.orders.get(identity) or {}
+        for identity in list(self.tables.orders.keys()):
+            state = self.tables.orders.get(identity) or {}
             if state.get("state") == "failed" and int(state.get("at") or 0) < horizon:
-                self.t.orders.pop(identity, None)
-        for number in list(self.t.order_numbers.keys()):
-            if int((self.t.order_numbers.get(number) or {}).get("at") or 0) < horizon:
-                self.t.order_numbers.pop(number, None)
+                self.tables.orders.pop(identity, None)
+        for number in list(self.tables.order_numbers.keys()):
+            if int((self.tables.order_numbers.get(number) or {}).get("at") or 0) < horizon:
+                self.tables.order_numbers.pop(number, None)
 
     def held_count(self) -> int:
-        return sum(len((w or {}).get("orders", [])) for w in self.t.held.values())
+        return sum(len((w or {}).get("orders", [])) for w in self.tables.held.values())
 
     # --- the Sage order ---------------------------------------------------------------------
 
@@ -407,7 +407,7 @@ class OrderPipeline:
         if (value is None or value == "") and spec.default is not None:
             value = spec.default
         if isinstance(value, str):
-            length = self.m.sage_length(table, spec.sage, spec.length)
+            length = self.mappings.sage_length(table, spec.sage, spec.length)
             if length is not None and len(value) > length:
                 if spec.overflow == "truncate":
                     value = value[:length].rstrip()
@@ -422,25 +422,27 @@ class OrderPipeline:
     def _sage_order(
         self, order: Mapping[str, Any], customer: dict[str, Any], order_type: str
     ) -> dict[str, Any]:
-        m = self.m
+        mappings = self.mappings
         out = copy.deepcopy(dict(order))
         out["envelope"] = dict(out["envelope"])
         out["customer"] = customer
         out["order_type"] = order_type
         out["status"] = "NEW"
         out["sales_order_no"] = None
-        for name, spec in m.orders.header.items():
-            out[name] = self._field(out.get(name), spec, m.orders.picklists, "SO_SalesOrderHeader", name)
+        for name, spec in mappings.orders.header.items():
+            out[name] = self._field(
+                out.get(name), spec, mappings.orders.picklists, "SO_SalesOrderHeader", name
+            )
         for key in ("bill_to", "ship_to"):
-            out[key] = standardise(out.get(key), m.addresses, key)
+            out[key] = standardise(out.get(key), mappings.addresses, key)
         lines = out.get("lines") or []
         if not lines:
             raise Permanent("the order has no lines", field="lines")
-        currency = str(out.get("currency_code") or m.pricing.home_currency).upper()
-        rate = m.pricing.rate(currency)
+        currency = str(out.get("currency_code") or mappings.pricing.home_currency).upper()
+        rate = mappings.pricing.rate(currency)
         if rate is None:
             raise Permanent(
-                f"no exchange rate from {currency} to {m.pricing.home_currency} in pricing.yaml",
+                f"no exchange rate from {currency} to {mappings.pricing.home_currency} in pricing.yaml",
                 field="currency_code",
                 value=currency,
             )
@@ -461,11 +463,11 @@ class OrderPipeline:
         total += amounts.get("freight_amount", Decimal(0)) + amounts.get("sales_tax_amount", Decimal(0))
         total -= amounts.get("discount_amount", Decimal(0))
         out["total_amount"] = total.quantize(CENT)
-        out["currency_code"] = m.pricing.home_currency
+        out["currency_code"] = mappings.pricing.home_currency
         out["custom_fields"] = {
             cf.sage: value
             for name, value in (order.get("custom_fields") or {}).items()
-            if (cf := m.orders.custom_fields.get(name)) is not None
+            if (cf := mappings.orders.custom_fields.get(name)) is not None
             and cf.sage is not None
             and cf.direction != "sage_to_salesforce"
         }
@@ -473,16 +475,16 @@ class OrderPipeline:
 
     def item_code_for(self, product_code: str | None, item_code: str | None, where: str) -> str:
         """The Sage ItemCode of an order line (see the module doc for the order of lookups)."""
-        p = self.m.products
+        products = self.mappings.products
         if item_code:
             return item_code
         if not product_code:
             raise Permanent(
                 f"{where} has neither a ProductCode nor an ItemCode", field=f"{where}.product_code"
             )
-        if product_code in p.lookup:
-            code = p.lookup[product_code]
-            if p.require_known_item and code not in self.t.items:
+        if product_code in products.lookup:
+            code = products.lookup[product_code]
+            if products.require_known_item and code not in self.tables.items:
                 raise Permanent(
                     f"{where}: ProductCode {product_code!r} maps to ItemCode {code!r}, which Sage has not "
                     "published on item.v1",
@@ -490,10 +492,10 @@ class OrderPipeline:
                     value=product_code,
                 )
             return code
-        mapped = self.t.products.get(product_code)
+        mapped = self.tables.products.get(product_code)
         if mapped:
             return str(mapped)
-        if product_code in self.t.items:
+        if product_code in self.tables.items:
             return product_code
         raise Permanent(
             f"{where}: unknown product {product_code!r}: no ItemCode for it in products.yaml lookup "
@@ -503,25 +505,25 @@ class OrderPipeline:
         )
 
     def _line(self, line: Mapping[str, Any], position: int, rate: Decimal) -> dict[str, Any]:
-        m = self.m
+        mappings = self.mappings
         out = dict(line)
         line_no = int(out.get("line_no") or position)
         where = f"lines[{line_no}]"
         code = self.item_code_for(out.get("product_code"), out.get("item_code"), where)
-        item = self.t.items.get(code) or {}
-        if item.get("deleted") or (m.products.reject_inactive_items and item.get("active") is False):
+        item = self.tables.items.get(code) or {}
+        if item.get("deleted") or (mappings.products.reject_inactive_items and item.get("active") is False):
             raise Permanent(
                 f"{where}: ItemCode {code!r} is {'deleted' if item.get('deleted') else 'inactive'} in Sage",
                 field=f"{where}.item_code",
                 value=code,
             )
         out["item_code"] = code
-        for name, spec in m.orders.lines.items():
+        for name, spec in mappings.orders.lines.items():
             out[name] = self._field(
-                out.get(name), spec, m.orders.picklists, "SO_SalesOrderDetail", f"{where}.{name}"
+                out.get(name), spec, mappings.orders.picklists, "SO_SalesOrderDetail", f"{where}.{name}"
             )
         quantity = _decimal(out.get("quantity_ordered"), f"{where}.quantity_ordered")
-        pricing = m.pricing
+        pricing = mappings.pricing
         rounding = ROUND_HALF_UP if pricing.rounding == "half_up" else ROUND_HALF_EVEN
         step = Decimal(1).scaleb(-pricing.unit_price_decimals)
         standard = item.get("standard_unit_price")
@@ -559,7 +561,7 @@ class OrderPipeline:
     def _fail(
         self, identity: str, records: list[str], origin: Origin, exc: Permanent, account: str | None
     ) -> Step:
-        self.t.orders[identity] = {
+        self.tables.orders[identity] = {
             "state": "failed",
             "records": records,
             "account": account,
@@ -572,7 +574,7 @@ class OrderPipeline:
         return step
 
     def _message(self, text: str | None, obj: str, field_name: str) -> str | None:
-        return None if text is None else self.m.salesforce_text(text, obj, field_name)
+        return None if text is None else self.mappings.salesforce_text(text, obj, field_name)
 
     def _sync(
         self,
@@ -585,20 +587,20 @@ class OrderPipeline:
         event_time: datetime | None = None,
     ) -> list[Outbound]:
         """Sync status (+ message, + extra fields) on each Opportunity/Order in `records`."""
-        wb = self.m.orders.write_back
+        write_back = self.mappings.orders.write_back
         value = {
-            "synced": wb.sync_status.synced,
-            "error": wb.sync_status.error,
-            "pending": wb.sync_status.pending,
+            "synced": write_back.sync_status.synced,
+            "error": write_back.sync_status.error,
+            "pending": write_back.sync_status.pending,
         }[status]
         out = []
         for record in records:
             obj = sobject_for(record)
-            if obj not in wb.objects:
+            if obj not in write_back.objects:
                 continue
-            fields: dict[str, Any] = {wb.sync_status.field: value, **(extra or {})}
-            if wb.message_field:
-                fields[wb.message_field] = self._message(message, obj, wb.message_field)
+            fields: dict[str, Any] = {write_back.sync_status.field: value, **(extra or {})}
+            if write_back.message_field:
+                fields[write_back.message_field] = self._message(message, obj, write_back.message_field)
             out.append(
                 commands.salesforce_update(
                     obj,
@@ -622,11 +624,14 @@ class OrderPipeline:
 
     def status_fields(self, obj: str, code: str | None, status: str | None) -> dict[str, Any] | None:
         """Sage_Order_Status__c (and the extra fields) for a Sage status, per orders.yaml."""
-        st = self.m.orders.order_status
-        value = st.value_for(code, status)
+        status_map = self.mappings.orders.order_status
+        value = status_map.value_for(code, status)
         if value is None:
             return None
-        return {self.m.orders.write_back.order_status: value, **st.extra_fields.get(obj, {}).get(value, {})}
+        return {
+            self.mappings.orders.write_back.order_status: value,
+            **status_map.extra_fields.get(obj, {}).get(value, {}),
+        }
 
     # --- sage.results.v1 -------------------------------------------------------------------
 
@@ -644,7 +649,7 @@ class OrderPipeline:
         if not account:
             return Step("skipped")
         account = str(account)
-        wb = self.m.customers.write_back
+        write_back = self.mappings.customers.write_back
         when = (result.get("envelope") or {}).get("event_time")
         cid_base = str(result.get("command_id"))
         if result.get("outcome") == "REJECTED":
@@ -659,23 +664,23 @@ class OrderPipeline:
         if not (division and number):
             return Step("skipped")
         link = {"ar_division_no": str(division), "customer_no": str(number)}
-        if result.get("outcome") == "EXISTING" and self.t.customers.get(account) == link:
+        if result.get("outcome") == "EXISTING" and self.tables.customers.get(account) == link:
             # nothing changed in Sage and the Account is linked already: nothing to write back
             # (this also ends any echo loop of the customer sync, processors/customers.py)
             step = Step("customer_unchanged")
             step.add(self._release(account))
             return step
         self._learn(account, str(division), str(number))
-        self.t.accounts.pop(account, None)
+        self.tables.accounts.pop(account, None)
         step = Step("customer_synced")
         step.outbound.append(
             commands.salesforce_update(
                 "Account",
                 account,
                 {
-                    self.m.customers.external_id: f"{division}-{number}",
-                    wb.sync_status.field: wb.sync_status.synced,
-                    **({wb.message_field: None} if wb.message_field else {}),
+                    self.mappings.customers.external_id: f"{division}-{number}",
+                    write_back.sync_status.field: write_back.sync_status.synced,
+                    **({write_back.message_field: None} if write_back.message_field else {}),
                 },
                 cid=command_id("AccountSync", account, cid_base, "synced", f"{division}-{number}"),
                 correlation_id=cid_base,
@@ -690,10 +695,10 @@ class OrderPipeline:
         self, account: str, reason: str, about: tuple[str, ...], when: datetime | None = None
     ) -> list[Outbound]:
         """Sage_Sync_Status__c = Error (and the reason) on an Account."""
-        wb = self.m.customers.write_back
-        fields: dict[str, Any] = {wb.sync_status.field: wb.sync_status.error}
-        if wb.message_field:
-            fields[wb.message_field] = self._message(reason, "Account", wb.message_field)
+        write_back = self.mappings.customers.write_back
+        fields: dict[str, Any] = {write_back.sync_status.field: write_back.sync_status.error}
+        if write_back.message_field:
+            fields[write_back.message_field] = self._message(reason, "Account", write_back.message_field)
         update = commands.salesforce_update(
             "Account",
             account,
@@ -706,10 +711,10 @@ class OrderPipeline:
         return [update]
 
     def _fail_held(self, account: str, reason: str) -> Step:
-        waiting = self.t.held.pop(account, None)
+        waiting = self.tables.held.pop(account, None)
         step = Step("failed")
         for identity in (waiting or {}).get("orders", []):
-            state = self.t.orders.get(identity)
+            state = self.tables.orders.get(identity)
             if not state or state.get("state") != "held":
                 continue
             origin = Origin.from_json(state["origin"])
@@ -729,7 +734,7 @@ class OrderPipeline:
         if not identity:
             return Step("skipped")
         identity = str(identity)
-        state = dict(self.t.orders.get(identity) or {})
+        state = dict(self.tables.orders.get(identity) or {})
         records = list(state.get("records") or [identity])
         ref = result.get("customer") or {}
         if ref.get("salesforce_account_id") and ref.get("ar_division_no") and ref.get("customer_no"):
@@ -761,7 +766,7 @@ class OrderPipeline:
                 continue
             extra: dict[str, Any] = {}
             if number:
-                extra[self.m.orders.write_back.order_number] = number
+                extra[self.mappings.orders.write_back.order_number] = number
             extra.update(
                 self.status_fields(obj, result.get("source_status"), result.get("order_status")) or {}
             )
@@ -775,8 +780,8 @@ class OrderPipeline:
                 event_time=when,
             )
         if number:
-            self.t.order_numbers[str(number)] = {"records": records, "at": _now_ms()}
-        self.t.orders.pop(identity, None)  # done: Sage has it, nothing left to remember
+            self.tables.order_numbers[str(number)] = {"records": records, "at": _now_ms()}
+        self.tables.orders.pop(identity, None)  # done: Sage has it, nothing left to remember
         return step
 
     # --- item.v1 -----------------------------------------------------------------------------
@@ -789,7 +794,7 @@ class OrderPipeline:
         if not code:
             raise Permanent("the item has no item_code", field="item_code")
         code = str(code)
-        previous = self.t.items.get(code) or {}
+        previous = self.tables.items.get(code) or {}
         entry = {
             "active": previous.get("active"),
             "deleted": previous.get("deleted", False),
@@ -806,8 +811,8 @@ class OrderPipeline:
                 standard_unit_price=str(price) if price is not None else None,
             )
         if entry != previous:
-            self.t.items[code] = entry
+            self.tables.items[code] = entry
         product = item.get("product_code")
-        if product and product != code and self.t.products.get(product) != code:
-            self.t.products[str(product)] = code
+        if product and product != code and self.tables.products.get(product) != code:
+            self.tables.products[str(product)] = code
         return Step("learned")

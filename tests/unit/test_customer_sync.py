@@ -78,9 +78,9 @@ def test_an_account_sage_does_not_know_is_not_created_by_the_sync(base_mappings:
     s = sync(base_mappings)
     step = s.on_customer(ACCOUNT, customer("SALESFORCE", salesforce_account_id=ACCOUNT), ORIGIN)
     assert step.outbound == []
-    assert s.orders.t.accounts[ACCOUNT]  # remembered for its first order
+    assert s.orders.tables.accounts[ACCOUNT]  # remembered for its first order
     # once linked (the cross-reference learned it from a Sage result), changes flow
-    s.orders.t.customers[ACCOUNT] = {"ar_division_no": "01", "customer_no": "NEW01"}
+    s.orders.tables.customers[ACCOUNT] = {"ar_division_no": "01", "customer_no": "NEW01"}
     [data] = sage_commands(
         s.on_customer(ACCOUNT, customer("SALESFORCE", salesforce_account_id=ACCOUNT), ORIGIN)
     )
@@ -180,7 +180,7 @@ def test_an_account_that_arrives_after_its_order_is_sent_to_sage_with_its_own_da
     )
     p = OrderPipeline(
         MappingsRef(base_mappings),
-        pipeline(base_mappings).t,
+        pipeline(base_mappings).tables,
         decode_order=lambda data: raw[data],
         decode_customer=lambda data: account_record,
     )

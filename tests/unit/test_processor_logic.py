@@ -131,7 +131,7 @@ def test_salesforce_products_link_codes_but_only_sage_says_what_is_active(base_m
     }
     p.on_item("OLD-1", product, origin)
     assert p.item_code_for("RETRO-WIDGET", None, "lines[1]") == "OLD-1"
-    assert p.t.items["OLD-1"]["active"] is False  # Product2.IsActive does not revive a Sage item
+    assert p.tables.items["OLD-1"]["active"] is False  # Product2.IsActive does not revive a Sage item
     p.on_item(
         "OLD-1",
         {
@@ -142,8 +142,8 @@ def test_salesforce_products_link_codes_but_only_sage_says_what_is_active(base_m
         },
         origin,
     )
-    assert p.t.items["OLD-1"]["active"] is True
-    assert p.t.items["OLD-1"]["product_code"] == "RETRO-WIDGET"
+    assert p.tables.items["OLD-1"]["active"] is True
+    assert p.tables.items["OLD-1"]["product_code"] == "RETRO-WIDGET"
 
 
 def test_pricing_rules_from_the_mapping(base_mappings: Mappings) -> None:
@@ -187,7 +187,7 @@ def test_an_order_without_a_sage_result_is_commanded_again_until_one_arrives(
     [(key, cid, kind)] = _sage_commands(first)
     assert (key, kind) == (OPP, "CreateSalesOrder")
     assert _sage_commands(p.sweep()) == []  # not waited long enough yet
-    p.t.orders[OPP] = {**p.t.orders[OPP], "at": p.t.orders[OPP]["at"] - p.resend_after_ms}
+    p.tables.orders[OPP] = {**p.tables.orders[OPP], "at": p.tables.orders[OPP]["at"] - p.resend_after_ms}
     resent = REGISTRY.get_sample_value("sagesf_processor_orders_resent_total") or 0.0
     again = p.sweep()
     assert _sage_commands(again) == [(OPP, cid, "CreateSalesOrder")]  # the same command: idempotent
@@ -206,7 +206,7 @@ def test_an_order_without_a_sage_result_is_commanded_again_until_one_arrives(
     synced = p.on_sage_result(OPP, result, Origin("sage.results.v1", 0, 3, None, b"r"))
     [update] = synced.outbound
     assert update.value["fields"]["Sage_Order_No__c"] == "0000042"
-    assert OPP not in p.t.orders  # confirmed: nothing left to resend
+    assert OPP not in p.tables.orders  # confirmed: nothing left to resend
     assert _sage_commands(p.sweep()) == []
 
 
@@ -215,12 +215,12 @@ def test_an_order_that_no_longer_maps_is_not_failed_by_the_resend(base_mappings:
     raw = {b"value": order(("HRDW-1000", "2", "12.50"))}
     p = pipeline(base_mappings, raw)
     p.on_sales_order(OPP, raw[b"value"], ORIGIN)
-    del p.t.items["HRDW-1000"]  # the item left item.v1 since
-    p.t.orders[OPP] = {**p.t.orders[OPP], "at": 1}
+    del p.tables.items["HRDW-1000"]  # the item left item.v1 since
+    p.tables.orders[OPP] = {**p.tables.orders[OPP], "at": 1}
     swept = p.sweep()
     assert swept.outbound == []
     assert swept.dead_letters == []
-    assert p.t.orders[OPP]["state"] == "commanded"
+    assert p.tables.orders[OPP]["state"] == "commanded"
 
 
 def test_a_held_order_is_released_when_the_customer_arrives_on_customer_v1(base_mappings: Mappings) -> None:
