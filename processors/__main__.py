@@ -22,7 +22,7 @@ import typer
 
 from processors.app import Processors
 from processors.config import load_processor_settings
-from processors.mappings import MappingError, load_mappings
+from processors.mapping_files import MappingError, load_mappings
 from sagesf.config import ConfigError, Settings, load_settings
 from sagesf.errors import Retriable
 from sagesf.logs import configure_logging, register_settings_secrets

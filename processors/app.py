@@ -50,7 +50,8 @@ from processors.config import ProcessorSettings
 from processors.credit import CreditReplies
 from processors.customers import CustomerSync
 from processors.inventory import InventoryPipeline
-from processors.mappings import MappingError, Mappings, load_mappings
+from processors.mapping_files import MappingError, load_mappings
+from processors.mapping_model import Mappings
 from processors.metrics import (
     COMMANDS,
     HELD_ORDERS,

@@ -25,7 +25,7 @@ from typing import Any
 
 from processors import commands
 from processors.commands import command_id
-from processors.mappings import Mappings
+from processors.mapping_model import Mappings
 from processors.state import MappingsRef, Origin, Step
 from sagesf.errors import Permanent
 

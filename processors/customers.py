@@ -41,7 +41,7 @@ from typing import Any
 
 from processors import commands
 from processors.commands import Outbound, command_id
-from processors.mappings import Mappings
+from processors.mapping_model import Mappings
 from processors.orders import OrderPipeline
 from processors.state import MappingsRef, Origin, Step
 from sagesf.errors import Permanent

@@ -1,7 +1,7 @@
 """The cross-checks of the mapping files against the canonical schemas and the systems' metadata.
 
 What it owns: `check_mappings(models, salesforce, sage, report)`, run by
-processors/mappings.load_mappings once every file parsed: each rule below reports a problem as
+processors/mapping_files.load_mappings once every file parsed: each rule below reports a problem as
 (file key, entry path, reason), and the loader turns it into `<file>:<line>: <entry>: <reason>`.
 - Canonical schemas (sagesf.schemas): canonical fields named exist in their record and are not
   structure (envelope, lines); order types and statuses are symbols of their enums; inventory
@@ -31,7 +31,7 @@ from processors.metadata import SageMetadata, SalesforceMetadata
 from sagesf.schemas import SchemaError, schema_json
 
 if TYPE_CHECKING:
-    from processors.mappings import (
+    from processors.mapping_model import (
         AddressesMapping,
         CustomersMapping,
         CustomField,

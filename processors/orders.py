@@ -52,7 +52,7 @@ from typing import Any
 from processors import commands
 from processors.addresses import standardise
 from processors.commands import Outbound, command_id, sobject_for
-from processors.mappings import Mappings, SageField, ValueMap
+from processors.mapping_model import Mappings, SageField, ValueMap
 from processors.metrics import ORDERS_RESENT
 from processors.state import MappingsRef, Origin, Step, Tables, from_b64, to_b64
 from sagesf.errors import Permanent

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from processors.commands import Outbound
-from processors.mappings import Mappings
+from processors.mapping_model import Mappings
 
 __all__ = ["MappingsRef", "Origin", "Step", "Tables", "from_b64", "to_b64"]
 

@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 from processors.customers import CustomerSync
-from processors.mappings import Mappings
+from processors.mapping_model import Mappings
 from processors.orders import OrderPipeline
 from processors.state import MappingsRef, Origin, Step
 from tests.unit.test_processor_logic import ACCOUNT, OPP, ORIGIN, base_mappings, order, pipeline

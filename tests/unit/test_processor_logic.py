@@ -17,7 +17,8 @@ import pytest
 from prometheus_client import REGISTRY
 
 from processors.inventory import InventoryPipeline
-from processors.mappings import Mappings, load_mappings
+from processors.mapping_files import load_mappings
+from processors.mapping_model import Mappings
 from processors.orders import OrderPipeline
 from processors.state import MappingsRef, Origin, Tables
 from processors.status import StatusPipeline
