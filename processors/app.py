@@ -14,10 +14,11 @@ What it owns: `Processors`, which builds the faust app and wires everything else
   sagesf.dlq.DeadLetterWriter (original bytes, Kafka Connect error headers).
 
 How one record is handled (`_handle`): decode key and value -> run the stage's logic (orders.py,
-status.py, inventory.py) -> produce its commands and wait until Kafka acknowledged every one ->
-write its dead letters (acknowledged too) -> only then does the agent take the next record, so
-faust commits the offset after the effects (at-least-once; every command carries a deterministic
-command_id and every effect downstream is idempotent). Errors:
+customer_directory.py, customers.py, status.py, inventory.py, credit.py) -> produce its commands
+and wait until Kafka acknowledged every one -> write its dead letters (acknowledged too) -> only
+then does the agent take the next record, so faust commits the offset after the effects
+(at-least-once; every command carries a deterministic command_id and every effect downstream is
+idempotent). Errors:
 - a key or value that cannot be decoded, a `Permanent` error, or any unexpected exception (a bug,
   counted as such) dead-letters that one record and the stream goes on;
 - `Retriable` (registry or Kafka unreachable) is retried with exponential backoff and jitter for
@@ -171,8 +172,9 @@ class Processors:
             resend_after=max(300.0, settings.held_order_sweep_interval),
             retention_days=settings.order_retention_days,
         )
+        self.customer_directory = self.orders.customer_directory
         self.status = StatusPipeline(self.orders)
-        self.customers = CustomerSync(self.mappings_ref, self.orders)
+        self.customers = CustomerSync(self.mappings_ref, self.customer_directory)
         self.credit = CreditReplies(self.mappings_ref)
         self.inventory = InventoryPipeline(self.mappings_ref, self.tables)
         levels.add_listener(self.inventory.changed)
@@ -435,7 +437,7 @@ class Processors:
             return
         step = self.orders.sweep()
         await self._timer_step("orders", step)
-        HELD_ORDERS.set(self.orders.held_count())
+        HELD_ORDERS.set(self.customer_directory.held_count())
 
     async def _timer_step(self, stage: str, step: Step) -> None:
         try:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import codecs
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -347,6 +348,28 @@ class Mappings:
             return explicit
         col = self.sage.column(table, column) if self.sage else None
         return col.length if col is not None and col.kind == "text" else None
+
+    def sage_value(
+        self, value: Any, spec: SageField, maps: Mapping[str, ValueMap], table: str, where: str
+    ) -> Any:
+        """`value` on its way to Sage column `table`.`spec.sage`: through its value map, the default
+        when empty, and cut (`overflow: truncate`) or refused (Permanent) when longer than the column."""
+        if spec.map is not None:
+            value = maps[spec.map].apply(value, name=spec.map, where=where)
+        if (value is None or value == "") and spec.default is not None:
+            value = spec.default
+        if isinstance(value, str):
+            length = self.sage_length(table, spec.sage, spec.length)
+            if length is not None and len(value) > length:
+                if spec.overflow == "truncate":
+                    value = value[:length].rstrip()
+                else:
+                    raise Permanent(
+                        f"{where} {value!r} is {len(value)} characters; {table}.{spec.sage} holds {length}",
+                        field=where,
+                        value=value,
+                    )
+        return value
 
     def salesforce_text(self, text: str, obj: str, field_name: str) -> str:
         """`text` cut to what `obj.field_name` holds (its length in the metadata, else 255 like a

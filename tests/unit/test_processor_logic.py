@@ -229,7 +229,7 @@ def test_a_held_order_is_released_when_the_customer_arrives_on_customer_v1(base_
     p = pipeline(base_mappings, raw)
     held = p.on_sales_order(OPP, raw[b"value"], ORIGIN)
     assert held.outcome == "held"
-    assert p.held_count() == 1
+    assert p.customer_directory.held_count() == 1
     assert [
         o.value["command"][0].rsplit(".", 1)[1] for o in held.outbound if o.topic == "sage.commands.v1"
     ] == ["UpsertCustomer"]
@@ -239,11 +239,13 @@ def test_a_held_order_is_released_when_the_customer_arrives_on_customer_v1(base_
         "customer_no": "NEW01",
         "name": "Acme",
     }
-    learned = p.on_customer("01-NEW01", sage_customer, Origin("customer.v1", 0, 1, None, b"c"))
+    learned = p.customer_directory.on_customer(
+        "01-NEW01", sage_customer, Origin("customer.v1", 0, 1, None, b"c")
+    )
     [create] = [o for o in learned.outbound if o.topic == "sage.commands.v1"]
     assert create.key == OPP
     assert create.value["command"][1]["order"]["customer"]["customer_no"] == "NEW01"
-    assert p.held_count() == 0
+    assert p.customer_directory.held_count() == 0
 
 
 def test_a_refused_customer_fails_its_held_orders(base_mappings: Mappings) -> None:
@@ -264,7 +266,7 @@ def test_a_refused_customer_fails_its_held_orders(base_mappings: Mappings) -> No
     assert "TermsCode '99'" in str(error)
     keys = {(o.key, o.value["fields"]["Sage_Sync_Status__c"]) for o in step.outbound}
     assert keys == {(ACCOUNT, "Error"), (OPP, "Error")}
-    assert p.held_count() == 0
+    assert p.customer_directory.held_count() == 0
 
 
 def test_status_unknown_can_be_skipped(base_mappings: Mappings) -> None:
