@@ -67,6 +67,7 @@ from processors.state import MappingsRef, Origin, Step, Tables
 from processors.status import StatusPipeline
 from processors.tables import SharedTable, shared_table
 from processors.transport import SeekingApp
+from sagesf import topic_names
 from sagesf.config import KafkaSettings, Settings
 from sagesf.consumer import GroupLag
 from sagesf.dlq import (
@@ -88,15 +89,15 @@ __all__ = ["Processors", "faust_credentials"]
 T = TypeVar("T")
 Handler = Callable[[str | None, Any, Origin], Step]
 
-# stage -> its dead-letter topic (topics.yaml name)
+# stage -> its dead-letter topic (topics.yaml name); results and items dead-letter with the orders
 DLQ_TOPICS = {
-    "orders": "dlq.orders.v1",
-    "results": "dlq.orders.v1",
-    "items": "dlq.orders.v1",
-    "customers": "dlq.customers.v1",
-    "status": "dlq.status.v1",
-    "inventory": "dlq.inventory.v1",
-    "credit": "dlq.credit.v1",
+    "orders": topic_names.dead_letter_topic("orders"),
+    "results": topic_names.dead_letter_topic("orders"),
+    "items": topic_names.dead_letter_topic("orders"),
+    "customers": topic_names.dead_letter_topic("customers"),
+    "status": topic_names.dead_letter_topic("status"),
+    "inventory": topic_names.dead_letter_topic("inventory"),
+    "credit": topic_names.dead_letter_topic("credit"),
 }
 
 
@@ -167,8 +168,8 @@ class Processors:
         self.orders = OrderPipeline(
             self.mappings_ref,
             self.tables,
-            decode_order=self.serde("salesorder.v1", "SalesOrder").decode,
-            decode_customer=self.serde("customer.v1", "Customer").decode,
+            decode_order=self.serde(topic_names.SALES_ORDERS, "SalesOrder").decode,
+            decode_customer=self.serde(topic_names.CUSTOMERS, "Customer").decode,
             resend_after=max(300.0, settings.held_order_sweep_interval),
             retention_days=settings.order_retention_days,
         )
@@ -237,18 +238,23 @@ class Processors:
 
     def _register(self) -> None:
         sources: list[tuple[str, str, str, Handler]] = [
-            ("orders", "salesorder.v1", "SalesOrder", self.orders.on_sales_order),
-            ("results", "sage.results.v1", "SageResult", self.orders.on_sage_result),
-            ("customers", "customer.v1", "Customer", self.customers.on_customer),
-            ("items", "item.v1", "Item", self.orders.on_item),
+            ("orders", topic_names.SALES_ORDERS, "SalesOrder", self.orders.on_sales_order),
+            ("results", topic_names.SAGE_RESULTS, "SageResult", self.orders.on_sage_result),
+            ("customers", topic_names.CUSTOMERS, "Customer", self.customers.on_customer),
+            ("items", topic_names.ITEMS, "Item", self.orders.on_item),
             (
                 "status",
-                "orderstatus.v1",
+                topic_names.ORDER_STATUS,
                 "OrderStatusChange",
                 lambda k, v, o: self.status.on_status_change(k, v),
             ),
-            ("inventory", "inventory.v1", "InventoryLevel", lambda k, v, o: self.inventory.on_level(k, v)),
-            ("credit", "credit.replies.v1", "CreditCheckReply", self.credit.on_reply),
+            (
+                "inventory",
+                topic_names.INVENTORY,
+                "InventoryLevel",
+                lambda k, v, o: self.inventory.on_level(k, v),
+            ),
+            ("credit", topic_names.CREDIT_REPLIES, "CreditCheckReply", self.credit.on_reply),
         ]
         for stage, topic, schema, handler in sources:
             self.app.agent(self._topic(topic), name=f"sagesf-{stage}")(
