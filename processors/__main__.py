@@ -22,7 +22,8 @@ import typer
 
 from processors.app import Processors
 from processors.config import load_processor_settings
-from processors.mappings import MappingError, load_mappings
+from processors.mapping_files import MappingError, load_mappings
+from sagesf import topic_names
 from sagesf.config import ConfigError, Settings, load_settings
 from sagesf.errors import Retriable
 from sagesf.logs import configure_logging, register_settings_secrets
@@ -102,7 +103,10 @@ def _resolve_schemas(processors: Processors, limit: float) -> None:
     """Look up (or, in the sandbox, register) the output schemas now rather than on the first record."""
     deadline = time.monotonic() + limit
     delay = 0.5
-    outputs = [("sage.commands.v1", "SageCommand"), ("salesforce.commands.v1", "SalesforceCommand")]
+    outputs = [
+        (topic_names.SAGE_COMMANDS, "SageCommand"),
+        (topic_names.SALESFORCE_COMMANDS, "SalesforceCommand"),
+    ]
     while True:
         try:
             for topic, schema in outputs:

@@ -24,7 +24,7 @@ import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
-from processors.mappings import AddressesMapping
+from processors.mapping_model import AddressesMapping
 from sagesf.errors import Permanent
 
 __all__ = ["clean_text", "fold_to_code_page", "reflow_lines", "standardise"]

@@ -14,10 +14,11 @@ What it owns: `Processors`, which builds the faust app and wires everything else
   sagesf.dlq.DeadLetterWriter (original bytes, Kafka Connect error headers).
 
 How one record is handled (`_handle`): decode key and value -> run the stage's logic (orders.py,
-status.py, inventory.py) -> produce its commands and wait until Kafka acknowledged every one ->
-write its dead letters (acknowledged too) -> only then does the agent take the next record, so
-faust commits the offset after the effects (at-least-once; every command carries a deterministic
-command_id and every effect downstream is idempotent). Errors:
+customer_directory.py, customers.py, status.py, inventory.py, credit.py) -> produce its commands
+and wait until Kafka acknowledged every one -> write its dead letters (acknowledged too) -> only
+then does the agent take the next record, so faust commits the offset after the effects
+(at-least-once; every command carries a deterministic command_id and every effect downstream is
+idempotent). Errors:
 - a key or value that cannot be decoded, a `Permanent` error, or any unexpected exception (a bug,
   counted as such) dead-letters that one record and the stream goes on;
 - `Retriable` (registry or Kafka unreachable) is retried with exponential backoff and jitter for
@@ -50,7 +51,8 @@ from processors.config import ProcessorSettings
 from processors.credit import CreditReplies
 from processors.customers import CustomerSync
 from processors.inventory import InventoryPipeline
-from processors.mappings import MappingError, Mappings, load_mappings
+from processors.mapping_files import MappingError, load_mappings
+from processors.mapping_model import Mappings
 from processors.metrics import (
     COMMANDS,
     HELD_ORDERS,
@@ -65,6 +67,7 @@ from processors.state import MappingsRef, Origin, Step, Tables
 from processors.status import StatusPipeline
 from processors.tables import SharedTable, shared_table
 from processors.transport import SeekingApp
+from sagesf import topic_names
 from sagesf.config import KafkaSettings, Settings
 from sagesf.consumer import GroupLag
 from sagesf.dlq import (
@@ -86,15 +89,15 @@ __all__ = ["Processors", "faust_credentials"]
 T = TypeVar("T")
 Handler = Callable[[str | None, Any, Origin], Step]
 
-# stage -> its dead-letter topic (topics.yaml name)
+# stage -> its dead-letter topic (topics.yaml name); results and items dead-letter with the orders
 DLQ_TOPICS = {
-    "orders": "dlq.orders.v1",
-    "results": "dlq.orders.v1",
-    "items": "dlq.orders.v1",
-    "customers": "dlq.customers.v1",
-    "status": "dlq.status.v1",
-    "inventory": "dlq.inventory.v1",
-    "credit": "dlq.credit.v1",
+    "orders": topic_names.dead_letter_topic("orders"),
+    "results": topic_names.dead_letter_topic("orders"),
+    "items": topic_names.dead_letter_topic("orders"),
+    "customers": topic_names.dead_letter_topic("customers"),
+    "status": topic_names.dead_letter_topic("status"),
+    "inventory": topic_names.dead_letter_topic("inventory"),
+    "credit": topic_names.dead_letter_topic("credit"),
 }
 
 
@@ -142,7 +145,7 @@ class Processors:
         self.settings = settings
         self.core = core
         self.health = health or Health()
-        self.ref = MappingsRef(mappings)
+        self.mappings_ref = MappingsRef(mappings)
         self.registry = registry or SchemaRegistryClient(core.registry.client_config())
         self._serdes: dict[tuple[str, str], AvroSerde] = {}
         self._out: dict[str, Any] = {}
@@ -163,17 +166,18 @@ class Processors:
             inventory_sent=shared_table(self.app, "inventory-sent", "ItemCode -> stock fields last sent"),
         )
         self.orders = OrderPipeline(
-            self.ref,
+            self.mappings_ref,
             self.tables,
-            decode_order=self.serde("salesorder.v1", "SalesOrder").decode,
-            decode_customer=self.serde("customer.v1", "Customer").decode,
+            decode_order=self.serde(topic_names.SALES_ORDERS, "SalesOrder").decode,
+            decode_customer=self.serde(topic_names.CUSTOMERS, "Customer").decode,
             resend_after=max(300.0, settings.held_order_sweep_interval),
             retention_days=settings.order_retention_days,
         )
+        self.customer_directory = self.orders.customer_directory
         self.status = StatusPipeline(self.orders)
-        self.customers = CustomerSync(self.ref, self.orders)
-        self.credit = CreditReplies(self.ref)
-        self.inventory = InventoryPipeline(self.ref, self.tables)
+        self.customers = CustomerSync(self.mappings_ref, self.customer_directory)
+        self.credit = CreditReplies(self.mappings_ref)
+        self.inventory = InventoryPipeline(self.mappings_ref, self.tables)
         levels.add_listener(self.inventory.changed)
         self._dlq_producer = ConfirmedProducer(core.kafka)
         self._dlq = {
@@ -185,25 +189,25 @@ class Processors:
     # --- the faust app ----------------------------------------------------------------------
 
     def _faust_app(self) -> Any:
-        s, kafka = self.settings, self.core.kafka
-        data_dir = s.data_dir / s.app_id
+        settings, kafka = self.settings, self.core.kafka
+        data_dir = settings.data_dir / settings.app_id
         data_dir.mkdir(parents=True, exist_ok=True)
         return SeekingApp(
-            s.app_id,
+            settings.app_id,
             broker=[f"kafka://{host.strip()}" for host in kafka.bootstrap_servers.split(",") if host.strip()],
             broker_credentials=faust_credentials(kafka),
             broker_client_id=f"{kafka.client_id}-processors",
-            broker_session_timeout=s.session_timeout,
-            broker_heartbeat_interval=s.heartbeat_interval,
-            broker_rebalance_timeout=s.rebalance_timeout,
-            broker_commit_interval=s.commit_interval,
-            consumer_auto_offset_reset=s.auto_offset_reset,
+            broker_session_timeout=settings.session_timeout,
+            broker_heartbeat_interval=settings.heartbeat_interval,
+            broker_rebalance_timeout=settings.rebalance_timeout,
+            broker_commit_interval=settings.commit_interval,
+            consumer_auto_offset_reset=settings.auto_offset_reset,
             processing_guarantee="at_least_once",
             producer_acks=-1,
             store="memory://",
             GlobalTable=SharedTable,
             table_standby_replicas=0,
-            topic_replication_factor=s.replication_factor,
+            topic_replication_factor=settings.replication_factor,
             topic_allow_declare=True,
             web_enabled=False,
             autodiscover=False,
@@ -234,28 +238,33 @@ class Processors:
 
     def _register(self) -> None:
         sources: list[tuple[str, str, str, Handler]] = [
-            ("orders", "salesorder.v1", "SalesOrder", self.orders.on_sales_order),
-            ("results", "sage.results.v1", "SageResult", self.orders.on_sage_result),
-            ("customers", "customer.v1", "Customer", self.customers.on_customer),
-            ("items", "item.v1", "Item", self.orders.on_item),
+            ("orders", topic_names.SALES_ORDERS, "SalesOrder", self.orders.on_sales_order),
+            ("results", topic_names.SAGE_RESULTS, "SageResult", self.orders.on_sage_result),
+            ("customers", topic_names.CUSTOMERS, "Customer", self.customers.on_customer),
+            ("items", topic_names.ITEMS, "Item", self.orders.on_item),
             (
                 "status",
-                "orderstatus.v1",
+                topic_names.ORDER_STATUS,
                 "OrderStatusChange",
                 lambda k, v, o: self.status.on_status_change(k, v),
             ),
-            ("inventory", "inventory.v1", "InventoryLevel", lambda k, v, o: self.inventory.on_level(k, v)),
-            ("credit", "credit.replies.v1", "CreditCheckReply", self.credit.on_reply),
+            (
+                "inventory",
+                topic_names.INVENTORY,
+                "InventoryLevel",
+                lambda k, v, o: self.inventory.on_level(k, v),
+            ),
+            ("credit", topic_names.CREDIT_REPLIES, "CreditCheckReply", self.credit.on_reply),
         ]
         for stage, topic, schema, handler in sources:
             self.app.agent(self._topic(topic), name=f"sagesf-{stage}")(
                 self._agent(stage, topic, schema, handler)
             )
-        s = self.settings
-        self.app.timer(s.inventory_flush_interval, on_leader=True, name="inventory-flush")(
+        settings = self.settings
+        self.app.timer(settings.inventory_flush_interval, on_leader=True, name="inventory-flush")(
             self._flush_inventory
         )
-        self.app.timer(s.held_order_sweep_interval, on_leader=True, name="held-sweep")(self._sweep)
+        self.app.timer(settings.held_order_sweep_interval, on_leader=True, name="held-sweep")(self._sweep)
         self.app.timer(1.0, name="tables-health")(self._watch_recovery)
         # consumer lag per stage, for /metrics and for /healthz: a stalled agent with records
         # waiting turns the worker unhealthy, so a liveness probe restarts it
@@ -266,8 +275,8 @@ class Processors:
             self.health,
         )
         self.app.timer(5.0, name="consumer-lag")(self._measure_lag)
-        if s.mappings_reload_interval > 0:
-            self.app.timer(s.mappings_reload_interval, name="mappings-reload")(self._reload_mappings)
+        if settings.mappings_reload_interval > 0:
+            self.app.timer(settings.mappings_reload_interval, name="mappings-reload")(self._reload_mappings)
 
     def _agent(
         self, stage: str, topic: str, schema: str, handler: Handler
@@ -434,7 +443,7 @@ class Processors:
             return
         step = self.orders.sweep()
         await self._timer_step("orders", step)
-        HELD_ORDERS.set(self.orders.held_count())
+        HELD_ORDERS.set(self.customer_directory.held_count())
 
     async def _timer_step(self, stage: str, step: Step) -> None:
         try:
@@ -447,16 +456,16 @@ class Processors:
             RECORDS.labels(stage, step.outcome).inc()
 
     async def _reload_mappings(self) -> None:
-        current = self.ref.current
+        current = self.mappings_ref.current
         if not current.changed():
             return
-        s = self.settings
+        settings = self.settings
         try:
             fresh = await asyncio.to_thread(
                 load_mappings,
-                s.mappings_dir,
-                salesforce_metadata=s.salesforce_metadata,
-                sage_metadata=s.sage_metadata,
+                settings.mappings_dir,
+                salesforce_metadata=settings.salesforce_metadata,
+                sage_metadata=settings.sage_metadata,
             )
         except MappingError as exc:
             MAPPING_RELOADS.labels("invalid").inc()
@@ -469,10 +478,10 @@ class Processors:
             # remember the broken files' times so the error is logged once per edit
             current.mtimes.update({p: _mtime(p) for p in current.mtimes})
             return
-        self.ref.current = fresh
+        self.mappings_ref.current = fresh
         MAPPING_RELOADS.labels("ok").inc()
         self.health.dependency("mappings", True)
-        log.info("mappings reloaded from %s", s.mappings_dir)
+        log.info("mappings reloaded from %s", settings.mappings_dir)
 
     def close(self) -> None:
         self._dlq_producer.close()

@@ -2,7 +2,7 @@
 
 Registered in the `sagesf.commands` entry-point group (pyproject.toml: `mappings =
 "processors.cli:app"`), so the core CLI never imports processors by name. The check is exactly
-`processors.mappings.load_mappings`: every problem is printed as `<file>:<line>: <entry>:
+`processors.mapping_files.load_mappings`: every problem is printed as `<file>:<line>: <entry>:
 <reason>` and the exit code is 1; a clean run prints what was checked (files, lookup entries,
 status values, currencies) and exits 0. The metadata paths default to SAGESF_PROCESSORS__*
 (processors/config.py); for the sandbox pass `--salesforce-metadata
@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 
 from processors.config import load_processor_settings
-from processors.mappings import FILES, MappingError, load_mappings
+from processors.mapping_files import FILES, MappingError, load_mappings
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="The processors' mapping files (mappings/)."

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from sagesf import topic_names
+
 __all__ = [
     "NAMESPACE",
     "Outbound",
@@ -83,7 +85,7 @@ def create_sales_order(order: Mapping[str, Any], cid: str, key: str, correlation
         "command_id": cid,
         "command": (_CANONICAL + "CreateSalesOrder", {"order": dict(order), "customer": None}),
     }
-    return Outbound("sage.commands.v1", key, "SageCommand", value)
+    return Outbound(topic_names.SAGE_COMMANDS, key, "SageCommand", value)
 
 
 def upsert_customer(customer: Mapping[str, Any], cid: str, key: str, correlation_id: str | None) -> Outbound:
@@ -92,7 +94,7 @@ def upsert_customer(customer: Mapping[str, Any], cid: str, key: str, correlation
         "command_id": cid,
         "command": (_CANONICAL + "UpsertCustomer", {"customer": dict(customer)}),
     }
-    return Outbound("sage.commands.v1", key, "SageCommand", value)
+    return Outbound(topic_names.SAGE_COMMANDS, key, "SageCommand", value)
 
 
 def _salesforce_command(
@@ -120,7 +122,7 @@ def _salesforce_command(
         "fields": dict(fields),
         "source_event_time": event_time,
     }
-    return Outbound("salesforce.commands.v1", key, "SalesforceCommand", value)
+    return Outbound(topic_names.SALESFORCE_COMMANDS, key, "SalesforceCommand", value)
 
 
 def salesforce_update(

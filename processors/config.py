@@ -27,6 +27,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from sagesf import topic_names
 from sagesf.config import ConfigError, describe_validation_error
 
 __all__ = ["ENV_PREFIX", "TOPICS", "ProcessorSettings", "load_processor_settings"]
@@ -35,17 +36,17 @@ ENV_PREFIX = "SAGESF_PROCESSORS__"
 
 # Every topic the processors read or write, by its name in topics.yaml.
 TOPICS = (
-    "salesorder.v1",
-    "customer.v1",
-    "item.v1",
-    "inventory.v1",
-    "orderstatus.v1",
-    "sage.commands.v1",
-    "sage.results.v1",
-    "salesforce.commands.v1",
-    "dlq.orders.v1",
-    "dlq.status.v1",
-    "dlq.inventory.v1",
+    topic_names.SALES_ORDERS,
+    topic_names.CUSTOMERS,
+    topic_names.ITEMS,
+    topic_names.INVENTORY,
+    topic_names.ORDER_STATUS,
+    topic_names.SAGE_COMMANDS,
+    topic_names.SAGE_RESULTS,
+    topic_names.SALESFORCE_COMMANDS,
+    topic_names.dead_letter_topic("orders"),
+    topic_names.dead_letter_topic("status"),
+    topic_names.dead_letter_topic("inventory"),
 )
 
 

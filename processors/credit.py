@@ -25,7 +25,7 @@ from typing import Any
 
 from processors import commands
 from processors.commands import command_id
-from processors.mappings import Mappings
+from processors.mapping_model import Mappings
 from processors.state import MappingsRef, Origin, Step
 from sagesf.errors import Permanent
 
@@ -40,15 +40,15 @@ class CreditReplies:
     """See the module doc."""
 
     def __init__(self, mappings: MappingsRef, now: Callable[[], datetime] | None = None) -> None:
-        self.ref = mappings
+        self.mappings_ref = mappings
         self.now = now or (lambda: datetime.now(UTC))
 
     @property
-    def m(self) -> Mappings:
-        return self.ref.current
+    def mappings(self) -> Mappings:
+        return self.mappings_ref.current
 
     def on_reply(self, key: str | None, reply: Mapping[str, Any], origin: Origin) -> Step:
-        spec = self.m.customers.credit_reply
+        spec = self.mappings.customers.credit_reply
         if spec is None:
             return Step("skipped")
         correlation = reply.get("correlation_id") or key
@@ -73,7 +73,7 @@ class CreditReplies:
         fields = {name: values[value] for value, name in spec.fields.items() if values[value] is not None}
         text_field = spec.fields.get("message")
         if text_field and isinstance(fields.get(text_field), str):
-            fields[text_field] = self.m.salesforce_text(fields[text_field], spec.event, text_field)
+            fields[text_field] = self.mappings.salesforce_text(fields[text_field], spec.event, text_field)
         cid = command_id("CreditReply", str(correlation), *origin.position())
         event = commands.salesforce_insert(
             spec.event,

@@ -1,15 +1,15 @@
 """The customer sync: Salesforce Account <-> Sage 100 AR_Customer, both ways, through customer.v1.
 
 What it owns: `CustomerSync.on_customer`, the handler of the customers agent. Every customer.v1
-record first feeds the orders processor (the cross-reference, held orders: OrderPipeline
-.on_customer); then, by the record's source system:
+record first feeds the customer directory (the cross-reference, held orders:
+CustomerDirectory.on_customer); then, by the record's source system:
 - SALESFORCE (an Account changed) and the account is linked to a Sage customer (ExternalID__c on
   the record, else the cross-reference): an UpsertCustomer naming that customer, so the Sage
   sink updates it (only the columns that differ; none: EXISTING, nothing written), or creates
   it under that number when Sage has no such customer, as it does for an order naming one. The
   customer is mapped as for an order (customers.yaml `salesforce_to_sage`: value maps, lengths,
   addresses, custom fields to UDF_ columns). An account with no link is not sent: Sage creates
-  it with its first order (processors/orders.py), so prospects stay out of the ERP.
+  it with its first order (processors/customer_directory.py), so prospects stay out of the ERP.
 - SAGE100 (an AR_Customer row changed): the Account gets the `sage_to_salesforce` fields, its
   external ID (ARDivisionNo-CustomerNo) and the custom fields marked for Salesforce: an UPDATE
   by Account ID when the customer carries one (UDF_SALESFORCE_ID), else an UPSERT by the external
@@ -24,7 +24,7 @@ How loops are avoided: each direction's own writes are not read back (the Salesf
 change events whose changeOrigin names our client; the Sage source drops rows last updated by the
 integration user), and the Sage sink writes nothing when nothing differs. As a last stop, a
 customer result that is EXISTING for an account already linked writes nothing back to Salesforce
-(processors/orders.py), so even a leaked echo ends after one round.
+(processors/customer_directory.py), so even a leaked echo ends after one round.
 
 Limits: no content comparison with the target: every source change is sent (the sinks coalesce
 and skip unchanged Sage columns). Deletes are not propagated either way. Contacts are not synced.
@@ -41,8 +41,8 @@ from typing import Any
 
 from processors import commands
 from processors.commands import Outbound, command_id
-from processors.mappings import Mappings
-from processors.orders import OrderPipeline
+from processors.customer_directory import CustomerDirectory
+from processors.mapping_model import Mappings
 from processors.state import MappingsRef, Origin, Step
 from sagesf.errors import Permanent
 
@@ -63,17 +63,17 @@ def _salesforce_value(value: Any) -> Any:
 class CustomerSync:
     """See the module doc."""
 
-    def __init__(self, mappings: MappingsRef, orders: OrderPipeline) -> None:
-        self.ref = mappings
-        self.orders = orders
+    def __init__(self, mappings: MappingsRef, customer_directory: CustomerDirectory) -> None:
+        self.mappings_ref = mappings
+        self.customer_directory = customer_directory
 
     @property
-    def m(self) -> Mappings:
-        return self.ref.current
+    def mappings(self) -> Mappings:
+        return self.mappings_ref.current
 
     def on_customer(self, key: str | None, customer: Mapping[str, Any], origin: Origin) -> Step:
         linked = self._link(customer)
-        step = self.orders.on_customer(key, customer, origin)
+        step = self.customer_directory.on_customer(key, customer, origin)
         if customer.get("deleted"):
             return step
         source = (customer.get("envelope") or {}).get("source_system")
@@ -82,11 +82,13 @@ class CustomerSync:
                 step.outbound += self._to_sage(customer, origin, linked)
             elif source == "SAGE100":
                 step.outbound += self._to_salesforce(customer, origin)
-        except Permanent as exc:  # the orders' part of the step (xref, released orders) still counts
+        except Permanent as exc:  # the directory's part of the step (xref, released orders) still counts
             step.dead_letters.append((origin, exc))
             account = customer.get("salesforce_account_id")
             if source == "SALESFORCE" and account:
-                step.outbound += self.orders.account_sync_error(str(account), exc.reason, origin.position())
+                step.outbound += self.customer_directory.account_sync_error(
+                    str(account), exc.reason, origin.position()
+                )
         return step
 
     def _link(self, customer: Mapping[str, Any]) -> tuple[str, str] | None:
@@ -95,7 +97,7 @@ class CustomerSync:
         if division and number:
             return str(division), str(number)
         account = customer.get("salesforce_account_id")
-        known = self.orders.t.customers.get(str(account)) if account else None
+        known = self.customer_directory.linked_customer(str(account)) if account else None
         if known:
             return str(known["ar_division_no"]), str(known["customer_no"])
         return None
@@ -106,11 +108,11 @@ class CustomerSync:
         self, customer: Mapping[str, Any], origin: Origin, linked: tuple[str, str] | None
     ) -> list[Outbound]:
         account = customer.get("salesforce_account_id")
-        if not (self.m.customers.salesforce_to_sage.sync and account):
+        if not (self.mappings.customers.salesforce_to_sage.sync and account):
             return []
         if linked is None:
             return []  # not a Sage customer (yet): its first order creates it
-        data = self.orders.customer_for_sage(customer, str(account))
+        data = self.customer_directory.customer_for_sage(customer, str(account))
         data["ar_division_no"], data["customer_no"] = linked
         cid = command_id("UpdateCustomer", str(account), *origin.position())
         return [commands.upsert_customer(data, cid, str(account), cid)]
@@ -118,7 +120,7 @@ class CustomerSync:
     # --- Sage -> Salesforce ------------------------------------------------------------------
 
     def _to_salesforce(self, customer: Mapping[str, Any], origin: Origin) -> list[Outbound]:
-        spec = self.m.customers.sage_to_salesforce
+        spec = self.mappings.customers.sage_to_salesforce
         division, number = customer.get("ar_division_no"), customer.get("customer_no")
         if not (spec.sync and division and number):
             return []
@@ -127,18 +129,18 @@ class CustomerSync:
         for name, target in spec.fields.items():
             value = customer.get(name)
             if target.map is not None:
-                value = self.m.customers.picklists[target.map].apply(
+                value = self.mappings.customers.picklists[target.map].apply(
                     value, name=target.map, where=f"customer.{name}"
                 )
             if value is not None and value != "":
                 fields[target.salesforce] = _salesforce_value(value)
         custom = customer.get("custom_fields") or {}
-        for cf in self.m.customers.custom_fields.values():
+        for cf in self.mappings.customers.custom_fields.values():
             if cf.salesforce and cf.sage and cf.direction != "salesforce_to_sage":
                 value = custom.get(cf.sage)
                 if value is not None and value != "":
                     fields[cf.salesforce] = value
-        fields[self.m.customers.external_id] = external
+        fields[self.mappings.customers.external_id] = external
         cid = command_id("AccountFromSage", external, *origin.position())
         when = (customer.get("envelope") or {}).get("event_time")
         account = customer.get("salesforce_account_id")
@@ -157,9 +159,9 @@ class CustomerSync:
             return []  # an inactive or held customer Salesforce never had stays out of the CRM
         upsert = commands.salesforce_upsert(
             "Account",
-            self.m.customers.external_id,
+            self.mappings.customers.external_id,
             external,
-            {k: v for k, v in fields.items() if k != self.m.customers.external_id},
+            {k: v for k, v in fields.items() if k != self.mappings.customers.external_id},
             cid=cid,
             correlation_id=cid,
             source_record_id=external,

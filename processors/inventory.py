@@ -54,8 +54,8 @@ def _millis(value: Any) -> int:
 
 class InventoryPipeline:
     def __init__(self, mappings: MappingsRef, tables: Tables) -> None:
-        self.ref = mappings
-        self.t = tables
+        self.mappings_ref = mappings
+        self.tables = tables
         self.dirty: set[str] = set()
         # items with stock but no known Salesforce product yet: looked at again on every flush
         self.waiting: set[str] = set()
@@ -72,19 +72,19 @@ class InventoryPipeline:
     def rebuild(self) -> None:
         """After recovery: index every level and compare every item with what was sent."""
         self._by_item.clear()
-        for key in list(self.t.inventory.keys()):
+        for key in list(self.tables.inventory.keys()):
             self.changed(key)
 
     def on_level(self, key: str | None, level: Mapping[str, Any]) -> Step:
-        inv = self.ref.current.products.inventory
+        inventory = self.mappings_ref.current.products.inventory
         item, warehouse = level.get("item_code"), level.get("warehouse_code")
         if not item or not warehouse:
             raise Permanent("the inventory level has no item_code or warehouse_code", field="item_code")
-        if not inv.counts(str(warehouse)):
+        if not inventory.counts(str(warehouse)):
             return Step("skipped")
         row_key = f"{item}/{warehouse}"
         when = _millis((level.get("envelope") or {}).get("event_time"))
-        previous = self.t.inventory.get(row_key)
+        previous = self.tables.inventory.get(row_key)
         if previous is not None and int(previous.get("event_time") or 0) > when:
             return Step("stale")
         row: dict[str, Any] = {"event_time": when}
@@ -92,30 +92,30 @@ class InventoryPipeline:
             value = level.get(name)
             row[name] = None if value is None else str(value)
         if previous != row:
-            self.t.inventory[row_key] = row
+            self.tables.inventory[row_key] = row
         self.changed(row_key)
         return Step("buffered")
 
     def _scale(self, field: str) -> int:
-        m = self.ref.current
-        inv = m.products.inventory
-        sobject = m.salesforce.object(inv.sobject) if m.salesforce else None
+        mappings = self.mappings_ref.current
+        inventory = mappings.products.inventory
+        sobject = mappings.salesforce.object(inventory.sobject) if mappings.salesforce else None
         found = sobject.field(field) if sobject else None
         return found.scale if found is not None and found.scale is not None else 2
 
     def fields_for(self, item: str) -> tuple[dict[str, Any], int] | None:
         """The Salesforce stock fields of `item` and its latest change (epoch ms); None without levels."""
-        inv = self.ref.current.products.inventory
+        inventory = self.mappings_ref.current.products.inventory
         rows = []
         for key in sorted(self._by_item.get(item, ())):
-            row = self.t.inventory.get(key)
-            if row is not None and inv.counts(key.rpartition("/")[2]):
+            row = self.tables.inventory.get(key)
+            if row is not None and inventory.counts(key.rpartition("/")[2]):
                 rows.append(row)
         if not rows:
             return None
         latest = max(int(r.get("event_time") or 0) for r in rows)
         fields: dict[str, Any] = {}
-        for target, source in inv.fields.items():
+        for target, source in inventory.fields.items():
             if source == "event_time":
                 moment = datetime.fromtimestamp(latest / 1000, UTC)
                 fields[target] = moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
@@ -131,12 +131,13 @@ class InventoryPipeline:
 
     def flush(self) -> Step:
         """One UPSERT per dirty item whose stock fields differ from what was last sent."""
-        inv = self.ref.current.products.inventory
+        inventory = self.mappings_ref.current.products.inventory
         items, self.dirty = sorted(self.dirty | self.waiting), set()
         step = Step("flushed")
         sent: dict[str, str] = {}
         for item in items:
-            if inv.only_known_products and not (self.t.items.get(item) or {}).get("salesforce_product_id"):
+            product = (self.tables.items.get(item) or {}).get("salesforce_product_id")
+            if inventory.only_known_products and not product:
                 self.waiting.add(item)
                 continue
             self.waiting.discard(item)
@@ -145,12 +146,12 @@ class InventoryPipeline:
                 continue
             fields, latest = found
             fingerprint = json.dumps(fields, sort_keys=True)
-            if self.t.inventory_sent.get(item) == fingerprint:
+            if self.tables.inventory_sent.get(item) == fingerprint:
                 continue
             step.outbound.append(
                 commands.salesforce_upsert(
-                    inv.sobject,
-                    inv.external_id_field,
+                    inventory.sobject,
+                    inventory.external_id_field,
                     item,
                     fields,
                     cid=command_id("Inventory", item, fingerprint),
@@ -163,7 +164,7 @@ class InventoryPipeline:
 
         def record_sent() -> None:
             for item, fingerprint in sent.items():
-                self.t.inventory_sent[item] = fingerprint
+                self.tables.inventory_sent[item] = fingerprint
 
         step.after = record_sent
         return step

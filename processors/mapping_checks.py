@@ -1,7 +1,7 @@
 """The cross-checks of the mapping files against the canonical schemas and the systems' metadata.
 
 What it owns: `check_mappings(models, salesforce, sage, report)`, run by
-processors/mappings.load_mappings once every file parsed: each rule below reports a problem as
+processors/mapping_files.load_mappings once every file parsed: each rule below reports a problem as
 (file key, entry path, reason), and the loader turns it into `<file>:<line>: <entry>: <reason>`.
 - Canonical schemas (sagesf.schemas): canonical fields named exist in their record and are not
   structure (envelope, lines); order types and statuses are symbols of their enums; inventory
@@ -31,7 +31,7 @@ from processors.metadata import SageMetadata, SalesforceMetadata
 from sagesf.schemas import SchemaError, schema_json
 
 if TYPE_CHECKING:
-    from processors.mappings import (
+    from processors.mapping_model import (
         AddressesMapping,
         CustomersMapping,
         CustomField,
@@ -55,10 +55,13 @@ _STRUCTURAL = frozenset({"envelope", "customer", "lines", "contacts", "custom_fi
 
 
 def check_mappings(
-    models: Mapping[str, Any], sf: SalesforceMetadata | None, sage: SageMetadata | None, report: Report
+    models: Mapping[str, Any],
+    salesforce: SalesforceMetadata | None,
+    sage: SageMetadata | None,
+    report: Report,
 ) -> None:
     """Run every cross-check over the parsed files (`models` by file key: customers, orders, ...)."""
-    _Checker(sf, sage, report).run(models)
+    _Checker(salesforce, sage, report).run(models)
 
 
 @functools.cache
@@ -95,10 +98,12 @@ def _order_statuses() -> list[str]:
 class _Checker:
     """Cross-checks the validated models; reports each problem as (file, entry path, reason)."""
 
-    def __init__(self, sf: SalesforceMetadata | None, sage: SageMetadata | None, report: Report) -> None:
-        self.sf = sf
+    def __init__(
+        self, salesforce: SalesforceMetadata | None, sage: SageMetadata | None, report: Report
+    ) -> None:
+        self.salesforce = salesforce
         self.sage = sage
-        self.bad = report
+        self.report = report
 
     def run(self, models: Mapping[str, Any]) -> None:
         try:
@@ -108,24 +113,24 @@ class _Checker:
             self.pricing(models["pricing"])
             self.addresses(models["addresses"])
         except SchemaError as exc:  # the canonical schemas themselves are broken
-            self.bad("customers", (), f"the canonical schemas cannot be read: {exc}")
+            self.report("customers", (), f"the canonical schemas cannot be read: {exc}")
 
     # --- the systems' metadata ---
 
     def sf_field(self, file: str, path: Path_, obj: str, name: str, *, write: bool = False) -> Any:
         """The Salesforce field, or None (reported) when it does not exist; None too without metadata."""
-        if self.sf is None:
+        if self.salesforce is None:
             return None
-        sobject = self.sf.object(obj)
+        sobject = self.salesforce.object(obj)
         if sobject is None:
-            self.bad(file, path, f"Salesforce has no object {obj} in {self.sf.source}")
+            self.report(file, path, f"Salesforce has no object {obj} in {self.salesforce.source}")
             return None
         found = sobject.field(name)
         if found is None:
-            self.bad(file, path, f"{obj} has no field {name} in {self.sf.source}")
+            self.report(file, path, f"{obj} has no field {name} in {self.salesforce.source}")
             return None
         if write and not found.updateable:
-            self.bad(file, path, f"{obj}.{name} is not updateable (calculated or system field)")
+            self.report(file, path, f"{obj}.{name} is not updateable (calculated or system field)")
         return found
 
     def sf_picklist(self, file: str, path: Path_, obj: str, name: str, values: Iterable[str]) -> None:
@@ -133,11 +138,11 @@ class _Checker:
         if found is None:
             return
         if found.type != "picklist":
-            self.bad(file, path, f"{obj}.{name} is a {found.type} field, not a picklist")
+            self.report(file, path, f"{obj}.{name} is a {found.type} field, not a picklist")
             return
         for value in values:
             if value not in found.values:
-                self.bad(
+                self.report(
                     file,
                     path,
                     f"{value!r} is not a value of the picklist {obj}.{name} ({', '.join(found.values)})",
@@ -146,23 +151,23 @@ class _Checker:
     def sf_text(self, file: str, path: Path_, obj: str, name: str) -> None:
         found = self.sf_field(file, path, obj, name, write=True)
         if found is not None and not found.is_text:
-            self.bad(file, path, f"{obj}.{name} is a {found.type} field; text is written to it")
+            self.report(file, path, f"{obj}.{name} is a {found.type} field; text is written to it")
 
     def sage_column(self, file: str, path: Path_, table: str, column: str) -> Any:
         if self.sage is None:
             return None
         if table not in self.sage.tables:
-            self.bad(file, path, f"Sage table {table} is not in {self.sage.source}")
+            self.report(file, path, f"Sage table {table} is not in {self.sage.source}")
             return None
         col = self.sage.column(table, column)
         if col is None:
-            self.bad(file, path, f"{table} has no column {column} in {self.sage.source}")
+            self.report(file, path, f"{table} has no column {column} in {self.sage.source}")
         return col
 
     def fits(self, file: str, path: Path_, table: str, column: str, value: str, what: str = "value") -> None:
         col = self.sage_column(file, path, table, column)
         if col is not None and col.kind == "text" and col.length is not None and len(value) > col.length:
-            self.bad(
+            self.report(
                 file,
                 path,
                 f"{what} {value!r} is {len(value)} characters; {table}.{column} holds {col.length}",
@@ -170,7 +175,7 @@ class _Checker:
 
     def udf(self, file: str, path: Path_, table: str, column: str) -> None:
         if not column.startswith("UDF_"):
-            self.bad(file, path, f"{column} is not a user-defined field (Sage names them UDF_...)")
+            self.report(file, path, f"{column} is not a user-defined field (Sage names them UDF_...)")
             return
         self.sage_column(file, path, table, column)
 
@@ -180,7 +185,7 @@ class _Checker:
         fields = _record_fields(record)
         if name not in fields or name in _STRUCTURAL:
             known = ", ".join(sorted(set(fields) - _STRUCTURAL))
-            self.bad(file, path, f"{record} has no mappable field {name!r} (fields: {known})")
+            self.report(file, path, f"{record} has no mappable field {name!r} (fields: {known})")
             return None
         return fields[name]
 
@@ -198,21 +203,23 @@ class _Checker:
             avro = self.record_field(file, path, record, name)
             col = self.sage_column(file, (*path, "sage"), table, spec.sage)
             if spec.map is not None and spec.map not in maps:
-                self.bad(file, (*path, "map"), f"no picklist named {spec.map!r} in this file")
+                self.report(file, (*path, "map"), f"no picklist named {spec.map!r} in this file")
             elif spec.map is not None and col is not None:
                 for target in maps[spec.map].values.values():
                     self.fits(file, ("picklists", spec.map), table, spec.sage, target, "mapped value")
             if spec.default is not None:
                 self.fits(file, (*path, "default"), table, spec.sage, spec.default, "default")
             if spec.overflow == "truncate" and avro is not None and not _is_text(avro):
-                self.bad(file, (*path, "overflow"), f"truncate applies to text; {record}.{name} is not text")
+                self.report(
+                    file, (*path, "overflow"), f"truncate applies to text; {record}.{name} is not text"
+                )
             if (
                 col is not None
                 and avro is not None
                 and col.kind == "text"
                 and not (_is_text(avro) or _enum_symbols(avro))
             ):
-                self.bad(
+                self.report(
                     file, path, f"{record}.{name} is not text but {table}.{spec.sage} is {col.describe()}"
                 )
 
@@ -220,7 +227,7 @@ class _Checker:
         for name, spec in specs.items():
             path = ("custom_fields", name)
             if spec.salesforce is None and spec.sage is None:
-                self.bad(file, path, "name the Salesforce field, the Sage UDF column, or both")
+                self.report(file, path, "name the Salesforce field, the Sage UDF column, or both")
             if spec.sage is not None:
                 self.udf(file, (*path, "sage"), table, spec.sage)
             if spec.salesforce is not None and obj is not None:
@@ -244,121 +251,145 @@ class _Checker:
 
     # --- files ---
 
-    def customers(self, m: CustomersMapping) -> None:
-        f = "customers"
-        self.sf_field(f, ("identity", "salesforce"), m.salesforce_object, m.identity.salesforce)
-        self.udf(f, ("identity", "sage"), m.sage_table, m.identity.sage)
-        ext = self.sf_field(f, ("external_id",), m.salesforce_object, m.external_id, write=True)
+    def customers(self, mapping: CustomersMapping) -> None:
+        file = "customers"
+        self.sf_field(
+            file, ("identity", "salesforce"), mapping.salesforce_object, mapping.identity.salesforce
+        )
+        self.udf(file, ("identity", "sage"), mapping.sage_table, mapping.identity.sage)
+        ext = self.sf_field(
+            file, ("external_id",), mapping.salesforce_object, mapping.external_id, write=True
+        )
         if ext is not None and not ext.external_id:
-            self.bad(f, ("external_id",), f"Account.{m.external_id} is not an external ID field")
+            self.report(file, ("external_id",), f"Account.{mapping.external_id} is not an external ID field")
         if ext is not None and ext.length is not None and self.sage is not None:
-            division = self.sage.column(m.sage_table, "ARDivisionNo")
-            number = self.sage.column(m.sage_table, "CustomerNo")
+            division = self.sage.column(mapping.sage_table, "ARDivisionNo")
+            number = self.sage.column(mapping.sage_table, "CustomerNo")
             need = (division.length or 0) + 1 + (number.length or 0) if division and number else 0
             if ext.length < need:
-                self.bad(
-                    f,
+                self.report(
+                    file,
                     ("external_id",),
-                    f"Account.{m.external_id} holds {ext.length} characters; "
+                    f"Account.{mapping.external_id} holds {ext.length} characters; "
                     f"ARDivisionNo-CustomerNo needs up to {need}",
                 )
         self.sage_fields(
-            f,
+            file,
             ("salesforce_to_sage", "fields"),
             "Customer",
-            m.sage_table,
-            m.salesforce_to_sage.fields,
-            m.picklists,
+            mapping.sage_table,
+            mapping.salesforce_to_sage.fields,
+            mapping.picklists,
         )
-        for name, spec in m.sage_to_salesforce.fields.items():
+        for name, spec in mapping.sage_to_salesforce.fields.items():
             path = ("sage_to_salesforce", "fields", name)
-            self.record_field(f, path, "Customer", name)
-            if spec.map is not None and spec.map not in m.picklists:
-                self.bad(f, (*path, "map"), f"no picklist named {spec.map!r} in this file")
-            found = self.sf_field(f, (*path, "salesforce"), m.salesforce_object, spec.salesforce, write=True)
-            if found is not None and spec.map in m.picklists and found.type == "picklist":
+            self.record_field(file, path, "Customer", name)
+            if spec.map is not None and spec.map not in mapping.picklists:
+                self.report(file, (*path, "map"), f"no picklist named {spec.map!r} in this file")
+            found = self.sf_field(
+                file, (*path, "salesforce"), mapping.salesforce_object, spec.salesforce, write=True
+            )
+            if found is not None and spec.map in mapping.picklists and found.type == "picklist":
                 self.sf_picklist(
-                    f,
+                    file,
                     ("picklists", str(spec.map)),
-                    m.salesforce_object,
+                    mapping.salesforce_object,
                     spec.salesforce,
-                    m.picklists[str(spec.map)].values.values(),
+                    mapping.picklists[str(spec.map)].values.values(),
                 )
-        self.custom_fields(f, m.salesforce_object, m.sage_table, m.custom_fields)
-        if m.credit_reply is not None:
-            for value, name in m.credit_reply.fields.items():
-                self.sf_field(f, ("credit_reply", "fields", value), m.credit_reply.event, name, write=True)
+        self.custom_fields(file, mapping.salesforce_object, mapping.sage_table, mapping.custom_fields)
+        if mapping.credit_reply is not None:
+            for value, name in mapping.credit_reply.fields.items():
+                self.sf_field(
+                    file, ("credit_reply", "fields", value), mapping.credit_reply.event, name, write=True
+                )
         self.sync_status(
-            f, ("write_back",), [m.salesforce_object], m.write_back.sync_status, m.write_back.message_field
+            file,
+            ("write_back",),
+            [mapping.salesforce_object],
+            mapping.write_back.sync_status,
+            mapping.write_back.message_field,
         )
 
-    def orders(self, m: OrdersMapping) -> None:
-        f = "orders"
+    def orders(self, mapping: OrdersMapping) -> None:
+        file = "orders"
         order_types = _enum_symbols(_record_fields("SalesOrder")["order_type"]) or []
-        for status, start in m.start.items():
+        for status, start in mapping.start.items():
             if start.order_type not in order_types:
-                self.bad(
-                    f,
+                self.report(
+                    file,
                     ("start", status, "order_type"),
                     f"{start.order_type!r} is not an OrderType ({', '.join(order_types)})",
                 )
-        self.udf(f, ("identity", "sage"), "SO_SalesOrderHeader", m.identity.sage)
-        self.sage_fields(f, ("header",), "SalesOrder", "SO_SalesOrderHeader", m.header, m.picklists)
-        self.sage_fields(f, ("lines",), "SalesOrderLine", "SO_SalesOrderDetail", m.lines, m.picklists)
-        objects = m.write_back.objects
+        self.udf(file, ("identity", "sage"), "SO_SalesOrderHeader", mapping.identity.sage)
+        self.sage_fields(
+            file, ("header",), "SalesOrder", "SO_SalesOrderHeader", mapping.header, mapping.picklists
+        )
+        self.sage_fields(
+            file, ("lines",), "SalesOrderLine", "SO_SalesOrderDetail", mapping.lines, mapping.picklists
+        )
+        objects = mapping.write_back.objects
         for i, obj in enumerate(objects):
             if obj not in ("Opportunity", "Order"):
-                self.bad(f, ("write_back", "objects", i), f"{obj!r}: orders come from Opportunity or Order")
-        self.custom_fields(f, None, "SO_SalesOrderHeader", m.custom_fields)
-        for name, spec in m.custom_fields.items():
+                self.report(
+                    file, ("write_back", "objects", i), f"{obj!r}: orders come from Opportunity or Order"
+                )
+        self.custom_fields(file, None, "SO_SalesOrderHeader", mapping.custom_fields)
+        for name, spec in mapping.custom_fields.items():
             for obj in objects:
                 if spec.salesforce is not None:
-                    self.sf_field(f, ("custom_fields", name, "salesforce"), obj, spec.salesforce)
-        wb = m.write_back
+                    self.sf_field(file, ("custom_fields", name, "salesforce"), obj, spec.salesforce)
+        wb = mapping.write_back
         for obj in objects:
-            found = self.sf_field(f, ("write_back", "order_number"), obj, wb.order_number, write=True)
+            found = self.sf_field(file, ("write_back", "order_number"), obj, wb.order_number, write=True)
             if found is not None and found.length is not None and self.sage is not None:
                 col = self.sage.column("SO_SalesOrderHeader", "SalesOrderNo")
                 if col is not None and col.length is not None and found.length < col.length:
-                    self.bad(
-                        f,
+                    self.report(
+                        file,
                         ("write_back", "order_number"),
                         f"{obj}.{wb.order_number} holds {found.length} characters; "
                         f"SalesOrderNo is {col.describe()}",
                     )
-        self.sync_status(f, ("write_back",), objects, wb.sync_status, wb.message_field)
-        st = m.order_status
+        self.sync_status(file, ("write_back",), objects, wb.sync_status, wb.message_field)
+        st = mapping.order_status
         statuses = _order_statuses()
         for code in st.sage_codes:
             if len(code) != 1:
-                self.bad(f, ("order_status", "sage_codes", code), "a Sage OrderStatus code is one character")
+                self.report(
+                    file, ("order_status", "sage_codes", code), "a Sage OrderStatus code is one character"
+                )
         for name in st.canonical:
             if name not in statuses:
-                self.bad(
-                    f, ("order_status", "canonical", name), f"not an OrderStatus ({', '.join(statuses)})"
+                self.report(
+                    file, ("order_status", "canonical", name), f"not an OrderStatus ({', '.join(statuses)})"
                 )
         used = set(st.sage_codes.values()) | set(st.canonical.values())
         for obj in objects:
             for section, values in (("sage_codes", st.sage_codes), ("canonical", st.canonical)):
                 for code, value in values.items():
-                    self.sf_picklist(f, ("order_status", section, code), obj, wb.order_status, [value])
+                    self.sf_picklist(file, ("order_status", section, code), obj, wb.order_status, [value])
         for obj, by_value in st.extra_fields.items():
             if obj not in objects:
-                self.bad(f, ("order_status", "extra_fields", obj), f"{obj} is not one of write_back.objects")
+                self.report(
+                    file, ("order_status", "extra_fields", obj), f"{obj} is not one of write_back.objects"
+                )
                 continue
             for value, fields in by_value.items():
                 path = ("order_status", "extra_fields", obj, value)
                 if value not in used:
-                    self.bad(
-                        f,
+                    self.report(
+                        file,
                         path,
                         f"{value!r} is not a status value this map produces ({', '.join(sorted(used))})",
                     )
                 for name, field_value in fields.items():
-                    found = self.sf_field(f, (*path, name), obj, name, write=True)
+                    found = self.sf_field(file, (*path, name), obj, name, write=True)
                     if found is not None and found.type == "picklist" and field_value not in found.values:
-                        self.bad(
-                            f, (*path, name), f"{field_value!r} is not a value of the picklist {obj}.{name}"
+                        self.report(
+                            file,
+                            (*path, name),
+                            f"{field_value!r} is not a value of the picklist {obj}.{name}",
                         )
                     if (
                         found is not None
@@ -366,63 +397,63 @@ class _Checker:
                         and found.length is not None
                         and len(field_value) > found.length
                     ):
-                        self.bad(
-                            f,
+                        self.report(
+                            file,
                             (*path, name),
                             f"{len(field_value)} characters; {obj}.{name} holds {found.length}",
                         )
 
-    def products(self, m: ProductsMapping) -> None:
-        f = "products"
+    def products(self, mapping: ProductsMapping) -> None:
+        file = "products"
         product_code = None
-        if self.sf is not None:
-            obj = self.sf.object("Product2")
+        if self.salesforce is not None:
+            obj = self.salesforce.object("Product2")
             product_code = obj.field("ProductCode") if obj else None
-        for code, item in m.lookup.items():
+        for code, item in mapping.lookup.items():
             path: Path_ = ("lookup", code)
             if not code.strip() or code != code.strip():
-                self.bad(f, path, "a ProductCode must not be blank or start/end with spaces")
+                self.report(file, path, "a ProductCode must not be blank or start/end with spaces")
             if not item.strip() or item != item.strip():
-                self.bad(f, path, f"ItemCode {item!r} must not be blank or start/end with spaces")
-            self.fits(f, path, "CI_Item", "ItemCode", item, "ItemCode")
+                self.report(file, path, f"ItemCode {item!r} must not be blank or start/end with spaces")
+            self.fits(file, path, "CI_Item", "ItemCode", item, "ItemCode")
             if (
                 product_code is not None
                 and product_code.length is not None
                 and len(code) > product_code.length
             ):
-                self.bad(
-                    f,
+                self.report(
+                    file,
                     path,
                     f"ProductCode is {len(code)} characters; "
                     f"Product2.ProductCode holds {product_code.length}",
                 )
-        for name, spec in m.item_fields.items():
+        for name, spec in mapping.item_fields.items():
             path = ("item_fields", name)
-            self.record_field(f, path, "Item", name)
-            if spec.map is not None and spec.map not in m.picklists:
-                self.bad(f, (*path, "map"), f"no picklist named {spec.map!r} in this file")
+            self.record_field(file, path, "Item", name)
+            if spec.map is not None and spec.map not in mapping.picklists:
+                self.report(file, (*path, "map"), f"no picklist named {spec.map!r} in this file")
                 continue
-            found = self.sf_field(f, (*path, "salesforce"), "Product2", spec.salesforce, write=True)
+            found = self.sf_field(file, (*path, "salesforce"), "Product2", spec.salesforce, write=True)
             if found is not None and spec.map is not None and found.type == "picklist":
                 self.sf_picklist(
-                    f,
+                    file,
                     ("picklists", spec.map),
                     "Product2",
                     spec.salesforce,
-                    m.picklists[spec.map].values.values(),
+                    mapping.picklists[spec.map].values.values(),
                 )
-        inv = m.inventory
-        ext = self.sf_field(f, ("inventory", "external_id_field"), inv.sobject, inv.external_id_field)
+        inv = mapping.inventory
+        ext = self.sf_field(file, ("inventory", "external_id_field"), inv.sobject, inv.external_id_field)
         if ext is not None and not ext.external_id:
-            self.bad(
-                f,
+            self.report(
+                file,
                 ("inventory", "external_id_field"),
                 f"{inv.sobject}.{inv.external_id_field} is not an external ID field",
             )
         if isinstance(inv.warehouses, list):
             for i, code in enumerate(inv.warehouses):
                 self.fits(
-                    f,
+                    file,
                     ("inventory", "warehouses", i),
                     "IM_ItemWarehouse",
                     "WarehouseCode",
@@ -434,40 +465,46 @@ class _Checker:
             path = ("inventory", "fields", target)
             if source != "event_time" and not (source in levels and _is_decimal(levels[source])):
                 quantities = sorted(n for n, t in levels.items() if _is_decimal(t))
-                self.bad(
-                    f,
+                self.report(
+                    file,
                     path,
                     f"{source!r} is not an InventoryLevel quantity ({', '.join(quantities)}) or event_time",
                 )
                 continue
-            found = self.sf_field(f, path, inv.sobject, target, write=True)
+            found = self.sf_field(file, path, inv.sobject, target, write=True)
             if found is None:
                 continue
             if source == "event_time" and found.type not in ("datetime", "string"):
-                self.bad(f, path, f"{inv.sobject}.{target} is a {found.type} field; event_time is a datetime")
+                self.report(
+                    file, path, f"{inv.sobject}.{target} is a {found.type} field; event_time is a datetime"
+                )
             elif source != "event_time" and not found.is_number:
-                self.bad(f, path, f"{inv.sobject}.{target} is a {found.type} field; {source} is a number")
-
-    def pricing(self, m: PricingMapping) -> None:
-        f = "pricing"
-        if not _CURRENCY.match(m.home_currency):
-            self.bad(f, ("home_currency",), f"{m.home_currency!r} is not an ISO 4217 code (USD)")
-        for code, rate in m.rates.items():
-            if not _CURRENCY.match(code):
-                self.bad(f, ("rates", code), f"{code!r} is not an ISO 4217 code (EUR)")
-            if not rate.is_finite() or rate <= 0:
-                self.bad(f, ("rates", code), f"rate {rate} must be a number above 0")
-            if code == m.home_currency and rate != 1:
-                self.bad(f, ("rates", code), f"the home currency converts at 1, not {rate}")
-        if self.sage is not None:
-            col = self.sage.column("SO_SalesOrderDetail", "UnitPrice")
-            if col is not None and col.scale is not None and m.unit_price_decimals > col.scale:
-                self.bad(
-                    f, ("unit_price_decimals",), f"SO_SalesOrderDetail.UnitPrice keeps {col.scale} decimals"
+                self.report(
+                    file, path, f"{inv.sobject}.{target} is a {found.type} field; {source} is a number"
                 )
 
-    def addresses(self, m: AddressesMapping) -> None:
-        f = "addresses"
+    def pricing(self, mapping: PricingMapping) -> None:
+        file = "pricing"
+        if not _CURRENCY.match(mapping.home_currency):
+            self.report(file, ("home_currency",), f"{mapping.home_currency!r} is not an ISO 4217 code (USD)")
+        for code, rate in mapping.rates.items():
+            if not _CURRENCY.match(code):
+                self.report(file, ("rates", code), f"{code!r} is not an ISO 4217 code (EUR)")
+            if not rate.is_finite() or rate <= 0:
+                self.report(file, ("rates", code), f"rate {rate} must be a number above 0")
+            if code == mapping.home_currency and rate != 1:
+                self.report(file, ("rates", code), f"the home currency converts at 1, not {rate}")
+        if self.sage is not None:
+            col = self.sage.column("SO_SalesOrderDetail", "UnitPrice")
+            if col is not None and col.scale is not None and mapping.unit_price_decimals > col.scale:
+                self.report(
+                    file,
+                    ("unit_price_decimals",),
+                    f"SO_SalesOrderDetail.UnitPrice keeps {col.scale} decimals",
+                )
+
+    def addresses(self, mapping: AddressesMapping) -> None:
+        file = "addresses"
         targets = {
             "lines": [
                 ("AR_Customer", "AddressLine1"),
@@ -478,25 +515,27 @@ class _Checker:
             "city": [("AR_Customer", "City"), ("SO_SalesOrderHeader", "BillToCity")],
             "postal_code": [("AR_Customer", "ZipCode"), ("SO_SalesOrderHeader", "BillToZipCode")],
         }
-        rules: dict[str, tuple[Path_, int]] = {"lines": (("lines", "length"), m.lines.length)}
-        rules.update({k: (("lengths", k, "length"), v.length) for k, v in m.lengths.items()})
+        rules: dict[str, tuple[Path_, int]] = {"lines": (("lines", "length"), mapping.lines.length)}
+        rules.update({k: (("lengths", k, "length"), v.length) for k, v in mapping.lengths.items()})
         for name, (path, length) in rules.items():
             for table, column in targets[name]:
-                col = self.sage_column(f, path, table, column)
+                col = self.sage_column(file, path, table, column)
                 if col is not None and col.length is not None and length > col.length:
-                    self.bad(f, path, f"{length} characters do not fit {table}.{column} ({col.describe()})")
-        for code, sage_code in m.countries.items():
+                    self.report(
+                        file, path, f"{length} characters do not fit {table}.{column} ({col.describe()})"
+                    )
+        for code, sage_code in mapping.countries.items():
             path = ("countries", code)
             if not _COUNTRY.match(code):
-                self.bad(f, path, f"{code!r} is not an ISO 3166-1 alpha-2 code (US)")
+                self.report(file, path, f"{code!r} is not an ISO 3166-1 alpha-2 code (US)")
             if sage_code != sage_code.upper() or not sage_code.strip():
-                self.bad(f, path, f"Sage country code {sage_code!r} must be upper case")
-            self.fits(f, path, "AR_Customer", "CountryCode", sage_code, "country code")
-        for name, code in m.names.items():
-            if code not in m.countries:
-                self.bad(f, ("names", name), f"{code!r} is not one of `countries`")
-        for country, states in m.states.items():
-            if country not in m.countries:
-                self.bad(f, ("states", country), f"{country!r} is not one of `countries`")
+                self.report(file, path, f"Sage country code {sage_code!r} must be upper case")
+            self.fits(file, path, "AR_Customer", "CountryCode", sage_code, "country code")
+        for name, code in mapping.names.items():
+            if code not in mapping.countries:
+                self.report(file, ("names", name), f"{code!r} is not one of `countries`")
+        for country, states in mapping.states.items():
+            if country not in mapping.countries:
+                self.report(file, ("states", country), f"{country!r} is not one of `countries`")
             for state, code in states.items():
-                self.fits(f, ("states", country, state), "AR_Customer", "State", code, "state code")
+                self.fits(file, ("states", country, state), "AR_Customer", "State", code, "state code")

@@ -1,60 +1,27 @@
-"""The orders processor's logic: Salesforce orders -> Sage commands, Sage results -> Salesforce.
+"""The orders processor's logic: Salesforce orders -> Sage CreateSalesOrder commands, Sage's
+order results -> the Opportunity / Order.
 
-What it owns, per record (the faust wiring in processors/app.py decodes, calls these, produces
-what they return and writes their dead letters):
-- `on_sales_order`: a canonical SalesOrder from salesorder.v1 whose source status starts an order
-  (orders.yaml `start`: Closed Won, Activated). The customer is resolved: ARDivisionNo-CustomerNo
-  on the order itself (Account.ExternalID__c), else the customer cross-reference by Account ID.
-  With none, the order is HELD (order state + the account's waiting list) and an UpsertCustomer
-  is commanded first, built from the account's latest Salesforce Customer record (customer.v1)
-  or, failing that, from the order's customer name and addresses; the records show
-  Sage_Sync_Status__c = Pending. With a customer, every line's ProductCode becomes an ItemCode
-  (products.yaml lookup, then the item cross-reference from item.v1, then the code itself when
-  it is a known ItemCode), mapped fields, addresses, currency and pricing rules are applied, and
-  a CreateSalesOrder goes to sage.commands.v1, keyed and identified by the Salesforce record.
-- `on_sage_result`: a SageResult. A customer result feeds the cross-reference, writes
-  ExternalID__c and the sync status back to the Account and releases the account's held orders
-  (or fails them when Sage refused the customer). An order result writes Sage_Order_No__c,
-  Sage_Order_Status__c and Sage_Sync_Status__c to the Opportunity and/or Order.
-- `on_customer` / `on_item`: the cross-reference feeds (customer.v1, item.v1).
-- `sweep`: releases held orders whose customer became known some other way, re-sends the
-  UpsertCustomer of accounts that waited longer than `resend_after` seconds, re-sends the
-  CreateSalesOrder (same command ID) of orders whose Sage result has not arrived within
-  `resend_after` seconds (whatever lost it, the order number still reaches Salesforce: Sage
-  answers a repeat with the existing order), and forgets failed orders and Sage order numbers
-  older than `retention_days`.
-Any error that the order itself causes (unknown product, no exchange rate, an address that does
-not fit, Sage refusing it) becomes `Permanent`: the original record goes to dlq.orders.v1 with
-the reason, and the Opportunity/Order gets Sage_Sync_Status__c = Error with the reason in
-Sage_Sync_Message__c (Sage_Sync_Status__c is a restricted picklist, so the reason itself cannot
-go there).
-
-How it works: processing is a function of the record and the tables, so a redelivered or
-replayed record produces the same commands with the same command_id (UUIDv5 of the Salesforce
-record ID); nothing is suppressed on the ground of earlier state, so a crash between a state
-write and a produce cannot lose a command. The Sage sink is idempotent on the Salesforce ID.
-
-Limits: a changed order re-sent for the same Opportunity keeps its command ID and Sage keeps the
-first version (no order amendments). Taxes are Sage's (computed at invoicing). Currency rates
-come from pricing.yaml, not a rates service. Customers are created in Sage only for orders; the
-customer sync of Account changes is another processor's job.
+What it owns: `OrderPipeline`, what the salesorder.v1, sage.results.v1 and item.v1 agents do
+with a record (processors/app.py wires them). Which Sage customer an order's Account is, and the
+orders waiting until Sage has one, belong to processors/customer_directory.py.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from collections.abc import Mapping
+from datetime import datetime
 from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 from processors import commands
 from processors.addresses import standardise
 from processors.commands import Outbound, command_id, sobject_for
-from processors.mappings import Mappings, SageField, ValueMap
+from processors.customer_directory import CustomerDirectory
+from processors.mapping_model import Mappings
 from processors.metrics import ORDERS_RESENT
-from processors.state import MappingsRef, Origin, Step, Tables, from_b64, to_b64
+from processors.state import Decoder, MappingsRef, Origin, Step, Tables, epoch_ms
 from sagesf.errors import Permanent
 
 log = logging.getLogger(__name__)
@@ -62,11 +29,6 @@ log = logging.getLogger(__name__)
 __all__ = ["OrderPipeline", "order_identity"]
 
 CENT = Decimal("0.01")
-# Customer fields an UpsertCustomer carries whatever customers.yaml maps (the rest only if mapped)
-_CUSTOMER_STRUCTURE = frozenset(
-    {"salesforce_account_id", "name", "status", "billing_address", "shipping_address", "deleted"}
-)
-Decoder = Callable[[bytes], Any]
 
 
 def order_identity(order: Mapping[str, Any], key: str | None = None) -> str | None:
@@ -80,10 +42,6 @@ def _records(order: Mapping[str, Any]) -> list[str]:
     return [r for r in out if r]
 
 
-def _now_ms() -> int:
-    return int(datetime.now(UTC).timestamp() * 1000)
-
-
 def _decimal(value: Any, where: str) -> Decimal:
     try:
         number = value if isinstance(value, Decimal) else Decimal(str(value))
@@ -95,7 +53,40 @@ def _decimal(value: Any, where: str) -> Decimal:
 
 
 class OrderPipeline:
-    """Orders, customers and results: see the module doc."""
+    """Salesforce orders to Sage and Sage's answers back, one record at a time.
+
+    - `on_sales_order`: a canonical SalesOrder whose source status starts an order (orders.yaml
+      `start`: Closed Won, Activated). Without a known Sage customer the order is held by the
+      customer directory, and the records show Sage_Sync_Status__c = Pending. With one, every
+      line's ProductCode becomes an ItemCode (products.yaml lookup, then the item cross-reference
+      from item.v1, then the code itself when it is a known ItemCode), mapped fields, addresses,
+      currency and pricing rules are applied, and a CreateSalesOrder goes to sage.commands.v1,
+      keyed and identified by the Salesforce record.
+    - `on_sage_result`: a customer result goes to the customer directory; an order result writes
+      Sage_Order_No__c, Sage_Order_Status__c and Sage_Sync_Status__c to the Opportunity and/or
+      Order.
+    - `on_item`: the item cross-reference (item.v1).
+    - `sweep`: the directory's sweep of held orders, then re-sends the CreateSalesOrder (same
+      command ID) of orders whose Sage result has not arrived within `resend_after` seconds
+      (whatever lost it, the order number still reaches Salesforce: Sage answers a repeat with
+      the existing order), and forgets failed orders and Sage order numbers older than
+      `retention_days`.
+    Any error that the order itself causes (unknown product, no exchange rate, an address that
+    does not fit, Sage refusing it or its customer) becomes `Permanent`: the original record goes
+    to dlq.orders.v1 with the reason, and the Opportunity/Order gets Sage_Sync_Status__c = Error
+    with the reason in Sage_Sync_Message__c (Sage_Sync_Status__c is a restricted picklist, so the
+    reason itself cannot go there).
+
+    How it works: processing is a function of the record and the tables, so a redelivered or
+    replayed record produces the same commands with the same command_id (UUIDv5 of the
+    Salesforce record ID); nothing is suppressed on the ground of earlier state, so a crash
+    between a state write and a produce cannot lose a command. The Sage sink is idempotent on
+    the Salesforce ID.
+
+    Limits: a changed order re-sent for the same Opportunity keeps its command ID and Sage keeps
+    the first version (no order amendments). Taxes are Sage's (computed at invoicing). Currency
+    rates come from pricing.yaml, not a rates service.
+    """
 
     def __init__(
         self,
@@ -107,17 +98,25 @@ class OrderPipeline:
         resend_after: float = 300.0,
         retention_days: float = 180.0,
     ) -> None:
-        self.ref = mappings
-        self.t = tables
+        self.mappings_ref = mappings
+        self.tables = tables
         self.decode_order = decode_order
-        self.decode_customer = decode_customer
         self.resend_after_ms = int(resend_after * 1000)
         self.retention_ms = int(retention_days * 86_400_000)
         self._pruned_at = 0
+        # the directory hands held orders back to this pipeline (on_sales_order, fail_order)
+        self.customer_directory = CustomerDirectory(
+            mappings,
+            tables,
+            self,
+            decode_order=decode_order,
+            decode_customer=decode_customer,
+            resend_after=resend_after,
+        )
 
     @property
-    def m(self) -> Mappings:
-        return self.ref.current
+    def mappings(self) -> Mappings:
+        return self.mappings_ref.current
 
     # --- salesorder.v1 ---------------------------------------------------------------------
 
@@ -129,28 +128,28 @@ class OrderPipeline:
                 field="salesforce_opportunity_id",
             )
         source_status = order.get("source_status")
-        start = self.m.orders.start.get(str(source_status)) if source_status is not None else None
+        start = self.mappings.orders.start.get(str(source_status)) if source_status is not None else None
         if start is None and not (source_status is None and order.get("status") == "NEW"):
             return Step("skipped")
         order_type = start.order_type if start is not None else "STANDARD"
         records = _records(order) or [identity]
         try:
-            customer = self._resolve_customer(order)
+            customer = self.customer_directory.customer_of(order)
             if customer is None:
                 return self._hold(identity, order, records, origin)
             sage_order = self._sage_order(order, customer, order_type)
         except Permanent as exc:
-            return self._fail(
+            return self.fail_order(
                 identity, records, origin, exc, (order.get("customer") or {}).get("salesforce_account_id")
             )
         cid = command_id("CreateSalesOrder", identity)
-        self.t.orders[identity] = {
+        self.tables.orders[identity] = {
             "state": "commanded",
             "records": records,
             "account": (order.get("customer") or {}).get("salesforce_account_id"),
             "command_id": cid,
             "origin": origin.to_json(),
-            "at": _now_ms(),
+            "at": epoch_ms(),
         }
         return Step("commanded", [self._create(sage_order, order, identity)])
 
@@ -166,11 +165,11 @@ class OrderPipeline:
         Nothing else changes: an order that no longer maps (edited mappings) is logged and tried
         again later, not failed, since Sage may well have it."""
         at = int(state["at"])
-        self.t.orders[identity] = {**state, "at": now}
+        self.tables.orders[identity] = {**state, "at": now}
         try:
             order = self.decode_order(Origin.from_json(state["origin"]).value or b"")
-            start = self.m.orders.start.get(str(order.get("source_status")))
-            customer = self._resolve_customer(order)
+            start = self.mappings.orders.start.get(str(order.get("source_status")))
+            customer = self.customer_directory.customer_of(order)
             if customer is None:
                 raise Permanent("its customer is no longer in the cross-reference", field="customer")
             sage_order = self._sage_order(order, customer, start.order_type if start else "STANDARD")
@@ -181,49 +180,8 @@ class OrderPipeline:
         ORDERS_RESENT.inc()
         return [self._create(sage_order, order, identity)]
 
-    def _resolve_customer(self, order: Mapping[str, Any]) -> dict[str, Any] | None:
-        ref = order.get("customer") or {}
-        account = ref.get("salesforce_account_id")
-        if ref.get("ar_division_no") and ref.get("customer_no"):
-            if account:  # Account.ExternalID__c on the order: a cross-reference entry too
-                self._learn(str(account), str(ref["ar_division_no"]), str(ref["customer_no"]))
-            return {
-                "salesforce_account_id": account,
-                "ar_division_no": ref["ar_division_no"],
-                "customer_no": ref["customer_no"],
-                "name": ref.get("name"),
-            }
-        if not account:
-            raise Permanent(
-                "the order names no customer: neither ARDivisionNo-CustomerNo (Account.ExternalID__c) "
-                "nor a Salesforce Account ID",
-                field="customer",
-            )
-        known = self.t.customers.get(account)
-        if known is None:
-            return None
-        return {
-            "salesforce_account_id": account,
-            "ar_division_no": known["ar_division_no"],
-            "customer_no": known["customer_no"],
-            "name": ref.get("name"),
-        }
-
     def _hold(self, identity: str, order: Mapping[str, Any], records: list[str], origin: Origin) -> Step:
-        account = str(order["customer"]["salesforce_account_id"])
-        upsert = self._upsert_customer(account, order)  # Permanent (no name, bad address) fails the order
-        self.t.orders[identity] = {
-            "state": "held",
-            "records": records,
-            "account": account,
-            "command_id": command_id("CreateSalesOrder", identity),
-            "origin": origin.to_json(),
-        }
-        waiting = dict(self.t.held.get(account) or {"orders": []})
-        if identity not in waiting["orders"]:
-            waiting["orders"] = [*waiting["orders"], identity]
-        waiting["requested_at"] = _now_ms()
-        self.t.held[account] = waiting
+        upsert = self.customer_directory.hold(identity, order, records, origin)
         name = upsert.value["command"][1]["customer"]["name"]
         step = Step("held", [upsert])
         step.outbound += self._sync(
@@ -231,154 +189,21 @@ class OrderPipeline:
         )
         return step
 
-    # --- customers --------------------------------------------------------------------------
-
-    def _upsert_customer(self, account: str, order: Mapping[str, Any] | None) -> Outbound:
-        """The UpsertCustomer for `account`: its Salesforce Customer record, else the order's data."""
-        stored = self.t.accounts.get(account)
-        if stored is not None:
-            customer = dict(self.decode_customer(from_b64(stored) or b""))
-        elif order is not None:
-            ref = order.get("customer") or {}
-            bill_to = order.get("bill_to") or {}
-            customer = {
-                "salesforce_account_id": account,
-                "name": ref.get("name") or bill_to.get("name"),
-                "status": "ACTIVE",
-                "billing_address": order.get("bill_to"),
-                "shipping_address": order.get("ship_to"),
-            }
-        else:
-            raise Permanent(f"no customer data known for Account {account}", field="customer")
-        customer = self.customer_for_sage(customer, account)
-        cid = command_id("UpsertCustomer", account)
-        return commands.upsert_customer(customer, cid, account, cid)
-
-    def customer_for_sage(self, customer: Mapping[str, Any], account: str) -> dict[str, Any]:
-        """The Customer of an UpsertCustomer: the fields customers.yaml `salesforce_to_sage` lists
-        (mapped), the addresses (standardised), status, contacts and custom fields. A plain field
-        the map does not list (credit_limit, current_balance, ...) is not sent: Sage keeps its own."""
-        m = self.m.customers
-        out: dict[str, Any] = {
-            k: copy.deepcopy(v)
-            for k, v in customer.items()
-            if k not in ("envelope", "ar_division_no", "customer_no", "custom_fields", "contacts")
-            and (k in m.salesforce_to_sage.fields or k in _CUSTOMER_STRUCTURE)
-        }
-        out["envelope"] = commands.envelope(account, None)
-        out["salesforce_account_id"] = account
-        out["ar_division_no"] = None
-        out["customer_no"] = None
-        out.setdefault("status", "ACTIVE")
-        out["contacts"] = list(customer.get("contacts") or [])
-        for name, spec in m.salesforce_to_sage.fields.items():
-            out[name] = self._field(out.get(name), spec, m.picklists, "AR_Customer", f"customer.{name}")
-        if not out.get("name"):
-            raise Permanent(
-                "the customer has no name, which Sage requires (CustomerName)", field="customer.name"
-            )
-        for key in ("billing_address", "shipping_address"):
-            out[key] = standardise(out.get(key), self.m.addresses, f"customer.{key}")
-        out["custom_fields"] = {
-            cf.sage: value
-            for name, value in (customer.get("custom_fields") or {}).items()
-            if (cf := m.custom_fields.get(name)) is not None
-            and cf.sage is not None
-            and cf.direction != "sage_to_salesforce"
-        }
-        return out
-
-    def on_customer(self, key: str | None, customer: Mapping[str, Any], origin: Origin) -> Step:
-        """customer.v1: learn Account <-> ARDivisionNo-CustomerNo; release orders waiting for it."""
-        account = customer.get("salesforce_account_id")
-        if not account:
-            return Step("skipped")
-        if customer.get("deleted"):
-            self.t.accounts.pop(str(account), None)
-            return Step("skipped")
-        division, number = customer.get("ar_division_no"), customer.get("customer_no")
-        if division and number:
-            self._learn(str(account), str(division), str(number))
-            self.t.accounts.pop(str(account), None)
-            released = self._release(str(account))
-            step = Step("learned")
-            step.add(released)
-            return step
-        step = Step("remembered")
-        if origin.value is None:
-            return step
-        account = str(account)
-        self.t.accounts[account] = to_b64(origin.value)  # a Salesforce account Sage does not know yet
-        waiting = self.t.held.get(account)
-        if waiting is not None:
-            # an order got here first and asked for the customer with the order's own data; ask
-            # again with the account's (same command ID: Sage creates it once, then updates it)
-            try:
-                step.outbound.append(self._upsert_customer(account, None))
-            except Permanent as exc:
-                log.warning("Account %s: its customer data cannot be sent to Sage: %s", account, exc)
-                return step
-            self.t.held[account] = {**waiting, "requested_at": _now_ms()}
-        return step
-
-    def _learn(self, account: str, division: str, number: str) -> None:
-        wanted = {"ar_division_no": division, "customer_no": number}
-        if self.t.customers.get(account) != wanted:
-            self.t.customers[account] = wanted
-
-    def _release(self, account: str) -> Step:
-        """Process again every order held for `account` (its customer is known now)."""
-        waiting = self.t.held.pop(account, None)
-        step = Step("released")
-        for identity in (waiting or {}).get("orders", []):
-            state = self.t.orders.get(identity)
-            if not state or state.get("state") != "held":
-                continue
-            origin = Origin.from_json(state["origin"])
-            try:
-                order = self.decode_order(origin.value or b"")
-            except Permanent as exc:
-                step.dead_letters.append((origin, exc))
-                continue
-            step.add(self.on_sales_order(identity, order, origin))
-        return step
-
     def sweep(self) -> Step:
-        """Release what can be released; re-send UpsertCustomer for accounts waiting too long and
-        CreateSalesOrder for orders whose Sage result has not come within `resend_after`; once an
-        hour, forget failed orders and order numbers older than the retention."""
+        """The customer directory's sweep (release held orders, re-send UpsertCustomer); then
+        CreateSalesOrder again for orders whose Sage result has not come within `resend_after`;
+        once an hour, forget failed orders and order numbers older than the retention."""
         step = Step("swept")
-        now = _now_ms()
+        now = epoch_ms()
         if now - self._pruned_at >= 3_600_000:
             self._prune(now)
-        for account in list(self.t.held.keys()):
-            waiting = self.t.held.get(account)
-            if waiting is None:
-                continue
-            if account in self.t.customers:
-                step.add(self._release(account))
-            elif now - int(waiting.get("requested_at") or 0) >= self.resend_after_ms:
-                order = None
-                for identity in waiting.get("orders", []):
-                    state = self.t.orders.get(identity)
-                    if state and state.get("state") == "held":
-                        try:
-                            order = self.decode_order(Origin.from_json(state["origin"]).value or b"")
-                        except Permanent:
-                            continue
-                        break
-                try:
-                    step.outbound.append(self._upsert_customer(account, order))
-                except Permanent as exc:
-                    log.warning("cannot re-send the customer upsert for Account %s: %s", account, exc)
-                    continue
-                self.t.held[account] = {**waiting, "requested_at": now}
-        for identity in list(self.t.orders.keys()):
-            state = self.t.orders.get(identity)
+        step.add(self.customer_directory.sweep(now))
+        for identity in list(self.tables.orders.keys()):
+            state = self.tables.orders.get(identity)
             if not state or state.get("state") != "commanded":
                 continue
             if not state.get("at"):  # commanded by an older version: start its clock now
-                self.t.orders[identity] = {**state, "at": now}
+                self.tables.orders[identity] = {**state, "at": now}
             elif now - int(state["at"]) >= self.resend_after_ms:
                 step.outbound += self._command_again(identity, state, now)
         return step
@@ -386,61 +211,40 @@ class OrderPipeline:
     def _prune(self, now: int) -> None:
         self._pruned_at = now
         horizon = now - self.retention_ms
-        for identity in list(self.t.orders.keys()):
-            state = self.t.orders.get(identity) or {}
+        for identity in list(self.tables.orders.keys()):
+            state = self.tables.orders.get(identity) or {}
             if state.get("state") == "failed" and int(state.get("at") or 0) < horizon:
-                self.t.orders.pop(identity, None)
-        for number in list(self.t.order_numbers.keys()):
-            if int((self.t.order_numbers.get(number) or {}).get("at") or 0) < horizon:
-                self.t.order_numbers.pop(number, None)
-
-    def held_count(self) -> int:
-        return sum(len((w or {}).get("orders", [])) for w in self.t.held.values())
+                self.tables.orders.pop(identity, None)
+        for number in list(self.tables.order_numbers.keys()):
+            if int((self.tables.order_numbers.get(number) or {}).get("at") or 0) < horizon:
+                self.tables.order_numbers.pop(number, None)
 
     # --- the Sage order ---------------------------------------------------------------------
-
-    def _field(
-        self, value: Any, spec: SageField, maps: Mapping[str, ValueMap], table: str, where: str
-    ) -> Any:
-        if spec.map is not None:
-            value = maps[spec.map].apply(value, name=spec.map, where=where)
-        if (value is None or value == "") and spec.default is not None:
-            value = spec.default
-        if isinstance(value, str):
-            length = self.m.sage_length(table, spec.sage, spec.length)
-            if length is not None and len(value) > length:
-                if spec.overflow == "truncate":
-                    value = value[:length].rstrip()
-                else:
-                    raise Permanent(
-                        f"{where} {value!r} is {len(value)} characters; {table}.{spec.sage} holds {length}",
-                        field=where,
-                        value=value,
-                    )
-        return value
 
     def _sage_order(
         self, order: Mapping[str, Any], customer: dict[str, Any], order_type: str
     ) -> dict[str, Any]:
-        m = self.m
+        mappings = self.mappings
         out = copy.deepcopy(dict(order))
         out["envelope"] = dict(out["envelope"])
         out["customer"] = customer
         out["order_type"] = order_type
         out["status"] = "NEW"
         out["sales_order_no"] = None
-        for name, spec in m.orders.header.items():
-            out[name] = self._field(out.get(name), spec, m.orders.picklists, "SO_SalesOrderHeader", name)
+        for name, spec in mappings.orders.header.items():
+            out[name] = mappings.sage_value(
+                out.get(name), spec, mappings.orders.picklists, "SO_SalesOrderHeader", name
+            )
         for key in ("bill_to", "ship_to"):
-            out[key] = standardise(out.get(key), m.addresses, key)
+            out[key] = standardise(out.get(key), mappings.addresses, key)
         lines = out.get("lines") or []
         if not lines:
             raise Permanent("the order has no lines", field="lines")
-        currency = str(out.get("currency_code") or m.pricing.home_currency).upper()
-        rate = m.pricing.rate(currency)
+        currency = str(out.get("currency_code") or mappings.pricing.home_currency).upper()
+        rate = mappings.pricing.rate(currency)
         if rate is None:
             raise Permanent(
-                f"no exchange rate from {currency} to {m.pricing.home_currency} in pricing.yaml",
+                f"no exchange rate from {currency} to {mappings.pricing.home_currency} in pricing.yaml",
                 field="currency_code",
                 value=currency,
             )
@@ -461,11 +265,11 @@ class OrderPipeline:
         total += amounts.get("freight_amount", Decimal(0)) + amounts.get("sales_tax_amount", Decimal(0))
         total -= amounts.get("discount_amount", Decimal(0))
         out["total_amount"] = total.quantize(CENT)
-        out["currency_code"] = m.pricing.home_currency
+        out["currency_code"] = mappings.pricing.home_currency
         out["custom_fields"] = {
             cf.sage: value
             for name, value in (order.get("custom_fields") or {}).items()
-            if (cf := m.orders.custom_fields.get(name)) is not None
+            if (cf := mappings.orders.custom_fields.get(name)) is not None
             and cf.sage is not None
             and cf.direction != "sage_to_salesforce"
         }
@@ -473,16 +277,16 @@ class OrderPipeline:
 
     def item_code_for(self, product_code: str | None, item_code: str | None, where: str) -> str:
         """The Sage ItemCode of an order line (see the module doc for the order of lookups)."""
-        p = self.m.products
+        products = self.mappings.products
         if item_code:
             return item_code
         if not product_code:
             raise Permanent(
                 f"{where} has neither a ProductCode nor an ItemCode", field=f"{where}.product_code"
             )
-        if product_code in p.lookup:
-            code = p.lookup[product_code]
-            if p.require_known_item and code not in self.t.items:
+        if product_code in products.lookup:
+            code = products.lookup[product_code]
+            if products.require_known_item and code not in self.tables.items:
                 raise Permanent(
                     f"{where}: ProductCode {product_code!r} maps to ItemCode {code!r}, which Sage has not "
                     "published on item.v1",
@@ -490,10 +294,10 @@ class OrderPipeline:
                     value=product_code,
                 )
             return code
-        mapped = self.t.products.get(product_code)
+        mapped = self.tables.products.get(product_code)
         if mapped:
             return str(mapped)
-        if product_code in self.t.items:
+        if product_code in self.tables.items:
             return product_code
         raise Permanent(
             f"{where}: unknown product {product_code!r}: no ItemCode for it in products.yaml lookup "
@@ -503,25 +307,25 @@ class OrderPipeline:
         )
 
     def _line(self, line: Mapping[str, Any], position: int, rate: Decimal) -> dict[str, Any]:
-        m = self.m
+        mappings = self.mappings
         out = dict(line)
         line_no = int(out.get("line_no") or position)
         where = f"lines[{line_no}]"
         code = self.item_code_for(out.get("product_code"), out.get("item_code"), where)
-        item = self.t.items.get(code) or {}
-        if item.get("deleted") or (m.products.reject_inactive_items and item.get("active") is False):
+        item = self.tables.items.get(code) or {}
+        if item.get("deleted") or (mappings.products.reject_inactive_items and item.get("active") is False):
             raise Permanent(
                 f"{where}: ItemCode {code!r} is {'deleted' if item.get('deleted') else 'inactive'} in Sage",
                 field=f"{where}.item_code",
                 value=code,
             )
         out["item_code"] = code
-        for name, spec in m.orders.lines.items():
-            out[name] = self._field(
-                out.get(name), spec, m.orders.picklists, "SO_SalesOrderDetail", f"{where}.{name}"
+        for name, spec in mappings.orders.lines.items():
+            out[name] = mappings.sage_value(
+                out.get(name), spec, mappings.orders.picklists, "SO_SalesOrderDetail", f"{where}.{name}"
             )
         quantity = _decimal(out.get("quantity_ordered"), f"{where}.quantity_ordered")
-        pricing = m.pricing
+        pricing = mappings.pricing
         rounding = ROUND_HALF_UP if pricing.rounding == "half_up" else ROUND_HALF_EVEN
         step = Decimal(1).scaleb(-pricing.unit_price_decimals)
         standard = item.get("standard_unit_price")
@@ -556,23 +360,25 @@ class OrderPipeline:
 
     # --- failures and write-backs -------------------------------------------------------------
 
-    def _fail(
+    def fail_order(
         self, identity: str, records: list[str], origin: Origin, exc: Permanent, account: str | None
     ) -> Step:
-        self.t.orders[identity] = {
+        """Fail the order for `exc`: kept as failed (for the retention), its original record
+        dead-lettered, Sage_Sync_Status__c = Error with the reason on its Salesforce records."""
+        self.tables.orders[identity] = {
             "state": "failed",
             "records": records,
             "account": account,
             "command_id": command_id("CreateSalesOrder", identity),
             "reason": exc.reason,
-            "at": _now_ms(),
+            "at": epoch_ms(),
         }
         step = Step("failed", dead_letters=[(origin, exc)])
         step.outbound += self._sync(records, "error", exc.reason, identity, "failed")
         return step
 
     def _message(self, text: str | None, obj: str, field_name: str) -> str | None:
-        return None if text is None else self.m.salesforce_text(text, obj, field_name)
+        return None if text is None else self.mappings.salesforce_text(text, obj, field_name)
 
     def _sync(
         self,
@@ -585,20 +391,20 @@ class OrderPipeline:
         event_time: datetime | None = None,
     ) -> list[Outbound]:
         """Sync status (+ message, + extra fields) on each Opportunity/Order in `records`."""
-        wb = self.m.orders.write_back
+        write_back = self.mappings.orders.write_back
         value = {
-            "synced": wb.sync_status.synced,
-            "error": wb.sync_status.error,
-            "pending": wb.sync_status.pending,
+            "synced": write_back.sync_status.synced,
+            "error": write_back.sync_status.error,
+            "pending": write_back.sync_status.pending,
         }[status]
         out = []
         for record in records:
             obj = sobject_for(record)
-            if obj not in wb.objects:
+            if obj not in write_back.objects:
                 continue
-            fields: dict[str, Any] = {wb.sync_status.field: value, **(extra or {})}
-            if wb.message_field:
-                fields[wb.message_field] = self._message(message, obj, wb.message_field)
+            fields: dict[str, Any] = {write_back.sync_status.field: value, **(extra or {})}
+            if write_back.message_field:
+                fields[write_back.message_field] = self._message(message, obj, write_back.message_field)
             out.append(
                 commands.salesforce_update(
                     obj,
@@ -622,125 +428,42 @@ class OrderPipeline:
 
     def status_fields(self, obj: str, code: str | None, status: str | None) -> dict[str, Any] | None:
         """Sage_Order_Status__c (and the extra fields) for a Sage status, per orders.yaml."""
-        st = self.m.orders.order_status
-        value = st.value_for(code, status)
+        status_map = self.mappings.orders.order_status
+        value = status_map.value_for(code, status)
         if value is None:
             return None
-        return {self.m.orders.write_back.order_status: value, **st.extra_fields.get(obj, {}).get(value, {})}
+        return {
+            self.mappings.orders.write_back.order_status: value,
+            **status_map.extra_fields.get(obj, {}).get(value, {}),
+        }
 
     # --- sage.results.v1 -------------------------------------------------------------------
 
     def on_sage_result(self, key: str | None, result: Mapping[str, Any], origin: Origin) -> Step:
         kind = result.get("kind")
         if kind == "UPSERT_CUSTOMER":
-            return self._customer_result(result)
+            return self.customer_directory.on_customer_result(result)
         if kind == "CREATE_SALES_ORDER":
             return self._order_result(key, result, origin)
         return Step("skipped")
-
-    def _customer_result(self, result: Mapping[str, Any]) -> Step:
-        ref = result.get("customer") or {}
-        account = result.get("salesforce_record_id") or ref.get("salesforce_account_id")
-        if not account:
-            return Step("skipped")
-        account = str(account)
-        wb = self.m.customers.write_back
-        when = (result.get("envelope") or {}).get("event_time")
-        cid_base = str(result.get("command_id"))
-        if result.get("outcome") == "REJECTED":
-            reason = (result.get("error") or {}).get("reason") or "Sage refused the customer"
-            step = Step("customer_rejected")
-            step.outbound += self.account_sync_error(account, reason, (cid_base,), when)
-            step.add(self._fail_held(account, f"the customer could not be created in Sage 100: {reason}"))
-            return step
-        if result.get("outcome") not in ("CREATED", "UPDATED", "EXISTING"):
-            return Step("skipped")
-        division, number = ref.get("ar_division_no"), ref.get("customer_no")
-        if not (division and number):
-            return Step("skipped")
-        link = {"ar_division_no": str(division), "customer_no": str(number)}
-        if result.get("outcome") == "EXISTING" and self.t.customers.get(account) == link:
-            # nothing changed in Sage and the Account is linked already: nothing to write back
-            # (this also ends any echo loop of the customer sync, processors/customers.py)
-            step = Step("customer_unchanged")
-            step.add(self._release(account))
-            return step
-        self._learn(account, str(division), str(number))
-        self.t.accounts.pop(account, None)
-        step = Step("customer_synced")
-        step.outbound.append(
-            commands.salesforce_update(
-                "Account",
-                account,
-                {
-                    self.m.customers.external_id: f"{division}-{number}",
-                    wb.sync_status.field: wb.sync_status.synced,
-                    **({wb.message_field: None} if wb.message_field else {}),
-                },
-                cid=command_id("AccountSync", account, cid_base, "synced", f"{division}-{number}"),
-                correlation_id=cid_base,
-                source_record_id=f"{division}-{number}",
-                event_time=when,
-            )
-        )
-        step.add(self._release(account))
-        return step
-
-    def account_sync_error(
-        self, account: str, reason: str, about: tuple[str, ...], when: datetime | None = None
-    ) -> list[Outbound]:
-        """Sage_Sync_Status__c = Error (and the reason) on an Account."""
-        wb = self.m.customers.write_back
-        fields: dict[str, Any] = {wb.sync_status.field: wb.sync_status.error}
-        if wb.message_field:
-            fields[wb.message_field] = self._message(reason, "Account", wb.message_field)
-        update = commands.salesforce_update(
-            "Account",
-            account,
-            fields,
-            cid=command_id("AccountSync", account, *about, "error", reason),
-            correlation_id=about[0],
-            source_record_id=account,
-            event_time=when,
-        )
-        return [update]
-
-    def _fail_held(self, account: str, reason: str) -> Step:
-        waiting = self.t.held.pop(account, None)
-        step = Step("failed")
-        for identity in (waiting or {}).get("orders", []):
-            state = self.t.orders.get(identity)
-            if not state or state.get("state") != "held":
-                continue
-            origin = Origin.from_json(state["origin"])
-            step.add(
-                self._fail(
-                    identity,
-                    list(state.get("records") or [identity]),
-                    origin,
-                    Permanent(reason, field="customer"),
-                    account,
-                )
-            )
-        return step
 
     def _order_result(self, key: str | None, result: Mapping[str, Any], origin: Origin) -> Step:
         identity = result.get("salesforce_record_id") or key
         if not identity:
             return Step("skipped")
         identity = str(identity)
-        state = dict(self.t.orders.get(identity) or {})
+        state = dict(self.tables.orders.get(identity) or {})
         records = list(state.get("records") or [identity])
         ref = result.get("customer") or {}
         if ref.get("salesforce_account_id") and ref.get("ar_division_no") and ref.get("customer_no"):
-            self._learn(
+            self.customer_directory.learn(
                 str(ref["salesforce_account_id"]), str(ref["ar_division_no"]), str(ref["customer_no"])
             )
         when = (result.get("envelope") or {}).get("event_time")
         if result.get("outcome") == "REJECTED":
             reason = (result.get("error") or {}).get("reason") or "Sage refused the order"
             failed = Origin.from_json(state["origin"]) if state.get("origin") else origin
-            step = self._fail(
+            step = self.fail_order(
                 identity,
                 records,
                 failed,
@@ -761,7 +484,7 @@ class OrderPipeline:
                 continue
             extra: dict[str, Any] = {}
             if number:
-                extra[self.m.orders.write_back.order_number] = number
+                extra[self.mappings.orders.write_back.order_number] = number
             extra.update(
                 self.status_fields(obj, result.get("source_status"), result.get("order_status")) or {}
             )
@@ -775,8 +498,8 @@ class OrderPipeline:
                 event_time=when,
             )
         if number:
-            self.t.order_numbers[str(number)] = {"records": records, "at": _now_ms()}
-        self.t.orders.pop(identity, None)  # done: Sage has it, nothing left to remember
+            self.tables.order_numbers[str(number)] = {"records": records, "at": epoch_ms()}
+        self.tables.orders.pop(identity, None)  # done: Sage has it, nothing left to remember
         return step
 
     # --- item.v1 -----------------------------------------------------------------------------
@@ -789,7 +512,7 @@ class OrderPipeline:
         if not code:
             raise Permanent("the item has no item_code", field="item_code")
         code = str(code)
-        previous = self.t.items.get(code) or {}
+        previous = self.tables.items.get(code) or {}
         entry = {
             "active": previous.get("active"),
             "deleted": previous.get("deleted", False),
@@ -806,8 +529,8 @@ class OrderPipeline:
                 standard_unit_price=str(price) if price is not None else None,
             )
         if entry != previous:
-            self.t.items[code] = entry
+            self.tables.items[code] = entry
         product = item.get("product_code")
-        if product and product != code and self.t.products.get(product) != code:
-            self.t.products[str(product)] = code
+        if product and product != code and self.tables.products.get(product) != code:
+            self.tables.products[str(product)] = code
         return Step("learned")

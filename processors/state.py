@@ -1,7 +1,7 @@
 """What the processors remember between records, and what one processing step produces.
 
-Owns the shapes shared by the agents' logic (processors/orders.py, status.py, inventory.py) and
-the faust wiring (processors/app.py):
+Owns the shapes shared by the agents' logic (processors/orders.py, customer_directory.py,
+status.py, inventory.py) and the faust wiring (processors/app.py):
 - `Tables`: the changelog-backed tables, seen as plain mutable mappings of JSON values, so the
   logic runs the same over faust tables (in the worker) and dicts (in unit tests). Keys and what
   they hold are listed on the class.
@@ -10,6 +10,7 @@ the faust wiring (processors/app.py):
 - `Step`: one step's outcome (a metrics label), the records to produce, the dead letters to write,
   and what to record once Kafka acknowledged them (`after`).
 - `MappingsRef`: the mappings in use, swapped whole when the files are reloaded.
+- `epoch_ms()`: the clock of the times the tables keep (`at`, `requested_at`).
 
 Limits: table values are JSON (faust's table serializer), so bytes travel as base64 text and
 decimals as strings.
@@ -20,12 +21,21 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from processors.commands import Outbound
-from processors.mappings import Mappings
+from processors.mapping_model import Mappings
 
-__all__ = ["MappingsRef", "Origin", "Step", "Tables", "from_b64", "to_b64"]
+__all__ = ["Decoder", "MappingsRef", "Origin", "Step", "Tables", "epoch_ms", "from_b64", "to_b64"]
+
+# a topic's value bytes -> the record (the serde's decode), for records kept as bytes in a table
+Decoder = Callable[[bytes], Any]
+
+
+def epoch_ms() -> int:
+    """Now, in epoch milliseconds: how the tables record when something happened."""
+    return int(datetime.now(UTC).timestamp() * 1000)
 
 
 def to_b64(data: bytes | None) -> str | None:

@@ -42,21 +42,21 @@ class StatusPipeline:
         records = [
             r for r in (change.get("salesforce_opportunity_id"), change.get("salesforce_order_id")) if r
         ]
-        known = self.orders.t.order_numbers.get(str(number)) if number else None
+        known = self.orders.tables.order_numbers.get(str(number)) if number else None
         records += [r for r in (known or {}).get("records", []) if r not in records]
         if not records:
             return Step("skipped")
         code, status = change.get("source_status"), change.get("status")
         envelope = change.get("envelope") or {}
         step = Step("updated")
-        objects = self.orders.m.orders.write_back.objects
+        objects = self.orders.mappings.orders.write_back.objects
         for record in records:
             obj = sobject_for(str(record))
             if obj not in objects:
                 continue
             fields = self.orders.status_fields(obj, code, status)
             if fields is None:
-                if self.orders.m.orders.order_status.unknown == "skip":
+                if self.orders.mappings.orders.order_status.unknown == "skip":
                     return Step("skipped")
                 raise Permanent(
                     f"Sage order {number}: status {code or status!r} has no Salesforce value in orders.yaml "

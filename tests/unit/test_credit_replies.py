@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 from processors.credit import CreditReplies
-from processors.mappings import Mappings
+from processors.mapping_model import Mappings
 from processors.state import MappingsRef, Origin
 from tests.unit.test_processor_logic import base_mappings
 

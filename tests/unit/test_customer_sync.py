@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 from processors.customers import CustomerSync
-from processors.mappings import Mappings
+from processors.mapping_model import Mappings
 from processors.orders import OrderPipeline
 from processors.state import MappingsRef, Origin, Step
 from tests.unit.test_processor_logic import ACCOUNT, OPP, ORIGIN, base_mappings, order, pipeline
@@ -42,7 +42,7 @@ def customer(source: str, **values: Any) -> dict[str, Any]:
 
 def sync(mappings: Mappings, orders: dict[bytes, dict[str, Any]] | None = None) -> CustomerSync:
     p: OrderPipeline = pipeline(mappings, orders)
-    return CustomerSync(MappingsRef(mappings), p)
+    return CustomerSync(MappingsRef(mappings), p.customer_directory)
 
 
 def sage_commands(step: Step) -> list[dict[str, Any]]:
@@ -78,9 +78,9 @@ def test_an_account_sage_does_not_know_is_not_created_by_the_sync(base_mappings:
     s = sync(base_mappings)
     step = s.on_customer(ACCOUNT, customer("SALESFORCE", salesforce_account_id=ACCOUNT), ORIGIN)
     assert step.outbound == []
-    assert s.orders.t.accounts[ACCOUNT]  # remembered for its first order
+    assert s.customer_directory.tables.accounts[ACCOUNT]  # remembered for its first order
     # once linked (the cross-reference learned it from a Sage result), changes flow
-    s.orders.t.customers[ACCOUNT] = {"ar_division_no": "01", "customer_no": "NEW01"}
+    s.customer_directory.tables.customers[ACCOUNT] = {"ar_division_no": "01", "customer_no": "NEW01"}
     [data] = sage_commands(
         s.on_customer(ACCOUNT, customer("SALESFORCE", salesforce_account_id=ACCOUNT), ORIGIN)
     )
@@ -136,8 +136,9 @@ def test_a_bad_value_dead_letters_the_sync_but_still_releases_held_orders(base_m
     )
     mappings = Mappings(**{**base_mappings.__dict__, "customers": customers})
     raw = {b"value": order(("HRDW-1000", "1", "12.50"), external=None)}
-    s = sync(mappings, raw)
-    assert s.orders.on_sales_order(OPP, raw[b"value"], ORIGIN).outcome == "held"
+    p = pipeline(mappings, raw)
+    s = CustomerSync(MappingsRef(mappings), p.customer_directory)
+    assert p.on_sales_order(OPP, raw[b"value"], ORIGIN).outcome == "held"
     linked = customer(
         "SALESFORCE", salesforce_account_id=ACCOUNT, ar_division_no="01", customer_no="NEW01", terms_code="99"
     )
@@ -153,7 +154,7 @@ def test_a_bad_value_dead_letters_the_sync_but_still_releases_held_orders(base_m
 
 
 def test_an_unchanged_linked_customer_writes_nothing_back(base_mappings: Mappings) -> None:
-    s = sync(base_mappings)
+    p = pipeline(base_mappings)
     result = {
         "kind": "UPSERT_CUSTOMER",
         "outcome": "UPDATED",
@@ -163,10 +164,10 @@ def test_an_unchanged_linked_customer_writes_nothing_back(base_mappings: Mapping
         "envelope": {},
     }
     results = Origin("sage.results.v1", 0, 1, None, b"r")
-    [(key, written)] = salesforce_commands(s.orders.on_sage_result(ACCOUNT, result, results))
+    [(key, written)] = salesforce_commands(p.on_sage_result(ACCOUNT, result, results))
     assert (key, written["fields"]["ExternalID__c"]) == (ACCOUNT, "01-ABF")
     unchanged = {**result, "outcome": "EXISTING", "command_id": "c2"}
-    assert s.orders.on_sage_result(ACCOUNT, unchanged, results).outbound == []
+    assert p.on_sage_result(ACCOUNT, unchanged, results).outbound == []
 
 
 def test_an_account_that_arrives_after_its_order_is_sent_to_sage_with_its_own_data(
@@ -180,11 +181,11 @@ def test_an_account_that_arrives_after_its_order_is_sent_to_sage_with_its_own_da
     )
     p = OrderPipeline(
         MappingsRef(base_mappings),
-        pipeline(base_mappings).t,
+        pipeline(base_mappings).tables,
         decode_order=lambda data: raw[data],
         decode_customer=lambda data: account_record,
     )
-    s = CustomerSync(MappingsRef(base_mappings), p)
+    s = CustomerSync(MappingsRef(base_mappings), p.customer_directory)
     held = p.on_sales_order(OPP, raw[b"value"], ORIGIN)
     [first] = sage_commands(held)
     assert first["terms_code"] is None

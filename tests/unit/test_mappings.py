@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 
 from processors.addresses import fold_to_code_page, reflow_lines, standardise
 from processors.cli import app as mappings_cli
-from processors.mappings import AddressesMapping, MappingError, Mappings, load_mappings
+from processors.mapping_files import MappingError, load_mappings
+from processors.mapping_model import AddressesMapping, Mappings
 from processors.metadata import load_sage_metadata
 from sagesf.errors import Permanent
 

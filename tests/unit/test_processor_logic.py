@@ -17,7 +17,8 @@ import pytest
 from prometheus_client import REGISTRY
 
 from processors.inventory import InventoryPipeline
-from processors.mappings import Mappings, load_mappings
+from processors.mapping_files import load_mappings
+from processors.mapping_model import Mappings
 from processors.orders import OrderPipeline
 from processors.state import MappingsRef, Origin, Tables
 from processors.status import StatusPipeline
@@ -131,7 +132,7 @@ def test_salesforce_products_link_codes_but_only_sage_says_what_is_active(base_m
     }
     p.on_item("OLD-1", product, origin)
     assert p.item_code_for("RETRO-WIDGET", None, "lines[1]") == "OLD-1"
-    assert p.t.items["OLD-1"]["active"] is False  # Product2.IsActive does not revive a Sage item
+    assert p.tables.items["OLD-1"]["active"] is False  # Product2.IsActive does not revive a Sage item
     p.on_item(
         "OLD-1",
         {
@@ -142,8 +143,8 @@ def test_salesforce_products_link_codes_but_only_sage_says_what_is_active(base_m
         },
         origin,
     )
-    assert p.t.items["OLD-1"]["active"] is True
-    assert p.t.items["OLD-1"]["product_code"] == "RETRO-WIDGET"
+    assert p.tables.items["OLD-1"]["active"] is True
+    assert p.tables.items["OLD-1"]["product_code"] == "RETRO-WIDGET"
 
 
 def test_pricing_rules_from_the_mapping(base_mappings: Mappings) -> None:
@@ -187,7 +188,7 @@ def test_an_order_without_a_sage_result_is_commanded_again_until_one_arrives(
     [(key, cid, kind)] = _sage_commands(first)
     assert (key, kind) == (OPP, "CreateSalesOrder")
     assert _sage_commands(p.sweep()) == []  # not waited long enough yet
-    p.t.orders[OPP] = {**p.t.orders[OPP], "at": p.t.orders[OPP]["at"] - p.resend_after_ms}
+    p.tables.orders[OPP] = {**p.tables.orders[OPP], "at": p.tables.orders[OPP]["at"] - p.resend_after_ms}
     resent = REGISTRY.get_sample_value("sagesf_processor_orders_resent_total") or 0.0
     again = p.sweep()
     assert _sage_commands(again) == [(OPP, cid, "CreateSalesOrder")]  # the same command: idempotent
@@ -206,7 +207,7 @@ def test_an_order_without_a_sage_result_is_commanded_again_until_one_arrives(
     synced = p.on_sage_result(OPP, result, Origin("sage.results.v1", 0, 3, None, b"r"))
     [update] = synced.outbound
     assert update.value["fields"]["Sage_Order_No__c"] == "0000042"
-    assert OPP not in p.t.orders  # confirmed: nothing left to resend
+    assert OPP not in p.tables.orders  # confirmed: nothing left to resend
     assert _sage_commands(p.sweep()) == []
 
 
@@ -215,12 +216,12 @@ def test_an_order_that_no_longer_maps_is_not_failed_by_the_resend(base_mappings:
     raw = {b"value": order(("HRDW-1000", "2", "12.50"))}
     p = pipeline(base_mappings, raw)
     p.on_sales_order(OPP, raw[b"value"], ORIGIN)
-    del p.t.items["HRDW-1000"]  # the item left item.v1 since
-    p.t.orders[OPP] = {**p.t.orders[OPP], "at": 1}
+    del p.tables.items["HRDW-1000"]  # the item left item.v1 since
+    p.tables.orders[OPP] = {**p.tables.orders[OPP], "at": 1}
     swept = p.sweep()
     assert swept.outbound == []
     assert swept.dead_letters == []
-    assert p.t.orders[OPP]["state"] == "commanded"
+    assert p.tables.orders[OPP]["state"] == "commanded"
 
 
 def test_a_held_order_is_released_when_the_customer_arrives_on_customer_v1(base_mappings: Mappings) -> None:
@@ -228,7 +229,7 @@ def test_a_held_order_is_released_when_the_customer_arrives_on_customer_v1(base_
     p = pipeline(base_mappings, raw)
     held = p.on_sales_order(OPP, raw[b"value"], ORIGIN)
     assert held.outcome == "held"
-    assert p.held_count() == 1
+    assert p.customer_directory.held_count() == 1
     assert [
         o.value["command"][0].rsplit(".", 1)[1] for o in held.outbound if o.topic == "sage.commands.v1"
     ] == ["UpsertCustomer"]
@@ -238,11 +239,13 @@ def test_a_held_order_is_released_when_the_customer_arrives_on_customer_v1(base_
         "customer_no": "NEW01",
         "name": "Acme",
     }
-    learned = p.on_customer("01-NEW01", sage_customer, Origin("customer.v1", 0, 1, None, b"c"))
+    learned = p.customer_directory.on_customer(
+        "01-NEW01", sage_customer, Origin("customer.v1", 0, 1, None, b"c")
+    )
     [create] = [o for o in learned.outbound if o.topic == "sage.commands.v1"]
     assert create.key == OPP
     assert create.value["command"][1]["order"]["customer"]["customer_no"] == "NEW01"
-    assert p.held_count() == 0
+    assert p.customer_directory.held_count() == 0
 
 
 def test_a_refused_customer_fails_its_held_orders(base_mappings: Mappings) -> None:
@@ -263,7 +266,7 @@ def test_a_refused_customer_fails_its_held_orders(base_mappings: Mappings) -> No
     assert "TermsCode '99'" in str(error)
     keys = {(o.key, o.value["fields"]["Sage_Sync_Status__c"]) for o in step.outbound}
     assert keys == {(ACCOUNT, "Error"), (OPP, "Error")}
-    assert p.held_count() == 0
+    assert p.customer_directory.held_count() == 0
 
 
 def test_status_unknown_can_be_skipped(base_mappings: Mappings) -> None:

@@ -1,84 +1,45 @@
-"""The mapping configuration (mappings/*.yaml): loading, validating and applying value maps.
+"""The mapping configuration (mappings/*.yaml) as validated models, and the value maps they apply.
 
-What it owns: the five mapping files the processors use, as pydantic models -
-customers.yaml (`CustomersMapping`), orders.yaml (`OrdersMapping`), products.yaml
-(`ProductsMapping`), pricing.yaml (`PricingMapping`) and addresses.yaml (`AddressesMapping`) -
-and `load_mappings()`, which reads them and checks them, before any record is processed,
-against:
-- the canonical schemas (sagesf.schemas): every canonical field named exists in its record,
-  order types and statuses are symbols of their enums, inventory sources are quantities;
-- the Salesforce metadata, when given: objects and fields exist (and are updateable where the
-  processor writes them), picklist values named are values of the picklist, external-ID fields
-  are external IDs, numbers go to number fields;
-- the Sage 100 column definitions, when given: columns exist, UDFs are `UDF_` columns of the
-  table, values and lengths fit the columns (S30, N15.6).
-Every problem is reported at once, each as `<file>:<line>: <entry>: <reason>`, e.g.
-`mappings/products.yaml:31: lookup.WIDGET-9: ItemCode 'X...' is 31 characters; CI_Item.ItemCode
-holds 30`, in a `MappingError`. The other files in mappings/ (salesforce_source.yaml belongs to
-the Salesforce connector, metadata/ is data) are not read here.
+What it owns: one pydantic model per mapping file the processors use - customers.yaml
+(`CustomersMapping`), orders.yaml (`OrdersMapping`), products.yaml (`ProductsMapping`),
+pricing.yaml (`PricingMapping`), addresses.yaml (`AddressesMapping`) - their building blocks
+(`ValueMap`, `SageField`, ...) and `Mappings`, all five together with the metadata they were
+checked against. Every model forbids unknown keys (`extra="forbid"`), so a misspelt key is an
+error naming it. Reading the files is processors/mapping_files.py.
 
-How it works: each file is composed with PyYAML keeping the line of every key (duplicate keys,
-which PyYAML would silently merge, are errors), validated with pydantic (`extra="forbid"`: a
-misspelt key is an error naming it), then cross-checked (processors/mapping_checks.py), each
-problem placed at the line of its entry. `Mappings.changed()` tells whether a
-file was edited since loading, so a running worker can reload (processors/app.py).
-
-Limits: the metadata files describe what the checks need (see processors/metadata.py); without
-them only the canonical schemas are checked and truncation to a Sage column length happens only
-for fields whose length is known. The section products.yaml marks "checked here, used by the
-item sync" (`item_fields`) is validated but not yet used: the item sync is not part of the
-processors yet.
+Limits: the section products.yaml marks "checked here, used by the item sync" (`item_fields`)
+is validated but not yet used: the item sync is not part of the processors yet.
 """
 
 from __future__ import annotations
 
 import codecs
 import functools
-from collections.abc import Iterable
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from processors.mapping_checks import check_mappings
-from processors.metadata import (
-    MetadataError,
-    SageMetadata,
-    SalesforceMetadata,
-    load_sage_metadata,
-    load_salesforce_metadata,
-)
+from processors.metadata import SageMetadata, SalesforceMetadata
 from sagesf.errors import Permanent
 
 __all__ = [
-    "FILES",
     "AddressesMapping",
     "CustomersMapping",
-    "MappingError",
     "Mappings",
     "OrdersMapping",
     "PricingMapping",
     "ProductsMapping",
     "SageField",
     "ValueMap",
-    "load_mappings",
 ]
 
 Unknown = Literal["error", "keep", "null"]
 Overflow = Literal["error", "truncate"]
-Path_ = tuple[str | int, ...]
-
-
-class MappingError(ValueError):
-    """The mapping files are invalid; `problems` has one `<file>:<line>: <entry>: <reason>` each."""
-
-    def __init__(self, problems: Iterable[str]) -> None:
-        self.problems = list(problems)
-        super().__init__("invalid mappings:\n  " + "\n  ".join(self.problems))
 
 
 class _Model(BaseModel):
@@ -357,17 +318,6 @@ class AddressesMapping(_Model):
         return {c: {k.casefold(): v for k, v in m.items()} for c, m in self.states.items()}
 
 
-# --- the whole configuration -----------------------------------------------------------------
-
-FILES: dict[str, tuple[str, type[_Model]]] = {
-    "customers": ("customers.yaml", CustomersMapping),
-    "orders": ("orders.yaml", OrdersMapping),
-    "products": ("products.yaml", ProductsMapping),
-    "pricing": ("pricing.yaml", PricingMapping),
-    "addresses": ("addresses.yaml", AddressesMapping),
-}
-
-
 @dataclass(frozen=True)
 class Mappings:
     """Every mapping file, validated; what it was checked against; when the files were read."""
@@ -399,6 +349,28 @@ class Mappings:
         col = self.sage.column(table, column) if self.sage else None
         return col.length if col is not None and col.kind == "text" else None
 
+    def sage_value(
+        self, value: Any, spec: SageField, maps: Mapping[str, ValueMap], table: str, where: str
+    ) -> Any:
+        """`value` on its way to Sage column `table`.`spec.sage`: through its value map, the default
+        when empty, and cut (`overflow: truncate`) or refused (Permanent) when longer than the column."""
+        if spec.map is not None:
+            value = maps[spec.map].apply(value, name=spec.map, where=where)
+        if (value is None or value == "") and spec.default is not None:
+            value = spec.default
+        if isinstance(value, str):
+            length = self.sage_length(table, spec.sage, spec.length)
+            if length is not None and len(value) > length:
+                if spec.overflow == "truncate":
+                    value = value[:length].rstrip()
+                else:
+                    raise Permanent(
+                        f"{where} {value!r} is {len(value)} characters; {table}.{spec.sage} holds {length}",
+                        field=where,
+                        value=value,
+                    )
+        return value
+
     def salesforce_text(self, text: str, obj: str, field_name: str) -> str:
         """`text` cut to what `obj.field_name` holds (its length in the metadata, else 255 like a
         Text(255) field), ending in an ellipsis when cut."""
@@ -412,149 +384,3 @@ class Mappings:
         out.append(f"Salesforce metadata {self.salesforce.source}" if self.salesforce else "")
         out.append(f"Sage 100 columns {self.sage.source}" if self.sage else "")
         return [o for o in out if o]
-
-
-# --- loading ---------------------------------------------------------------------------------
-
-
-@dataclass
-class _Doc:
-    """One YAML file: its data and the line of every key path."""
-
-    path: Path
-    data: Any = None
-    lines: dict[Path_, int] = field(default_factory=dict)
-
-    @property
-    def name(self) -> str:
-        return _display(self.path)
-
-    def line(self, path: Path_) -> int:
-        for end in range(len(path), -1, -1):
-            if path[:end] in self.lines:
-                return self.lines[path[:end]]
-        return 1
-
-
-def _display(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
-
-
-def _entry(path: Path_) -> str:
-    return ".".join(str(p) for p in path) or "(file)"
-
-
-def _index(node: yaml.Node, path: Path_, doc: _Doc, problems: list[str]) -> None:
-    doc.lines.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        seen: dict[str, int] = {}
-        for key_node, value_node in node.value:
-            key = str(key_node.value)
-            line = key_node.start_mark.line + 1
-            if key in seen:
-                problems.append(
-                    f"{doc.name}:{line}: {_entry((*path, key))}: key repeats the one on line {seen[key]}"
-                )
-            seen[key] = line
-            doc.lines[(*path, key)] = line
-            _index(value_node, (*path, key), doc, problems)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            doc.lines[(*path, i)] = item.start_mark.line + 1
-            _index(item, (*path, i), doc, problems)
-
-
-def _read(path: Path, problems: list[str]) -> _Doc | None:
-    doc = _Doc(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        problems.append(f"{doc.name}:1: (file): mapping file not found")
-        return None
-    except OSError as exc:
-        problems.append(f"{doc.name}:1: (file): cannot read: {exc.strerror}")
-        return None
-    loader = yaml.SafeLoader(text)
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            problems.append(f"{doc.name}:1: (file): the file is empty")
-            return None
-        _index(node, (), doc, problems)
-        doc.data = loader.construct_document(node)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        problems.append(f"{doc.name}:{mark.line + 1 if mark else 1}: (file): not valid YAML: {exc.problem}")
-        return None
-    finally:
-        loader.dispose()
-    return doc
-
-
-def _pydantic_problems(doc: _Doc, exc: ValidationError) -> list[str]:
-    out = []
-    for err in exc.errors(include_url=False):
-        loc = tuple(err["loc"])
-        # a tagged union (Literal["all"] | list) adds its member name to the location
-        loc = tuple(p for p in loc if p not in {"literal['all']", "list[str]"})
-        msg = err["msg"]
-        if err["type"] == "string_type" and isinstance(err.get("input"), int | float | bool):
-            msg += f" (got {err['input']!r}: quote it in YAML)"
-        elif err["type"] == "extra_forbidden":
-            msg = "unknown key (misspelt, or not supported here)"
-        out.append(f"{doc.name}:{doc.line(loc)}: {_entry(loc)}: {msg}")
-    return out
-
-
-def load_mappings(
-    directory: Path | str,
-    *,
-    salesforce_metadata: Path | str | None = None,
-    sage_metadata: Path | str | None = None,
-) -> Mappings:
-    """Read and check every mapping file in `directory`; MappingError lists every problem."""
-    directory = Path(directory)
-    problems: list[str] = []
-    docs: dict[str, _Doc] = {}
-    models: dict[str, Any] = {}
-    mtimes: dict[Path, float] = {}
-    for key, (filename, model) in FILES.items():
-        path = directory / filename
-        try:
-            mtimes[path] = path.stat().st_mtime
-        except OSError:
-            mtimes[path] = -1.0
-        doc = _read(path, problems)
-        if doc is None:
-            continue
-        docs[key] = doc
-        if not isinstance(doc.data, dict):
-            problems.append(f"{doc.name}:1: (file): expected a mapping of keys (version: 1, ...)")
-            continue
-        try:
-            models[key] = model.model_validate(doc.data)
-        except ValidationError as exc:
-            problems.extend(_pydantic_problems(doc, exc))
-    sf: SalesforceMetadata | None = None
-    sage: SageMetadata | None = None
-    try:
-        sf = load_salesforce_metadata(salesforce_metadata) if salesforce_metadata else None
-    except MetadataError as exc:
-        problems.append(str(exc))
-    try:
-        sage = load_sage_metadata(sage_metadata) if sage_metadata else None
-    except MetadataError as exc:
-        problems.append(str(exc))
-    if len(models) == len(FILES):
-
-        def report(file: str, path: Path_, reason: str) -> None:
-            doc = docs[file]
-            problems.append(f"{doc.name}:{doc.line(path)}: {_entry(path)}: {reason}")
-
-        check_mappings(models, sf, sage, report)
-    if problems:
-        raise MappingError(problems)
-    return Mappings(directory=directory, sage=sage, salesforce=sf, mtimes=mtimes, **models)

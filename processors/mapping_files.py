@@ -1,0 +1,216 @@
+"""Reading the mapping files (mappings/*.yaml) into `Mappings`, every problem placed at its line.
+
+What it owns: `load_mappings()`, `MappingError` and `FILES` (which file is which model). The
+other files in mappings/ (salesforce_source.yaml belongs to the Salesforce connector, metadata/
+is data) are not read here.
+
+Why our own YAML reading: PyYAML's loader gives no line numbers and silently merges duplicate
+keys, so each file is composed node by node here, keeping the line of every key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from processors.mapping_checks import check_mappings
+from processors.mapping_model import (
+    AddressesMapping,
+    CustomersMapping,
+    Mappings,
+    OrdersMapping,
+    PricingMapping,
+    ProductsMapping,
+)
+from processors.metadata import (
+    MetadataError,
+    SageMetadata,
+    SalesforceMetadata,
+    load_sage_metadata,
+    load_salesforce_metadata,
+)
+
+__all__ = ["FILES", "MappingError", "load_mappings"]
+
+Path_ = tuple[str | int, ...]
+
+
+class MappingError(ValueError):
+    """The mapping files are invalid; `problems` has one `<file>:<line>: <entry>: <reason>` each."""
+
+    def __init__(self, problems: Iterable[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("invalid mappings:\n  " + "\n  ".join(self.problems))
+
+
+FILES: dict[str, tuple[str, type[BaseModel]]] = {
+    "customers": ("customers.yaml", CustomersMapping),
+    "orders": ("orders.yaml", OrdersMapping),
+    "products": ("products.yaml", ProductsMapping),
+    "pricing": ("pricing.yaml", PricingMapping),
+    "addresses": ("addresses.yaml", AddressesMapping),
+}
+
+
+@dataclass
+class _Doc:
+    """One YAML file: its data and the line of every key path."""
+
+    path: Path
+    data: Any = None
+    lines: dict[Path_, int] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return _display(self.path)
+
+    def line(self, path: Path_) -> int:
+        for end in range(len(path), -1, -1):
+            if path[:end] in self.lines:
+                return self.lines[path[:end]]
+        return 1
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _entry(path: Path_) -> str:
+    return ".".join(str(p) for p in path) or "(file)"
+
+
+def _index(node: yaml.Node, path: Path_, doc: _Doc, problems: list[str]) -> None:
+    doc.lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                problems.append(
+                    f"{doc.name}:{line}: {_entry((*path, key))}: key repeats the one on line {seen[key]}"
+                )
+            seen[key] = line
+            doc.lines[(*path, key)] = line
+            _index(value_node, (*path, key), doc, problems)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            doc.lines[(*path, i)] = item.start_mark.line + 1
+            _index(item, (*path, i), doc, problems)
+
+
+def _read(path: Path, problems: list[str]) -> _Doc | None:
+    doc = _Doc(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        problems.append(f"{doc.name}:1: (file): mapping file not found")
+        return None
+    except OSError as exc:
+        problems.append(f"{doc.name}:1: (file): cannot read: {exc.strerror}")
+        return None
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            problems.append(f"{doc.name}:1: (file): the file is empty")
+            return None
+        _index(node, (), doc, problems)
+        doc.data = loader.construct_document(node)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        problems.append(f"{doc.name}:{mark.line + 1 if mark else 1}: (file): not valid YAML: {exc.problem}")
+        return None
+    finally:
+        loader.dispose()
+    return doc
+
+
+def _pydantic_problems(doc: _Doc, exc: ValidationError) -> list[str]:
+    out = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(err["loc"])
+        # a tagged union (Literal["all"] | list) adds its member name to the location
+        loc = tuple(p for p in loc if p not in {"literal['all']", "list[str]"})
+        msg = err["msg"]
+        if err["type"] == "string_type" and isinstance(err.get("input"), int | float | bool):
+            msg += f" (got {err['input']!r}: quote it in YAML)"
+        elif err["type"] == "extra_forbidden":
+            msg = "unknown key (misspelt, or not supported here)"
+        out.append(f"{doc.name}:{doc.line(loc)}: {_entry(loc)}: {msg}")
+    return out
+
+
+def load_mappings(
+    directory: Path | str,
+    *,
+    salesforce_metadata: Path | str | None = None,
+    sage_metadata: Path | str | None = None,
+) -> Mappings:
+    """Read and check every mapping file in `directory`; MappingError lists every problem.
+
+    Each file is composed with PyYAML keeping the line of every key (a repeated key, which PyYAML
+    would silently merge, is an error), validated by its model (processors/mapping_model.py),
+    then cross-checked (processors/mapping_checks.py) against the canonical schemas and, when
+    given, the Salesforce metadata (objects and fields exist and are updateable where written,
+    picklist values, external IDs, number fields) and the Sage 100 column definitions (columns,
+    `UDF_` columns, values and lengths that fit: S30, N15.6). Every problem is reported at once,
+    each at the line of its entry as `<file>:<line>: <entry>: <reason>`, e.g.
+    `mappings/products.yaml:31: lookup.WIDGET-9: ItemCode 'X...' is 31 characters;
+    CI_Item.ItemCode holds 30`.
+
+    Limits: the metadata files describe what the checks need (processors/metadata.py); without
+    them only the canonical schemas are checked, and truncation to a Sage column length happens
+    only for fields whose length is known. A running worker calls this again when
+    `Mappings.changed()` (processors/app.py).
+    """
+    directory = Path(directory)
+    problems: list[str] = []
+    docs: dict[str, _Doc] = {}
+    models: dict[str, Any] = {}
+    mtimes: dict[Path, float] = {}
+    for key, (filename, model) in FILES.items():
+        path = directory / filename
+        try:
+            mtimes[path] = path.stat().st_mtime
+        except OSError:
+            mtimes[path] = -1.0
+        doc = _read(path, problems)
+        if doc is None:
+            continue
+        docs[key] = doc
+        if not isinstance(doc.data, dict):
+            problems.append(f"{doc.name}:1: (file): expected a mapping of keys (version: 1, ...)")
+            continue
+        try:
+            models[key] = model.model_validate(doc.data)
+        except ValidationError as exc:
+            problems.extend(_pydantic_problems(doc, exc))
+    sf: SalesforceMetadata | None = None
+    sage: SageMetadata | None = None
+    try:
+        sf = load_salesforce_metadata(salesforce_metadata) if salesforce_metadata else None
+    except MetadataError as exc:
+        problems.append(str(exc))
+    try:
+        sage = load_sage_metadata(sage_metadata) if sage_metadata else None
+    except MetadataError as exc:
+        problems.append(str(exc))
+    if len(models) == len(FILES):
+
+        def report(file: str, path: Path_, reason: str) -> None:
+            doc = docs[file]
+            problems.append(f"{doc.name}:{doc.line(path)}: {_entry(path)}: {reason}")
+
+        check_mappings(models, sf, sage, report)
+    if problems:
+        raise MappingError(problems)
+    return Mappings(directory=directory, sage=sage, salesforce=sf, mtimes=mtimes, **models)
