@@ -41,7 +41,7 @@ from sagesf.record_display import WireDecoder
 from sagesf.stage_replay import GroupActive, NotReplayable, ResetPlan, apply_reset, plan_reset
 from sagesf.stages import Stage, StageSettings, load_stages
 from sagesf.topic_scan import ScanTimeout, TopicMissing, TopicReader
-from sagesf.topics import TopicsFileError, load_topics, schemas_dir_for
+from sagesf.topics_file import TopicsFileError, load_topics, schemas_dir_for
 from sagesf.trace import TraceResult, hit_value_text, trace_record
 
 dlq_cli = typer.Typer(

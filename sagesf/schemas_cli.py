@@ -34,7 +34,7 @@ from rich.table import Table
 from sagesf.avro_compat import backward_incompatibilities
 from sagesf.config import Settings, load_settings
 from sagesf.schemas import SchemaError, schema_json
-from sagesf.topics import TopicsFile, TopicsFileError, load_topics, schemas_dir_for
+from sagesf.topics_file import TopicsFile, TopicsFileError, load_topics, schemas_dir_for
 
 cli = typer.Typer(no_args_is_help=True, help="Register and check the topics' Avro schemas in the registry.")
 

@@ -1,9 +1,9 @@
 """`sagesf topics`: reconcile a Kafka cluster with topics.yaml, or render it for Kubernetes.
 
-Owns the command line and its report; the work is in sagesf.topics. Kafka settings come from
-`sagesf.config.load_settings()` (SAGESF_KAFKA__*), the file from `--file` (default
-SAGESF_TOPICS_FILE, `topics.yaml`). Exit codes: 0 done / in sync, 1 drift (`diff`) or a failed
-change (`apply`), 2 an invalid file or an unreachable cluster.
+Owns the command line and its report; the work is in sagesf.topic_plan and sagesf.topic_render.
+Kafka settings come from `sagesf.config.load_settings()` (SAGESF_KAFKA__*), the file from
+`--file` (default SAGESF_TOPICS_FILE, `topics.yaml`). Exit codes: 0 done / in sync, 1 drift
+(`diff`) or a failed change (`apply`), 2 an invalid file or an unreachable cluster.
 """
 
 from __future__ import annotations
@@ -20,18 +20,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from sagesf.config import Settings, load_settings
-from sagesf.topics import (
-    ChangeKind,
-    Outcome,
-    Plan,
-    TopicsFile,
-    TopicsFileError,
-    apply,
-    load_topics,
-    plan,
-    render,
-    schemas_dir_for,
-)
+from sagesf.topic_plan import ChangeKind, Outcome, Plan, apply, plan
+from sagesf.topic_render import render
+from sagesf.topics_file import TopicsFile, TopicsFileError, load_topics, schemas_dir_for
 
 cli = typer.Typer(no_args_is_help=True, help="Create and reconcile Kafka topics from topics.yaml.")
 
