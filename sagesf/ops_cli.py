@@ -1,6 +1,6 @@
 """The operator commands: `sagesf dlq list|show|replay`, `sagesf replay`, `sagesf trace`.
 
-Owns the command lines and their rich reports; the work is in sagesf.dead_letters,
+Owns the command lines and their rich reports; the work is in sagesf.dead_letter_replay,
 sagesf.stage_replay and sagesf.trace, the stage table in sagesf.stages. Kafka and registry
 settings come from `sagesf.config` (SAGESF_KAFKA__*, SAGESF_REGISTRY__*), stage overrides from
 SAGESF_STAGES__*. Secrets stay in the settings objects; nothing here prints them.
@@ -27,7 +27,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from sagesf.config import load_settings
-from sagesf.dead_letters import (
+from sagesf.dead_letter_replay import (
     DeadLetter,
     ReplayItem,
     ReplayMarkers,

@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sagesf.dead_letters import REPLAYED_FROM_HEADER, DeadLetter
+from sagesf.dead_letter_replay import REPLAYED_FROM_HEADER, DeadLetter
 from sagesf.record_display import Decoded, WireDecoder, to_display_text
 from sagesf.stages import Stage
 from sagesf.topic_scan import PartitionRange, ScannedRecord, TopicMissing, TopicReader
