@@ -1,7 +1,7 @@
 """Reconciling a Kafka cluster with topics.yaml: what differs (`plan`) and making it so (`apply`).
 
 Owns the comparison with a live cluster (confluent_kafka AdminClient) and the changes apply
-makes. `sagesf topics diff|apply` (sagesf/topics_cli.py) is the command line.
+makes. `sagesf topics diff|apply` (sagesf/cli/topics.py) is the command line.
 """
 
 from __future__ import annotations

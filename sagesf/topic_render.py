@@ -1,6 +1,6 @@
 """topics.yaml as Kubernetes resources: Strimzi KafkaTopic, one YAML document per topic.
 
-`sagesf topics render` (sagesf/topics_cli.py) is the command line.
+`sagesf topics render` (sagesf/cli/topics.py) is the command line.
 """
 
 from __future__ import annotations

@@ -22,9 +22,9 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 )
 from typer.testing import CliRunner
 
+from sagesf.cli.topics import cli
 from sagesf.schemas import SCHEMAS_DIR
 from sagesf.topic_plan import ChangeKind, apply, plan
-from sagesf.topics_cli import cli
 from sagesf.topics_file import load_topics
 
 pytestmark = pytest.mark.integration
