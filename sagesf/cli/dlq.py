@@ -30,6 +30,7 @@ from sagesf.dead_letter_replay import (
 from sagesf.producer import ProduceFailed
 from sagesf.record_display import WireDecoder
 from sagesf.stages import Stage, StageSettings, load_stages
+from sagesf.topic_names import POSITIONS
 
 __all__ = ["cli", "parse_positions"]
 
@@ -69,7 +70,7 @@ def list_command(
         int, typer.Option("--scan", min=1, help="Read at most this many newest dead letters per partition.")
     ] = 10_000,
     top: Annotated[int, typer.Option("--top", min=1, help="Reasons shown per stage.")] = 3,
-    markers_topic: MarkersOption = "positions.v1",
+    markers_topic: MarkersOption = POSITIONS,
     timeout: TimeoutOption = 30.0,
 ) -> None:
     """Per stage: how many dead letters, the oldest and newest, the top reasons, how many replayed.
@@ -166,7 +167,7 @@ def show_command(
         int, typer.Option("--limit", "-n", min=1, help="Without --offset: the newest N per partition.")
     ] = 20,
     stacktrace: Annotated[bool, typer.Option("--stacktrace", help="Include the stack traces.")] = False,
-    markers_topic: MarkersOption = "positions.v1",
+    markers_topic: MarkersOption = POSITIONS,
     timeout: TimeoutOption = 30.0,
 ) -> None:
     """Each dead letter: where it came from, the error, and the original key and value.
@@ -228,7 +229,7 @@ def replay_command(
         bool, typer.Option("--again", help="Also re-send dead letters that were replayed before.")
     ] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be sent; send nothing.")] = False,
-    markers_topic: MarkersOption = "positions.v1",
+    markers_topic: MarkersOption = POSITIONS,
     timeout: TimeoutOption = 30.0,
 ) -> None:
     """Send dead letters back to their original topic, after the cause is fixed.
