@@ -36,9 +36,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sagesf.dead_letters import REPLAYED_FROM_HEADER, DeadLetter
+from sagesf.dead_letter_replay import REPLAYED_FROM_HEADER, DeadLetter
 from sagesf.record_display import Decoded, WireDecoder, to_display_text
 from sagesf.stages import Stage
+from sagesf.topic_names import POSITIONS
 from sagesf.topic_scan import PartitionRange, ScannedRecord, TopicMissing, TopicReader
 
 __all__ = ["IDENTITY_FIELDS", "TraceHit", "TraceResult", "identity_values", "trace_record"]
@@ -58,7 +59,7 @@ IDENTITY_FIELDS = frozenset(
 )
 # sub-records that describe *other* entities: the order's customer, addresses, lines
 _OTHER_ENTITIES = frozenset({"customer", "bill_to", "ship_to", "lines", "address", "addresses", "contacts"})
-SKIPPED_TOPICS = frozenset({"positions.v1"})  # source positions: JSON bookkeeping, no record IDs
+SKIPPED_TOPICS = frozenset({POSITIONS})  # source positions: JSON bookkeeping, no record IDs
 
 Match = Literal["id", "link", "mention"]
 

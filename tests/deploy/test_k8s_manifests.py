@@ -17,7 +17,7 @@ import jsonschema  # type: ignore[import-untyped]
 import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 
-from sagesf.topics import load_topics
+from sagesf.topics_file import load_topics
 from sandbox.paths import REPO_ROOT
 from sandbox.pipeline import COMPONENTS
 from tests.deploy.crd_schemas import CUSTOM_RESOURCES

@@ -2,7 +2,7 @@
 
 Every test works on its own uniquely named topics and consumer groups, pointed at through the
 stage overrides (SAGESF_STAGES__...), so repeated runs and other engineers' data never collide.
-The commands run through the real `sagesf` command tree (sagesf.cli_core.register).
+The commands run through the real `sagesf` command tree (sagesf.cli.add_core_commands).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from typer.testing import CliRunner
 
-from sagesf import cli_core
+from sagesf.cli import add_core_commands
 from sagesf.config import KafkaSettings
 from sagesf.dlq import STAGE_TASK_POLL, STAGE_TASK_PUT, DeadLetterWriter, FailedRecord
 from sagesf.errors import Permanent
@@ -47,7 +47,7 @@ RunCli = Callable[..., tuple[int, str]]
 @pytest.fixture(scope="module")
 def sagesf_app() -> typer.Typer:
     app = typer.Typer()
-    cli_core.register(app)
+    add_core_commands(app)
     return app
 
 

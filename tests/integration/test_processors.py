@@ -42,7 +42,8 @@ from processors.config import TOPICS
 from sagesf.config import KafkaSettings
 from sagesf.producer import ConfirmedProducer
 from sagesf.serde import AvroSerde
-from sagesf.topics import TopicsFile, apply, load_topics, plan
+from sagesf.topic_plan import apply, plan
+from sagesf.topics_file import TopicsFile, load_topics
 
 pytestmark = pytest.mark.integration
 

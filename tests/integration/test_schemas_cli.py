@@ -13,8 +13,8 @@ from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 from typer.testing import CliRunner
 
+from sagesf.cli.schemas import cli
 from sagesf.schemas import SCHEMAS_DIR, schema_json
-from sagesf.schemas_cli import cli
 
 pytestmark = pytest.mark.integration
 

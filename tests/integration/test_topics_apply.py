@@ -22,9 +22,10 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 )
 from typer.testing import CliRunner
 
+from sagesf.cli.topics import cli
 from sagesf.schemas import SCHEMAS_DIR
-from sagesf.topics import ChangeKind, apply, load_topics, plan
-from sagesf.topics_cli import cli
+from sagesf.topic_plan import ChangeKind, apply, plan
+from sagesf.topics_file import load_topics
 
 pytestmark = pytest.mark.integration
 

@@ -7,10 +7,11 @@ from datetime import UTC, datetime
 import pytest
 import typer
 
+from sagesf.cli.dlq import parse_positions
+from sagesf.cli.stage_options import parse_time
 from sagesf.config import ConfigError, load_settings
-from sagesf.ops_cli import parse_positions, parse_time
 from sagesf.stages import PROCESSORS_GROUP_ID, StageKind, StageSettings, load_stages
-from sagesf.topics import load_topics
+from sagesf.topics_file import load_topics
 from sagesf.trace import identity_values
 
 

@@ -12,9 +12,10 @@ import yaml
 from typer.testing import CliRunner
 
 from sagesf import topic_names
+from sagesf.cli.topics import cli
 from sagesf.schemas import SCHEMAS_DIR
-from sagesf.topics import TopicsFileError, load_topics, parse_retention, render
-from sagesf.topics_cli import cli
+from sagesf.topic_render import render
+from sagesf.topics_file import TopicsFileError, load_topics, parse_retention
 
 REPO_TOPICS = Path(__file__).resolve().parents[2] / "topics.yaml"
 DAY_MS = 86_400_000

@@ -22,26 +22,25 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
 
 import typer
-from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+from confluent_kafka.schema_registry import Schema
 from confluent_kafka.schema_registry.error import SchemaRegistryError
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from sagesf.avro_compat import backward_incompatibilities
+from sagesf.cli.clients import registry_client
+from sagesf.cli.output import counted, new_console
+from sagesf.cli.topics_file_option import FileOption, read_topics_file
 from sagesf.config import Settings, load_settings
 from sagesf.schemas import SchemaError, schema_json
-from sagesf.topics import TopicsFile, TopicsFileError, load_topics, schemas_dir_for
+from sagesf.topics_file import schemas_dir_for
+
+__all__ = ["cli"]
 
 cli = typer.Typer(no_args_is_help=True, help="Register and check the topics' Avro schemas in the registry.")
 
-FileOption = Annotated[
-    Path | None,
-    typer.Option("--file", "-f", help="Topics file (default: settings topics_file, topics.yaml)."),
-]
 SUBJECT_NOT_FOUND = 40401
 
 
@@ -52,32 +51,18 @@ class Subject:
     text: str  # the self-contained schema
 
 
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"
-
-
-def _console() -> Console:
-    return Console(highlight=False)
-
-
 def _subjects(file: Path | None) -> tuple[Settings, list[Subject]]:
     """Every subject the topics file implies, with its schema text; exit 2 on an invalid file."""
     settings: Settings = load_settings()
-    path = file or settings.topics_file
-    schemas_dir = schemas_dir_for(path, settings.schemas_dir)
-    console = _console()
+    topics = read_topics_file(settings, file)
+    schemas_dir = schemas_dir_for(file or settings.topics_file, settings.schemas_dir)
+    console = new_console()
     try:
-        topics: TopicsFile = load_topics(path, schemas_dir)
         subjects = [
             Subject(subject, schema, schema_json(schema, schemas_dir))
             for spec in topics.topics
             for subject, schema in spec.subjects.items()
         ]
-    except TopicsFileError as exc:
-        console.print(f"[red]{path} is invalid:[/red]")
-        for problem in exc.problems:
-            console.print(f"  {problem}", markup=False)
-        raise typer.Exit(2) from None
     except SchemaError as exc:
         console.print(f"[red]invalid schema:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
@@ -85,10 +70,6 @@ def _subjects(file: Path | None) -> tuple[Settings, list[Subject]]:
     if undeclared:
         console.print(f"[dim]note: no value schema declared for {', '.join(undeclared)}[/dim]")
     return settings, subjects
-
-
-def _client(settings: Settings) -> SchemaRegistryClient:
-    return SchemaRegistryClient(dict(settings.registry.client_config()))
 
 
 def _registry_error(exc: Exception) -> str:
@@ -101,7 +82,7 @@ def _registry_error(exc: Exception) -> str:
 def register_command(file: FileOption = None) -> None:
     """Register every topic's key and value schema; print subject, id and version."""
     settings, subjects = _subjects(file)
-    client = _client(settings)
+    client = registry_client(settings)
     table = Table(title=f"registered in {settings.registry.url}", title_justify="left")
     table.add_column("subject", no_wrap=True)
     table.add_column("schema", no_wrap=True)
@@ -118,11 +99,11 @@ def register_command(file: FileOption = None) -> None:
             table.add_row(subject.name, subject.schema_name, "[red]failed[/red]", "")
             continue
         table.add_row(subject.name, subject.schema_name, str(schema_id), str(version))
-    console = _console()
+    console = new_console()
     console.print(table)
     for failure in failures:
         console.print(f"[red]failed:[/red] {escape(failure)}")
-    console.print(f"{_count(len(subjects) - len(failures), 'subject')} registered, {len(failures)} failed")
+    console.print(f"{counted(len(subjects) - len(failures), 'subject')} registered, {len(failures)} failed")
     if failures:
         raise typer.Exit(1)
 
@@ -131,7 +112,7 @@ def register_command(file: FileOption = None) -> None:
 def check_command(file: FileOption = None) -> None:
     """Check each local schema against the registry's latest version of its subject; register nothing."""
     settings, subjects = _subjects(file)
-    client = _client(settings)
+    client = registry_client(settings)
     table = Table(title=f"local schemas vs {settings.registry.url}", title_justify="left")
     table.add_column("subject", no_wrap=True)
     table.add_column("schema", no_wrap=True)
@@ -174,9 +155,9 @@ def check_command(file: FileOption = None) -> None:
                 f"v{latest.version}",
                 "[green]unchanged[/green]" if same else "[green]compatible[/green]",
             )
-    console = _console()
+    console = new_console()
     console.print(table)
-    console.print(f"{_count(len(subjects) - bad, 'subject')} ok, {bad} not")
+    console.print(f"{counted(len(subjects) - bad, 'subject')} ok, {bad} not")
     if bad:
         raise typer.Exit(1)
 

@@ -1,9 +1,9 @@
 """`sagesf topics`: reconcile a Kafka cluster with topics.yaml, or render it for Kubernetes.
 
-Owns the command line and its report; the work is in sagesf.topics. Kafka settings come from
-`sagesf.config.load_settings()` (SAGESF_KAFKA__*), the file from `--file` (default
-SAGESF_TOPICS_FILE, `topics.yaml`). Exit codes: 0 done / in sync, 1 drift (`diff`) or a failed
-change (`apply`), 2 an invalid file or an unreachable cluster.
+Owns the command line and its report; the work is in sagesf.topic_plan and sagesf.topic_render.
+Kafka settings come from `sagesf.config.load_settings()` (SAGESF_KAFKA__*), the file from
+`--file` (default SAGESF_TOPICS_FILE, `topics.yaml`). Exit codes: 0 done / in sync, 1 drift
+(`diff`) or a failed change (`apply`), 2 an invalid file or an unreachable cluster.
 """
 
 from __future__ import annotations
@@ -14,31 +14,22 @@ from typing import Annotated
 
 import typer
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from sagesf.cli.clients import admin_client
+from sagesf.cli.output import counted, new_console
+from sagesf.cli.topics_file_option import FileOption, read_topics_file
 from sagesf.config import Settings, load_settings
-from sagesf.topics import (
-    ChangeKind,
-    Outcome,
-    Plan,
-    TopicsFile,
-    TopicsFileError,
-    apply,
-    load_topics,
-    plan,
-    render,
-    schemas_dir_for,
-)
+from sagesf.topic_plan import ChangeKind, Outcome, Plan, apply, plan
+from sagesf.topic_render import render
+from sagesf.topics_file import TopicsFile
+
+__all__ = ["cli"]
 
 cli = typer.Typer(no_args_is_help=True, help="Create and reconcile Kafka topics from topics.yaml.")
 
-FileOption = Annotated[
-    Path | None,
-    typer.Option("--file", "-f", help="Topics file (default: settings topics_file, topics.yaml)."),
-]
 ReplicationOption = Annotated[
     int | None,
     typer.Option(
@@ -61,42 +52,19 @@ _STYLE = {
 }
 
 
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"
-
-
-def _console() -> Console:
-    return Console(highlight=False)
-
-
 def _load(file: Path | None) -> tuple[Settings, TopicsFile]:
     settings: Settings = load_settings()
-    path = file or settings.topics_file
-    try:
-        return settings, load_topics(path, schemas_dir_for(path, settings.schemas_dir))
-    except TopicsFileError as exc:
-        console = _console()
-        console.print(f"[red]{path} is invalid:[/red]")
-        for problem in exc.problems:
-            console.print(f"  {problem}", markup=False)
-        raise typer.Exit(2) from None
-
-
-def _admin(settings: Settings) -> AdminClient:
-    conf: dict[str, str | int | float | bool] = {**settings.kafka.client_config()}
-    # librdkafka would log every failed connection attempt; the command reports the error itself
-    conf["log_level"] = 2
-    return AdminClient(conf)
+    return settings, read_topics_file(settings, file)
 
 
 def _plan(
     settings: Settings, topics: TopicsFile, replication: int | None, prune: bool, timeout: float
 ) -> Plan:
-    admin = _admin(settings)
+    admin = admin_client(settings)
     try:
         return plan(admin, topics, replication_factor=replication, prune=prune, timeout=timeout)
     except KafkaException as exc:
-        _console().print(
+        new_console().print(
             f"[red]cannot read the cluster at {settings.kafka.bootstrap_servers}:[/red] {escape(str(exc))}"
         )
         raise typer.Exit(2) from None
@@ -107,7 +75,7 @@ def _print_plan(console: Console, planned: Plan, title: str) -> None:
     for note, count in sorted(notes.items()):
         console.print(f"[dim]note: {note} ({count} topic{'s' if count > 1 else ''})[/dim]")
     if not planned.changes:
-        console.print(f"[green]in sync[/green] with the file: {_count(len(planned.in_sync), 'topic')}")
+        console.print(f"[green]in sync[/green] with the file: {counted(len(planned.in_sync), 'topic')}")
         return
     table = Table(title=title, title_justify="left")
     table.add_column("topic", no_wrap=True)
@@ -145,7 +113,7 @@ def diff_command(
     """Show how the cluster differs from the file; exit 1 on drift, 0 when in sync."""
     settings, topics = _load(file)
     planned = _plan(settings, topics, replication_factor, prune, timeout)
-    console = _console()
+    console = new_console()
     _print_plan(console, planned, f"{settings.kafka.bootstrap_servers} vs {topics.source}")
     if planned.drift:
         raise typer.Exit(1)
@@ -163,24 +131,24 @@ def apply_command(
     """Create missing topics, raise partition counts and align configs; idempotent."""
     settings, topics = _load(file)
     planned = _plan(settings, topics, replication_factor, prune, timeout)
-    console = _console()
+    console = new_console()
     if not planned.actions:
         if planned.changes:
             _print_plan(console, planned, f"{settings.kafka.bootstrap_servers} vs {topics.source}")
         left = [c for c in planned.changes if c.kind is not ChangeKind.STRAY]
         if left:
-            console.print(f"nothing apply can change; {_count(len(left), 'difference')} left as is (above)")
+            console.print(f"nothing apply can change; {counted(len(left), 'difference')} left as is (above)")
         else:
-            console.print(f"nothing to change: {_count(len(planned.in_sync), 'topic')} in sync")
+            console.print(f"nothing to change: {counted(len(planned.in_sync), 'topic')} in sync")
         return
-    admin = _admin(settings)
+    admin = admin_client(settings)
     outcomes = apply(admin, planned, timeout=timeout)
     _print_outcomes(console, outcomes)
     left = [c for c in planned.changes if not c.actionable]
     for change in left:
         console.print(f"[magenta]not changed:[/magenta] {change.topic}: {escape(change.detail)}")
     failed = [o for o in outcomes if not o.ok]
-    console.print(f"{_count(len(outcomes) - len(failed), 'change')} applied, {len(failed)} failed")
+    console.print(f"{counted(len(outcomes) - len(failed), 'change')} applied, {len(failed)} failed")
     if failed:
         raise typer.Exit(1)
 
@@ -205,4 +173,4 @@ def render_command(
         typer.echo(text, nl=False)
     else:
         out.write_text(text, encoding="utf-8")
-        _console().print(f"wrote {len(topics.topics)} KafkaTopic resources to {out}")
+        new_console().print(f"wrote {len(topics.topics)} KafkaTopic resources to {out}")
