@@ -2,7 +2,7 @@
 # The one image every sagesf process runs from: both connectors, the processors, the sandbox's
 # Salesforce emulator and the init jobs (topics, schemas, the sandbox Sage 100 database).
 # docker-compose.yml and deploy/k8s/ pick the process with the command, e.g.
-#   python -m connectors.salesforce.sink | python -m processors worker | sagesf topics apply
+#   python -m sagesf run salesforce-sink | python -m sagesf run processors | sagesf topics apply
 # Build: docker build -t sagesf:dev .
 #
 # Python 3.11 on Debian 12 (bookworm), the same Python and Debian release the project is tested

@@ -1,4 +1,4 @@
-"""The sagesf processors: one faust-streaming app (`python -m processors worker`).
+"""The sagesf processors: one faust-streaming app (`sagesf run processors`).
 
 Modules: app.py (the faust app: agents, tables, timers, outputs), orders.py /
 customer_directory.py / customers.py / status.py / inventory.py / credit.py (what each agent does

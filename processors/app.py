@@ -69,7 +69,6 @@ from processors.tables import SharedTable, shared_table
 from processors.transport import SeekingApp
 from sagesf import topic_names
 from sagesf.config import KafkaSettings, Settings
-from sagesf.consumer import GroupLag
 from sagesf.dlq import (
     STAGE_KEY_CONVERTER,
     STAGE_TRANSFORMATION,
@@ -78,6 +77,7 @@ from sagesf.dlq import (
     FailedRecord,
 )
 from sagesf.errors import Permanent, Retriable
+from sagesf.group_lag import GroupLag
 from sagesf.metrics import RECORDS_IN, Health
 from sagesf.producer import ConfirmedProducer
 from sagesf.serde import AvroSerde, SerdeError

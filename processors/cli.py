@@ -17,8 +17,9 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from processors.config import load_processor_settings
+from processors.config import ProcessorSettings
 from processors.mapping_files import FILES, MappingError, load_mappings
+from sagesf.config import load_settings
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="The processors' mapping files (mappings/)."
@@ -49,7 +50,7 @@ def check(
     ] = None,
 ) -> None:
     """Check every mapping file against the canonical schemas and the systems' metadata."""
-    settings = load_processor_settings()
+    settings = load_settings(ProcessorSettings)
     directory = directory or settings.mappings_dir
     try:
         mappings = load_mappings(

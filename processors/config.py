@@ -1,6 +1,6 @@
 """Configuration of the processors (the faust app): env prefix `SAGESF_PROCESSORS__`.
 
-Owns the typed settings of `python -m processors worker` that are not shared with other
+Owns the typed settings of `sagesf run processors` that are not shared with other
 processes: the faust app id, where the mapping files and the systems' metadata are, topic name
 overrides, the consumer-group timings, the inventory flush interval and the retry bound.
 Kafka, the schema registry and the metrics endpoint come from sagesf.config
@@ -8,8 +8,8 @@ Kafka, the schema registry and the metrics endpoint come from sagesf.config
 
 How it works: pydantic-settings reads `SAGESF_PROCESSORS__<FIELD>` (dicts as JSON, e.g.
 `SAGESF_PROCESSORS__TOPICS='{"salesorder.v1": "tenant1.salesorder.v1"}'`) or the env file named
-by `SAGESF_ENV_FILE`; `load_processor_settings()` turns a bad value into
-`sagesf.config.ConfigError` naming the variable.
+by `SAGESF_ENV_FILE`; `sagesf.config.load_settings` turns a bad value into `ConfigError` naming
+the variable.
 
 Limits: the metadata paths are optional; without them the mappings are checked against the
 canonical schemas only (the worker logs which checks it skipped). For the sandbox set
@@ -19,18 +19,16 @@ canonical schemas only (the worker logs which checks it skipped). For the sandbo
 
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sagesf import topic_names
-from sagesf.config import ConfigError, describe_validation_error
 
-__all__ = ["ENV_PREFIX", "TOPICS", "ProcessorSettings", "load_processor_settings"]
+__all__ = ["ENV_PREFIX", "TOPICS", "ProcessorSettings"]
 
 ENV_PREFIX = "SAGESF_PROCESSORS__"
 
@@ -90,11 +88,3 @@ class ProcessorSettings(BaseSettings):
     def topic(self, name: str) -> str:
         """The topic to use for `name` (a topics.yaml name)."""
         return self.topics.get(name, name)
-
-
-def load_processor_settings(**overrides: Any) -> ProcessorSettings:
-    """The processors' settings from the environment (and SAGESF_ENV_FILE); ConfigError if wrong."""
-    try:
-        return ProcessorSettings(_env_file=os.environ.get("SAGESF_ENV_FILE"), **overrides)  # type: ignore[call-arg]
-    except ValidationError as exc:
-        raise ConfigError(describe_validation_error(exc, ENV_PREFIX)) from None

@@ -10,7 +10,6 @@ keys, so each file is composed node by node here, keeping the line of every key.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,18 +33,11 @@ from processors.metadata import (
     load_sage_metadata,
     load_salesforce_metadata,
 )
+from sagesf.errors import MappingError
 
 __all__ = ["FILES", "MappingError", "load_mappings"]
 
 Path_ = tuple[str | int, ...]
-
-
-class MappingError(ValueError):
-    """The mapping files are invalid; `problems` has one `<file>:<line>: <entry>: <reason>` each."""
-
-    def __init__(self, problems: Iterable[str]) -> None:
-        self.problems = list(problems)
-        super().__init__("invalid mappings:\n  " + "\n  ".join(self.problems))
 
 
 FILES: dict[str, tuple[str, type[BaseModel]]] = {

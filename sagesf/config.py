@@ -4,7 +4,8 @@ Settings come from the environment with one prefix per component and `__` betwee
 (`SAGESF_KAFKA__BOOTSTRAP_SERVERS`, `SAGESF_REGISTRY__URL`), or from an env file named by
 `SAGESF_ENV_FILE`. Secrets are `SecretStr`: their repr is `**********`, so they never reach a log
 line, and only `client_config()` reveals them, to the client library that needs them.
-A bad value fails at start-up with `ConfigError` naming the variable to fix.
+A bad value fails at start-up with `ConfigError` naming the variable to fix. Every settings class
+of every component loads through `load_settings(cls)`.
 """
 
 from __future__ import annotations
@@ -16,12 +17,21 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from sagesf.errors import ConfigError
+
+__all__ = [
+    "ENV_PREFIX",
+    "ConfigError",
+    "KafkaSettings",
+    "MetricsSettings",
+    "RegistrySettings",
+    "Settings",
+    "describe_validation_error",
+    "load_settings",
+]
+
 ENV_PREFIX = "SAGESF_"
 S = TypeVar("S", bound=BaseSettings)
-
-
-class ConfigError(ValueError):
-    """A configuration value is missing or wrong; the message names the setting."""
 
 
 class KafkaSettings(BaseModel):
@@ -105,19 +115,21 @@ class Settings(BaseSettings):
 
 
 def load_settings(cls: type[S] = Settings, **overrides: Any) -> S:  # type: ignore[assignment]
-    """Build settings from the environment (and SAGESF_ENV_FILE), turning errors into ConfigError."""
+    """Settings of class `cls` from the environment (and SAGESF_ENV_FILE), or ConfigError naming
+    each variable to fix (with the class's own prefix)."""
     env_file = os.environ.get("SAGESF_ENV_FILE")
     try:
         return cls(_env_file=env_file, **overrides)
     except ValidationError as exc:
-        raise ConfigError(describe_validation_error(exc, ENV_PREFIX)) from None
+        prefix = str(cls.model_config.get("env_prefix") or ENV_PREFIX)
+        raise ConfigError(describe_validation_error(exc, prefix)) from None
 
 
-def describe_validation_error(exc: ValidationError, prefix: str = ENV_PREFIX) -> str:
-    """One line per problem, naming the environment variable to set (never echoing its value)."""
-    lines = []
+def describe_validation_error(exc: ValidationError, prefix: str = ENV_PREFIX) -> list[str]:
+    """One problem per error, naming the environment variable to set (never echoing its value)."""
+    problems = []
     for err in exc.errors(include_input=False, include_url=False):
         path = [str(p) for p in err["loc"]]
         var = prefix + "__".join(p.upper() for p in path) if path else prefix.rstrip("_")
-        lines.append(f"{var}: {err['msg']}")
-    return "invalid configuration:\n  " + "\n  ".join(lines)
+        problems.append(f"{var}: {err['msg']}")
+    return problems

@@ -17,17 +17,17 @@ Limits: one writer per (component, stream); two writers would overwrite each oth
 from __future__ import annotations
 
 import json
+import threading
 import time
-import uuid
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
-
+from sagesf import topic_names
 from sagesf.config import KafkaSettings
 from sagesf.metrics import POSITION_TIMESTAMP, POSITIONS_STORED
 from sagesf.producer import ConfirmedProducer
+from sagesf.topic_scan import TopicReader
 
-DEFAULT_TOPIC = "positions.v1"
+DEFAULT_TOPIC = topic_names.POSITIONS
 
 
 class PositionStore:
@@ -44,68 +44,36 @@ class PositionStore:
         self.producer = producer or ConfirmedProducer(kafka)
         self._positions: dict[str, Any] = {}
         self._loaded = False
+        self._lock = threading.Lock()  # a source's loop writes while its streaming thread reads
 
     def _key(self, stream: str) -> str:
         return f"{self.component}/{stream}"
 
     def load(self, timeout: float = 30.0) -> dict[str, Any]:
         """Read the topic to its end and return this component's positions by stream."""
-        consumer = Consumer(
-            {
-                **self.kafka.client_config(),
-                "group.id": f"sagesf-positions-{uuid.uuid4().hex[:8]}",  # never committed
-                "enable.auto.commit": False,
-                "enable.partition.eof": True,
-                "isolation.level": "read_committed",
-            }
-        )
-        try:
-            metadata = consumer.list_topics(self.topic, timeout=timeout).topics.get(self.topic)
-            if metadata is None or metadata.error is not None:
-                raise KafkaException(metadata.error if metadata else f"topic {self.topic} missing")
-            partitions = [TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in metadata.partitions]
-            ends = {}
-            for tp in partitions:
-                low, high = consumer.get_watermark_offsets(tp, timeout=timeout)
-                if high > low:
-                    ends[tp.partition] = high
-            if ends:
-                consumer.assign([tp for tp in partitions if tp.partition in ends])
-            prefix = f"{self.component}/"
-            deadline = time.monotonic() + timeout
-            while ends and time.monotonic() < deadline:
-                msg = consumer.poll(0.5)
-                if msg is None:
-                    continue
-                err = msg.error()
-                if err is not None:
-                    if err.code() == KafkaError._PARTITION_EOF:
-                        ends.pop(msg.partition() or 0, None)
-                        continue
-                    raise KafkaException(err)
-                key = (msg.key() or b"").decode()
-                if (msg.offset() or 0) + 1 >= ends.get(msg.partition() or 0, 0):
-                    ends.pop(msg.partition() or 0, None)
+        prefix = f"{self.component}/"
+        found: dict[str, Any] = {}
+        with TopicReader(self.kafka, timeout=timeout) as reader:
+            for record in reader.read(reader.ranges(self.topic)):
+                key = (record.key or b"").decode()
                 if not key.startswith(prefix):
                     continue
-                value = msg.value()
                 stream = key[len(prefix) :]
-                if value is None:  # tombstone: the stream was reset
-                    self._positions.pop(stream, None)
+                if record.value is None:  # tombstone: the stream was reset
+                    found.pop(stream, None)
                 else:
-                    self._positions[stream] = json.loads(value)["position"]
-            if ends:
-                raise TimeoutError(f"reading {self.topic} did not reach its end within {timeout:.0f} s")
-        finally:
-            consumer.close()
-        self._loaded = True
-        return dict(self._positions)
+                    found[stream] = json.loads(record.value)["position"]
+        with self._lock:
+            self._positions = found
+            self._loaded = True
+        return dict(found)
 
     def get(self, stream: str) -> Any:
-        """The last stored position of `stream`, or None if it never stored one."""
+        """The last stored position of `stream`, or None if it never stored one (thread-safe)."""
         if not self._loaded:
             self.load()
-        return self._positions.get(stream)
+        with self._lock:
+            return self._positions.get(stream)
 
     def put(self, stream: str, position: Any) -> None:
         """Store a position; returns after Kafka acknowledged it."""
@@ -124,8 +92,9 @@ class PositionStore:
             ).encode()
             self.producer.send(self.topic, value, self._key(stream).encode())
         self.producer.confirm()
-        for stream, position in positions.items():
-            self._positions[stream] = position
+        with self._lock:
+            self._positions.update(positions)
+        for stream in positions:
             POSITIONS_STORED.labels(self.component).inc()
             POSITION_TIMESTAMP.labels(self.component, stream).set(now)
 
@@ -133,4 +102,5 @@ class PositionStore:
         """Forget a stream's position (a tombstone; the source starts from its default)."""
         self.producer.send(self.topic, None, self._key(stream).encode())
         self.producer.confirm()
-        self._positions.pop(stream, None)
+        with self._lock:
+            self._positions.pop(stream, None)

@@ -39,6 +39,7 @@ from __future__ import annotations
 import json
 import struct
 from collections.abc import Callable
+from decimal import Decimal
 from io import BytesIO
 from typing import Any, overload
 from urllib.parse import urlsplit, urlunsplit
@@ -51,7 +52,7 @@ from fastavro import schemaless_reader, schemaless_writer
 from fastavro.read import SchemaResolutionError
 from fastavro.schema import SchemaParseException
 
-from sagesf.errors import Permanent, Retriable
+from sagesf.errors import Permanent, Retriable, SchemaRegistrationError
 from sagesf.schemas import PRIMITIVE_TYPES, load_schema, schema_json
 
 __all__ = [
@@ -59,6 +60,8 @@ __all__ = [
     "AvroSerde",
     "SchemaRegistrationError",
     "SerdeError",
+    "decimal_bytes",
+    "decimal_fields",
     "topic_subject",
 ]
 
@@ -87,10 +90,6 @@ class SerdeError(Permanent, ValueError):
         super().__init__(reason)
 
 
-class SchemaRegistrationError(RuntimeError):
-    """The serde's schema has no id under its subject; the message says what to do about it."""
-
-
 def topic_subject(topic: str, is_key: bool = False) -> str:
     """Confluent's TopicNameStrategy: `<topic>-key` for keys, `<topic>-value` for values."""
     return f"{topic}-{'key' if is_key else 'value'}"
@@ -106,6 +105,48 @@ def _safe_url(client: SchemaRegistryClient) -> str:
         netloc = f"{host}:{parts.port}" if parts.port else host
         urls.append(urlunsplit((parts.scheme, netloc, parts.path, "", "")))
     return ",".join(urls)
+
+
+def decimal_fields(schema: Any) -> dict[str, int]:
+    """Top-level fields of a parsed record schema that are Avro bytes decimals, with their scale."""
+    found: dict[str, int] = {}
+    for fld in schema.get("fields", []) if isinstance(schema, dict) else []:
+        branches = fld["type"] if isinstance(fld["type"], list) else [fld["type"]]
+        for branch in branches:
+            if (
+                isinstance(branch, dict)
+                and branch.get("logicalType") == "decimal"
+                and branch.get("type") == "bytes"
+            ):
+                found[fld["name"]] = int(branch.get("scale", 0))
+    return found
+
+
+_DECIMAL_BYTES: dict[tuple[Decimal, int], bytes] = {}
+
+
+def decimal_bytes(value: Decimal, scale: int) -> bytes:
+    """The Avro encoding of a decimal: the unscaled value, two's-complement big-endian, exactly.
+
+    What fastavro computes for a Decimal datum, done here in a third of the time (and remembered:
+    quantities repeat), because records such as an InventoryLevel carry several; a value with more
+    decimals than `scale` is a SerdeError, as fastavro's own check makes it.
+    """
+    found = _DECIMAL_BYTES.get((value, scale))
+    if found is not None:
+        return found
+    try:
+        scaled = value.scaleb(scale)
+        unscaled = int(scaled)
+    except (ArithmeticError, ValueError) as exc:  # NaN, infinity
+        raise SerdeError(f"{value} is not a decimal Avro can hold: {exc}") from None
+    if unscaled != scaled:
+        raise SerdeError(f"{value} has more than {scale} decimals")
+    found = unscaled.to_bytes((unscaled.bit_length() + 8) // 8, "big", signed=True)
+    if len(_DECIMAL_BYTES) > 50_000:
+        _DECIMAL_BYTES.clear()
+    _DECIMAL_BYTES[(value, scale)] = found
+    return found
 
 
 class AvroSerde:
@@ -133,6 +174,7 @@ class AvroSerde:
         self.parsed: Any = parsed if parsed is not None else fastavro.parse_schema(json.loads(schema))
         self._header: bytes | None = None
         self._schema_id: int | None = None
+        self._decimals = tuple(decimal_fields(self.parsed).items())
         # writer schema id -> (writer schema, reader schema or None when they are the same)
         self._readers: dict[int, tuple[Any, Any]] = {}
 
@@ -212,6 +254,8 @@ class AvroSerde:
             self.schema_id  # noqa: B018 - resolves the id and the header once
             header = self._header
             assert header is not None
+        if self._decimals and isinstance(record, dict):
+            record = self._with_decimal_bytes(record)
         out = BytesIO()
         out.write(header)
         try:
@@ -219,6 +263,15 @@ class AvroSerde:
         except _AVRO_ERRORS as exc:
             raise SerdeError(f"record does not fit the schema of subject '{self.subject}': {exc!r}") from exc
         return out.getvalue()
+
+    def _with_decimal_bytes(self, record: dict[str, Any]) -> dict[str, Any]:
+        """The record (a copy) with its top-level Decimal fields already in their Avro bytes."""
+        record = dict(record)
+        for name, scale in self._decimals:
+            number = record.get(name)
+            if isinstance(number, Decimal):
+                record[name] = decimal_bytes(number, scale)
+        return record
 
     # --- decode ------------------------------------------------------------------------------
 
@@ -283,7 +336,7 @@ class AvroSerde:
 
 
 class AvroDecoder:
-    """A `ConsumerLoop` decoder for one topic's Avro key and value.
+    """A `SinkLoop` decoder for one topic's Avro key and value.
 
     Fills `rec.key` and `rec.value` (the value passed through `parse`, e.g. into a command type);
     a tombstone (null value) is Permanent unless `allow_tombstones`. Bad bytes raise SerdeError,

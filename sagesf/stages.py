@@ -74,7 +74,7 @@ PROCESSORS_GROUP_ID = "sagesf-processors"
 class StageKind(StrEnum):
     SOURCE = "source"  # reads an external system, writes Kafka; no consumer group
     PROCESSOR = "processor"  # an agent of the faust app
-    CONNECTOR = "connector"  # a connector's ConsumerLoop (sinks, the credit responder)
+    CONNECTOR = "connector"  # a connector's SinkLoop (sinks, the credit responder)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 What it owns: reading "partition P of topic T from offset A up to offset B" (or from a point in
 time, or the last N records) and stopping there, for `sagesf dlq` and `sagesf trace`. Pipeline
-stages read with `sagesf.consumer.ConsumerLoop`, never with this.
+stages read with `sagesf.sink.SinkLoop` (or faust), never with this.
 
 How it works: one confluent_kafka Consumer with `assign()` (it never joins a consumer group and
 never commits, so it cannot disturb a stage; its `group.id` is a throwaway one librdkafka
@@ -91,10 +91,14 @@ def _headers(raw: Any) -> tuple[tuple[str, bytes], ...]:
 class TopicReader:
     """Reads bounded ranges of topics with assign(); use as a context manager."""
 
-    def __init__(self, kafka: KafkaSettings, *, timeout: float = 30.0) -> None:
+    def __init__(
+        self, kafka: KafkaSettings, *, timeout: float = 30.0, config: dict[str, Any] | None = None
+    ) -> None:
+        """`config`: more librdkafka settings (e.g. `isolation.level`, read_committed by default)."""
         self.timeout = timeout
         self._consumer = Consumer(
             {
+                **(config or {}),
                 **kafka.client_config(),
                 "group.id": f"sagesf-ops-reader-{uuid.uuid4().hex[:10]}",  # never joined, never committed
                 "enable.auto.commit": False,

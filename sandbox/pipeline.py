@@ -1,6 +1,6 @@
 """The pipeline's own processes in the sandbox: both connectors' sources and sinks, and the processors.
 
-Each runs as `python -m <module>` detached, with its log in `.sandbox/<name>/<name>.log` and its
+Each runs as `sagesf run <component>` detached, with its log in `.sandbox/<name>/<name>.log` and its
 `/metrics` and `/healthz` on a port of its own (`sagesf sandbox status` lists them). Ready means
 /healthz answers 200. Settings reach them as `SAGESF_*` environment variables built from the
 running sandbox: Kafka and the registry, the Salesforce emulator's URL and its connected-app
@@ -21,7 +21,7 @@ from sandbox.processes import HttpProcess
 
 
 class ComponentProcess(HttpProcess):
-    """One pipeline process; `argv` is its module and arguments."""
+    """One pipeline process; `argv` is what follows `python -m` (`sagesf run <component>`)."""
 
     health_path = "/healthz"
 
@@ -47,11 +47,8 @@ class Component:
 
 
 COMPONENTS = [
-    Component("sage-sink", ["connectors.sage100.sink_app"]),
-    Component("salesforce-sink", ["connectors.salesforce.sink"]),
-    Component("processors", ["processors", "worker"]),
-    Component("sage-source", ["connectors.sage100.source"]),
-    Component("salesforce-source", ["connectors.salesforce.source"]),
+    Component(name, ["sagesf", "run", name])
+    for name in ("sage-sink", "salesforce-sink", "processors", "sage-source", "salesforce-source")
 ]
 
 

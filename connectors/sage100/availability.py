@@ -65,7 +65,7 @@ class CircuitOpen(Retriable):
 
     def __init__(self, component: str, retry_in: float, cause: str) -> None:
         super().__init__(f"Sage 100 unavailable for {component}; next try in {retry_in:.1f} s ({cause})")
-        self.retry_in = retry_in
+        self.retry_after = retry_in
 
 
 class CircuitBreaker:

@@ -4,12 +4,14 @@ Owns the typed settings both sides of the connector read: how to reach Sage over
 connection string, or a DSN with user and password; the password is a `SecretStr` that only the
 driver sees), the integration's own Sage user key (whose writes the source ignores and the sink
 stamps), the installation's UDF columns, the Sage server's time zone, and the source's polling
-settings under `SAGESF_SAGE100__SOURCE__*`.
+settings under `SAGESF_SAGE100__SOURCE__*`; and the sink's own settings (`SageSinkSettings`,
+env prefix `SAGESF_SAGE_SINK__`: writer backend, topics, consumer groups, customer numbering,
+credit rules, BOI login).
 
 How it works: pydantic-settings reads `SAGESF_SAGE100__<FIELD>` (nested with `__`, lists and
 dicts as JSON, e.g. `SAGESF_SAGE100__UDF_COLUMNS='{"AR_Customer": ["UDF_SALESFORCE_ID"]}'`) or
-the env file named by `SAGESF_ENV_FILE`; `load_sage_settings()` turns a bad value into
-`sagesf.config.ConfigError` naming the variable. Every value is checked at start-up: tables
+the env file named by `SAGESF_ENV_FILE`; `sagesf.config.load_settings` turns a bad value into
+`ConfigError` naming the variable. Every value is checked at start-up: tables
 and UDF columns against sage100.tables, the zone against the tz database.
 
 Limits: `time_pad` says how the database writes hours before 10:00 in TimeUpdated ("0" ->
@@ -20,7 +22,6 @@ Sage release uses: the source reads correctly whatever the data holds when this 
 
 from __future__ import annotations
 
-import os
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -29,24 +30,26 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
-    ValidationError,
     field_validator,
     model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connectors.sage100.tables import TABLES, Table, layouts
-from sagesf.config import ConfigError, describe_validation_error
+from sagesf import topic_names
 
 __all__ = [
     "ENV_PREFIX",
     "POLLABLE_TABLES",
+    "SINK_ENV_PREFIX",
+    "BoiLogin",
     "Sage100Settings",
+    "SageSinkSettings",
     "SourceSettings",
-    "load_sage_settings",
 ]
 
 ENV_PREFIX = "SAGESF_SAGE100__"
+SINK_ENV_PREFIX = "SAGESF_SAGE_SINK__"
 # the tables the source knows how to turn into canonical records
 POLLABLE_TABLES = ("AR_Customer", "AR_CustomerContact", "CI_Item", "IM_ItemWarehouse", "SO_SalesOrderHeader")
 
@@ -65,8 +68,8 @@ class SourceSettings(BaseModel):
     produce_timeout: float = Field(default=60.0, gt=0)
     # canonical topic name -> the topic to use instead (a prefix per tenant, a test's own topics)
     topics: dict[str, str] = Field(default_factory=dict)
-    positions_topic: str = "positions.v1"
-    dead_letter_topic: str = "dlq.sage-source.v1"
+    positions_topic: str = topic_names.POSITIONS
+    dead_letter_topic: str = topic_names.dead_letter_topic("sage-source")
 
     @field_validator("tables")
     @classmethod
@@ -158,10 +161,46 @@ class Sage100Settings(BaseSettings):
         return SecretStr(";".join(parts))
 
 
-def load_sage_settings(**overrides: Any) -> Sage100Settings:
-    """The connector's settings from the environment (and SAGESF_ENV_FILE); ConfigError if wrong."""
-    env_file = os.environ.get("SAGESF_ENV_FILE")
-    try:
-        return Sage100Settings(_env_file=env_file, **overrides)  # type: ignore[call-arg]
-    except ValidationError as exc:
-        raise ConfigError(describe_validation_error(exc, ENV_PREFIX)) from None
+class BoiLogin(BaseModel):
+    """`SAGESF_SAGE_SINK__BOI__*`: where and as whom the `boi` writer logs in to Sage."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    home_path: str  # ...\\MAS90\\Home of the Sage 100 client
+    user: str
+    password: SecretStr
+    company: str
+    date_format: str = "%Y%m%d"
+
+
+class SageSinkSettings(BaseSettings):
+    """`SAGESF_SAGE_SINK__*`: the Sage sink process (command sink and credit responder)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=SINK_ENV_PREFIX, env_nested_delimiter="__", extra="ignore", case_sensitive=False
+    )
+
+    writer: Literal["odbc", "boi"] = "odbc"
+    boi: BoiLogin | None = None
+    commands_topic: str = topic_names.SAGE_COMMANDS
+    results_topic: str = topic_names.SAGE_RESULTS
+    credit_requests_topic: str = topic_names.CREDIT_REQUESTS
+    credit_replies_topic: str = topic_names.CREDIT_REPLIES
+    dead_letter_topic: str | None = None  # default dlq.sage-sink.v1
+    credit_dead_letter_topic: str | None = None  # default dlq.credit.v1
+    group_id: str = "sagesf-sage-sink"
+    credit_group_id: str = "sagesf-sage-credit"
+    credit_enabled: bool = True
+    batch_size: int = Field(default=100, ge=1)
+    consumer_config: dict[str, Any] = Field(default_factory=dict)  # extra librdkafka settings
+    default_division: str = Field(default="01", min_length=1, max_length=2)
+    numbering_scheme: Literal["sequence", "name"] = "sequence"
+    numbering_prefix: str = "SF"
+    numbering_digits: int = Field(default=6, ge=1, le=19)
+    numbering_name_length: int = Field(default=8, ge=3, le=20)
+    taxable_classes: list[str] = Field(default_factory=lambda: ["TX"])
+    customer_status_codes: dict[str, str] = Field(default_factory=lambda: {"ACTIVE": "A", "INACTIVE": "I"})
+    currency_code: str = Field(default="USD", min_length=3, max_length=3)
+    open_order_statuses: list[str] = Field(default_factory=lambda: ["N", "O", "H"])
+    active_customer_statuses: list[str] = Field(default_factory=lambda: ["A"])
+    zero_credit_limit_is_unlimited: bool = True

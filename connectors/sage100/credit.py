@@ -2,7 +2,7 @@
 credit.replies.v1, keyed by correlation ID, within the request's deadline.
 
 Owns the answer to one request (`CreditCheckResponder.answer`) and the batch handler the
-ConsumerLoop runs. The figures come from Sage at the time of the reply: AR_Customer.CreditLimit
+sink loop runs. The figures come from Sage at the time of the reply: AR_Customer.CreditLimit
 and CurrentBalance, and the open order total, the sum of the totals (TaxableAmt + NonTaxableAmt +
 SalesTaxAmt + FreightAmt - DiscountAmt) of the customer's SO_SalesOrderHeader rows whose
 OrderStatus is open (N, O, H by default). Available credit = CreditLimit - CurrentBalance - open
@@ -39,12 +39,11 @@ from typing import Any
 from connectors.sage100.availability import CircuitBreaker
 from connectors.sage100.reads import SageReads
 from connectors.sage100.values import to_decimal
-from sagesf.consumer import Inbound
-from sagesf.consumer import Outcome as LoopOutcome
 from sagesf.errors import Permanent, Retriable
-from sagesf.producer import ConfirmedProducer
+from sagesf.publisher import CanonicalRecord
 from sagesf.schemas import load_schema
 from sagesf.serde import AvroSerde
+from sagesf.sink import Inbound, Outcome
 
 log = logging.getLogger(__name__)
 
@@ -78,42 +77,40 @@ class RequestDecoder:
 
 
 class CreditCheckResponder:
+    """A sagesf.sink `Sink`: answers each request; the loop publishes the replies."""
+
+    name = STAGE
+
     def __init__(
         self,
         *,
         reads: SageReads,
-        producer: ConfirmedProducer,
         replies_topic: str,
-        key_serde: AvroSerde,
-        reply_serde: AvroSerde,
         breaker: CircuitBreaker,
         rules: CreditRules | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.reads = reads
-        self.producer = producer
         self.replies_topic = replies_topic
-        self.key_serde = key_serde
-        self.reply_serde = reply_serde
         self.breaker = breaker
         self.rules = rules or CreditRules()
         self.clock = clock
         symbols = _decision_symbols()
         self.expired = "EXPIRED" if "EXPIRED" in symbols else "ERROR"
 
-    def __call__(self, batch: Sequence[Inbound]) -> list[LoopOutcome]:
-        outcomes: list[LoopOutcome] = []
+    def write(self, batch: Sequence[Inbound]) -> list[Outcome]:
+        outcomes: list[Outcome] = []
         for i, rec in enumerate(batch):
             request: dict[str, Any] = rec.value
             try:
                 reply = self.answer(request)
             except Retriable as exc:
-                outcomes.extend([exc] * (len(batch) - i))
+                outcomes.extend([Outcome(exc)] * (len(batch) - i))  # keep the partition's order
                 break
-            outcomes.append(None)
             key = request["correlation_id"]
-            self.producer.send(self.replies_topic, self.reply_serde.encode(reply), self.key_serde.encode(key))
-        self.producer.confirm()
+            outcomes.append(
+                Outcome(result=CanonicalRecord(self.replies_topic, "CreditCheckReply", key, reply))
+            )
         return outcomes
 
     def answer(self, request: dict[str, Any]) -> dict[str, Any]:

@@ -51,11 +51,11 @@ reliable ordering, of one poll.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from connectors.sage100.odbc import Row, SageOdbc, SageUnavailable
@@ -68,30 +68,16 @@ from connectors.sage100.values import (
     stamp_parts,
 )
 from sagesf.errors import Permanent
+from sagesf.source import Rejected, SourceBatch
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ChangePoller", "PollState", "PollStats", "Publisher"]
+__all__ = ["ChangePoller", "PollState", "PollStats"]
 
 POSITION_VERSION = 1
 FETCH_ROWS = 5000  # rows per ODBC fetch; acknowledgements and checkpoints come every batch_rows
 _SEP = "\x1f"
 _TEN_HOURS = 10 * 1_000_000
-
-
-class Publisher(Protocol):
-    """Where the source's records go.
-
-    `publish` hands records over (Kafka may not have them yet); `confirm` returns once Kafka
-    acknowledged everything handed over so far, or raises Retriable (`ProduceFailed`);
-    `dead_letter` returns once Kafka has the dead letters.
-    """
-
-    def publish(self, records: Sequence[OutRecord]) -> None: ...
-
-    def confirm(self) -> None: ...
-
-    def dead_letter(self, items: Sequence[tuple[Stream, Group, Permanent]]) -> None: ...
 
 
 @dataclass
@@ -143,11 +129,12 @@ class PollStats:
 
 
 class ChangePoller:
+    """Reads one table's changes as `SourceBatch`es for sagesf.source.SourceLoop (see the module doc)."""
+
     def __init__(
         self,
         stream: Stream,
         odbc: SageOdbc,
-        publisher: Publisher,
         *,
         integration_user: str,
         zone: ZoneInfo,
@@ -155,15 +142,14 @@ class ChangePoller:
         batch_rows: int = 20_000,
         time_pad: str = "0",
         state: PollState | None = None,
-        checkpoint: Callable[[dict[str, Any]], None] | None = None,
         on_group: Callable[[Group], None] | None = None,
         observe_delay: Callable[[float], None] | None = None,
+        on_checkpoint: Callable[[PollState], None] | None = None,
         max_seen_stored: int = 10_000,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.stream = stream
         self.odbc = odbc
-        self.publisher = publisher
         self.integration_user = integration_user
         self.zone = zone
         self.overlap = round(overlap_seconds * 1_000_000 / 3600)  # in 1e-6 hours
@@ -171,11 +157,12 @@ class ChangePoller:
         self.time_pad = time_pad
         self.ordered = time_pad == "0"
         self.state = state or PollState()
-        self.checkpoint = checkpoint
         self.on_group = on_group
         self.observe_delay = observe_delay
+        self.on_checkpoint = on_checkpoint
         self.max_seen_stored = max_seen_stored
         self.clock = clock
+        self.stats = PollStats()  # of the last poll
         self._stored = self.state.to_position(max_seen_stored)
 
     # --- the window ----------------------------------------------------------------------------
@@ -202,84 +189,96 @@ class ChangePoller:
 
     # --- one poll ------------------------------------------------------------------------------
 
-    def poll(self) -> PollStats:
-        """Read, publish and checkpoint every change since the watermark; see the module doc."""
+    def read(self) -> Iterator[SourceBatch]:
+        """One poll: every change since the watermark, as batches to publish; checkpoints every
+        `batch_rows` rows and at the end. A Sage failure first yields what was read, then raises."""
         run = _Poll(self)
+        self.stats = run.stats
         try:
             for chunk in self.odbc.rows(*run.sql, batch=min(self.batch_rows, FETCH_ROWS)):
-                run.take(chunk)
-            run.finish()
+                yield from run.take(chunk)
+            yield from run.finish()
         except SageUnavailable:
-            try:
-                run.flush()  # keep what was read before Sage went away
-            except Exception:  # Sage's error is the one to report
-                log.warning("could not publish the rows read before Sage became unavailable", exc_info=True)
+            yield run.flush(final=False)  # keep what was read before Sage went away
             raise
-        return run.stats
 
-    def store(self, force: bool = False) -> None:
-        """Store the position if it changed since it was last stored."""
-        position = self.state.to_position(self.max_seen_stored)
-        if self.checkpoint is not None and (force or position != self._stored):
-            if "seen_dropped" in position:
-                log.warning(
-                    "%s: %d rows in the overlap window are too many to store with the position; "
-                    "after a restart they are published once more",
-                    self.stream.name,
-                    position["seen_dropped"],
-                )
-            self.checkpoint(position)
+    def checkpoint(
+        self,
+        pending: dict[tuple[str, ...], tuple[str, int]],
+        watermark: tuple[int, tuple[str, ...]],
+        now: datetime,
+        force: bool,
+    ) -> tuple[PollState, dict[str, Any] | None]:
+        """The state once Kafka has what was read, and its position (None: unchanged, nothing to store)."""
+        seen = {**self.state.seen, **pending}
+        state = PollState(watermark[0], watermark[1], seen)
+        bound = self.lower_bound(state.stamp, now)
+        for key in [k for k, (_, s) in seen.items() if s < bound]:
+            del seen[key]
+        position = state.to_position(self.max_seen_stored)
+        if not force and position == self._stored:
+            return state, None
+        if "seen_dropped" in position:
+            log.warning(
+                "%s: %d rows in the overlap window are too many to store with the position; "
+                "after a restart they are published once more",
+                self.stream.name,
+                position["seen_dropped"],
+            )
+        return state, position
+
+    def advance(self, state: PollState, position: dict[str, Any] | None) -> None:
+        """Kafka has everything up to `state`, and its position is stored: read from it now."""
+        self.state = state
+        if position is not None:
             self._stored = position
-
-    def prune(self, now: datetime) -> None:
-        bound = self.lower_bound(self.state.stamp, now)
-        seen = self.state.seen
-        stale = [k for k, (_, s) in seen.items() if s < bound]
-        for k in stale:
-            del seen[k]
+        if self.on_checkpoint is not None:
+            self.on_checkpoint(state)
 
 
 class _Poll:
-    """The working state of one poll (see ChangePoller.poll)."""
+    """The working state of one poll (see ChangePoller.read)."""
 
     def __init__(self, poller: ChangePoller) -> None:
-        self.p = poller
+        self.poller = poller
         self.now = poller.clock()
         self.start = (poller.state.stamp, poller.state.key)
         self.bound = poller.lower_bound(poller.state.stamp, self.now)
         self.sql = poller.query(self.bound)
         self.stats = PollStats()
         self.carry: list[Row] = []
-        self.outgoing: list[OutRecord] = []  # mapped, not yet handed to the publisher
-        self.records: list[OutRecord] = []  # handed to the publisher, not yet acknowledged
-        self.dead: list[tuple[Stream, Group, Permanent]] = []
+        self.outgoing: list[OutRecord] = []  # mapped, not yet handed to the loop
+        self.unconfirmed: list[OutRecord] = []  # handed to the loop, not yet in a checkpoint
+        self.dead: list[Rejected] = []
         self.pending: dict[tuple[str, ...], tuple[str, int]] = {}
         self.groups: list[Group] = []
         self.last: tuple[int, tuple[str, ...]] = (0, ())
         self.top: tuple[int, tuple[str, ...]] = self.start
         self.checkpointed = False
+        self.rewound = False  # order broke after a checkpoint: the stored watermark must go back
         self.ordered = poller.ordered
 
-    def take(self, chunk: list[Row]) -> None:
+    def take(self, chunk: list[Row]) -> Iterator[SourceBatch]:
+        stream = self.poller.stream
         rows = self.carry + chunk if self.carry else chunk
-        groups = self.p.stream.groups(rows)
+        groups = stream.groups(rows)
         # a multi-row group (customer + contacts) may continue in the next chunk: keep it back
-        self.carry = list(groups.pop().rows) if groups and self.p.stream.multi_row else []
+        self.carry = list(groups.pop().rows) if groups and stream.multi_row else []
         for group in groups:
             self.consider(group)
-        self.send()
-        if len(self.groups) >= self.p.batch_rows:
-            self.flush()
-
-    def send(self) -> None:
-        """Hand the mapped records to the publisher; Kafka works on them while we read on."""
         if self.outgoing:
-            self.p.publisher.publish(self.outgoing)
-            self.records.extend(self.outgoing)
-            self.outgoing = []
+            yield self.send()
+        if len(self.groups) >= self.poller.batch_rows:
+            yield self.flush(final=False)
+
+    def send(self) -> SourceBatch:
+        """Hand the mapped records over now: Kafka works on them while the poll reads on."""
+        records, self.outgoing = self.outgoing, []
+        self.unconfirmed.extend(records)
+        return SourceBatch(records=list(records))
 
     def consider(self, group: Group) -> None:
-        p, stats = self.p, self.stats
+        poller, stats = self.poller, self.stats
         if group.stamp < self.bound:
             stats.outside += 1
             return
@@ -291,81 +290,87 @@ class _Poll:
         if here > self.top:
             self.top = here
         entry = (group.digest, group.stamp)
-        previous = p.state.seen.get(group.key)
+        previous = poller.state.seen.get(group.key)
         self.pending[group.key] = entry
         self.groups.append(group)
         if previous is not None and previous[0] == group.digest:
             stats.duplicates += 1
             return
-        if group.user == p.integration_user:
+        if group.user == poller.integration_user:
             stats.echoes += 1
             return
         try:
-            records = p.stream.records(group, p.odbc)
+            records = poller.stream.records(group, poller.odbc)
         except Permanent as exc:
-            self.dead.append((p.stream, group, exc))
+            self.dead.append(poller.stream.rejected(group, exc))
             return
         if records:
             stats.emitted += 1
             self.outgoing.extend(records)
 
     def disorder(self, group: Group) -> None:
-        p = self.p
+        poller = self.poller
         log.warning(
             "%s: rows do not come back in (DateUpdated, TimeUpdated) order (TimeUpdated %r after a later "
             "one): checkpointing only after complete polls from now on; check SAGESF_SAGE100__TIME_PAD",
-            p.stream.name,
-            group.rows[0][p.stream.i_time],
+            poller.stream.name,
+            group.rows[0][poller.stream.i_time],
         )
-        self.ordered = p.ordered = False
-        p.state.stamp, p.state.key = self.start
-        if self.checkpointed:
-            p.store(force=True)  # the stored watermark may be past rows still to come: put it back
+        self.ordered = poller.ordered = False
+        # a checkpoint of this poll may have stored a watermark past rows still to come
+        self.rewound = self.checkpointed
 
-    def flush(self) -> None:
-        """Wait for Kafka's acknowledgement of everything sent, then remember it and checkpoint."""
-        p, stats = self.p, self.stats
-        self.send()
-        if self.dead:
-            p.publisher.dead_letter(self.dead)
-            stats.dead_letters += len(self.dead)
-        if self.records:
-            p.publisher.confirm()
+    def flush(self, final: bool) -> SourceBatch:
+        """A checkpoint: once Kafka has every record handed over, remember them and store the position.
+
+        In order the watermark moves to the last row read; out of order it stays where the poll
+        started until the poll is complete (what is in `seen` is published, so storing it keeps
+        a restart from publishing it again)."""
+        poller = self.poller
+        records = self.outgoing
+        self.unconfirmed.extend(records)
+        confirmed, dead, groups = self.unconfirmed, self.dead, self.groups
+        watermark = self.top if (self.ordered or final) else self.start
+        state, position = poller.checkpoint(self.pending, watermark, self.now, force=self.rewound)
+        self.outgoing, self.unconfirmed, self.dead, self.pending, self.groups = [], [], [], {}, []
+        self.rewound = False
+        self.stats.dead_letters += len(dead)
+
+        def committed() -> None:
+            poller.advance(state, position)
+            self.record(confirmed, groups)
+            self.checkpointed = True
+
+        name = poller.stream.name
+        return SourceBatch(
+            records=list(records),
+            rejected=dead,
+            positions={} if position is None else {name: position},
+            committed=committed,
+        )
+
+    def record(self, confirmed: list[OutRecord], groups: list[Group]) -> None:
+        """What Kafka now has: the streams' memory, the sweep's knowledge, delays and counts."""
+        poller, stats = self.poller, self.stats
+        if confirmed:
+            poller.stream.confirmed(confirmed)
+            stats.records += len(confirmed)
             now = datetime.now(UTC)
-            if self.records:
-                p.stream.confirmed(self.records)
-                stats.records += len(self.records)
-                observe = p.observe_delay
-                for r in self.records:
-                    if r.event_time is not None:
-                        delay = (now - r.event_time).total_seconds()
-                        if delay > stats.max_delay:
-                            stats.max_delay = delay
-                        if observe is not None:
-                            observe(delay)
-        # Kafka has everything up to here: remember it
-        p.state.seen.update(self.pending)
-        if p.on_group is not None:
-            for group in self.groups:
-                p.on_group(group)
+            observe = poller.observe_delay
+            for rec in confirmed:
+                if rec.event_time is not None:
+                    delay = (now - rec.event_time).total_seconds()
+                    stats.max_delay = max(stats.max_delay, delay)
+                    if observe is not None:
+                        observe(delay)
+        if poller.on_group is not None:
+            for group in groups:
+                poller.on_group(group)
         stats.batches += 1
-        self.records, self.dead, self.pending, self.groups = [], [], {}, []
-        if self.ordered:
-            p.state.stamp, p.state.key = max((p.state.stamp, p.state.key), self.top)
-        # out of order, the watermark stays where the poll started, but what is in `seen` is
-        # published: storing it keeps a restart from publishing it again
-        p.prune(self.now)
-        p.store()
-        self.checkpointed = True
 
-    def finish(self) -> None:
+    def finish(self) -> Iterator[SourceBatch]:
         if self.carry:
-            for group in self.p.stream.groups(self.carry):
+            for group in self.poller.stream.groups(self.carry):
                 self.consider(group)
             self.carry = []
-        self.flush()
-        p = self.p
-        if not self.ordered:
-            p.state.stamp, p.state.key = max((p.state.stamp, p.state.key), self.top)
-            p.prune(self.now)
-            p.store()
+        yield self.flush(final=True)

@@ -1,7 +1,7 @@
 """The Sage 100 sink: applies SageCommands from sage.commands.v1 and answers on sage.results.v1.
 
 Owns what happens to one command (`SageCommandSink.apply`) and to a consumed batch
-(`SageCommandSink.__call__`, the batch handler of sagesf.consumer.ConsumerLoop):
+(`SageCommandSink.write`, a sagesf.sink `Sink` that the core SinkLoop drives):
 
 - CreateSalesOrder: the Salesforce record ID (Opportunity, else Order) is the idempotency key.
   If an order carries it in the order UDF column (UDF_SALESFORCE_ID by default), the answer is
@@ -16,9 +16,9 @@ Owns what happens to one command (`SageCommandSink.apply`) and to a consumed bat
   scheme (customer_numbers.py) and carries the Account ID in its UDF, which makes a redelivered
   create find it.
 - Every command gets one SageResult (CREATED / UPDATED / EXISTING / REJECTED with the reason,
-  field and value), produced and acknowledged by Kafka before the handler returns, so before the
-  loop commits the offset. A Permanent failure is also returned to the loop, which dead-letters
-  the original record on dlq.sage-sink.v1 with Kafka Connect's error headers.
+  field and value), returned with its outcome; the loop publishes it, acknowledged by Kafka,
+  before it commits the offset. A Permanent failure is also dead-lettered by the loop on
+  dlq.sage-sink.v1 with Kafka Connect's error headers.
 - Sage unavailable (Retriable from the dialect layer or BOI) goes through the circuit breaker
   (availability.py); the failed command and every later one in the batch are returned as
   Retriable, so the loop retries them in their original order and nothing is committed past them.
@@ -27,8 +27,8 @@ Checkpoint order (STYLE.md 5): write to Sage -> result acknowledged -> offset co
 after the Sage commit and before the offset commit redelivers the command; its idempotency key
 finds the order, so the redelivery answers EXISTING and writes nothing.
 
-Run it with `python -m connectors.sage100.sink_app`: the command sink and the credit
-responder (credit.py), configured by `SAGESF_SAGE100__*` and `SAGESF_SAGE_SINK__*`.
+Run it with `sagesf run sage-sink` (connectors/sage100/components.py): the command sink and the
+credit responder (credit.py), configured by `SAGESF_SAGE100__*` and `SAGESF_SAGE_SINK__*`.
 
 Limits: commands are applied one at a time (Sage's writes are per record anyway). The result of
 an EXISTING order lists Sage's lines in LineSeqNo order and matches them to the command's lines
@@ -50,11 +50,10 @@ from connectors.sage100.customer_numbers import CustomerNumbering
 from connectors.sage100.reads import CustomerRow, SageReads
 from connectors.sage100.validation import CommandValidator
 from connectors.sage100.writes import SageWriter, WrittenCustomer, WrittenLine, WrittenOrder
-from sagesf.consumer import Inbound
-from sagesf.consumer import Outcome as LoopOutcome
 from sagesf.errors import Permanent, Retriable
-from sagesf.producer import ConfirmedProducer
-from sagesf.serde import AvroSerde
+from sagesf.publisher import CanonicalRecord
+from sagesf.sink import Inbound
+from sagesf.sink import Outcome as LoopOutcome
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +63,9 @@ STAGE = "sage-sink"  # dead letters go to dlq.sage-sink.v1
 
 
 class SageCommandSink:
-    """Applies Sage commands and publishes their results (see the module doc)."""
+    """Applies Sage commands and answers each with a SageResult (see the module doc)."""
+
+    name = STAGE
 
     def __init__(
         self,
@@ -73,10 +74,7 @@ class SageCommandSink:
         writer: SageWriter,
         validator: CommandValidator,
         numbering: CustomerNumbering,
-        producer: ConfirmedProducer,
         results_topic: str,
-        key_serde: AvroSerde,
-        result_serde: AvroSerde,
         breaker: CircuitBreaker,
         customer_udf: str = "UDF_SALESFORCE_ID",
         default_division: str = "01",
@@ -85,40 +83,33 @@ class SageCommandSink:
         self.writer = writer
         self.validator = validator
         self.numbering = numbering
-        self.producer = producer
         self.results_topic = results_topic
-        self.key_serde = key_serde
-        self.result_serde = result_serde
         self.breaker = breaker
         self.customer_udf = customer_udf
         self.default_division = default_division
 
     # --- the batch handler ---------------------------------------------------------------
 
-    def __call__(self, batch: Sequence[Inbound]) -> list[LoopOutcome]:
+    def write(self, batch: Sequence[Inbound]) -> list[LoopOutcome]:
         outcomes: list[LoopOutcome] = []
         for i, rec in enumerate(batch):
             command: SageCommand = rec.value
+            error: BaseException | None = None
             try:
                 result = self.breaker.call(functools.partial(self.apply, command))
             except Retriable as exc:
                 # keep the partition's order: this command and every later one are tried again
-                outcomes.extend([exc] * (len(batch) - i))
+                outcomes.extend([LoopOutcome(exc)] * (len(batch) - i))
                 break
             except Exception as exc:  # noqa: BLE001 - any other failure rejects this command only
-                error = exc if isinstance(exc, Permanent) else Permanent(f"{type(exc).__name__}: {exc}")
-                log.warning("command %s rejected: %s", command.command_id, error.reason)
-                result = self._rejected(command, error)
-                outcomes.append(exc)
-            else:
-                outcomes.append(None)
-            self.producer.send(self.results_topic, self.result_serde.encode(result), self._key(rec))
-        # the results are in Kafka before the loop dead-letters and commits (raises Retriable if not)
-        self.producer.confirm()
+                reason = exc if isinstance(exc, Permanent) else Permanent(f"{type(exc).__name__}: {exc}")
+                log.warning("command %s rejected: %s", command.command_id, reason.reason)
+                result, error = self._rejected(command, reason), exc
+            key = rec.key if isinstance(rec.key, str) else None
+            outcomes.append(
+                LoopOutcome(error, CanonicalRecord(self.results_topic, "SageResult", key, result))
+            )
         return outcomes
-
-    def _key(self, rec: Inbound) -> bytes | None:
-        return self.key_serde.encode(rec.key) if isinstance(rec.key, str) else None
 
     # --- one command ---------------------------------------------------------------------
 

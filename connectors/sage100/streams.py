@@ -40,9 +40,10 @@ cannot be mapped (an ItemType outside 1-5) raises `Permanent`; the source dead-l
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -50,7 +51,10 @@ from zoneinfo import ZoneInfo
 from connectors.sage100.odbc import Q, Row, SageOdbc
 from connectors.sage100.tables import AUDIT_COLUMNS, Table
 from connectors.sage100.values import change_stamp, decimal_at, local_to_utc, stamp_local
+from sagesf.dlq import FailedRecord
 from sagesf.errors import Permanent
+from sagesf.publisher import CanonicalRecord
+from sagesf.source import Rejected
 
 __all__ = [
     "COUNTRY_ALPHA2",
@@ -79,15 +83,10 @@ COUNTRY_ALPHA2 = {
 }  # fmt: skip
 
 
-@dataclass(frozen=True)
-class OutRecord:
-    """One canonical record to publish: topic, string key, value (None: a tombstone)."""
+@dataclass(slots=True)
+class OutRecord(CanonicalRecord):
+    """A canonical record from a Sage row, with what the streams remember once Kafka has it."""
 
-    topic: str
-    key: str
-    value: dict[str, Any] | None
-    schema: str
-    event_time: datetime | None = None
     gone: bool = False  # says the row no longer exists (from the key sweep)
     digest: str | None = None  # the row version it shows (customers: customer + contacts)
 
@@ -121,6 +120,12 @@ class MappingContext:
                 self._times.clear()
             found = self._times[stamp] = local_to_utc(stamp_local(stamp), self.zone)
         return found
+
+
+def _json_default(value: Any) -> str:
+    if isinstance(value, Decimal | date | datetime):
+        return str(value)
+    return repr(value)
 
 
 def _text(value: Any) -> str | None:
@@ -267,6 +272,14 @@ class Stream:
     def confirmed(self, records: Sequence[OutRecord]) -> None:
         """Kafka has these records (hook for per-stream memory)."""
 
+    def rejected(self, group: Group, error: BaseException) -> Rejected:
+        """A row version that cannot be mapped, as a dead letter: the table, its key, its values as
+        JSON (the closest thing to "original bytes" a database row has)."""
+        rows = [dict(zip(self.columns, row, strict=False)) for row in group.rows]
+        value = json.dumps({"table": self.name, "rows": rows}, default=_json_default).encode()
+        failed = FailedRecord(self.name, -1, -1, "-".join(group.key).encode(), value)
+        return Rejected(failed, error, f"{type(self).__module__}.{type(self).__qualname__}.records")
+
     def sweep_status(self, row: Row) -> tuple[str, ...]:
         return tuple(_name(v) for v in row[self.key_width :])
 
@@ -397,12 +410,19 @@ class CustomerStream(Stream):
         value = self.record(group)
         return [
             OutRecord(
-                self.topic, key, value, self.schema, value["envelope"]["event_time"], digest=group.digest
+                topic=self.topic,
+                key=key,
+                value=value,
+                schema=self.schema,
+                event_time=value["envelope"]["event_time"],
+                digest=group.digest,
             )
         ]
 
     def confirmed(self, records: Sequence[OutRecord]) -> None:
         for rec in records:
+            if rec.key is None:
+                continue
             if rec.gone:
                 self.published.pop(rec.key, None)
             elif rec.digest is not None:
@@ -419,7 +439,16 @@ class CustomerStream(Stream):
             "status": CUSTOMER_STATUS.get(status[0] if status else "", "UNKNOWN"),
             "deleted": True,
         }
-        return [OutRecord(self.topic, f"{division}-{number}", value, self.schema, None, gone=True)]
+        return [
+            OutRecord(
+                topic=self.topic,
+                key=f"{division}-{number}",
+                value=value,
+                schema=self.schema,
+                event_time=None,
+                gone=True,
+            )
+        ]
 
 
 class ContactStream(Stream):
@@ -445,7 +474,16 @@ class ContactStream(Stream):
         value = self.customers.record(customer, source=group)
         value["envelope"]["event_time"] = self.ctx.event_time(max(group.stamp, customer.stamp))
         event_time = value["envelope"]["event_time"]
-        return [OutRecord(self.topic, key, value, self.schema, event_time, digest=customer.digest)]
+        return [
+            OutRecord(
+                topic=self.topic,
+                key=key,
+                value=value,
+                schema=self.schema,
+                event_time=event_time,
+                digest=customer.digest,
+            )
+        ]
 
     def confirmed(self, records: Sequence[OutRecord]) -> None:
         self.customers.confirmed(records)
@@ -487,7 +525,15 @@ class ItemStream(Stream):
             "custom_fields": self.custom_fields(row),
             "deleted": False,
         }
-        return [OutRecord(self.topic, group.key[0], value, self.schema, value["envelope"]["event_time"])]
+        return [
+            OutRecord(
+                topic=self.topic,
+                key=group.key[0],
+                value=value,
+                schema=self.schema,
+                event_time=value["envelope"]["event_time"],
+            )
+        ]
 
     def vanished(self, key: tuple[str, ...], status: tuple[str, ...], odbc: SageOdbc) -> list[OutRecord]:
         group = self.gone(key, "deleted")
@@ -498,7 +544,11 @@ class ItemStream(Stream):
             "active": False,
             "deleted": True,
         }
-        return [OutRecord(self.topic, key[0], value, self.schema, None, gone=True)]
+        return [
+            OutRecord(
+                topic=self.topic, key=key[0], value=value, schema=self.schema, event_time=None, gone=True
+            )
+        ]
 
 
 class InventoryStream(Stream):
@@ -531,12 +581,27 @@ class InventoryStream(Stream):
             "average_cost": _money(row[self.i_cost], 6),
         }
         return [
-            OutRecord(self.topic, f"{item}/{warehouse}", value, self.schema, value["envelope"]["event_time"])
+            OutRecord(
+                topic=self.topic,
+                key=f"{item}/{warehouse}",
+                value=value,
+                schema=self.schema,
+                event_time=value["envelope"]["event_time"],
+            )
         ]
 
     def vanished(self, key: tuple[str, ...], status: tuple[str, ...], odbc: SageOdbc) -> list[OutRecord]:
         # compacted topic: a tombstone removes the level (the item left the warehouse)
-        return [OutRecord(self.topic, f"{key[0]}/{key[1]}", None, self.schema, None, gone=True)]
+        return [
+            OutRecord(
+                topic=self.topic,
+                key=f"{key[0]}/{key[1]}",
+                value=None,
+                schema=self.schema,
+                event_time=None,
+                gone=True,
+            )
+        ]
 
 
 class OrderStatusStream(Stream):
@@ -582,7 +647,9 @@ class OrderStatusStream(Stream):
             "invoice_no": None,
         }
         event_time = None if gone else value["envelope"]["event_time"]
-        return OutRecord(self.topic, order_no, value, self.schema, event_time, gone=gone)
+        return OutRecord(
+            topic=self.topic, key=order_no, value=value, schema=self.schema, event_time=event_time, gone=gone
+        )
 
     def records(self, group: Group, odbc: SageOdbc) -> list[OutRecord]:
         row, ix = group.rows[0], self.ix
@@ -602,7 +669,7 @@ class OrderStatusStream(Stream):
 
     def confirmed(self, records: Sequence[OutRecord]) -> None:
         for rec in records:
-            if rec.value is None:
+            if rec.value is None or rec.key is None:
                 continue
             if rec.gone:
                 self.last_status.pop(rec.key, None)  # no longer an open order

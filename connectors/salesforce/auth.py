@@ -39,7 +39,7 @@ import jwt
 import requests
 
 from connectors.salesforce.config import SalesforceSettings
-from sagesf.errors import Retriable
+from sagesf.errors import AuthenticationError, Retriable
 from sagesf.logs import register_secret
 
 __all__ = [
@@ -81,7 +81,7 @@ class AccessToken:
         return body
 
 
-class AuthenticationFailed(RuntimeError):
+class AuthenticationFailed(AuthenticationError):
     """Salesforce refused the credentials: fix the configuration (the message says what it said)."""
 
     def __init__(self, flow: str, error: str, description: str) -> None:

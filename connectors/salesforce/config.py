@@ -25,7 +25,6 @@ URL when the login URL is https.
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -36,20 +35,19 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
-    ValidationError,
     field_validator,
     model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from sagesf.config import ConfigError, describe_validation_error
+from sagesf import topic_names
+from sagesf.config import ConfigError
 
 __all__ = [
     "ENV_PREFIX",
     "AuthFlow",
     "SalesforceSettings",
     "SalesforceSinkOptions",
-    "load_salesforce_settings",
 ]
 
 ENV_PREFIX = "SAGESF_SALESFORCE__"
@@ -63,8 +61,8 @@ class SalesforceSinkOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    commands_topic: str = "salesforce.commands.v1"
-    results_topic: str = "salesforce.results.v1"
+    commands_topic: str = topic_names.SALESFORCE_COMMANDS
+    results_topic: str = topic_names.SALESFORCE_RESULTS
     dead_letter_topic: str | None = None  # default dlq.salesforce-sink.v1
     group_id: str = "sagesf-salesforce-sink"
     consumer_config: dict[str, Any] = Field(default_factory=dict)  # extra librdkafka settings
@@ -159,11 +157,3 @@ class SalesforceSettings(BaseSettings):
         if self.private_key is None:
             raise ConfigError(f"{ENV_PREFIX}PRIVATE_KEY: needed by the jwt auth flow")
         return self.private_key.read_text(encoding="utf-8")
-
-
-def load_salesforce_settings(**overrides: Any) -> SalesforceSettings:
-    """Settings from the environment (and SAGESF_ENV_FILE); errors name the variable to fix."""
-    try:
-        return SalesforceSettings(_env_file=os.environ.get("SAGESF_ENV_FILE"), **overrides)  # type: ignore[call-arg]
-    except ValidationError as exc:
-        raise ConfigError(describe_validation_error(exc, ENV_PREFIX)) from None

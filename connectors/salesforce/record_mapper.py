@@ -2,7 +2,7 @@
 
 What it owns: `RecordMapper`, which turns one Salesforce record as SOQL returns it (parent
 relationships as nested objects, child subqueries as `{"records": [...]}`) or one platform event
-payload into a `MappedRecord`: the canonical value (a dict fastavro writes with
+payload into a `CanonicalRecord` (sagesf.publisher): the canonical value (a dict fastavro writes with
 schemas/<Name>.avsc), its Kafka topic and its key. Anything that cannot be mapped (a required
 value empty, a picklist value missing from its value map, a number too large for its decimal, a
 malformed external ID) raises `Permanent` naming the Salesforce field and value; the source
@@ -30,7 +30,6 @@ lengths here; the Sage sink applies them.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
@@ -46,16 +45,12 @@ from connectors.salesforce.source_mapping import (
     canonical_fields,
 )
 from sagesf.errors import Permanent
+from sagesf.publisher import CanonicalRecord
 
-__all__ = ["MappedRecord", "RecordMapper", "field_value"]
+__all__ = ["SOURCE_HEADERS", "RecordMapper", "field_value"]
 
-
-@dataclass(frozen=True)
-class MappedRecord:
-    topic: str  # as the mapping names it (the source applies its topic overrides)
-    schema: str  # canonical schema name
-    key: str
-    value: dict[str, Any]
+# every record the Salesforce source publishes says where it came from
+SOURCE_HEADERS = (("sagesf.source", b"salesforce"),)
 
 
 def field_value(record: Mapping[str, Any] | None, path: str) -> Any:
@@ -110,7 +105,7 @@ class RecordMapper:
         event_id: str,
         event_time_ms: int,
         deleted: bool = False,
-    ) -> MappedRecord:
+    ) -> CanonicalRecord:
         obj = self.mapping.producing(entity)
         if obj is None or obj.produces is None or obj.topic is None:
             raise Permanent(f"no mapping produces records for {entity}", field="entityName", value=entity)
@@ -136,13 +131,13 @@ class RecordMapper:
         if deleted:
             _mark_deleted(value, fields)
         _check_required(value, fields, schema, entity)
-        return MappedRecord(obj.topic, schema, self._key(entity, obj.key, record), value)
+        return CanonicalRecord(obj.topic, schema, self._key(entity, obj.key, record), value, SOURCE_HEADERS)
 
     # --- platform events -------------------------------------------------------------------
 
     def platform_event_record(
         self, channel: str, payload: Mapping[str, Any], *, event_id: str, created_ms: int
-    ) -> MappedRecord:
+    ) -> CanonicalRecord:
         spec = self.mapping.platform_events.get(channel)
         if spec is None or spec.produces is None or spec.topic is None:
             raise Permanent(
@@ -159,7 +154,7 @@ class RecordMapper:
             "correlation_id": None if correlation is None else str(correlation),
         }
         _check_required(value, fields, schema, where)
-        return MappedRecord(spec.topic, schema, key, value)
+        return CanonicalRecord(spec.topic, schema, key, value, SOURCE_HEADERS)
 
     # --- the parts -------------------------------------------------------------------------
 

@@ -18,8 +18,9 @@ Why never -1: aiosfstream re-sends its replay value on every re-subscribe after 
 silently skips whatever was committed while the client was away. With this storage there is
 always a real position: a replay ID, or -2 bounded by a time.
 
-The order is the caller's (connectors/salesforce/source.py): produce the records -> Kafka
-acknowledges -> `commit()`. `commit` returns after Kafka acknowledged the positions themselves.
+Positions are written by the core SourceLoop (sagesf.source) into the same PositionStore, after
+Kafka acknowledged the records before them; this storage reads them back from the store, so what
+aiosfstream sends is always what is stored. `start()` stores the first by-time positions itself.
 
 Limits: one writer per component (PositionStore's limit). Times compare Salesforce's commit
 timestamps with this host's clock when a stream starts: set the start lookback above the clock
@@ -31,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -72,59 +72,39 @@ class PositionReplayStorage(ReplayMarkerStorage):
     def __init__(self, store: PositionStore) -> None:
         super().__init__()
         self.store = store
-        self._lock = threading.Lock()
-        self._positions: dict[str, ChannelPosition] = {}
+        self.channels: list[str] = []
         for channel, raw in store.load().items():
-            position = ChannelPosition.from_json(raw)
-            if position is None:
+            if ChannelPosition.from_json(raw) is None:
                 log.warning("ignoring an unreadable stored position for %s: %r", channel, raw)
-                continue
-            self._positions[channel] = position
 
     # --- what the source asks -----------------------------------------------------------------
 
     def position(self, channel: str) -> ChannelPosition | None:
-        with self._lock:
-            return self._positions.get(channel)
+        return ChannelPosition.from_json(self.store.get(channel))
 
     def start(self, channels: list[str], lookback_seconds: float) -> None:
         """Give every channel without a position one: from now minus the lookback, by time."""
+        self.channels = list(channels)
         since = int((time.time() - lookback_seconds) * 1000)
-        fresh = {ch: ChannelPosition(None, since) for ch in channels if self.position(ch) is None}
+        fresh = {ch: ChannelPosition(None, since).to_json() for ch in channels if self.position(ch) is None}
         if fresh:
             log.info(
                 "no stored position for %s: starting from events committed after %d", sorted(fresh), since
             )
-            self.commit(fresh)
+            self.store.put_many(fresh)
+        self.refresh_age()
 
     def skips(self, channel: str, commit_ms: int) -> bool:
         """Whether an event committed at `commit_ms` is older than a by-time stream's start."""
         position = self.position(channel)
         return position is not None and position.replay_id is None and commit_ms < position.checkpoint_ms
 
-    def commit(self, positions: Mapping[str, ChannelPosition]) -> None:
-        """Store positions (after Kafka acknowledged the records before them); blocks until stored."""
-        if not positions:
-            return
-        self.store.put_many({channel: p.to_json() for channel, p in positions.items()})
-        with self._lock:
-            self._positions.update(positions)
-        self.refresh_age()
-
-    def restart_by_time(self, channel: str) -> ChannelPosition:
-        """After a catch-up read: the stream continues with -2, bounded by the old checkpoint time."""
-        current = self.position(channel)
-        checkpoint = current.checkpoint_ms if current is not None else int(time.time() * 1000)
-        position = ChannelPosition(None, checkpoint)
-        self.commit({channel: position})
-        return position
-
     def refresh_age(self) -> None:
         now_ms = time.time() * 1000
-        with self._lock:
-            items = list(self._positions.items())
-        for channel, position in items:
-            REPLAY_POSITION_AGE.labels(channel).set(max(0.0, (now_ms - position.checkpoint_ms) / 1000))
+        for channel in self.channels:
+            position = self.position(channel)
+            if position is not None:
+                REPLAY_POSITION_AGE.labels(channel).set(max(0.0, (now_ms - position.checkpoint_ms) / 1000))
 
     # --- what aiosfstream asks ------------------------------------------------------------------
 
@@ -147,4 +127,4 @@ class PositionReplayStorage(ReplayMarkerStorage):
         except ValueError:
             checkpoint = int(time.time() * 1000)
         position = ChannelPosition(replay_marker.replay_id, checkpoint)
-        await asyncio.to_thread(self.commit, {subscription: position})
+        await asyncio.to_thread(self.store.put, subscription, position.to_json())

@@ -1,14 +1,13 @@
-"""The Salesforce CDC source: change and platform events -> canonical records in Kafka, as a process.
+"""The Salesforce CDC source: change and platform events -> canonical records (`SalesforceCdcSource`).
 
-    python -m connectors.salesforce.source [--log-level INFO]
-
-What it owns: `SalesforceSourceSettings` (env prefix `SAGESF_SALESFORCE__SOURCE__`; the org,
-login and our Sforce-Call-Options client come from the shared `SalesforceSettings`,
-`SAGESF_SALESFORCE__*`), and `SalesforceCdcSource`, the streaming loop: subscribe with
-aiosfstream-ng to the configured channels (CDC `/data/<Object>ChangeEvent` or
-`/data/ChangeEvents`, platform events `/event/<Name>__e`), gather delivered events into small
-batches and hand each to the `ChangeProcessor` (connectors/salesforce/change_processor.py says
-what happens to a batch: read, map, produce, acknowledge, then store the replay IDs).
+It is a sagesf.source `Source` (`sagesf run salesforce-source` drives it with the core
+SourceLoop). What it owns: `SalesforceSourceSettings` (env prefix `SAGESF_SALESFORCE__SOURCE__`;
+the org, login and our Sforce-Call-Options client come from the shared `SalesforceSettings`,
+`SAGESF_SALESFORCE__*`), and the streaming: subscribe with aiosfstream-ng to the configured
+channels (CDC `/data/<Object>ChangeEvent` or `/data/ChangeEvents`, platform events
+`/event/<Name>__e`) on a thread of its own, gather delivered events into small batches, and hand
+each to `read()`, where the `ChangeReader` (connectors/salesforce/change_reader.py) turns it into
+what the loop publishes before it stores the replay IDs.
 
 How it works:
 - Replay: the client's replay storage is `PositionReplayStorage` (positions.v1), with
@@ -27,50 +26,54 @@ How it works:
   connection's token when the server answers 401/403 and aiocometd re-sends the request, so the
   stream continues where it was. A lost connection, a refused handshake or a server disconnect
   closes the client; a new one re-subscribes from the stored positions after a backoff.
-- Failures while handling a batch: `Backpressure` (REQUEST_LIMIT_EXCEEDED on a read) waits
-  `retry_after`; `Retriable` (Salesforce 5xx, Kafka not acknowledging, the registry down) retries
-  with exponential backoff and jitter; anything else re-runs the batch one message at a time and
-  dead-letters the message that still fails, so one poison event cannot stop the stream.
-  Meanwhile aiocometd keeps its connection and buffers up to `max_pending` events.
+- Failures while handling a batch: `Backpressure` (REQUEST_LIMIT_EXCEEDED on a read) and
+  `Retriable` (Salesforce 5xx, Kafka not acknowledging, the registry down) go to the loop, which
+  waits or backs off and asks again: the batch stays in hand until its checkpoint is stored.
+  Anything else re-runs the batch one message at a time and dead-letters the message that still
+  fails, so one poison event cannot stop the stream. Meanwhile aiocometd keeps its connection and
+  buffers up to `max_pending` events (the streaming thread waits for each batch's checkpoint).
 - /metrics and /healthz (sagesf.metrics): components `salesforce-streaming` (connected or not),
-  `salesforce` (degraded while Salesforce asks to slow down), `salesforce-source` (degraded while
-  a batch is being retried; unhealthy when events wait and none was handled for 120 s).
-  Metrics: connectors/salesforce/source_metrics.py.
+  `salesforce-source` (degraded while a batch is being retried or paused; unhealthy when events
+  wait and none was handled for 120 s). Metrics: connectors/salesforce/source_metrics.py.
 
 Limits: one process per org and component name (positions have one writer); events are handled
 in delivery order, one batch at a time. The Pub/Sub API (gRPC) is not supported: the streaming
-transport is aiosfstream's Bayeux long-polling; `ChangeProcessor` takes plain messages, so
-another transport could feed it.
+transport is aiosfstream's Bayeux long-polling; `ChangeReader` takes plain messages, so another
+transport could feed it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
-import os
+import queue
 import re
-import signal
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from aiosfstream_ng.client import ReplayMarkerStoragePolicy
 from aiosfstream_ng.exceptions import AiosfstreamException, ServerError
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from connectors.salesforce.change_processor import ChangeProcessor
+from connectors.salesforce.change_reader import ChangeReader
 from connectors.salesforce.client import SalesforceConnection
 from connectors.salesforce.replay_storage import PositionReplayStorage
 from connectors.salesforce.source_mapping import DEFAULT_MAPPING_FILE, SourceMapping
 from connectors.salesforce.source_metrics import BATCH_SECONDS
-from connectors.salesforce.streaming_client import ConnectionAuthenticator, StreamingClient, quiet_close_noise
-from sagesf.config import ConfigError, describe_validation_error
-from sagesf.consumer import RetryPolicy
-from sagesf.errors import Backpressure, Retriable
+from connectors.salesforce.streaming_client import ConnectionAuthenticator, StreamingClient
+from sagesf import topic_names
+from sagesf.config import ConfigError
+from sagesf.errors import Backpressure, Retriable, StartupError
 from sagesf.metrics import Health
+from sagesf.retry import RetryPolicy
+from sagesf.source import SourceBatch
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +82,7 @@ __all__ = [
     "ChannelRefused",
     "SalesforceCdcSource",
     "SalesforceSourceSettings",
-    "load_source_settings",
-    "main",
+    "check_channels",
 ]
 
 ENV_PREFIX = "SAGESF_SALESFORCE__SOURCE__"
@@ -118,8 +120,8 @@ class SalesforceSourceSettings(BaseSettings):
     mapping_file: Path = DEFAULT_MAPPING_FILE
     # canonical topic name -> the topic to write instead (a tenant prefix, a test's own topics)
     topics: dict[str, str] = Field(default_factory=dict)
-    positions_topic: str = "positions.v1"
-    dead_letter_topic: str = "dlq.salesforce-source.v1"
+    positions_topic: str = topic_names.POSITIONS
+    dead_letter_topic: str = topic_names.dead_letter_topic(SOURCE)
     # changeOrigin clients whose changes are echoes, besides SAGESF_SALESFORCE__CALL_OPTIONS_CLIENT
     echo_clients: list[str] = Field(default_factory=list)
     start_lookback_seconds: float = Field(default=60.0, ge=0)  # first start: events since now minus this
@@ -148,13 +150,6 @@ class SalesforceSourceSettings(BaseSettings):
         return list(dict.fromkeys(channels))
 
 
-def load_source_settings(**overrides: Any) -> SalesforceSourceSettings:
-    try:
-        return SalesforceSourceSettings(_env_file=os.environ.get("SAGESF_ENV_FILE"), **overrides)  # type: ignore[call-arg]
-    except ValidationError as exc:
-        raise ConfigError(describe_validation_error(exc, ENV_PREFIX)) from None
-
-
 def check_channels(settings: SalesforceSourceSettings, mapping: SourceMapping) -> None:
     """Every channel must carry something the mapping knows; ConfigError naming the channel otherwise."""
     for channel in settings.channels:
@@ -174,42 +169,106 @@ def check_channels(settings: SalesforceSourceSettings, mapping: SourceMapping) -
                 )
 
 
-class ChannelRefused(RuntimeError):
+class ChannelRefused(StartupError):
     """The server refused a subscription for good (unknown channel, no permission)."""
 
 
+@dataclass
+class _Work:
+    """Something the streaming thread hands over: a delivered batch, or a catch-up read it needs
+    done before it subscribes again. `done` resolves once all of it is published and checkpointed."""
+
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    catch_up: tuple[str, int] | None = None  # (channel, since ms)
+    done: concurrent.futures.Future[None] = field(default_factory=concurrent.futures.Future)
+
+
 class SalesforceCdcSource:
-    """The streaming loop (see the module doc); `run(stop)` until `stop` is set."""
+    """The streaming source (see the module doc): `start()`, then the loop calls `read()`."""
+
+    name = SOURCE
 
     def __init__(
         self,
         settings: SalesforceSourceSettings,
         connection: SalesforceConnection,
-        processor: ChangeProcessor,
+        changes: ChangeReader,
         storage: PositionReplayStorage,
         health: Health | None = None,
     ) -> None:
         self.settings = settings
         self.connection = connection
-        self.processor = processor
+        self.changes = changes
         self.storage = storage
         self.health = health or Health()
         self.retry = RetryPolicy(initial=settings.retry_initial, maximum=settings.retry_maximum)
-        self._work = asyncio.Lock()  # one batch or catch-up at a time on the worker thread
+        self._handed: queue.Queue[_Work] = queue.Queue()
+        self._in_hand: _Work | None = None  # taken, not yet checkpointed: handled again after a failure
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Event | None = None
+        self._failure: BaseException | None = None
 
-    def _client(self) -> StreamingClient:
-        return StreamingClient(
-            ConnectionAuthenticator(self.connection),
-            replay=self.storage,
-            replay_storage_policy=ReplayMarkerStoragePolicy.MANUAL,
-            connection_timeout=self.settings.connection_timeout,
-            max_pending_count=self.settings.max_pending,
-        )
+    # --- the source ---------------------------------------------------------------------------
 
-    async def run(self, stop: asyncio.Event) -> None:
-        await asyncio.to_thread(
-            self.storage.start, self.settings.channels, self.settings.start_lookback_seconds
-        )
+    def start(self) -> None:
+        """Give new channels their by-time start position, then start streaming on a thread."""
+        self.storage.start(self.settings.channels, self.settings.start_lookback_seconds)
+        self._thread = threading.Thread(target=self._stream_thread, name="salesforce-streaming", daemon=True)
+        self._thread.start()
+
+    def read(self) -> Iterator[SourceBatch]:
+        """The next delivered batch (waiting up to a second for one) as batches to publish."""
+        if self._failure is not None:
+            raise self._failure
+        work = self._in_hand
+        if work is None:
+            try:
+                work = self._in_hand = self._handed.get(timeout=1.0)
+            except queue.Empty:
+                return
+        if work.catch_up is not None:
+            channel, since = work.catch_up
+            yield from self.changes.catch_up(channel, since, "replay_id_invalid")
+        else:
+            yield from self._messages(work.messages)
+        # the loop asks for more only after committing every batch above: all of it is stored
+        self._in_hand = None
+        work.done.set_result(None)
+
+    def _messages(self, messages: list[dict[str, Any]]) -> Iterator[SourceBatch]:
+        try:
+            with BATCH_SECONDS.time():
+                yield from self.changes.read(messages)
+        except (Retriable, Backpressure):
+            raise
+        except Exception as exc:
+            if len(messages) == 1:
+                log.exception("dead-lettering an event the source cannot handle")
+                yield self.changes.reject(messages[0], exc)
+                return
+            log.warning("batch failed unexpectedly (%s): handling its events one by one", exc)
+            for message in messages:
+                yield from self._messages([message])
+
+    def close(self) -> None:
+        if self._loop is not None and self._stopping is not None:
+            self._loop.call_soon_threadsafe(self._stopping.set)
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    # --- the streaming thread -----------------------------------------------------------------
+
+    def _stream_thread(self) -> None:
+        try:
+            asyncio.run(self._stream())
+        except BaseException as exc:  # noqa: BLE001 - handed to the loop's thread, which raises it
+            log.error("streaming stopped: %s", exc)
+            self._failure = exc
+
+    async def _stream(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        stop = self._stopping = asyncio.Event()
         attempt = 0
         while not stop.is_set():
             client = self._client()
@@ -233,6 +292,26 @@ class SalesforceCdcSource:
                 with contextlib.suppress(Exception):
                     await client.close()
 
+    def _client(self) -> StreamingClient:
+        return StreamingClient(
+            ConnectionAuthenticator(self.connection),
+            replay=self.storage,
+            replay_storage_policy=ReplayMarkerStoragePolicy.MANUAL,
+            connection_timeout=self.settings.connection_timeout,
+            max_pending_count=self.settings.max_pending,
+        )
+
+    async def _hand_over(self, work: _Work) -> None:
+        """Give `work` to the loop's thread and wait until it is published and checkpointed."""
+        assert self._stopping is not None
+        self._handed.put(work)
+        handled: asyncio.Future[Any] = asyncio.wrap_future(work.done)
+        stopping: asyncio.Future[Any] = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({handled, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+
     # --- subscriptions ------------------------------------------------------------------------
 
     async def _subscribe(self, client: StreamingClient, channel: str) -> None:
@@ -245,7 +324,7 @@ class SalesforceCdcSource:
                 raise  # 401/403 (token, unknown client): the client reconnects
             if "replayid" not in message.replace(" ", "").lower():
                 raise ChannelRefused(
-                    f"Salesforce refused the subscription to {channel}: {exc.error}"
+                    f"{ENV_PREFIX}CHANNELS: Salesforce refused the subscription to {channel}: {exc.error}"
                 ) from exc
         position = self.storage.position(channel)
         since = position.checkpoint_ms if position is not None else 0
@@ -254,12 +333,8 @@ class SalesforceCdcSource:
             channel,
             datetime.fromtimestamp(since / 1000, UTC).isoformat(),
         )
-        await self._in_worker(self._catch_up, channel, since)
+        await self._hand_over(_Work(catch_up=(channel, since)))
         await client.subscribe(channel)
-
-    def _catch_up(self, channel: str, since: int) -> None:
-        self.processor.catch_up(channel, since, "replay_id_invalid")
-        self.storage.restart_by_time(channel)
 
     async def _watch(self, client: StreamingClient) -> None:
         """Every second: position ages, health, and re-subscribing channels the client lost."""
@@ -297,7 +372,7 @@ class SalesforceCdcSource:
                 if receive not in done:
                     continue
                 first, receive = receive.result(), None
-                await self._handle(await self._more(client, first), stop)
+                await self._hand_over(_Work(messages=await self._more(client, first)))
         finally:
             for task in (watchdog, stopping, receive):
                 if task is not None:
@@ -319,155 +394,7 @@ class SalesforceCdcSource:
                 break
         return batch
 
-    async def _handle(self, batch: Sequence[dict[str, Any]], stop: asyncio.Event) -> None:
-        """Process a batch, retrying as the error says; returns early (nothing stored) on stop."""
-        attempt = 0
-        while not stop.is_set():
-            try:
-                with BATCH_SECONDS.time():
-                    await self._in_worker(self.processor.process, batch)
-            except Backpressure as exc:
-                self.health.dependency("salesforce", False, str(exc))
-                log.warning("Salesforce asks to slow down (%s): pausing %.0f s", exc, exc.retry_after)
-                await _sleep_unless(stop, exc.retry_after)
-                continue
-            except Retriable as exc:
-                self.health.dependency(SOURCE, False, f"{type(exc).__name__}: {exc}")
-                delay = self.retry.delay(attempt)
-                attempt += 1
-                log.warning("batch of %d events failed (%s); retrying in %.1f s", len(batch), exc, delay)
-                await _sleep_unless(stop, delay)
-                continue
-            except Exception as exc:
-                if len(batch) == 1:
-                    log.exception("dead-lettering an event the source cannot handle")
-                    await self._in_worker(self.processor.reject, batch[0], exc)
-                    return
-                log.warning("batch failed unexpectedly (%s): handling its events one by one", exc)
-                for message in batch:
-                    await self._handle([message], stop)
-                return
-            self.health.dependency("salesforce", True)
-            self.health.dependency(SOURCE, True)
-            self.health.progress(SOURCE)
-            return
-
-    async def _in_worker(self, function: Any, *args: Any) -> None:
-        async with self._work:
-            await asyncio.to_thread(function, *args)
-
 
 async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), seconds)
-
-
-# --- the process --------------------------------------------------------------------------------
-
-
-def main(argv: list[str] | None = None) -> None:
-    """`python -m connectors.salesforce.source`: run the CDC source until SIGINT/SIGTERM."""
-    import argparse
-
-    from confluent_kafka.schema_registry import SchemaRegistryClient
-
-    from connectors.salesforce.auth import AuthenticationFailed
-    from connectors.salesforce.change_processor import CanonicalPublisher
-    from connectors.salesforce.client import connect
-    from connectors.salesforce.config import load_salesforce_settings
-    from connectors.salesforce.record_mapper import RecordMapper
-    from connectors.salesforce.record_reader import RecordReader
-    from connectors.salesforce.source_mapping import MappingError, load_source_mapping
-    from sagesf.config import Settings, load_settings
-    from sagesf.dlq import DeadLetterWriter
-    from sagesf.logs import configure_logging, register_settings_secrets
-    from sagesf.metrics import MetricsServer
-    from sagesf.positions import PositionStore
-    from sagesf.producer import ConfirmedProducer
-    from sagesf.serde import SchemaRegistrationError
-
-    parser = argparse.ArgumentParser(
-        prog="python -m connectors.salesforce.source", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument("--log-level", default="INFO")
-    args = parser.parse_args(argv)
-    configure_logging(args.log_level, component=SOURCE)
-    quiet_close_noise()
-    try:
-        core = load_settings(Settings)
-        salesforce = load_salesforce_settings()
-        settings = load_source_settings()
-        mapping = load_source_mapping(settings.mapping_file)
-        check_channels(settings, mapping)
-    except (ConfigError, MappingError) as exc:
-        log.error("%s", exc)
-        raise SystemExit(2) from None
-    register_settings_secrets(core)
-    register_settings_secrets(salesforce)
-
-    health = Health()
-    server = MetricsServer(health, core.metrics.host, core.metrics.port)
-    producer = ConfirmedProducer(core.kafka)
-    try:
-        try:
-            connection = connect(salesforce)
-        except AuthenticationFailed as exc:
-            log.error("%s", exc)
-            raise SystemExit(2) from None
-        mapper = RecordMapper(mapping)
-        reader = RecordReader(connection.sf, mapping, settings.read_batch_size)
-        if settings.check_fields:
-            try:
-                reader.check_fields()
-            except MappingError as exc:
-                log.error("%s: %s", settings.mapping_file, exc)
-                raise SystemExit(2) from None
-        publisher = CanonicalPublisher(
-            producer,
-            SchemaRegistryClient(core.registry.client_config()),
-            DeadLetterWriter(producer, "salesforce-source", settings.dead_letter_topic),
-            auto_register=core.registry.auto_register,
-            topics=settings.topics,
-            timeout=settings.produce_timeout,
-        )
-        schemas = [
-            (s.topic, s.produces) for s in [*mapping.objects.values(), *mapping.platform_events.values()]
-        ]
-        try:
-            publisher.prepare([(topic, schema) for topic, schema in schemas if topic and schema])
-        except SchemaRegistrationError as exc:
-            log.error("%s", exc)
-            raise SystemExit(2) from None
-        positions = PositionStore(
-            core.kafka, settings.component, topic=settings.positions_topic, producer=producer
-        )
-        storage = PositionReplayStorage(positions)
-        processor = ChangeProcessor(
-            mapping=mapping,
-            reader=reader,
-            mapper=mapper,
-            publisher=publisher,
-            storage=storage,
-            echo_clients=[salesforce.call_options_client, *settings.echo_clients],
-            overflow_lookback_ms=int(settings.overflow_lookback_seconds * 1000),
-        )
-        source = SalesforceCdcSource(settings, connection, processor, storage, health)
-        asyncio.run(_run_until_signalled(source))
-    except ChannelRefused as exc:
-        log.error("%s", exc)
-        raise SystemExit(2) from None
-    finally:
-        producer.close()
-        server.stop()
-
-
-async def _run_until_signalled(source: SalesforceCdcSource) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await source.run(stop)
-
-
-if __name__ == "__main__":
-    main()

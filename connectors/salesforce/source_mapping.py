@@ -32,6 +32,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from sagesf.errors import MappingError
 from sagesf.schemas import SchemaError, schema_json
 
 __all__ = [
@@ -57,10 +58,6 @@ STRUCTURAL_FIELDS = frozenset(
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _PATH = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)*$")
 _CHANNEL = re.compile(r"^/event/[A-Za-z][A-Za-z0-9_]*__e$")
-
-
-class MappingError(ValueError):
-    """The mapping file is wrong; the message names the file, the entry and the reason."""
 
 
 # --- the file's shape ----------------------------------------------------------------------
@@ -435,10 +432,10 @@ def load_source_mapping(path: Path = DEFAULT_MAPPING_FILE) -> SourceMapping:
             f"{path}: {'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}"
             for err in exc.errors(include_url=False, include_input=False)
         ]
-        raise MappingError("\n".join(problems)) from None
+        raise MappingError(problems) from None
     problems = _Validator(mapping).problems()
     if problems:
-        raise MappingError("\n".join(f"{path}: {p}" for p in problems))
+        raise MappingError([f"{path}: {p}" for p in problems])
     return mapping
 
 

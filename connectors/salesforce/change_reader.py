@@ -1,10 +1,10 @@
-"""One batch of streaming events -> canonical records in Kafka -> stored replay positions.
+"""One batch of streaming events -> the canonical records they stand for, and the replay positions.
 
-What it owns: `ChangeProcessor.process(messages)`, the synchronous heart of the CDC source (the
-streaming loop in source.py hands it batches on a worker thread), `catch_up(channel, since)`,
-the read by modification time that replaces events lost to retention, and `CanonicalPublisher`,
-which encodes records (Confluent Avro, sagesf.serde) and sends them and dead letters through one
-`ConfirmedProducer`.
+What it owns: `ChangeReader.read(messages)`, the synchronous heart of the CDC source (source.py
+hands it the batches the streaming client delivered and gives what it returns, a sagesf.source
+`SourceBatch`, to the core SourceLoop), `catch_up(channel, since)`, the read by modification time
+that replaces events lost to retention, and `reject(message, error)` for a message that fails
+unexpectedly.
 
 How one batch goes, in this order:
 1. parse every message (connectors/salesforce/change_events.py); a malformed one is a dead
@@ -17,16 +17,17 @@ How one batch goes, in this order:
    since its commit time minus `overflow_lookback`;
 4. collapse to one target per record, read the live ones (and the deleted ones with queryAll)
    in batches of up to 200 IDs per query, with lines and account in the same query;
-5. produce each target the mapping produces, keyed by the canonical key. For objects with a
+5. map each target the mapping produces, keyed by the canonical key. For objects with a
    `when` state (Opportunity Closed Won, Order Activated) that is when one of the record's own
    events set the state field (its body says StageName = Closed Won) and the record read is
    still in the state, or a gap/catch-up read finds it in it, or it was deleted while in it:
    lines changing, other fields edited, or the record read late after its lines' events, make
    no second order. A record that cannot be mapped is a dead letter (the original event's
    bytes, the reason in Connect-style headers);
-6. Kafka acknowledges records and dead letters -> the channels' replay IDs are stored
-   (connectors/salesforce/replay_storage.py). A crash anywhere before that replays the batch:
-   at-least-once, with deterministic event IDs so consumers can tell a repeat.
+6. the batch goes back with the channels' new replay positions: the SourceLoop publishes it and
+   stores the positions (connectors/salesforce/replay_storage.py reads them back) only once
+   Kafka has the records. A crash anywhere before that replays the batch: at-least-once, with
+   deterministic event IDs so consumers can tell a repeat.
 
 Records read for a CREATE/UPDATE that are gone by the time of the read are skipped (the
 DELETE event that follows produces the deleted record). A deleted record that even queryAll no
@@ -44,13 +45,12 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-
-from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from connectors.salesforce.change_events import (
     GAP_TYPES,
@@ -63,7 +63,7 @@ from connectors.salesforce.change_events import (
     origin_client,
     parse_message,
 )
-from connectors.salesforce.record_mapper import MappedRecord, RecordMapper
+from connectors.salesforce.record_mapper import RecordMapper
 from connectors.salesforce.record_reader import RecordReader, is_record_id
 from connectors.salesforce.replay_storage import ChannelPosition, PositionReplayStorage
 from connectors.salesforce.source_mapping import ObjectMapping, SourceMapping
@@ -76,96 +76,44 @@ from connectors.salesforce.source_metrics import (
     GAP_EVENTS,
     SOURCE_RECORDS,
 )
-from sagesf.dlq import STAGE_TASK_POLL, DeadLetterWriter, FailedRecord
+from sagesf.dlq import FailedRecord
 from sagesf.errors import Permanent
-from sagesf.producer import ConfirmedProducer
-from sagesf.serde import AvroSerde
+from sagesf.publisher import CanonicalRecord
+from sagesf.source import Rejected, SourceBatch
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CanonicalPublisher", "ChangeProcessor"]
+__all__ = ["ChangeReader"]
 
 WHERE = "connectors.salesforce.source"
 ALL_CHANGE_EVENTS = "/data/ChangeEvents"
 CATCHUP_PAGE = 200
 
 
-class CanonicalPublisher:
-    """Encodes canonical records and sends them, and dead letters, through one producer."""
-
-    def __init__(
-        self,
-        producer: ConfirmedProducer,
-        registry: SchemaRegistryClient,
-        dead_letters: DeadLetterWriter,
-        *,
-        auto_register: bool,
-        topics: Mapping[str, str] | None = None,
-        timeout: float = 60.0,
-    ) -> None:
-        self.producer = producer
-        self.registry = registry
-        self.dead_letters = dead_letters
-        self.auto_register = auto_register
-        self.topics = dict(topics or {})
-        self.timeout = timeout
-        self._values: dict[tuple[str, str], AvroSerde] = {}
-        self._keys: dict[str, AvroSerde] = {}
-
-    def topic(self, name: str) -> str:
-        """The topic to write for a canonical topic name (after the configured overrides)."""
-        return self.topics.get(name, name)
-
-    def prepare(self, schemas_by_topic: Iterable[tuple[str, str]]) -> None:
-        """Resolve every schema id now, so an unregistered schema stops the start, not a batch."""
-        for topic, schema in schemas_by_topic:
-            self._value_serde(topic, schema).schema_id  # noqa: B018 - fetches and caches the id
-            self._key_serde(topic).schema_id  # noqa: B018
-
-    def _value_serde(self, topic: str, schema: str) -> AvroSerde:
-        found = self._values.get((topic, schema))
-        if found is None:
-            found = AvroSerde.canonical(
-                self.registry, schema, self.topic(topic), auto_register=self.auto_register
-            )
-            self._values[(topic, schema)] = found
-        return found
-
-    def _key_serde(self, topic: str) -> AvroSerde:
-        found = self._keys.get(topic)
-        if found is None:
-            found = AvroSerde.string_key(self.registry, self.topic(topic), auto_register=self.auto_register)
-            self._keys[topic] = found
-        return found
-
-    def send(self, record: MappedRecord) -> None:
-        """Encode and enqueue one record (SerdeError, a Permanent, if it does not fit its schema)."""
-        value = self._value_serde(record.topic, record.schema).encode(record.value)
-        key = self._key_serde(record.topic).encode(record.key)
-        self.producer.send(self.topic(record.topic), value, key, [("sagesf.source", b"salesforce")])
-
-    def dead_letter(self, items: Sequence[tuple[FailedRecord, BaseException]]) -> None:
-        """Write dead letters; returns after Kafka acknowledged them (and everything enqueued before)."""
-        self.dead_letters.send([(failed, error, STAGE_TASK_POLL, WHERE) for failed, error in items])
-
-    def confirm(self) -> None:
-        self.producer.confirm(self.timeout)
-
-
 @dataclass
 class _Batch:
     positions: dict[str, ChannelPosition]
     failed: list[tuple[FailedRecord, BaseException]]
+    records: list[CanonicalRecord]
+
+    def done(self, checkpoint: bool = True) -> SourceBatch:
+        """What the loop publishes; a checkpoint also stores the channels' positions."""
+        return SourceBatch(
+            records=self.records,
+            rejected=[Rejected(failed, error, WHERE) for failed, error in self.failed],
+            positions={channel: p.to_json() for channel, p in self.positions.items()} if checkpoint else None,
+        )
 
 
-class ChangeProcessor:
+class ChangeReader:
+    """Reads what change events point at and maps it (see the module doc)."""
+
     def __init__(
         self,
         *,
         mapping: SourceMapping,
         reader: RecordReader,
         mapper: RecordMapper,
-        publisher: CanonicalPublisher,
         storage: PositionReplayStorage,
         echo_clients: Iterable[str],
         overflow_lookback_ms: int = 300_000,
@@ -173,7 +121,6 @@ class ChangeProcessor:
         self.mapping = mapping
         self.reader = reader
         self.mapper = mapper
-        self.publisher = publisher
         self.storage = storage
         self.echo_clients = frozenset(echo_clients)
         self.overflow_lookback_ms = overflow_lookback_ms
@@ -188,9 +135,10 @@ class ChangeProcessor:
 
     # --- one batch ---------------------------------------------------------------------------
 
-    def process(self, messages: Sequence[Any]) -> None:
-        """Handle a batch of delivered messages end to end (see the module doc for the order)."""
-        batch = _Batch({}, [])
+    def read(self, messages: Sequence[Any]) -> Iterator[SourceBatch]:
+        """The records a batch of delivered messages stands for (see the module doc for the order);
+        the last batch is the checkpoint. A GAP_OVERFLOW's catch-up read comes page by page."""
+        batch = _Batch({}, [], [])
         changes: list[ChangeEvent] = []
         platform: list[PlatformEvent] = []
         for message in messages:
@@ -201,22 +149,26 @@ class ChangeProcessor:
                 changes.append(event)
         overflows = [e for e in changes if e.change_type == "GAP_OVERFLOW"]
         targets = collapse(self._items([e for e in changes if e.change_type != "GAP_OVERFLOW"]))
-        self._produce_targets(targets, batch.failed)
+        self._produce_targets(targets, batch)
         for event in platform:
-            self._produce_platform_event(event, batch.failed)
+            self._produce_platform_event(event, batch)
+        if overflows:  # send what was read first: a later read of the same record must come later
+            yield SourceBatch(records=batch.records)
+            batch.records = []
         for event in overflows:
             CATCHUP_READS.labels(event.channel, "gap_overflow").inc()
             log.warning(
                 "GAP_OVERFLOW on %s: re-reading %s modified since the overflow", event.channel, event.entity
             )
-            self._catch_up_entity(
-                event.entity, event.commit_timestamp_ms - self.overflow_lookback_ms, batch.failed
-            )
-        self._finish(batch)
+            for page in self._catch_up_entity(
+                event.entity, event.commit_timestamp_ms - self.overflow_lookback_ms
+            ):
+                yield page.done(checkpoint=False)
+        yield batch.done()
 
-    def reject(self, message: Any, error: BaseException) -> None:
-        """Dead-letter one message the processor failed on unexpectedly, and move past it."""
-        batch = _Batch({}, [])
+    def reject(self, message: Any, error: BaseException) -> SourceBatch:
+        """Dead-letter one message the reader failed on unexpectedly, and move past it."""
+        batch = _Batch({}, [], [])
         channel = str(message.get("channel", "?")) if isinstance(message, dict) else "?"
         replay_id = _replay_id(message)
         batch.failed.append((_failed(channel, replay_id, None, message), error))
@@ -224,15 +176,7 @@ class ChangeProcessor:
         if replay_id is not None:
             checkpoint = position.checkpoint_ms if position is not None else 0
             batch.positions[channel] = ChannelPosition(replay_id, checkpoint)
-        self._finish(batch)
-
-    def _finish(self, batch: _Batch) -> None:
-        if batch.failed:
-            for failed, error in batch.failed:
-                log.warning("dead letter from %s (replay id %s): %s", failed.topic, failed.offset, error)
-            self.publisher.dead_letter(batch.failed)
-        self.publisher.confirm()
-        self.storage.commit(batch.positions)
+        return batch.done()
 
     def _parse(self, message: Any, batch: _Batch) -> ChangeEvent | PlatformEvent | None:
         channel = str(message.get("channel", "?")) if isinstance(message, dict) else "?"
@@ -316,9 +260,7 @@ class ChangeProcessor:
 
     # --- reading and producing ----------------------------------------------------------------
 
-    def _produce_targets(
-        self, targets: list[Target], failed: list[tuple[FailedRecord, BaseException]]
-    ) -> None:
+    def _produce_targets(self, targets: list[Target], batch: _Batch) -> None:
         live: dict[str, list[str]] = defaultdict(list)
         gone: dict[str, list[str]] = defaultdict(list)
         for target in targets:
@@ -338,16 +280,14 @@ class ChangeProcessor:
                         field="recordIds",
                         value=target.record_id,
                     )
-                    failed.append((_failed_target(target, None), error))
+                    batch.failed.append((_failed_target(target, None), error))
                     SOURCE_RECORDS.labels(target.entity, "dead_letter").inc()
                 else:
                     SOURCE_RECORDS.labels(target.entity, "not_found").inc()
                 continue
-            self._produce_one(target, record, failed)
+            self._produce_one(target, record, batch)
 
-    def _produce_one(
-        self, target: Target, record: dict[str, Any], failed: list[tuple[FailedRecord, BaseException]]
-    ) -> None:
+    def _produce_one(self, target: Target, record: dict[str, Any], batch: _Batch) -> None:
         obj = self.mapping.producing(target.entity)
         assert obj is not None
         if not self._in_scope(obj, target, record):
@@ -361,11 +301,11 @@ class ChangeProcessor:
                 event_time_ms=target.commit_timestamp_ms,
                 deleted=target.deleted,
             )
-            self.publisher.send(mapped)
         except Permanent as exc:
-            failed.append((_failed_target(target, record), exc))
+            batch.failed.append((_failed_target(target, record), exc))
             SOURCE_RECORDS.labels(target.entity, "dead_letter").inc()
             return
+        batch.records.append(mapped)
         SOURCE_RECORDS.labels(target.entity, "produced").inc()
 
     def _in_scope(self, obj: ObjectMapping, target: Target, record: Mapping[str, Any]) -> bool:
@@ -380,9 +320,7 @@ class ChangeProcessor:
             return True
         return self.mapper.enters_state(target.entity, target.values)
 
-    def _produce_platform_event(
-        self, event: PlatformEvent, failed: list[tuple[FailedRecord, BaseException]]
-    ) -> None:
+    def _produce_platform_event(self, event: PlatformEvent, batch: _Batch) -> None:
         try:
             mapped = self.mapper.platform_event_record(
                 event.channel,
@@ -390,27 +328,30 @@ class ChangeProcessor:
                 event_id=event_uuid(event.channel, event.replay_id, event.payload.get("EventUuid", "")),
                 created_ms=event.created_ms,
             )
-            self.publisher.send(mapped)
         except Permanent as exc:
-            failed.append((_failed(event.channel, event.replay_id, None, event.raw), exc))
+            batch.failed.append((_failed(event.channel, event.replay_id, None, event.raw), exc))
+            return
+        batch.records.append(mapped)
 
     # --- catch-up reads -----------------------------------------------------------------------
 
-    def catch_up(self, channel: str, since_ms: int, reason: str) -> None:
-        """Produce every record of the channel's objects modified since `since_ms`, then confirm."""
+    def catch_up(self, channel: str, since_ms: int, reason: str) -> Iterator[SourceBatch]:
+        """Every record of the channel's objects modified since `since_ms`, page by page; the last
+        batch moves the channel to a by-time position at its old checkpoint (the stream then
+        continues with -2, skipping retained events older than it)."""
         CATCHUP_READS.labels(channel, reason).inc()
-        failed: list[tuple[FailedRecord, BaseException]] = []
         for entity in self.entities(channel):
-            self._catch_up_entity(entity, since_ms, failed)
-        if failed:
-            self.publisher.dead_letter(failed)
-        self.publisher.confirm()
+            for page in self._catch_up_entity(entity, since_ms):
+                yield page.done(checkpoint=False)
+        current = self.storage.position(channel)
+        checkpoint = current.checkpoint_ms if current is not None else int(time.time() * 1000)
+        yield SourceBatch(positions={channel: ChannelPosition(None, checkpoint).to_json()})
 
-    def _catch_up_entity(
-        self, entity: str, since_ms: int, failed: list[tuple[FailedRecord, BaseException]]
-    ) -> None:
+    def _catch_up_entity(self, entity: str, since_ms: int) -> Iterator[_Batch]:
+        """Pages of at most CATCHUP_PAGE records modified since `since_ms` (a page has no positions)."""
         obj = self.mapping.objects[entity]
         page: list[tuple[str, str, ChangeEvent | None, str, int, str]] = []
+        batch = _Batch({}, [], [])
         count = 0
         for record in self.reader.modified_since(entity, since_ms):
             count += 1
@@ -421,16 +362,21 @@ class ChangeProcessor:
             if obj.parent is None:
                 deleted = bool(record.get("IsDeleted"))
                 target = Target(entity, record_id, deleted, True, {}, stamp_ms, event_id, None)
-                self._produce_one(target, record, failed)
-                continue
-            parent_id = record.get(obj.parent.field)
-            if parent_id:
-                page.append((obj.parent.object, str(parent_id), None, "CATCHUP", stamp_ms, event_id))
-            if len(page) >= CATCHUP_PAGE:
-                self._produce_targets(collapse(page), failed)
-                page = []
+                self._produce_one(target, record, batch)
+            else:
+                parent_id = record.get(obj.parent.field)
+                if parent_id:
+                    page.append((obj.parent.object, str(parent_id), None, "CATCHUP", stamp_ms, event_id))
+                if len(page) >= CATCHUP_PAGE:
+                    self._produce_targets(collapse(page), batch)
+                    page = []
+            if len(batch.records) + len(batch.failed) >= CATCHUP_PAGE:
+                yield batch
+                batch = _Batch({}, [], [])
         if page:
-            self._produce_targets(collapse(page), failed)
+            self._produce_targets(collapse(page), batch)
+        if batch.records or batch.failed:
+            yield batch
         CATCHUP_RECORDS.labels(entity).inc(count)
         log.info("catch-up read of %s since %d ms found %d records", entity, since_ms, count)
 

@@ -1,50 +1,19 @@
-"""The consumer loop every sink and processor stage runs: batch in, outcomes out, then commit.
-
-Order per batch (written down in STYLE.md and tested): decode -> handle -> dead-letter the
-permanent failures (acknowledged by Kafka) -> commit the offsets, synchronously. Auto-commit is
-off, so a crash anywhere before the commit redelivers the batch (at-least-once; every sink is
-idempotent on its own key, so a redelivery has no second effect).
-
-What a handler returns or raises decides what happens (sagesf.errors):
-- per-record `None`: done. Per-record `Permanent` (or any other exception): that record goes to
-  the dead-letter topic; the others go on.
-- `Retriable` (raised for the batch, or returned for some records): those records are handled
-  again after an exponential backoff with jitter; offsets are not committed meanwhile. With
-  `max_retry_seconds` set, giving up raises `RetriesExhausted` out of `run()`: the process stops
-  without committing and a restart redelivers. Nothing is dropped.
-- `Backpressure(retry_after)`: the partitions are paused for `retry_after` seconds, then the same
-  records are handled again; this never counts against the retry budget.
-- an unexpected exception raised for a whole batch of several records: the batch is handled
-  again one record at a time, so a poison record is isolated and dead-lettered alone.
-While waiting the loop keeps polling (paused), so the group does not evict the consumer.
-Records that cannot be decoded go to the dead-letter topic with stage VALUE_CONVERTER.
-
-Health and lag (sagesf.metrics): with records in hand the stage reports them pending, so a
-handler that never returns turns /healthz "unhealthy" after `Health.stall_after`; after each
-batch (and each empty poll) it reports the consumer lag of its assignment as pending, exported
-as `sagesf_consumer_lag{stage,group,topic,partition}`: lag that stays while nothing is consumed is a
-stalled consumer too. Backpressure pauses and retry backoffs are reported as `blocked`
-("degraded": the process is alive and waits on purpose). Each committed record's age (now minus
-its event time: the Kafka timestamp, or what `event_time` returns) is observed in
-`sagesf_end_to_end_latency_seconds{stage}`. The lag is high watermark minus position, from the
-client's cached watermarks (no broker round trip); a partition with no consumed record yet uses
-its committed offset, asked at most every `LAG_REFRESH_SECONDS`.
-"""
+"""The sink role: a connector writes a batch of consumed records to its system and says, per record,
+how it went and what to answer; `SinkLoop` consumes, publishes the answers, dead-letters, commits."""
 
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from sagesf.config import KafkaSettings
-from sagesf.dlq import STAGE_TASK_PUT, STAGE_VALUE_CONVERTER, DeadLetterWriter, FailedRecord
+from sagesf.dlq import STAGE_TASK_PUT, STAGE_VALUE_CONVERTER, FailedRecord
 from sagesf.errors import Backpressure, Permanent, Retriable
 from sagesf.metrics import (
     BACKPRESSURE_SECONDS,
@@ -56,8 +25,14 @@ from sagesf.metrics import (
     RETRIES,
     Health,
 )
+from sagesf.publisher import CanonicalPublisher, CanonicalRecord, DeadLetterItem
+from sagesf.retry import RetriesExhausted, RetryPolicy
 
 log = logging.getLogger(__name__)
+
+__all__ = ["Decoder", "Inbound", "Outcome", "Sink", "SinkLoop", "kafka_timestamp"]
+
+LAG_REFRESH_SECONDS = 30.0
 
 
 @dataclass
@@ -80,38 +55,70 @@ class Inbound:
         )
 
 
-Outcome = BaseException | None
-BatchHandler = Callable[[Sequence[Inbound]], Sequence[Outcome] | None]
+@dataclass(frozen=True)
+class Outcome:
+    """How writing one record went, and what to answer.
+
+    `error` None: written. A `Retriable` or `Backpressure`: write it again later (no answer is
+    published for it now). Any other error (a `Permanent`): dead-lettered. `result`, if any, is
+    published (before the offset is committed) whenever the record is done or dead-lettered.
+    """
+
+    error: BaseException | None = None
+    result: CanonicalRecord | None = None
+
+    @property
+    def again(self) -> bool:
+        return isinstance(self.error, Retriable | Backpressure)
+
+
+class Sink(Protocol):
+    """A sink connector: implement `write`.
+
+    `write(batch)` gets decoded records (`Inbound.key`, `.value`) in partition order and returns
+    one outcome per record, in order: an `Outcome`, or the shorthands `None` (written, no answer)
+    and an exception (that error, no answer). It may raise instead: `Retriable`/`Backpressure`
+    for the whole batch; anything else makes the loop write the records one by one, so a poison
+    record is isolated. Writes must be idempotent: a crash before the commit redelivers them.
+    `name` is the stage: dead letters go to `dlq.<name>.v1`.
+    """
+
+    name: str
+
+    def write(self, batch: Sequence[Inbound]) -> Sequence[Outcome | BaseException | None]: ...
+
+
 Decoder = Callable[[Inbound], None]  # fills in .key / .value, raises on bad bytes
 EventTime = Callable[[Inbound], float | None]  # epoch seconds of a record's event, None: unknown
-LAG_REFRESH_SECONDS = 30.0
 
 
-class RetriesExhausted(RuntimeError):
-    """A retriable failure outlasted `max_retry_seconds`; the batch stays uncommitted."""
+class SinkLoop:
+    """Consumes a sink's input topics and drives its `write` (see `run_once` for the order).
 
+    What an outcome decides (sagesf.errors): done -> counted; `Permanent` (or any other error)
+    -> dead letter, the others go on; `Retriable` -> written again after an exponential backoff
+    with jitter, nothing committed meanwhile (with `max_retry_seconds`, giving up raises
+    `RetriesExhausted` out of `run()`: the process stops uncommitted and a restart redelivers);
+    `Backpressure(retry_after)` -> partitions paused that long, then written again, never counted
+    against the retry budget. While waiting the loop keeps polling (paused) so the group keeps it.
+    Records that cannot be decoded are dead letters with Connect stage VALUE_CONVERTER.
 
-@dataclass
-class RetryPolicy:
-    initial: float = 0.2
-    maximum: float = 30.0
-    max_retry_seconds: float | None = None  # None: keep retrying (the health endpoint says degraded)
+    Health and lag (sagesf.metrics): records in hand are reported pending, so a `write` that never
+    returns turns /healthz unhealthy after `Health.stall_after`; after each batch the consumer lag
+    of the assignment (`sagesf_consumer_lag{stage,group,topic,partition}`, from the client's cached
+    watermarks) is pending: lag that stays while nothing is consumed is a stall too. Pauses and
+    backoffs report `blocked` (degraded, waiting on purpose). Each committed record's age (now minus
+    its Kafka timestamp, or `event_time`) goes to `sagesf_end_to_end_latency_seconds{stage}`.
+    """
 
-    def delay(self, attempt: int) -> float:
-        base: float = min(self.maximum, self.initial * (2 ** min(attempt, 30)))
-        return base * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not security
-
-
-class ConsumerLoop:
     def __init__(
         self,
         *,
         kafka: KafkaSettings,
         group_id: str,
         topics: Sequence[str],
-        stage: str,
-        handler: BatchHandler,
-        dead_letters: DeadLetterWriter,
+        sink: Sink,
+        publisher: CanonicalPublisher,
         decode: Decoder | None = None,
         batch_size: int = 500,
         batch_timeout: float = 0.5,
@@ -132,17 +139,17 @@ class ConsumerLoop:
         self.consumer = Consumer(conf)
         self._starts_latest = conf["auto.offset.reset"] in ("latest", "largest", "end")
         self.consumer.subscribe(list(topics))
-        self.stage = stage
+        self.sink = sink
+        self.stage = sink.name
         self.group_id = group_id
-        self.handler = handler
+        self.publisher = publisher
         self.decode = decode
-        self.dead_letters = dead_letters
         self.batch_size = batch_size
         self.batch_timeout = batch_timeout
         self.retry = retry or RetryPolicy()
         self.health = health
         self.event_time = event_time or kafka_timestamp
-        self.where = getattr(handler, "__qualname__", type(handler).__qualname__)
+        self.where = f"{type(sink).__module__}.{type(sink).__qualname__}"
         self._committed: dict[tuple[str, int], int] = {}  # committed offset per partition, -1: none
         self._committed_asked = 0.0
         self._assigned: set[tuple[str, int]] = set()
@@ -160,7 +167,19 @@ class ConsumerLoop:
                 return
 
     def run_once(self) -> int:
-        """Consume one batch, handle it completely, commit. Returns how many records it held."""
+        """Consume one batch, write it completely, commit. Returns how many records it held.
+
+        The order, which is what makes a crash anywhere lose nothing and write nothing twice
+        (the sink's writes being idempotent):
+        1. consume up to `batch_size` records (or what arrives within `batch_timeout`);
+        2. decode them; those that cannot be decoded are dead-lettered (acknowledged by Kafka);
+        3. write them with the sink; per outcome, publish its answer (`Outcome.result`) and
+           dead-letter the failures, and wait until Kafka acknowledged both;
+        4. write the retriable ones again (backoff, or a pause for backpressure) until none is
+           left, repeating 3 each time;
+        5. commit the batch's offsets, synchronously.
+        """
+        # 1.
         messages = self.consumer.consume(self.batch_size, self.batch_timeout)
         batch = [self._inbound(m) for m in messages if self._usable(m)]
         if not batch:
@@ -176,8 +195,11 @@ class ConsumerLoop:
             self.health.waiting(self.stage, len(batch))
         for rec in batch:
             RECORDS_IN.labels(self.stage, rec.topic).inc()
+        # 2.
         decoded = self._decode(batch)
-        self._handle(decoded)
+        # 3. and 4.
+        self._write(decoded)
+        # 5.
         self._commit(batch)
         BATCH_SECONDS.labels(self.stage).observe(time.monotonic() - started)
         self._observe_latency(batch)
@@ -300,7 +322,7 @@ class ConsumerLoop:
         if self.decode is None:
             return batch
         good: list[Inbound] = []
-        bad: list[tuple[FailedRecord, BaseException, str, str]] = []
+        bad: list[DeadLetterItem] = []
         for rec in batch:
             try:
                 self.decode(rec)
@@ -308,37 +330,26 @@ class ConsumerLoop:
                 bad.append((rec.failed(), exc, STAGE_VALUE_CONVERTER, _name(self.decode)))
             else:
                 good.append(rec)
-        self.dead_letters.send(bad)
+        if bad:
+            self.publisher.dead_letter(bad)
         return good
 
-    def _handle(self, batch: list[Inbound]) -> None:
+    def _write(self, batch: list[Inbound]) -> None:
         pending = batch
         attempt = 0
         first_failure: float | None = None
         while pending:
             outcomes = self._call(pending)
-            retry: list[Inbound] = []
-            dead: list[tuple[FailedRecord, BaseException, str, str]] = []
-            pause = 0.0
-            for rec, outcome in zip(pending, outcomes, strict=True):
-                if outcome is None:
-                    RECORDS_DONE.labels(self.stage).inc()
-                elif isinstance(outcome, Backpressure):
-                    retry.append(rec)
-                    pause = max(pause, outcome.retry_after)
-                elif isinstance(outcome, Retriable):
-                    retry.append(rec)
-                else:
-                    dead.append((rec.failed(), outcome, STAGE_TASK_PUT, self.where))
-            self.dead_letters.send(dead)
+            try:
+                self._answer(pending, outcomes)
+            except Retriable as exc:  # Kafka did not take the answers: write the records again
+                outcomes = [Outcome(exc)] * len(pending)
+            retry = [rec for rec, outcome in zip(pending, outcomes, strict=True) if outcome.again]
             if not retry:
                 break
-            backpressure = all(
-                isinstance(o, Backpressure)
-                for o in outcomes
-                if o is not None and isinstance(o, Retriable | Backpressure)
-            )
-            if backpressure:
+            errors = [o.error for o in outcomes if o.again]
+            if all(isinstance(e, Backpressure) for e in errors):
+                pause = max(e.retry_after for e in errors if isinstance(e, Backpressure))
                 log.warning("%s: backpressure, pausing %.1f s", self.stage, pause)
                 if self.health is not None:
                     self.health.blocked(self.stage, len(retry), pause, f"backpressure: paused {pause:.0f} s")
@@ -355,28 +366,53 @@ class ConsumerLoop:
                 RETRIES.labels(self.stage).inc()
                 log.warning("%s: retriable failure, retry %d in %.2f s", self.stage, attempt, delay)
                 if self.health is not None:
-                    reason = next((str(o) for o in outcomes if isinstance(o, Retriable)), "retriable failure")
+                    reason = next((str(e) for e in errors if isinstance(e, Retriable)), "retriable failure")
                     self.health.blocked(self.stage, len(retry), delay, f"retry {attempt}: {reason}"[:200])
                 self._wait(delay)
             pending = retry
 
+    def _answer(self, pending: list[Inbound], outcomes: list[Outcome]) -> None:
+        """Publish the answers of the records that are done or failed for good, dead-letter the
+        failures, and wait until Kafka has all of it (Retriable otherwise)."""
+        dead: list[DeadLetterItem] = []
+        answered = False
+        for rec, outcome in zip(pending, outcomes, strict=True):
+            if outcome.again:
+                continue
+            error = outcome.error
+            if outcome.result is not None:
+                try:
+                    self.publisher.send(outcome.result)
+                    answered = True
+                except Permanent as exc:  # an answer that does not fit its schema: a bug, said loudly
+                    log.error(
+                        "%s: the answer to %s does not fit its schema: %s", self.stage, rec.failed(), exc
+                    )
+                    error = error or exc
+            if error is None:
+                RECORDS_DONE.labels(self.stage).inc()
+            else:
+                dead.append((rec.failed(), error, STAGE_TASK_PUT, self.where))
+        if dead:
+            self.publisher.dead_letter(dead)  # waits for the answers sent before it too
+        elif answered:
+            self.publisher.confirm()
+
     def _call(self, pending: list[Inbound]) -> list[Outcome]:
-        """Run the handler; turn a raised exception into per-record outcomes."""
+        """Run the sink; turn what it returns or raises into one Outcome per record."""
         try:
-            outcomes = self.handler(pending)
+            returned = self.sink.write(pending)
         except (Retriable, Backpressure) as exc:
-            return [exc] * len(pending)
-        except Exception as exc:  # noqa: BLE001 - isolate the poison record, see the module doc
+            return [Outcome(exc)] * len(pending)
+        except Exception as exc:  # noqa: BLE001 - isolate the poison record, see the class doc
             if len(pending) == 1:
-                return [exc]
-            log.warning("%s: batch failed (%s); handling its records one by one", self.stage, exc)
+                return [Outcome(exc)]
+            log.warning("%s: batch failed (%s); writing its records one by one", self.stage, exc)
             return [self._call([rec])[0] for rec in pending]
-        if outcomes is None:
-            return [None] * len(pending)
-        outcomes = list(outcomes)
+        outcomes = list(returned)
         if len(outcomes) != len(pending):
             raise RuntimeError(f"{self.where} returned {len(outcomes)} outcomes for {len(pending)} records")
-        return [o if o is None or isinstance(o, BaseException) else Permanent(str(o)) for o in outcomes]
+        return [_outcome(o) for o in outcomes]
 
     def _wait(self, seconds: float) -> None:
         """Sleep while staying in the group: pause the partitions and keep polling."""
@@ -411,6 +447,14 @@ class ConsumerLoop:
             log.warning("%s: commit failed (%s); the records will be redelivered", self.stage, exc)
 
 
+def _outcome(returned: Outcome | BaseException | None) -> Outcome:
+    if isinstance(returned, Outcome):
+        return returned
+    if returned is None or isinstance(returned, BaseException):
+        return Outcome(returned)
+    return Outcome(Permanent(str(returned)))
+
+
 def kafka_timestamp(rec: Inbound) -> float | None:
     """A record's Kafka timestamp (its producer's create time) in epoch seconds."""
     return rec.timestamp_ms / 1000.0 if rec.timestamp_ms > 0 else None
@@ -418,64 +462,3 @@ def kafka_timestamp(rec: Inbound) -> float | None:
 
 def _name(obj: object) -> str:
     return getattr(obj, "__qualname__", type(obj).__qualname__)
-
-
-class GroupLag:
-    """Consumer lag of a group that does not run through ConsumerLoop (faust's processors).
-
-    Reads the group's committed offsets and the partitions' high watermarks with a consumer that
-    never joins the group, sets `sagesf_consumer_lag` per partition, and tells `health` how much
-    work is pending per stage (`Health.waiting`): a stage whose handler stops making progress
-    with records waiting turns /healthz unhealthy after `stall_after`, so a liveness probe
-    restarts a stalled worker. A partition without a committed offset counts from its low
-    watermark. Cost: one metadata, one committed-offsets and one watermark request per partition
-    per call; call it every few seconds, not per record.
-    """
-
-    def __init__(
-        self, kafka: KafkaSettings, group_id: str, stages: dict[str, str], health: Health | None = None
-    ) -> None:
-        self.group_id = group_id
-        self.stages = stages  # topic -> stage
-        self.health = health
-        self._consumer = Consumer(
-            {**kafka.client_config(), "group.id": group_id, "enable.auto.commit": False}
-        )
-
-    def measure(self, timeout: float = 10.0) -> dict[str, int]:
-        """Pending records per stage, now."""
-        metadata = self._consumer.list_topics(timeout=timeout).topics
-        partitions = [
-            TopicPartition(topic, p)
-            for topic in self.stages
-            if topic in metadata and metadata[topic].error is None
-            for p in metadata[topic].partitions
-        ]
-        pending: dict[str, int] = dict.fromkeys(self.stages.values(), 0)
-        if not partitions:
-            return pending
-        for tp in self._consumer.committed(partitions, timeout=timeout):
-            low, high = self._consumer.get_watermark_offsets(
-                TopicPartition(tp.topic, tp.partition), timeout=timeout
-            )
-            position = tp.offset if tp.offset >= 0 else low
-            lag = max(0, high - position)
-            stage = self.stages[tp.topic]
-            CONSUMER_LAG.labels(stage, self.group_id, tp.topic, str(tp.partition)).set(lag)
-            pending[stage] += lag
-        if self.health is not None:
-            for stage, count in pending.items():
-                self.health.waiting(stage, count)
-        return pending
-
-    def close(self) -> None:
-        self._consumer.close()
-
-
-def close_in_order(closers: Sequence[Callable[[], None]]) -> None:
-    """Call each closer in order; one that fails is logged and the rest still run."""
-    for close in closers:
-        try:
-            close()
-        except Exception as exc:  # noqa: BLE001 - closing the rest matters more
-            log.warning("closing failed: %s", exc)

@@ -1,0 +1,213 @@
+"""The Sage 100 connector's two processes, as sagesf.runner components: `sagesf run sage-source`
+and `sagesf run sage-sink`. Each builder assembles the parts from the settings and hands the
+core loops a connector role (`SageSource`; `SageCommandSink` and `CreditCheckResponder`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from connectors.sage100.availability import CircuitBreaker
+from connectors.sage100.boi_writer import BoiSageWriter, BoiSettings
+from connectors.sage100.commands import parse_command
+from connectors.sage100.config import Sage100Settings, SageSinkSettings
+from connectors.sage100.credit import CreditCheckResponder, CreditRules, RequestDecoder
+from connectors.sage100.customer_numbers import CustomerNumbering
+from connectors.sage100.odbc import SageOdbc
+from connectors.sage100.reads import SqlSageReads
+from connectors.sage100.sink import SageCommandSink
+from connectors.sage100.source import SageSource
+from connectors.sage100.sql_writer import SqlSageWriter
+from connectors.sage100.validation import CommandValidator, ValidationRules
+from connectors.sage100.writes import SageWriter
+from sagesf import topic_names
+from sagesf.config import ConfigError
+from sagesf.positions import PositionStore
+from sagesf.runner import Component, Concurrently, Process, Runnable
+from sagesf.serde import AvroDecoder, AvroSerde
+from sagesf.sink import Sink, SinkLoop
+from sagesf.source import SourceLoop
+
+__all__ = ["SAGE_SINK", "SAGE_SOURCE", "build_command_loop", "build_credit_loop"]
+
+
+def build_source(process: Process) -> SourceLoop:
+    """The source loop: positions read back first, so a restarted source resumes where it stopped."""
+
+    sage = process.settings(Sage100Settings)
+    options = sage.source
+    producer = process.producer()
+    positions = PositionStore(process.core.kafka, options.component, options.positions_topic, producer)
+    source = SageSource(sage, positions.load(), health=process.health)
+    process.closing(source.close, "the Sage ODBC connection")
+    publisher = process.publisher(
+        source.name,
+        producer=producer,
+        dead_letter_topic=options.dead_letter_topic,
+        timeout=options.produce_timeout,
+    )
+    return SourceLoop(source, publisher, positions, health=process.health)
+
+
+def build_sink(process: Process) -> Runnable:
+    """The command sink and, unless disabled, the credit responder, each on its own thread."""
+    loops: dict[str, Runnable] = {"sage-sink": build_command_loop(process)}
+    if process.settings(SageSinkSettings).credit_enabled:
+        loops["credit"] = build_credit_loop(process)
+    return Concurrently(loops)
+
+
+def build_command_loop(
+    process: Process, writer_factory: Callable[[SageOdbc, SqlSageReads], SageWriter] | None = None
+) -> SinkLoop:
+    """The command sink's loop on its own ODBC connection; `writer_factory(odbc, reads)` replaces
+    the configured writer backend (tests)."""
+
+    sage, sink = process.settings(Sage100Settings), process.settings(SageSinkSettings)
+    tables, udf = sage.tables(), sage.salesforce_id_udf
+    odbc = _odbc(process, sage, "sage-sink")
+    reads = SqlSageReads(odbc, tables, order_udf=udf, customer_udf=udf)
+    writer: SageWriter
+    if writer_factory is not None:
+        writer = writer_factory(odbc, reads)
+    elif sink.writer == "boi":
+        if sink.boi is None:
+            raise ConfigError(
+                "SAGESF_SAGE_SINK__BOI__HOME_PATH, __USER, __PASSWORD, __COMPANY: needed by writer 'boi'"
+            )
+        login = sink.boi
+        writer = BoiSageWriter(
+            BoiSettings(
+                login.home_path,
+                login.user,
+                login.password.get_secret_value(),
+                login.company,
+                login.date_format,
+            ),
+            order_udf=udf,
+            find_existing_order=reads.order_by_salesforce_id,
+        )
+    else:
+        writer = SqlSageWriter(
+            odbc,
+            tables,
+            user_key=sage.integration_user_key,
+            zone=sage.zone,
+            order_udf=udf,
+            customer_udf=udf,
+            time_pad=sage.time_pad,
+        )
+        writer.check()
+    process.closing(writer.close, "the Sage writer")
+    handler = SageCommandSink(
+        reads=reads,
+        writer=writer,
+        validator=CommandValidator(
+            reads,
+            ValidationRules(
+                default_division=sink.default_division,
+                taxable_classes=frozenset(sink.taxable_classes),
+                customer_status_codes=sink.customer_status_codes,
+                order_udf=udf,
+                customer_udf=udf,
+            ),
+            tables,
+        ),
+        numbering=CustomerNumbering(
+            sink.numbering_scheme, sink.numbering_prefix, sink.numbering_digits, sink.numbering_name_length
+        ),
+        results_topic=sink.results_topic,
+        breaker=CircuitBreaker(SageCommandSink.name, health=process.health),
+        customer_udf=udf,
+        default_division=sink.default_division,
+    )
+    auto = process.core.registry.auto_register
+    return _loop(
+        process,
+        handler,
+        sink.group_id,
+        sink.commands_topic,
+        sink.dead_letter_topic,
+        AvroDecoder.for_topic(
+            process.registry, sink.commands_topic, "SageCommand", auto_register=auto, parse=parse_command
+        ),
+    )
+
+
+def build_credit_loop(process: Process) -> SinkLoop:
+    """The credit responder's loop, on its own ODBC connection."""
+
+    sage, sink = process.settings(Sage100Settings), process.settings(SageSinkSettings)
+    udf = sage.salesforce_id_udf
+    reads = SqlSageReads(_odbc(process, sage, "credit"), sage.tables(), order_udf=udf, customer_udf=udf)
+    responder = CreditCheckResponder(
+        reads=reads,
+        replies_topic=sink.credit_replies_topic,
+        breaker=CircuitBreaker(CreditCheckResponder.name, health=process.health),
+        rules=CreditRules(
+            currency_code=sink.currency_code,
+            open_statuses=tuple(sink.open_order_statuses),
+            active_statuses=frozenset(sink.active_customer_statuses),
+            zero_limit_is_unlimited=sink.zero_credit_limit_is_unlimited,
+            default_division=sink.default_division,
+        ),
+    )
+    registry, auto, topic = process.registry, process.core.registry.auto_register, sink.credit_requests_topic
+    decoder = RequestDecoder(
+        AvroSerde.string_key(registry, topic, auto_register=auto),
+        AvroSerde.canonical(registry, "CreditCheckRequest", topic, auto_register=auto),
+    )
+    return _loop(process, responder, sink.credit_group_id, topic, sink.credit_dead_letter_topic, decoder)
+
+
+def _loop(
+    process: Process,
+    sink: Sink,
+    group_id: str,
+    topic: str,
+    dead_letter_topic: str | None,
+    decode: Callable[..., None],
+) -> SinkLoop:
+    options = process.settings(SageSinkSettings)
+    loop = SinkLoop(
+        kafka=process.core.kafka,
+        group_id=group_id,
+        topics=[topic],
+        sink=sink,
+        publisher=process.publisher(sink.name, dead_letter_topic=dead_letter_topic),
+        decode=decode,
+        batch_size=options.batch_size,
+        health=process.health,
+        extra_config=options.consumer_config,
+    )
+    process.closing(loop.close, f"the {sink.name} consumer")
+    return loop
+
+
+def _odbc(process: Process, sage: Sage100Settings, name: str) -> SageOdbc:
+
+    odbc = SageOdbc(
+        sage.odbc_connection_string(),
+        query_timeout=sage.query_timeout,
+        login_timeout=sage.login_timeout,
+        name=name,
+    )
+    process.closing(odbc.close, f"the {name} ODBC connection")
+    return odbc
+
+
+SAGE_SOURCE = Component(
+    name="sage-source",
+    summary="Sage 100 rows changed since the last poll (ODBC) -> canonical records on customer.v1, "
+    "item.v1, inventory.v1 and orderstatus.v1.",
+    build=build_source,
+    settings=(Sage100Settings,),
+    once=True,
+)
+SAGE_SINK = Component(
+    name="sage-sink",
+    summary=f"Commands on {topic_names.SAGE_COMMANDS} written to Sage 100 (ODBC/SQL or BOI), answered on "
+    f"{topic_names.SAGE_RESULTS}; credit checks on {topic_names.CREDIT_REQUESTS} answered on "
+    f"{topic_names.CREDIT_REPLIES}.",
+    build=build_sink,
+    settings=(Sage100Settings, SageSinkSettings),
+)

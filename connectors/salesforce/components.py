@@ -1,0 +1,131 @@
+"""The Salesforce connector's two processes, as sagesf.runner components: `sagesf run
+salesforce-source` and `sagesf run salesforce-sink`. Each builder logs in, assembles the parts
+from the settings and hands the core loops a connector role (`SalesforceCdcSource`,
+`SalesforceSink`)."""
+
+from __future__ import annotations
+
+from connectors.salesforce.budget import ApiBudget
+from connectors.salesforce.change_reader import ChangeReader
+from connectors.salesforce.client import SalesforceConnection, connect
+from connectors.salesforce.config import SalesforceSettings
+from connectors.salesforce.record_mapper import RecordMapper
+from connectors.salesforce.record_reader import RecordReader
+from connectors.salesforce.replay_storage import PositionReplayStorage
+from connectors.salesforce.sink import SalesforceSink
+from connectors.salesforce.source import SalesforceCdcSource, SalesforceSourceSettings, check_channels
+from connectors.salesforce.source_mapping import load_source_mapping
+from connectors.salesforce.streaming_client import quiet_close_noise
+from connectors.salesforce.writer import SalesforceWriter
+from sagesf import topic_names
+from sagesf.positions import PositionStore
+from sagesf.retry import RetryPolicy
+from sagesf.runner import Component, Process
+from sagesf.serde import AvroDecoder
+from sagesf.sink import SinkLoop
+from sagesf.source import SourceLoop
+
+__all__ = ["SALESFORCE_SINK", "SALESFORCE_SOURCE", "build_sink_loop", "build_source"]
+
+
+def build_source(process: Process) -> SourceLoop:
+    """The CDC source: the mapping checked against the org and the registry before streaming."""
+    salesforce = process.settings(SalesforceSettings)
+    settings = process.settings(SalesforceSourceSettings)
+    mapping = load_source_mapping(settings.mapping_file)
+    check_channels(settings, mapping)
+    quiet_close_noise()
+    connection = _connect(process, salesforce)
+    reader = RecordReader(connection.sf, mapping, settings.read_batch_size)
+    if settings.check_fields:
+        reader.check_fields()
+    producer = process.producer()
+    publisher = process.publisher(
+        SalesforceCdcSource.name,
+        producer=producer,
+        topics=settings.topics,
+        dead_letter_topic=settings.dead_letter_topic,
+        timeout=settings.produce_timeout,
+    )
+    publisher.prepare(
+        (spec.topic, spec.produces)
+        for spec in [*mapping.objects.values(), *mapping.platform_events.values()]
+        if spec.topic and spec.produces
+    )
+    positions = PositionStore(process.core.kafka, settings.component, settings.positions_topic, producer)
+    storage = PositionReplayStorage(positions)
+    changes = ChangeReader(
+        mapping=mapping,
+        reader=reader,
+        mapper=RecordMapper(mapping),
+        storage=storage,
+        echo_clients=[salesforce.call_options_client, *settings.echo_clients],
+        overflow_lookback_ms=int(settings.overflow_lookback_seconds * 1000),
+    )
+    source = SalesforceCdcSource(settings, connection, changes, storage, process.health)
+    source.start()
+    process.closing(source.close, "the streaming client")
+    retry = RetryPolicy(initial=settings.retry_initial, maximum=settings.retry_maximum)
+    return SourceLoop(source, publisher, positions, health=process.health, retry=retry)
+
+
+def build_sink_loop(
+    process: Process, *, connection: SalesforceConnection | None = None, retry: RetryPolicy | None = None
+) -> SinkLoop:
+    """The sink's loop; logs in unless given a connection (which the caller then closes)."""
+    settings = process.settings(SalesforceSettings)
+    conn = connection or _connect(process, settings)
+    budget = ApiBudget(settings.api_budget_share, settings.budget_recheck_seconds)
+    conn.add_listener(budget.listener)
+    writer = SalesforceWriter(
+        conn,
+        budget,
+        bulk_threshold=settings.bulk_threshold,
+        rate_limit_pause=settings.rate_limit_pause,
+        poll_interval=settings.bulk_poll_interval,
+        bulk_timeout=settings.bulk_timeout,
+    )
+    options = settings.sink
+    sink = SalesforceSink(writer=writer, results_topic=options.results_topic, health=process.health)
+    loop = SinkLoop(
+        kafka=process.core.kafka,
+        group_id=options.group_id,
+        topics=[options.commands_topic],
+        sink=sink,
+        publisher=process.publisher(sink.name, dead_letter_topic=options.dead_letter_topic),
+        decode=AvroDecoder.for_topic(
+            process.registry,
+            options.commands_topic,
+            "SalesforceCommand",
+            auto_register=process.core.registry.auto_register,
+        ),
+        batch_size=settings.max_batch_records,
+        batch_timeout=settings.batch_window,
+        retry=retry,
+        health=process.health,
+        extra_config=options.consumer_config,
+    )
+    process.closing(loop.close, "the sink's consumer")
+    return loop
+
+
+def _connect(process: Process, settings: SalesforceSettings) -> SalesforceConnection:
+    connection = connect(settings)  # AuthenticationFailed (a StartupError): wrong credentials
+    process.closing(connection.close, "the Salesforce connection")
+    return connection
+
+
+SALESFORCE_SOURCE = Component(
+    name="salesforce-source",
+    summary="Salesforce change data capture and platform events -> canonical records on "
+    f"{topic_names.SALES_ORDERS}, {topic_names.CUSTOMERS} and {topic_names.CREDIT_REQUESTS}.",
+    build=build_source,
+    settings=(SalesforceSettings, SalesforceSourceSettings),
+)
+SALESFORCE_SINK = Component(
+    name="salesforce-sink",
+    summary=f"Commands on {topic_names.SALESFORCE_COMMANDS} written to Salesforce (sObject Collections, "
+    f"Bulk API 2.0), answered on {topic_names.SALESFORCE_RESULTS}.",
+    build=build_sink_loop,
+    settings=(SalesforceSettings,),
+)
