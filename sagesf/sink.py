@@ -77,7 +77,7 @@ class Sink(Protocol):
 
     `write(batch)` gets decoded records (`Inbound.key`, `.value`) in partition order and returns
     one outcome per record, in order: an `Outcome`, or the shorthands `None` (written, no answer)
-    and an exception (that error, no answer). It may raise instead: `Retriable`/`Backpressure`
+    and an exception (that error, no answer); or `None` for the whole batch (all written). It may raise instead: `Retriable`/`Backpressure`
     for the whole batch; anything else makes the loop write the records one by one, so a poison
     record is isolated. Writes must be idempotent: a crash before the commit redelivers them.
     `name` is the stage: dead letters go to `dlq.<name>.v1`.
@@ -85,7 +85,7 @@ class Sink(Protocol):
 
     name: str
 
-    def write(self, batch: Sequence[Inbound]) -> Sequence[Outcome | BaseException | None]: ...
+    def write(self, batch: Sequence[Inbound]) -> Sequence[Outcome | BaseException | None] | None: ...
 
 
 Decoder = Callable[[Inbound], None]  # fills in .key / .value, raises on bad bytes
@@ -409,6 +409,8 @@ class SinkLoop:
                 return [Outcome(exc)]
             log.warning("%s: batch failed (%s); writing its records one by one", self.stage, exc)
             return [self._call([rec])[0] for rec in pending]
+        if returned is None:
+            return [Outcome()] * len(pending)
         outcomes = list(returned)
         if len(outcomes) != len(pending):
             raise RuntimeError(f"{self.where} returned {len(outcomes)} outcomes for {len(pending)} records")
