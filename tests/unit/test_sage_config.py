@@ -6,8 +6,8 @@ import logging
 
 import pytest
 
-from connectors.sage100.config import load_sage_settings
-from sagesf.config import ConfigError
+from connectors.sage100.config import Sage100Settings
+from sagesf.config import ConfigError, load_settings
 from sagesf.logs import RedactingFormatter, register_settings_secrets
 
 
@@ -20,7 +20,7 @@ def test_settings_from_the_environment(monkeypatch):
     monkeypatch.setenv("SAGESF_SAGE100__SOURCE__POLL_INTERVAL", "2.5")
     monkeypatch.setenv("SAGESF_SAGE100__SOURCE__TABLES", '["CI_Item", "IM_ItemWarehouse"]')
     monkeypatch.setenv("SAGESF_SAGE100__UDF_COLUMNS", '{"CI_Item": ["UDF_WEB_ITEM"]}')
-    settings = load_sage_settings()
+    settings = load_settings(Sage100Settings)
     assert settings.source.poll_interval == 2.5
     assert settings.source.tables == ["CI_Item", "IM_ItemWarehouse"]
     assert settings.tables()["CI_Item"].has("UDF_WEB_ITEM")
@@ -33,7 +33,7 @@ def test_settings_from_the_environment(monkeypatch):
 def test_password_never_reaches_a_log_line(monkeypatch):
     monkeypatch.delenv("SAGESF_ENV_FILE", raising=False)
     monkeypatch.setenv("SAGESF_SAGE100__CONNECTION_STRING", "DSN=SOTAMAS90;UID=sgsf;PWD=Sup3rSecret!")
-    settings = load_sage_settings()
+    settings = load_settings(Sage100Settings)
     register_settings_secrets(settings)
     record = logging.LogRecord(
         "x",
@@ -68,4 +68,4 @@ def test_a_bad_value_names_the_variable(monkeypatch, env, names):
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     with pytest.raises(ConfigError, match=names):
-        load_sage_settings()
+        load_settings(Sage100Settings)
