@@ -1,7 +1,7 @@
 """The health model the probes read: readiness is "dependencies up", liveness is "not stalled".
 
 Unit tests of `sagesf.metrics.Health` over HTTP (the paths Kubernetes and compose probe), and, on
-the real broker, of what `ConsumerLoop` tells it: consumer lag as pending work and as the gauge
+the real broker, of what `SinkLoop` tells it: consumer lag as pending work and as the gauge
 `sagesf_consumer_lag`, a handler that hangs turning liveness red, backpressure keeping it green
 while readiness is red, and the end-to-end latency histogram.
 """
@@ -18,14 +18,16 @@ from collections.abc import Iterator, Sequence
 
 import pytest
 from confluent_kafka import Producer
+from confluent_kafka.schema_registry import SchemaRegistryClient
 from prometheus_client import REGISTRY
 
 from sagesf.config import KafkaSettings
-from sagesf.consumer import ConsumerLoop, Inbound, Outcome
-from sagesf.dlq import DeadLetterWriter
 from sagesf.errors import Backpressure
 from sagesf.metrics import Health, MetricsServer
 from sagesf.producer import ConfirmedProducer
+from sagesf.publisher import CanonicalPublisher
+from sagesf.sink import Inbound, SinkLoop
+from tests.kit.stages import FunctionSink
 
 FAST_GROUP = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500}
 
@@ -108,7 +110,7 @@ def test_metrics_scrape_refreshes_the_health_gauge(served):
     assert 'sagesf_health_state{component="kafka/registry"} 1.0' in body
 
 
-# --- ConsumerLoop on the real broker --------------------------------------------------------------
+# --- SinkLoop on the real broker --------------------------------------------------------------
 
 
 def _sample(name: str, labels: dict[str, str]) -> float | None:
@@ -124,15 +126,22 @@ def _fill(bootstrap: str, topic: str, count: int) -> None:
 
 def _loop(
     kafka: KafkaSettings, topic: str, stage: str, handler, health: Health, batch_size: int = 500
-) -> ConsumerLoop:
-    producer = ConfirmedProducer(kafka)
-    return ConsumerLoop(
+) -> SinkLoop:
+    # these sinks answer nothing and dead-letter raw bytes: the registry is never asked
+    registry = SchemaRegistryClient({"url": "http://127.0.0.1:9"})
+    publisher = CanonicalPublisher(
+        ConfirmedProducer(kafka),
+        registry,
+        stage=stage,
+        auto_register=False,
+        dead_letter_topic=f"dlq.{stage}.v1",
+    )
+    return SinkLoop(
         kafka=kafka,
         group_id=f"health-{uuid.uuid4().hex[:8]}",
         topics=[topic],
-        stage=stage,
-        handler=handler,
-        dead_letters=DeadLetterWriter(producer, stage, f"dlq.{stage}.v1"),
+        sink=FunctionSink(handler, stage),
+        publisher=publisher,
         batch_size=batch_size,
         batch_timeout=0.5,
         health=health,
@@ -148,7 +157,7 @@ def test_consumer_lag_is_exported_and_reported_as_pending_work(kafka_bootstrap, 
     health = Health(stall_after=60)
     seen: list[int] = []
 
-    def handler(batch: Sequence[Inbound]) -> list[Outcome]:
+    def handler(batch: Sequence[Inbound]) -> list[None]:
         seen.append(len(batch))
         return [None] * len(batch)
 
@@ -201,7 +210,7 @@ def test_a_handler_that_hangs_turns_liveness_red_and_backpressure_does_not(kafka
     release = threading.Event()
     calls = 0
 
-    def handler(batch: Sequence[Inbound]) -> list[Outcome]:
+    def handler(batch: Sequence[Inbound]) -> list[None]:
         nonlocal calls
         calls += 1
         if calls == 1:

@@ -30,21 +30,9 @@ from sagesf.serde import AvroSerde
 from sagesf.sink import Decoder, Inbound, Outcome, SinkLoop
 from sagesf.source import Rejected, SourceBatch, SourceLoop
 from tests.kit.kafka import committed, read_topic
-from tests.kit.stages import MemoryPositions, run_until
+from tests.kit.stages import FunctionSink, MemoryPositions, run_until
 
 FAST_GROUP = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500}
-
-
-class FunctionSink:
-    """A Sink made of a function, for tests of the loop itself."""
-
-    name = "test-stage"
-
-    def __init__(self, write: Callable[[Sequence[Inbound]], Any]) -> None:
-        self._write = write
-
-    def write(self, batch: Sequence[Inbound]) -> Any:
-        return self._write(batch)
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ opportunity, and the same record replayed after the lookup table is fixed makes 
 Sage's order number and statuses come back to Salesforce; a burst of stock changes is a few
 Salesforce writes; and a restarted worker still knows everything it knew.
 
-One worker process (`python -m processors worker`) serves the whole module, on this module's own
+One worker process (`sagesf run processors`) serves the whole module, on this module's own
 copies of the topics of topics.yaml (names prefixed, so other tests on the same broker are not
 disturbed); the last test restarts it. Inputs are canonical records encoded with sagesf.serde;
 outputs are read back by a consumer with assigned partitions (no group join).
@@ -289,7 +289,7 @@ class World:
     def start_worker(self, timeout: float = 60.0) -> None:
         log = self.log.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "processors", "worker"],
+            [sys.executable, "-m", "sagesf", "run", "processors"],
             cwd=self.tmp,
             env=self.env(),
             stdout=log,

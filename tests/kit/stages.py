@@ -16,8 +16,9 @@ from fastavro import schemaless_writer
 from sagesf.producer import ProduceFailed
 from sagesf.publisher import CanonicalRecord, DeadLetterItem
 from sagesf.schemas import load_schema
+from sagesf.sink import Inbound
 
-__all__ = ["CapturingPublisher", "MemoryPositions", "in_background", "run_until"]
+__all__ = ["CapturingPublisher", "FunctionSink", "MemoryPositions", "in_background", "run_until"]
 
 
 class Loop(Protocol):
@@ -54,6 +55,17 @@ def in_background(loop: Loop) -> Iterator[threading.Event]:
         stop.set()
         thread.join(timeout=60)
     assert not failures, f"the loop failed: {failures[0]!r}"
+
+
+class FunctionSink:
+    """A sagesf.sink Sink made of a function, for tests of the sink loop itself."""
+
+    def __init__(self, write: Callable[[Sequence[Inbound]], Any], name: str = "test-stage") -> None:
+        self.name = name
+        self._write = write
+
+    def write(self, batch: Sequence[Inbound]) -> Any:
+        return self._write(batch)
 
 
 class CapturingPublisher:
