@@ -52,7 +52,9 @@ class KafkaSettings(BaseModel):
         if self.security_protocol.startswith("SASL") and not (
             self.sasl_mechanism and self.sasl_username and self.sasl_password
         ):
-            raise ValueError("SASL needs sasl_mechanism, sasl_username and sasl_password")
+            raise ValueError(
+                "SASL needs SAGESF_KAFKA__SASL_MECHANISM, SAGESF_KAFKA__SASL_USERNAME and SAGESF_KAFKA__SASL_PASSWORD"
+            )
         return self
 
     def client_config(self) -> dict[str, str]:
@@ -130,6 +132,10 @@ def describe_validation_error(exc: ValidationError, prefix: str = ENV_PREFIX) ->
     problems = []
     for err in exc.errors(include_input=False, include_url=False):
         path = [str(p) for p in err["loc"]]
+        message = str(err["msg"]).removeprefix("Value error, ")
+        if not path and "SAGESF_" in message:  # a check across fields names its variables itself
+            problems.append(message)
+            continue
         var = prefix + "__".join(p.upper() for p in path) if path else prefix.rstrip("_")
-        problems.append(f"{var}: {err['msg']}")
+        problems.append(f"{var}: {message}")
     return problems

@@ -136,7 +136,9 @@ class Sage100Settings(BaseSettings):
     @model_validator(mode="after")
     def _connection_given(self) -> Sage100Settings:
         if self.connection_string is None and self.dsn is None:
-            raise ValueError("set connection_string (a full ODBC connection string) or dsn")
+            raise ValueError(
+                f"set {ENV_PREFIX}CONNECTION_STRING (a full ODBC connection string) or {ENV_PREFIX}DSN"
+            )
         return self
 
     @property
