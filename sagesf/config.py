@@ -53,7 +53,8 @@ class KafkaSettings(BaseModel):
             self.sasl_mechanism and self.sasl_username and self.sasl_password
         ):
             raise ValueError(
-                "SASL needs SAGESF_KAFKA__SASL_MECHANISM, SAGESF_KAFKA__SASL_USERNAME and SAGESF_KAFKA__SASL_PASSWORD"
+                "SASL needs SAGESF_KAFKA__SASL_MECHANISM, SAGESF_KAFKA__SASL_USERNAME and "
+                "SAGESF_KAFKA__SASL_PASSWORD"
             )
         return self
 

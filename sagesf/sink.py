@@ -77,10 +77,10 @@ class Sink(Protocol):
 
     `write(batch)` gets decoded records (`Inbound.key`, `.value`) in partition order and returns
     one outcome per record, in order: an `Outcome`, or the shorthands `None` (written, no answer)
-    and an exception (that error, no answer); or `None` for the whole batch (all written). It may raise instead: `Retriable`/`Backpressure`
-    for the whole batch; anything else makes the loop write the records one by one, so a poison
-    record is isolated. Writes must be idempotent: a crash before the commit redelivers them.
-    `name` is the stage: dead letters go to `dlq.<name>.v1`.
+    and an exception (that error, no answer); or `None` for the whole batch (all written). It may
+    raise instead: `Retriable`/`Backpressure` for the whole batch; anything else makes the loop
+    write the records one by one, so a poison record is isolated. Writes must be idempotent: a
+    crash before the commit redelivers them. `name` is the stage: dead letters go to `dlq.<name>.v1`.
     """
 
     name: str
