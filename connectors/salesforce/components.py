@@ -5,6 +5,8 @@ from the settings and hands the core loops a connector role (`SalesforceCdcSourc
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from connectors.salesforce.budget import ApiBudget
 from connectors.salesforce.change_reader import ChangeReader
 from connectors.salesforce.client import SalesforceConnection, connect
@@ -18,6 +20,7 @@ from connectors.salesforce.source_mapping import load_source_mapping
 from connectors.salesforce.streaming_client import quiet_close_noise
 from connectors.salesforce.writer import SalesforceWriter
 from sagesf import topic_names
+from sagesf.errors import MappingError
 from sagesf.positions import PositionStore
 from sagesf.retry import RetryPolicy
 from sagesf.runner import Component, Process
@@ -38,7 +41,7 @@ def build_source(process: Process) -> SourceLoop:
     connection = _connect(process, salesforce)
     reader = RecordReader(connection.sf, mapping, settings.read_batch_size)
     if settings.check_fields:
-        reader.check_fields()
+        _check_fields(reader, settings.mapping_file)
     producer = process.producer()
     publisher = process.publisher(
         SalesforceCdcSource.name,
@@ -107,6 +110,14 @@ def build_sink_loop(
     )
     process.closing(loop.close, "the sink's consumer")
     return loop
+
+
+def _check_fields(reader: RecordReader, mapping_file: Path) -> None:
+    """The mapped fields against the org; a refusal names the mapping file, as the loader's problems do."""
+    try:
+        reader.check_fields()
+    except MappingError as exc:
+        raise MappingError([f"{mapping_file}: {problem}" for problem in exc.problems]) from None
 
 
 def _connect(process: Process, settings: SalesforceSettings) -> SalesforceConnection:
