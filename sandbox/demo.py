@@ -36,6 +36,7 @@ from confluent_kafka import Consumer, TopicPartition
 from rich.console import Console
 from simple_salesforce.format import format_soql
 
+from sagesf import topic_names
 from sandbox import stack
 from sandbox.order_flow import (
     SageDatabase,
@@ -143,7 +144,7 @@ def demo() -> None:
     )
     sf, db = state["sf"], state["db"]
     bootstrap = sandbox.addresses["kafka"]
-    orders_start = _end_offsets(bootstrap, "salesorder.v1")
+    orders_start = _end_offsets(bootstrap, topic_names.SALES_ORDERS)
     won: WonOpportunity | None = None
 
     def close_won() -> str:

@@ -51,6 +51,7 @@ from zoneinfo import ZoneInfo
 from connectors.sage100.odbc import Q, Row, SageOdbc
 from connectors.sage100.tables import AUDIT_COLUMNS, Table
 from connectors.sage100.values import change_stamp, decimal_at, local_to_utc, stamp_local
+from sagesf import topic_names
 from sagesf.dlq import FailedRecord
 from sagesf.errors import Permanent
 from sagesf.publisher import CanonicalRecord
@@ -182,13 +183,13 @@ class Stream:
     def __init__(self, table: Table, ctx: MappingContext) -> None:
         self.table = table
         self.ctx = ctx
-        self.q = Q(table)
+        self.query = Q(table)
         self.name = table.name
         self.columns: list[str] = self.select_columns()
-        self.ix = {c: i for i, c in enumerate(self.columns)}
+        self.column_index = {c: i for i, c in enumerate(self.columns)}
         self.key_width = len(table.key)
-        self.i_date, self.i_time, self.i_user = (self.ix[c] for c in AUDIT)
-        self.udfs = [u for u in table.udfs if u in self.ix]
+        self.i_date, self.i_time, self.i_user = (self.column_index[c] for c in AUDIT)
+        self.udfs = [u for u in table.udfs if u in self.column_index]
         self.topic = ctx.topics.get(self.topic_name, self.topic_name)
 
     # --- the query ---------------------------------------------------------------------------
@@ -203,26 +204,26 @@ class Stream:
         return self.table.name
 
     def select_list(self) -> str:
-        return self.q.cols(self.columns)
+        return self.query.cols(self.columns)
 
     def order_by(self) -> list[str]:
         return [
-            self.q.col("DateUpdated"),
-            self.q.col("TimeUpdated"),
-            *(self.q.col(k) for k in self.table.key),
+            self.query.col("DateUpdated"),
+            self.query.col("TimeUpdated"),
+            *(self.query.col(k) for k in self.table.key),
         ]
 
     def changes_sql(self, morning: bool) -> str:
         """The change-poll query (sage100.odbc `Q.changed_since` criterion, ordered by stamp and key)."""
         return (
             f"SELECT {self.select_list()} FROM {self.from_clause()} "  # noqa: S608 - layout names only
-            f"WHERE {self.q.changed_since(morning=morning)} ORDER BY {', '.join(self.order_by())}"
+            f"WHERE {self.query.changed_since(morning=morning)} ORDER BY {', '.join(self.order_by())}"
         )
 
     def by_key_sql(self) -> str:
         return (
             f"SELECT {self.select_list()} FROM {self.from_clause()} "  # noqa: S608 - layout names only
-            f"WHERE {self.q.key_equals()} ORDER BY {', '.join(self.order_by())}"
+            f"WHERE {self.query.key_equals()} ORDER BY {', '.join(self.order_by())}"
         )
 
     # --- row groups --------------------------------------------------------------------------
@@ -288,18 +289,18 @@ class Stream:
         return []
 
     def custom_fields(self, row: Row, skip: str | None = None) -> dict[str, str | None]:
-        return {u: _text(row[self.ix[u]]) for u in self.udfs if u != skip}
+        return {u: _text(row[self.column_index[u]]) for u in self.udfs if u != skip}
 
 
 class CustomerStream(Stream):
-    topic_name = "customer.v1"
+    topic_name = topic_names.CUSTOMERS
     schema = "Customer"
     sweep_columns = ("CustomerStatus",)
     multi_row = True
 
     def __init__(self, table: Table, contacts: Table, ctx: MappingContext) -> None:
         self.contacts = contacts
-        self.cq = Q(contacts)
+        self.contact_query = Q(contacts)
         self.contact_columns = [
             "ContactCode", "ContactName", "Salutation", "ContactTitle", "TelephoneNo1", "TelephoneExt1",
             "TelephoneNo2", "FaxNo", "EmailAddress", "AddressLine1", "AddressLine2", "AddressLine3",
@@ -312,13 +313,13 @@ class CustomerStream(Stream):
         self.published: dict[str, str] = {}
 
     def from_clause(self) -> str:
-        return self.q.outer_join(self.contacts, ["ARDivisionNo", "CustomerNo"])
+        return self.query.outer_join(self.contacts, ["ARDivisionNo", "CustomerNo"])
 
     def select_list(self) -> str:
-        return f"{self.q.cols(self.columns)}, {self.cq.cols(self.contact_columns)}"
+        return f"{self.query.cols(self.columns)}, {self.contact_query.cols(self.contact_columns)}"
 
     def order_by(self) -> list[str]:
-        return [*super().order_by(), self.cq.col("ContactCode")]
+        return [*super().order_by(), self.contact_query.col("ContactCode")]
 
     def groups(self, rows: Sequence[Row]) -> list[Group]:
         out: list[Group] = []
@@ -334,7 +335,7 @@ class CustomerStream(Stream):
 
     def record(self, group: Group, source: Group | None = None) -> dict[str, Any]:
         row = group.rows[0]
-        ix = self.ix
+        ix = self.column_index
         division, number = group.key
         contacts = []
         for r in group.rows:
@@ -454,7 +455,7 @@ class CustomerStream(Stream):
 class ContactStream(Stream):
     """A changed contact republishes its customer (read again, with all its contacts)."""
 
-    topic_name = "customer.v1"
+    topic_name = topic_names.CUSTOMERS
     schema = "Customer"
 
     def __init__(self, table: Table, customers: CustomerStream, ctx: MappingContext) -> None:
@@ -494,12 +495,12 @@ class ContactStream(Stream):
 
 
 class ItemStream(Stream):
-    topic_name = "item.v1"
+    topic_name = topic_names.ITEMS
     schema = "Item"
     sweep_columns = ("InactiveItem", "ItemType")
 
     def records(self, group: Group, odbc: SageOdbc) -> list[OutRecord]:
-        row, ix = group.rows[0], self.ix
+        row, ix = group.rows[0], self.column_index
         item_type = ITEM_TYPES.get(_name(row[ix["ItemType"]]))
         if item_type is None:
             raise Permanent(
@@ -552,12 +553,12 @@ class ItemStream(Stream):
 
 
 class InventoryStream(Stream):
-    topic_name = "inventory.v1"
+    topic_name = topic_names.INVENTORY
     schema = "InventoryLevel"
 
     def __init__(self, table: Table, ctx: MappingContext) -> None:
         super().__init__(table, ctx)
-        ix = self.ix
+        ix = self.column_index
         self.i_on_hand, self.i_on_so = ix["QuantityOnHand"], ix["QuantityOnSalesOrder"]
         self.i_on_bo, self.i_on_po, self.i_cost = (
             ix["QuantityOnBackOrder"],
@@ -605,7 +606,7 @@ class InventoryStream(Stream):
 
 
 class OrderStatusStream(Stream):
-    topic_name = "orderstatus.v1"
+    topic_name = topic_names.ORDER_STATUS
     schema = "OrderStatusChange"
     sweep_columns = ("OrderStatus",)
 
@@ -652,7 +653,7 @@ class OrderStatusStream(Stream):
         )
 
     def records(self, group: Group, odbc: SageOdbc) -> list[OutRecord]:
-        row, ix = group.rows[0], self.ix
+        row, ix = group.rows[0], self.column_index
         order_no = group.key[0]
         code = _name(row[ix["OrderStatus"]])
         if self.last_status.get(order_no) == code:

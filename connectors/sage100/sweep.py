@@ -57,7 +57,7 @@ class KeySweeper:
         self.columns = [*stream.table.key, *stream.sweep_columns]
         self.sql = q.select(self.columns)
         # status columns' positions in the poller's rows, to learn from what the poller saw
-        self._status_ix = [stream.ix[c] for c in stream.sweep_columns if c in stream.ix]
+        self._status_ix = [stream.column_index[c] for c in stream.sweep_columns if c in stream.column_index]
         self.known: dict[str, str] | None = None
         self._seen_since: dict[str, str] = {}
 
