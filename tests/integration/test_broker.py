@@ -5,39 +5,16 @@ from __future__ import annotations
 import time
 import uuid
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import Producer
+
+from tests.kit.kafka import read_topic
 
 
 def _consume_all(
     bootstrap: str, topic: str, isolation: str = "read_committed"
 ) -> list[tuple[bytes | None, bytes | None]]:
-    """Every record of partition 0 up to its end, as (key, value) pairs."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"test-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-            "isolation.level": isolation,
-            "enable.partition.eof": True,
-        }
-    )
-    consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
-    got: list[tuple[bytes | None, bytes | None]] = []
-    deadline = time.monotonic() + 30
-    try:
-        while time.monotonic() < deadline:
-            msg = consumer.poll(0.5)
-            if msg is None:
-                continue
-            err = msg.error()
-            if err is not None:
-                if err.code() == KafkaError._PARTITION_EOF:
-                    return got
-                raise KafkaException(err)
-            got.append((msg.key(), msg.value()))
-        raise TimeoutError(f"no end of {topic} within 30 s")
-    finally:
-        consumer.close()
+    """Every record of `topic` up to its end, as (key, value) pairs."""
+    return [(r.key, r.value) for r in read_topic(bootstrap, topic, isolation=isolation)]
 
 
 def test_aborted_transaction_is_invisible_to_read_committed(kafka_bootstrap, new_topic):

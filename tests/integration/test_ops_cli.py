@@ -19,7 +19,6 @@ from typing import Any
 import pytest
 import typer
 from confluent_kafka import (
-    OFFSET_BEGINNING,
     Consumer,
     ConsumerGroupTopicPartitions,
     KafkaError,
@@ -38,6 +37,8 @@ from sagesf.errors import Permanent
 from sagesf.producer import ConfirmedProducer
 from sagesf.schemas import SCHEMAS_DIR
 from sagesf.serde import AvroSerde
+from sagesf.topic_scan import ScannedRecord
+from tests.kit.kafka import read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -76,34 +77,9 @@ def registry(schema_registry_url: str) -> SchemaRegistryClient:
     return SchemaRegistryClient({"url": schema_registry_url})
 
 
-def read_all(bootstrap: str, topic: str, partitions: int = 1) -> list[Message]:
+def read_all(bootstrap: str, topic: str) -> list[ScannedRecord]:
     """Every record of `topic` (assign, no group), in partition then offset order."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"test-reader-{uuid.uuid4().hex[:8]}",
-            "enable.partition.eof": True,
-            "enable.auto.commit": False,
-        }
-    )
-    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
-    out: list[Message] = []
-    open_partitions = set(range(partitions))
-    deadline = time.monotonic() + 30
-    while open_partitions and time.monotonic() < deadline:
-        msg = consumer.poll(0.5)
-        if msg is None:
-            continue
-        err = msg.error()
-        if err is not None:
-            if err.code() == KafkaError._PARTITION_EOF:
-                open_partitions.discard(msg.partition() or 0)
-                continue
-            raise AssertionError(err)
-        out.append(msg)
-    consumer.close()
-    assert not open_partitions, f"did not reach the end of {topic}"
-    return sorted(out, key=lambda m: (m.partition() or 0, m.offset() or 0))
+    return read_topic(bootstrap, topic)
 
 
 def produce(
@@ -130,10 +106,8 @@ def produce(
     return [delivered[i] for i in range(len(records))]
 
 
-def headers_of(msg: Message) -> list[tuple[str, bytes]]:
-    raw = msg.headers() or []
-    pairs = raw.items() if isinstance(raw, dict) else raw
-    return [(str(k), v if isinstance(v, bytes) else str(v or "").encode()) for k, v in pairs]
+def headers_of(msg: ScannedRecord) -> list[tuple[str, bytes]]:
+    return list(msg.headers)
 
 
 def committed(admin: AdminClient, group: str, topic: str, partitions: int) -> dict[int, int]:
@@ -300,27 +274,27 @@ def test_dlq_replay_resends_original_bytes_and_headers_once(
     run_cli: RunCli, dead_letters: dict[str, Any], kafka_bootstrap: str
 ):
     origin, dlq, env = dead_letters["origin"], dead_letters["dlq"], dead_letters["env"]
-    before = read_all(kafka_bootstrap, origin, partitions=2)
+    before = read_all(kafka_bootstrap, origin)
     assert len(before) == 2
 
     code, out = run_cli("dlq", "replay", "orders", "--all", "--dry-run", env=env)
     assert code == 0, out
     assert "would replay 2 dead letter(s), 1 skipped; nothing sent" in out
     assert "origin 'AR_Customer' is not a Kafka topic" in out
-    assert len(read_all(kafka_bootstrap, origin, partitions=2)) == 2
+    assert len(read_all(kafka_bootstrap, origin)) == 2
 
     code, out = run_cli("dlq", "replay", "orders", "--all", env=env)
     assert code == 0, out
     assert "replayed 2 dead letter(s), 1 skipped" in out
-    after = read_all(kafka_bootstrap, origin, partitions=2)
+    after = read_all(kafka_bootstrap, origin)
     replayed = [m for m in after if any(k == "__sagesf.replayed.from" for k, _ in headers_of(m))]
     assert len(replayed) == 2
     by_source = {dict(headers_of(m))["__sagesf.replayed.from"]: m for m in replayed}
     for i, (key, value) in enumerate(dead_letters["originals"]):
         msg = by_source[f"{dlq}/0/{i}".encode()]
-        assert msg.key() == key
-        assert msg.value() == value
-        assert msg.partition() == dead_letters["placed"][i][0]  # back on the original partition
+        assert msg.key == key
+        assert msg.value == value
+        assert msg.partition == dead_letters["placed"][i][0]  # back on the original partition
         names = [k for k, _ in headers_of(msg)]
         assert ("traceparent", b"00-abc-def-01") in headers_of(msg)
         assert not [n for n in names if n.startswith(("__connect.errors.", "__sagesf.errors."))]
@@ -330,7 +304,7 @@ def test_dlq_replay_resends_original_bytes_and_headers_once(
     assert code == 0, out
     assert "nothing to replay: 3 dead letter(s) skipped" in out
     assert out.count("already replayed to") == 2
-    assert len(read_all(kafka_bootstrap, origin, partitions=2)) == 4
+    assert len(read_all(kafka_bootstrap, origin)) == 4
 
     code, out = run_cli("dlq", "list", "--stage", "orders", env=env)
     assert cells(row_of(out, dlq))[:4] == ["orders", dlq, "3", "2"]
@@ -339,7 +313,7 @@ def test_dlq_replay_resends_original_bytes_and_headers_once(
     code, out = run_cli("dlq", "replay", "orders", "--offset", "0", "--again", env=env)
     assert code == 0, out
     assert "replayed 1 dead letter(s), 0 skipped" in out
-    assert len(read_all(kafka_bootstrap, origin, partitions=2)) == 5
+    assert len(read_all(kafka_bootstrap, origin)) == 5
 
 
 # --- sagesf replay ---------------------------------------------------------------------------------

@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 import requests
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
@@ -27,6 +26,7 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 from sandbox.processes import free_port
 from sandbox.registry import RegistryProcess
 from sandbox.registry.server import KafkaStore, Registry, RegistryError
+from tests.kit.kafka import read_topic
 
 CT = "application/vnd.schemaregistry.v1+json"
 
@@ -335,31 +335,11 @@ def test_kafka_failure_answers_50001(kafka_bootstrap: str) -> None:
 
 
 def _topic_records(bootstrap: str, topic: str) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"t-{uuid.uuid4().hex[:8]}",
-            "enable.partition.eof": True,
-        }
-    )
-    consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
     got: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
-    deadline = time.monotonic() + 20
-    try:
-        while time.monotonic() < deadline:
-            msg = consumer.poll(0.5)
-            if msg is None:
-                continue
-            err = msg.error()
-            if err is not None:
-                assert err.code() == KafkaError._PARTITION_EOF, err
-                return got
-            key, value = msg.key(), msg.value()
-            assert key is not None
-            got.append((json.loads(key), json.loads(value) if value is not None else None))
-        raise TimeoutError(topic)
-    finally:
-        consumer.close()
+    for record in read_topic(bootstrap, topic):
+        assert record.key is not None
+        got.append((json.loads(record.key), json.loads(record.value) if record.value is not None else None))
+    return got
 
 
 def test_state_survives_a_restart(kafka_bootstrap: str, tmp_path: Any) -> None:
