@@ -24,16 +24,20 @@ from typing import Any
 
 import pyodbc
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from prometheus_client import REGISTRY
 
+from connectors.sage100.components import build_command_loop, build_credit_loop
+from connectors.sage100.config import SageSinkSettings
 from connectors.sage100.customer_numbers import CustomerNumbering
 from connectors.sage100.reads import SqlSageReads
-from connectors.sage100.sink_app import SageSinkSettings, build_command_loop, build_credit_loop
 from sagesf.config import KafkaSettings, RegistrySettings, Settings
 from sagesf.producer import ConfirmedProducer
+from sagesf.runner import Process
 from sagesf.serde import AvroSerde
+from sagesf.topic_scan import ScannedRecord
+from tests.kit.kafka import committed, count, read_topic, wait_for_records
+from tests.kit.stages import run_until
 
 pytestmark = pytest.mark.integration
 
@@ -82,20 +86,34 @@ class World:
             self.producer.send(topic, value.encode(command), key.encode(k))
         self.producer.confirm()
 
-    def results(self, expected: int) -> list[dict[str, Any]]:
+    def results(self, expected: int) -> list[Any]:
         serde = self.serde("SageResult", self.sink.results_topic)
         return [
-            serde.decode(m.value()) for m in read_topic(self.bootstrap, self.sink.results_topic, expected)
+            serde.decode(m.value) for m in wait_for_records(self.bootstrap, self.sink.results_topic, expected)
         ]
 
+    def result_count(self) -> int:
+        return count(self.bootstrap, self.sink.results_topic)
+
+    def dead_letters(self, expected: int = 0) -> list[ScannedRecord]:
+        assert self.sink.dead_letter_topic is not None
+        return read_topic(self.bootstrap, self.sink.dead_letter_topic, expected=expected)
+
+    def process(self) -> Process:
+        """What `sagesf run sage-sink` gives the builders, from this test's settings."""
+        return Process.of("sage-sink", self.core, self.sage, self.sink)
+
+    def committed(self) -> int:
+        """The offset the command sink's group committed (below 0: nothing committed)."""
+        return committed(self.bootstrap, self.sink.group_id, self.sink.commands_topic)[0]
+
     def run_sink(self, until_results: int, timeout: float = 60) -> None:
-        built = build_command_loop(self.core, self.sage, self.sink)
+        process = self.process()
         try:
-            run_until(
-                built.loop, lambda: count(self.bootstrap, self.sink.results_topic) >= until_results, timeout
-            )
+            loop = build_command_loop(process)
+            run_until(loop, lambda: self.result_count() >= until_results, timeout, "the sink")
         finally:
-            built.close()
+            process.close()
 
     def sql(self, query: str, *params: Any) -> list[tuple[Any, ...]]:
         odbc = self.db.odbc()
@@ -109,55 +127,6 @@ class World:
 @pytest.fixture
 def world(kafka_bootstrap, schema_registry_url, sage_db, new_topic) -> World:
     return World(kafka_bootstrap, schema_registry_url, sage_db, new_topic)
-
-
-def read_topic(bootstrap: str, topic: str, expected: int = 0, timeout: float = 30) -> list[Any]:
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"reader-{uuid.uuid4().hex[:6]}",
-            "enable.partition.eof": True,
-            "enable.auto.commit": False,
-        }
-    )
-    consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
-    out: list[Any] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        msg = consumer.poll(0.2)
-        if msg is None:
-            continue
-        error = msg.error()
-        if error is not None:
-            if error.code() == KafkaError._PARTITION_EOF:
-                if len(out) >= expected:
-                    break
-                continue
-            raise AssertionError(error)
-        out.append(msg)
-    consumer.close()
-    return out
-
-
-def count(bootstrap: str, topic: str) -> int:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "counter"})
-    low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
-    consumer.close()
-    return int(high - low)
-
-
-def committed(bootstrap: str, group: str, topic: str) -> int:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
-    [tp] = consumer.committed([TopicPartition(topic, 0)], timeout=10)
-    consumer.close()
-    return int(tp.offset)
-
-
-def run_until(loop: Any, done: Any, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not done() and time.monotonic() < deadline:
-        loop.run_once()
-    assert done(), "the sink did not finish in time"
 
 
 # --- canonical records -----------------------------------------------------------------------
@@ -335,15 +304,16 @@ def test_the_same_order_command_five_times_makes_exactly_one_order(world):
         ("000002", Decimal("15.50")),
     ]
     assert results[4]["lines"] == first["lines"]  # a redelivery answers with the same lines
-    assert read_topic(world.bootstrap, world.sink.dead_letter_topic) == []
+    assert world.dead_letters() == []
 
 
 CRASHING_SINK = textwrap.dedent("""
     import os, signal, sys, json
-    from connectors.sage100.sink_app import SageSinkSettings, build_command_loop
+    from connectors.sage100.components import build_command_loop
+    from connectors.sage100.config import Sage100Settings, SageSinkSettings
     from connectors.sage100.sql_writer import SqlSageWriter
-    from connectors.sage100.config import Sage100Settings
     from sagesf.config import Settings
+    from sagesf.runner import Process
 
     core = Settings.model_validate_json(sys.argv[1])
     sage = Sage100Settings(connection_string=sys.argv[2], udf_columns=json.loads(sys.argv[3]))
@@ -358,9 +328,10 @@ CRASHING_SINK = textwrap.dedent("""
     def crashing(odbc, reads):
         return CrashAfterCommit(odbc, sage.tables(), user_key=sage.integration_user_key, zone=sage.zone)
 
-    built = build_command_loop(core, sage, sink, writer_factory=crashing)
+    process = Process.of("sage-sink", core, sage, sink)
+    loop = build_command_loop(process, writer_factory=crashing)
     for _ in range(200):
-        built.loop.run_once()
+        loop.run_once()
 """)
 
 
@@ -387,8 +358,8 @@ def test_a_crash_between_the_sage_commit_and_the_offset_commit_does_not_duplicat
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     [[sales_order_no, *_]] = orders_for(world, opportunity)
     assert f"committed {sales_order_no}" in proc.stdout
-    assert count(world.bootstrap, world.sink.results_topic) == 0
-    assert committed(world.bootstrap, world.sink.group_id, world.sink.commands_topic) < 1  # nothing committed
+    assert world.result_count() == 0
+    assert world.committed() < 1  # nothing committed
 
     world.run_sink(until_results=1)  # a new consumer in the same group: the command is redelivered
 
@@ -396,7 +367,7 @@ def test_a_crash_between_the_sage_commit_and_the_offset_commit_does_not_duplicat
     assert len(detail(world, sales_order_no)) == 1
     [result] = world.results(1)
     assert (result["outcome"], result["sales_order_no"]) == ("EXISTING", sales_order_no)
-    assert committed(world.bootstrap, world.sink.group_id, world.sink.commands_topic) == 1
+    assert world.committed() == 1
 
 
 def test_bad_commands_are_dead_lettered_with_the_reason_and_the_next_good_one_is_written(world):
@@ -437,10 +408,10 @@ def test_bad_commands_are_dead_lettered_with_the_reason_and_the_next_good_one_is
 
     world.run_sink(until_results=len(bad) + 1)
 
-    dead = read_topic(world.bootstrap, world.sink.dead_letter_topic, expected=len(bad))
+    dead = world.dead_letters(expected=len(bad))
     assert len(dead) == len(bad)
     for i, (msg, (command, field, value, words)) in enumerate(zip(dead, bad, strict=True)):
-        headers = dict(msg.headers())
+        headers = dict(msg.headers)
         assert headers["__connect.errors.topic"] == world.sink.commands_topic.encode()
         assert headers["__connect.errors.offset"] == str(i).encode()
         assert headers["__connect.errors.stage"] == b"TASK_PUT"
@@ -449,9 +420,10 @@ def test_bad_commands_are_dead_lettered_with_the_reason_and_the_next_good_one_is
         assert headers["__sagesf.errors.field"] == field.encode()
         if value is not None:
             assert value in headers["__sagesf.errors.value"].decode()
+        assert msg.value is not None
         assert (
-            msg.value()
-            == world.serde("SageCommand", world.sink.commands_topic).encode(command[1])[:5] + msg.value()[5:]
+            msg.value
+            == world.serde("SageCommand", world.sink.commands_topic).encode(command[1])[:5] + msg.value[5:]
         )
 
     results = world.results(len(bad) + 1)
@@ -465,7 +437,7 @@ def test_bad_commands_are_dead_lettered_with_the_reason_and_the_next_good_one_is
     [[sales_order_no, *_]] = orders_for(world, good_opportunity)
     assert results[-1]["sales_order_no"] == sales_order_no
     assert [Decimal(r[5]) for r in detail(world, sales_order_no)] == [Decimal("10.00")]
-    assert committed(world.bootstrap, world.sink.group_id, world.sink.commands_topic) == len(bad) + 1
+    assert world.committed() == len(bad) + 1
 
 
 # --- customers -------------------------------------------------------------------------------
@@ -605,16 +577,18 @@ def test_credit_check_answers_with_sages_figures_within_the_deadline_and_stale_r
         world.producer.send(topic, value.encode(request), key.encode(request["correlation_id"]))
     world.producer.confirm()
 
-    built = build_credit_loop(world.core, world.sage, world.sink)
+    process = world.process()
     try:
-        run_until(built.loop, lambda: count(world.bootstrap, world.sink.credit_replies_topic) >= 4, 60)
+        loop = build_credit_loop(process)
+        replies_topic = world.sink.credit_replies_topic
+        run_until(loop, lambda: count(world.bootstrap, replies_topic) >= 4, 60, "the credit responder")
     finally:
-        built.close()
+        process.close()
 
     serde = world.serde("CreditCheckReply", world.sink.credit_replies_topic)
-    messages = read_topic(world.bootstrap, world.sink.credit_replies_topic, 4)
-    replies = {serde.decode(m.value())["correlation_id"]: serde.decode(m.value()) for m in messages}
-    assert [m.key() for m in messages] == [
+    messages = wait_for_records(world.bootstrap, world.sink.credit_replies_topic, 4)
+    replies = {serde.decode(m.value)["correlation_id"]: serde.decode(m.value) for m in messages}
+    assert [m.key for m in messages] == [
         key.encode(r["correlation_id"]) for r in (fits, too_big, unknown, stale)
     ]
     approved = replies[fits["correlation_id"]]
@@ -658,7 +632,7 @@ def test_while_sage_is_locked_the_command_waits_and_is_written_once_when_sage_is
     assert len(orders_for(world, opportunity)) == 1
     [result] = world.results(1)
     assert result["outcome"] == "CREATED"
-    assert read_topic(world.bootstrap, world.sink.dead_letter_topic) == []
+    assert world.dead_letters() == []
     opened = REGISTRY.get_sample_value("sagesf_sage_circuit_opened_total", {"component": "sage-sink"}) or 0
     assert opened > opened_before  # the circuit breaker opened while Sage was locked
 
