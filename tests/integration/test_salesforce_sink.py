@@ -20,28 +20,33 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from prometheus_client import REGISTRY
 
-from connectors.salesforce.client import connect
+from connectors.salesforce.client import SalesforceConnection, connect
+from connectors.salesforce.components import build_sink_loop
 from connectors.salesforce.config import SalesforceSettings, SalesforceSinkOptions
-from connectors.salesforce.sink import Built, build_sink_loop
+from connectors.salesforce.sink import SalesforceSink
 from connectors.salesforce.soql import quote, quote_like
 from sagesf.config import KafkaSettings, RegistrySettings, Settings
-from sagesf.consumer import RetryPolicy
 from sagesf.producer import ConfirmedProducer
+from sagesf.retry import RetryPolicy
+from sagesf.runner import Process
 from sagesf.serde import AvroSerde
+from sagesf.sink import SinkLoop
+from sagesf.topic_scan import ScannedRecord
 from sandbox.salesforce.harness import RunningEmulator
+from tests.kit.kafka import count, read_topic, wait_for_records
+from tests.kit.stages import in_background, run_until
 
 pytestmark = pytest.mark.integration
 
@@ -50,6 +55,24 @@ CLIENT = "sagesf-sink-test"
 
 
 # --- the world -------------------------------------------------------------------------------------
+
+
+@dataclass
+class RunningSink:
+    """The sink as `sagesf run salesforce-sink` builds it: its loop, and the process that closes
+    its parts (the loop, the producer, the Salesforce connection it logged in with)."""
+
+    process: Process
+    loop: SinkLoop
+
+    @property
+    def connection(self) -> SalesforceConnection:
+        sink = self.loop.sink
+        assert isinstance(sink, SalesforceSink)
+        return sink.writer.conn
+
+    def close(self) -> None:
+        self.process.close()
 
 
 class World:
@@ -93,9 +116,14 @@ class World:
         }
         return SalesforceSettings(**values)
 
-    def build(self, **overrides: Any) -> Built:
-        retry = RetryPolicy(initial=0.2, maximum=2.0)
-        return build_sink_loop(self.core, self.settings(**overrides), retry=retry)
+    def build(self, **overrides: Any) -> RunningSink:
+        process = Process.of("salesforce-sink", self.core, self.settings(**overrides))
+        try:
+            loop = build_sink_loop(process, retry=RetryPolicy(initial=0.2, maximum=2.0))
+        except BaseException:
+            process.close()
+            raise
+        return RunningSink(process, loop)
 
     # --- Kafka ---------------------------------------------------------------------------------
 
@@ -107,25 +135,22 @@ class World:
             self.producer.send(topic, value.encode(command), key.encode(k))
         self.producer.confirm()
 
-    def results(self, expected: int) -> list[dict[str, Any]]:
+    def results(self, expected: int) -> list[Any]:
         topic = self.options.results_topic
         serde = AvroSerde.canonical(self.registry, "SalesforceResult", topic, auto_register=True)
-        return [serde.decode(m.value()) for m in read_topic(self.bootstrap, topic, expected)]
+        return [serde.decode(m.value) for m in wait_for_records(self.bootstrap, topic, expected)]
 
-    def dead_letters(self, expected: int = 0) -> list[Any]:
+    def dead_letters(self, expected: int = 0) -> list[ScannedRecord]:
         assert self.options.dead_letter_topic is not None
-        return read_topic(
-            self.bootstrap, self.options.dead_letter_topic, expected, timeout=5 if not expected else 30
-        )
+        return read_topic(self.bootstrap, self.options.dead_letter_topic, expected=expected)
 
     def result_count(self) -> int:
         return count(self.bootstrap, self.options.results_topic)
 
-    def run_until(self, built: Built, results: int, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while self.result_count() < results and time.monotonic() < deadline:
-            built.loop.run_once()
-        assert self.result_count() >= results, "the sink did not answer every command in time"
+    def run_until(self, sink: RunningSink, results: int, timeout: float = 60) -> None:
+        run_until(
+            sink.loop, lambda: self.result_count() >= results, timeout, "the sink answering every command"
+        )
 
     # --- the emulator --------------------------------------------------------------------------
 
@@ -196,57 +221,8 @@ def world(kafka_bootstrap, schema_registry_url, salesforce_emulator, sf, new_top
     salesforce_emulator.admin("DELETE", "/admin/faults")
 
 
-def read_topic(bootstrap: str, topic: str, expected: int = 0, timeout: float = 30) -> list[Any]:
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"reader-{uuid.uuid4().hex[:6]}",
-            "enable.partition.eof": True,
-        }
-    )
-    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-    out: list[Any] = []
-    at_end: set[int] = set()
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        msg = consumer.poll(0.2)
-        if msg is None:
-            continue
-        error = msg.error()
-        if error is not None:
-            if error.code() == KafkaError._PARTITION_EOF:
-                at_end.add(msg.partition() or 0)
-                if len(at_end) == len(partitions) and len(out) >= expected:
-                    break
-                continue
-            raise AssertionError(error)
-        at_end.discard(msg.partition())
-        out.append(msg)
-    consumer.close()
-    return out
-
-
-def count(bootstrap: str, topic: str) -> int:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "counter"})
-    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-    total = 0
-    for p in partitions:
-        low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-        total += high - low
-    consumer.close()
-    return total
-
-
 def metric(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
-
-
-def in_background(built: Built) -> tuple[threading.Thread, threading.Event]:
-    stop = threading.Event()
-    thread = threading.Thread(target=built.loop.run, args=(stop,), daemon=True)
-    thread.start()
-    return thread, stop
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: str, every: float = 0.02) -> None:
@@ -300,8 +276,10 @@ def stock(item_code: str, quantity: float, when: datetime | None = None) -> tupl
     )
 
 
-def header(msg: Any, name: str) -> str:
-    return str(next(v.decode() for k, v in msg.headers() or [] if k == name))
+def header(msg: ScannedRecord, name: str) -> str:
+    value = msg.header_text(name)
+    assert value is not None, f"no header {name} on {msg.position}"
+    return value
 
 
 # --- volume: Collections and Bulk ------------------------------------------------------------------
@@ -311,14 +289,14 @@ def test_5000_stock_updates_cost_at_most_25_collections_calls_and_carry_our_clie
     items = world.seed_products(5000)
     world.send([stock(code, 7.0 + i % 3) for i, code in enumerate(sorted(items))])
     # a 3 s window: the whole burst is one batch even on a slow machine (25 = 5,000 / 200 exactly)
-    built = world.build(bulk_threshold=10_000, max_batch_records=10_000, batch_window=3.0)
+    sink = world.build(bulk_threshold=10_000, max_batch_records=10_000, batch_window=3.0)
     before = world.api_used()
     requests_before = metric("sagesf_salesforce_records_per_call_count", api="collections")
     records_before = metric("sagesf_salesforce_records_per_call_sum", api="collections")
     try:
-        world.run_until(built, 5000)
+        world.run_until(sink, 5000)
     finally:
-        built.close()
+        sink.close()
     calls = world.api_used() - before
     results = world.results(5000)
 
@@ -349,12 +327,12 @@ def test_above_the_threshold_the_updates_go_through_one_bulk_job_with_per_record
     for bad in codes[10], codes[4000]:  # Product2.Name is 255 characters at most
         commands.append(command("UPSERT", "Product2", {"Name": too_long}, ext=("Sage_Item_Code__c", bad)))
     world.send(commands)
-    built = world.build(bulk_threshold=2000, max_batch_records=10_000, batch_window=3.0)
+    sink = world.build(bulk_threshold=2000, max_batch_records=10_000, batch_window=3.0)
     before = world.api_used()
     try:
-        world.run_until(built, 5002)
+        world.run_until(sink, 5002)
     finally:
-        built.close()
+        sink.close()
     calls = world.api_used() - before
     results = world.results(5002)
 
@@ -385,21 +363,19 @@ def test_a_rate_limit_storm_mid_run_loses_nothing_and_writes_each_record_once(wo
     items = world.seed_products(2000)
     ids = sorted(items.values())
     world.send([command("UPDATE", "Product2", {"Quantity_On_Hand__c": 42.0}, record_id=i) for i in ids])
-    built = world.build(bulk_threshold=10_000)
+    sink = world.build(bulk_threshold=10_000)
     world.emulator.admin("POST", "/admin/faults/latency", {"ms": 150})
     paused_before = metric("sagesf_salesforce_backpressure_total", reason="rate_limit")
     start = world.api_used()
-    thread, stop = in_background(built)
     try:
-        wait_for(lambda: world.api_used() >= start + 3, 30, "the sink's first calls")
-        world.emulator.admin("POST", "/admin/faults/storm", {"seconds": 10})
-        storm_started = time.monotonic()
-        wait_for(lambda: world.result_count() >= 2000, 60, "every result", every=0.2)
-        finished = time.monotonic() - storm_started
+        with in_background(sink.loop):
+            wait_for(lambda: world.api_used() >= start + 3, 30, "the sink's first calls")
+            world.emulator.admin("POST", "/admin/faults/storm", {"seconds": 10})
+            storm_started = time.monotonic()
+            wait_for(lambda: world.result_count() >= 2000, 60, "every result", every=0.2)
+            finished = time.monotonic() - storm_started
     finally:
-        stop.set()
-        thread.join(30)
-        built.close()
+        sink.close()
     results = world.results(2000)
     assert Counter(r["outcome"] for r in results) == {"UPDATED": 2000}
     assert finished >= 9, "the sink finished while Salesforce refused every request"
@@ -416,22 +392,22 @@ def test_the_budget_governor_stops_at_its_share_and_resumes_when_the_window_free
     world.send([command("UPDATE", "Product2", {"Quantity_On_Hand__c": 5.0}, record_id=i) for i in ids])
     em = world.emulator
     em.admin("PUT", "/admin/api-usage", {"max": 10_000, "used": 4_995})  # budget: 50% = 5,000
-    built = world.build(bulk_threshold=10_000, api_budget_share=0.5, budget_recheck_seconds=4)
-    thread, stop = in_background(built)
+    sink = world.build(bulk_threshold=10_000, api_budget_share=0.5, budget_recheck_seconds=4)
     try:
-        wait_for(lambda: world.api_used() >= 5_000, 30, "the calls within the budget", every=0.05)
-        time.sleep(1.5)  # the sink is paused now: no call may be made until the recheck
-        assert world.api_used() == 5_000, "the sink went past its share of the daily limit"
-        written = world.result_count()
-        assert 0 < written <= 1000  # at most 5 calls x 200 records; the rest waits
-        assert len(world.change_headers(set(ids))) == written
-        assert world.dead_letters() == []
-        em.admin("PUT", "/admin/api-usage", {"used": 0})  # the rolling window frees room
-        wait_for(lambda: world.result_count() >= 2000, 30, "the rest after the window freed room", every=0.2)
+        with in_background(sink.loop):
+            wait_for(lambda: world.api_used() >= 5_000, 30, "the calls within the budget", every=0.05)
+            time.sleep(1.5)  # the sink is paused now: no call may be made until the recheck
+            assert world.api_used() == 5_000, "the sink went past its share of the daily limit"
+            written = world.result_count()
+            assert 0 < written <= 1000  # at most 5 calls x 200 records; the rest waits
+            assert len(world.change_headers(set(ids))) == written
+            assert world.dead_letters() == []
+            em.admin("PUT", "/admin/api-usage", {"used": 0})  # the rolling window frees room
+            wait_for(
+                lambda: world.result_count() >= 2000, 30, "the rest after the window freed room", every=0.2
+            )
     finally:
-        stop.set()
-        thread.join(30)
-        built.close()
+        sink.close()
         em.admin("PUT", "/admin/api-usage", {"max": 100_000, "used": 0})
     results = world.results(2000)
     assert Counter(r["outcome"] for r in results) == {"UPDATED": 2000}
@@ -445,37 +421,35 @@ def test_token_expiry_during_writes_renews_the_jwt_login_and_loses_nothing(world
     items = world.seed_products(2000)
     world.send([stock(code, 11.0) for code in sorted(items)])
     em = world.emulator
-    built = world.build(
+    sink = world.build(
         bulk_threshold=10_000,
         auth_flow="jwt",
         private_key_pem=em.private_key_pem,
         client_secret=None,
         password=None,
     )
-    first_token = built.connection.access_token
+    first_token = sink.connection.access_token
     refreshed = metric("sagesf_salesforce_token_refreshes_total", flow="jwt")
     em.admin("POST", "/admin/faults/latency", {"ms": 100})
     start = world.api_used()
     caplog.set_level(logging.DEBUG)
-    thread, stop = in_background(built)
     try:
-        wait_for(lambda: world.api_used() >= start + 3, 30, "the sink's first calls")
-        em.admin("POST", "/admin/tokens/expire")
-        wait_for(lambda: world.result_count() >= 2000, 60, "every result", every=0.2)
+        with in_background(sink.loop):
+            wait_for(lambda: world.api_used() >= start + 3, 30, "the sink's first calls")
+            em.admin("POST", "/admin/tokens/expire")
+            wait_for(lambda: world.result_count() >= 2000, 60, "every result", every=0.2)
     finally:
-        stop.set()
-        thread.join(30)
-        built.close()
+        sink.close()
     results = world.results(2000)
     assert Counter(r["outcome"] for r in results) == {"UPDATED": 2000}
     assert metric("sagesf_salesforce_token_refreshes_total", flow="jwt") == refreshed + 1
-    assert built.connection.access_token != first_token
+    assert sink.connection.access_token != first_token
     assert world.dead_letters() == []
     per_record = Counter(rid for e in world.change_headers(set(items.values())) for rid in e["recordIds"])
     assert per_record == dict.fromkeys(items.values(), 1)
     logged = caplog.text
     assert first_token not in logged
-    assert built.connection.access_token not in logged
+    assert sink.connection.access_token not in logged
 
 
 # --- per-record failures, coalescing ---------------------------------------------------------------
@@ -509,11 +483,11 @@ def test_records_salesforce_refuses_are_dead_lettered_with_its_status_code_and_m
     dead_before = metric(
         "sagesf_salesforce_dead_letters_total", sobject="Account", status_code="STRING_TOO_LONG"
     )
-    built = world.build()
+    sink = world.build()
     try:
-        world.run_until(built, 6)
+        world.run_until(sink, 6)
     finally:
-        built.close()
+        sink.close()
     results = {r["command_id"]: r for r in world.results(6)}
     for _, cmd in good:
         assert results[cmd["command_id"]]["outcome"] == "CREATED"
@@ -545,7 +519,8 @@ def test_records_salesforce_refuses_are_dead_lettered_with_its_status_code_and_m
     value = AvroSerde.canonical(
         world.registry, "SalesforceCommand", world.options.commands_topic, auto_register=True
     )
-    assert value.decode(pick_letter.value())["command_id"] == picklist[1]["command_id"]  # original bytes
+    assert pick_letter.value is not None
+    assert value.decode(pick_letter.value)["command_id"] == picklist[1]["command_id"]  # original bytes
     names = {
         r["Name"]
         for r in world.sf.query_all(
@@ -570,12 +545,12 @@ def test_n_updates_of_one_record_in_the_window_become_one_write_with_the_latest_
     latest = commands.pop(49)
     commands.insert(10, latest)  # the latest change arrives in the middle of the burst
     world.send(commands)
-    built = world.build()
+    sink = world.build()
     before = world.api_used()
     try:
-        world.run_until(built, 50)
+        world.run_until(sink, 50)
     finally:
-        built.close()
+        sink.close()
     assert world.api_used() - before == 1
     results = world.results(50)
     assert Counter(r["outcome"] for r in results) == {"UPDATED": 50}

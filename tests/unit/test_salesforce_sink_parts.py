@@ -38,7 +38,7 @@ from connectors.salesforce.errors import (
 )
 from connectors.salesforce.soql import id_list, identifier, literal, quote, quote_like
 from connectors.salesforce.writer import SalesforceWriter, _bulk_errors
-from sagesf.config import ConfigError
+from sagesf.config import ConfigError, load_settings
 from sandbox.salesforce.config import key_pair
 
 # --- the API budget governor -----------------------------------------------------------------------
@@ -301,19 +301,17 @@ def test_literals_and_names():
 
 
 def test_missing_credentials_name_the_variables_to_set(monkeypatch: pytest.MonkeyPatch):
-    from connectors.salesforce.config import load_salesforce_settings
-
     monkeypatch.setenv("SAGESF_SALESFORCE__AUTH_FLOW", "jwt")
     monkeypatch.setenv("SAGESF_SALESFORCE__CLIENT_ID", "app")
     with pytest.raises(ConfigError) as failed:
-        load_salesforce_settings()
+        load_settings(SalesforceSettings)
     message = str(failed.value)
     assert "SAGESF_SALESFORCE__USERNAME" in message
     assert "SAGESF_SALESFORCE__PRIVATE_KEY" in message
     monkeypatch.setenv("SAGESF_SALESFORCE__AUTH_FLOW", "password")
     monkeypatch.setenv("SAGESF_SALESFORCE__PASSWORD", "hunter2hunter2")
     with pytest.raises(ConfigError) as failed:
-        load_salesforce_settings()
+        load_settings(SalesforceSettings)
     assert "SAGESF_SALESFORCE__CLIENT_SECRET" in str(failed.value)
     assert "hunter2hunter2" not in str(failed.value)
 
