@@ -1,6 +1,6 @@
 """The Salesforce CDC source against the emulator (sockets) and the real broker and registry.
 
-The source runs as a real subprocess (`python -m connectors.salesforce.source`), logged in with
+The source runs as a real subprocess (`sagesf run salesforce-source`), logged in with
 the password flow, streaming with aiosfstream-ng from the module's own emulator (so ageing
 events out of retention touches no other test), writing to this module's own topics (the
 canonical names behind a unique prefix, through SAGESF_SALESFORCE__SOURCE__TOPICS). Changes are
@@ -26,11 +26,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from sagesf.serde import AvroSerde
+from sagesf.topic_scan import ScannedRecord
+from tests.kit.kafka import read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -94,7 +95,7 @@ def create_topics(admin: AdminClient) -> Topics:
 
 @dataclass
 class SourceProcess:
-    """One `python -m connectors.salesforce.source` with its environment, log and metrics port."""
+    """One `sagesf run salesforce-source` with its environment, log and metrics port."""
 
     env: dict[str, str]
     log_path: Path
@@ -109,7 +110,7 @@ class SourceProcess:
         self.outputs.append(log_path)
         with open(log_path, "wb") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "connectors.salesforce.source", "--log-level", "INFO"],
+                [sys.executable, "-m", "sagesf", "run", "salesforce-source", "--log-level", "INFO"],
                 env=self.env,
                 cwd=REPO,
                 stdout=out,
@@ -223,19 +224,13 @@ def make_source(
 # --- reading the topics back ---------------------------------------------------------------------
 
 
-class TopicReader:
-    """Reads one topic from the beginning, decoding Avro values (or keeping the raw bytes)."""
+class DecodedTopic:
+    """One topic read from the beginning, Avro values decoded (or the raw bytes kept): `records`
+    holds {"key", "value", "headers"} of everything read so far."""
 
     def __init__(self, bootstrap: str, registry_url: str, topic: str, schema: str | None) -> None:
+        self.bootstrap = bootstrap
         self.topic = topic
-        self.consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": f"test-{uuid.uuid4().hex[:8]}",
-                "enable.auto.commit": False,
-            }
-        )
-        self.consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
         registry = SchemaRegistryClient({"url": registry_url})
         self.value_serde = (
             AvroSerde.canonical(registry, schema, topic, auto_register=True) if schema else None
@@ -244,22 +239,17 @@ class TopicReader:
         self.records: list[dict[str, Any]] = []
 
     def poll(self, seconds: float = 0.5) -> None:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            msg = self.consumer.poll(0.1)
-            if msg is None:
-                continue
-            err = msg.error()
-            if err is not None:
-                assert err.code() == KafkaError._PARTITION_EOF, err
-                continue
-            raw_key, raw_value = msg.key(), msg.value()
-            key = self.key_serde.decode(raw_key) if self.key_serde and raw_key else raw_key
-            value = self.value_serde.decode(raw_value) if self.value_serde and raw_value else raw_value
-            raw_headers = msg.headers() or []
-            pairs = raw_headers.items() if isinstance(raw_headers, dict) else raw_headers
-            headers = {name: data for name, data in pairs}
-            self.records.append({"key": key, "value": value, "headers": headers})
+        """Read the topic again after `seconds`: what the source produced meanwhile."""
+        time.sleep(seconds)
+        self.records = [self._decoded(r) for r in read_topic(self.bootstrap, self.topic)]
+
+    def _decoded(self, record: ScannedRecord) -> dict[str, Any]:
+        key, value = record.key, record.value
+        return {
+            "key": self.key_serde.decode(key) if self.key_serde and key else key,
+            "value": self.value_serde.decode(value) if self.value_serde and value else value,
+            "headers": dict(record.headers),
+        }
 
     def wait_for(
         self, predicate: Callable[[dict[str, Any]], bool], count: int = 1, timeout: float = 20.0
@@ -276,24 +266,13 @@ class TopicReader:
                 )
             self.poll(0.3)
 
-    def close(self) -> None:
-        self.consumer.close()
-
 
 @pytest.fixture
-def reader(
-    kafka_bootstrap: str, schema_registry_url: str
-) -> Iterator[Callable[[str, str | None], TopicReader]]:
-    opened: list[TopicReader] = []
+def reader(kafka_bootstrap: str, schema_registry_url: str) -> Callable[[str, str | None], DecodedTopic]:
+    def open_reader(topic: str, schema: str | None) -> DecodedTopic:
+        return DecodedTopic(kafka_bootstrap, schema_registry_url, topic, schema)
 
-    def open_reader(topic: str, schema: str | None) -> TopicReader:
-        found = TopicReader(kafka_bootstrap, schema_registry_url, topic, schema)
-        opened.append(found)
-        return found
-
-    yield open_reader
-    for found in opened:
-        found.close()
+    return open_reader
 
 
 def tag() -> str:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -13,10 +13,17 @@ import pytest
 import yaml
 
 from connectors.salesforce.change_events import MalformedEvent, collapse, origin_client, parse_message
-from connectors.salesforce.record_mapper import RecordMapper
+from connectors.salesforce.change_reader import ChangeReader
+from connectors.salesforce.record_mapper import SOURCE_HEADERS, RecordMapper
+from connectors.salesforce.source import SalesforceCdcSource, SalesforceSourceSettings, _Work
 from connectors.salesforce.source_mapping import DEFAULT_MAPPING_FILE, MappingError, load_source_mapping
+from sagesf.dlq import FailedRecord
 from sagesf.errors import Permanent, Retriable
+from sagesf.publisher import CanonicalRecord
+from sagesf.retry import RetryPolicy
 from sagesf.schemas import load_schema
+from sagesf.source import Rejected, SourceBatch, SourceLoop
+from tests.kit.stages import CapturingPublisher, MemoryPositions, in_background
 
 
 def write_mapping(tmp_path: Path, change: Any) -> Path:
@@ -82,6 +89,8 @@ def test_a_wrong_mapping_names_file_entry_and_reason(
     assert str(path) in message
     assert entry in message
     assert reason in message
+    # each problem on its own names file, entry and reason: the runner prints one line
+    assert any(str(path) in p and entry in p and reason in p for p in caught.value.problems)
 
 
 def opportunity(**overrides: Any) -> dict[str, Any]:
@@ -128,7 +137,9 @@ def test_an_opportunity_maps_to_a_sales_order_that_fits_the_schema() -> None:
         "Opportunity", opportunity(), event_id="e1", event_time_ms=1_700_000_000_000
     )
     value = mapped.value
-    assert (mapped.topic, mapped.key) == ("salesorder.v1", "006000000000001AAA")
+    assert value is not None
+    assert (mapped.topic, mapped.schema, mapped.key) == ("salesorder.v1", "SalesOrder", "006000000000001AAA")
+    assert mapped.headers == SOURCE_HEADERS  # says where it came from
     assert [line["product_code"] for line in value["lines"]] == ["A", "B"]  # SortOrder, then numbered
     assert [line["line_no"] for line in value["lines"]] == [1, 2]
     assert value["lines"][0]["unit_price"] == Decimal("1.100000")
@@ -142,6 +153,7 @@ def test_an_opportunity_maps_to_a_sales_order_that_fits_the_schema() -> None:
 def test_a_deleted_won_opportunity_is_a_deleted_order() -> None:
     mapper = RecordMapper(load_source_mapping())
     mapped = mapper.object_record("Opportunity", opportunity(), event_id="e", event_time_ms=0, deleted=True)
+    assert mapped.value is not None  # a deleted order, not a tombstone
     assert mapped.value["status"] == "DELETED"
     encodes("SalesOrder", mapped.value)
 
@@ -249,8 +261,16 @@ def test_an_opportunity_is_an_order_only_when_its_own_event_wins_it() -> None:
     assert not mapper.in_state("Opportunity", opportunity(StageName="Closed Lost"))
 
 
-class FakeProcessor:
-    """Fails as told: `retriable` times with Retriable, always on messages named in `poison`."""
+CHANNEL = "/data/AccountChangeEvent"
+
+
+def position(replay_id: int) -> dict[str, Any]:
+    return {CHANNEL: {"replay_id": replay_id, "checkpoint_ms": 0}}
+
+
+class FakeChanges:
+    """Stands in for the ChangeReader: fails as told, `retriable` times with Retriable (Salesforce
+    answering 503 on a read), always with a bug on messages named in `poison`."""
 
     def __init__(self, retriable: int = 0, poison: frozenset[int] = frozenset()) -> None:
         self.retriable = retriable
@@ -258,53 +278,80 @@ class FakeProcessor:
         self.done: list[list[int]] = []
         self.rejected: list[int] = []
 
-    def process(self, batch: list[dict[str, Any]]) -> None:
+    def read(self, messages: list[dict[str, Any]]) -> Iterator[SourceBatch]:
         if self.retriable:
             self.retriable -= 1
-            raise Retriable("Kafka did not acknowledge")
-        numbers = [m["n"] for m in batch]
+            raise Retriable("Salesforce answered 503")
+        numbers = [m["n"] for m in messages]
         if self.poison & set(numbers):
             raise ValueError("a bug meets a strange event")
         self.done.append(numbers)
+        # tombstones: what is published does not matter here, only that it is, once
+        records = [CanonicalRecord("customer.v1", "Customer", f"n{n}", None) for n in numbers]
+        yield SourceBatch(records=records, positions=position(max(numbers)))
 
-    def reject(self, message: dict[str, Any], error: BaseException) -> None:
+    def reject(self, message: dict[str, Any], error: BaseException) -> SourceBatch:
         self.rejected.append(message["n"])
+        failed = FailedRecord(CHANNEL, 0, message["n"], None, b"{}")
+        return SourceBatch(rejected=[Rejected(failed, error, "test")], positions=position(message["n"]))
 
 
-def run_handle(processor: FakeProcessor, batch: list[dict[str, Any]]) -> None:
-    from connectors.salesforce.source import SalesforceCdcSource, SalesforceSourceSettings
-
+def run_handed(
+    changes: FakeChanges, batch: list[dict[str, Any]], *, unacknowledged: int = 0
+) -> tuple[CapturingPublisher, MemoryPositions]:
+    """Hand `batch` to the source as its streaming thread does and run the core loop until the
+    source says the batch is published and checkpointed (Kafka failing `unacknowledged` confirms)."""
     settings = SalesforceSourceSettings(retry_initial=0.01, retry_maximum=0.02)
-    source = SalesforceCdcSource(settings, None, processor, None)  # type: ignore[arg-type]
-    asyncio.run(source._handle(batch, asyncio.Event()))
+    source = SalesforceCdcSource(settings, None, changes, None)  # type: ignore[arg-type]
+    publisher, positions = CapturingPublisher(), MemoryPositions()
+    publisher.fail_next = unacknowledged
+    loop = SourceLoop(source, publisher, positions, retry=RetryPolicy(initial=0.01, maximum=0.02))
+    work = _Work(messages=batch)
+    source._handed.put(work)
+    with in_background(loop):
+        try:
+            work.done.result(timeout=10)
+        except TimeoutError:
+            raise AssertionError("the batch was not published and checkpointed within 10 s") from None
+    return publisher, positions
 
 
 def test_a_retriable_batch_is_handled_again_until_it_succeeds() -> None:
-    processor = FakeProcessor(retriable=2)
-    run_handle(processor, [{"n": 1}, {"n": 2}])
-    assert processor.done == [[1, 2]]
-    assert processor.rejected == []
+    changes = FakeChanges(retriable=2)
+    publisher, positions = run_handed(changes, [{"n": 1}, {"n": 2}])
+    assert changes.done == [[1, 2]]
+    assert changes.rejected == []
+    assert [r.key for r in publisher.records] == ["n1", "n2"]
+    assert positions.stored == position(2)
+
+
+def test_a_batch_kafka_did_not_acknowledge_is_handled_again_and_only_then_checkpointed() -> None:
+    changes = FakeChanges()
+    publisher, positions = run_handed(changes, [{"n": 1}, {"n": 2}], unacknowledged=1)
+    assert changes.done == [[1, 2], [1, 2]]  # read again: the first records were lost on the way
+    assert [r.key for r in publisher.records] == ["n1", "n2"]
+    assert (positions.puts, positions.stored) == (1, position(2))
 
 
 def test_a_poison_event_is_dead_lettered_alone_and_the_others_go_on() -> None:
-    processor = FakeProcessor(poison=frozenset({2}))
-    run_handle(processor, [{"n": 1}, {"n": 2}, {"n": 3}])
-    assert processor.done == [[1], [3]]
-    assert processor.rejected == [2]
+    changes = FakeChanges(poison=frozenset({2}))
+    publisher, positions = run_handed(changes, [{"n": 1}, {"n": 2}, {"n": 3}])
+    assert changes.done == [[1], [3]]
+    assert changes.rejected == [2]
+    assert [r.key for r in publisher.records] == ["n1", "n3"]
+    assert [failed.offset for failed, *_ in publisher.dead] == [2]
+    assert positions.stored == position(3)
 
 
 def test_channels_name_the_objects_a_catch_up_read_covers() -> None:
-    from connectors.salesforce.change_processor import ChangeProcessor
-
     mapping = load_source_mapping()
-    processor = ChangeProcessor(
+    changes = ChangeReader(
         mapping=mapping,
         reader=None,  # type: ignore[arg-type]
         mapper=RecordMapper(mapping),
-        publisher=None,  # type: ignore[arg-type]
         storage=None,  # type: ignore[arg-type]
         echo_clients=["sagesf"],
     )
-    assert processor.entities("/data/OpportunityChangeEvent") == ["Opportunity"]
-    assert processor.entities("/data/LeadChangeEvent") == []
-    assert set(processor.entities("/data/ChangeEvents")) == set(mapping.objects)
+    assert changes.entities("/data/OpportunityChangeEvent") == ["Opportunity"]
+    assert changes.entities("/data/LeadChangeEvent") == []
+    assert set(changes.entities("/data/ChangeEvents")) == set(mapping.objects)
