@@ -1,7 +1,7 @@
 """The test kit: what many tests need from Kafka and from the pipeline's loops, written once.
 
 - `tests.kit.kafka`: read a topic to its end, count its records, committed offsets, produce.
-- `tests.kit.stages`: run a source or sink loop until a condition holds or in the background,
-  capture what a source would publish without Kafka, and build a component's `Process` from
-  settings in hand.
+- `tests.kit.stages`: run a source or sink loop until a condition holds or in the background, a
+  sink made of a function, and what a source would publish captured without Kafka.
+A component's parts from settings in hand: `sagesf.runner.Process.of(name, core, *settings)`.
 """
