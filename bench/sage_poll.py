@@ -8,9 +8,10 @@
    record and the stored position. Printed as changed rows/s for each stage added in turn:
    fetch (ODBC only), + detect and map (change stamps, hashes, canonical InventoryLevel records),
    + serialise (Avro, Confluent wire format), + produce and acknowledge (the real broker, acks=all,
-   positions stored after every batch). Best of `--repeats` runs; the CPU time of this process
-   per row (librdkafka's threads included) is printed too, as it depends less on what else the
-   machine runs (the broker shares it).
+   positions stored after every batch). The poller runs under the core's `SourceLoop`, as in
+   `sagesf run sage-source`; the earlier stages hand it a publisher that drops or only encodes.
+   Best of `--repeats` runs; the CPU time of this process per row (librdkafka's threads included)
+   is printed too, as it depends less on what else the machine runs (the broker shares it).
 2. Poll cost by table size: for each size, a steady-state poll that finds nothing new (it re-reads
    only the overlap window), and one that finds 1,000 changed rows. The cost must not grow with
    the table: the change query reads only rows at or after the watermark (the sandbox indexes
@@ -31,22 +32,24 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from connectors.sage100.polling import ChangePoller, PollState
-from connectors.sage100.publish import KafkaPublisher
-from connectors.sage100.streams import Group, MappingContext, OutRecord, Stream, build_streams
+from connectors.sage100.source import STAGE
+from connectors.sage100.streams import MappingContext, build_streams
 from connectors.sage100.values import change_stamp
 from sagesf.config import KafkaSettings
-from sagesf.errors import Permanent
 from sagesf.positions import PositionStore
 from sagesf.producer import ConfirmedProducer
+from sagesf.publisher import CanonicalPublisher, CanonicalRecord, DeadLetterItem
+from sagesf.source import PositionWriter, Publisher, SourceBatch, SourceLoop
 from sandbox.processes import free_port
 from sandbox.registry import RegistryProcess
 from sandbox.sage100.database import SandboxDatabase, create_database
@@ -90,53 +93,76 @@ def change(db: SandboxDatabase, count: int, day: date, spread_hours: float = 1.0
 class NullPublisher:
     """Takes records and drops them (fetch + detect + map only)."""
 
-    def publish(self, records: Sequence[OutRecord]) -> None:
+    def send(self, record: CanonicalRecord) -> None:
         return
 
     def confirm(self) -> None:
         return
 
-    def dead_letter(self, items: Sequence[tuple[Stream, Group, Permanent]]) -> None:
+    def dead_letter(self, items: Sequence[DeadLetterItem]) -> None:
         return
 
 
 class EncodeOnly(NullPublisher):
-    """Serialises like KafkaPublisher but produces nothing."""
+    """Serialises like CanonicalPublisher.send but produces nothing."""
 
-    def __init__(self, kafka_publisher: KafkaPublisher) -> None:
-        self.inner = kafka_publisher
+    def __init__(self, publisher: CanonicalPublisher) -> None:
+        self.inner = publisher
 
-    def publish(self, records: Sequence[OutRecord]) -> None:
-        for rec in records:
-            self.inner.encode(rec)
+    def send(self, record: CanonicalRecord) -> None:
+        self.inner.encode(record)
 
 
-def poller(db: SandboxDatabase, publisher: object, topics: dict[str, str], checkpoint=None) -> ChangePoller:
+class NullPositions:
+    """Stores no position (the stages before "produce, ack, store position")."""
+
+    def put_many(self, positions: dict[str, Any]) -> None:
+        return
+
+
+class OnePoll:
+    """The poller as a sagesf Source: every read is one poll (SageSource without its schedule)."""
+
+    name = STAGE
+
+    def __init__(self, poller: ChangePoller) -> None:
+        self.poller = poller
+
+    def read(self) -> Iterator[SourceBatch]:
+        return self.poller.read()
+
+
+def poller(db: SandboxDatabase, topics: dict[str, str]) -> ChangePoller:
     ctx = MappingContext(ZONE, "UDF_SALESFORCE_ID", topics)
     stream = build_streams(db.tables, ["IM_ItemWarehouse"], ctx)["IM_ItemWarehouse"]
     return ChangePoller(
         stream,
         db.odbc(),
-        publisher,  # type: ignore[arg-type]
         integration_user="SGSF",
         zone=ZONE,
         overlap_seconds=10,
         state=PollState(),
-        checkpoint=checkpoint,
         clock=lambda: datetime(2025, 6, 2, 18, tzinfo=UTC),
     )
 
 
-def timed(p: ChangePoller) -> tuple[float, int]:
+def loop(p: ChangePoller, publisher: Publisher, positions: PositionWriter | None = None) -> SourceLoop:
+    """What `sagesf run sage-source` runs, for this one poller."""
+    return SourceLoop(OnePoll(p), publisher, positions or NullPositions())
+
+
+def timed(run: SourceLoop) -> tuple[float, int]:
     started = time.perf_counter()
-    stats = p.poll()
-    return time.perf_counter() - started, stats.rows
+    run.run_once()
+    source = run.source
+    assert isinstance(source, OnePoll)
+    return time.perf_counter() - started, source.poller.stats.rows
 
 
-def measured(p: ChangePoller) -> tuple[float, float, int]:
+def measured(run: SourceLoop) -> tuple[float, float, int]:
     """(wall seconds, CPU seconds of this process, rows) of one poll."""
     cpu = time.process_time()
-    seconds, rows = timed(p)
+    seconds, rows = timed(run)
     return seconds, time.process_time() - cpu, rows
 
 
@@ -167,7 +193,7 @@ def main() -> None:
         kafka = KafkaSettings(bootstrap_servers=args.bootstrap)
         producer = ConfirmedProducer(kafka)
         registry = SchemaRegistryClient({"url": url})
-        publisher = KafkaPublisher(producer, registry, auto_register=True)
+        publisher = CanonicalPublisher(producer, registry, stage=STAGE, auto_register=True)
         positions = PositionStore(kafka, f"bench-{run}", topic=positions_topic, producer=producer)
         print(f"cores: {os.cpu_count()}  broker: {args.bootstrap}  registry: {url}")
 
@@ -176,19 +202,17 @@ def main() -> None:
         db = create_database(work / "throughput.db")
         fill(db, args.table_rows)
         change(db, args.changed, date(2025, 6, 2))
-        stages = [
-            ("fetch (ODBC)", None),
-            ("+ detect, convert, map", NullPublisher()),
-            ("+ serialise (Avro)", EncodeOnly(publisher)),
-            ("+ produce, ack, store position", publisher),
+        stages: list[tuple[str, Publisher | None, PositionWriter | None]] = [
+            ("fetch (ODBC)", None, None),
+            ("+ detect, convert, map", NullPublisher(), None),
+            ("+ serialise (Avro)", EncodeOnly(publisher), None),
+            ("+ produce, ack, store position", publisher, positions),
         ]
         print(f"  {'stage':<34} {'rows':>9}  {'rows/s':>10}  {'CPU us/row':>10}")
-        for label, pub in stages:
+        for label, pub, stored in stages:
             best_rate, best_cpu, rows = 0.0, float("inf"), 0
             for _ in range(args.repeats):
-                p = poller(db, pub or NullPublisher(), topics)
-                if pub is publisher:
-                    p.checkpoint = lambda pos: positions.put("bench", pos)
+                p = poller(db, topics)
                 p.state = PollState(stamp=datetime(2025, 6, 1).toordinal() * 24_000_000)
                 if pub is None:  # the same query, rows only fetched
                     sql, params = p.query(p.lower_bound(p.state.stamp))
@@ -196,7 +220,7 @@ def main() -> None:
                     rows = sum(len(c) for c in p.odbc.rows(sql, params, 5000))
                     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
                 else:
-                    seconds, cpu, rows = measured(p)
+                    seconds, cpu, rows = measured(loop(p, pub, stored))
                 p.odbc.close()
                 best_rate, best_cpu = max(best_rate, rows / seconds), min(best_cpu, cpu / rows * 1e6)
             print(f"  {label:<34} {rows:>9,}  {best_rate:>10,.0f}  {best_cpu:>10.1f}")
@@ -209,17 +233,18 @@ def main() -> None:
             sized = create_database(work / f"size-{size}.db")
             fill(sized, size)
             build = time.perf_counter() - started
-            p = poller(sized, publisher, topics)
+            p = poller(sized, topics)
+            steady = loop(p, publisher)
             # a source that published the table already: its watermark is the newest row
             day, hours = p.odbc.fetchall(
                 "SELECT DateUpdated, MAX(TimeUpdated) FROM IM_ItemWarehouse "
                 "WHERE DateUpdated = (SELECT MAX(DateUpdated) FROM IM_ItemWarehouse) GROUP BY DateUpdated"
             )[0]
             p.state = PollState(stamp=change_stamp(day, hours))
-            p.poll()  # reads the overlap window once: `seen` knows it from now on
-            idle, _ = min(timed(p) for _ in range(3))
+            steady.run_once()  # reads the overlap window once: `seen` knows it from now on
+            idle, _ = min(timed(steady) for _ in range(3))
             change(sized, 1000, date(2025, 6, 3), spread_hours=0.01)
-            busy, rows = timed(p)
+            busy, rows = timed(steady)
             p.odbc.close()
             print(
                 f"  {size:>10,}  {build:>8.1f}  {idle * 1000:>9.1f} ms  {busy * 1000:>11.1f} ms  {rows:>9,}"

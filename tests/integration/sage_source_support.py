@@ -1,70 +1,29 @@
-"""Helpers for the Sage 100 source tests: a capturing publisher, a settable clock, positions in memory."""
+"""What the Sage 100 source tests share beyond tests/kit: a settable clock, one table's poller as a
+source, and making polls and sweeps due without waiting for their intervals."""
 
 from __future__ import annotations
 
-import io
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from fastavro import schemaless_writer
+from connectors.sage100.polling import ChangePoller
+from connectors.sage100.source import STAGE, SageSource
+from sagesf.publisher import CanonicalRecord
+from sagesf.source import SourceBatch
 
-from connectors.sage100.streams import Group, OutRecord, Stream
-from sagesf.errors import Permanent
-from sagesf.schemas import load_schema
+
+def key(record: CanonicalRecord) -> str:
+    """The key of a record (every Sage record has one)."""
+    assert record.key is not None
+    return record.key
 
 
-def value(record: OutRecord) -> dict[str, Any]:
+def value(record: CanonicalRecord) -> dict[str, Any]:
     """The value of a record that is not a tombstone."""
     assert record.value is not None
     return record.value
-
-
-class CapturingPublisher:
-    """Records what the source would produce; every value must serialise with its Avro schema."""
-
-    def __init__(self) -> None:
-        self.records: list[OutRecord] = []  # acknowledged
-        self.sent: list[OutRecord] = []  # handed over, not yet acknowledged
-        self.dead: list[tuple[Stream, Group, Permanent]] = []
-        self.fail_next = 0
-
-    def publish(self, records: Sequence[OutRecord]) -> None:
-        for rec in records:
-            if rec.value is not None:
-                schemaless_writer(io.BytesIO(), load_schema(rec.schema), rec.value)
-        self.sent.extend(records)
-
-    def confirm(self) -> None:
-        sent, self.sent = self.sent, []
-        if self.fail_next:
-            from sagesf.producer import ProduceFailed
-
-            self.fail_next -= 1
-            raise ProduceFailed("simulated: Kafka did not acknowledge")  # lost on the way
-        self.records.extend(sent)
-
-    def dead_letter(self, items: Sequence[tuple[Stream, Group, Permanent]]) -> None:
-        self.dead.extend(items)
-
-    def take(self) -> list[OutRecord]:
-        out, self.records = self.records, []
-        return out
-
-
-@dataclass
-class MemoryPositions:
-    stored: dict[str, Any] = field(default_factory=dict)
-    puts: int = 0
-
-    def get(self, stream: str) -> Any:
-        return self.stored.get(stream)
-
-    def put(self, stream: str, position: Any) -> None:
-        self.stored[stream] = position
-        self.puts += 1
 
 
 class Clock:
@@ -82,3 +41,25 @@ class Clock:
 
     def advance(self, seconds: float) -> None:
         self.now += timedelta(seconds=seconds)
+
+
+class PollerSource:
+    """One table's `ChangePoller` as a sagesf `Source`: every `read()` is one poll (what
+    `SageSource` does for each due table, without its schedule, breaker and metrics)."""
+
+    name = STAGE
+
+    def __init__(self, poller: ChangePoller) -> None:
+        self.poller = poller
+
+    def read(self) -> Iterator[SourceBatch]:
+        return self.poller.read()
+
+
+def make_due(source: SageSource, *, sweep: bool = False) -> None:
+    """Make every table's poll (and, with `sweep`, its key sweep) due now, as if its interval had
+    passed: the next `read()` then polls (and sweeps) every table."""
+    for entry in source.tables.values():
+        entry.next_poll = 0.0
+        if sweep:
+            entry.next_sweep = 0.0

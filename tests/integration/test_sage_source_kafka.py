@@ -1,11 +1,12 @@
 """The Sage 100 source end to end: sandbox database over ODBC -> Avro -> the real Kafka broker.
 
-The source runs first as the real process (`python -m connectors.sage100.source --once`) and
-publishes the demo company; Sage users then make changes (and the integration user one more);
-a new source instance, resuming from the positions it finds in Kafka, publishes exactly those
-changes (no gap, no duplicate, no echo); a third instance, started while those changes are still
-inside the overlap window, re-reads them and publishes nothing (the de-duplication state travels
-with the watermark).
+The source runs first as the real process (`sagesf run sage-source --once`) and publishes the
+demo company; Sage users then make changes (and the integration user one more); a new source
+loop, assembled as the process assembles it (`build_source`: the real CanonicalPublisher and
+PositionStore) and resuming from the positions it finds in Kafka, publishes exactly those changes
+(no gap, no duplicate, no echo); a third one, started while those changes are still inside the
+overlap window, re-reads them and publishes nothing (the de-duplication state travels with the
+watermark).
 """
 
 from __future__ import annotations
@@ -14,21 +15,21 @@ import json
 import os
 import subprocess
 import sys
-import time
 import uuid
-from typing import Any
+from typing import Any, cast
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
-from connectors.sage100.publish import KafkaPublisher
+from connectors.sage100.components import build_source
+from connectors.sage100.polling import PollStats
 from connectors.sage100.source import SageSource
-from sagesf.config import KafkaSettings
+from sagesf.config import KafkaSettings, RegistrySettings, Settings
 from sagesf.positions import PositionStore
-from sagesf.producer import ConfirmedProducer
+from sagesf.runner import Process
 from sagesf.serde import AvroSerde
 from sandbox.sage100.simulator import SageSimulator
+from tests.kit.kafka import read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -46,48 +47,10 @@ def read_all(
     """Every (key, value) on a topic, decoded through the registry like any consumer would."""
     keys = AvroSerde.string_key(registry, topic, auto_register=False)
     values = AvroSerde.canonical(registry, schema, topic, auto_register=False)
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"r-{uuid.uuid4().hex[:6]}",
-            "enable.partition.eof": True,
-        }
-    )
-    metadata = consumer.list_topics(topic, timeout=10).topics[topic]
-    partitions = list(metadata.partitions)
-    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
     out: list[tuple[str, Any]] = []
-    done: set[int | None] = set()
-    deadline = time.monotonic() + 30
-    while len(done) < len(partitions) and time.monotonic() < deadline:
-        msg = consumer.poll(0.5)
-        if msg is None:
-            continue
-        error = msg.error()
-        if error is not None:
-            if error.code() == KafkaError._PARTITION_EOF:
-                done.add(msg.partition())
-                continue
-            raise AssertionError(error)
-        key, value = msg.key(), msg.value()
-        assert key is not None
-        out.append((str(keys.decode(key)), values.decode(value)))
-    consumer.close()
-    return out
-
-
-def read_raw(bootstrap: str, topic: str) -> list[Any]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"r-{uuid.uuid4().hex[:6]}"})
-    consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
-    out = []
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        msg = consumer.poll(0.5)
-        if msg is not None and msg.error() is None:
-            out.append(msg)
-        elif msg is None and out:
-            break
-    consumer.close()
+    for record in read_topic(bootstrap, topic):
+        assert record.key is not None
+        out.append((str(keys.decode(record.key)), values.decode(record.value)))
     return out
 
 
@@ -121,12 +84,21 @@ def setup(kafka_bootstrap, schema_registry_url, sage_db, new_topic):
     }
 
 
-def new_source(s) -> tuple[SageSource, ConfirmedProducer]:
-    kafka = KafkaSettings(bootstrap_servers=s["bootstrap"])
-    producer = ConfirmedProducer(kafka)
-    publisher = KafkaPublisher(producer, s["registry"], auto_register=True, dead_letter_topic=s["dlq"])
-    positions = PositionStore(kafka, s["component"], topic=s["positions_topic"], producer=producer)
-    return SageSource(s["settings"], publisher, positions, sweep=False), producer
+def run_once(s) -> dict[str, PollStats]:
+    """A new source process, assembled as `sagesf run sage-source` does, polls every table once;
+    what each table's poll found."""
+    core = Settings(
+        kafka=KafkaSettings(bootstrap_servers=s["bootstrap"]),
+        registry=RegistrySettings(url=s["registry_url"], auto_register=True),
+    )
+    process = Process.of("sage-source", core, s["settings"])
+    try:
+        loop = build_source(process)  # positions come back from Kafka
+        loop.run_once()
+        source = cast(SageSource, loop.source)
+        return {name: table.poller.stats for name, table in source.tables.items()}
+    finally:
+        process.close()
 
 
 def everything(s) -> dict[str, list[tuple[str, Any]]]:
@@ -154,7 +126,7 @@ def test_source_publishes_changes_and_resumes_from_its_watermark(setup):
     }
     env.pop("SAGESF_ENV_FILE", None)
     proc = subprocess.run(
-        [sys.executable, "-m", "connectors.sage100.source", "--once"],
+        [sys.executable, "-m", "sagesf", "run", "sage-source", "--once"],
         env=env,
         capture_output=True,
         text=True,
@@ -162,6 +134,11 @@ def test_source_publishes_changes_and_resumes_from_its_watermark(setup):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "PWD" not in proc.stderr
+    # the watermarks are in Kafka, one per table under <component>/<table>
+    stored = PositionStore(
+        KafkaSettings(bootstrap_servers=s["bootstrap"]), s["component"], s["positions_topic"]
+    )
+    assert set(stored.load()) == set(s["settings"].source.tables)
 
     first = everything(s)
     assert len(first["customer.v1"]) == db.count("AR_Customer")  # 60 customers, each once
@@ -187,20 +164,16 @@ def test_source_publishes_changes_and_resumes_from_its_watermark(setup):
         sim.edit_customer("01", "BLUE002", {"TelephoneNo": "(555) 999-0000"}, user="SGSF")  # echo
         sim.write_row("CI_Item", {"ItemCode": "ODD-1", "ItemType": "9", "ItemCodeDesc": "No such type"})
 
-    source, producer = new_source(s)  # a new process: positions come back from Kafka
-    try:
-        stats = source.run_once()
-    finally:
-        source.close()
-        producer.close()
+    stats = run_once(s)  # a new process: positions come back from Kafka
     assert stats["IM_ItemWarehouse"].emitted == 2
     assert stats["AR_Customer"].echoes == 1
     assert stats["CI_Item"].dead_letters == 1
-    [dead] = read_raw(s["bootstrap"], s["dlq"])
-    headers = dict(dead.headers() or [])
-    assert b"ItemType '9' is none of 1-5" in headers["__connect.errors.exception.message"]
-    assert headers["__connect.errors.topic"] == b"CI_Item"
-    assert json.loads(dead.value())["rows"][0]["ItemCode"] == "ODD-1"
+    [dead] = read_topic(s["bootstrap"], s["dlq"])
+    assert b"ItemType '9' is none of 1-5" in (dead.header("__connect.errors.exception.message") or b"")
+    assert dead.header("__connect.errors.topic") == b"CI_Item"
+    assert dead.key == b"ODD-1"  # the row's key, plain UTF-8
+    assert dead.value is not None
+    assert json.loads(dead.value)["rows"][0]["ItemCode"] == "ODD-1"
 
     after = everything(s)
     for name, records in after.items():  # the same row version always has the same event ID
@@ -219,12 +192,7 @@ def test_source_publishes_changes_and_resumes_from_its_watermark(setup):
     # the stock moves changed CI_Item.TotalQuantityOnHand too
     assert sorted(k for k, _ in new["item.v1"]) == ["ELEC-1001", "HRDW-1000"]
 
-    source, producer = new_source(s)  # and again: nothing new, nothing twice
-    try:
-        stats = source.run_once()
-    finally:
-        source.close()
-        producer.close()
+    stats = run_once(s)  # and again: nothing new, nothing twice
     assert sum(st.emitted for st in stats.values()) == 0
     # the window was re-read, and `seen`, stored with the watermark, recognised every row in it
     assert stats["IM_ItemWarehouse"].duplicates >= 2

@@ -14,9 +14,11 @@ After the last write and a final poll:
   final state at least once;
 - no version written by the integration user was published (no echo);
 - no version was published twice (steady state: the overlap window re-reads, `seen` drops);
-- one more poll publishes nothing. Kafka is replaced by a publisher that captures the records (each
-  value is serialised with its Avro schema); tests/integration/test_sage_source_kafka.py runs the
-  same source on the broker.
+- one more poll publishes nothing. The poller runs under the core's `SourceLoop` (publish ->
+  confirm -> store the position -> commit), with Kafka replaced by tests/kit's capturing
+  publisher (each value is serialised with its Avro schema; a confirm can be made to fail) and
+  positions kept in memory; tests/integration/test_sage_source_kafka.py runs the same source on
+  the broker.
 """
 
 from __future__ import annotations
@@ -35,11 +37,14 @@ from hypothesis import strategies as st
 
 from connectors.sage100.odbc import SageOdbc, SageUnavailable
 from connectors.sage100.polling import ChangePoller, PollState
-from connectors.sage100.streams import MappingContext, OutRecord, build_streams
+from connectors.sage100.streams import MappingContext, build_streams
 from sagesf.producer import ProduceFailed
+from sagesf.publisher import CanonicalRecord
+from sagesf.source import SourceLoop
 from sandbox.sage100.database import create_database
 from sandbox.sage100.simulator import SageSimulator
-from tests.integration.sage_source_support import CapturingPublisher, Clock, MemoryPositions
+from tests.integration.sage_source_support import Clock, PollerSource
+from tests.kit.stages import CapturingPublisher, MemoryPositions
 
 NY = ZoneInfo("America/New_York")
 SGSF = "SGSF"
@@ -91,7 +96,7 @@ class FlakyOdbc:
 
 
 class Harness:
-    """One sandbox database, a simulated Sage user and a poller of `table`.
+    """One sandbox database, a simulated Sage user and a poller of `table` run by a `SourceLoop`.
 
     Every write leaves a unique marker: TelephoneNo of a customer, QuantityOnHand of a stock
     level; `marker(record)` reads it back from a published record.
@@ -116,27 +121,34 @@ class Harness:
         self.publisher = CapturingPublisher()
         self.positions = MemoryPositions()
         self.overlap = overlap
-        self.poller = self.new_poller()
+        self.poller, self.loop = self.start()
         self.versions: dict[str, tuple[tuple[str, str], str]] = {}  # marker -> (key, user)
         self.last: dict[tuple[str, str], str] = {}  # key -> marker of its final version
         self.written = 0
 
-    def new_poller(self) -> ChangePoller:
+    def start(self) -> tuple[ChangePoller, SourceLoop]:
+        """A new process: streams, poller and loop, resuming from the stored position."""
         ctx = MappingContext(NY, "UDF_SALESFORCE_ID", {})
         stream = build_streams(self.db.tables, [self.table], ctx)[self.table]
-        return ChangePoller(
+        poller = ChangePoller(
             stream,
             self.odbc,  # type: ignore[arg-type]
-            self.publisher,
             integration_user=SGSF,
             zone=NY,
             overlap_seconds=self.overlap,
             batch_rows=self.batch_rows,  # small: checkpoints inside bursts of equal stamps
             time_pad=self.pad,
             state=PollState.from_position(self.positions.get(self.table)),
-            checkpoint=lambda position: self.positions.put(self.table, position),
             clock=self.clock.utc,
         )
+        return poller, SourceLoop(PollerSource(poller), self.publisher, self.positions)
+
+    def restart(self) -> None:
+        self.poller, self.loop = self.start()
+
+    def poll(self) -> int:
+        """One poll, every checkpoint of it committed; how many records it sent."""
+        return self.loop.run_once()
 
     def write(self, key: tuple[str, str], user: str) -> None:
         self.written += 1
@@ -150,7 +162,7 @@ class Harness:
         self.versions[marker] = (key, user)
         self.last[key] = marker
 
-    def marker(self, record: OutRecord) -> str:
+    def marker(self, record: CanonicalRecord) -> str:
         assert record.value is not None
         if self.table == "AR_Customer":
             return str(record.value["telephone_no"])
@@ -182,24 +194,26 @@ def test_every_change_published_once_and_no_echo(ops, start, overlap, table, pad
                 if kind == "write":
                     h.write(KEYS[index], user)
                 elif kind == "poll":
-                    h.poller.poll()
+                    h.poll()
                 elif kind == "sage fails":
                     h.odbc.fail_after = index
                     with contextlib.suppress(SageUnavailable):
-                        h.poller.poll()
+                        h.poll()
                 elif kind == "kafka fails":
                     h.publisher.fail_next = 1
                     with contextlib.suppress(ProduceFailed):
-                        h.poller.poll()
+                        h.poll()
                     h.publisher.fail_next = 0
                 else:  # a new process resumes from the stored position
-                    h.poller = h.new_poller()
+                    h.restart()
                 h.clock.advance(seconds)
-            h.poller.poll()
+            h.poll()
             published = [h.marker(r) for r in h.publisher.take()]
             # steady state: nothing more to publish
-            assert h.poller.poll().emitted == 0
+            assert h.poll() == 0
+            assert h.poller.stats.emitted == 0
             assert h.publisher.take() == []
+            assert h.publisher.sent == []  # nothing handed over and left unconfirmed either
         finally:
             h.close()
 
@@ -220,17 +234,17 @@ def test_the_repeated_hour_when_daylight_saving_ends_is_read_twice(tmp_path):
         h.write(KEYS[0], USERS[0])
         h.clock.advance(1800)  # 01:50 EDT
         h.write(KEYS[1], USERS[0])
-        h.poller.poll()
+        h.poll()
         first = [h.marker(r) for r in h.publisher.take()]
         h.clock.advance(1200)  # 02:10 EDT is 01:10 EST: the wall clock went back
         assert h.clock.local().hour == 1
         h.write(KEYS[2], USERS[1])
         h.clock.advance(60)
-        h.poller.poll()
+        h.poll()
         second = [h.marker(r) for r in h.publisher.take()]
-        h.poller = h.new_poller()  # a restart in the repeated hour re-reads it from the position
+        h.restart()  # a restart in the repeated hour re-reads it from the position
         h.clock.advance(3600)  # 02:11 EST
-        h.poller.poll()
+        h.poll()
         third = [h.marker(r) for r in h.publisher.take()]
     finally:
         h.close()
@@ -249,9 +263,9 @@ def test_unpadded_hours_and_sage_lost_in_the_middle_of_a_poll(tmp_path):
         h.write(KEYS[2], USERS[0])
         h.odbc.fail_after = 1  # Sage goes away after the first row
         with contextlib.suppress(SageUnavailable):
-            h.poller.poll()
-        h.poller = h.new_poller()  # and the process restarts
-        h.poller.poll()
+            h.poll()
+        h.restart()  # and the process restarts
+        h.poll()
         published = [h.marker(r) for r in h.publisher.take()]
     finally:
         h.close()
@@ -271,12 +285,12 @@ def test_rows_out_of_text_order_are_noticed_when_the_pad_setting_is_wrong(tmp_pa
         h.write(KEYS[3], USERS[0])
         h.odbc.fail_after = 3  # Sage goes away after "10.0041", "10.0041", "9.9944"
         with contextlib.suppress(SageUnavailable):
-            h.poller.poll()
+            h.poll()
         assert not h.poller.ordered
         assert "do not come back in (DateUpdated, TimeUpdated) order" in caplog.text
-        h.poller = h.new_poller()  # the process restarts from the stored position
+        h.restart()  # the process restarts from the stored position
         h.poller.time_pad = "0"
-        h.poller.poll()
+        h.poll()
         published = [h.marker(r) for r in h.publisher.take()]
     finally:
         h.close()

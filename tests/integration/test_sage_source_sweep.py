@@ -4,16 +4,19 @@ from __future__ import annotations
 
 from connectors.sage100.odbc import Q
 from connectors.sage100.source import SageSource
+from sagesf.source import SourceLoop
 from sandbox.sage100.simulator import SageSimulator
-from tests.integration.sage_source_support import CapturingPublisher, MemoryPositions, value
+from tests.integration.sage_source_support import key, make_due, value
+from tests.kit.stages import CapturingPublisher, MemoryPositions
 
 
 def test_sweep_reports_deleted_and_unstamped_rows(sage_db):
     publisher = CapturingPublisher()
-    source = SageSource(sage_db.settings(), publisher, MemoryPositions())
-    source.run_once(sweep=True)  # initial load, and the sweep's baseline
+    source = SageSource(sage_db.settings(), {})
+    loop = SourceLoop(source, publisher, MemoryPositions())
+    loop.run_once()  # the first read polls every table (initial load) and takes the sweep's baseline
     first = publisher.take()
-    orders = {r.key: value(r)["status"] for r in first if r.schema == "OrderStatusChange"}
+    orders = {key(r): value(r)["status"] for r in first if r.schema == "OrderStatusChange"}
     open_order = next(no for no, status in orders.items() if status == "OPEN")
     new_order = next(no for no, status in orders.items() if status == "NEW")
     odbc = sage_db.odbc()
@@ -23,17 +26,23 @@ def test_sweep_reports_deleted_and_unstamped_rows(sage_db):
         sim.delete_order(new_order)  # history X
         sim.advance_order(open_order)  # O -> C, published by the poll
         sim.write_row("CI_Item", {"ItemCode": "TEMP-1", "ItemType": "1", "ItemCodeDesc": "Short-lived"})
-        source.run_once()
+        make_due(source)  # polls only: the sweeps are an hour away
+        loop.run_once()
         sim.purge_order(open_order)  # invoiced and purged: history C
     odbc.execute(items.delete(items.key_equals()), ["TEMP-1"])  # created and deleted between sweeps
     # a Visual Integrator style import: no new DateUpdated
     odbc.execute(items.update(["InactiveItem"], items.key_equals()), ["Y", "TOOL-1003"])
     odbc.execute(levels.delete(levels.key_equals()), ["PLMB-1002", "001"])
     odbc.close()
-    publisher.take()
+    polled = publisher.take()
+    assert ("OrderStatusChange", open_order) in {(r.schema, r.key) for r in polled}
 
-    assert source.run_once(sweep=True)["CI_Item"].emitted == 0  # the poll cannot see any of it
-    swept = {(r.schema, r.key): r for r in publisher.take()}
+    make_due(source, sweep=True)
+    loop.run_once()
+    assert source.tables["CI_Item"].poller.stats.emitted == 0  # the poll cannot see any of it
+    records = publisher.take()
+    swept = {(r.schema, r.key): r for r in records}
+    assert len(swept) == len(records)  # each change once
     customer = value(swept.pop(("Customer", "01-CASC003")))
     assert customer["deleted"] is True
     assert value(swept.pop(("OrderStatusChange", new_order)))["status"] == "DELETED"
@@ -45,6 +54,7 @@ def test_sweep_reports_deleted_and_unstamped_rows(sage_db):
     assert swept.pop(("InventoryLevel", "PLMB-1002/001")).value is None  # a tombstone
     assert swept == {}
 
-    source.run_once(sweep=True)
+    make_due(source, sweep=True)
+    loop.run_once()
     assert publisher.take() == []  # reported once
     source.close()

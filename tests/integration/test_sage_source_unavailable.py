@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -22,10 +21,12 @@ import pytest
 
 from connectors.sage100.availability import CIRCUIT_STATE, CircuitBreaker, CircuitState
 from connectors.sage100.source import SageSource
-from sagesf.consumer import RetryPolicy
+from sagesf.retry import RetryPolicy
+from sagesf.source import SourceLoop
 from sandbox.sage100.database import connection_string
 from sandbox.sage100.simulator import SageSimulator
-from tests.integration.sage_source_support import CapturingPublisher, MemoryPositions, value
+from tests.integration.sage_source_support import key, make_due, value
+from tests.kit.stages import CapturingPublisher, MemoryPositions, in_background
 
 CLOSED, HALF, OPEN = CircuitState.CLOSED, CircuitState.HALF_OPEN, CircuitState.OPEN
 
@@ -38,34 +39,34 @@ def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
         time.sleep(0.05)
 
 
-def make_source(db, component: str) -> tuple[SageSource, CapturingPublisher, CircuitBreaker]:
+def make_source(db, component: str) -> tuple[SageSource, SourceLoop, CapturingPublisher, CircuitBreaker]:
     settings = db.settings(
         connection_string=connection_string(db.path, timeout=0.2),  # wait 0.2 s for a lock
         source={"component": component, "tables": ["IM_ItemWarehouse", "AR_Customer"], "poll_interval": 0.1},
     )
     publisher = CapturingPublisher()
     breaker = CircuitBreaker(component, failure_threshold=2, initial_backoff=0.3, max_backoff=0.6)
-    source = SageSource(
-        settings,
+    source = SageSource(settings, {}, breaker=breaker, sweep=False)
+    loop = SourceLoop(
+        source,
         publisher,
         MemoryPositions(),
-        breaker=breaker,
+        health=source.health,
         retry=RetryPolicy(initial=0.05, maximum=0.2),
-        sweep=False,
     )
-    return source, publisher, breaker
+    return source, loop, publisher, breaker
 
 
 def published_quantities(publisher: CapturingPublisher) -> Counter[tuple[str, str]]:
     return Counter(
-        (r.key, str(value(r)["quantity_on_hand"])) for r in publisher.records if r.schema == "InventoryLevel"
+        (key(r), str(value(r)["quantity_on_hand"])) for r in publisher.records if r.schema == "InventoryLevel"
     )
 
 
 def test_a_locked_database_opens_the_breaker_and_nothing_is_lost(sage_db, caplog):
     caplog.set_level(logging.INFO, logger="connectors.sage100.availability")
-    source, publisher, breaker = make_source(sage_db, "sage-locked")
-    source.run_once()
+    source, loop, publisher, breaker = make_source(sage_db, "sage-locked")
+    loop.run_once()
     before = {r.key: value(r)["quantity_on_hand"] for r in publisher.take() if r.schema == "InventoryLevel"}
     sim = SageSimulator(sage_db, user_key="0000000003")
     sim.move_stock("HRDW-1000", "000", 5)  # before the outage, not yet polled
@@ -80,29 +81,29 @@ def test_a_locked_database_opens_the_breaker_and_nothing_is_lost(sage_db, caplog
     holder.execute("BEGIN EXCLUSIVE")
     holder.execute("UPDATE IM_Warehouse SET WarehouseDesc = WarehouseDesc")  # takes the write lock
 
-    stop = threading.Event()
-    runner = threading.Thread(target=source.run, args=(stop,), daemon=True)
-    runner.start()
     try:
-        wait_for(lambda: breaker.transitions.count((HALF, OPEN)) >= 2)  # opened, tried again, re-opened
-        assert publisher.records == []
-        status, details = source.health.report()
-        assert status == "degraded"
-        assert details["sage100"]["status"] == "degraded"
-        assert CIRCUIT_STATE.labels("sage-locked")._value.get() in (OPEN.value, HALF.value)
+        with in_background(loop):
+            try:
+                # opened, tried again, re-opened
+                wait_for(lambda: breaker.transitions.count((HALF, OPEN)) >= 2)
+                assert publisher.records == []
+                assert publisher.sent == []
+                status, details = source.health.report()
+                assert status == "degraded"
+                assert details["sage100"]["status"] == "degraded"
+                assert CIRCUIT_STATE.labels("sage-locked")._value.get() in (OPEN.value, HALF.value)
+            finally:
+                holder.execute("ROLLBACK")
+                holder.close()
+            sim = SageSimulator(sage_db, user_key="0000000003")
+            sim.move_stock("HRDW-1000", "000", 2)  # after the outage
+            try:
+                wait_for(lambda: breaker.state is CLOSED and len(published_quantities(publisher)) >= 1)
+                wait_for(lambda: any(r.schema == "Customer" for r in publisher.records))
+                time.sleep(0.5)  # a few more polls: nothing more, nothing twice
+            finally:
+                sim.close()
     finally:
-        holder.execute("ROLLBACK")
-        holder.close()
-    sim = SageSimulator(sage_db, user_key="0000000003")
-    sim.move_stock("HRDW-1000", "000", 2)  # after the outage
-    try:
-        wait_for(lambda: breaker.state is CLOSED and len(published_quantities(publisher)) >= 1)
-        wait_for(lambda: any(r.schema == "Customer" for r in publisher.records))
-        time.sleep(0.5)  # a few more polls: nothing more, nothing twice
-    finally:
-        stop.set()
-        runner.join(10)
-        sim.close()
         source.close()
 
     assert breaker.transitions[0] == (CLOSED, OPEN)
@@ -126,8 +127,8 @@ def test_a_locked_database_opens_the_breaker_and_nothing_is_lost(sage_db, caplog
 
 
 def test_a_database_file_moved_away_and_back(sage_db):
-    source, publisher, breaker = make_source(sage_db, "sage-moved")
-    source.run_once()
+    source, loop, publisher, breaker = make_source(sage_db, "sage-moved")
+    loop.run_once()
     publisher.take()
     with SageSimulator(sage_db, user_key="0000000003") as sim:
         sim.move_stock("ELEC-1001", "002", -3)
@@ -142,16 +143,18 @@ def test_a_database_file_moved_away_and_back(sage_db):
     source.odbc.close()  # the share went away: the open connection is gone with it
     try:
         for _ in range(2):
+            make_due(source)
             with pytest.raises(Exception, match="Sage 100"):
-                source.poll("IM_ItemWarehouse")
+                loop.run_once()  # the first table polled, IM_ItemWarehouse, fails
         assert breaker.state is OPEN
         assert not sage_db.path.exists()  # never re-created empty
     finally:
         for here, there in files:
             os.rename(there, here)
     wait_for(lambda: breaker.allow(), timeout=5)
-    stats = source.poll("IM_ItemWarehouse")
-    assert stats.emitted == 1
+    make_due(source)
+    assert loop.run_once() == 1
+    assert source.tables["IM_ItemWarehouse"].poller.stats.emitted == 1
     assert [r.key for r in publisher.records] == ["ELEC-1001/002"]
     assert breaker.state is CLOSED
     source.close()
