@@ -266,6 +266,8 @@ class _Poll:
         self.carry = list(groups.pop().rows) if groups and stream.multi_row else []
         for group in groups:
             self.consider(group)
+            if self.rewound:  # the stored watermark is past rows still to come: put it back first
+                yield self.flush(final=False)
         if self.outgoing:
             yield self.send()
         if len(self.groups) >= self.poller.batch_rows:
@@ -317,8 +319,11 @@ class _Poll:
             group.rows[0][poller.stream.i_time],
         )
         self.ordered = poller.ordered = False
-        # a checkpoint of this poll may have stored a watermark past rows still to come
-        self.rewound = self.checkpointed
+        if self.checkpointed:
+            # a checkpoint of this poll moved the watermark past rows still to come: put it back
+            # at once, so that a poll after a failed checkpoint reads them, and store it (`take`)
+            poller.state = PollState(self.start[0], self.start[1], poller.state.seen)
+            self.rewound = True
 
     def flush(self, final: bool) -> SourceBatch:
         """A checkpoint: once Kafka has every record handed over, remember them and store the position.

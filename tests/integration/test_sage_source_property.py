@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
+import threading
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -295,3 +297,81 @@ def test_rows_out_of_text_order_are_noticed_when_the_pad_setting_is_wrong(tmp_pa
     finally:
         h.close()
     assert sorted(published) == ["1", "2", "3", "4"]  # "9.9958" was not skipped
+
+
+class FailsOnConfirm(CapturingPublisher):
+    """Kafka does not acknowledge the `n`th confirm (counted from creation)."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.confirms, self.n = 0, n
+
+    def confirm(self) -> None:
+        self.confirms += 1
+        if self.confirms == self.n:
+            self.fail_next = 1
+        super().confirm()
+
+
+def test_kafka_failing_right_after_the_disorder_is_noticed_loses_nothing(tmp_path):
+    """The watermark a checkpoint of this poll moved past "9.9944" goes back even when Kafka fails
+    the next checkpoint: the poll that follows, in the same process or after a restart, reads it."""
+    h = Harness(tmp_path, datetime(2024, 6, 3, 13, 59, 40, tzinfo=UTC), 1.0, "IM_ItemWarehouse", "", 1)
+    h.publisher = FailsOnConfirm(3)  # checkpoints: "10.0041", "10.0041", then "9.9944": that one fails
+    h.restart()
+    h.poller.time_pad, h.poller.ordered = "0", True  # the setting that does not match the data
+    try:
+        h.write(KEYS[0], USERS[0])  # 09:59:40 -> "9.9944"
+        h.clock.advance(5)
+        h.write(KEYS[1], USERS[0])  # 09:59:45 -> "9.9958"
+        h.clock.advance(30)
+        h.write(KEYS[2], USERS[0])  # 10:00:15 -> "10.0041", first in text order
+        h.write(KEYS[3], USERS[0])
+        with pytest.raises(ProduceFailed):
+            h.poll()
+        assert not h.poller.ordered
+        h.poll()
+        published = [h.marker(r) for r in h.publisher.take()]
+        h.restart()
+        h.poller.time_pad = "0"
+        h.poll()
+        published += [h.marker(r) for r in h.publisher.take()]
+    finally:
+        h.close()
+    assert sorted(published) == ["1", "2", "3", "4"]
+
+
+def test_a_process_killed_right_after_noticing_the_disorder_resumes_from_before_it(tmp_path):
+    """The watermark put back is stored before the poll reads on: a process killed just after the
+    poller noticed the disorder does not resume past "9.9944"."""
+    h = Harness(tmp_path, datetime(2024, 6, 3, 13, 59, 40, tzinfo=UTC), 1.0, "IM_ItemWarehouse", "", 2)
+    stop = threading.Event()
+
+    class StopsAtTheFirstRow(CapturingPublisher):
+        def send(self, record: CanonicalRecord) -> None:
+            super().send(record)
+            if h.marker(record) == "1":  # "9.9944", read after the checkpoint at "10.0041"
+                stop.set()
+
+    h.publisher = StopsAtTheFirstRow()
+    h.restart()
+    h.poller.time_pad, h.poller.ordered = "0", True  # the setting that does not match the data
+    try:
+        h.write(KEYS[0], USERS[0])  # 09:59:40 -> "9.9944"
+        h.clock.advance(5)
+        h.write(KEYS[1], USERS[0])  # 09:59:45 -> "9.9958"
+        h.clock.advance(30)
+        h.write(KEYS[2], USERS[0])  # 10:00:15 -> "10.0041", first in text order
+        h.write(KEYS[3], USERS[0])
+        h.loop.run_once(stop)
+        assert stop.is_set()
+        assert not h.poller.ordered
+        published = [h.marker(r) for r in h.publisher.take()]
+        h.publisher.sent.clear()  # killed: what Kafka had not acknowledged is lost
+        h.restart()  # and started again, from the stored position
+        h.poller.time_pad = "0"
+        h.poll()
+        published += [h.marker(r) for r in h.publisher.take()]
+    finally:
+        h.close()
+    assert sorted(published) == ["1", "2", "3", "4"]
