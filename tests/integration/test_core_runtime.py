@@ -300,8 +300,8 @@ def decoded(registry: SchemaRegistryClient, bootstrap: str, topic: str) -> list[
     values = AvroSerde.canonical(registry, "SourcePosition", topic, auto_register=False)
     out = []
     for record in read_topic(bootstrap, topic):
-        value = values.decode(record.value)
-        out.append((keys.decode(record.key), value["position"]))
+        assert record.key is not None and record.value is not None
+        out.append((str(keys.decode(record.key)), str(values.decode(record.value)["position"])))
     return out
 
 
@@ -415,7 +415,8 @@ def test_a_source_batch_is_published_and_confirmed_before_its_position_is_stored
     assert positions.stored == {"s": 2}
     assert source.committed == [{"s": 2}]
     dead = read_topic(kafka_bootstrap, dlq_topic)
-    assert [d.value for d in dead] == [b'{"row": 1}', b'{"envelope"' + dead[1].value[len(b'{"envelope"') :]]
+    assert dead[0].value == b'{"row": 1}'
+    assert (dead[1].value or b"").startswith(b'{"envelope"')  # the record as JSON
     assert dead[0].header("__connect.errors.topic") == b"SOME_TABLE"
     assert (
         dead[1].header("__connect.errors.topic") == f"unpublished:{out}".encode()
