@@ -8,6 +8,7 @@ component as `sagesf run <component>` with the adapter's environment.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
 
 from confluent_kafka.schema_registry import SchemaRegistryClient
@@ -117,6 +118,13 @@ class SourceUnderTest:
         return [
             str(serde.decode(r.key)) for r in read_topic(self.stack.bootstrap, topic) if r.key is not None
         ]
+
+    def times_published(self, changes: Sequence[Change]) -> Counter[str]:
+        """How many records each of `changes` has on its topic."""
+        counts: Counter[str] = Counter()
+        for topic in {c.topic for c in changes}:
+            counts.update(self.keys(topic))
+        return Counter({c.key: counts[c.key] for c in changes})
 
     def published(self, changes: Sequence[Change]) -> set[str]:
         """The keys of `changes` that have a record on their topic."""

@@ -22,6 +22,7 @@ __all__ = [
     "SOURCE_CASES",
     "KillNineLosesNoChange",
     "OwnWritesDoNotComeBack",
+    "RestartResumesFromItsCheckpoint",
     "SourceCase",
     "UnmappableChangeIsDeadLetteredAndTheNextPublished",
 ]
@@ -88,6 +89,26 @@ class KillNineLosesNoChange(SourceCase):
         return made
 
 
+class RestartResumesFromItsCheckpoint(SourceCase):
+    """A source killed -9 after its changes were published and checkpointed resumes from the
+    checkpoint: it publishes none of them again, and the change after the restart once."""
+
+    name = "restart_resumes_from_its_checkpoint"
+
+    def test(self, source: SourceUnderTest) -> None:
+        source.start()
+        before = [source.adapter.change(i) for i in range(self.data["before"])]
+        source.wait_published(before)
+        time.sleep(self.data["settle_seconds"])  # the position follows the acknowledgement
+        source.process.kill()
+        source.start()
+        after = source.adapter.change(self.data["before"])
+        source.wait_published([after])
+        time.sleep(self.data["settle_seconds"])  # a replay from an older position would show by now
+
+        assert source.times_published([*before, after]) == {c.key: 1 for c in [*before, after]}
+
+
 class OwnWritesDoNotComeBack(SourceCase):
     """Changes the integration itself made produce no record; a user's change made after them
     does (so the source did read past them)."""
@@ -130,6 +151,7 @@ class UnmappableChangeIsDeadLetteredAndTheNextPublished(SourceCase):
 
 SOURCE_CASES: tuple[type[SourceCase], ...] = (
     KillNineLosesNoChange,
+    RestartResumesFromItsCheckpoint,
     OwnWritesDoNotComeBack,
     UnmappableChangeIsDeadLetteredAndTheNextPublished,
 )
