@@ -300,7 +300,8 @@ def decoded(registry: SchemaRegistryClient, bootstrap: str, topic: str) -> list[
     values = AvroSerde.canonical(registry, "SourcePosition", topic, auto_register=False)
     out = []
     for record in read_topic(bootstrap, topic):
-        assert record.key is not None and record.value is not None
+        assert record.key is not None
+        assert record.value is not None
         out.append((str(keys.decode(record.key)), str(values.decode(record.value)["position"])))
     return out
 
