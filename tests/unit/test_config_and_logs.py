@@ -22,7 +22,7 @@ def test_bad_setting_names_the_environment_variable(monkeypatch):
 
 def test_sasl_needs_its_credentials_and_they_reach_the_client_config(monkeypatch):
     monkeypatch.setenv("SAGESF_KAFKA__SECURITY_PROTOCOL", "SASL_SSL")
-    with pytest.raises(ConfigError, match="sasl_password"):
+    with pytest.raises(ConfigError, match="SAGESF_KAFKA__SASL_PASSWORD"):
         load_settings(Settings)
     monkeypatch.setenv("SAGESF_KAFKA__SASL_MECHANISM", "SCRAM-SHA-512")
     monkeypatch.setenv("SAGESF_KAFKA__SASL_USERNAME", "sagesf")
