@@ -11,7 +11,7 @@ What it owns: `Processors`, which builds the faust app and wires everything else
 - timers: the inventory flush, the held-order sweep, the mapping reload;
 - the outputs: commands to sage.commands.v1 and salesforce.commands.v1 (Avro, Confluent framing,
   string keys as topics.yaml says), dead letters to dlq.<stage>.v1 through
-  sagesf.dlq.DeadLetterWriter (original bytes, Kafka Connect error headers).
+  sagesf.dead_letter_writer.DeadLetterWriter (original bytes, Kafka Connect error headers).
 
 How one record is handled (`_handle`): decode key and value -> run the stage's logic (orders.py,
 customer_directory.py, customers.py, status.py, inventory.py, credit.py) -> produce its commands
@@ -69,7 +69,7 @@ from processors.tables import SharedTable, shared_table
 from processors.transport import SeekingApp
 from sagesf import topic_names
 from sagesf.config import KafkaSettings, Settings
-from sagesf.dlq import (
+from sagesf.dead_letter_writer import (
     STAGE_KEY_CONVERTER,
     STAGE_TRANSFORMATION,
     STAGE_VALUE_CONVERTER,

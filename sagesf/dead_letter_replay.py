@@ -1,6 +1,6 @@
 """Reading, summarising and replaying dead letters (the work behind `sagesf dlq`).
 
-What it owns: the operator's side of the dead-letter topics that `sagesf.dlq.DeadLetterWriter`
+What it owns: the operator's side of the dead-letter topics that `sagesf.dead_letter_writer.DeadLetterWriter`
 fills. A dead letter is the failed record's original key, value and headers plus Kafka Connect's
 `__connect.errors.*` headers and sagesf's `__sagesf.errors.field/.value`; `DeadLetter` reads
 those back. `summarise()` counts a DLQ topic and its reasons, `replay_plan()` decides what a
@@ -44,7 +44,7 @@ from typing import Any
 from confluent_kafka import KafkaException
 
 from sagesf.config import KafkaSettings
-from sagesf.dlq import HEADER_PREFIX
+from sagesf.dead_letter_writer import HEADER_PREFIX
 from sagesf.positions import PositionStore
 from sagesf.producer import ConfirmedProducer, Delivered
 from sagesf.stages import Stage

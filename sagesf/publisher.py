@@ -13,7 +13,7 @@ from typing import Any
 
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
-from sagesf.dlq import DeadLetterWriter, FailedRecord
+from sagesf.dead_letter_writer import DeadLetterWriter, FailedRecord
 from sagesf.producer import ConfirmedProducer, Delivered, Headers
 from sagesf.serde import AvroSerde
 

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from sagesf.config import KafkaSettings
-from sagesf.dlq import STAGE_TASK_PUT, STAGE_VALUE_CONVERTER, FailedRecord
+from sagesf.dead_letter_writer import STAGE_TASK_PUT, STAGE_VALUE_CONVERTER, FailedRecord
 from sagesf.errors import Backpressure, Permanent, Retriable
 from sagesf.metrics import (
     BACKPRESSURE_SECONDS,

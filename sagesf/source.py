@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sagesf.dlq import STAGE_TASK_POLL, FailedRecord
+from sagesf.dead_letter_writer import STAGE_TASK_POLL, FailedRecord
 from sagesf.errors import Backpressure, Permanent, Retriable
 from sagesf.metrics import Health
 from sagesf.publisher import CanonicalRecord, DeadLetterItem

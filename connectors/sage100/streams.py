@@ -52,7 +52,7 @@ from connectors.sage100.odbc import Q, Row, SageOdbc
 from connectors.sage100.tables import AUDIT_COLUMNS, Table
 from connectors.sage100.values import change_stamp, decimal_at, local_to_utc, stamp_local
 from sagesf import topic_names
-from sagesf.dlq import FailedRecord
+from sagesf.dead_letter_writer import FailedRecord
 from sagesf.errors import Permanent
 from sagesf.publisher import CanonicalRecord
 from sagesf.source import Rejected

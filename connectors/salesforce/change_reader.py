@@ -76,7 +76,7 @@ from connectors.salesforce.source_metrics import (
     GAP_EVENTS,
     SOURCE_RECORDS,
 )
-from sagesf.dlq import FailedRecord
+from sagesf.dead_letter_writer import FailedRecord
 from sagesf.errors import Permanent
 from sagesf.publisher import CanonicalRecord
 from sagesf.source import Rejected, SourceBatch

@@ -18,7 +18,7 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from sagesf.config import KafkaSettings
-from sagesf.dlq import FailedRecord
+from sagesf.dead_letter_writer import FailedRecord
 from sagesf.errors import Backpressure, Permanent, Retriable
 from sagesf.group_lag import GroupLag
 from sagesf.metrics import Health

@@ -32,7 +32,7 @@ from typer.testing import CliRunner
 
 from sagesf.cli import add_core_commands
 from sagesf.config import KafkaSettings
-from sagesf.dlq import STAGE_TASK_POLL, STAGE_TASK_PUT, DeadLetterWriter, FailedRecord
+from sagesf.dead_letter_writer import STAGE_TASK_POLL, STAGE_TASK_PUT, DeadLetterWriter, FailedRecord
 from sagesf.errors import Permanent
 from sagesf.producer import ConfirmedProducer
 from sagesf.schemas import SCHEMAS_DIR

@@ -17,7 +17,7 @@ from connectors.salesforce.change_reader import ChangeReader
 from connectors.salesforce.record_mapper import SOURCE_HEADERS, RecordMapper
 from connectors.salesforce.source import SalesforceCdcSource, SalesforceSourceSettings, _Work
 from connectors.salesforce.source_mapping import DEFAULT_MAPPING_FILE, MappingError, load_source_mapping
-from sagesf.dlq import FailedRecord
+from sagesf.dead_letter_writer import FailedRecord
 from sagesf.errors import Permanent, Retriable
 from sagesf.publisher import CanonicalRecord
 from sagesf.retry import RetryPolicy

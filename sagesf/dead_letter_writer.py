@@ -15,6 +15,7 @@ from __future__ import annotations
 import traceback
 from dataclasses import dataclass
 
+from sagesf import topic_names
 from sagesf.errors import Permanent
 from sagesf.metrics import DEAD_LETTERS
 from sagesf.producer import ConfirmedProducer, Headers
@@ -27,11 +28,6 @@ STAGE_VALUE_CONVERTER = "VALUE_CONVERTER"
 STAGE_TRANSFORMATION = "TRANSFORMATION"
 STAGE_TASK_PUT = "TASK_PUT"
 STAGE_TASK_POLL = "TASK_POLL"
-
-
-def dead_letter_topic(stage: str) -> str:
-    """The dead-letter topic of a pipeline stage, as topics.yaml declares it."""
-    return f"dlq.{stage}.v1"
 
 
 @dataclass(frozen=True)
@@ -80,7 +76,7 @@ class DeadLetterWriter:
     def __init__(self, producer: ConfirmedProducer, stage: str, topic: str | None = None) -> None:
         self.producer = producer
         self.stage = stage
-        self.topic = topic or dead_letter_topic(stage)
+        self.topic = topic or topic_names.dead_letter_topic(stage)
 
     def send(self, items: list[tuple[FailedRecord, BaseException, str, str]]) -> None:
         """Dead-letter (record, error, step, where) items and wait until Kafka has them all."""
