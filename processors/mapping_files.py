@@ -10,11 +10,10 @@ keys, so each file is composed node by node here, keeping the line of every key.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from processors.mapping_checks import check_mappings
@@ -34,6 +33,7 @@ from processors.metadata import (
     load_salesforce_metadata,
 )
 from sagesf.errors import MappingError
+from sagesf.yaml_lines import YamlDocument, YamlSyntaxError, read_yaml
 
 __all__ = ["FILES", "MappingError", "load_mappings"]
 
@@ -51,21 +51,21 @@ FILES: dict[str, tuple[str, type[BaseModel]]] = {
 
 @dataclass
 class _Doc:
-    """One YAML file: its data and the line of every key path."""
+    """One mapping file: its data and the line of every key path."""
 
     path: Path
-    data: Any = None
-    lines: dict[Path_, int] = field(default_factory=dict)
+    yaml: YamlDocument
 
     @property
     def name(self) -> str:
         return _display(self.path)
 
+    @property
+    def data(self) -> Any:
+        return self.yaml.data
+
     def line(self, path: Path_) -> int:
-        for end in range(len(path), -1, -1):
-            if path[:end] in self.lines:
-                return self.lines[path[:end]]
-        return 1
+        return self.yaml.line(path)
 
 
 def _display(path: Path) -> str:
@@ -79,51 +79,29 @@ def _entry(path: Path_) -> str:
     return ".".join(str(p) for p in path) or "(file)"
 
 
-def _index(node: yaml.Node, path: Path_, doc: _Doc, problems: list[str]) -> None:
-    doc.lines.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        seen: dict[str, int] = {}
-        for key_node, value_node in node.value:
-            key = str(key_node.value)
-            line = key_node.start_mark.line + 1
-            if key in seen:
-                problems.append(
-                    f"{doc.name}:{line}: {_entry((*path, key))}: key repeats the one on line {seen[key]}"
-                )
-            seen[key] = line
-            doc.lines[(*path, key)] = line
-            _index(value_node, (*path, key), doc, problems)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            doc.lines[(*path, i)] = item.start_mark.line + 1
-            _index(item, (*path, i), doc, problems)
-
-
 def _read(path: Path, problems: list[str]) -> _Doc | None:
-    doc = _Doc(path)
+    name = _display(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        problems.append(f"{doc.name}:1: (file): mapping file not found")
+        problems.append(f"{name}:1: (file): mapping file not found")
         return None
     except OSError as exc:
-        problems.append(f"{doc.name}:1: (file): cannot read: {exc.strerror}")
+        problems.append(f"{name}:1: (file): cannot read: {exc.strerror}")
         return None
-    loader = yaml.SafeLoader(text)
     try:
-        node = loader.get_single_node()
-        if node is None:
-            problems.append(f"{doc.name}:1: (file): the file is empty")
-            return None
-        _index(node, (), doc, problems)
-        doc.data = loader.construct_document(node)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        problems.append(f"{doc.name}:{mark.line + 1 if mark else 1}: (file): not valid YAML: {exc.problem}")
+        document = read_yaml(text)
+    except YamlSyntaxError as exc:
+        problems.append(f"{name}:{exc.line}: (file): not valid YAML: {exc.problem}")
         return None
-    finally:
-        loader.dispose()
-    return doc
+    if document is None:
+        problems.append(f"{name}:1: (file): the file is empty")
+        return None
+    for key in document.repeated:
+        problems.append(
+            f"{name}:{key.line}: {_entry(key.path)}: key repeats the one on line {key.first_line}"
+        )
+    return _Doc(path, document)
 
 
 def _pydantic_problems(doc: _Doc, exc: ValidationError) -> list[str]:

@@ -9,15 +9,15 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
+from sagesf.errors import TopicsFileError
 from sagesf.schemas import PRIMITIVE_TYPES, SchemaError, schema_names
+from sagesf.yaml_lines import NodePath, YamlDocument, YamlSyntaxError, read_yaml
 
 __all__ = [
     "ResolvedTopic",
@@ -38,14 +38,6 @@ _DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d|w)\s*$")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 # Set through their own keys, so a topic cannot say it twice.
 _OWN_KEYS = {"cleanup.policy": "cleanup_policy", "retention.ms": "retention"}
-
-
-class TopicsFileError(ValueError):
-    """topics.yaml is invalid; the message has one `file:line: problem` line per problem."""
-
-    def __init__(self, problems: Sequence[str]) -> None:
-        self.problems = list(problems)
-        super().__init__("\n".join(self.problems))
 
 
 def _config_value(value: Any) -> str:
@@ -213,49 +205,8 @@ class TopicsFile(BaseModel):
         return out
 
 
-def _compose(text: str, source: str) -> tuple[Any, yaml.Node | None]:
-    loader = yaml.SafeLoader(text)
-    try:
-        node = loader.get_single_node()
-        data = loader.construct_document(node) if node is not None else None
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = f"{source}:{mark.line + 1}" if mark is not None else source
-        raise TopicsFileError([f"{where}: not valid YAML: {exc.problem}"]) from None
-    finally:
-        loader.dispose()
-    return data, node
-
-
-NodePath = tuple[str | int, ...]
-
-
-def _index_lines(
-    node: yaml.Node, path: NodePath, lines: dict[NodePath, int], duplicates: list[str], source: str
-) -> None:
-    """Line of every key and list item by path; duplicate mapping keys are reported."""
-    lines.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        seen: dict[str, int] = {}
-        for key_node, value_node in node.value:
-            key = str(key_node.value)
-            line = key_node.start_mark.line + 1
-            if key in seen:
-                duplicates.append(f"{source}:{line}: key {key!r} repeats the one on line {seen[key]}")
-            seen[key] = line
-            lines[(*path, key)] = line
-            _index_lines(value_node, (*path, key), lines, duplicates, source)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            lines[(*path, i)] = item.start_mark.line + 1
-            _index_lines(item, (*path, i), lines, duplicates, source)
-
-
 def _line(lines: dict[NodePath, int], path: NodePath) -> int:
-    for end in range(len(path), -1, -1):
-        if path[:end] in lines:
-            return lines[path[:end]]
-    return 1
+    return YamlDocument(None, lines).line(path)
 
 
 def _topic_label(data: Any, path: NodePath) -> str:
@@ -378,13 +329,18 @@ def load_topics(path: Path | str, schemas_dir: Path | None = None) -> TopicsFile
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise TopicsFileError([f"{source}: cannot read: {exc.strerror}"]) from None
-    data, node = _compose(text, source)
-    lines: dict[NodePath, int] = {}
-    duplicates: list[str] = []
-    if node is not None:
-        _index_lines(node, (), lines, duplicates, source)
-    if duplicates:
-        raise TopicsFileError(duplicates)
+    try:
+        document = read_yaml(text)
+    except YamlSyntaxError as exc:
+        raise TopicsFileError([f"{source}:{exc.line}: not valid YAML: {exc.problem}"]) from None
+    data, lines = (document.data, document.lines) if document is not None else (None, {})
+    if document is not None and document.repeated:
+        raise TopicsFileError(
+            [
+                f"{source}:{key.line}: key {str(key.path[-1])!r} repeats the one on line {key.first_line}"
+                for key in document.repeated
+            ]
+        )
     if not isinstance(data, dict):
         raise TopicsFileError([f"{source}:1: expected a mapping with 'defaults' and 'topics'"])
     try:

@@ -25,67 +25,49 @@ def sink_test_class(
     adapter: Callable[[Stack], SinkAdapter], cases: Sequence[type[SinkCase]] = SINK_CASES
 ) -> type:
     """A test class running every sink case against the sink `adapter(stack)` speaks for."""
-
-    class SinkConformance:
-        @pytest.fixture
-        def sink(self, stack: Stack) -> Iterator[SinkUnderTest]:
-            made = adapter(stack)
-            try:
-                under_test = SinkUnderTest(made, stack)
-            except BaseException:
-                made.close()
-                raise
-            yield under_test
-            under_test.close()
-
-    for case in cases:
-        _add(SinkConformance, case, _sink_test(case()))
-    return _named(SinkConformance, adapter)
+    return _test_class(adapter, SinkUnderTest, cases)
 
 
 def source_test_class(
     adapter: Callable[[Stack], SourceAdapter], cases: Sequence[type[SourceCase]] = SOURCE_CASES
 ) -> type:
     """A test class running every source case against the source `adapter(stack)` speaks for."""
+    return _test_class(adapter, SourceUnderTest, cases)
 
-    class SourceConformance:
-        @pytest.fixture
-        def source(self, stack: Stack) -> Iterator[SourceUnderTest]:
-            made = adapter(stack)
-            try:
-                under_test = SourceUnderTest(made, stack)
-            except BaseException:
-                made.close()
-                raise
-            yield under_test
-            under_test.close()
 
+def _test_class(
+    adapter: Callable[[Stack], Any],
+    under_test: Callable[[Any, Stack], Any],
+    cases: Sequence[type[SinkCase] | type[SourceCase]],
+) -> type:
+    """A class with the fixture `connector` (the connector under test, closed afterwards) and one
+    test per case."""
+
+    @pytest.fixture
+    def connector(self: Any, stack: Stack) -> Iterator[Any]:
+        made = adapter(stack)
+        try:
+            tested = under_test(made, stack)
+        except BaseException:
+            made.close()
+            raise
+        yield tested
+        tested.close()
+
+    namespace: dict[str, Any] = {"connector": connector}
     for case in cases:
-        _add(SourceConformance, case, _source_test(case()))
-    return _named(SourceConformance, adapter)
-
-
-def _sink_test(case: SinkCase) -> Callable[[Any, SinkUnderTest], None]:
-    def test(self: Any, sink: SinkUnderTest) -> None:
-        case.test(sink)
-
-    return test
-
-
-def _source_test(case: SourceCase) -> Callable[[Any, SourceUnderTest], None]:
-    def test(self: Any, source: SourceUnderTest) -> None:
-        case.test(source)
-
-    return test
-
-
-def _add(cls: type, case: type[SinkCase | SourceCase], test: Callable[..., None]) -> None:
-    test.__name__ = f"test_{case.name}"
-    test.__doc__ = case.__doc__
-    setattr(cls, test.__name__, test)
-
-
-def _named(cls: type, adapter: Callable[..., Any]) -> type:
+        test = _test(case())
+        namespace[test.__name__] = test
     name = getattr(adapter, "__name__", "Connector").removesuffix("Adapter")
-    cls.__name__ = cls.__qualname__ = f"Test{name}Conformance"
+    cls = type(f"Test{name}Conformance", (), namespace)
+    cls.__qualname__ = cls.__name__
     return cls
+
+
+def _test(case: SinkCase | SourceCase) -> Callable[[Any, Any], None]:
+    def test(self: Any, connector: Any) -> None:
+        case.test(connector)
+
+    test.__name__ = f"test_{case.name}"
+    test.__doc__ = type(case).__doc__
+    return test
