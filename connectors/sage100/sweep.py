@@ -12,7 +12,10 @@ compares them with what it knows:
   again and published as it is now (a deactivation nobody stamped).
 What it knows is the previous sweep plus every row version the poller handled since (including
 the integration user's echoes, so the sweep never republishes our own writes), so a row created
-and deleted between two sweeps is still reported deleted.
+and deleted between two sweeps is still reported deleted. A changed row that cannot be mapped
+(an ItemType of 9 written by an import) is a dead letter in `SweepResult.rejected`, and the sweep
+goes on; a row with a NULL key column has no identity to compare and is left to the poll, which
+dead-letters it.
 
 The caller publishes the records and calls `commit()` only after Kafka acknowledged them; a
 failure leaves the sweeper's knowledge as it was and the next sweep finds the same differences.
@@ -26,10 +29,12 @@ scan of the table through ODBC); keep `sweep_interval` in minutes to hours, not 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from connectors.sage100.odbc import Q, SageOdbc
 from connectors.sage100.streams import Group, OutRecord, Stream
+from sagesf.errors import Permanent
+from sagesf.source import Rejected
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +51,7 @@ class SweepResult:
     keys: int
     baseline: bool
     _current: dict[str, str]
+    rejected: list[Rejected] = field(default_factory=list)
 
 
 class KeySweeper:
@@ -63,7 +69,7 @@ class KeySweeper:
 
     def note(self, group: Group) -> None:
         """The poller handled this row version (published, duplicate or echo)."""
-        if not group.rows:
+        if not group.rows or not group.identified:
             return
         row = group.rows[0]
         status = _SEP.join(str(row[i]).rstrip() if row[i] is not None else "" for i in self._status_ix)
@@ -75,25 +81,33 @@ class KeySweeper:
         current: dict[str, str] = {}
         for chunk in self.odbc.rows(self.sql, batch=self.batch):
             for row in chunk:
+                if None in row[:width]:
+                    continue  # no identity to compare: the poll dead-letters it
                 key = _SEP.join(str(v).rstrip() for v in row[:width])
                 current[key] = _SEP.join(str(v).rstrip() if v is not None else "" for v in row[width:])
         if self.known is None:
             return SweepResult([], 0, 0, len(current), True, current)
         known = {**self.known, **self._seen_since}
-        records: list[OutRecord] = []
-        vanished = changed = 0
+        result = SweepResult([], 0, 0, len(current), False, current)
         for key, status in known.items():
             now = current.get(key)
             if now is None:
-                vanished += 1
+                result.vanished += 1
                 parts = tuple(status.split(_SEP)) if status else ()
-                records.extend(self.stream.vanished(tuple(key.split(_SEP)), parts, self.odbc))
+                gone = tuple(key.split(_SEP))
+                try:
+                    result.records.extend(self.stream.vanished(gone, parts, self.odbc))
+                except Permanent as exc:
+                    result.rejected.append(self.stream.rejected(self.stream.gone(gone, "vanished"), exc))
             elif now != status and self._status_ix:
                 group = self.stream.read_key(self.odbc, key.split(_SEP))
                 if group is not None:
-                    changed += 1
-                    records.extend(self.stream.records(group, self.odbc))
-        return SweepResult(records, vanished, changed, len(current), False, current)
+                    result.changed += 1
+                    try:
+                        result.records.extend(self.stream.map(group, self.odbc))
+                    except Permanent as exc:
+                        result.rejected.append(self.stream.rejected(group, exc))
+        return result
 
     def commit(self, result: SweepResult) -> None:
         """Kafka acknowledged `result.records`: the current keys are now what we know."""
