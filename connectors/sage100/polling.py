@@ -62,11 +62,11 @@ reliable ordering, of one poll.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from connectors.sage100.odbc import Row, SageOdbc, SageUnavailable
@@ -126,6 +126,14 @@ class PollState:
         return cls(int(position["stamp"]), tuple(position.get("key") or ()), seen)
 
 
+class SweepNotes(Protocol):
+    """Who else learns of every row version the poller handled: the key sweep (sage100.sweep)."""
+
+    def noting(self, groups: Sequence[Group]) -> tuple[dict[str, Any], Callable[[], None]]:
+        """What to store with the checkpoint that confirms `groups`, and what to do once it is."""
+        ...
+
+
 @dataclass
 class PollStats:
     rows: int = 0  # row versions read (inside the bound)
@@ -154,7 +162,7 @@ class ChangePoller:
         batch_rows: int = 20_000,
         time_pad: str = "0",
         state: PollState | None = None,
-        on_group: Callable[[Group], None] | None = None,
+        notes: SweepNotes | None = None,
         observe_delay: Callable[[float], None] | None = None,
         on_checkpoint: Callable[[PollState], None] | None = None,
         max_seen_stored: int = 10_000,
@@ -170,7 +178,7 @@ class ChangePoller:
         self.time_pad = time_pad
         self.ordered = time_pad == "0"
         self.state = state or PollState()
-        self.on_group = on_group
+        self.notes = notes
         self.observe_delay = observe_delay
         self.on_checkpoint = on_checkpoint
         self.max_seen_stored = max_seen_stored
@@ -395,22 +403,23 @@ class _Poll:
             watermark = (self.latest, ())
             self.warn_future()
         state, position = poller.checkpoint(self.pending, watermark, self.now, force=self.rewound)
+        positions = {} if position is None else {poller.stream.name: position}
+        noted = None
+        if poller.notes is not None:
+            notes, noted = poller.notes.noting(groups)
+            positions.update(notes)
         self.outgoing, self.unconfirmed, self.dead, self.pending, self.groups = [], [], [], {}, []
         self.rewound = False
         self.stats.dead_letters += len(dead)
 
         def committed() -> None:
             poller.advance(state, position)
-            self.record(confirmed, groups)
+            if noted is not None:
+                noted()
+            self.record(confirmed)
             self.checkpointed = True
 
-        name = poller.stream.name
-        return SourceBatch(
-            records=list(records),
-            rejected=dead,
-            positions={} if position is None else {name: position},
-            committed=committed,
-        )
+        return SourceBatch(records=list(records), rejected=dead, positions=positions, committed=committed)
 
     def warn_future(self) -> None:
         if not self.future_top:
@@ -425,8 +434,8 @@ class _Poll:
         )
         self.future_top = 0
 
-    def record(self, confirmed: list[OutRecord], groups: list[Group]) -> None:
-        """What Kafka now has: the streams' memory, the sweep's knowledge, delays and counts."""
+    def record(self, confirmed: list[OutRecord]) -> None:
+        """What Kafka now has: the streams' memory, delays and counts."""
         poller, stats = self.poller, self.stats
         if confirmed:
             poller.stream.confirmed(confirmed)
@@ -439,9 +448,6 @@ class _Poll:
                     stats.max_delay = max(stats.max_delay, delay)
                     if observe is not None:
                         observe(delay)
-        if poller.on_group is not None:
-            for group in groups:
-                poller.on_group(group)
         stats.batches += 1
 
     def finish(self) -> Iterator[SourceBatch]:

@@ -127,7 +127,12 @@ class SageSource:
         streams = build_streams(settings.tables(), self.source.tables, ctx)
         self.tables: dict[str, _Table] = {}
         for name, stream in streams.items():
-            sweeper = KeySweeper(stream, self.odbc) if sweep else None
+            stored = {
+                k.removeprefix(f"{name}/keys/"): v
+                for k, v in positions.items()
+                if k.startswith(f"{name}/keys/")
+            }
+            sweeper = KeySweeper(stream, self.odbc, stored=stored) if sweep else None
             poller = ChangePoller(
                 stream,
                 self.odbc,
@@ -137,7 +142,7 @@ class SageSource:
                 batch_rows=self.source.batch_rows,
                 time_pad=settings.time_pad,
                 state=PollState.from_position(positions.get(name)),
-                on_group=sweeper.note if sweeper is not None else None,
+                notes=sweeper,
                 observe_delay=DETECTION_DELAY.labels(name).observe,
                 on_checkpoint=self._watermark_gauge(name),
                 future_skew_seconds=self.source.future_skew_seconds,
@@ -238,7 +243,10 @@ class SageSource:
             sweeper.commit(result)
 
         yield SourceBatch(
-            records=list(result.records), rejected=result.rejected, positions={}, committed=committed
+            records=list(result.records),
+            rejected=result.rejected,
+            positions=result.positions,
+            committed=committed,
         )
         for kind, count in (
             ("vanished", result.vanished),
