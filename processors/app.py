@@ -164,6 +164,9 @@ class Processors:
                 levels := shared_table(self.app, "inventory-levels", "ItemCode/WarehouseCode -> stock")
             ),
             inventory_sent=shared_table(self.app, "inventory-sent", "ItemCode -> stock fields last sent"),
+            sage_customers=shared_table(
+                self.app, "sage-customers", "ARDivisionNo-CustomerNo -> Account fields known and written"
+            ),
         )
         self.orders = OrderPipeline(
             self.mappings_ref,

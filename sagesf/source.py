@@ -16,9 +16,24 @@ from sagesf.metrics import Health
 from sagesf.publisher import CanonicalRecord, DeadLetterItem
 from sagesf.retry import RetryPolicy
 
-__all__ = ["PositionWriter", "Publisher", "Rejected", "Source", "SourceBatch", "SourceLoop"]
+__all__ = [
+    "WRITTEN_BY_HEADER",
+    "WRITTEN_BY_INTEGRATION",
+    "PositionWriter",
+    "Publisher",
+    "Rejected",
+    "Source",
+    "SourceBatch",
+    "SourceLoop",
+]
 
 log = logging.getLogger(__name__)
+
+# A record a source publishes although the integration itself made the change it shows (the
+# system cannot say whether someone else changed the row too) carries this header; consumers that
+# write back to that system compare fields before they do (processors/customers.py).
+WRITTEN_BY_HEADER = "sagesf.written-by"
+WRITTEN_BY_INTEGRATION = b"integration"
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,8 @@ How it works, per poll:
 3. Per row version: skip it if its exact change stamp is below the bound (the text comparison
    of TimeUpdated may admit a few), record its (hash, stamp) under its key, and drop it if the
    same key already had this hash (re-read in the overlap window: a duplicate) or
-   UserUpdatedKey is the integration user (an echo of our own write). Otherwise map and publish.
+   UserUpdatedKey is the integration user (an echo of our own write; customers publish it marked,
+   sage100.streams `Stream.publishes_echoes`). Otherwise map and publish.
    A version that cannot be read (a NULL key, a TimeUpdated of "25.0000" or "abc": its group has
    a `problem`) or mapped (text where a number belongs) is dead-lettered once (sage100.streams
    `BadRow`): it joins `seen` like any other, under its version when it has no usable key or
@@ -352,7 +353,8 @@ class _Poll:
             self.future_top = max(self.future_top, group.stamp)
         if group.user == poller.integration_user:
             stats.echoes += 1
-            return
+            if not poller.stream.publishes_echoes:
+                return
         try:
             records = poller.stream.map(group, poller.odbc)
         except Permanent as exc:

@@ -123,7 +123,12 @@ class SageSource:
             self.breaker.health = self.health
         self.clock = clock
         self.zone = settings.zone
-        ctx = MappingContext(self.zone, settings.salesforce_id_udf, {**self.source.topics, **(topics or {})})
+        ctx = MappingContext(
+            self.zone,
+            settings.salesforce_id_udf,
+            {**self.source.topics, **(topics or {})},
+            integration_user=settings.integration_user_key,
+        )
         streams = build_streams(settings.tables(), self.source.tables, ctx)
         self.tables: dict[str, _Table] = {}
         for name, stream in streams.items():

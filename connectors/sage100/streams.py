@@ -3,7 +3,10 @@
 Owns one `Stream` per table the source polls, each knowing which columns to select, how to
 identify and hash a row version, and how to map it to canonical records:
 - AR_Customer -> Customer (customer.v1, key `ARDivisionNo-CustomerNo`), with its contacts read
-  in the same query through `{oj AR_Customer LEFT OUTER JOIN AR_CustomerContact ...}`.
+  in the same query through `{oj AR_Customer LEFT OUTER JOIN AR_CustomerContact ...}`. A version
+  the integration user wrote last is published too, with the header `sagesf.written-by:
+  integration`: a Sage user's edit made just before our write is in it, and only the processors
+  can tell which fields are whose (processors/customers.py). The other streams drop such versions.
 - AR_CustomerContact -> the Customer the changed contact belongs to, read again by key (a
   contact change is a change of the customer's state).
 - CI_Item -> Item (item.v1, key ItemCode).
@@ -62,7 +65,7 @@ from sagesf import topic_names
 from sagesf.dead_letter_writer import FailedRecord
 from sagesf.errors import Permanent
 from sagesf.publisher import CanonicalRecord
-from sagesf.source import Rejected
+from sagesf.source import WRITTEN_BY_HEADER, WRITTEN_BY_INTEGRATION, Rejected
 
 __all__ = [
     "COUNTRY_ALPHA2",
@@ -78,6 +81,7 @@ __all__ = [
 ]
 
 AUDIT = ("DateUpdated", "TimeUpdated", "UserUpdatedKey")
+WRITTEN_BY = ((WRITTEN_BY_HEADER, WRITTEN_BY_INTEGRATION),)
 
 CUSTOMER_STATUS = {"A": "ACTIVE", "I": "INACTIVE", "H": "ON_HOLD"}
 ITEM_TYPES = {"1": "REGULAR", "2": "SPECIAL", "3": "CHARGE", "4": "COMMENT", "5": "MISCELLANEOUS"}
@@ -143,6 +147,7 @@ class MappingContext:
     zone: ZoneInfo
     salesforce_id_udf: str
     topics: Mapping[str, str]
+    integration_user: str = ""  # its versions are marked WRITTEN_BY_HEADER (streams that publish them)
     _times: dict[int, datetime] = field(default_factory=dict)
 
     def event_time(self, stamp: int) -> datetime:
@@ -205,6 +210,9 @@ class Stream:
     schema: str = ""
     sweep_columns: tuple[str, ...] = ()
     multi_row = False  # a row version spans several result rows (a join)
+    # publish the integration user's versions, marked (sagesf.source WRITTEN_BY_HEADER), rather
+    # than drop them as echoes: a user's edit may hide in them (customers, processors/customers.py)
+    publishes_echoes = False
 
     def __init__(self, table: Table, ctx: MappingContext) -> None:
         self.table = table
@@ -343,7 +351,11 @@ class Stream:
         """The canonical records of a row version; `BadRow` (Permanent) when it cannot be read or mapped."""
         if group.problem is not None:
             raise group.problem
-        return self.records(group, odbc)
+        records = self.records(group, odbc)
+        if self.publishes_echoes and group.user == self.ctx.integration_user:
+            for rec in records:
+                rec.headers = WRITTEN_BY
+        return records
 
     def records(self, group: Group, odbc: SageOdbc) -> list[OutRecord]:
         """What each stream writes: the records of a readable row version (called through `map`)."""
@@ -392,6 +404,7 @@ class CustomerStream(Stream):
     schema = "Customer"
     sweep_columns = ("CustomerStatus",)
     multi_row = True
+    publishes_echoes = True
 
     def __init__(self, table: Table, contacts: Table, ctx: MappingContext) -> None:
         self.contacts = contacts

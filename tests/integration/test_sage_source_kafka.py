@@ -4,9 +4,9 @@ The source runs first as the real process (`sagesf run sage-source --once`) and 
 demo company; Sage users then make changes (and the integration user one more); a new source
 loop, assembled as the process assembles it (`build_source`: the real CanonicalPublisher and
 PositionStore) and resuming from the positions it finds in Kafka, publishes exactly those changes
-(no gap, no duplicate, no echo); a third one, started while those changes are still inside the
-overlap window, re-reads them and publishes nothing (the de-duplication state travels with the
-watermark).
+(no gap, no duplicate; the integration user's customer write marked as ours); a third one,
+started while those changes are still inside the overlap window, re-reads them and publishes
+nothing (the de-duplication state travels with the watermark).
 """
 
 from __future__ import annotations
@@ -187,7 +187,12 @@ def test_source_publishes_changes_and_resumes_from_its_watermark(setup):
     moved = dict(new["inventory.v1"])["HRDW-1000/000"]
     assert moved["quantity_on_hand"] == level["quantity_on_hand"] + 7
     assert moved["quantity_available"] == level["quantity_available"] + 7
-    assert [v["telephone_no"] for _, v in new["customer.v1"]] == ["(555) 010-2000"]  # no echo
+    # the integration user's write is published too, marked, for the processors to compare
+    assert sorted(v["telephone_no"] for _, v in new["customer.v1"]) == ["(555) 010-2000", "(555) 999-0000"]
+    marked = [r for r in read_topic(s["bootstrap"], s["topics"]["customer.v1"]) if r.headers]
+    assert [(list(r.headers), b"BLUE002" in (r.key or b"")) for r in marked] == [
+        ([("sagesf.written-by", b"integration")], True)
+    ]
     was = dict(first["orderstatus.v1"])[order_no]["status"]
     assert [(k, v["status"], v["previous_status"]) for k, v in new["orderstatus.v1"]] == [
         (order_no, {"NEW": "OPEN", "HOLD": "OPEN", "OPEN": "CLOSED"}[was], None)  # a new process: unknown
