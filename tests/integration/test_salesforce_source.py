@@ -555,6 +555,53 @@ def test_unmappable_event_is_dead_lettered_and_the_next_one_produced(make_source
     assert not [r for r in customers.records if r["key"] == bad]
 
 
+def test_a_dead_lettered_event_is_replayed_once_after_its_mapping_is_fixed(
+    make_source, reader, sf, kafka_admin, tmp_path
+) -> None:
+    """`sagesf dlq replay salesforce-source`: the event goes through the change reader again,
+    with the mapping fixed, and its record is published once; a second replay skips it."""
+    import typer
+    from typer.testing import CliRunner
+
+    from sagesf.cli import add_core_commands
+
+    source, topics = make_source()
+    source.start()
+    dead = reader(topics["dlq.salesforce-source.v1"], None)
+    odd = sf.Account.create({"Name": f"Odd type {tag()}", "Type": "Installation Partner"})["id"]
+    dead.wait_for(lambda r: r["key"] == odd.encode())
+    source.stop()
+    fixed = tmp_path / "salesforce_source.yaml"
+    mapping = (REPO / "mappings/salesforce_source.yaml").read_text()
+    fixed.write_text(
+        mapping.replace("      Prospect: PROS\n", "      Prospect: PROS\n      Installation Partner: RESL\n")
+    )
+    markers = create_topics(kafka_admin)["positions.v1"]  # a compacted topic of its own
+    env = {
+        **source.env,
+        "SAGESF_SALESFORCE__SOURCE__MAPPING_FILE": str(fixed),
+        "SAGESF_STAGES__SALESFORCE_SOURCE__DLQ_TOPIC": topics["dlq.salesforce-source.v1"],
+        "SAGESF_DLQ_MARKERS_TOPIC": markers,
+        "COLUMNS": "300",
+    }
+    app = typer.Typer()
+    add_core_commands(app)
+
+    def replay() -> str:
+        result = CliRunner().invoke(app, ["dlq", "replay", "salesforce-source", "--all"], env=env)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    assert "re-read and sent" in replay()
+    customers = reader(topics["customer.v1"], "Customer")
+    [record] = customers.wait_for(lambda r: r["key"] == odd)
+    assert record["value"]["customer_type"] == "RESL"
+    assert record["headers"]["__sagesf.replayed.from"].startswith(topics["dlq.salesforce-source.v1"].encode())
+    assert "already replayed" in replay()
+    customers.poll()
+    assert len([r for r in customers.records if r["key"] == odd]) == 1
+
+
 def test_gap_events_re_read_their_records(make_source, reader, sf, emulator) -> None:
     source, topics = make_source()
     source.start()
