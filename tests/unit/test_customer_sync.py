@@ -241,13 +241,8 @@ def test_echoes_of_our_writes_send_nothing_and_a_users_edit_alone_is_sent(base_m
 def test_a_marked_version_of_a_customer_never_seen_is_its_baseline(base_mappings: Mappings) -> None:
     """A customer the directory created for an order: its first version is our write."""
     s = sync(base_mappings)
-    created = customer(
-        "SAGE100",
-        salesforce_account_id=ACCOUNT,
-        ar_division_no="01",
-        customer_no="NEW01",
-        credit_limit=Decimal(0),
-    )
+    linked = {"salesforce_account_id": ACCOUNT, "ar_division_no": "01", "customer_no": "NEW01"}
+    created = customer("SAGE100", **linked, credit_limit=Decimal(0))
     assert salesforce_commands(s.on_customer("01-NEW01", created, marked(SAGE_ORIGIN))) == []
     later = {**created, "credit_limit": Decimal("2500.00"), "name": "Acme"}
     [(_, command)] = salesforce_commands(s.on_customer("01-NEW01", later, marked(SAGE_ORIGIN)))
