@@ -194,20 +194,24 @@ class SqlSageWriter:
         )
 
     def _take_order_no(self, cur: pyodbc.Cursor) -> str:
-        """Reserve the next free SalesOrderNo and advance the counter (compare-and-set)."""
+        """Reserve the next free SalesOrderNo and advance the counter (compare-and-set).
+
+        A counter that is missing, not a number or past the last number is `Permanent`: no retry
+        mends it, an operator does (Sales Order Options), then replays the dead letters. Only a
+        counter another writer moved meanwhile is worth retrying."""
         opts = self.options
         cur.execute(opts.select(["NextSalesOrderNo"]))
         row = cur.fetchone()
         if row is None:
-            raise SageUnavailable("SO_Options has no row: the next sales order number is not set up")
+            raise _counter_broken("SO_Options has no row: the next sales order number is not set up")
         current = text_value(row[0]) or "1"
         if not current.isdigit():
-            raise SageUnavailable(f"SO_Options.NextSalesOrderNo {current!r} is not a number")
+            raise _counter_broken(f"SO_Options.NextSalesOrderNo {current!r} is not a number", current)
         number = int(current)
         while True:
             candidate = f"{number:0{ORDER_NO_LENGTH}d}"
             if len(candidate) > ORDER_NO_LENGTH:
-                raise SageUnavailable("sales order numbers are exhausted (9999999 reached)")
+                raise _counter_broken("sales order numbers are exhausted (9999999 reached)", current)
             if not self._order_no_used(cur, candidate):
                 break
             number += 1
@@ -367,6 +371,12 @@ class SqlSageWriter:
             else:
                 params.append(str(value))
         return params
+
+
+def _counter_broken(reason: str, value: str | None = None) -> Permanent:
+    return Permanent(
+        f"{reason}; fix it in Sales Order Options", field="SO_Options.NextSalesOrderNo", value=value
+    )
 
 
 def _amounts(totals: OrderTotals) -> tuple[Decimal, ...]:
