@@ -49,7 +49,7 @@ from connectors.sage100.commands import CommandKind, Outcome, SageCommand, resul
 from connectors.sage100.customer_numbers import CustomerNumbering
 from connectors.sage100.reads import CustomerRow, SageReads
 from connectors.sage100.validation import CommandValidator
-from connectors.sage100.writes import SageWriter, WrittenCustomer, WrittenLine, WrittenOrder
+from connectors.sage100.writes import CustomerWrite, SageWriter, WrittenCustomer, WrittenLine, WrittenOrder
 from sagesf.errors import Permanent, Retriable
 from sagesf.publisher import CanonicalRecord
 from sagesf.sink import Inbound
@@ -134,14 +134,20 @@ class SageCommandSink:
         if existing is not None:
             log.info("order for %s exists as %s (redelivery)", salesforce_id, existing.sales_order_no)
             return self._order_result(command, _with_command_lines(existing, order), Outcome.EXISTING, None)
-        bind = self.validator.order(order, salesforce_id)  # everything but the customer, before any write
-        customer, created = self._order_customer(command)
-        written = self.writer.create_sales_order(bind(customer.ar_division_no, customer.customer_no))
+        # everything is checked before anything is written: the order, then its customer
+        bind = self.validator.order(order, salesforce_id)
+        customer = self._order_customer(command)
+        new = customer if isinstance(customer, CustomerWrite) else None
+        write = bind(customer.ar_division_no, customer.customer_no)
+        written = self.writer.create_sales_order(write, new_customer=new)  # the customer with it
         outcome = Outcome.CREATED if written.created else Outcome.EXISTING
-        return self._order_result(command, _with_command_lines(written, order), outcome, created)
+        return self._order_result(
+            command, _with_command_lines(written, order), outcome, written.customer_created
+        )
 
-    def _order_customer(self, command: SageCommand) -> tuple[WrittenCustomer, bool]:
-        """The order's customer, matched, or created from the command's customer data."""
+    def _order_customer(self, command: SageCommand) -> CustomerRow | CustomerWrite:
+        """The order's customer as Sage has it, or the checked write that creates it from the
+        command's customer data (written with the order, never before it)."""
         order = command.order
         assert order is not None
         ref: Mapping[str, Any] = order.get("customer") or {}
@@ -151,7 +157,7 @@ class SageCommandSink:
         division = _text(ref.get("ar_division_no")) or _text(data.get("ar_division_no"))
         found = self._match_customer(division, number, account)
         if found is not None:
-            return WrittenCustomer(found.ar_division_no, found.customer_no, False), False
+            return found
         if command.customer is None:
             shown = "-".join(x for x in (division, number) if x) or f"Salesforce Account {account}"
             raise Permanent(
@@ -159,9 +165,7 @@ class SageCommandSink:
                 field="customer",
                 value=shown if (number or account) else None,
             )
-        data = {**data, "salesforce_account_id": account}
-        written = self._create_customer(data, division, number)
-        return written, written.created
+        return self._new_customer({**data, "salesforce_account_id": account}, division, number)
 
     def _match_customer(
         self, division: str | None, number: str | None, account: str | None
@@ -174,9 +178,11 @@ class SageCommandSink:
             return self.reads.customer_by_salesforce_id(account)
         return None
 
-    def _create_customer(
+    def _new_customer(
         self, data: Mapping[str, Any], division: str | None, number: str | None
-    ) -> WrittenCustomer:
+    ) -> CustomerWrite:
+        """The checked AR_Customer write that creates the customer `data` describes (numbered by
+        the scheme unless `number` is given; carrying its Account ID in the UDF)."""
         account = _text(data.get("salesforce_account_id"))
         if not account and not number:
             raise Permanent(
@@ -192,14 +198,7 @@ class SageCommandSink:
         write = self.validator.customer(data, None, (division, number))
         if account:
             write = replace(write, columns={**write.columns, self.customer_udf: account})
-        written = self.writer.upsert_customer(write)
-        log.info(
-            "customer %s-%s %s",
-            written.ar_division_no,
-            written.customer_no,
-            "created" if written.created else "found",
-        )
-        return written
+        return write
 
     def _upsert_customer(self, command: SageCommand) -> dict[str, Any]:
         data = command.customer
@@ -215,7 +214,13 @@ class SageCommandSink:
         number = _text(data.get("customer_no"))
         existing = self._match_customer(division, number, account)
         if existing is None:
-            written = self._create_customer(data, division, number)
+            written = self.writer.upsert_customer(self._new_customer(data, division, number))
+            log.info(
+                "customer %s-%s %s",
+                written.ar_division_no,
+                written.customer_no,
+                "created" if written.created else "found",
+            )
             outcome = Outcome.CREATED if written.created else Outcome.EXISTING
             return self._customer_result(command, written, outcome, account)
         write = self.validator.customer(data, existing, None)
