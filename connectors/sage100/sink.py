@@ -157,6 +157,7 @@ class SageCommandSink:
         division = _text(ref.get("ar_division_no")) or _text(data.get("ar_division_no"))
         found = self._match_customer(division, number, account)
         if found is not None:
+            _owned_by(found, account)
             return found
         if command.customer is None:
             shown = "-".join(x for x in (division, number) if x) or f"Salesforce Account {account}"
@@ -223,23 +224,32 @@ class SageCommandSink:
             )
             outcome = Outcome.CREATED if written.created else Outcome.EXISTING
             return self._customer_result(command, written, outcome, account)
+        _owned_by(existing, account)
         write = self.validator.customer(data, existing, None)
         changed = {k: v for k, v in write.columns.items() if existing.values.get(k) != v}
         if account and existing.salesforce_account_id is None:
+            self._account_free(account, existing)
             changed[self.customer_udf] = account  # link the Sage customer to its Account
-        elif account and existing.salesforce_account_id != account:
-            log.warning(
-                "customer %s-%s is linked to Account %s, not %s; the link is left as it is",
-                existing.ar_division_no,
-                existing.customer_no,
-                existing.salesforce_account_id,
-                account,
-            )
         unchanged = WrittenCustomer(existing.ar_division_no, existing.customer_no, False)
         if not changed:
             return self._customer_result(command, unchanged, Outcome.EXISTING, account)
         written = self.writer.upsert_customer(replace(write, columns=changed))
         return self._customer_result(command, written, Outcome.UPDATED, account)
+
+    def _account_free(self, account: str, customer: CustomerRow) -> None:
+        """Permanent when `account` is linked to a Sage customer other than `customer`: linking it
+        here too would make the link say two things."""
+        other = self.reads.customer_by_salesforce_id(account)
+        if other is not None and (other.ar_division_no, other.customer_no) != (
+            customer.ar_division_no,
+            customer.customer_no,
+        ):
+            raise Permanent(
+                f"Salesforce Account {account} is linked to Sage customer {_key(other)}, not "
+                f"{_key(customer)}; nothing was changed",
+                field="salesforce_account_id",
+                value=account,
+            )
 
     # --- results -------------------------------------------------------------------------
 
@@ -281,6 +291,23 @@ class SageCommandSink:
             outcome=Outcome.REJECTED,
             error=error,
         )
+
+
+def _owned_by(customer: CustomerRow, account: str | None) -> None:
+    """Permanent when `customer` is linked (its UDF) to a Salesforce Account other than `account`:
+    the link is the authority, so nothing of the command is written to that customer."""
+    linked = customer.salesforce_account_id
+    if account and linked and linked != account:
+        raise Permanent(
+            f"Sage customer {_key(customer)} is linked to Salesforce Account {linked}, not {account}; "
+            "nothing was changed",
+            field="salesforce_account_id",
+            value=account,
+        )
+
+
+def _key(customer: CustomerRow) -> str:
+    return f"{customer.ar_division_no}-{customer.customer_no}"
 
 
 def _with_command_lines(order: WrittenOrder, command_order: Mapping[str, Any]) -> WrittenOrder:

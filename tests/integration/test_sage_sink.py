@@ -660,6 +660,59 @@ def test_customer_numbers_by_name_skip_numbers_already_used(world):
 # --- links, history, refused orders, reasons -------------------------------------------------
 
 
+def customer_state(world: World, division: str, number: str) -> list[tuple[Any, ...]]:
+    return world.sql(
+        "SELECT CustomerName, TermsCode, CreditLimit, UDF_SALESFORCE_ID, UserUpdatedKey, DateUpdated, "
+        "TimeUpdated FROM AR_Customer WHERE ARDivisionNo = ? AND CustomerNo = ?",
+        division,
+        number,
+    )
+
+
+def test_commands_for_a_sage_customer_linked_to_another_account_are_refused_and_change_nothing(world):
+    data = seeded(world)
+    division, number = data["ref"]["ar_division_no"], data["ref"]["customer_no"]
+    owner, intruder = sf_id("001"), sf_id("001")
+    odbc = world.db.odbc()  # linked to its Account earlier
+    odbc.execute("UPDATE AR_Customer SET UDF_SALESFORCE_ID = ? WHERE CustomerNo = ?", [owner, number])
+    odbc.close()
+    before = customer_state(world, division, number)
+    hijack = customer_record(
+        intruder, "Someone Else Entirely", ar_division_no=division, customer_no=number, terms_code="05"
+    )
+    hijacked_opportunity, owners_opportunity = sf_id(), sf_id()
+    item = data["items"][0]
+    world.send_commands(
+        upsert_command(hijack),
+        order_command(
+            hijacked_opportunity,
+            [line(1, item, "1", "10.00")],
+            {"salesforce_account_id": intruder, "ar_division_no": division, "customer_no": number},
+        ),
+        order_command(
+            owners_opportunity,
+            [line(1, item, "1", "10.00")],
+            {"salesforce_account_id": owner, "ar_division_no": division, "customer_no": number},
+        ),
+    )
+
+    world.run_sink(until_results=3)
+
+    upsert, order, owners = world.results(3)
+    assert [upsert["outcome"], order["outcome"], owners["outcome"]] == ["REJECTED", "REJECTED", "CREATED"]
+    for refused in (upsert, order):
+        assert f"{division}-{number}" in refused["error"]["reason"]
+        assert owner in refused["error"]["reason"]  # says which Account the customer belongs to
+        assert refused["sales_order_no"] is None
+    dead = world.dead_letters(expected=2)
+    assert [owner in dict(m.headers)["__connect.errors.exception.message"].decode() for m in dead] == [
+        True
+    ] * 2
+    assert customer_state(world, division, number) == before  # not renamed, not re-termed, link kept
+    assert orders_for(world, hijacked_opportunity) == []
+    assert len(orders_for(world, owners_opportunity)) == 1
+
+
 def test_an_order_sage_moved_to_history_is_found_by_its_salesforce_id_and_never_written_again(world):
     from sandbox.sage100.simulator import SageSimulator
 
