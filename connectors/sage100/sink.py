@@ -45,19 +45,22 @@ from dataclasses import replace
 from typing import Any
 
 from connectors.sage100.availability import CircuitBreaker
+from connectors.sage100.boi_writer import BoiFailure
 from connectors.sage100.commands import CommandKind, Outcome, SageCommand, result_record
 from connectors.sage100.customer_numbers import CustomerNumbering
+from connectors.sage100.odbc import SageQueryError, SageRejected, redact_connection_string
 from connectors.sage100.reads import CustomerRow, SageReads
 from connectors.sage100.validation import CommandValidator
 from connectors.sage100.writes import CustomerWrite, SageWriter, WrittenCustomer, WrittenLine, WrittenOrder
 from sagesf.errors import Permanent, Retriable
+from sagesf.logs import redact
 from sagesf.publisher import CanonicalRecord
 from sagesf.sink import Inbound
 from sagesf.sink import Outcome as LoopOutcome
 
 log = logging.getLogger(__name__)
 
-__all__ = ["STAGE", "SageCommandSink"]
+__all__ = ["STAGE", "SageCommandSink", "SageWriteFailed"]
 
 STAGE = "sage-sink"  # dead letters go to dlq.sage-sink.v1
 
@@ -101,10 +104,13 @@ class SageCommandSink:
                 # keep the partition's order: this command and every later one are tried again
                 outcomes.extend([LoopOutcome(exc)] * (len(batch) - i))
                 break
-            except Exception as exc:  # noqa: BLE001 - any other failure rejects this command only
-                reason = exc if isinstance(exc, Permanent) else Permanent(f"{type(exc).__name__}: {exc}")
-                log.warning("command %s rejected: %s", command.command_id, reason.reason)
-                result, error = self._rejected(command, reason), exc
+            except Exception as exc:
+                shown, full = _refusal(exc)
+                if shown is full:  # a reason of ours, written for users
+                    log.warning("command %s rejected: %s", command.command_id, shown.reason)
+                else:  # the log is redacted by the process's formatter
+                    log.warning("command %s rejected: %s", command.command_id, full.reason, exc_info=exc)
+                result, error = self._rejected(command, shown), full
             key = rec.key if isinstance(rec.key, str) else None
             outcomes.append(
                 LoopOutcome(error, CanonicalRecord(self.results_topic, "SageResult", key, result))
@@ -291,6 +297,46 @@ class SageCommandSink:
             outcome=Outcome.REJECTED,
             error=error,
         )
+
+
+class SageWriteFailed(Permanent):
+    """What the dead letter of a command Sage refused says: the whole error text and its causes,
+    with passwords masked, for operators (the SageResult carries the short reason)."""
+
+
+def _refusal(exc: Exception) -> tuple[Permanent, Permanent]:
+    """(the SageResult's error, the dead letter's error) for a command that failed for good.
+
+    A reason of ours (validation, links, numbering) is written for users and serves both. Sage's
+    refusals over ODBC and anything unexpected carry driver or Python text (SQLSTATE, ODBC
+    function names, the connection string): users get "Sage refused the write: <category>",
+    operators the full text in the dead letter."""
+    if isinstance(exc, Permanent) and not isinstance(exc, SageRejected | SageQueryError | BoiFailure):
+        return exc, exc
+    if isinstance(exc, BoiFailure):  # Sage's own message for the record, e.g. "Customer is on credit hold."
+        category = redact(exc.message)[:200]
+    elif isinstance(exc, SageRejected):
+        out_of_range = exc.sqlstate.startswith("22")
+        category = (
+            "a value is too long or out of range" if out_of_range else "a database constraint refused it"
+        )
+    elif isinstance(exc, SageQueryError):
+        category = "the query does not fit the database (table layouts or UDF columns)"
+    else:
+        category = "unexpected error"
+    field = exc.field if isinstance(exc, Permanent) else None
+    value = exc.value if isinstance(exc, Permanent) else None
+    shown = Permanent(f"Sage refused the write: {category}", field=field, value=value)
+    causes: list[str] = []
+    cause: BaseException | None = exc
+    while cause is not None and len(causes) < 5:
+        causes.append(f"{type(cause).__module__}.{type(cause).__qualname__}: {cause}")
+        cause = cause.__cause__ or (None if cause.__suppress_context__ else cause.__context__)
+    full = SageWriteFailed(
+        redact(redact_connection_string(" <- caused by ".join(causes))), field=field, value=value
+    )
+    full.__traceback__ = exc.__traceback__  # where it failed, without the raw text of its causes
+    return shown, full
 
 
 def _owned_by(customer: CustomerRow, account: str | None) -> None:

@@ -789,3 +789,32 @@ def test_an_order_sage_refuses_for_a_new_account_leaves_no_customer_behind(world
     assert len(customer_row(world, good_account)) == 1
     assert world.sql("SELECT COUNT(*) FROM AR_Customer") == [(customers_before[0][0] + 1,)]
     assert len(world.dead_letters(expected=1)) == 1
+
+
+def test_a_driver_error_reaches_the_result_as_a_short_reason_and_the_dead_letter_in_full(world):
+    data = seeded(world)
+    item = data["items"][0]
+    driver_text = (
+        "constraint failed: SQLSTATE=23000 [Sage][ODBC Driver] while writing with "
+        "Driver={SQLite3};Database=C:/Sage/MAS90;UID=sagesf;PWD=Pw-9xq7-leaks"
+    )
+    odbc = world.db.odbc()
+    odbc.execute(REFUSE_LINES_OF.format(item=item, message=driver_text))
+    odbc.close()
+    world.send_commands(order_command(sf_id(), [line(1, item, "1", "5.00")], data["ref"]))
+
+    world.run_sink(until_results=1)
+
+    [result] = world.results(1)
+    reason = result["error"]["reason"]
+    assert result["outcome"] == "REJECTED"
+    assert reason.startswith("Sage refused the write: ")
+    for leak in ("SQLSTATE", "23000", "ODBC", "Driver=", "SQLite", "UID=", "PWD", "Pw-9xq7-leaks"):
+        assert leak not in reason
+    [dead] = world.dead_letters(expected=1)
+    headers = dict(dead.headers)
+    message = headers["__connect.errors.exception.message"].decode()
+    assert "SQLSTATE=23000" in message  # operators get the whole text ...
+    assert "Driver={SQLite3};Database=C:/Sage/MAS90;UID=sagesf" in message
+    for name, value in headers.items():  # ... but never the password
+        assert b"Pw-9xq7-leaks" not in value, name
