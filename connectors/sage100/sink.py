@@ -4,21 +4,28 @@ Owns what happens to one command (`SageCommandSink.apply`) and to a consumed bat
 (`SageCommandSink.write`, a sagesf.sink `Sink` that the core SinkLoop drives):
 
 - CreateSalesOrder: the Salesforce record ID (Opportunity, else Order) is the idempotency key.
-  If an order carries it in the order UDF column (UDF_SALESFORCE_ID by default), the answer is
-  EXISTING with that SalesOrderNo and nothing is written. Otherwise the order is validated
+  If an order carries it in the order UDF column (UDF_SALESFORCE_ID by default), open or moved to
+  history (reads.py `SalesforceOrderIndex`), the answer is EXISTING with that SalesOrderNo and
+  nothing is written. Otherwise everything is checked before anything is written: the order
   (validation.py: items exist and are active, warehouses exist, quantities > 0, everything fits
-  Sage's columns and code page) before anything is written; then its customer is matched (by
-  ARDivisionNo + CustomerNo, else by the Salesforce Account ID in the customer UDF column) or,
-  from the command's customer data, created; then header and lines are written by the writer
-  backend (`odbc`: sql_writer.py, one transaction; `boi`: boi_writer.py).
+  Sage's columns and code page), then its customer, matched (by ARDivisionNo + CustomerNo, else
+  by the Salesforce Account ID in the customer UDF column) or, from the command's customer data,
+  a new one; then the writer backend writes the order with that new customer as one unit
+  (`odbc`: sql_writer.py, one transaction; `boi`: boi_writer.py, the customer deleted again when
+  Sage refuses the order), so a refused order leaves no customer behind.
 - UpsertCustomer: matched the same way; an update writes only the columns that differ (none:
   EXISTING, nothing written, so no echo); a new customer gets a CustomerNo from the configured
   scheme (customer_numbers.py) and carries the Account ID in its UDF, which makes a redelivered
   create find it.
+- The link is the authority: a command whose Account differs from the one the matched customer's
+  UDF names (or that would link an Account another customer carries) is refused, naming the
+  linked Account; nothing of it is written to that customer.
 - Every command gets one SageResult (CREATED / UPDATED / EXISTING / REJECTED with the reason,
   field and value), returned with its outcome; the loop publishes it, acknowledged by Kafka,
   before it commits the offset. A Permanent failure is also dead-lettered by the loop on
-  dlq.sage-sink.v1 with Kafka Connect's error headers.
+  dlq.sage-sink.v1 with Kafka Connect's error headers. A reason users read never holds driver
+  or Python text: Sage's refusals over ODBC and unexpected errors answer "Sage refused the write:
+  <category>", and the dead letter carries the whole text, passwords masked (`_refusal`).
 - Sage unavailable (Retriable from the dialect layer or BOI) goes through the circuit breaker
   (availability.py); the failed command and every later one in the batch are returned as
   Retriable, so the loop retries them in their original order and nothing is committed past them.
@@ -32,8 +39,12 @@ credit responder (credit.py), configured by `SAGESF_SAGE100__*` and `SAGESF_SAGE
 
 Limits: commands are applied one at a time (Sage's writes are per record anyway). The result of
 an EXISTING order lists Sage's lines in LineSeqNo order and matches them to the command's lines
-by position. Customer contacts are not written; custom fields are written to the configured UDF
-columns of AR_Customer (one the installation does not have is refused, naming it).
+by position; one found in history has its history status and neither lines nor totals. Customer
+contacts are not written; custom fields are written to the configured UDF columns of AR_Customer
+(one the installation does not have is refused, naming it). The link check reads Sage just before
+the write: a link a Sage user changes in between is not seen. Only an order that brings its
+customer's data is written with its customer as one unit; a customer created earlier by an
+UpsertCustomer stays when Sage refuses the order that asked for it.
 """
 
 from __future__ import annotations
