@@ -329,7 +329,10 @@ class BoiSageWriter:
         try:
             self._check(obj, "nSetKeyValue", obj.nSetKeyValue("ARDivisionNo$", customer.ar_division_no))
             self._check(obj, "nSetKeyValue", obj.nSetKeyValue("CustomerNo$", customer.customer_no))
-            self._check(obj, "nSetKey", obj.nSetKey(), "CustomerNo", customer.customer_no)
+            key = obj.nSetKey()
+            if key == NEW_RECORD:  # gone already
+                return
+            self._check(obj, "nSetKey", key, "CustomerNo", customer.customer_no)
             self._check(obj, "nDelete", obj.nDelete(), "CustomerNo", customer.customer_no)
         except BaseException:
             _clear(obj)

@@ -19,7 +19,8 @@ acceptable for the sink's one lookup per command. Two customers carrying the sam
 Account ID are a data problem; the lowest key wins and a warning is logged. An order that left
 SO_SalesOrderHeader is found only through a history table the UDF is configured on (and defined
 on in Custom Office, with the same name, so Sage copies it there); without one a warning at
-start-up says that a re-sent order Sage already moved to history would be written again.
+start-up says that a re-sent order Sage already moved to history would be written again. An order
+not found costs a look in each configured table, the invoice history (often the largest) last.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ log = logging.getLogger(__name__)
 __all__ = ["CustomerRow", "ItemRow", "OrderPlace", "SageReads", "SalesforceOrderIndex", "SqlSageReads"]
 
 FetchOne = Callable[[str, Sequence[object]], Sequence[object] | None]
+_WARNED: set[str] = set()
 
 _ITEM_COLUMNS = (
     "ItemCode",
@@ -148,7 +150,8 @@ class SalesforceOrderIndex:
             if q.table.has(udf)
         ]
         missing = [name for name in self.ORDER_TABLES[1:] if not tables[name].has(udf)]
-        if len(missing) == len(self.ORDER_TABLES) - 1:
+        if len(missing) == len(self.ORDER_TABLES) - 1 and udf not in _WARNED:
+            _WARNED.add(udf)  # once per process, however many connections read orders
             log.warning(
                 "%s is configured on neither %s: an order Sage moved to history cannot be found by "
                 "its Salesforce ID, and a re-sent order would be written again",
