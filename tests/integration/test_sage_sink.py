@@ -320,8 +320,8 @@ CRASHING_SINK = textwrap.dedent("""
     sink = SageSinkSettings.model_validate_json(sys.argv[4])
 
     class CrashAfterCommit(SqlSageWriter):
-        def create_sales_order(self, order):
-            written = super().create_sales_order(order)  # committed in Sage
+        def create_sales_order(self, order, new_customer=None):
+            written = super().create_sales_order(order, new_customer)  # committed in Sage
             print("committed", written.sales_order_no, flush=True)
             os.kill(os.getpid(), signal.SIGKILL)  # before the result and the offset commit
 
@@ -655,3 +655,166 @@ def test_customer_numbers_by_name_skip_numbers_already_used(world):
         assert sequence.next_number(reads, "01", "x") == "W0001"
     finally:
         odbc.close()
+
+
+# --- links, history, refused orders, reasons -------------------------------------------------
+
+
+def customer_state(world: World, division: str, number: str) -> list[tuple[Any, ...]]:
+    return world.sql(
+        "SELECT CustomerName, TermsCode, CreditLimit, UDF_SALESFORCE_ID, UserUpdatedKey, DateUpdated, "
+        "TimeUpdated FROM AR_Customer WHERE ARDivisionNo = ? AND CustomerNo = ?",
+        division,
+        number,
+    )
+
+
+def test_commands_for_a_sage_customer_linked_to_another_account_are_refused_and_change_nothing(world):
+    data = seeded(world)
+    division, number = data["ref"]["ar_division_no"], data["ref"]["customer_no"]
+    owner, intruder = sf_id("001"), sf_id("001")
+    odbc = world.db.odbc()  # linked to its Account earlier
+    odbc.execute("UPDATE AR_Customer SET UDF_SALESFORCE_ID = ? WHERE CustomerNo = ?", [owner, number])
+    odbc.close()
+    before = customer_state(world, division, number)
+    hijack = customer_record(
+        intruder, "Someone Else Entirely", ar_division_no=division, customer_no=number, terms_code="05"
+    )
+    hijacked_opportunity, owners_opportunity = sf_id(), sf_id()
+    item = data["items"][0]
+    world.send_commands(
+        upsert_command(hijack),
+        order_command(
+            hijacked_opportunity,
+            [line(1, item, "1", "10.00")],
+            {"salesforce_account_id": intruder, "ar_division_no": division, "customer_no": number},
+        ),
+        order_command(
+            owners_opportunity,
+            [line(1, item, "1", "10.00")],
+            {"salesforce_account_id": owner, "ar_division_no": division, "customer_no": number},
+        ),
+    )
+
+    world.run_sink(until_results=3)
+
+    upsert, order, owners = world.results(3)
+    assert [upsert["outcome"], order["outcome"], owners["outcome"]] == ["REJECTED", "REJECTED", "CREATED"]
+    for refused in (upsert, order):
+        assert f"{division}-{number}" in refused["error"]["reason"]
+        assert owner in refused["error"]["reason"]  # says which Account the customer belongs to
+        assert refused["sales_order_no"] is None
+    dead = world.dead_letters(expected=2)
+    assert [owner in dict(m.headers)["__connect.errors.exception.message"].decode() for m in dead] == [
+        True
+    ] * 2
+    assert customer_state(world, division, number) == before  # not renamed, not re-termed, link kept
+    assert orders_for(world, hijacked_opportunity) == []
+    assert len(orders_for(world, owners_opportunity)) == 1
+
+
+def test_an_order_sage_moved_to_history_is_found_by_its_salesforce_id_and_never_written_again(world):
+    from sandbox.sage100.simulator import SageSimulator
+
+    data = seeded(world)
+    commands = [
+        order_command(sf_id(), [line(1, data["items"][0], "2", "5.00")], data["ref"]) for _ in range(4)
+    ]
+    world.send_commands(*commands)
+    world.run_sink(until_results=4)
+    first = world.results(4)
+    assert [r["outcome"] for r in first] == ["CREATED"] * 4
+    completed, deleted, invoiced, invoiced_no_history = (r["sales_order_no"] for r in first)
+    with SageSimulator(world.db) as sage:  # period-end and invoicing, as Sage does them
+        sage.set_order_status(completed, "C")
+        sage.purge_order(completed)
+        sage.delete_order(deleted)
+        sage.invoice_order(invoiced)
+        sage.invoice_order(invoiced_no_history, retain_history=False)  # only invoice history left
+    assert world.sql(
+        "SELECT COUNT(*) FROM SO_SalesOrderHistoryHeader WHERE SalesOrderNo = ?", invoiced_no_history
+    ) == [(0,)]
+    next_no = world.sql("SELECT NextSalesOrderNo FROM SO_Options")
+
+    world.send_commands(*commands)  # a gap event, a catch-up read, a replay or a re-send: the same commands
+    world.run_sink(until_results=8)
+
+    again = world.results(8)[4:]
+    assert [r["outcome"] for r in again] == ["EXISTING"] * 4
+    assert [r["sales_order_no"] for r in again] == [completed, deleted, invoiced, invoiced_no_history]
+    assert [r["order_status"] for r in again] == ["CLOSED", "DELETED", "CLOSED", "CLOSED"]
+    for opportunity, _ in commands:
+        assert orders_for(world, opportunity) == []  # no second order
+    assert world.sql("SELECT NextSalesOrderNo FROM SO_Options") == next_no
+    assert world.dead_letters() == []
+
+
+REFUSE_LINES_OF = (
+    "CREATE TRIGGER sage_refuses BEFORE INSERT ON SO_SalesOrderDetail WHEN NEW.ItemCode = '{item}' "
+    "BEGIN SELECT RAISE(ABORT, '{message}'); END"
+)
+
+
+def test_an_order_sage_refuses_for_a_new_account_leaves_no_customer_behind(world):
+    data = seeded(world)
+    refused_item, good_item = data["items"]
+    odbc = world.db.odbc()  # Sage refuses this item's lines when it writes them, after every check
+    odbc.execute(REFUSE_LINES_OF.format(item=refused_item, message="constraint failed: item on stop"))
+    odbc.close()
+    customers_before = world.sql("SELECT COUNT(*) FROM AR_Customer")
+    refused_account, good_account = sf_id("001"), sf_id("001")
+    refused_opportunity, good_opportunity = sf_id(), sf_id()
+    world.send_commands(
+        order_command(
+            refused_opportunity,
+            [line(1, good_item, "1", "5.00"), line(2, refused_item, "1", "5.00")],
+            {"salesforce_account_id": refused_account},
+            customer_record(refused_account, "Refused Order Co"),
+        ),
+        order_command(
+            good_opportunity,
+            [line(1, good_item, "1", "5.00")],
+            {"salesforce_account_id": good_account},
+            customer_record(good_account, "Accepted Order Co"),
+        ),
+    )
+
+    world.run_sink(until_results=2)
+
+    refused, good = world.results(2)
+    assert (refused["outcome"], refused["customer_created"]) == ("REJECTED", False)
+    assert customer_row(world, refused_account) == []  # no customer, no link
+    assert orders_for(world, refused_opportunity) == []
+    assert (good["outcome"], good["customer_created"]) == ("CREATED", True)
+    assert len(customer_row(world, good_account)) == 1
+    assert world.sql("SELECT COUNT(*) FROM AR_Customer") == [(customers_before[0][0] + 1,)]
+    assert len(world.dead_letters(expected=1)) == 1
+
+
+def test_a_driver_error_reaches_the_result_as_a_short_reason_and_the_dead_letter_in_full(world):
+    data = seeded(world)
+    item = data["items"][0]
+    driver_text = (
+        "constraint failed: SQLSTATE=23000 [Sage][ODBC Driver] while writing with "
+        "Driver={SQLite3};Database=C:/Sage/MAS90;UID=sagesf;PWD=Pw-9xq7-leaks"
+    )
+    odbc = world.db.odbc()
+    odbc.execute(REFUSE_LINES_OF.format(item=item, message=driver_text))
+    odbc.close()
+    world.send_commands(order_command(sf_id(), [line(1, item, "1", "5.00")], data["ref"]))
+
+    world.run_sink(until_results=1)
+
+    [result] = world.results(1)
+    reason = result["error"]["reason"]
+    assert result["outcome"] == "REJECTED"
+    assert reason.startswith("Sage refused the write: ")
+    for leak in ("SQLSTATE", "23000", "ODBC", "Driver=", "SQLite", "UID=", "PWD", "Pw-9xq7-leaks"):
+        assert leak not in reason
+    [dead] = world.dead_letters(expected=1)
+    headers = dict(dead.headers)
+    message = headers["__connect.errors.exception.message"].decode()
+    assert "SQLSTATE=23000" in message  # operators get the whole text ...
+    assert "Driver={SQLite3};Database=C:/Sage/MAS90;UID=sagesf" in message
+    for name, value in headers.items():  # ... but never the password
+        assert b"Pw-9xq7-leaks" not in value, name
