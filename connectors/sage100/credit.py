@@ -6,23 +6,39 @@ sink loop runs. The figures come from Sage at the time of the reply: AR_Customer
 and CurrentBalance, and the open order total, the sum of the totals (TaxableAmt + NonTaxableAmt +
 SalesTaxAmt + FreightAmt - DiscountAmt) of the customer's SO_SalesOrderHeader rows whose
 OrderStatus is open (N, O, H by default). Available credit = CreditLimit - CurrentBalance - open
-order total. The decision:
-- CUSTOMER_NOT_FOUND: no AR_Customer by ARDivisionNo + CustomerNo, nor by the Salesforce
-  Account ID in the customer UDF column;
-- CUSTOMER_ON_HOLD: CustomerStatus is not an active one (A by default);
-- APPROVED when order_amount fits in available credit (or the limit is 0 and 0 means "no
-  limit", the default; available credit is then null), else OVER_LIMIT;
-- ERROR when the request's currency is not the Sage company currency (no conversion here);
+order total.
+
+Who may learn what: a request carries its requester (the Salesforce user who fired the event) and
+the Account it is made from. The responder answers only about the Sage customer linked to that
+Account: the one whose customer UDF (UDF_SALESFORCE_ID) holds the Account ID, or, when the
+request names a customer number, that customer if its UDF holds the Account ID. Anything else,
+an unknown number or a customer linked to another Account, gets one and the same answer
+(CUSTOMER_NOT_FOUND, the same message, the request's own reference, no figures), so replies
+cannot tell which customers exist. Each requester gets `requests_per_requester` answers per
+`rate_period_seconds` (request_rate.py); the next are answered RATE_LIMITED.
+
+The decision, in this order, and only the first applies:
 - EXPIRED (when the CreditDecision enum has it; ERROR with a message starting "expired"
   otherwise) for a request whose deadline passed before it was read or before Sage answered:
-  the requester gets a definite answer instead of silence, and no stale figures.
+  the requester gets a definite answer instead of silence, and no stale figures;
+- ERROR, no figures: no requester; then RATE_LIMITED (ERROR "too many requests ..." on an enum
+  without it), no figures: over the requester's rate; then ERROR, no figures: an order amount
+  not above 0 or above `max_order_amount`, or a currency that is not the Sage company currency
+  (no conversion here);
+- CUSTOMER_NOT_FOUND: no customer linked to the Account, as above;
+- CUSTOMER_ON_HOLD: CustomerStatus is not an active one (A by default);
+- APPROVED when order_amount fits in available credit (or the limit is 0 and 0 means "no
+  limit", the default; available credit is then null), else OVER_LIMIT.
 A reply is produced and acknowledged by Kafka before the offset is committed. Sage unavailable
 is Retriable (through the circuit breaker): the loop retries, and a retry past the deadline
 answers EXPIRED, so every request gets exactly one kind of answer, never a late approval.
 
 Limits: amounts are compared in the Sage company currency only. A redelivered request (crash
 after the reply, before the commit) is answered again; requesters keep the first reply per
-correlation ID.
+correlation ID. Whether the requester may see the Account itself is Salesforce's to decide: the
+responder cannot ask Salesforce, so the figures are delivered on a record only the requester can
+read (processors/credit.py). The Account ID is compared as sent: a 15-character ID does not match
+the 18-character one the customer UDF holds.
 """
 
 from __future__ import annotations
@@ -37,7 +53,8 @@ from decimal import Decimal
 from typing import Any
 
 from connectors.sage100.availability import CircuitBreaker
-from connectors.sage100.reads import SageReads
+from connectors.sage100.reads import CustomerRow, SageReads
+from connectors.sage100.request_rate import RequesterRateLimit
 from connectors.sage100.values import to_decimal
 from sagesf.errors import Permanent, Retriable
 from sagesf.publisher import CanonicalRecord
@@ -59,6 +76,12 @@ class CreditRules:
     active_statuses: frozenset[str] = field(default_factory=lambda: frozenset({"A"}))
     zero_limit_is_unlimited: bool = True
     default_division: str = "01"
+    max_order_amount: Decimal = Decimal("1000000000.00")  # larger amounts are refused (ERROR)
+    requests_per_requester: int = 20  # answers per requester per rate_period_seconds
+    rate_period_seconds: float = 60.0
+
+
+NOT_LINKED = "no Sage customer is linked to this Account"  # unknown and not visible alike
 
 
 class RequestDecoder:
@@ -97,6 +120,8 @@ class CreditCheckResponder:
         self.clock = clock
         symbols = _decision_symbols()
         self.expired = "EXPIRED" if "EXPIRED" in symbols else "ERROR"
+        self.rate_limited = "RATE_LIMITED" if "RATE_LIMITED" in symbols else "ERROR"
+        self.rate = RequesterRateLimit(self.rules.requests_per_requester, self.rules.rate_period_seconds)
 
     def write(self, batch: Sequence[Inbound]) -> list[Outcome]:
         outcomes: list[Outcome] = []
@@ -118,24 +143,58 @@ class CreditCheckResponder:
         deadline: datetime = request["deadline"]
         if self.clock() > deadline:
             return self._expired(request, "before it was read")
-        reply = self.breaker.call(functools.partial(self._check, request))
+        refusal = self._refusal(request)
+        if refusal is not None:
+            return refusal
+        try:
+            reply = self.breaker.call(functools.partial(self._check, request))
+        except Retriable:
+            self.rate.give_back(request["requester_id"])  # retried: the retry counts, not this
+            raise
         if self.clock() > deadline:
             return self._expired(request, "while Sage was answering")
         return reply
 
+    def _refusal(self, request: dict[str, Any]) -> dict[str, Any] | None:
+        """The answer to a request refused before Sage is read (no figures), else None."""
+        requester = request.get("requester_id")
+        if not requester:
+            return self._reply(request, "ERROR", message="the request names no requester (CreatedById)")
+        if not self.rate.take(requester):
+            rules = self.rules
+            message = (
+                f"too many requests: at most {rules.requests_per_requester} "
+                f"per {rules.rate_period_seconds:g} s for one user"
+            )
+            log.warning("credit request %s refused: %s %s", request.get("correlation_id"), requester, message)
+            return self._reply(request, self.rate_limited, message=message)
+        amount = to_decimal(request.get("order_amount"), 2)
+        if amount is None or not Decimal(0) < amount <= self.rules.max_order_amount:
+            message = f"order amount {amount} must be more than 0 and at most {self.rules.max_order_amount}"
+            return self._reply(request, "ERROR", message=message)
+        if request.get("currency_code") != self.rules.currency_code:
+            message = f"currency {request.get('currency_code')} is not Sage's {self.rules.currency_code}"
+            return self._reply(request, "ERROR", message=message)
+        return None
+
+    def _linked_customer(self, ref: dict[str, Any]) -> CustomerRow | None:
+        """The customer linked to the requesting Account, or None (see the module doc)."""
+        account, number = ref.get("salesforce_account_id"), ref.get("customer_no")
+        if not account:
+            return None
+        if not number:
+            return self.reads.customer_by_salesforce_id(account)
+        row = self.reads.customer(ref.get("ar_division_no") or self.rules.default_division, number)
+        return row if row is not None and row.salesforce_account_id == account else None
+
     def _check(self, request: dict[str, Any]) -> dict[str, Any]:
         ref = request.get("customer") or {}
-        division = ref.get("ar_division_no") or self.rules.default_division
-        number, account = ref.get("customer_no"), ref.get("salesforce_account_id")
-        row = self.reads.customer(division, number) if number else None
-        if row is None and account:
-            row = self.reads.customer_by_salesforce_id(account)
+        row = self._linked_customer(ref)
         if row is None:
-            return self._reply(
-                request, "CUSTOMER_NOT_FOUND", message=f"no Sage customer for {_describe(ref)}"
-            )
+            log.info("credit request %s: %s (%s)", request["correlation_id"], NOT_LINKED, _describe(ref))
+            return self._reply(request, "CUSTOMER_NOT_FOUND", message=NOT_LINKED)
         customer = {
-            "salesforce_account_id": account or row.salesforce_account_id,
+            "salesforce_account_id": row.salesforce_account_id,
             "ar_division_no": row.ar_division_no,
             "customer_no": row.customer_no,
             "name": row.name,
@@ -160,9 +219,6 @@ class CreditCheckResponder:
             return self._reply(
                 request, "CUSTOMER_ON_HOLD", customer, figures, f"CustomerStatus {row.status!r} blocks orders"
             )
-        if request.get("currency_code") != self.rules.currency_code:
-            message = f"currency {request.get('currency_code')} is not Sage's {self.rules.currency_code}"
-            return self._reply(request, "ERROR", customer, figures, message)
         amount = to_decimal(request.get("order_amount"), 2) or Decimal("0.00")
         if available is None or amount <= available:
             return self._reply(request, "APPROVED", customer, figures)
@@ -217,6 +273,7 @@ class CreditCheckResponder:
             "currency_code": self.rules.currency_code,
             "deadline": request["deadline"],
             "message": message,
+            "requester_id": request.get("requester_id"),
         }
 
 
