@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 from confluent_kafka.schema_registry import SchemaRegistryClient
+from simple_salesforce.format import format_soql
 
 from sagesf.serde import AvroSerde
 from sagesf.topic_scan import ScannedRecord
@@ -573,7 +574,9 @@ def test_gap_events_re_read_their_records(make_source, reader, sf, emulator) -> 
     assert source.metric("sagesf_salesforce_catchup_reads_total", reason="gap_overflow") >= 1
 
 
-def test_a_credit_check_platform_event_becomes_a_credit_request(make_source, reader, sf) -> None:
+def test_a_credit_check_platform_event_becomes_a_credit_request(
+    make_source, reader, sf, salesforce_emulator
+) -> None:
     channels = ["/data/AccountChangeEvent", "/event/Credit_Check_Request__e"]
     source, topics = make_source(SAGESF_SALESFORCE__SOURCE__CHANNELS=json.dumps(channels))
     source.start()
@@ -596,6 +599,12 @@ def test_a_credit_check_platform_event_becomes_a_credit_request(make_source, rea
     assert value["customer"]["customer_no"] == "ABF0001"
     assert value["order_amount"] == Decimal("1234.50")
     assert value["deadline"].isoformat() == "2030-01-01T00:00:30+00:00"
+    # who asked, from where: the responder answers about that Account's customer, to that user only
+    assert value["customer"]["salesforce_account_id"] == "001000000000001AAA"
+    [me] = sf.query(format_soql("SELECT Id FROM User WHERE Username = {}", salesforce_emulator.username))[
+        "records"
+    ]
+    assert value["requester_id"] == me["Id"]
 
 
 def test_a_mapped_field_the_org_lacks_stops_the_start(make_source, tmp_path) -> None:
