@@ -1,37 +1,13 @@
 """The Sage side of the credit check: answers CreditCheckRequests (credit.requests.v1) on
 credit.replies.v1, keyed by correlation ID, within the request's deadline.
 
-Owns the answer to one request (`CreditCheckResponder.answer`) and the batch handler the
-sink loop runs. The figures come from Sage at the time of the reply: AR_Customer.CreditLimit
-and CurrentBalance, and the open order total, the sum of the totals (TaxableAmt + NonTaxableAmt +
-SalesTaxAmt + FreightAmt - DiscountAmt) of the customer's SO_SalesOrderHeader rows whose
-OrderStatus is open (N, O, H by default). Available credit = CreditLimit - CurrentBalance - open
-order total.
-
-Who may learn what: a request carries its requester (the Salesforce user who fired the event) and
-the Account it is made from. The responder answers only about the Sage customer linked to that
-Account: the one whose customer UDF (UDF_SALESFORCE_ID) holds the Account ID, or, when the
-request names a customer number, that customer if its UDF holds the Account ID. Anything else,
-an unknown number or a customer linked to another Account, gets one and the same answer
-(CUSTOMER_NOT_FOUND, the same message, the request's own reference, no figures), so replies
-cannot tell which customers exist. Each requester gets `requests_per_requester` answers per
-`rate_period_seconds` (request_rate.py); the next are answered RATE_LIMITED.
-
-The decision, in this order, and only the first applies:
-- EXPIRED (when the CreditDecision enum has it; ERROR with a message starting "expired"
-  otherwise) for a request whose deadline passed before it was read or before Sage answered:
-  the requester gets a definite answer instead of silence, and no stale figures;
-- ERROR, no figures: no requester; then RATE_LIMITED (ERROR "too many requests ..." on an enum
-  without it), no figures: over the requester's rate; then ERROR, no figures: an order amount
-  not above 0 or above `max_order_amount`, or a currency that is not the Sage company currency
-  (no conversion here);
-- CUSTOMER_NOT_FOUND: no customer linked to the Account, as above;
-- CUSTOMER_ON_HOLD: CustomerStatus is not an active one (A by default);
-- APPROVED when order_amount fits in available credit (or the limit is 0 and 0 means "no
-  limit", the default; available credit is then null), else OVER_LIMIT.
-A reply is produced and acknowledged by Kafka before the offset is committed. Sage unavailable
-is Retriable (through the circuit breaker): the loop retries, and a retry past the deadline
-answers EXPIRED, so every request gets exactly one kind of answer, never a late approval.
+Owns the answer to one request (`CreditCheckResponder.answer`: who may learn what, and the
+decision) and the batch handler the sink loop runs. The figures come from Sage at the time of the
+reply: AR_Customer.CreditLimit and CurrentBalance, and the open order total, the sum of the totals
+(TaxableAmt + NonTaxableAmt + SalesTaxAmt + FreightAmt - DiscountAmt) of the customer's
+SO_SalesOrderHeader rows whose OrderStatus is open (N, O, H by default). Available credit =
+CreditLimit - CurrentBalance - open order total. Each answer counts in
+`sagesf_credit_answers_total{decision}`.
 
 Limits: amounts are compared in the Sage company currency only. A redelivered request (crash
 after the reply, before the commit) is answered again; requesters keep the first reply per
@@ -52,6 +28,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from prometheus_client import Counter
+
 from connectors.sage100.availability import CircuitBreaker
 from connectors.sage100.reads import CustomerRow, SageReads
 from connectors.sage100.request_rate import RequesterRateLimit
@@ -67,6 +45,12 @@ log = logging.getLogger(__name__)
 __all__ = ["STAGE", "CreditCheckResponder", "CreditRules", "RequestDecoder"]
 
 STAGE = "credit"  # dead letters (undecodable requests) go to dlq.credit.v1
+
+ANSWERS = Counter(
+    "sagesf_credit_answers_total",
+    "Credit check requests answered, by decision (RATE_LIMITED: refused)",
+    ["decision"],
+)
 
 
 @dataclass(frozen=True)
@@ -100,7 +84,32 @@ class RequestDecoder:
 
 
 class CreditCheckResponder:
-    """A sagesf.sink `Sink`: answers each request; the loop publishes the replies."""
+    """A sagesf.sink `Sink`: answers each request; the loop publishes the replies.
+
+    Who may learn what: a request carries its requester (the Salesforce user who fired the event)
+    and the Account it is made from. The answer is only ever about the Sage customer linked to
+    that Account: the one whose customer UDF (UDF_SALESFORCE_ID) holds the Account ID, or, when the
+    request names a customer number, that customer if its UDF holds the Account ID. Anything else,
+    an unknown number or a customer linked to another Account, gets one and the same answer
+    (CUSTOMER_NOT_FOUND, the same message, the request's own reference, no figures), so replies
+    cannot tell which customers exist. Each requester gets `requests_per_requester` answers per
+    `rate_period_seconds` (request_rate.py).
+
+    The decision; the first that applies:
+    1. EXPIRED (ERROR "expired ..." on an enum without it), no figures: the deadline passed
+       before the request was read or before Sage answered. The requester gets a definite answer
+       instead of silence, never a late approval: a retry past the deadline answers EXPIRED too.
+    2. ERROR, no figures: the request names no requester.
+    3. RATE_LIMITED (ERROR "too many requests ..." on an enum without it), no figures.
+    4. ERROR, no figures: an order amount not above 0 or above `max_order_amount`, or a currency
+       that is not the Sage company currency (no conversion here).
+    5. CUSTOMER_NOT_FOUND: no customer linked to the Account, as above.
+    6. CUSTOMER_ON_HOLD: CustomerStatus is not an active one (A by default).
+    7. APPROVED when order_amount fits in available credit (or the limit is 0 and 0 means "no
+       limit", the default; available credit is then null), else OVER_LIMIT.
+    Sage unavailable is Retriable (through the circuit breaker); the requester's token is given
+    back, so the loop's retry is counted once.
+    """
 
     name = STAGE
 
@@ -132,6 +141,7 @@ class CreditCheckResponder:
             except Retriable as exc:
                 outcomes.extend([Outcome(exc)] * (len(batch) - i))  # keep the partition's order
                 break
+            ANSWERS.labels(reply["decision"]).inc()
             key = request["correlation_id"]
             outcomes.append(
                 Outcome(result=CanonicalRecord(self.replies_topic, "CreditCheckReply", key, reply))
