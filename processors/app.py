@@ -6,7 +6,8 @@ What it owns: `Processors`, which builds the faust app and wires everything else
   salesorder.v1 (orders), sage.results.v1 (results), customer.v1 (customers: the cross-reference
   and the customer sync both ways, processors/customers.py), item.v1 (items),
   orderstatus.v1 (status), inventory.v1 (inventory), credit.replies.v1 (credit: Sage's answers
-  to credit checks, published to Salesforce, processors/credit.py);
+  to credit checks, stored on the requester's record in Salesforce, processors/credit.py) and
+  salesforce.results.v1 (credit-results: that record written -> the reply event naming it);
 - the changelog-backed tables (processors/tables.py, `Tables` in processors/state.py);
 - timers: the inventory flush, the held-order sweep, the mapping reload;
 - the outputs: commands to sage.commands.v1 and salesforce.commands.v1 (Avro, Confluent framing,
@@ -98,6 +99,7 @@ DLQ_TOPICS = {
     "status": topic_names.dead_letter_topic("status"),
     "inventory": topic_names.dead_letter_topic("inventory"),
     "credit": topic_names.dead_letter_topic("credit"),
+    "credit-results": topic_names.dead_letter_topic("credit"),
 }
 
 
@@ -255,6 +257,12 @@ class Processors:
                 lambda k, v, o: self.inventory.on_level(k, v),
             ),
             ("credit", topic_names.CREDIT_REPLIES, "CreditCheckReply", self.credit.on_reply),
+            (
+                "credit-results",
+                topic_names.SALESFORCE_RESULTS,
+                "SalesforceResult",
+                self.credit.on_salesforce_result,
+            ),
         ]
         for stage, topic, schema, handler in sources:
             self.app.agent(self._topic(topic), name=f"sagesf-{stage}")(

@@ -132,7 +132,7 @@ class CustomerWriteBack(_Model):
 
 
 CreditReplyValue = Literal[
-    "correlation_id",
+    "account_id",
     "approved",
     "decision",
     "credit_limit",
@@ -141,19 +141,31 @@ CreditReplyValue = Literal[
     "available_credit",
     "message",
 ]
+CreditEventValue = Literal["correlation_id", "record_id", "message"]
 
 
 class CreditReply(_Model):
-    """Sage's answer to a credit check, published to Salesforce as a platform event."""
+    """Sage's answer to a credit check, for the requester only (processors/credit.py): the figures
+    on a `record` the requester owns (upserted by `external_id` = the correlation ID, OwnerId =
+    the requester), then a platform `event` naming that record, which every subscriber receives,
+    so it can carry no figure: `event_fields` take only the correlation ID, the record ID and a
+    message of the integration's own (when no record could be written)."""
 
+    record: str  # e.g. Credit_Check__c, private sharing
+    external_id: str  # its external-ID field that holds the correlation ID
+    fields: dict[CreditReplyValue, str]  # reply value -> the record's field
     event: str  # the platform event, e.g. Credit_Check_Reply__e
-    fields: dict[CreditReplyValue, str]  # reply value -> the event's field
+    event_fields: dict[CreditEventValue, str]  # event value -> the event's field
 
-    @field_validator("fields")
+    @field_validator("event_fields")
     @classmethod
-    def _correlated(cls, value: dict[str, str]) -> dict[str, str]:
-        if "correlation_id" not in value:
-            raise ValueError("correlation_id must be sent: the requester matches the reply by it")
+    def _names_the_record(cls, value: dict[str, str]) -> dict[str, str]:
+        missing = {"correlation_id", "record_id"} - set(value)
+        if missing:
+            raise ValueError(
+                f"{' and '.join(sorted(missing))} must be sent: the requester finds its reply by the "
+                "correlation ID and reads the figures from the record"
+            )
         return value
 
 
