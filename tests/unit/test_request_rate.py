@@ -6,23 +6,16 @@ from __future__ import annotations
 import pytest
 
 from connectors.sage100.request_rate import RequesterRateLimit
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.unit.test_sage_availability import FakeClock as Clock
 
 
 def test_a_requester_gets_the_burst_then_one_more_per_share_of_the_period() -> None:
     clock = Clock()
     limit = RequesterRateLimit(20, 60.0, clock)
     assert [limit.take("rep") for _ in range(21)] == [True] * 20 + [False]
-    clock.now += 2.9  # one token takes 3 s at 20 a minute
+    clock.t += 2.9  # one token takes 3 s at 20 a minute
     assert limit.take("rep") is False
-    clock.now += 0.1
+    clock.t += 0.1
     assert limit.take("rep") is True
     assert limit.take("rep") is False
 
@@ -48,7 +41,7 @@ def test_idle_requesters_are_forgotten_and_come_back_with_a_full_bucket() -> Non
     limit = RequesterRateLimit(1, 60.0, clock)
     for n in range(1024):
         limit.take(f"rep-{n}")
-    clock.now += 60.0
+    clock.t += 60.0
     assert limit.take("newcomer") is True
     assert len(limit._buckets) == 1
     assert limit.take("rep-0") is True
