@@ -43,6 +43,7 @@ TOPICS = (
     topic_names.SAGE_RESULTS,
     topic_names.SALESFORCE_COMMANDS,
     topic_names.dead_letter_topic("orders"),
+    topic_names.dead_letter_topic("customers"),
     topic_names.dead_letter_topic("status"),
     topic_names.dead_letter_topic("inventory"),
 )

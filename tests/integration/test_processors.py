@@ -52,6 +52,7 @@ OUTPUTS = {
     "sage.commands.v1": "SageCommand",
     "salesforce.commands.v1": "SalesforceCommand",
     "dlq.orders.v1": None,  # original bytes of a SalesOrder (or other input)
+    "dlq.customers.v1": None,
     "dlq.status.v1": None,
 }
 
