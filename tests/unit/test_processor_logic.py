@@ -101,6 +101,18 @@ def order(
 ORIGIN = Origin("salesorder.v1", 0, 7, b"key", b"value")
 
 
+def order_result(outcome: str, command_id: str = "c", **fields: Any) -> dict[str, Any]:
+    """The Sage sink's SageResult for the CreateSalesOrder of OPP."""
+    return {
+        "kind": "CREATE_SALES_ORDER",
+        "outcome": outcome,
+        "salesforce_record_id": OPP,
+        "command_id": command_id,
+        "envelope": {},
+        **fields,
+    }
+
+
 def test_an_order_of_an_unknown_currency_fails_visibly(base_mappings: Mappings) -> None:
     step = pipeline(base_mappings).on_sales_order(
         OPP, order(("HRDW-1000", "1", "10"), currency="JPY"), ORIGIN
@@ -195,15 +207,7 @@ def test_an_order_without_a_sage_result_is_commanded_again_until_one_arrives(
     assert REGISTRY.get_sample_value("sagesf_processor_orders_resent_total") == resent + 1  # alerted on
     assert again.dead_letters == []
     assert _sage_commands(p.sweep()) == []  # its clock restarted
-    result = {
-        "kind": "CREATE_SALES_ORDER",
-        "outcome": "EXISTING",
-        "salesforce_record_id": OPP,
-        "command_id": cid,
-        "sales_order_no": "0000042",
-        "order_status": "OPEN",
-        "envelope": {},
-    }
+    result = order_result("EXISTING", cid, sales_order_no="0000042", order_status="OPEN")
     synced = p.on_sage_result(OPP, result, Origin("sage.results.v1", 0, 3, None, b"r"))
     [update] = synced.outbound
     assert update.value["fields"]["Sage_Order_No__c"] == "0000042"
@@ -461,19 +465,8 @@ TRACEBACK = (
 
 
 def _refused(reason: str) -> dict[str, Any]:
-    return {
-        "kind": "CREATE_SALES_ORDER",
-        "outcome": "REJECTED",
-        "salesforce_record_id": OPP,
-        "command_id": "c",
-        "error": {
-            "reason": reason,
-            "field": "SO_SalesOrderHeader",
-            "value": None,
-            "error_class": "Permanent",
-        },
-        "envelope": {},
-    }
+    error = {"reason": reason, "field": "SO_SalesOrderHeader", "value": None, "error_class": "Permanent"}
+    return order_result("REJECTED", error=error)
 
 
 @pytest.mark.parametrize("reason", [DRIVER_ERROR, TRACEBACK], ids=["driver error", "traceback"])
@@ -595,14 +588,7 @@ def test_every_value_a_rule_changed_is_said_on_the_opportunity(base_mappings: Ma
     p = pipeline(base_mappings, raw)
     commanded = p.on_sales_order(OPP, typed, ORIGIN)
     assert commanded.outcome == "commanded", commanded.dead_letters
-    result = {
-        "kind": "CREATE_SALES_ORDER",
-        "outcome": "CREATED",
-        "salesforce_record_id": OPP,
-        "command_id": "c",
-        "sales_order_no": "0000042",
-        "envelope": {},
-    }
+    result = order_result("CREATED", sales_order_no="0000042")
 
     synced = p.on_sage_result(OPP, result, Origin("sage.results.v1", 0, 3, None, b"r"))
 
