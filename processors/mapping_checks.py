@@ -214,6 +214,12 @@ class _Checker:
                 self.report(
                     file, (*path, "overflow"), f"truncate applies to text; {record}.{name} is not text"
                 )
+            if spec.outside_code_page == "error" and avro is not None and not _is_text(avro):
+                self.report(
+                    file,
+                    (*path, "outside_code_page"),
+                    f"outside_code_page applies to text; {record}.{name} is not text",
+                )
             if (
                 col is not None
                 and avro is not None

@@ -161,6 +161,13 @@ CASES: list[tuple[str, str, Edit, str, str]] = [
     ),
     (
         "orders.yaml",
+        "outside_code_page: drop",
+        lambda t: t.replace("{sage: FOB, overflow: truncate}", "{sage: FOB, outside_code_page: drop}"),
+        "header.fob.outside_code_page",
+        "Input should be 'fold' or 'error'",
+    ),
+    (
+        "orders.yaml",
         "map: units",
         lambda t: t.replace("map: unit_of_measure}", "map: units}"),
         "lines.unit_of_measure.map",
