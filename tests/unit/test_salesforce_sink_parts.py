@@ -113,6 +113,9 @@ def cmd(**overrides: Any) -> dict[str, Any]:
         ({"fields": {"Id": "001"}}, "Id"),
         ({"fields": {"sage_item_code__c": "X"}}, "sage_item_code__c"),
         ({"fields": {"Bad Name": 1}}, "fields"),
+        ({"fields": {"Name__c__x__y": 1}}, "fields"),  # not a Salesforce API name
+        ({"sobject": "Product2_"}, "sobject"),
+        ({"external_id_field": "Sage__Item__Code__c"}, "external_id_field"),
         ({"fields": {"Quantity_On_Hand__c": float("nan")}}, "Quantity_On_Hand__c"),
         ({"command_id": ""}, "command_id"),
     ],

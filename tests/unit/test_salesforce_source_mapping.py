@@ -15,6 +15,7 @@ import yaml
 from connectors.salesforce.change_events import MalformedEvent, collapse, origin_client, parse_message
 from connectors.salesforce.change_reader import ChangeReader
 from connectors.salesforce.record_mapper import SOURCE_HEADERS, RecordMapper
+from connectors.salesforce.soql import identifier
 from connectors.salesforce.source import SalesforceCdcSource, SalesforceSourceSettings, _Work
 from connectors.salesforce.source_mapping import DEFAULT_MAPPING_FILE, MappingError, load_source_mapping
 from sagesf.dead_letter_writer import FailedRecord
@@ -355,3 +356,92 @@ def test_channels_name_the_objects_a_catch_up_read_covers() -> None:
     assert changes.entities("/data/OpportunityChangeEvent") == ["Opportunity"]
     assert changes.entities("/data/LeadChangeEvent") == []
     assert set(changes.entities("/data/ChangeEvents")) == set(mapping.objects)
+
+
+INJECTION = "Name FROM Account WHERE Id != null --"
+
+
+def _set(*path: str, value: Any = INJECTION) -> Any:
+    """A change that puts the injection attempt at `path` in the raw mapping."""
+
+    def change(raw: dict[str, Any]) -> None:
+        node = raw
+        for step in path[:-1]:
+            node = node[step]
+        node[path[-1]] = value
+
+    return change
+
+
+def _rename_object(raw: dict[str, Any]) -> None:
+    raw["objects"][INJECTION] = raw["objects"].pop("Product2")
+
+
+@pytest.mark.parametrize(
+    ("change", "entry"),
+    [
+        (_set("objects", "Account", "fields", "name"), "objects.Account.fields.name"),
+        (_set("objects", "Account", "key", value=[INJECTION]), "objects.Account.key"),
+        (_set("objects", "Account", "external_id"), "objects.Account.external_id"),
+        (
+            _set("objects", "Account", "custom_fields", "salesforce_account_number"),
+            "objects.Account.custom_fields",
+        ),
+        (_set("objects", "Account", "addresses", "billing_address", "prefix"), "objects.Account.addresses"),
+        (_set("objects", "Account", "contacts", "relationship"), "objects.Account.contacts.relationship"),
+        (_set("objects", "Opportunity", "lines", "order_by"), "objects.Opportunity.lines.order_by"),
+        (
+            _set("objects", "Opportunity", "lines", "fields", "product_code"),
+            "objects.Opportunity.lines.fields",
+        ),
+        (_set("objects", "Opportunity", "when", "field"), "objects.Opportunity.when.field"),
+        (_set("objects", "Opportunity", "customer", "name"), "objects.Opportunity.customer.name"),
+        (_set("objects", "Contact", "parent", "field"), "objects.Contact.parent.field"),
+        (_set("objects", "Contact", "parent", "object"), "objects.Contact.parent.object"),
+        (_rename_object, "objects.Name FROM Account"),
+    ],
+)
+def test_an_injection_attempt_in_any_soql_name_is_refused_at_load(
+    tmp_path: Path, change: Any, entry: str
+) -> None:
+    path = write_mapping(tmp_path, change)
+    with pytest.raises(MappingError) as caught:
+        load_source_mapping(path)
+    assert any(str(path) in p and entry in p and "Salesforce" in p for p in caught.value.problems), (
+        caught.value.problems
+    )
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Name",
+        "Account.ExternalID__c",
+        "Sage_Item_Code__c",
+        "ns__Field__c",
+        "Parent__r.Name",
+        "Loc__Latitude__s",
+    ],
+)
+def test_salesforce_api_names_pass(name: str) -> None:
+    assert identifier(name) == name
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        INJECTION,
+        "Name,Id",
+        "Name)",
+        "Bad_",
+        "Bad___c",
+        "a__b__c__d",
+        "_Name",
+        "1Name",
+        "Account..Name",
+        "Name__c ",
+    ],
+)
+def test_what_is_not_a_salesforce_api_name_is_refused(name: str) -> None:
+    with pytest.raises(ValueError, match="Salesforce API name"):
+        identifier(name)
