@@ -46,7 +46,7 @@ from requests.adapters import HTTPAdapter
 from simple_salesforce.api import Salesforce
 
 from connectors.salesforce.auth import AccessToken, AuthenticationFailed, request_token
-from connectors.salesforce.config import SalesforceSettings
+from connectors.salesforce.config import SalesforceSettings, plain_http_allowed
 from connectors.salesforce.metrics import API_CALLS, LOGINS, TOKEN_REFRESHES
 
 log = logging.getLogger(__name__)
@@ -155,11 +155,12 @@ class SalesforceConnection:
         self._token = self._login()
         instance = urlsplit(self._token.instance_url)
         if instance.scheme == "http":
-            if login.scheme != "http":
+            if login.scheme != "http" or not plain_http_allowed(instance.hostname, settings.plain_http_host):
                 raise AuthenticationFailed(
                     settings.auth_flow,
                     "insecure_instance",
-                    f"the token answer names a plain-http instance {instance.netloc} for an https login",
+                    f"the token answer names a plain-http instance {instance.netloc}: "
+                    "only loopback or SAGESF_SALESFORCE__PLAIN_HTTP_HOST may be reached over http",
                 )
             self.session.allow_http(instance.netloc)
         self.sf: Any = Salesforce(
