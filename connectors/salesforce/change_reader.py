@@ -10,7 +10,8 @@ How one batch goes, in this order:
 1. parse every message (connectors/salesforce/change_events.py); a malformed one is a dead
    letter; every event moves its channel's position;
 2. drop what is not ours to publish: events committed before a by-time stream's start, echoes
-   of our own writes (changeOrigin client), objects without mapping (counted);
+   of our own writes (changeOrigin client AND commitUser the integration user: another user's
+   change carrying our client header is not an echo), objects without mapping (counted);
 3. child changes (Contact, OpportunityLineItem, OrderItem) become changes of their parent
    (one `queryAll` for the parent IDs, deletions included); GAP_CREATE/UPDATE/UNDELETE count as
    full re-reads, GAP_DELETE as a deletion, GAP_OVERFLOW as a catch-up read of the whole object
@@ -65,7 +66,7 @@ from connectors.salesforce.change_events import (
     Target,
     collapse,
     event_uuid,
-    origin_client,
+    is_echo,
     parse_message,
 )
 from connectors.salesforce.record_mapper import RecordMapper
@@ -121,6 +122,7 @@ class ChangeReader:
         mapper: RecordMapper,
         storage: PositionReplayStorage,
         echo_clients: Iterable[str],
+        echo_users: Iterable[str] = (),
         overflow_lookback_ms: int = 300_000,
     ) -> None:
         self.mapping = mapping
@@ -128,6 +130,7 @@ class ChangeReader:
         self.mapper = mapper
         self.storage = storage
         self.echo_clients = frozenset(echo_clients)
+        self.echo_users = frozenset(user[:15] for user in echo_users if user)
         self.overflow_lookback_ms = overflow_lookback_ms
 
     def entities(self, channel: str) -> list[str]:
@@ -206,8 +209,7 @@ class ChangeReader:
         return event
 
     def _wanted(self, event: ChangeEvent, batch: _Batch) -> bool:
-        client = origin_client(event.change_origin)
-        if client is not None and client in self.echo_clients:
+        if is_echo(event, self.echo_clients, self.echo_users):
             ECHOES_DROPPED.labels(event.channel).inc()
             return False
         if event.entity not in self.mapping.objects:

@@ -710,3 +710,13 @@ def test_a_record_deleted_before_its_update_is_read_is_not_a_dead_letter(make_so
     assert source.metric("sagesf_salesforce_source_records_total", outcome="deleted_since") >= 1
     dead.poll()
     assert not [r for r in dead.records if r["key"] == account.encode()]
+
+
+def test_a_spoofed_echo_header_from_another_user_comes_through(make_source, reader, sf, emulator) -> None:
+    source, topics = make_source()
+    source.start()
+    customers = reader(topics["customer.v1"], "Customer")
+    ours = source.env["SAGESF_SALESFORCE__CALL_OPTIONS_CLIENT"]
+    t = tag()
+    spoofed = seller(emulator, client=ours).Account.create({"Name": f"Spoofed origin {t}"})["id"]
+    customers.wait_for(lambda r: r["key"] == spoofed)  # another user's change, whatever its header says

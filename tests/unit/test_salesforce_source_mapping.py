@@ -445,3 +445,19 @@ def test_salesforce_api_names_pass(name: str) -> None:
 def test_what_is_not_a_salesforce_api_name_is_refused(name: str) -> None:
     with pytest.raises(ValueError, match="Salesforce API name"):
         identifier(name)
+
+
+def test_an_echo_needs_our_client_and_our_user() -> None:
+    from connectors.salesforce.change_events import is_echo
+
+    def event(origin: str, user: str) -> Any:
+        message = change("UPDATE")
+        header = message["data"]["payload"]["ChangeEventHeader"]
+        header["changeOrigin"], header["commitUser"] = origin, user
+        return parse_message(message)
+
+    ours, users = frozenset({"sagesf"}), frozenset({"005000000000001"})
+    assert is_echo(event("com/salesforce/api/rest/62.0;client=sagesf", "005000000000001AAA"), ours, users)
+    assert not is_echo(event("com/salesforce/api/rest/62.0;client=sagesf", "005000000000002AAA"), ours, users)
+    assert not is_echo(event("com/salesforce/api/rest/62.0", "005000000000001AAA"), ours, users)
+    assert not is_echo(event("com/salesforce/api/rest/62.0;client=sagesf", ""), ours, users)
