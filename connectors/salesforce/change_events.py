@@ -127,7 +127,7 @@ def _change_event(
     commit = header.get("commitTimestamp")
     if not isinstance(entity, str) or not entity:
         raise MalformedEvent("ChangeEventHeader.entityName is missing", field="entityName")
-    if change_type not in CHANGE_TYPES and change_type not in GAP_TYPES:
+    if not isinstance(change_type, str) or (change_type not in CHANGE_TYPES and change_type not in GAP_TYPES):
         raise MalformedEvent(
             f"unknown ChangeEventHeader.changeType {change_type!r}", field="changeType", value=change_type
         )
@@ -163,7 +163,7 @@ def _created_ms(payload: dict[str, Any]) -> int:
     if isinstance(created, str):
         try:
             return int(datetime.fromisoformat(created).timestamp() * 1000)
-        except ValueError:
+        except (ValueError, OverflowError, OSError):
             pass
     raise MalformedEvent("a platform event needs CreatedDate (ISO 8601)", field="CreatedDate", value=created)
 

@@ -442,5 +442,5 @@ def _failed_target(target: Target, record: Mapping[str, Any] | None) -> FailedRe
 def _epoch_ms(stamp: str) -> int | None:
     try:
         return int(datetime.fromisoformat(stamp).timestamp() * 1000)
-    except ValueError:
+    except (ValueError, OverflowError, OSError):
         return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 from collections.abc import Iterator
 from decimal import Decimal
@@ -11,6 +12,8 @@ from typing import Any
 import fastavro
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from connectors.salesforce.change_events import MalformedEvent, collapse, origin_client, parse_message
 from connectors.salesforce.change_reader import ChangeReader
@@ -461,3 +464,151 @@ def test_an_echo_needs_our_client_and_our_user() -> None:
     assert not is_echo(event("com/salesforce/api/rest/62.0;client=sagesf", "005000000000002AAA"), ours, users)
     assert not is_echo(event("com/salesforce/api/rest/62.0", "005000000000001AAA"), ours, users)
     assert not is_echo(event("com/salesforce/api/rest/62.0;client=sagesf", ""), ours, users)
+
+
+# --- poison values: whatever Salesforce (or a forged event) sends, a record or a dead letter ------
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**40), max_value=10**40)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=50)
+    | st.sampled_from(["1e999999", "-Infinity", "NaN", "9999-12-31T23:59:59Z", "0000-00-00", "1" * 60]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=6,
+)
+
+
+def _poisoned(entity: str, values: dict[str, Any]) -> dict[str, Any]:
+    base = {"Account": {"Id": "001000000000001AAA", "Name": "X"}, "Opportunity": opportunity()}.get(
+        entity, {"Id": "01t000000000001AAA", "Name": "P", "ProductCode": "P-1"}
+    )
+    record = dict(base)
+    record.update(values)
+    return record
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    entity=st.sampled_from(["Account", "Opportunity", "Product2"]),
+    values=st.dictionaries(
+        st.sampled_from(
+            [
+                "Name",
+                "Phone",
+                "Credit_Limit__c",
+                "Type",
+                "CloseDate",
+                "Amount",
+                "ExternalID__c",
+                "IsActive",
+                "Quantity_On_Hand__c",
+                "ProductCode",
+                "BillingStreet",
+                "Contacts",
+                "OpportunityLineItems",
+                "Account",
+                "StageName",
+                "Family",
+                "AccountNumber",
+            ]
+        ),
+        JSON_VALUES,
+        max_size=4,
+    ),
+)
+def test_any_field_value_maps_to_a_record_that_encodes_or_to_a_permanent_error(
+    entity: str, values: dict[str, Any]
+) -> None:
+    mapper = RecordMapper(load_source_mapping())
+    try:
+        mapped = mapper.object_record(entity, _poisoned(entity, values), event_id="e", event_time_ms=0)
+    except Permanent:
+        return
+    assert mapped.value is not None
+    encodes(mapped.schema, mapped.value)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    message=JSON_VALUES,
+    header=st.dictionaries(
+        st.sampled_from(
+            [
+                "entityName",
+                "recordIds",
+                "changeType",
+                "commitTimestamp",
+                "changedFields",
+                "sequenceNumber",
+                "changeOrigin",
+                "commitUser",
+                "transactionKey",
+            ]
+        ),
+        JSON_VALUES,
+        max_size=6,
+    ),
+)
+def test_any_streaming_message_is_an_event_or_a_malformed_one(message: Any, header: dict[str, Any]) -> None:
+    forged = change("UPDATE")
+    forged["data"]["payload"]["ChangeEventHeader"].update(header)
+    for candidate in (
+        message,
+        forged,
+        {"channel": "/event/Credit_Check_Request__e", "data": {"event": {"replayId": 1}, "payload": header}},
+    ):
+        with contextlib.suppress(MalformedEvent):  # refused with a reason: a dead letter
+            parse_message(candidate)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    values=st.dictionaries(
+        st.sampled_from(
+            ["Correlation_Id__c", "Amount__c", "Reply_Deadline__c", "Account_Id__c", "External_Id__c"]
+        ),
+        JSON_VALUES | st.floats(min_value=-1e22, max_value=1e22) | st.integers(),
+        max_size=5,
+    )
+)
+def test_any_platform_event_payload_maps_to_a_record_that_encodes_or_to_a_permanent_error(
+    values: dict[str, Any],
+) -> None:
+    mapper = RecordMapper(load_source_mapping())
+    payload = {"Correlation_Id__c": "c-1", "Amount__c": 1, "Account_Id__c": "001000000000001AAA", **values}
+    try:
+        mapped = mapper.platform_event_record(
+            "/event/Credit_Check_Request__e", payload, event_id="e", created_ms=0
+        )
+    except Permanent:
+        return
+    assert mapped.value is not None
+    encodes(mapped.schema, mapped.value)
+
+
+def test_a_deadline_far_outside_the_calendar_is_a_permanent_error_naming_the_field() -> None:
+    mapper = RecordMapper(load_source_mapping())
+    payload = {"Correlation_Id__c": "c-1", "Amount__c": 1, "Reply_Deadline__c": 1e20}
+    with pytest.raises(Permanent, match="Reply_Deadline__c"):
+        mapper.platform_event_record("/event/Credit_Check_Request__e", payload, event_id="e", created_ms=0)
+
+
+def test_a_list_or_object_where_salesforce_sends_text_is_a_permanent_error() -> None:
+    mapper = RecordMapper(load_source_mapping())
+    for odd in ({"first": "Acme"}, ["Acme", "Inc"]):
+        with pytest.raises(Permanent, match=r"Account\.Name"):
+            mapper.object_record(
+                "Account", {"Id": "001000000000001AAA", "Name": odd}, event_id="e", event_time_ms=0
+            )
+
+
+def test_an_order_whose_lines_did_not_all_come_back_is_a_permanent_error_not_a_short_order() -> None:
+    mapper = RecordMapper(load_source_mapping())
+    lines = opportunity()["OpportunityLineItems"]
+    paged = {**lines, "totalSize": 450, "done": False, "nextRecordsUrl": "/services/data/v62.0/query/01g-2"}
+    with pytest.raises(Permanent, match="2 of 450"):
+        mapper.object_record(
+            "Opportunity", opportunity(OpportunityLineItems=paged), event_id="e", event_time_ms=0
+        )
