@@ -30,6 +30,10 @@ How one batch goes, in this order:
    Kafka has the records. A crash anywhere before that replays the batch: at-least-once, with
    deterministic event IDs so consumers can tell a repeat.
 
+Whatever mapping one record raises (a `Permanent`, or a bug it meets) dead-letters that record
+alone, in event batches, GAP_OVERFLOW reads and catch-up reads alike: a catch-up read has no
+event to split it by, and a failure there would otherwise stop the source at every restart.
+
 Records read for a CREATE/UPDATE that are gone by the time of the read are asked for again with
 queryAll: deleted since (IsDeleted) they are skipped, counted `deleted_since` (the DELETE event
 that follows produces the deleted record); not found even so, the integration user cannot see
@@ -83,7 +87,7 @@ from connectors.salesforce.source_metrics import (
     SOURCE_RECORDS,
 )
 from sagesf.dead_letter_writer import FailedRecord
-from sagesf.errors import Permanent
+from sagesf.errors import Backpressure, Permanent, Retriable
 from sagesf.publisher import CanonicalRecord
 from sagesf.source import Rejected, SourceBatch
 
@@ -326,7 +330,11 @@ class ChangeReader:
                 event_time_ms=target.commit_timestamp_ms,
                 deleted=target.deleted,
             )
-        except Permanent as exc:
+        except (Retriable, Backpressure):
+            raise
+        except Exception as exc:  # Permanent, or a bug: this record alone, not the stream
+            if not isinstance(exc, Permanent):
+                log.exception("dead-lettering %s %s: mapping it failed", target.entity, target.record_id)
             batch.failed.append((_failed_target(target, record), exc))
             SOURCE_RECORDS.labels(target.entity, "dead_letter").inc()
             return

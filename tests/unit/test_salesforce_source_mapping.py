@@ -612,3 +612,39 @@ def test_an_order_whose_lines_did_not_all_come_back_is_a_permanent_error_not_a_s
         mapper.object_record(
             "Opportunity", opportunity(OpportunityLineItems=paged), event_id="e", event_time_ms=0
         )
+
+
+class _BuggyMapper(RecordMapper):
+    """A mapper with a bug that one record meets (a KeyError), as a new mapping entry might have."""
+
+    def object_record(self, entity: str, record: Any, **kwargs: Any) -> CanonicalRecord:
+        if record.get("Name") == "strange":
+            raise KeyError("a bug meets a strange record")
+        return super().object_record(entity, record, **kwargs)
+
+
+class _ModifiedAccounts:
+    """What a catch-up read of Account returns (the reader's query answer, without Salesforce)."""
+
+    def modified_since(self, entity: str, since_ms: int) -> Iterator[dict[str, Any]]:
+        for number, name in enumerate(["strange", "fine"], start=1):
+            yield {"Id": f"00100000000000{number}AAA", "Name": name, "SystemModstamp": "2025-01-01T00:00:00Z"}
+
+
+def test_a_record_that_meets_a_bug_in_a_catch_up_read_is_dead_lettered_and_the_read_goes_on() -> None:
+    from connectors.salesforce.replay_storage import PositionReplayStorage
+
+    mapping = load_source_mapping()
+    changes = ChangeReader(
+        mapping=mapping,
+        reader=_ModifiedAccounts(),  # type: ignore[arg-type]
+        mapper=_BuggyMapper(mapping),
+        storage=PositionReplayStorage(MemoryPositions()),  # type: ignore[arg-type]
+        echo_clients=["sagesf"],
+    )
+    batches = list(changes.catch_up("/data/AccountChangeEvent", 0, "replay_id_invalid"))
+    produced = [r.key for b in batches for r in b.records]
+    rejected = [r for b in batches for r in b.rejected]
+    assert produced == ["001000000000002AAA"]
+    assert [r.failed.key for r in rejected] == [b"001000000000001AAA"]
+    assert "a bug meets a strange record" in str(rejected[0].error)
