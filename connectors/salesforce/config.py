@@ -2,7 +2,8 @@
 
 What it owns: how to reach and log in to an org (login URL, API version, OAuth flow and its
 credentials), the `Sforce-Call-Options: client=<id>` the connector stamps on every call (the
-echo guard: the CDC source drops change events whose changeOrigin names it), the API budget
+echo guard: the CDC source drops change events whose changeOrigin names it and whose commitUser
+is the integration user), the API budget
 (share of the org's daily request limit the integration may use), and the sink's knobs (bulk
 threshold, batch window, topics, consumer group) under `SAGESF_SALESFORCE__SINK__*`.
 

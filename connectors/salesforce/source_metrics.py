@@ -7,7 +7,7 @@ change types and outcomes from fixed lists; never record IDs.
 - `sagesf_salesforce_events_received_total{channel, change_type}`: every delivered event
   (platform events count with change_type `EVENT`);
 - `sagesf_salesforce_echoes_dropped_total{channel}`: change events our own writes caused
-  (changeOrigin `;client=<our id>`), dropped;
+  (changeOrigin `;client=<our id>` and commitUser the integration user), dropped;
 - `sagesf_salesforce_events_skipped_total{channel, reason}`: events not turned into records:
   `before_start` (committed before the stream's starting time), `unmapped` (an object without
   mapping on /data/ChangeEvents);
