@@ -186,18 +186,22 @@ class AdminApi:
         return web.json_response(self.org.faults.describe())
 
     async def hide_records(self, request: web.Request) -> web.Response:
-        body = await _body(request)
+        record_ids, user_id = self._ids_and_user(await _body(request))
+        normal = [ids.normalize(i) for i in record_ids]
+        if not all(normal):
+            raise _bad("ids must be 15 or 18 character record ids")
+        self.org.faults.hidden.setdefault(user_id, set()).update(n for n in normal if n)
+        return web.json_response(self.org.faults.describe())
+
+    def _ids_and_user(self, body: dict[str, Any]) -> tuple[list[str], str]:
+        """The body's `ids` and the Id of its `username` (default: the first configured user)."""
         record_ids = body.get("ids")
         if not isinstance(record_ids, list) or not all(isinstance(i, str) for i in record_ids):
             raise _bad("ids must be a list of record ids")
         username = body.get("username") or next(iter(self.org.users))
         if username not in self.org.users:
             raise _bad("unknown username")
-        normal = [ids.normalize(i) for i in record_ids]
-        if not all(normal):
-            raise _bad("ids must be 15 or 18 character record ids")
-        self.org.faults.hidden.setdefault(self.org.users[username], set()).update(n for n in normal if n)
-        return web.json_response(self.org.faults.describe())
+        return record_ids, self.org.users[username]
 
     async def expire_tokens(self, request: web.Request) -> web.Response:
         return web.json_response({"expired": self.org.tokens.expire_all()})
@@ -215,16 +219,11 @@ class AdminApi:
 
     async def undelete(self, request: web.Request) -> web.Response:
         body = await _body(request)
-        record_ids = body.get("ids")
-        if not isinstance(record_ids, list) or not all(isinstance(i, str) for i in record_ids):
-            raise _bad("ids must be a list of record ids")
-        username = body.get("username") or next(iter(self.org.users))
-        if username not in self.org.users:
-            raise _bad("unknown username")
+        record_ids, user_id = self._ids_and_user(body)
         client = body.get("client")
         if client is not None and not isinstance(client, str):
             raise _bad("client must be a string")
-        tx = self.org.store.begin(self.org.users[username], client or None)
+        tx = self.org.store.begin(user_id, client or None)
         results: list[dict[str, Any]] = []
         for record_id in record_ids:
             point = tx.savepoint()

@@ -673,13 +673,7 @@ def test_hidden_records_are_left_out_of_that_users_queries_only(sf, salesforce_e
     query = f"SELECT Id FROM Account WHERE Name LIKE '% {t}'"  # noqa: S608 - a hex tag
     assert [r["Id"] for r in sf.query(query)["records"]] == [shown]
     assert [r["Id"] for r in sf.query_all(query, include_deleted=True)["records"]] == [shown]
-    other = connect(
-        salesforce_emulator.url,
-        username=salesforce_emulator.other_username,
-        password=salesforce_emulator.other_password,
-        client_id=salesforce_emulator.client_id,
-        client_secret=salesforce_emulator.client_secret,
-    )
+    other = salesforce_emulator.connect_other()
     assert {r["Id"] for r in other.query(query)["records"]} == {shown, hidden}
     salesforce_emulator.admin("DELETE", "/admin/faults")
     assert {r["Id"] for r in sf.query(query)["records"]} == {shown, hidden}

@@ -618,20 +618,6 @@ def test_a_mapped_field_the_org_lacks_stops_the_start(make_source, tmp_path) -> 
 # --- what one record or one actor cannot do --------------------------------------------------------
 
 
-def seller(emulator: Any, client: str | None = None) -> Any:
-    """simple-salesforce as the org's other user (not the integration user)."""
-    from sandbox.salesforce.client import connect
-
-    return connect(
-        emulator.url,
-        username=emulator.other_username,
-        password=emulator.other_password,
-        client_id=emulator.client_id,
-        client_secret=emulator.client_secret,
-        client=client,
-    )
-
-
 def wait_for_health(source: SourceProcess, component: str, status: str, timeout: float = 20.0) -> str:
     """The component's /healthz detail once it reads `status`."""
     deadline = time.monotonic() + timeout
@@ -678,7 +664,7 @@ def test_a_record_the_integration_user_cannot_see_is_dead_lettered_with_the_reas
     customers = reader(topics["customer.v1"], "Customer")
     dead = reader(topics["dlq.salesforce-source.v1"], None)
     t = tag()
-    other = seller(emulator)
+    other = emulator.connect_other()
     private = other.Account.create({"Name": f"Private {t}"})["id"]
     customers.wait_for(lambda r: r["key"] == private)
     emulator.admin("POST", "/admin/faults/hide-records", {"ids": [private], "username": emulator.username})
@@ -718,5 +704,5 @@ def test_a_spoofed_echo_header_from_another_user_comes_through(make_source, read
     customers = reader(topics["customer.v1"], "Customer")
     ours = source.env["SAGESF_SALESFORCE__CALL_OPTIONS_CLIENT"]
     t = tag()
-    spoofed = seller(emulator, client=ours).Account.create({"Name": f"Spoofed origin {t}"})["id"]
+    spoofed = emulator.connect_other(client=ours).Account.create({"Name": f"Spoofed origin {t}"})["id"]
     customers.wait_for(lambda r: r["key"] == spoofed)  # another user's change, whatever its header says
