@@ -63,6 +63,7 @@ def build_source(process: Process) -> SourceLoop:
         mapper=RecordMapper(mapping),
         storage=storage,
         echo_clients=[salesforce.call_options_client, *settings.echo_clients],
+        echo_users=[connection.user_id, *settings.echo_users],
         overflow_lookback_ms=int(settings.overflow_lookback_seconds * 1000),
     )
     source = SalesforceCdcSource(settings, connection, changes, storage, process.health)
