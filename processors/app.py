@@ -46,7 +46,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import faust
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from processors.config import ProcessorSettings
@@ -387,6 +387,8 @@ class Processors:
                 futures.append(await topic.send(key=key, value=value))
             for fut in futures:
                 await fut
+        except MessageSizeTooLargeError as exc:  # retrying cannot make it fit
+            raise Permanent(f"a command is over Kafka's size limit: {exc}") from exc
         except (KafkaError, TimeoutError, ConnectionError) as exc:
             raise Retriable(f"Kafka did not acknowledge a command: {exc!r}") from exc
         for out in step.outbound:
