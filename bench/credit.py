@@ -1,5 +1,6 @@
 """The credit check's round trip: Credit_Check_Request__e published in Salesforce -> Sage's answer
-seen as a Credit_Check_Reply__e by a subscriber in Salesforce.
+seen as a Credit_Check_Reply__e by a subscriber in Salesforce, the figures read from the
+requester's Credit_Check__c record the event names.
 
 Starts the sandbox (or reuses the running one: `SAGESF_SANDBOX_DIR`, default `.sandbox`), seeds
 the org, links `--accounts` Salesforce accounts to Sage customers, subscribes to the replies over
@@ -13,6 +14,10 @@ how many came within the deadline, with the machine's core count (everything sha
 
     .venv/bin/python bench/credit.py [--requests 200] [--rate 20]
 
+One sales rep asks every question, so a sandbox it starts allows that rep `--requests` per minute
+(SAGESF_SAGE_SINK__CREDIT_REQUESTS_PER_REQUESTER); a running sandbox keeps its own limit, and the
+answers over it count as RATE_LIMITED below.
+
 Limits: the sink's batch window (1.0 s by default) is most of the latency; the published requests
 stay in the emulator's event log (use a throw-away `SAGESF_SANDBOX_DIR` to start clean).
 """
@@ -25,12 +30,13 @@ import math
 import os
 import time
 import uuid
+from collections import Counter
 from functools import partial
 
 from rich.console import Console
 
 from sandbox import pipeline, stack
-from sandbox.credit_flow import ReplyListener
+from sandbox.credit_flow import ReplyListener, answer_record
 from sandbox.order_flow import SageDatabase, sage_customer_accounts, sales_rep
 from sandbox.salesforce.scenarios import request_credit_check, seed
 
@@ -64,7 +70,10 @@ async def run(url: str, externals: list[str], count: int, rate: float, timeout: 
             console.print(f"[red]{exc}[/red]")
         got = {c: replies.received[c] for c in sent if c in replies.received}
     latencies = [got[c][0] - sent[c] for c in got]
-    approved = sum(1 for _, payload in got.values() if payload.get("Approved__c"))
+    decisions: Counter[str] = Counter()
+    for _, payload in got.values():
+        record = answer_record(sf, payload)
+        decisions[str(record.get("Decision__c")) if record else "no record"] += 1
     span = max((at for at, _ in got.values()), default=started) - started
     console.print(f"cores: {os.cpu_count()} (os.cpu_count()); requests: {count} at {rate:g}/s")
     console.print(
@@ -74,8 +83,9 @@ async def run(url: str, externals: list[str], count: int, rate: float, timeout: 
     )
     within = sum(1 for v in latencies if v <= DEADLINE_S)
     console.print(
-        f"replies: {len(got)} of {count} ({approved} approved), {within} within the {DEADLINE_S:g} s "
-        f"deadline; {len(got) / span if span else 0:.1f} replies/s"
+        f"replies: {len(got)} of {count}, {within} within the {DEADLINE_S:g} s deadline; "
+        f"{len(got) / span if span else 0:.1f} replies/s; decisions: "
+        + ", ".join(f"{name} {n}" for name, n in sorted(decisions.items()))
     )
 
 
@@ -87,6 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the last reply")
     args = parser.parse_args(argv)
 
+    os.environ.setdefault("SAGESF_SAGE_SINK__CREDIT_REQUESTS_PER_REQUESTER", str(max(20, args.requests + 10)))
     sandbox = stack.up(console.print)
     url = sandbox.addresses["salesforce"]
     sf = sales_rep(url)

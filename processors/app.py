@@ -4,9 +4,11 @@ What it owns: `Processors`, which builds the faust app and wires everything else
 - agents, one per input topic, each reading raw bytes (key and value serializer `raw`) so that
   decoding happens here, with sagesf.serde, where a failure can be dead-lettered:
   salesorder.v1 (orders), sage.results.v1 (results), customer.v1 (customers: the cross-reference
-  and the customer sync both ways, processors/customers.py), item.v1 (items),
+  and the customer sync both ways, processors/customers.py, behind the link guard of
+  processors/customer_directory.py), item.v1 (items),
   orderstatus.v1 (status), inventory.v1 (inventory), credit.replies.v1 (credit: Sage's answers
-  to credit checks, published to Salesforce, processors/credit.py);
+  to credit checks, stored on the requester's record in Salesforce, processors/credit.py) and
+  salesforce.results.v1 (credit-results: that record written -> the reply event naming it);
 - the changelog-backed tables (processors/tables.py, `Tables` in processors/state.py);
 - timers: the inventory flush, the held-order sweep, the mapping reload;
 - the outputs: commands to sage.commands.v1 and salesforce.commands.v1 (Avro, Confluent framing,
@@ -44,7 +46,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import faust
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from processors.config import ProcessorSettings
@@ -98,6 +100,7 @@ DLQ_TOPICS = {
     "status": topic_names.dead_letter_topic("status"),
     "inventory": topic_names.dead_letter_topic("inventory"),
     "credit": topic_names.dead_letter_topic("credit"),
+    "credit-results": topic_names.dead_letter_topic("credit"),
 }
 
 
@@ -153,7 +156,9 @@ class Processors:
         self._dlq_lock: asyncio.Lock | None = None
         self.app = self._faust_app()
         self.tables = Tables(
-            customers=shared_table(self.app, "customer-xref", "Account ID -> ARDivisionNo/CustomerNo"),
+            customers=(
+                xref := shared_table(self.app, "customer-xref", "Account ID -> ARDivisionNo/CustomerNo")
+            ),
             accounts=shared_table(self.app, "pending-accounts", "Account ID -> Salesforce Customer record"),
             items=shared_table(self.app, "item-xref", "ItemCode -> active, product code, price"),
             products=shared_table(self.app, "product-xref", "ProductCode -> ItemCode"),
@@ -173,10 +178,12 @@ class Processors:
             self.tables,
             decode_order=self.serde(topic_names.SALES_ORDERS, "SalesOrder").decode,
             decode_customer=self.serde(topic_names.CUSTOMERS, "Customer").decode,
-            resend_after=max(300.0, settings.held_order_sweep_interval),
+            resend_after=max(settings.order_resend_after, settings.held_order_sweep_interval),
+            resend_limit=settings.order_resend_limit,
             retention_days=settings.order_retention_days,
         )
         self.customer_directory = self.orders.customer_directory
+        xref.add_listener(self.customer_directory.links.changed)  # links other workers write
         self.status = StatusPipeline(self.orders)
         self.customers = CustomerSync(self.mappings_ref, self.customer_directory)
         self.credit = CreditReplies(self.mappings_ref)
@@ -243,7 +250,12 @@ class Processors:
         sources: list[tuple[str, str, str, Handler]] = [
             ("orders", topic_names.SALES_ORDERS, "SalesOrder", self.orders.on_sales_order),
             ("results", topic_names.SAGE_RESULTS, "SageResult", self.orders.on_sage_result),
-            ("customers", topic_names.CUSTOMERS, "Customer", self.customers.on_customer),
+            (
+                "customers",
+                topic_names.CUSTOMERS,
+                "Customer",
+                self.customer_directory.guarded(self.customers.on_customer),
+            ),
             ("items", topic_names.ITEMS, "Item", self.orders.on_item),
             (
                 "status",
@@ -258,6 +270,12 @@ class Processors:
                 lambda k, v, o: self.inventory.on_level(k, v),
             ),
             ("credit", topic_names.CREDIT_REPLIES, "CreditCheckReply", self.credit.on_reply),
+            (
+                "credit-results",
+                topic_names.SALESFORCE_RESULTS,
+                "SalesforceResult",
+                self.credit.on_salesforce_result,
+            ),
         ]
         for stage, topic, schema, handler in sources:
             self.app.agent(self._topic(topic), name=f"sagesf-{stage}")(
@@ -372,6 +390,8 @@ class Processors:
                 futures.append(await topic.send(key=key, value=value))
             for fut in futures:
                 await fut
+        except MessageSizeTooLargeError as exc:  # retrying cannot make it fit
+            raise Permanent(f"a command is over Kafka's size limit: {exc}") from exc
         except (KafkaError, TimeoutError, ConnectionError) as exc:
             raise Retriable(f"Kafka did not acknowledge a command: {exc!r}") from exc
         for out in step.outbound:

@@ -2,7 +2,8 @@
 
 Owns the typed settings of `sagesf run processors` that are not shared with other
 processes: the faust app id, where the mapping files and the systems' metadata are, topic name
-overrides, the consumer-group timings, the inventory flush interval and the retry bound.
+overrides, the consumer-group timings, the inventory flush interval, the re-sends of orders Sage
+has not answered (interval and limit) and the retry bound.
 Kafka, the schema registry and the metrics endpoint come from sagesf.config
 (`SAGESF_KAFKA__*`, `SAGESF_REGISTRY__*`, `SAGESF_METRICS__*`).
 
@@ -43,6 +44,7 @@ TOPICS = (
     topic_names.SAGE_RESULTS,
     topic_names.SALESFORCE_COMMANDS,
     topic_names.dead_letter_topic("orders"),
+    topic_names.dead_letter_topic("customers"),
     topic_names.dead_letter_topic("status"),
     topic_names.dead_letter_topic("inventory"),
 )
@@ -73,6 +75,11 @@ class ProcessorSettings(BaseSettings):
     commit_interval: float = Field(default=2.0, gt=0)
     inventory_flush_interval: float = Field(default=2.0, gt=0)  # seconds stock changes are coalesced
     held_order_sweep_interval: float = Field(default=30.0, gt=0)  # re-check held orders this often
+    # an order (or a new customer) Sage has not answered is sent again after this many seconds,
+    # then after twice as long each time (at least held_order_sweep_interval)
+    order_resend_after: float = Field(default=300.0, gt=0)
+    # re-sends before giving up: Error on the Opportunity, a dead letter, an alert (0: never re-send)
+    order_resend_limit: int = Field(default=5, ge=0)
     order_retention_days: float = Field(default=180.0, gt=0)  # failed orders, Sage order numbers
     retry_limit_seconds: float = Field(default=300.0, gt=0)  # retriable failures, then the worker stops
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -33,6 +33,7 @@ from sagesf.schemas import SchemaError, schema_json
 if TYPE_CHECKING:
     from processors.mapping_model import (
         AddressesMapping,
+        CreditReply,
         CustomersMapping,
         CustomField,
         OrdersMapping,
@@ -213,6 +214,12 @@ class _Checker:
                 self.report(
                     file, (*path, "overflow"), f"truncate applies to text; {record}.{name} is not text"
                 )
+            if spec.outside_code_page == "error" and avro is not None and not _is_text(avro):
+                self.report(
+                    file,
+                    (*path, "outside_code_page"),
+                    f"outside_code_page applies to text; {record}.{name} is not text",
+                )
             if (
                 col is not None
                 and avro is not None
@@ -299,10 +306,7 @@ class _Checker:
                 )
         self.custom_fields(file, mapping.salesforce_object, mapping.sage_table, mapping.custom_fields)
         if mapping.credit_reply is not None:
-            for value, name in mapping.credit_reply.fields.items():
-                self.sf_field(
-                    file, ("credit_reply", "fields", value), mapping.credit_reply.event, name, write=True
-                )
+            self.credit_reply(file, mapping.credit_reply)
         self.sync_status(
             file,
             ("write_back",),
@@ -310,6 +314,21 @@ class _Checker:
             mapping.write_back.sync_status,
             mapping.write_back.message_field,
         )
+
+    def credit_reply(self, file: str, spec: CreditReply) -> None:
+        ext = self.sf_field(file, ("credit_reply", "external_id"), spec.record, spec.external_id, write=True)
+        if ext is not None and not ext.external_id:
+            self.report(
+                file,
+                ("credit_reply", "external_id"),
+                f"{spec.record}.{spec.external_id} is not an external ID field",
+            )
+        # the record must have an owner to give it to: the requester
+        self.sf_field(file, ("credit_reply", "record"), spec.record, "OwnerId", write=True)
+        for value, name in spec.fields.items():
+            self.sf_field(file, ("credit_reply", "fields", value), spec.record, name, write=True)
+        for event_value, name in spec.event_fields.items():
+            self.sf_field(file, ("credit_reply", "event_fields", event_value), spec.event, name, write=True)
 
     def orders(self, mapping: OrdersMapping) -> None:
         file = "orders"

@@ -24,7 +24,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from processors.code_page import for_sage
 from processors.metadata import SageMetadata, SalesforceMetadata
+from processors.sync_message import Changes
 from sagesf.errors import Permanent
 
 __all__ = [
@@ -40,6 +42,8 @@ __all__ = [
 
 Unknown = Literal["error", "keep", "null"]
 Overflow = Literal["error", "truncate"]
+# text Sage's code page cannot store: folded to its closest form (the change is reported), or refused
+OutsideCodePage = Literal["fold", "error"]
 
 
 class _Model(BaseModel):
@@ -87,6 +91,7 @@ class SageField(_Model):
     default: str | None = None
     overflow: Overflow = "error"
     length: int | None = Field(default=None, gt=0)  # overrides the length from the Sage metadata
+    outside_code_page: OutsideCodePage = "fold"
 
 
 class SalesforceFieldRef(_Model):
@@ -132,7 +137,7 @@ class CustomerWriteBack(_Model):
 
 
 CreditReplyValue = Literal[
-    "correlation_id",
+    "account_id",
     "approved",
     "decision",
     "credit_limit",
@@ -141,19 +146,31 @@ CreditReplyValue = Literal[
     "available_credit",
     "message",
 ]
+CreditEventValue = Literal["correlation_id", "record_id", "message"]
 
 
 class CreditReply(_Model):
-    """Sage's answer to a credit check, published to Salesforce as a platform event."""
+    """Sage's answer to a credit check, for the requester only (processors/credit.py): the figures
+    on a `record` the requester owns (upserted by `external_id` = the correlation ID, OwnerId =
+    the requester), then a platform `event` naming that record, which every subscriber receives,
+    so it can carry no figure: `event_fields` take only the correlation ID, the record ID and a
+    message of the integration's own (when no record could be written)."""
 
+    record: str  # e.g. Credit_Check__c, private sharing
+    external_id: str  # its external-ID field that holds the correlation ID
+    fields: dict[CreditReplyValue, str]  # reply value -> the record's field
     event: str  # the platform event, e.g. Credit_Check_Reply__e
-    fields: dict[CreditReplyValue, str]  # reply value -> the event's field
+    event_fields: dict[CreditEventValue, str]  # event value -> the event's field
 
-    @field_validator("fields")
+    @field_validator("event_fields")
     @classmethod
-    def _correlated(cls, value: dict[str, str]) -> dict[str, str]:
-        if "correlation_id" not in value:
-            raise ValueError("correlation_id must be sent: the requester matches the reply by it")
+    def _names_the_record(cls, value: dict[str, str]) -> dict[str, str]:
+        missing = {"correlation_id", "record_id"} - set(value)
+        if missing:
+            raise ValueError(
+                f"{' and '.join(sorted(missing))} must be sent: the requester finds its reply by the "
+                "correlation ID and reads the figures from the record"
+            )
         return value
 
 
@@ -247,6 +264,9 @@ class ProductsMapping(_Model):
     lookup: dict[str, str] = Field(default_factory=dict)
     require_known_item: bool = False
     reject_inactive_items: bool = True
+    # a ProductCode known nowhere maps to the one ItemCode (or lookup entry) it equals once
+    # trimmed and case-folded; two candidates are an error naming both
+    match_loosely: bool = True
     picklists: dict[str, ValueMap] = Field(default_factory=dict)
     item_fields: dict[str, SalesforceFieldRef] = Field(default_factory=dict)
     inventory: InventoryMapping
@@ -294,6 +314,7 @@ class AddressesMapping(_Model):
     case: dict[AddressField, Literal["upper", "title", "keep"]] = Field(default_factory=dict)
     lines: LinesRule = LinesRule()
     lengths: dict[Literal["name", "city", "postal_code"], LengthRule] = Field(default_factory=dict)
+    outside_code_page: dict[AddressField, OutsideCodePage] = Field(default_factory=dict)  # else fold
     unknown_country: Literal["error", "keep"] = "error"
     other_states: Literal["drop", "error"] = "drop"  # too long, in a country without a `states` list
     countries: dict[str, str] = Field(default_factory=dict)
@@ -349,26 +370,57 @@ class Mappings:
         col = self.sage.column(table, column) if self.sage else None
         return col.length if col is not None and col.kind == "text" else None
 
+    @property
+    def code_page(self) -> str:
+        """Sage's code page (addresses.yaml `code_page`): every text is folded into it."""
+        return self.addresses.code_page
+
     def sage_value(
-        self, value: Any, spec: SageField, maps: Mapping[str, ValueMap], table: str, where: str
+        self,
+        value: Any,
+        spec: SageField,
+        maps: Mapping[str, ValueMap],
+        table: str,
+        where: str,
+        changes: Changes | None = None,
     ) -> Any:
         """`value` on its way to Sage column `table`.`spec.sage`: through its value map, the default
-        when empty, and cut (`overflow: truncate`) or refused (Permanent) when longer than the column."""
+        when empty, folded into Sage's code page (or refused: `outside_code_page: error`), and cut
+        (`overflow: truncate`) or refused (Permanent) when longer than the column. What was folded
+        or cut is noted in `changes`."""
         if spec.map is not None:
             value = maps[spec.map].apply(value, name=spec.map, where=where)
         if (value is None or value == "") and spec.default is not None:
             value = spec.default
         if isinstance(value, str):
+            refuse = spec.outside_code_page == "error"
+            value = for_sage(value, self.code_page, where, refuse=refuse, changes=changes)
             length = self.sage_length(table, spec.sage, spec.length)
             if length is not None and len(value) > length:
                 if spec.overflow == "truncate":
                     value = value[:length].rstrip()
+                    if changes is not None:
+                        changes.cut(where, length)
                 else:
                     raise Permanent(
                         f"{where} {value!r} is {len(value)} characters; {table}.{spec.sage} holds {length}",
                         field=where,
                         value=value,
                     )
+        return value
+
+    def text_for_sage(self, value: Any, where: str, changes: Changes, skip: frozenset[str]) -> Any:
+        """`value` (a record, list or text) with every text folded into Sage's code page, except
+        under the keys in `skip`: the rule for text no mapping lists (comments, custom fields)."""
+        if isinstance(value, str):
+            return for_sage(value, self.code_page, where, changes=changes)
+        if isinstance(value, dict):
+            return {
+                k: v if k in skip else self.text_for_sage(v, f"{where}.{k}" if where else k, changes, skip)
+                for k, v in value.items()
+            }
+        if isinstance(value, list):
+            return [self.text_for_sage(v, f"{where}[{i}]", changes, skip) for i, v in enumerate(value, 1)]
         return value
 
     def salesforce_text(self, text: str, obj: str, field_name: str) -> str:

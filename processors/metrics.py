@@ -16,6 +16,7 @@ __all__ = [
     "INVENTORY_PENDING",
     "MAPPING_RELOADS",
     "ORDERS_RESENT",
+    "ORDERS_UNANSWERED",
     "RECORDS",
     "RECORD_SECONDS",
     "RETRIES",
@@ -39,4 +40,9 @@ MAPPING_RELOADS = Counter(
 ORDERS_RESENT = Counter(
     "sagesf_processor_orders_resent_total",
     "Orders commanded again because Sage's result had not come back within resend_after",
+)
+ORDERS_UNANSWERED = Counter(
+    "sagesf_processor_orders_unanswered_total",
+    "Orders given up after order_resend_limit re-sends without a Sage result (Error in Salesforce, "
+    "dead-lettered for replay)",
 )

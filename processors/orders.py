@@ -19,9 +19,11 @@ from processors import commands
 from processors.addresses import standardise
 from processors.commands import Outbound, command_id, sobject_for
 from processors.customer_directory import CustomerDirectory
+from processors.customer_links import LinkRefused
 from processors.mapping_model import Mappings
-from processors.metrics import ORDERS_RESENT
-from processors.state import Decoder, MappingsRef, Origin, Step, Tables, epoch_ms
+from processors.metrics import ORDERS_RESENT, ORDERS_UNANSWERED
+from processors.state import Decoder, MappingsRef, Origin, ResendSchedule, Step, Tables, epoch_ms
+from processors.sync_message import Changes, for_user, sage_refusal
 from sagesf.errors import Permanent
 
 log = logging.getLogger(__name__)
@@ -29,6 +31,22 @@ log = logging.getLogger(__name__)
 __all__ = ["OrderPipeline", "order_identity"]
 
 CENT = Decimal("0.01")
+# SalesOrder fields that are no text for Sage, or that were made ready for it already
+_NOT_SAGE_TEXT = frozenset(
+    {
+        "envelope",
+        "customer",
+        "lines",
+        "bill_to",
+        "ship_to",
+        "salesforce_opportunity_id",
+        "salesforce_order_id",
+        "source_status",
+        "salesforce_line_id",
+        "salesforce_product_id",
+        "product_code",
+    }
+)
 
 
 def order_identity(order: Mapping[str, Any], key: str | None = None) -> str | None:
@@ -57,25 +75,30 @@ class OrderPipeline:
 
     - `on_sales_order`: a canonical SalesOrder whose source status starts an order (orders.yaml
       `start`: Closed Won, Activated). Without a known Sage customer the order is held by the
-      customer directory, and the records show Sage_Sync_Status__c = Pending. With one, every
-      line's ProductCode becomes an ItemCode (products.yaml lookup, then the item cross-reference
-      from item.v1, then the code itself when it is a known ItemCode), mapped fields, addresses,
-      currency and pricing rules are applied, and a CreateSalesOrder goes to sage.commands.v1,
-      keyed and identified by the Salesforce record.
+      customer directory, and the records show Sage_Sync_Status__c = Pending. An Account whose
+      ExternalID__c names another Account's customer is refused (processors/customer_links.py).
+      With a customer, every line's ProductCode becomes an ItemCode (`item_code_for`), mapped
+      fields, addresses, currency and pricing rules are applied, every text is folded into
+      Sage's code page, and a CreateSalesOrder goes to sage.commands.v1, keyed and identified by
+      the Salesforce record. What the rules changed (`Changes`: a value cut to its column, text
+      folded, a price rounded or replaced, a code matched loosely) is kept with the order.
     - `on_sage_result`: a customer result goes to the customer directory; an order result writes
       Sage_Order_No__c, Sage_Order_Status__c and Sage_Sync_Status__c to the Opportunity and/or
-      Order.
+      Order, with what the rules changed as Sage_Sync_Message__c.
     - `on_item`: the item cross-reference (item.v1).
     - `sweep`: the directory's sweep of held orders, then re-sends the CreateSalesOrder (same
-      command ID) of orders whose Sage result has not arrived within `resend_after` seconds
-      (whatever lost it, the order number still reaches Salesforce: Sage answers a repeat with
-      the existing order), and forgets failed orders and Sage order numbers older than
-      `retention_days`.
+      command ID) of orders whose Sage result has not arrived, backing off (`ResendSchedule`:
+      `resend_after`, then twice as long each time; whatever lost it, the order number still
+      reaches Salesforce: Sage answers a repeat with the existing order). After `resend_limit`
+      re-sends the order is given up: Error on its records, its original record dead-lettered
+      (replay it once the Sage sink answers) and sagesf_processor_orders_unanswered_total
+      counted, which alerts (SagesfOrdersUnanswered). Failed orders and Sage order numbers older
+      than `retention_days` are forgotten.
     Any error that the order itself causes (unknown product, no exchange rate, an address that
     does not fit, Sage refusing it or its customer) becomes `Permanent`: the original record goes
-    to dlq.orders.v1 with the reason, and the Opportunity/Order gets Sage_Sync_Status__c = Error
-    with the reason in Sage_Sync_Message__c (Sage_Sync_Status__c is a restricted picklist, so the
-    reason itself cannot go there).
+    to dlq.orders.v1 with the full reason, and the Opportunity/Order gets Sage_Sync_Status__c =
+    Error with a short reason in Sage_Sync_Message__c (processors/sync_message.py: never driver
+    or Python text; Sage_Sync_Status__c is a restricted picklist, so the reason cannot go there).
 
     How it works: processing is a function of the record and the tables, so a redelivered or
     replayed record produces the same commands with the same command_id (UUIDv5 of the
@@ -96,12 +119,14 @@ class OrderPipeline:
         decode_order: Decoder,
         decode_customer: Decoder,
         resend_after: float = 300.0,
+        resend_limit: int = 5,
         retention_days: float = 180.0,
     ) -> None:
         self.mappings_ref = mappings
         self.tables = tables
         self.decode_order = decode_order
         self.resend_after_ms = int(resend_after * 1000)
+        self.resends = ResendSchedule(self.resend_after_ms, resend_limit)
         self.retention_ms = int(retention_days * 86_400_000)
         self._pruned_at = 0
         # the directory hands held orders back to this pipeline (on_sales_order, fail_order)
@@ -112,6 +137,7 @@ class OrderPipeline:
             decode_order=decode_order,
             decode_customer=decode_customer,
             resend_after=resend_after,
+            resend_limit=resend_limit,
         )
 
     @property
@@ -133,23 +159,28 @@ class OrderPipeline:
             return Step("skipped")
         order_type = start.order_type if start is not None else "STANDARD"
         records = _records(order) or [identity]
+        account = (order.get("customer") or {}).get("salesforce_account_id")
+        changes = Changes()
         try:
             customer = self.customer_directory.customer_of(order)
             if customer is None:
                 return self._hold(identity, order, records, origin)
-            sage_order = self._sage_order(order, customer, order_type)
+            sage_order = self._sage_order(order, customer, order_type, changes)
         except Permanent as exc:
-            return self.fail_order(
-                identity, records, origin, exc, (order.get("customer") or {}).get("salesforce_account_id")
-            )
+            step = self.fail_order(identity, records, origin, exc, account)
+            if isinstance(exc, LinkRefused):
+                step.outbound += self.customer_directory.link_errors(exc.conflict, (identity,))
+            return step
         cid = command_id("CreateSalesOrder", identity)
         self.tables.orders[identity] = {
             "state": "commanded",
             "records": records,
-            "account": (order.get("customer") or {}).get("salesforce_account_id"),
+            "account": account,
             "command_id": cid,
             "origin": origin.to_json(),
             "at": epoch_ms(),
+            "resends": 0,
+            "notes": changes.notes,
         }
         return Step("commanded", [self._create(sage_order, order, identity)])
 
@@ -165,14 +196,15 @@ class OrderPipeline:
         Nothing else changes: an order that no longer maps (edited mappings) is logged and tried
         again later, not failed, since Sage may well have it."""
         at = int(state["at"])
-        self.tables.orders[identity] = {**state, "at": now}
+        self.tables.orders[identity] = {**state, "at": now, "resends": int(state.get("resends") or 0) + 1}
         try:
             order = self.decode_order(Origin.from_json(state["origin"]).value or b"")
             start = self.mappings.orders.start.get(str(order.get("source_status")))
             customer = self.customer_directory.customer_of(order)
             if customer is None:
                 raise Permanent("its customer is no longer in the cross-reference", field="customer")
-            sage_order = self._sage_order(order, customer, start.order_type if start else "STANDARD")
+            order_type = start.order_type if start else "STANDARD"
+            sage_order = self._sage_order(order, customer, order_type, Changes())
         except Permanent as exc:
             log.warning("order %s: no Sage result yet and cannot command it again: %s", identity, exc)
             return []
@@ -189,10 +221,26 @@ class OrderPipeline:
         )
         return step
 
+    def _give_up(self, identity: str, state: Mapping[str, Any]) -> Step:
+        """Sage never answered the CreateSalesOrder of `identity`: fail it (see the class doc)."""
+        sends = int(state.get("resends") or 0) + 1
+        log.error("order %s: no answer from Sage 100 after %d sends; giving up", identity, sends)
+        ORDERS_UNANSWERED.inc()
+        reason = Permanent(
+            f"no answer from Sage 100 to this order after {sends} sends; not sent again "
+            "(SAGESF_PROCESSORS__ORDER_RESEND_LIMIT). Check the Sage sink, then replay this dead "
+            "letter: Sage creates the order once"
+        )
+        message = f"Sage 100 has not answered this order after {sends} tries; operations are alerted"
+        records = list(state.get("records") or [identity])
+        origin = Origin.from_json(state["origin"])
+        return self.fail_order(identity, records, origin, reason, state.get("account"), message)
+
     def sweep(self) -> Step:
         """The customer directory's sweep (release held orders, re-send UpsertCustomer); then
-        CreateSalesOrder again for orders whose Sage result has not come within `resend_after`;
-        once an hour, forget failed orders and order numbers older than the retention."""
+        CreateSalesOrder again for orders whose Sage result is overdue (`ResendSchedule`), or give
+        them up after the last re-send; once an hour, forget failed orders and order numbers older
+        than the retention."""
         step = Step("swept")
         now = epoch_ms()
         if now - self._pruned_at >= 3_600_000:
@@ -202,9 +250,14 @@ class OrderPipeline:
             state = self.tables.orders.get(identity)
             if not state or state.get("state") != "commanded":
                 continue
+            resends = int(state.get("resends") or 0)
             if not state.get("at"):  # commanded by an older version: start its clock now
                 self.tables.orders[identity] = {**state, "at": now}
-            elif now - int(state["at"]) >= self.resend_after_ms:
+            elif not self.resends.due(int(state["at"]), resends, now):
+                continue
+            elif self.resends.exhausted(resends):
+                step.add(self._give_up(identity, state))
+            else:
                 step.outbound += self._command_again(identity, state, now)
         return step
 
@@ -222,7 +275,7 @@ class OrderPipeline:
     # --- the Sage order ---------------------------------------------------------------------
 
     def _sage_order(
-        self, order: Mapping[str, Any], customer: dict[str, Any], order_type: str
+        self, order: Mapping[str, Any], customer: dict[str, Any], order_type: str, changes: Changes
     ) -> dict[str, Any]:
         mappings = self.mappings
         out = copy.deepcopy(dict(order))
@@ -233,10 +286,10 @@ class OrderPipeline:
         out["sales_order_no"] = None
         for name, spec in mappings.orders.header.items():
             out[name] = mappings.sage_value(
-                out.get(name), spec, mappings.orders.picklists, "SO_SalesOrderHeader", name
+                out.get(name), spec, mappings.orders.picklists, "SO_SalesOrderHeader", name, changes
             )
         for key in ("bill_to", "ship_to"):
-            out[key] = standardise(out.get(key), mappings.addresses, key)
+            out[key] = standardise(out.get(key), mappings.addresses, key, changes)
         lines = out.get("lines") or []
         if not lines:
             raise Permanent("the order has no lines", field="lines")
@@ -248,7 +301,9 @@ class OrderPipeline:
                 field="currency_code",
                 value=currency,
             )
-        out["lines"] = [self._line(line, i, rate) for i, line in enumerate(lines, start=1)]
+        if rate != 1:
+            changes.note(f"prices in {mappings.pricing.home_currency} at {rate} per {currency}")
+        out["lines"] = [self._line(line, i, rate, changes) for i, line in enumerate(lines, start=1)]
         amounts: dict[str, Decimal] = {}
         for name in (
             "freight_amount",
@@ -273,20 +328,44 @@ class OrderPipeline:
             and cf.sage is not None
             and cf.direction != "sage_to_salesforce"
         }
-        return out
+        folded: dict[str, Any] = mappings.text_for_sage(out, "", changes, _NOT_SAGE_TEXT)
+        return folded
 
-    def item_code_for(self, product_code: str | None, item_code: str | None, where: str) -> str:
-        """The Sage ItemCode of an order line (see the module doc for the order of lookups)."""
-        products = self.mappings.products
+    def item_code_for(
+        self, product_code: str | None, item_code: str | None, where: str, changes: Changes | None = None
+    ) -> str:
+        """The Sage ItemCode of an order line: its own ItemCode; else its ProductCode through the
+        products.yaml lookup, the item cross-reference from item.v1 (a Product2's
+        Sage_Item_Code__c), or the code itself when Sage published it as an ItemCode; else, with
+        `match_loosely`, the one of those the ProductCode equals once trimmed and case-folded
+        (noted in `changes`; two candidates are Permanent, naming both). Nothing found: Permanent,
+        "unknown product". A Product2 alone (no Sage_Item_Code__c) does not make an item."""
         if item_code:
             return item_code
         if not product_code:
             raise Permanent(
                 f"{where} has neither a ProductCode nor an ItemCode", field=f"{where}.product_code"
             )
+        code = self._item_code(product_code, where)
+        if code is None and self.mappings.products.match_loosely:
+            code = self._loose_item_code(product_code, where)
+            if code is not None and changes is not None:
+                changes.matched(where, product_code, code)
+        if code is None:
+            raise Permanent(
+                f"{where}: unknown product {product_code!r}: no ItemCode for it in products.yaml lookup "
+                "or on item.v1",
+                field=f"{where}.product_code",
+                value=product_code,
+            )
+        return code
+
+    def _item_code(self, product_code: str, where: str) -> str | None:
+        """The ItemCode `product_code` names exactly (lookup, cross-reference, Sage's own code)."""
+        products = self.mappings.products
         if product_code in products.lookup:
             code = products.lookup[product_code]
-            if products.require_known_item and code not in self.tables.items:
+            if products.require_known_item and not self._sage_has(code):
                 raise Permanent(
                     f"{where}: ProductCode {product_code!r} maps to ItemCode {code!r}, which Sage has not "
                     "published on item.v1",
@@ -297,21 +376,38 @@ class OrderPipeline:
         mapped = self.tables.products.get(product_code)
         if mapped:
             return str(mapped)
-        if product_code in self.tables.items:
-            return product_code
-        raise Permanent(
-            f"{where}: unknown product {product_code!r}: no ItemCode for it in products.yaml lookup "
-            "or on item.v1",
-            field=f"{where}.product_code",
-            value=product_code,
-        )
+        return product_code if self._sage_has(product_code) else None
 
-    def _line(self, line: Mapping[str, Any], position: int, rate: Decimal) -> dict[str, Any]:
+    def _loose_item_code(self, product_code: str, where: str) -> str | None:
+        """The one ItemCode that a key equal to `product_code` once trimmed and case-folded names.
+        Reads every key of the lookup and both cross-references: only for codes no exact lookup knows."""
+        wanted = product_code.strip().casefold()
+        keys = (*self.mappings.products.lookup, *self.tables.products.keys(), *self.tables.items.keys())
+        near = dict.fromkeys(str(k) for k in keys if str(k).strip().casefold() == wanted)
+        found = sorted({code for key in near if (code := self._item_code(key, where)) is not None})
+        if len(found) > 1:
+            raise Permanent(
+                f"{where}: ProductCode {product_code!r} could be ItemCode "
+                + " or ".join(repr(code) for code in found)
+                + "; add the one meant to products.yaml lookup",
+                field=f"{where}.product_code",
+                value=product_code,
+            )
+        return found[0] if found else None
+
+    def _sage_has(self, code: str) -> bool:
+        """True when Sage published `code` on item.v1 (Product2 records only add links to it)."""
+        entry: Mapping[str, Any] = self.tables.items.get(code) or {}
+        return entry.get("active") is not None
+
+    def _line(
+        self, line: Mapping[str, Any], position: int, rate: Decimal, changes: Changes
+    ) -> dict[str, Any]:
         mappings = self.mappings
         out = dict(line)
         line_no = int(out.get("line_no") or position)
         where = f"lines[{line_no}]"
-        code = self.item_code_for(out.get("product_code"), out.get("item_code"), where)
+        code = self.item_code_for(out.get("product_code"), out.get("item_code"), where, changes)
         item = self.tables.items.get(code) or {}
         if item.get("deleted") or (mappings.products.reject_inactive_items and item.get("active") is False):
             raise Permanent(
@@ -322,7 +418,12 @@ class OrderPipeline:
         out["item_code"] = code
         for name, spec in mappings.orders.lines.items():
             out[name] = mappings.sage_value(
-                out.get(name), spec, mappings.orders.picklists, "SO_SalesOrderDetail", f"{where}.{name}"
+                out.get(name),
+                spec,
+                mappings.orders.picklists,
+                "SO_SalesOrderDetail",
+                f"{where}.{name}",
+                changes,
             )
         quantity = _decimal(out.get("quantity_ordered"), f"{where}.quantity_ordered")
         pricing = mappings.pricing
@@ -330,6 +431,7 @@ class OrderPipeline:
         step = Decimal(1).scaleb(-pricing.unit_price_decimals)
         standard = item.get("standard_unit_price")
         price = _decimal(out.get("unit_price"), f"{where}.unit_price")
+        typed = price
         if price == 0 and pricing.zero_price == "error":
             raise Permanent(
                 f"{where}: unit price 0 is not allowed (pricing.yaml zero_price)", field=f"{where}.unit_price"
@@ -343,7 +445,11 @@ class OrderPipeline:
             price = _decimal(standard, f"{where}.standard_unit_price")  # already home currency
         else:
             price = price * rate
-        price = price.quantize(step, rounding=rounding)
+        exact, price = price, price.quantize(step, rounding=rounding)
+        if typed == 0 and price != 0:
+            changes.set(f"{where}.unit_price", price, "Sage's standard price")
+        elif rate == 1 and price != exact:
+            changes.set(f"{where}.unit_price", price)
         limit = pricing.max_discount_percent
         if limit is not None and standard is not None and Decimal(str(standard)) > 0:
             floor = Decimal(str(standard)) * (1 - limit / 100)
@@ -356,15 +462,23 @@ class OrderPipeline:
                 )
         out["unit_price"] = price
         out["extension_amount"] = (quantity * price).quantize(CENT, rounding=ROUND_HALF_UP)
-        return out
+        folded: dict[str, Any] = mappings.text_for_sage(out, where, changes, _NOT_SAGE_TEXT)
+        return folded
 
     # --- failures and write-backs -------------------------------------------------------------
 
     def fail_order(
-        self, identity: str, records: list[str], origin: Origin, exc: Permanent, account: str | None
+        self,
+        identity: str,
+        records: list[str],
+        origin: Origin,
+        exc: Permanent,
+        account: str | None,
+        message: str | None = None,
     ) -> Step:
         """Fail the order for `exc`: kept as failed (for the retention), its original record
-        dead-lettered, Sage_Sync_Status__c = Error with the reason on its Salesforce records."""
+        dead-lettered with the whole reason, Sage_Sync_Status__c = Error on its Salesforce
+        records with `message` (a short reason for sales users), else the reason."""
         self.tables.orders[identity] = {
             "state": "failed",
             "records": records,
@@ -374,11 +488,15 @@ class OrderPipeline:
             "at": epoch_ms(),
         }
         step = Step("failed", dead_letters=[(origin, exc)])
-        step.outbound += self._sync(records, "error", exc.reason, identity, "failed")
+        step.outbound += self._sync(records, "error", message or exc.reason, identity, "failed")
         return step
 
     def _message(self, text: str | None, obj: str, field_name: str) -> str | None:
-        return None if text is None else self.mappings.salesforce_text(text, obj, field_name)
+        """`text` as the sync message: readable by a sales user, cut to the field's length."""
+        if text is None:
+            return None
+        text = for_user(text, "Sage 100 could not take the order; operations have the details")
+        return self.mappings.salesforce_text(text, obj, field_name)
 
     def _sync(
         self,
@@ -389,8 +507,10 @@ class OrderPipeline:
         why: str,
         extra: Mapping[str, Any] | None = None,
         event_time: datetime | None = None,
+        keep_message: bool = False,
     ) -> list[Outbound]:
-        """Sync status (+ message, + extra fields) on each Opportunity/Order in `records`."""
+        """Sync status (+ message unless `keep_message`, + extra fields) on each Opportunity/Order
+        in `records`."""
         write_back = self.mappings.orders.write_back
         value = {
             "synced": write_back.sync_status.synced,
@@ -403,7 +523,7 @@ class OrderPipeline:
             if obj not in write_back.objects:
                 continue
             fields: dict[str, Any] = {write_back.sync_status.field: value, **(extra or {})}
-            if write_back.message_field:
+            if write_back.message_field and not keep_message:
                 fields[write_back.message_field] = self._message(message, obj, write_back.message_field)
             out.append(
                 commands.salesforce_update(
@@ -442,7 +562,7 @@ class OrderPipeline:
     def on_sage_result(self, key: str | None, result: Mapping[str, Any], origin: Origin) -> Step:
         kind = result.get("kind")
         if kind == "UPSERT_CUSTOMER":
-            return self.customer_directory.on_customer_result(result)
+            return self.customer_directory.on_customer_result(result, origin)
         if kind == "CREATE_SALES_ORDER":
             return self._order_result(key, result, origin)
         return Step("skipped")
@@ -456,27 +576,34 @@ class OrderPipeline:
         records = list(state.get("records") or [identity])
         ref = result.get("customer") or {}
         if ref.get("salesforce_account_id") and ref.get("ar_division_no") and ref.get("customer_no"):
+            # a link this contradicts is not learnt (logged): the order exists in Sage all the same
             self.customer_directory.learn(
-                str(ref["salesforce_account_id"]), str(ref["ar_division_no"]), str(ref["customer_no"])
+                str(ref["salesforce_account_id"]),
+                str(ref["ar_division_no"]),
+                str(ref["customer_no"]),
+                "Sage 100's answer",
             )
         when = (result.get("envelope") or {}).get("event_time")
         if result.get("outcome") == "REJECTED":
-            reason = (result.get("error") or {}).get("reason") or "Sage refused the order"
+            error = result.get("error") or {}
+            reason = error.get("reason") or "Sage refused the order"
             failed = Origin.from_json(state["origin"]) if state.get("origin") else origin
             step = self.fail_order(
                 identity,
                 records,
                 failed,
-                Permanent(
-                    f"Sage 100 refused the order: {reason}", field=(result.get("error") or {}).get("field")
-                ),
+                Permanent(f"Sage 100 refused the order: {reason}", field=error.get("field")),
                 state.get("account"),
+                sage_refusal(error, "order"),
             )
             step.outcome = "order_rejected"
             return step
         if result.get("outcome") not in ("CREATED", "EXISTING", "UPDATED"):
             return Step("skipped")
         number = result.get("sales_order_no")
+        # what the rules changed, said with Synced; a repeated answer (the order confirmed and
+        # forgotten already) leaves the message as the first one wrote it
+        message = Changes(list(state.get("notes") or [])).message()
         step = Step("order_synced")
         for record in records:
             obj = sobject_for(record)
@@ -491,11 +618,12 @@ class OrderPipeline:
             step.outbound += self._sync(
                 [record],
                 "synced",
-                None,
+                message,
                 str(result.get("command_id")),
                 "result",
                 extra=extra,
                 event_time=when,
+                keep_message=not state,
             )
         if number:
             self.tables.order_numbers[str(number)] = {"records": records, "at": epoch_ms()}

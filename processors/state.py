@@ -10,6 +10,7 @@ status.py, inventory.py) and the faust wiring (processors/app.py):
 - `Step`: one step's outcome (a metrics label), the records to produce, the dead letters to write,
   and what to record once Kafka acknowledged them (`after`).
 - `MappingsRef`: the mappings in use, swapped whole when the files are reloaded.
+- `ResendSchedule`: when a command Sage has not answered is sent again, and when to give up.
 - `epoch_ms()`: the clock of the times the tables keep (`at`, `requested_at`).
 
 Limits: table values are JSON (faust's table serializer), so bytes travel as base64 text and
@@ -27,7 +28,17 @@ from typing import Any
 from processors.commands import Outbound
 from processors.mapping_model import Mappings
 
-__all__ = ["Decoder", "MappingsRef", "Origin", "Step", "Tables", "epoch_ms", "from_b64", "to_b64"]
+__all__ = [
+    "Decoder",
+    "MappingsRef",
+    "Origin",
+    "ResendSchedule",
+    "Step",
+    "Tables",
+    "epoch_ms",
+    "from_b64",
+    "to_b64",
+]
 
 # a topic's value bytes -> the record (the serde's decode), for records kept as bytes in a table
 Decoder = Callable[[bytes], Any]
@@ -109,11 +120,12 @@ class Tables:
     products       ProductCode -> ItemCode (item.v1 records whose product code differs)
     orders         order ID (Opportunity ID, else Order ID) -> the state of an order Sage has
                    not confirmed: state (held | commanded | failed), records to write back to,
-                   the account, command_id, reason, the original record (`Origin`) and `at`
-                   (epoch ms it was last commanded or failed); removed when Sage confirms,
-                   failed ones after the retention
+                   the account, command_id, reason, the original record (`Origin`), `at`
+                   (epoch ms it was last commanded or failed), `resends` (re-sends so far) and
+                   `notes` (what the mapping rules changed, for the sync message); removed
+                   when Sage confirms, failed ones after the retention
     held           Account ID -> {orders: [order IDs], requested_at: epoch ms of the last
-                   UpsertCustomer}: orders waiting for their customer
+                   UpsertCustomer, resends, notes}: orders waiting for their customer
     order_numbers  Sage SalesOrderNo -> {records: [Salesforce record IDs], at}: the records a
                    status change updates (kept for the retention)
     inventory      "<ItemCode>/<WarehouseCode>" -> the latest InventoryLevel quantities (text)
@@ -139,6 +151,28 @@ class Tables:
     def in_memory(cls) -> Tables:
         """Plain dicts, for tests and tools."""
         return cls(*({} for _ in range(9)))
+
+
+@dataclass(frozen=True)
+class ResendSchedule:
+    """When a command Sage has not answered is sent again, and when to stop.
+
+    The first re-send comes `after_ms` after the first send, each next one after twice the
+    previous wait (5, 10, 20, 40, 80 minutes with the defaults); after `limit` re-sends and one
+    more doubled wait (160 minutes), the work is given up: about 5 hours in all. limit 0: never
+    sent again, given up after `after_ms`.
+    """
+
+    after_ms: int
+    limit: int
+
+    def due(self, sent_at: int, resends: int, now: int) -> bool:
+        """True when the wait after the last send (`resends` re-sends so far) is over."""
+        wait: int = self.after_ms * 2 ** min(resends, self.limit)
+        return now - sent_at >= wait
+
+    def exhausted(self, resends: int) -> bool:
+        return resends >= self.limit
 
 
 class MappingsRef:

@@ -1,12 +1,16 @@
 """The credit check as a requester in Salesforce sees it, against the sandbox emulator.
 
 What it owns: `ReplyListener`, a CometD subscriber (aiosfstream-ng, the sales user's login) on
-`/event/Credit_Check_Reply__e` that notes when each reply arrives, by correlation ID. Used by the
-end-to-end test (tests/e2e/test_order_automation.py) and bench/credit.py; requests are published
-with `sandbox.salesforce.scenarios.request_credit_check`.
+`/event/Credit_Check_Reply__e` that notes when each reply arrives, by correlation ID, and
+`answer_record`, which reads the figures where the reply event points: the Credit_Check__c record
+the requester owns (the event itself carries no figures; processors/credit.py says why). Used by
+`make demo`, the end-to-end test (tests/e2e/test_order_automation.py) and bench/credit.py;
+requests are published with `sandbox.salesforce.scenarios.request_credit_check`.
 
 Limits: one subscriber per listener, over the emulator's long-polling transport; replies arrive
-as the emulator delivers them (its long poll answers as soon as an event is there).
+as the emulator delivers them (its long poll answers as soon as an event is there). The emulator
+does not enforce sharing, so any user could read the record here; in a real org only its owner
+(and users above it or with View All) can.
 """
 
 from __future__ import annotations
@@ -24,9 +28,32 @@ from aiosfstream_ng.replay import ReplayOption
 from sandbox.salesforce import sandbox_credentials
 from sandbox.salesforce.config import SALES_USERNAME
 
-__all__ = ["REPLIES", "ReplyListener"]
+__all__ = ["ANSWER_FIELDS", "REPLIES", "ReplyListener", "answer_record"]
 
 REPLIES = "/event/Credit_Check_Reply__e"
+ANSWER_FIELDS = (
+    "Id",
+    "OwnerId",
+    "Correlation_Id__c",
+    "Account_Id__c",
+    "Decision__c",
+    "Approved__c",
+    "Credit_Limit__c",
+    "Current_Balance__c",
+    "Open_Order_Total__c",
+    "Available_Credit__c",
+    "Message__c",
+)
+
+
+def answer_record(sf: Any, reply: dict[str, Any]) -> dict[str, Any] | None:
+    """The Credit_Check__c a reply event names, read as `sf`'s user (simple-salesforce); None when
+    the event names no record (its Message__c then says why)."""
+    record_id = reply.get("Credit_Check_Id__c")
+    if not record_id:
+        return None
+    record: dict[str, Any] = dict(sf.Credit_Check__c.get(record_id))
+    return {name: record.get(name) for name in ANSWER_FIELDS}
 
 
 class _Login(PasswordAuthenticator):

@@ -16,8 +16,10 @@ marked Closed Won; the command exits 1 on the first step that fails:
 9. the customer sync, both ways: the rep edits the account (Phone, and AccountNumber, a custom
    field paired with the UDF_ACCOUNT_NUMBER column) and AR_Customer follows; a Sage user sets the
    credit limit and the Account follows;
-10. the credit check: a Credit_Check_Request__e for the new customer is answered by Sage with a
-   Credit_Check_Reply__e (same correlation ID) that a CometD subscriber receives.
+10. the credit check: the rep fires a Credit_Check_Request__e from the new customer's Account;
+   Sage's figures land on a Credit_Check__c record the rep owns, and the Credit_Check_Reply__e a
+   CometD subscriber receives (same correlation ID) names that record and carries no figures;
+   the figures shown are read from the record.
 Steps 9 and 10 are timed on their own. It leaves the sandbox running and prints where the
 metrics are and how to stop it.
 """
@@ -296,7 +298,7 @@ def demo() -> None:
     def credit_check() -> str:
         import asyncio
 
-        from sandbox.credit_flow import ReplyListener
+        from sandbox.credit_flow import ReplyListener, answer_record
         from sandbox.salesforce.scenarios import request_credit_check
 
         external = f"{state['customer']['ARDivisionNo']}-{state['customer']['CustomerNo']}"
@@ -307,11 +309,23 @@ def demo() -> None:
                 request_credit_check(sf, external, 1_000.0, correlation)
                 return (await replies.wait({correlation}, TIMEOUT))[correlation]
 
-        reply = asyncio.run(ask())
+        event = asyncio.run(ask())
+        broadcast = sorted(k for k in event if k.endswith("__c"))
+        if broadcast != ["Correlation_Id__c", "Credit_Check_Id__c"]:
+            raise AssertionError(
+                f"the reply event carries {broadcast}, not only the correlation and record IDs"
+            )
+        record = answer_record(sf, event)
+        if record is None:
+            raise AssertionError(f"the reply names no Credit_Check__c: {event.get('Message__c')!r}")
+        [owner] = sf.query(format_soql("SELECT Username FROM User WHERE Id = {}", record["OwnerId"]))[
+            "records"
+        ]
         return (
             f"Credit_Check_Request__e for {external}, 1000.00 -> Credit_Check_Reply__e "
-            f"Approved__c={reply.get('Approved__c')}, "
-            f"Available_Credit__c={reply.get('Available_Credit__c')}, {reply.get('Message__c')!r}"
+            f"{{Correlation_Id__c, Credit_Check_Id__c={record['Id']}}} -> Credit_Check__c owned by "
+            f"{owner['Username']}: Approved__c={record['Approved__c']}, "
+            f"Available_Credit__c={record['Available_Credit__c']}, {record['Message__c']!r}"
         )
 
     steps.run(10, "Credit check: Salesforce asks, Sage answers", credit_check)

@@ -25,6 +25,11 @@ keeps header and lines in memory until the header's `nWrite()`.
 Idempotency is the sink's: it looks the Salesforce ID up (ODBC, read-only) before writing, and
 the order carries it in its UDF column, so a redelivered command finds the order.
 
+An order for a customer Sage does not have yet comes with that customer: BOI writes the customer
+(AR_Customer_bus) and then the order (SO_SalesOrder_bus), two writes that cannot be one
+transaction. When Sage refuses the order for good, the customer just created for it is deleted
+again (`nSetKey` + `nDelete`), so a refused order leaves no customer behind.
+
 Limits:
 - Runs only on the Windows host of the Sage 100 client, with pywin32 installed and "Allow
   External Access" on; elsewhere constructing the writer raises `BoiUnavailable` (importing this
@@ -32,6 +37,13 @@ Limits:
 - Numbers are handed to COM as doubles (VT_R8), which is what BOI's numeric columns take: every
   Sage numeric column has at most 15 significant digits, which a double carries exactly after
   rounding to the column's scale.
+- The compensation above is not atomic: if the process dies between the customer's write and
+  the order's, or Sage is unreachable then (Retriable), the customer stays, linked to its Account
+  by its UDF; the redelivered command finds it and writes the order to it. If Sage refuses the
+  order then, that customer is not deleted (it was not created by that attempt), and if
+  `nDelete` itself fails, the refusal says so and asks for the customer to be deleted by hand.
+  Tested against a scripted stand-in of the COM server only (tests/unit/test_boi_writer.py):
+  pvxcom.exe cannot run here.
 - Unverified against a live Sage: the `nSetDate` format (YYYYMMDD here, one public client uses
   MMDDYYYY; configurable), and the `nSetKey` return 2/1 meaning new/existing.
 """
@@ -42,7 +54,7 @@ import importlib
 import logging
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from decimal import Decimal
 from typing import Any, Protocol, TypeVar
@@ -166,12 +178,25 @@ class BoiSageWriter:
 
     # --- the two writes -------------------------------------------------------------------
 
-    def create_sales_order(self, order: OrderWrite) -> WrittenOrder:
+    def create_sales_order(
+        self, order: OrderWrite, new_customer: CustomerWrite | None = None
+    ) -> WrittenOrder:
+        """The order, and first its new customer when it brings one. BOI writes each business
+        object on its own, so the two cannot be one unit: when Sage refuses the order, the customer
+        created for it is deleted again (`nDelete`); see the module doc for what that leaves."""
         if self.find_existing_order is not None:
             existing = self.find_existing_order(order.salesforce_id)
             if existing is not None:
                 return existing
-        return self._com(lambda: self._create_sales_order(order))
+        if new_customer is None:
+            return self._com(lambda: self._create_sales_order(order))
+        customer = self.upsert_customer(new_customer)
+        order = replace(order, ar_division_no=customer.ar_division_no, customer_no=customer.customer_no)
+        try:
+            written = self._com(lambda: self._create_sales_order(order))
+        except Permanent as refused:
+            raise self._undo_customer(customer, refused) from refused
+        return replace(written, customer_created=customer.created)
 
     def upsert_customer(self, customer: CustomerWrite) -> WrittenCustomer:
         return self._com(lambda: self._upsert_customer(customer))
@@ -278,6 +303,42 @@ class BoiSageWriter:
         finally:
             _drop(obj)
         return WrittenCustomer(customer.ar_division_no, customer.customer_no, customer.create)
+
+    def _undo_customer(self, customer: WrittenCustomer, refused: Permanent) -> Permanent:
+        """Delete the customer created for an order Sage refused; the refusal to raise, saying so
+        when the customer could not be deleted (an operator must then remove it)."""
+        if not customer.created:
+            return refused
+        key = f"{customer.ar_division_no}-{customer.customer_no}"
+        try:
+            self._com(lambda: self._delete_customer(customer))
+        except (Permanent, Retriable) as exc:
+            log.error("customer %s, created for an order Sage refused, could not be deleted: %s", key, exc)
+            note = f"customer {key}, made for this order, could not be deleted ({exc}): delete it in Sage"
+            if isinstance(refused, BoiFailure):
+                return BoiFailure(
+                    refused.call, f"{refused.message}; {note}", field=refused.field, value=refused.value
+                )
+            return Permanent(f"{refused.reason}; {note}", field=refused.field, value=refused.value)
+        log.info("customer %s, created for an order Sage refused, deleted again", key)
+        return refused
+
+    def _delete_customer(self, customer: WrittenCustomer) -> None:
+        session = self._prepare("A/R", "AR_Customer_ui")
+        obj = self._script.NewObject("AR_Customer_bus", session)
+        try:
+            self._check(obj, "nSetKeyValue", obj.nSetKeyValue("ARDivisionNo$", customer.ar_division_no))
+            self._check(obj, "nSetKeyValue", obj.nSetKeyValue("CustomerNo$", customer.customer_no))
+            key = obj.nSetKey()
+            if key == NEW_RECORD:  # gone already
+                return
+            self._check(obj, "nSetKey", key, "CustomerNo", customer.customer_no)
+            self._check(obj, "nDelete", obj.nDelete(), "CustomerNo", customer.customer_no)
+        except BaseException:
+            _clear(obj)
+            raise
+        finally:
+            _drop(obj)
 
     # --- session and calls ----------------------------------------------------------------
 

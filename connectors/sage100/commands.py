@@ -37,8 +37,17 @@ __all__ = [
     "result_record",
 ]
 
-# Sage SO_SalesOrderHeader.OrderStatus -> canonical OrderStatus
-SAGE_ORDER_STATUS = {"N": "NEW", "O": "OPEN", "H": "HOLD", "C": "CLOSED"}
+# Sage OrderStatus -> canonical OrderStatus: SO_SalesOrderHeader N O H C, and the codes only
+# SO_SalesOrderHistoryHeader has (A active, X deleted order, Z deleted quote; C there is completed)
+SAGE_ORDER_STATUS = {
+    "N": "NEW",
+    "O": "OPEN",
+    "H": "HOLD",
+    "C": "CLOSED",
+    "A": "OPEN",
+    "X": "DELETED",
+    "Z": "DELETED",
+}
 
 
 class CommandKind(StrEnum):

@@ -162,6 +162,9 @@ def build_credit_loop(process: Process) -> SinkLoop:
             active_statuses=frozenset(sink.active_customer_statuses),
             zero_limit_is_unlimited=sink.zero_credit_limit_is_unlimited,
             default_division=sink.default_division,
+            max_order_amount=sink.credit_max_order_amount,
+            requests_per_requester=sink.credit_requests_per_requester,
+            rate_period_seconds=sink.credit_rate_period_seconds,
         ),
     )
     registry, auto, topic = process.registry, process.core.registry.auto_register, sink.credit_requests_topic

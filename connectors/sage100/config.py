@@ -22,6 +22,7 @@ Sage release uses: the source reads correctly whatever the data holds when this 
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -208,3 +209,11 @@ class SageSinkSettings(BaseSettings):
     open_order_statuses: list[str] = Field(default_factory=lambda: ["N", "O", "H"])
     active_customer_statuses: list[str] = Field(default_factory=lambda: ["A"])
     zero_credit_limit_is_unlimited: bool = True
+    # a credit request's order amount must be above 0 and at most this (the request's
+    # decimal(15, 2) holds up to 9999999999999.99)
+    credit_max_order_amount: Decimal = Field(
+        default=Decimal("1000000000"), gt=0, le=Decimal("9999999999999.99"), decimal_places=2
+    )
+    # each Salesforce user gets this many credit answers per period; more are answered RATE_LIMITED
+    credit_requests_per_requester: int = Field(default=20, ge=1)
+    credit_rate_period_seconds: float = Field(default=60.0, gt=0)

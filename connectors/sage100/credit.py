@@ -1,28 +1,20 @@
 """The Sage side of the credit check: answers CreditCheckRequests (credit.requests.v1) on
 credit.replies.v1, keyed by correlation ID, within the request's deadline.
 
-Owns the answer to one request (`CreditCheckResponder.answer`) and the batch handler the
-sink loop runs. The figures come from Sage at the time of the reply: AR_Customer.CreditLimit
-and CurrentBalance, and the open order total, the sum of the totals (TaxableAmt + NonTaxableAmt +
-SalesTaxAmt + FreightAmt - DiscountAmt) of the customer's SO_SalesOrderHeader rows whose
-OrderStatus is open (N, O, H by default). Available credit = CreditLimit - CurrentBalance - open
-order total. The decision:
-- CUSTOMER_NOT_FOUND: no AR_Customer by ARDivisionNo + CustomerNo, nor by the Salesforce
-  Account ID in the customer UDF column;
-- CUSTOMER_ON_HOLD: CustomerStatus is not an active one (A by default);
-- APPROVED when order_amount fits in available credit (or the limit is 0 and 0 means "no
-  limit", the default; available credit is then null), else OVER_LIMIT;
-- ERROR when the request's currency is not the Sage company currency (no conversion here);
-- EXPIRED (when the CreditDecision enum has it; ERROR with a message starting "expired"
-  otherwise) for a request whose deadline passed before it was read or before Sage answered:
-  the requester gets a definite answer instead of silence, and no stale figures.
-A reply is produced and acknowledged by Kafka before the offset is committed. Sage unavailable
-is Retriable (through the circuit breaker): the loop retries, and a retry past the deadline
-answers EXPIRED, so every request gets exactly one kind of answer, never a late approval.
+Owns the answer to one request (`CreditCheckResponder.answer`: who may learn what, and the
+decision) and the batch handler the sink loop runs. The figures come from Sage at the time of the
+reply: AR_Customer.CreditLimit and CurrentBalance, and the open order total, the sum of the totals
+(TaxableAmt + NonTaxableAmt + SalesTaxAmt + FreightAmt - DiscountAmt) of the customer's
+SO_SalesOrderHeader rows whose OrderStatus is open (N, O, H by default). Available credit =
+CreditLimit - CurrentBalance - open order total. Each answer counts in
+`sagesf_credit_answers_total{decision}`.
 
 Limits: amounts are compared in the Sage company currency only. A redelivered request (crash
 after the reply, before the commit) is answered again; requesters keep the first reply per
-correlation ID.
+correlation ID. Whether the requester may see the Account itself is Salesforce's to decide: the
+responder cannot ask Salesforce, so the figures are delivered on a record only the requester can
+read (processors/credit.py). The Account ID is compared as sent: a 15-character ID does not match
+the 18-character one the customer UDF holds.
 """
 
 from __future__ import annotations
@@ -36,8 +28,11 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from prometheus_client import Counter
+
 from connectors.sage100.availability import CircuitBreaker
-from connectors.sage100.reads import SageReads
+from connectors.sage100.reads import CustomerRow, SageReads
+from connectors.sage100.request_rate import RequesterRateLimit
 from connectors.sage100.values import to_decimal
 from sagesf.errors import Permanent, Retriable
 from sagesf.publisher import CanonicalRecord
@@ -51,6 +46,12 @@ __all__ = ["STAGE", "CreditCheckResponder", "CreditRules", "RequestDecoder"]
 
 STAGE = "credit"  # dead letters (undecodable requests) go to dlq.credit.v1
 
+ANSWERS = Counter(
+    "sagesf_credit_answers_total",
+    "Credit check requests answered, by decision (RATE_LIMITED: refused)",
+    ["decision"],
+)
+
 
 @dataclass(frozen=True)
 class CreditRules:
@@ -59,6 +60,12 @@ class CreditRules:
     active_statuses: frozenset[str] = field(default_factory=lambda: frozenset({"A"}))
     zero_limit_is_unlimited: bool = True
     default_division: str = "01"
+    max_order_amount: Decimal = Decimal("1000000000.00")  # larger amounts are refused (ERROR)
+    requests_per_requester: int = 20  # answers per requester per rate_period_seconds
+    rate_period_seconds: float = 60.0
+
+
+NOT_LINKED = "no Sage customer is linked to this Account"  # unknown and not visible alike
 
 
 class RequestDecoder:
@@ -77,7 +84,32 @@ class RequestDecoder:
 
 
 class CreditCheckResponder:
-    """A sagesf.sink `Sink`: answers each request; the loop publishes the replies."""
+    """A sagesf.sink `Sink`: answers each request; the loop publishes the replies.
+
+    Who may learn what: a request carries its requester (the Salesforce user who fired the event)
+    and the Account it is made from. The answer is only ever about the Sage customer linked to
+    that Account: the one whose customer UDF (UDF_SALESFORCE_ID) holds the Account ID, or, when the
+    request names a customer number, that customer if its UDF holds the Account ID. Anything else,
+    an unknown number or a customer linked to another Account, gets one and the same answer
+    (CUSTOMER_NOT_FOUND, the same message, the request's own reference, no figures), so replies
+    cannot tell which customers exist. Each requester gets `requests_per_requester` answers per
+    `rate_period_seconds` (request_rate.py).
+
+    The decision; the first that applies:
+    1. EXPIRED (ERROR "expired ..." on an enum without it), no figures: the deadline passed
+       before the request was read or before Sage answered. The requester gets a definite answer
+       instead of silence, never a late approval: a retry past the deadline answers EXPIRED too.
+    2. ERROR, no figures: the request names no requester.
+    3. RATE_LIMITED (ERROR "too many requests ..." on an enum without it), no figures.
+    4. ERROR, no figures: an order amount not above 0 or above `max_order_amount`, or a currency
+       that is not the Sage company currency (no conversion here).
+    5. CUSTOMER_NOT_FOUND: no customer linked to the Account, as above.
+    6. CUSTOMER_ON_HOLD: CustomerStatus is not an active one (A by default).
+    7. APPROVED when order_amount fits in available credit (or the limit is 0 and 0 means "no
+       limit", the default; available credit is then null), else OVER_LIMIT.
+    Sage unavailable is Retriable (through the circuit breaker); the requester's token is given
+    back, so the loop's retry is counted once.
+    """
 
     name = STAGE
 
@@ -97,6 +129,8 @@ class CreditCheckResponder:
         self.clock = clock
         symbols = _decision_symbols()
         self.expired = "EXPIRED" if "EXPIRED" in symbols else "ERROR"
+        self.rate_limited = "RATE_LIMITED" if "RATE_LIMITED" in symbols else "ERROR"
+        self.rate = RequesterRateLimit(self.rules.requests_per_requester, self.rules.rate_period_seconds)
 
     def write(self, batch: Sequence[Inbound]) -> list[Outcome]:
         outcomes: list[Outcome] = []
@@ -107,6 +141,7 @@ class CreditCheckResponder:
             except Retriable as exc:
                 outcomes.extend([Outcome(exc)] * (len(batch) - i))  # keep the partition's order
                 break
+            ANSWERS.labels(reply["decision"]).inc()
             key = request["correlation_id"]
             outcomes.append(
                 Outcome(result=CanonicalRecord(self.replies_topic, "CreditCheckReply", key, reply))
@@ -118,24 +153,58 @@ class CreditCheckResponder:
         deadline: datetime = request["deadline"]
         if self.clock() > deadline:
             return self._expired(request, "before it was read")
-        reply = self.breaker.call(functools.partial(self._check, request))
+        refusal = self._refusal(request)
+        if refusal is not None:
+            return refusal
+        try:
+            reply = self.breaker.call(functools.partial(self._check, request))
+        except Retriable:
+            self.rate.give_back(request["requester_id"])  # retried: the retry counts, not this
+            raise
         if self.clock() > deadline:
             return self._expired(request, "while Sage was answering")
         return reply
 
+    def _refusal(self, request: dict[str, Any]) -> dict[str, Any] | None:
+        """The answer to a request refused before Sage is read (no figures), else None."""
+        requester = request.get("requester_id")
+        if not requester:
+            return self._reply(request, "ERROR", message="the request names no requester (CreatedById)")
+        if not self.rate.take(requester):
+            rules = self.rules
+            message = (
+                f"too many requests: at most {rules.requests_per_requester} "
+                f"per {rules.rate_period_seconds:g} s for one user"
+            )
+            log.warning("credit request %s refused: %s %s", request.get("correlation_id"), requester, message)
+            return self._reply(request, self.rate_limited, message=message)
+        amount = to_decimal(request.get("order_amount"), 2)
+        if amount is None or not Decimal(0) < amount <= self.rules.max_order_amount:
+            message = f"order amount {amount} must be more than 0 and at most {self.rules.max_order_amount}"
+            return self._reply(request, "ERROR", message=message)
+        if request.get("currency_code") != self.rules.currency_code:
+            message = f"currency {request.get('currency_code')} is not Sage's {self.rules.currency_code}"
+            return self._reply(request, "ERROR", message=message)
+        return None
+
+    def _linked_customer(self, ref: dict[str, Any]) -> CustomerRow | None:
+        """The customer linked to the requesting Account, or None (see the module doc)."""
+        account, number = ref.get("salesforce_account_id"), ref.get("customer_no")
+        if not account:
+            return None
+        if not number:
+            return self.reads.customer_by_salesforce_id(account)
+        row = self.reads.customer(ref.get("ar_division_no") or self.rules.default_division, number)
+        return row if row is not None and row.salesforce_account_id == account else None
+
     def _check(self, request: dict[str, Any]) -> dict[str, Any]:
         ref = request.get("customer") or {}
-        division = ref.get("ar_division_no") or self.rules.default_division
-        number, account = ref.get("customer_no"), ref.get("salesforce_account_id")
-        row = self.reads.customer(division, number) if number else None
-        if row is None and account:
-            row = self.reads.customer_by_salesforce_id(account)
+        row = self._linked_customer(ref)
         if row is None:
-            return self._reply(
-                request, "CUSTOMER_NOT_FOUND", message=f"no Sage customer for {_describe(ref)}"
-            )
+            log.info("credit request %s: %s (%s)", request["correlation_id"], NOT_LINKED, _describe(ref))
+            return self._reply(request, "CUSTOMER_NOT_FOUND", message=NOT_LINKED)
         customer = {
-            "salesforce_account_id": account or row.salesforce_account_id,
+            "salesforce_account_id": row.salesforce_account_id,
             "ar_division_no": row.ar_division_no,
             "customer_no": row.customer_no,
             "name": row.name,
@@ -160,9 +229,6 @@ class CreditCheckResponder:
             return self._reply(
                 request, "CUSTOMER_ON_HOLD", customer, figures, f"CustomerStatus {row.status!r} blocks orders"
             )
-        if request.get("currency_code") != self.rules.currency_code:
-            message = f"currency {request.get('currency_code')} is not Sage's {self.rules.currency_code}"
-            return self._reply(request, "ERROR", customer, figures, message)
         amount = to_decimal(request.get("order_amount"), 2) or Decimal("0.00")
         if available is None or amount <= available:
             return self._reply(request, "APPROVED", customer, figures)
@@ -217,6 +283,7 @@ class CreditCheckResponder:
             "currency_code": self.rules.currency_code,
             "deadline": request["deadline"],
             "message": message,
+            "requester_id": request.get("requester_id"),
         }
 
 

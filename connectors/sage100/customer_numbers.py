@@ -11,7 +11,8 @@ Owns the configurable numbering schemes:
 How it works: `next_number(division, name)` asks `SageReads` for the numbers already used under
 the prefix (one key-range query) and picks the first free one. It is a proposal, not a lock: the
 writer re-checks inside its write (SQL: in the transaction; BOI: `nSetKey` says new or existing)
-and answers Retriable when the number was taken meanwhile, so the sink proposes again.
+and answers Retriable when the number was taken meanwhile, so the sink proposes again. When the
+scheme has no number left it says so as `Permanent`: no retry can make one, widening it can.
 
 Limits: Sage's own next-customer-number setting is not used (the `sequence` scheme serves the
 same purpose without a counter both sides must share). Numbers are not reused after deletion
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from connectors.sage100.reads import SageReads
-from sagesf.errors import Retriable
+from sagesf.errors import Permanent
 
 __all__ = ["CustomerNumbering"]
 
@@ -61,8 +62,10 @@ class CustomerNumbering:
             if suffix.isdigit() and len(suffix) == self.digits:
                 highest = max(highest, int(suffix))
         if highest + 1 >= 10**self.digits:
-            raise Retriable(
-                f"customer numbers {self.prefix}{'9' * self.digits} are exhausted; widen the scheme"
+            raise Permanent(
+                f"customer numbers up to {self.prefix}{'9' * self.digits} are exhausted; widen the "
+                "numbering scheme (SAGESF_SAGE_SINK__NUMBERING_DIGITS or _PREFIX)",
+                field="CustomerNo",
             )
         return f"{self.prefix}{highest + 1:0{self.digits}d}"
 

@@ -2,9 +2,11 @@
 
 Owns the sink's point lookups: an item (CI_Item), whether a warehouse, division or terms code
 exists (IM_Warehouse, AR_Division, AR_TermsCode), a customer by key or by the Salesforce Account
-ID in its UDF column (AR_Customer), an order by the Salesforce record ID in its UDF column with
-its lines (SO_SalesOrderHeader/Detail), a customer's open orders (credit check), and the
-CustomerNos already used under a prefix (customer numbering).
+ID in its UDF column (AR_Customer), an order by the Salesforce record ID in its UDF column
+wherever Sage keeps it (`SalesforceOrderIndex`: open with its lines, SO_SalesOrderHeader/Detail;
+else SO_SalesOrderHistoryHeader; else the invoice made from it, AR_InvoiceHistoryHeader), a
+customer's open orders (credit check), and the CustomerNos already used under a prefix (customer
+numbering).
 
 How it works: every query is built with the dialect layer's `Q` over the installation's table
 layouts (UDF columns included) and run through `SageOdbc` with `?` parameters only; values are
@@ -14,13 +16,17 @@ queries run on a ProvideX DSN (read-only, for the `boi` writer) and on the sandb
 Limits: lookups by UDF need the UDF in the ODBC data dictionary (Sage's "update ODBC data
 dictionary" step after adding it in Custom Office) and are full scans on ProvideX (no UDF key),
 acceptable for the sink's one lookup per command. Two customers carrying the same Salesforce
-Account ID are a data problem; the lowest key wins and a warning is logged.
+Account ID are a data problem; the lowest key wins and a warning is logged. An order that left
+SO_SalesOrderHeader is found only through a history table the UDF is configured on (and defined
+on in Custom Office, with the same name, so Sage copies it there); without one a warning at
+start-up says that a re-sent order Sage already moved to history would be written again. An order
+not found costs a look in each configured table, the invoice history (often the largest) last.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Protocol
@@ -29,10 +35,14 @@ from connectors.sage100.odbc import Q, SageOdbc
 from connectors.sage100.tables import Table
 from connectors.sage100.values import text_value, to_decimal
 from connectors.sage100.writes import OrderTotals, WrittenLine, WrittenOrder
+from sagesf.errors import Retriable
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CustomerRow", "ItemRow", "SageReads", "SqlSageReads"]
+__all__ = ["CustomerRow", "ItemRow", "OrderPlace", "SageReads", "SalesforceOrderIndex", "SqlSageReads"]
+
+FetchOne = Callable[[str, Sequence[object]], Sequence[object] | None]
+_WARNED: set[str] = set()
 
 _ITEM_COLUMNS = (
     "ItemCode",
@@ -111,6 +121,52 @@ class CustomerRow:
         return str(value) if value else None
 
 
+@dataclass(frozen=True)
+class OrderPlace:
+    """Where the order carrying a Salesforce ID is: its number and the table that holds it."""
+
+    sales_order_no: str
+    table: str  # SO_SalesOrderHeader, SO_SalesOrderHistoryHeader or AR_InvoiceHistoryHeader
+
+
+class SalesforceOrderIndex:
+    """Finds the order carrying a Salesforce ID in the order UDF, wherever Sage keeps it.
+
+    Sage moves an order out of SO_SalesOrderHeader when it is completed, deleted or invoiced in
+    full; its UDF goes along where Custom Office defines a UDF of the same name. So an order is
+    looked for, in this order: open (SO_SalesOrderHeader), in order history
+    (SO_SalesOrderHistoryHeader: A active, C completed, X/Z deleted) and in invoice history
+    (AR_InvoiceHistoryHeader, whose SalesOrderNo names the order; for installs that keep no
+    order history). A history table without the UDF in the layouts is skipped. `find` runs the
+    queries through the caller's `fetchone`, so the writer asks inside its own transaction."""
+
+    ORDER_TABLES = ("SO_SalesOrderHeader", "SO_SalesOrderHistoryHeader", "AR_InvoiceHistoryHeader")
+
+    def __init__(self, tables: Mapping[str, Table], udf: str) -> None:
+        Q(tables["SO_SalesOrderHeader"]).col(udf)  # fail at start-up when the open table lacks it
+        self.queries = [
+            (name, q.select(["SalesOrderNo"], where=q.equals([udf]), order_by=["SalesOrderNo"]))
+            for name, q in ((n, Q(tables[n])) for n in self.ORDER_TABLES)
+            if q.table.has(udf)
+        ]
+        missing = [name for name in self.ORDER_TABLES[1:] if not tables[name].has(udf)]
+        if len(missing) == len(self.ORDER_TABLES) - 1 and udf not in _WARNED:
+            _WARNED.add(udf)  # once per process, however many connections read orders
+            log.warning(
+                "%s is configured on neither %s: an order Sage moved to history cannot be found by "
+                "its Salesforce ID, and a re-sent order would be written again",
+                udf,
+                " nor ".join(missing),
+            )
+
+    def find(self, salesforce_id: str, fetchone: FetchOne) -> OrderPlace | None:
+        for table, sql in self.queries:
+            row = fetchone(sql, [salesforce_id])
+            if row is not None and text_value(row[0]):
+                return OrderPlace(text_value(row[0]) or "", table)
+        return None
+
+
 class SageReads(Protocol):
     def item(self, item_code: str) -> ItemRow | None: ...
     def warehouse_exists(self, warehouse_code: str) -> bool: ...
@@ -144,6 +200,9 @@ class SqlSageReads:
         self.customer_q = Q(tables["AR_Customer"])
         self.header_q = Q(tables["SO_SalesOrderHeader"])
         self.detail_q = Q(tables["SO_SalesOrderDetail"])
+        self.history_q = Q(tables["SO_SalesOrderHistoryHeader"])
+        self.invoice_q = Q(tables["AR_InvoiceHistoryHeader"])
+        self.orders = SalesforceOrderIndex(tables, order_udf)
         self.order_udf = order_udf
         self.customer_udf = customer_udf
         # fail at start-up, naming the column, when the configured UDFs are not in the layouts
@@ -236,16 +295,46 @@ class SqlSageReads:
     # --- orders --------------------------------------------------------------------------
 
     def order_by_salesforce_id(self, salesforce_id: str) -> WrittenOrder | None:
-        q = self.header_q
-        sql = q.select(
-            ["SalesOrderNo", "OrderStatus", "ARDivisionNo", "CustomerNo", *_TOTAL_COLUMNS],
-            where=q.equals([self.order_udf]),
-            order_by=["SalesOrderNo"],
+        """The order carrying `salesforce_id`, open or in history (`SalesforceOrderIndex`)."""
+        moving = ""
+        for _ in range(2):  # once more when Sage moved the order between the two reads
+            place = self.orders.find(salesforce_id, self.odbc.fetchone)
+            if place is None:
+                return None
+            moving = place.sales_order_no
+            if place.table == "SO_SalesOrderHeader":
+                found = self._open_order(place.sales_order_no)
+            else:
+                found = self._history_order(place.sales_order_no)
+            if found is not None:
+                return found
+        raise Retriable(f"sales order {moving} kept moving while being read")
+
+    def _history_order(self, sales_order_no: str) -> WrittenOrder | None:
+        """An order in SO_SalesOrderHistoryHeader, else invoiced with no order history kept (C)."""
+        q, inv = self.history_q, self.invoice_q
+        row = self.odbc.fetchone(
+            q.select(["OrderStatus", "ARDivisionNo", "CustomerNo"], where=q.key_equals()), [sales_order_no]
         )
-        row = self.odbc.fetchone(sql, [salesforce_id])
+        if row is None:
+            row = self.odbc.fetchone(
+                inv.select(["ARDivisionNo", "CustomerNo"], where=inv.equals(["SalesOrderNo"])),
+                [sales_order_no],
+            )
+            row = None if row is None else ("C", *row)
         if row is None:
             return None
-        sales_order_no = text_value(row[0]) or ""
+        status, division, number = (text_value(v) or "" for v in row)
+        return WrittenOrder(sales_order_no, status or "C", division, number, None, (), created=False)
+
+    def _open_order(self, sales_order_no: str) -> WrittenOrder | None:
+        q = self.header_q
+        row = self.odbc.fetchone(
+            q.select(["OrderStatus", "ARDivisionNo", "CustomerNo", *_TOTAL_COLUMNS], where=q.key_equals()),
+            [sales_order_no],
+        )
+        if row is None:
+            return None
         d = self.detail_q
         sql = d.select(
             ["LineKey", "ItemCode", "ExtensionAmt"], where=d.equals(["SalesOrderNo"]), order_by=["LineSeqNo"]
@@ -253,10 +342,10 @@ class SqlSageReads:
         lines = self.odbc.fetchall(sql, [sales_order_no])
         return WrittenOrder(
             sales_order_no=sales_order_no,
-            order_status=text_value(row[1]) or "",
-            ar_division_no=text_value(row[2]) or "",
-            customer_no=text_value(row[3]) or "",
-            totals=_totals(row[4:]),
+            order_status=text_value(row[0]) or "",
+            ar_division_no=text_value(row[1]) or "",
+            customer_no=text_value(row[2]) or "",
+            totals=_totals(row[3:]),
             lines=tuple(
                 WrittenLine(
                     i, text_value(key) or "", text_value(item) or "", to_decimal(ext, 2) or Decimal("0.00")

@@ -4,21 +4,28 @@ Owns what happens to one command (`SageCommandSink.apply`) and to a consumed bat
 (`SageCommandSink.write`, a sagesf.sink `Sink` that the core SinkLoop drives):
 
 - CreateSalesOrder: the Salesforce record ID (Opportunity, else Order) is the idempotency key.
-  If an order carries it in the order UDF column (UDF_SALESFORCE_ID by default), the answer is
-  EXISTING with that SalesOrderNo and nothing is written. Otherwise the order is validated
+  If an order carries it in the order UDF column (UDF_SALESFORCE_ID by default), open or moved to
+  history (reads.py `SalesforceOrderIndex`), the answer is EXISTING with that SalesOrderNo and
+  nothing is written. Otherwise everything is checked before anything is written: the order
   (validation.py: items exist and are active, warehouses exist, quantities > 0, everything fits
-  Sage's columns and code page) before anything is written; then its customer is matched (by
-  ARDivisionNo + CustomerNo, else by the Salesforce Account ID in the customer UDF column) or,
-  from the command's customer data, created; then header and lines are written by the writer
-  backend (`odbc`: sql_writer.py, one transaction; `boi`: boi_writer.py).
+  Sage's columns and code page), then its customer, matched (by ARDivisionNo + CustomerNo, else
+  by the Salesforce Account ID in the customer UDF column) or, from the command's customer data,
+  a new one; then the writer backend writes the order with that new customer as one unit
+  (`odbc`: sql_writer.py, one transaction; `boi`: boi_writer.py, the customer deleted again when
+  Sage refuses the order), so a refused order leaves no customer behind.
 - UpsertCustomer: matched the same way; an update writes only the columns that differ (none:
   EXISTING, nothing written, so no echo); a new customer gets a CustomerNo from the configured
   scheme (customer_numbers.py) and carries the Account ID in its UDF, which makes a redelivered
   create find it.
+- The link is the authority: a command whose Account differs from the one the matched customer's
+  UDF names (or that would link an Account another customer carries) is refused, naming the
+  linked Account; nothing of it is written to that customer.
 - Every command gets one SageResult (CREATED / UPDATED / EXISTING / REJECTED with the reason,
   field and value), returned with its outcome; the loop publishes it, acknowledged by Kafka,
   before it commits the offset. A Permanent failure is also dead-lettered by the loop on
-  dlq.sage-sink.v1 with Kafka Connect's error headers.
+  dlq.sage-sink.v1 with Kafka Connect's error headers. A reason users read never holds driver
+  or Python text: Sage's refusals over ODBC and unexpected errors answer "Sage refused the write:
+  <category>", and the dead letter carries the whole text, passwords masked (`_refusal`).
 - Sage unavailable (Retriable from the dialect layer or BOI) goes through the circuit breaker
   (availability.py); the failed command and every later one in the batch are returned as
   Retriable, so the loop retries them in their original order and nothing is committed past them.
@@ -32,8 +39,12 @@ credit responder (credit.py), configured by `SAGESF_SAGE100__*` and `SAGESF_SAGE
 
 Limits: commands are applied one at a time (Sage's writes are per record anyway). The result of
 an EXISTING order lists Sage's lines in LineSeqNo order and matches them to the command's lines
-by position. Customer contacts are not written; custom fields are written to the configured UDF
-columns of AR_Customer (one the installation does not have is refused, naming it).
+by position; one found in history has its history status and neither lines nor totals. Customer
+contacts are not written; custom fields are written to the configured UDF columns of AR_Customer
+(one the installation does not have is refused, naming it). The link check reads Sage just before
+the write: a link a Sage user changes in between is not seen. Only an order that brings its
+customer's data is written with its customer as one unit; a customer created earlier by an
+UpsertCustomer stays when Sage refuses the order that asked for it.
 """
 
 from __future__ import annotations
@@ -45,19 +56,22 @@ from dataclasses import replace
 from typing import Any
 
 from connectors.sage100.availability import CircuitBreaker
+from connectors.sage100.boi_writer import BoiFailure
 from connectors.sage100.commands import CommandKind, Outcome, SageCommand, result_record
 from connectors.sage100.customer_numbers import CustomerNumbering
+from connectors.sage100.odbc import SageQueryError, SageRejected, redact_connection_string
 from connectors.sage100.reads import CustomerRow, SageReads
 from connectors.sage100.validation import CommandValidator
-from connectors.sage100.writes import SageWriter, WrittenCustomer, WrittenLine, WrittenOrder
+from connectors.sage100.writes import CustomerWrite, SageWriter, WrittenCustomer, WrittenLine, WrittenOrder
 from sagesf.errors import Permanent, Retriable
+from sagesf.logs import redact
 from sagesf.publisher import CanonicalRecord
 from sagesf.sink import Inbound
 from sagesf.sink import Outcome as LoopOutcome
 
 log = logging.getLogger(__name__)
 
-__all__ = ["STAGE", "SageCommandSink"]
+__all__ = ["STAGE", "SageCommandSink", "SageWriteFailed"]
 
 STAGE = "sage-sink"  # dead letters go to dlq.sage-sink.v1
 
@@ -101,10 +115,13 @@ class SageCommandSink:
                 # keep the partition's order: this command and every later one are tried again
                 outcomes.extend([LoopOutcome(exc)] * (len(batch) - i))
                 break
-            except Exception as exc:  # noqa: BLE001 - any other failure rejects this command only
-                reason = exc if isinstance(exc, Permanent) else Permanent(f"{type(exc).__name__}: {exc}")
-                log.warning("command %s rejected: %s", command.command_id, reason.reason)
-                result, error = self._rejected(command, reason), exc
+            except Exception as exc:
+                shown, full = _refusal(exc)
+                if shown is full:  # a reason of ours, written for users
+                    log.warning("command %s rejected: %s", command.command_id, shown.reason)
+                else:  # the log is redacted by the process's formatter
+                    log.warning("command %s rejected: %s", command.command_id, full.reason, exc_info=exc)
+                result, error = self._rejected(command, shown), full
             key = rec.key if isinstance(rec.key, str) else None
             outcomes.append(
                 LoopOutcome(error, CanonicalRecord(self.results_topic, "SageResult", key, result))
@@ -134,14 +151,20 @@ class SageCommandSink:
         if existing is not None:
             log.info("order for %s exists as %s (redelivery)", salesforce_id, existing.sales_order_no)
             return self._order_result(command, _with_command_lines(existing, order), Outcome.EXISTING, None)
-        bind = self.validator.order(order, salesforce_id)  # everything but the customer, before any write
-        customer, created = self._order_customer(command)
-        written = self.writer.create_sales_order(bind(customer.ar_division_no, customer.customer_no))
+        # everything is checked before anything is written: the order, then its customer
+        bind = self.validator.order(order, salesforce_id)
+        customer = self._order_customer(command)
+        new = customer if isinstance(customer, CustomerWrite) else None
+        write = bind(customer.ar_division_no, customer.customer_no)
+        written = self.writer.create_sales_order(write, new_customer=new)  # the customer with it
         outcome = Outcome.CREATED if written.created else Outcome.EXISTING
-        return self._order_result(command, _with_command_lines(written, order), outcome, created)
+        return self._order_result(
+            command, _with_command_lines(written, order), outcome, written.customer_created
+        )
 
-    def _order_customer(self, command: SageCommand) -> tuple[WrittenCustomer, bool]:
-        """The order's customer, matched, or created from the command's customer data."""
+    def _order_customer(self, command: SageCommand) -> CustomerRow | CustomerWrite:
+        """The order's customer as Sage has it, or the checked write that creates it from the
+        command's customer data (written with the order, never before it)."""
         order = command.order
         assert order is not None
         ref: Mapping[str, Any] = order.get("customer") or {}
@@ -151,7 +174,8 @@ class SageCommandSink:
         division = _text(ref.get("ar_division_no")) or _text(data.get("ar_division_no"))
         found = self._match_customer(division, number, account)
         if found is not None:
-            return WrittenCustomer(found.ar_division_no, found.customer_no, False), False
+            _owned_by(found, account)
+            return found
         if command.customer is None:
             shown = "-".join(x for x in (division, number) if x) or f"Salesforce Account {account}"
             raise Permanent(
@@ -159,9 +183,7 @@ class SageCommandSink:
                 field="customer",
                 value=shown if (number or account) else None,
             )
-        data = {**data, "salesforce_account_id": account}
-        written = self._create_customer(data, division, number)
-        return written, written.created
+        return self._new_customer({**data, "salesforce_account_id": account}, division, number)
 
     def _match_customer(
         self, division: str | None, number: str | None, account: str | None
@@ -174,9 +196,11 @@ class SageCommandSink:
             return self.reads.customer_by_salesforce_id(account)
         return None
 
-    def _create_customer(
+    def _new_customer(
         self, data: Mapping[str, Any], division: str | None, number: str | None
-    ) -> WrittenCustomer:
+    ) -> CustomerWrite:
+        """The checked AR_Customer write that creates the customer `data` describes (numbered by
+        the scheme unless `number` is given; carrying its Account ID in the UDF)."""
         account = _text(data.get("salesforce_account_id"))
         if not account and not number:
             raise Permanent(
@@ -192,14 +216,7 @@ class SageCommandSink:
         write = self.validator.customer(data, None, (division, number))
         if account:
             write = replace(write, columns={**write.columns, self.customer_udf: account})
-        written = self.writer.upsert_customer(write)
-        log.info(
-            "customer %s-%s %s",
-            written.ar_division_no,
-            written.customer_no,
-            "created" if written.created else "found",
-        )
-        return written
+        return write
 
     def _upsert_customer(self, command: SageCommand) -> dict[str, Any]:
         data = command.customer
@@ -215,26 +232,41 @@ class SageCommandSink:
         number = _text(data.get("customer_no"))
         existing = self._match_customer(division, number, account)
         if existing is None:
-            written = self._create_customer(data, division, number)
+            written = self.writer.upsert_customer(self._new_customer(data, division, number))
+            log.info(
+                "customer %s-%s %s",
+                written.ar_division_no,
+                written.customer_no,
+                "created" if written.created else "found",
+            )
             outcome = Outcome.CREATED if written.created else Outcome.EXISTING
             return self._customer_result(command, written, outcome, account)
+        _owned_by(existing, account)
         write = self.validator.customer(data, existing, None)
         changed = {k: v for k, v in write.columns.items() if existing.values.get(k) != v}
         if account and existing.salesforce_account_id is None:
+            self._account_free(account, existing)
             changed[self.customer_udf] = account  # link the Sage customer to its Account
-        elif account and existing.salesforce_account_id != account:
-            log.warning(
-                "customer %s-%s is linked to Account %s, not %s; the link is left as it is",
-                existing.ar_division_no,
-                existing.customer_no,
-                existing.salesforce_account_id,
-                account,
-            )
         unchanged = WrittenCustomer(existing.ar_division_no, existing.customer_no, False)
         if not changed:
             return self._customer_result(command, unchanged, Outcome.EXISTING, account)
         written = self.writer.upsert_customer(replace(write, columns=changed))
         return self._customer_result(command, written, Outcome.UPDATED, account)
+
+    def _account_free(self, account: str, customer: CustomerRow) -> None:
+        """Permanent when `account` is linked to a Sage customer other than `customer`: linking it
+        here too would make the link say two things."""
+        other = self.reads.customer_by_salesforce_id(account)
+        if other is not None and (other.ar_division_no, other.customer_no) != (
+            customer.ar_division_no,
+            customer.customer_no,
+        ):
+            raise Permanent(
+                f"Salesforce Account {account} is linked to Sage customer {_key(other)}, not "
+                f"{_key(customer)}; nothing was changed",
+                field="salesforce_account_id",
+                value=account,
+            )
 
     # --- results -------------------------------------------------------------------------
 
@@ -276,6 +308,63 @@ class SageCommandSink:
             outcome=Outcome.REJECTED,
             error=error,
         )
+
+
+class SageWriteFailed(Permanent):
+    """What the dead letter of a command Sage refused says: the whole error text and its causes,
+    with passwords masked, for operators (the SageResult carries the short reason)."""
+
+
+def _refusal(exc: Exception) -> tuple[Permanent, Permanent]:
+    """(the SageResult's error, the dead letter's error) for a command that failed for good.
+
+    A reason of ours (validation, links, numbering) is written for users and serves both. Sage's
+    refusals over ODBC and anything unexpected carry driver or Python text (SQLSTATE, ODBC
+    function names, the connection string): users get "Sage refused the write: <category>",
+    operators the full text in the dead letter."""
+    if isinstance(exc, Permanent) and not isinstance(exc, SageRejected | SageQueryError | BoiFailure):
+        return exc, exc
+    if isinstance(exc, BoiFailure):  # Sage's own message for the record, e.g. "Customer is on credit hold."
+        category = redact(exc.message)[:200]
+    elif isinstance(exc, SageRejected):
+        out_of_range = exc.sqlstate.startswith("22")
+        category = (
+            "a value is too long or out of range" if out_of_range else "a database constraint refused it"
+        )
+    elif isinstance(exc, SageQueryError):
+        category = "the query does not fit the database (table layouts or UDF columns)"
+    else:
+        category = "unexpected error"
+    field = exc.field if isinstance(exc, Permanent) else None
+    value = exc.value if isinstance(exc, Permanent) else None
+    shown = Permanent(f"Sage refused the write: {category}", field=field, value=value)
+    causes: list[str] = []
+    cause: BaseException | None = exc
+    while cause is not None and len(causes) < 5:
+        causes.append(f"{type(cause).__module__}.{type(cause).__qualname__}: {cause}")
+        cause = cause.__cause__ or (None if cause.__suppress_context__ else cause.__context__)
+    full = SageWriteFailed(
+        redact(redact_connection_string(" <- caused by ".join(causes))), field=field, value=value
+    )
+    full.__traceback__ = exc.__traceback__  # where it failed, without the raw text of its causes
+    return shown, full
+
+
+def _owned_by(customer: CustomerRow, account: str | None) -> None:
+    """Permanent when `customer` is linked (its UDF) to a Salesforce Account other than `account`:
+    the link is the authority, so nothing of the command is written to that customer."""
+    linked = customer.salesforce_account_id
+    if account and linked and linked != account:
+        raise Permanent(
+            f"Sage customer {_key(customer)} is linked to Salesforce Account {linked}, not {account}; "
+            "nothing was changed",
+            field="salesforce_account_id",
+            value=account,
+        )
+
+
+def _key(customer: CustomerRow) -> str:
+    return f"{customer.ar_division_no}-{customer.customer_no}"
 
 
 def _with_command_lines(order: WrittenOrder, command_order: Mapping[str, Any]) -> WrittenOrder:

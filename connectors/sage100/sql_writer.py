@@ -10,16 +10,20 @@ Owns, for a sales order, in ONE transaction on the sink's `SageOdbc` connection:
    SO_SalesOrderHeader or SO_SalesOrderHistoryHeader, as `nGetNextSalesOrderNo` does; the
    counter is advanced with a compare-and-set UPDATE (`... WHERE NextSalesOrderNo = <read>`),
    which is also the statement that takes the database's write lock;
-2. the idempotency check under that lock: an order carrying the Salesforce ID in the UDF column
-   makes the transaction roll back (the counter is not consumed) and returns that order;
-3. the header (OrderStatus N; BillTo*, TermsCode, TaxSchedule and salesperson defaulted from the
+2. the idempotency check under that lock: an order carrying the Salesforce ID in the UDF column,
+   open or in history (reads.SalesforceOrderIndex), makes the transaction roll back (the counter
+   is not consumed) and returns that order;
+3. the order's new customer, when the command brings one: inserted in this same transaction
+   (or, if a customer carrying its Account ID exists by now, that one is used), so an order
+   refused at any later step leaves no customer behind;
+4. the header (OrderStatus N; BillTo*, TermsCode, TaxSchedule and salesperson defaulted from the
    customer like BOI does when the command does not give them; TaxableAmt, NonTaxableAmt,
    SalesTaxAmt, FreightAmt, DiscountAmt) and the lines (LineKey "000001", "000002"...,
    LineSeqNo = LineKey + "00000000", ExtensionAmt = quantity x unit price rounded to cents);
-4. the audit columns (DateCreated/TimeCreated/UserCreatedKey and the Updated ones) with the
+5. the audit columns (DateCreated/TimeCreated/UserCreatedKey and the Updated ones) with the
    integration user and the Sage server's local time (decimal hours, sage100.values).
 A crash or error anywhere before the commit leaves nothing; after it, a redelivered command
-finds the order in step 2. For a customer it inserts or updates AR_Customer the same way (a new
+finds the order in step 2. For a customer alone it inserts or updates AR_Customer the same way (a new
 one with CustomerStatus A and DateEstablished today unless given).
 
 Every statement is built by sage100.odbc's `Q` from the table layouts; values are parameters,
@@ -36,6 +40,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -44,8 +49,9 @@ from zoneinfo import ZoneInfo
 import pyodbc
 
 from connectors.sage100.odbc import Q, SageOdbc, SageUnavailable
+from connectors.sage100.reads import SqlSageReads
 from connectors.sage100.tables import ColumnKind, Table
-from connectors.sage100.values import decimal_param, format_hours, text_value, to_decimal
+from connectors.sage100.values import decimal_param, format_hours, text_value
 from connectors.sage100.writes import (
     ColumnValue,
     CustomerWrite,
@@ -109,8 +115,8 @@ class SqlSageWriter:
         self.history = Q(tables["SO_SalesOrderHistoryHeader"])
         self.customers = Q(tables["AR_Customer"])
         self.options = Q(tables["SO_Options"])
-        self.header.col(order_udf)  # a UDF missing from the layouts fails here, naming it
-        self.customers.col(customer_udf)
+        self.customers.col(customer_udf)  # a UDF missing from the layouts fails here, naming it
+        self.reads = SqlSageReads(odbc, tables, order_udf=order_udf, customer_udf=customer_udf)
 
     def check(self) -> None:
         """Fail at start-up, saying what to fix, when the next-number counter is missing."""
@@ -128,14 +134,21 @@ class SqlSageWriter:
 
     # --- sales order ---------------------------------------------------------------------
 
-    def create_sales_order(self, order: OrderWrite) -> WrittenOrder:
+    def create_sales_order(
+        self, order: OrderWrite, new_customer: CustomerWrite | None = None
+    ) -> WrittenOrder:
         with self.odbc.transaction() as cur:
             sales_order_no = self._take_order_no(cur)
-            existing = self._existing_order_no(cur, order.salesforce_id)
+            existing = self.reads.orders.find(order.salesforce_id, _fetchone(cur))
             if existing is not None:
                 cur.connection.rollback()  # give the number back: nothing of this attempt stays
                 log.info("order for %s exists as %s; nothing written", order.salesforce_id, existing)
-                return self._read_order(existing)
+                return self._existing_order(order.salesforce_id)
+            customer_created = False
+            if new_customer is not None:
+                placed = self._insert_customer(cur, new_customer)
+                customer_created = placed.created
+                order = replace(order, ar_division_no=placed.ar_division_no, customer_no=placed.customer_no)
             customer = self._customer_values(cur, order.ar_division_no, order.customer_no)
             audit = self._audit(created=True)
             header: dict[str, Any] = {
@@ -191,23 +204,28 @@ class SqlSageWriter:
             totals=order.totals,
             lines=tuple(written),
             created=True,
+            customer_created=customer_created,
         )
 
     def _take_order_no(self, cur: pyodbc.Cursor) -> str:
-        """Reserve the next free SalesOrderNo and advance the counter (compare-and-set)."""
+        """Reserve the next free SalesOrderNo and advance the counter (compare-and-set).
+
+        A counter that is missing, not a number or past the last number is `Permanent`: no retry
+        mends it, an operator does (Sales Order Options), then replays the dead letters. Only a
+        counter another writer moved meanwhile is worth retrying."""
         opts = self.options
         cur.execute(opts.select(["NextSalesOrderNo"]))
         row = cur.fetchone()
         if row is None:
-            raise SageUnavailable("SO_Options has no row: the next sales order number is not set up")
+            raise _counter_broken("SO_Options has no row: the next sales order number is not set up")
         current = text_value(row[0]) or "1"
         if not current.isdigit():
-            raise SageUnavailable(f"SO_Options.NextSalesOrderNo {current!r} is not a number")
+            raise _counter_broken(f"SO_Options.NextSalesOrderNo {current!r} is not a number", current)
         number = int(current)
         while True:
             candidate = f"{number:0{ORDER_NO_LENGTH}d}"
             if len(candidate) > ORDER_NO_LENGTH:
-                raise SageUnavailable("sales order numbers are exhausted (9999999 reached)")
+                raise _counter_broken("sales order numbers are exhausted (9999999 reached)", current)
             if not self._order_no_used(cur, candidate):
                 break
             number += 1
@@ -225,45 +243,11 @@ class SqlSageWriter:
                 return True
         return False
 
-    def _existing_order_no(self, cur: pyodbc.Cursor, salesforce_id: str) -> str | None:
-        q = self.header
-        cur.execute(
-            q.select(["SalesOrderNo"], where=q.equals([self.order_udf]), order_by=["SalesOrderNo"]),
-            salesforce_id,
-        )
-        row = cur.fetchone()
-        return text_value(row[0]) if row is not None else None
-
-    def _read_order(self, sales_order_no: str) -> WrittenOrder:
-        q, d = self.header, self.detail
-        row = self.odbc.fetchone(
-            q.select(["OrderStatus", "ARDivisionNo", "CustomerNo", *_TOTALS], where=q.key_equals()),
-            [sales_order_no],
-        )
-        if row is None:  # deleted between the check and now
-            raise SageUnavailable(f"sales order {sales_order_no} vanished while being read")
-        lines = self.odbc.fetchall(
-            d.select(
-                ["LineKey", "ItemCode", "ExtensionAmt"],
-                where=d.equals(["SalesOrderNo"]),
-                order_by=["LineSeqNo"],
-            ),
-            [sales_order_no],
-        )
-        return WrittenOrder(
-            sales_order_no=sales_order_no,
-            order_status=text_value(row[0]) or "",
-            ar_division_no=text_value(row[1]) or "",
-            customer_no=text_value(row[2]) or "",
-            totals=OrderTotals(*(to_decimal(v, 2) or Decimal("0.00") for v in row[3:])),
-            lines=tuple(
-                WrittenLine(
-                    i, text_value(k) or "", text_value(item) or "", to_decimal(ext, 2) or Decimal("0.00")
-                )
-                for i, (k, item, ext) in enumerate(lines, start=1)
-            ),
-            created=False,
-        )
+    def _existing_order(self, salesforce_id: str) -> WrittenOrder:
+        found = self.reads.order_by_salesforce_id(salesforce_id)
+        if found is None:  # deleted for good between the check and now
+            raise SageUnavailable(f"the order for {salesforce_id} vanished while being read")
+        return found
 
     def _customer_values(self, cur: pyodbc.Cursor, division: str, customer_no: str) -> dict[str, str]:
         q = self.customers
@@ -281,54 +265,63 @@ class SqlSageWriter:
     # --- customer ------------------------------------------------------------------------
 
     def upsert_customer(self, customer: CustomerWrite) -> WrittenCustomer:
-        q = self.customers
         with self.odbc.transaction() as cur:
-            if customer.create and customer.salesforce_account_id:
-                cur.execute(
-                    q.select(list(q.table.key), where=q.equals([self.customer_udf]), order_by=q.table.key),
-                    customer.salesforce_account_id,
-                )
-                found = cur.fetchone()
-                if found is not None:  # created by an earlier delivery of the same command
-                    cur.connection.rollback()
-                    return WrittenCustomer(text_value(found[0]) or "", text_value(found[1]) or "", False)
-            cur.execute(
-                q.select(list(q.table.key), where=q.key_equals()),
-                customer.ar_division_no,
-                customer.customer_no,
-            )
-            exists = cur.fetchone() is not None
-            if customer.create and exists:
-                raise SageUnavailable(
-                    f"CustomerNo {customer.customer_no!r} was taken meanwhile; choosing again"
-                )
-            if not customer.create and not exists:
-                raise Permanent(
-                    f"customer {customer.ar_division_no}-{customer.customer_no} no longer exists in Sage",
-                    field="CustomerNo",
-                    value=customer.customer_no,
-                )
-            values: dict[str, Any] = dict(customer.columns)
             if customer.create:
-                values = {
-                    "ARDivisionNo": customer.ar_division_no,
-                    "CustomerNo": customer.customer_no,
-                    "CustomerStatus": "A",
-                    "DateEstablished": self.clock().date(),
-                    **values,
-                    **self._audit(created=True),
-                }
-                self._insert(cur, q, values)
-            else:
-                values.update(self._audit(created=False))
-                names = list(values)
-                cur.execute(
-                    q.update(names, q.key_equals()),
-                    *self._params(q.table, names, values),
-                    customer.ar_division_no,
-                    customer.customer_no,
-                )
-        return WrittenCustomer(customer.ar_division_no, customer.customer_no, customer.create)
+                written = self._insert_customer(cur, customer)
+                if not written.created:  # created by an earlier delivery of the same command
+                    cur.connection.rollback()
+                return written
+            self._update_customer(cur, customer)
+        return WrittenCustomer(customer.ar_division_no, customer.customer_no, False)
+
+    def _insert_customer(self, cur: pyodbc.Cursor, customer: CustomerWrite) -> WrittenCustomer:
+        """Insert a new AR_Customer row, unless one carries its Account ID already (that one,
+        created=False). Retriable when its CustomerNo was taken meanwhile: the sink chooses again."""
+        q = self.customers
+        if customer.salesforce_account_id:
+            cur.execute(
+                q.select(list(q.table.key), where=q.equals([self.customer_udf]), order_by=q.table.key),
+                customer.salesforce_account_id,
+            )
+            found = cur.fetchone()
+            if found is not None:
+                return WrittenCustomer(text_value(found[0]) or "", text_value(found[1]) or "", False)
+        if self._customer_exists(cur, customer):
+            raise SageUnavailable(f"CustomerNo {customer.customer_no!r} was taken meanwhile; choosing again")
+        values: dict[str, Any] = {
+            "ARDivisionNo": customer.ar_division_no,
+            "CustomerNo": customer.customer_no,
+            "CustomerStatus": "A",
+            "DateEstablished": self.clock().date(),
+            **customer.columns,
+            **self._audit(created=True),
+        }
+        self._insert(cur, q, values)
+        return WrittenCustomer(customer.ar_division_no, customer.customer_no, True)
+
+    def _update_customer(self, cur: pyodbc.Cursor, customer: CustomerWrite) -> None:
+        q = self.customers
+        if not self._customer_exists(cur, customer):
+            raise Permanent(
+                f"customer {customer.ar_division_no}-{customer.customer_no} no longer exists in Sage",
+                field="CustomerNo",
+                value=customer.customer_no,
+            )
+        values: dict[str, Any] = {**customer.columns, **self._audit(created=False)}
+        names = list(values)
+        cur.execute(
+            q.update(names, q.key_equals()),
+            *self._params(q.table, names, values),
+            customer.ar_division_no,
+            customer.customer_no,
+        )
+
+    def _customer_exists(self, cur: pyodbc.Cursor, customer: CustomerWrite) -> bool:
+        q = self.customers
+        cur.execute(
+            q.select(list(q.table.key), where=q.key_equals()), customer.ar_division_no, customer.customer_no
+        )
+        return cur.fetchone() is not None
 
     # --- statements ----------------------------------------------------------------------
 
@@ -367,6 +360,23 @@ class SqlSageWriter:
             else:
                 params.append(str(value))
         return params
+
+
+def _fetchone(cur: pyodbc.Cursor) -> Callable[[str, Sequence[object]], Sequence[object] | None]:
+    """A `SalesforceOrderIndex` fetchone that reads inside the writer's transaction."""
+
+    def fetchone(sql: str, params: Sequence[object]) -> Sequence[object] | None:
+        cur.execute(sql, *params)
+        row: Sequence[object] | None = cur.fetchone()
+        return row
+
+    return fetchone
+
+
+def _counter_broken(reason: str, value: str | None = None) -> Permanent:
+    return Permanent(
+        f"{reason}; fix it in Sales Order Options", field="SO_Options.NextSalesOrderNo", value=value
+    )
 
 
 def _amounts(totals: OrderTotals) -> tuple[Decimal, ...]:

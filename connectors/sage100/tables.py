@@ -2,7 +2,8 @@
 
 Owns the one description of the Sage 100 tables sagesf touches (AR_Customer, AR_CustomerContact,
 CI_Item, IM_ItemWarehouse, SO_SalesOrderHeader, SO_SalesOrderDetail, SO_SalesOrderHistoryHeader,
-the SO_Options next-number counter and the lookup tables AR_Division, IM_Warehouse, AR_TermsCode):
+AR_InvoiceHistoryHeader, the SO_Options next-number counter and the lookup tables AR_Division,
+IM_Warehouse, AR_TermsCode):
 column names exactly as Sage's data dictionary spells them, the key columns in key order, string
 lengths, numeric precision and scale, and which columns are dates and decimal-hour times.
 Everything else derives from it: the SQL the dialect layer builds (only these validated names are
@@ -19,9 +20,13 @@ Limits: lengths follow the older (v4.x) file layouts where newer releases widene
 (CustomerName 30 rather than 50, AddressLine 30 rather than 40, City 20 rather than 30), so a value
 that fits here fits every release. Only the columns the connector uses are listed; a real Sage
 table has many more, which the connector never selects. The description columns of the lookup
-tables (DivisionDesc, TermsCodeDesc) and the SO_Options layout are working assumptions (unverified
-in shared/reference/sage100.md); nothing keys on those names. UDF columns are text (`UDF_LENGTH`
-characters) unless given as a `Column`.
+tables (DivisionDesc, TermsCodeDesc), the SO_Options layout and AR_InvoiceHistoryHeader (key
+InvoiceNo + HeaderSeqNo, SalesOrderNo naming the order invoiced) are working assumptions
+(unverified in shared/reference/sage100.md); nothing keys on the descriptions. So is how a UDF
+reaches history: Sage copies a UDF of SO_SalesOrderHeader to SO_SalesOrderHistoryHeader and,
+through invoicing, to AR_InvoiceHistoryHeader when Custom Office defines it on those tables with
+the same name (configure it there to find orders that left the open table by their UDF).
+UDF columns are text (`UDF_LENGTH` characters) unless given as a `Column`.
 """
 
 from __future__ import annotations
@@ -345,6 +350,25 @@ SO_SALES_ORDER_HISTORY_HEADER = Table(
     ),
 )
 
+# A/R invoice history: one row per posted invoice; an invoice made from a sales order names it in
+# SalesOrderNo (InvoiceType IN invoice, CM credit memo, DM debit memo; ModuleCode S/O, A/R)
+AR_INVOICE_HISTORY_HEADER = Table(
+    "AR_InvoiceHistoryHeader",
+    ("InvoiceNo", "HeaderSeqNo"),
+    (
+        _s("InvoiceNo", 7),
+        _s("HeaderSeqNo", 6),
+        _s("InvoiceType", 2),
+        _d("InvoiceDate"),
+        _s("ModuleCode", 3),
+        _s("SalesOrderNo", 7),
+        _s("ARDivisionNo", 2),
+        _s("CustomerNo", 20),
+        _s("BillToName", 30),
+        _s("CustomerPONo", 15),
+    ),
+)
+
 # Sales Order module options; only the next-number counter is used. Sage's own key column of
 # this one-row table is unverified, so the layout keys it by the counter itself.
 SO_OPTIONS = Table("SO_Options", ("NextSalesOrderNo",), (_s("NextSalesOrderNo", 7),), audited=False)
@@ -375,6 +399,7 @@ TABLES: dict[str, Table] = {
         SO_SALES_ORDER_HEADER,
         SO_SALES_ORDER_DETAIL,
         SO_SALES_ORDER_HISTORY_HEADER,
+        AR_INVOICE_HISTORY_HEADER,
         SO_OPTIONS,
         AR_DIVISION,
         IM_WAREHOUSE,

@@ -91,15 +91,19 @@ class WrittenLine:
 
 @dataclass(frozen=True)
 class WrittenOrder:
-    """An order as Sage holds it; `created` is False when it already existed (a redelivery)."""
+    """An order as Sage holds it; `created` is False when it already existed (a redelivery).
+
+    An order Sage moved to history (completed, deleted, invoiced) has its history status, no
+    lines and no totals: history keeps neither in the columns the sink reads."""
 
     sales_order_no: str
-    order_status: str  # Sage code: N new, O open, H hold, C closed
+    order_status: str  # Sage code: N new, O open, H hold, C closed; history: A active, X/Z deleted
     ar_division_no: str
     customer_no: str
-    totals: OrderTotals
+    totals: OrderTotals | None
     lines: tuple[WrittenLine, ...]
     created: bool
+    customer_created: bool = False  # the order's customer was created with it (one unit)
 
 
 @dataclass(frozen=True)
@@ -126,9 +130,15 @@ class SageWriter(Protocol):
 
     backend: str
 
-    def create_sales_order(self, order: OrderWrite) -> WrittenOrder:
+    def create_sales_order(
+        self, order: OrderWrite, new_customer: CustomerWrite | None = None
+    ) -> WrittenOrder:
         """Write header and lines as one unit; if an order carrying `order.salesforce_id` already
-        exists, write nothing and return it (created=False)."""
+        exists (open or in history), write nothing and return it (created=False).
+
+        `new_customer` (create=True, validated) is the order's customer, not in Sage yet: it is
+        written with the order, so an order Sage refuses leaves no customer behind; when a
+        customer carrying its Account ID exists by then, the order goes to that one."""
         ...
 
     def upsert_customer(self, customer: CustomerWrite) -> WrittenCustomer:

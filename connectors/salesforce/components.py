@@ -65,6 +65,7 @@ def build_source(process: Process) -> SourceLoop:
         mapper=RecordMapper(mapping),
         storage=storage,
         echo_clients=[salesforce.call_options_client, *settings.echo_clients],
+        echo_users=[connection.user_id, *settings.echo_users],
         overflow_lookback_ms=int(settings.overflow_lookback_seconds * 1000),
     )
     source = SalesforceCdcSource(settings, connection, changes, storage, process.health)
@@ -85,7 +86,8 @@ def build_source_replay(process: Process) -> Replayer:
         mapping,
         RecordReader(connection.sf, mapping, settings.read_batch_size),
         RecordMapper(mapping),
-        [salesforce.call_options_client, *settings.echo_clients],
+        echo_clients=[salesforce.call_options_client, *settings.echo_clients],
+        echo_users=[connection.user_id, *settings.echo_users],
     )
     publisher = process.publisher(
         SalesforceCdcSource.name,

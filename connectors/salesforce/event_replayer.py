@@ -60,10 +60,21 @@ class SalesforceEventReplayer:
     """Processes the Salesforce source's dead-lettered events again (see the module doc)."""
 
     def __init__(
-        self, mapping: SourceMapping, reader: RecordReader, mapper: RecordMapper, echo_clients: Iterable[str]
+        self,
+        mapping: SourceMapping,
+        reader: RecordReader,
+        mapper: RecordMapper,
+        *,
+        echo_clients: Iterable[str],
+        echo_users: Iterable[str],
     ) -> None:
         self.changes = ChangeReader(
-            mapping=mapping, reader=reader, mapper=mapper, storage=_NoPositions(), echo_clients=echo_clients
+            mapping=mapping,
+            reader=reader,
+            mapper=mapper,
+            storage=_NoPositions(),
+            echo_clients=echo_clients,
+            echo_users=echo_users,
         )
 
     def reread(self, failed: FailedRecord) -> list[CanonicalRecord]:

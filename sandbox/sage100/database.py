@@ -24,8 +24,8 @@ How it works:
 - `seed(path)`: a demo company, reproducible from `rng_seed`: 2 divisions, 4 terms codes, 3
   warehouses, 60 customers with contacts, 200 items (regular, a few charge and inactive ones)
   with stock in every warehouse, open orders (status N, O, H) with lines and the matching
-  QuantityOnSalesOrder, some completed orders in SO_SalesOrderHistoryHeader, and the
-  SO_Options row holding the next SalesOrderNo. Every row is
+  QuantityOnSalesOrder, some completed orders in SO_SalesOrderHistoryHeader with their invoices
+  in AR_InvoiceHistoryHeader, and the SO_Options row holding the next SalesOrderNo. Every row is
   stamped by demo users (never the integration user) at times before `now`.
 
 Limits: one database per file; SQLite serialises writers (the busy timeout bounds the wait).
@@ -63,6 +63,9 @@ DEFAULT_UDF_COLUMNS: dict[str, list[str]] = {
     # UDF_ACCOUNT_NUMBER: a custom field synced with Account.AccountNumber (mappings/customers.yaml)
     "AR_Customer": ["UDF_SALESFORCE_ID", "UDF_ACCOUNT_NUMBER"],
     "SO_SalesOrderHeader": ["UDF_SALESFORCE_ID"],
+    # the order's UDF follows it into history, as Custom Office does for a UDF of the same name
+    "SO_SalesOrderHistoryHeader": ["UDF_SALESFORCE_ID"],
+    "AR_InvoiceHistoryHeader": ["UDF_SALESFORCE_ID"],
 }
 DEMO_USERS = ("0000000002", "0000000003", "0000000004")  # Sage user keys of the demo staff
 WAREHOUSES = {"000": "Central Warehouse", "001": "East Coast Warehouse", "002": "West Coast Warehouse"}
@@ -187,12 +190,20 @@ def create_database(
 
 def add_missing_udfs(db: SandboxDatabase) -> list[str]:
     """Add the UDF columns `db` is configured with but its file lacks (a database made before a
-    UDF was added to DEFAULT_UDF_COLUMNS); returns them as `Table.Column` names."""
+    UDF was added to DEFAULT_UDF_COLUMNS), and whole tables it lacks (made before the layouts had
+    them, with their UDFs); returns them as `Table.Column` and `Table` names."""
     added: list[str] = []
     odbc = db.odbc()
     try:
         with odbc.transaction() as cur:
+            present_tables = {str(row.table_name).upper() for row in cur.tables(tableType="TABLE").fetchall()}
             for table in db.tables.values():
+                if table.name.upper() not in present_tables:
+                    cur.execute(_create_table_sql(table))
+                    for sql in _index_sql(table):
+                        cur.execute(sql)
+                    added.append(table.name)
+                    continue
                 cur.execute(f"SELECT * FROM {table.name} WHERE 1 = 0")  # noqa: S608 - a known table
                 present = {d[0].upper() for d in cur.description}
                 for name in table.udfs:
@@ -487,6 +498,20 @@ def seed(
                     "LastInvoiceNo": f"{n + 1:07d}",
                     "LastInvoiceDate": order_date,
                     "DateCompleted": order_date,
+                    **order_stamp,
+                }
+            )
+            rows["AR_InvoiceHistoryHeader"].append(
+                {
+                    "InvoiceNo": f"{n + 1:07d}",
+                    "HeaderSeqNo": "000000",
+                    "InvoiceType": "IN",
+                    "InvoiceDate": order_date,
+                    "ModuleCode": "S/O",
+                    "SalesOrderNo": order_no,
+                    "ARDivisionNo": cust["ARDivisionNo"],
+                    "CustomerNo": cust["CustomerNo"],
+                    "BillToName": cust["CustomerName"],
                     **order_stamp,
                 }
             )

@@ -8,7 +8,10 @@ business action:
   QuantityOnHand and CI_Item TotalQuantityOnHand move together.
 - `advance_order(no)`: OrderStatus N -> O -> C; closing also marks SO_SalesOrderHistoryHeader C.
   `purge_order(no)` removes a closed order from SO_SalesOrderHeader/Detail (as invoicing and
-  purging do) and `delete_order(no)` deletes an open one (history status X).
+  purging do) and `delete_order(no)` deletes an open one (history status X); both leave the
+  order's header columns (its UDFs too) in SO_SalesOrderHistoryHeader. `invoice_order(no)`
+  invoices an order in full: an AR_InvoiceHistoryHeader row naming it (with its UDFs), the open
+  order removed, history C (or no history row at all when S/O Options do not retain history).
 - `edit_customer(division, no, changes)`: a customer maintenance edit (random when no changes).
 - `set_item_inactive(item)`, `delete_customer(...)`: deactivation and deletion.
 - `write_row(table, row, user=...)`: insert or update any row by key with audit stamps; tests
@@ -39,13 +42,14 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from connectors.sage100.odbc import Q, SageOdbc
-from connectors.sage100.tables import Table
+from connectors.sage100.tables import AUDIT_COLUMNS, Table
 from connectors.sage100.values import format_hours, quantize, to_decimal
 from sandbox.sage100.database import DEMO_USERS, SandboxDatabase
 
 __all__ = ["NEXT_STATUS", "SageSimulator", "SimulatedChange"]
 
 NEXT_STATUS = {"N": "O", "O": "C", "H": "O"}
+AUDIT_NAMES = frozenset(c.name for c in AUDIT_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -223,18 +227,37 @@ class SageSimulator:
             raise ValueError(f"order {sales_order_no} is {found['OrderStatus']}; nothing to advance")
         return self.set_order_status(sales_order_no, new, user=user)
 
-    def _remove_order(self, sales_order_no: str, history_status: str, user: str | None) -> None:
+    def _remove_order(
+        self,
+        sales_order_no: str,
+        history_status: str | None,
+        user: str | None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Take an order out of SO_SalesOrderHeader/Detail; its header columns (those the history
+        layout has, UDFs included) go to SO_SalesOrderHistoryHeader with `history_status` and
+        `extra`, or the history row goes too when `history_status` is None. The header as it was."""
         when, who = self.now(), self._user(user)
         header, detail = self.tables["SO_SalesOrderHeader"], self.tables["SO_SalesOrderDetail"]
         history = self.tables["SO_SalesOrderHistoryHeader"]
+        qo, qh = Q(header), Q(history)
+        shared = [c for c in history.names if header.has(c) and c not in history.key]
         with self.odbc.transaction() as cur:
-            cur.execute(Q(detail).delete(Q(detail).equals(["SalesOrderNo"])), sales_order_no)
-            cur.execute(Q(header).delete(Q(header).key_equals()), sales_order_no)
-            if cur.rowcount == 0:
+            cur.execute(qo.select(shared, where=qo.key_equals()), sales_order_no)
+            found = cur.fetchone()
+            if found is None:
                 raise KeyError(f"no open order {sales_order_no}")
-            qh = Q(history)
-            hist = {"OrderStatus": history_status, "DateCompleted": when.date(), **self._updated(when, who)}
-            cur.execute(qh.update(list(hist), qh.key_equals()), *hist.values(), sales_order_no)
+            order = dict(zip(shared, found, strict=True))
+            cur.execute(Q(detail).delete(Q(detail).equals(["SalesOrderNo"])), sales_order_no)
+            cur.execute(qo.delete(qo.key_equals()), sales_order_no)
+            if history_status is None:
+                cur.execute(qh.delete(qh.key_equals()), sales_order_no)
+                return order
+            kept = {k: v for k, v in order.items() if not _audit_column(k)}
+            row = {"SalesOrderNo": sales_order_no, **kept, "OrderStatus": history_status}
+            row.update({"DateCompleted": when.date(), **(extra or {})})
+            self._upsert(cur, history, row, who, when)
+        return order
 
     def purge_order(self, sales_order_no: str, *, user: str | None = None) -> SimulatedChange:
         """Invoice and purge a closed order: it leaves SO_SalesOrderHeader, history says C."""
@@ -245,6 +268,31 @@ class SageSimulator:
         """Delete an open order: it leaves SO_SalesOrderHeader, history says X."""
         self._remove_order(sales_order_no, "X", user)
         return SimulatedChange("delete order", "SO_SalesOrderHeader", (sales_order_no,))
+
+    def invoice_order(
+        self, sales_order_no: str, *, retain_history: bool = True, user: str | None = None
+    ) -> SimulatedChange:
+        """Invoice an order in full and post the invoice: AR_InvoiceHistoryHeader gets the invoice
+        (SalesOrderNo and the order's UDFs), the open order goes, history says C with the invoice
+        number; `retain_history` False is S/O Options keeping no order history (no history row)."""
+        invoices = self.tables["AR_InvoiceHistoryHeader"]
+        qi = Q(invoices)
+        last = self.odbc.fetchone(f"SELECT MAX({qi.col('InvoiceNo')}) FROM {invoices.name}")  # noqa: S608
+        invoice_no = f"{int((last or [None])[0] or 0) + 1:07d}"
+        when, who = self.now(), self._user(user)
+        extra = {"LastInvoiceNo": invoice_no, "LastInvoiceDate": when.date()}
+        order = self._remove_order(sales_order_no, "C" if retain_history else None, who, extra)
+        row = {
+            "InvoiceNo": invoice_no,
+            "HeaderSeqNo": "000000",
+            "InvoiceType": "IN",
+            "InvoiceDate": when.date(),
+            "ModuleCode": "S/O",
+            "SalesOrderNo": sales_order_no,
+            **{k: v for k, v in order.items() if invoices.has(k) and not _audit_column(k)},
+        }
+        self.write_row("AR_InvoiceHistoryHeader", row, user=who, at=when)
+        return SimulatedChange("invoice order", "AR_InvoiceHistoryHeader", (invoice_no,), sales_order_no)
 
     def edit_customer(
         self,
@@ -327,3 +375,7 @@ class SageSimulator:
             if interval > 0 and (steps <= 0 or done < steps):
                 time.sleep(interval)
         return done
+
+
+def _audit_column(name: str) -> bool:
+    return name in AUDIT_NAMES

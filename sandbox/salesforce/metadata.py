@@ -10,9 +10,11 @@ bodies (`describe()`, `describe_global_entry()`).
 Field and object names are case-insensitive on input, as in Salesforce; `ObjectDef.field` finds a
 field by any case and the API answers with the declared case.
 
-Limits: no record types, field-level security, formula fields (derived values are computed in
-records.py), dependent picklists, compound address fields or multi-currency. Polymorphic
-references are not supported (OwnerId, CreatedById point at User only).
+Limits: `sharingModel` is read and kept, never enforced: there is no sharing, so every user
+reads every record (records.py). No record types, field-level security, formula fields (derived
+values are computed in records.py), dependent picklists, compound address fields or
+multi-currency. Polymorphic references are not supported (OwnerId, CreatedById point at User
+only).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ STRING_TYPES = frozenset({"string", "textarea", "email", "phone", "url", "pickli
 NUMBER_TYPES = frozenset({"int", "double", "currency", "percent"})
 ID_TYPES = frozenset({"id", "reference"})
 KNOWN_TYPES = STRING_TYPES | NUMBER_TYPES | ID_TYPES | {"boolean", "date", "datetime"}
+SHARING_MODELS = frozenset({"Private", "Read", "ReadWrite"})
 
 SOAP_TYPES = {
     "id": "tns:ID",
@@ -147,6 +150,7 @@ class ObjectDef:
     is_event: bool = False
     read_only: bool = False
     custom: bool = False
+    sharing_model: str = "ReadWrite"  # the org-wide default as declared; not enforced (no sharing)
     children: dict[str, ChildRelationship] = field(default_factory=dict)
     _by_lower: dict[str, FieldDef] = field(default_factory=dict, repr=False)
     _parents: dict[str, FieldDef] = field(default_factory=dict, repr=False)
@@ -345,6 +349,13 @@ def _field(obj: str, name: str, spec: dict[str, Any]) -> FieldDef:
     )
 
 
+def _sharing_model(obj: str, spec: dict[str, Any]) -> str:
+    value = str(spec.get("sharingModel", "ReadWrite"))
+    if value not in SHARING_MODELS:
+        raise MetadataError(f"{obj}: sharingModel {value!r} is not one of {sorted(SHARING_MODELS)}")
+    return value
+
+
 @dataclass
 class OrgSchema:
     objects: dict[str, ObjectDef]
@@ -374,6 +385,7 @@ class OrgSchema:
                 fields=fields,
                 read_only=bool(spec.get("readOnly", False)),
                 custom=name.endswith("__c"),
+                sharing_model=_sharing_model(name, spec),
             )
         for number, (name, spec) in enumerate((raw.get("platformEvents") or {}).items()):
             if not name.endswith("__e"):

@@ -52,6 +52,7 @@ OUTPUTS = {
     "sage.commands.v1": "SageCommand",
     "salesforce.commands.v1": "SalesforceCommand",
     "dlq.orders.v1": None,  # original bytes of a SalesOrder (or other input)
+    "dlq.customers.v1": None,
     "dlq.status.v1": None,
 }
 
@@ -803,6 +804,60 @@ def test_a_burst_of_stock_changes_is_coalesced_per_item(world: World) -> None:
     assert not world.matching(
         lambda o: o.topic == "salesforce.commands.v1" and o.key == f"Product2/{unknown}"
     )
+
+
+def test_a_link_that_contradicts_an_existing_one_is_refused_both_ways(world: World) -> None:
+    """An Account naming another Account's Sage customer, and a Sage customer naming an Account
+    linked to another customer: both refused, with the reason on the Accounts and in a dead
+    letter; nobody's customer is renamed or gets the order."""
+    owner, hijacker, opp = sf_id("001"), sf_id("001"), sf_id("006")
+    owned, twin = f"OWN{uuid.uuid4().hex[:6].upper()}", f"TWIN{uuid.uuid4().hex[:6].upper()}"
+    world.produce(
+        "customer.v1", "Customer", f"01-{owned}", customer_record(owner, division="01", number=owned)
+    )
+    world.wait_for("the owner's Account linked", sf_commands(owner, "ExternalID__c"))
+
+    claim = customer_record(hijacker, division="01", number=owned, name="Hijack Ltd")
+    claim["envelope"] = envelope("SALESFORCE", hijacker)  # Account.ExternalID__c = 01-<owned>
+    world.produce("customer.v1", "Customer", f"01-{owned}", claim)
+    order_key, _ = world.produce(
+        "salesorder.v1",
+        "SalesOrder",
+        opp,
+        sales_order(opp, [line(1, "HRDW-1000", "1", "12.50")], account=hijacker, external=f"01-{owned}"),
+    )
+    world.produce(
+        "customer.v1",
+        "Customer",
+        f"01-{twin}",
+        customer_record(owner, division="01", number=twin, name="Evil Twin"),  # UDF names `owner`
+    )
+
+    dead = world.wait_for("both customer records refused", lambda o: o.topic == "dlq.customers.v1", count=2)
+    reasons = " | ".join(d.headers["__connect.errors.exception.message"].decode() for d in dead)
+    assert f"01-{owned} is linked to Account {owner}" in reasons
+    assert f"Account {owner} is linked to Sage customer 01-{owned}" in reasons
+    world.wait_for("refused order", lambda o: o.topic == "dlq.orders.v1" and o.raw_key == order_key)
+
+    def error_on(record: str) -> Callable[[Output], bool]:
+        written = sf_commands(record, "Sage_Sync_Message__c")
+        return lambda o: written(o) and o.value["fields"]["Sage_Sync_Status__c"] == "Error"
+
+    for record in (hijacker, owner, opp):
+        world.wait_for(f"Error on {record}", error_on(record))
+    time.sleep(1.0)
+    assert not world.matching(sage_commands(world, hijacker, "customer")), "01-<owned> renamed"
+    assert not world.matching(sage_commands(world, opp, "order")), "ordered on the other customer"
+    renamed = world.matching(
+        lambda o: (
+            sf_commands(owner)(o)
+            and (
+                o.value["fields"].get("Name") == "Evil Twin"
+                or o.value["fields"].get("ExternalID__c") == f"01-{twin}"
+            )
+        )
+    )
+    assert not renamed, "the owner's Account renamed after the twin"
 
 
 def test_metrics_and_health_are_served(world: World) -> None:

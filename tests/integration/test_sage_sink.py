@@ -320,8 +320,8 @@ CRASHING_SINK = textwrap.dedent("""
     sink = SageSinkSettings.model_validate_json(sys.argv[4])
 
     class CrashAfterCommit(SqlSageWriter):
-        def create_sales_order(self, order):
-            written = super().create_sales_order(order)  # committed in Sage
+        def create_sales_order(self, order, new_customer=None):
+            written = super().create_sales_order(order, new_customer)  # committed in Sage
             print("committed", written.sales_order_no, flush=True)
             os.kill(os.getpid(), signal.SIGKILL)  # before the result and the offset commit
 
@@ -525,8 +525,14 @@ def test_an_order_for_a_new_customer_creates_the_customer_first(world):
 
 # --- credit check ----------------------------------------------------------------------------
 
+REP = sf_id("005")  # the Salesforce users who fire the requests (the event's CreatedById)
+OTHER_REP = sf_id("005")
+FIGURES = ("credit_limit", "current_balance", "open_order_total", "available_credit")
 
-def credit_request(ref: dict[str, Any], amount: str, deadline: datetime) -> dict[str, Any]:
+
+def credit_request(
+    ref: dict[str, Any], amount: str, deadline: datetime, requester: str | None = REP
+) -> dict[str, Any]:
     correlation = str(uuid.uuid4())
     return {
         "envelope": envelope(correlation, correlation=correlation),
@@ -536,19 +542,52 @@ def credit_request(ref: dict[str, Any], amount: str, deadline: datetime) -> dict
         "currency_code": "USD",
         "deadline": deadline,
         "salesforce_record_id": None,
+        "requester_id": requester,
     }
 
 
-def test_credit_check_answers_with_sages_figures_within_the_deadline_and_stale_requests_as_expired(world):
-    # a customer with a credit limit and open orders
+def linked_customers(world: World, count: int) -> list[dict[str, Any]]:
+    """`count` active customers with a credit limit and open orders, each linked (UDF_SALESFORCE_ID)
+    to an Account of its own: {account, ref, limit, balance, open_total, available}."""
     rows = world.sql(
         "SELECT c.ARDivisionNo, c.CustomerNo, c.CreditLimit, c.CurrentBalance FROM AR_Customer c "
         "WHERE c.CustomerStatus = ? AND c.CreditLimit <> ? AND EXISTS (SELECT 1 FROM SO_SalesOrderHeader h "
-        "WHERE h.ARDivisionNo = c.ARDivisionNo AND h.CustomerNo = c.CustomerNo)",
+        "WHERE h.ARDivisionNo = c.ARDivisionNo AND h.CustomerNo = c.CustomerNo) "
+        "ORDER BY c.ARDivisionNo, c.CustomerNo",
         "A",
         "0.00",
     )
-    division, number, limit, balance = rows[0]
+    assert len(rows) >= count, "the seeded company has too few customers with a limit and orders"
+    linked = []
+    odbc = world.db.odbc()
+    try:
+        for division, number, limit, balance in rows[:count]:
+            account = sf_id("001")
+            odbc.execute(
+                "UPDATE AR_Customer SET UDF_SALESFORCE_ID = ? WHERE ARDivisionNo = ? AND CustomerNo = ?",
+                [account, division, number],
+            )
+            open_total = open_order_total(world, division, number)
+            linked.append(
+                {
+                    "account": account,
+                    "ref": {
+                        "salesforce_account_id": account,
+                        "ar_division_no": division,
+                        "customer_no": number,
+                    },
+                    "limit": Decimal(limit),
+                    "balance": Decimal(balance),
+                    "open_total": open_total,
+                    "available": Decimal(limit) - Decimal(balance) - open_total,
+                }
+            )
+    finally:
+        odbc.close()
+    return linked
+
+
+def open_order_total(world: World, division: str, number: str) -> Decimal:
     open_orders = world.sql(
         "SELECT TaxableAmt, NonTaxableAmt, SalesTaxAmt, FreightAmt, DiscountAmt FROM SO_SalesOrderHeader "
         "WHERE ARDivisionNo = ? AND CustomerNo = ? AND OrderStatus IN (?, ?, ?)",
@@ -558,54 +597,145 @@ def test_credit_check_answers_with_sages_figures_within_the_deadline_and_stale_r
         "O",
         "H",
     )
-    open_total = sum(
+    return sum(
         (Decimal(a) + Decimal(b) + Decimal(c) + Decimal(d) - Decimal(e) for a, b, c, d, e in open_orders),
         Decimal(0),
     )
-    available = Decimal(limit) - Decimal(balance) - open_total
-    now = datetime.now(UTC)
-    ref = {"ar_division_no": division, "customer_no": number}
-    fits = credit_request(ref, "1.00", now + timedelta(seconds=60))
-    too_big = credit_request(ref, str(available + Decimal("0.01")), now + timedelta(seconds=60))
-    unknown = credit_request(
-        {"ar_division_no": "01", "customer_no": "NOBODY"}, "1.00", now + timedelta(seconds=60)
-    )
-    stale = credit_request(ref, "1.00", now - timedelta(seconds=1))
+
+
+def ask(world: World, *requests: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Run the credit responder over `requests`; its replies by correlation ID."""
     topic = world.sink.credit_requests_topic
     value, key = world.serde("CreditCheckRequest", topic), world.key_serde(topic)
-    for request in (fits, too_big, unknown, stale):
+    for request in requests:
         world.producer.send(topic, value.encode(request), key.encode(request["correlation_id"]))
     world.producer.confirm()
-
+    replies_topic = world.sink.credit_replies_topic
     process = world.process()
     try:
         loop = build_credit_loop(process)
-        replies_topic = world.sink.credit_replies_topic
-        run_until(loop, lambda: count(world.bootstrap, replies_topic) >= 4, 60, "the credit responder")
+        run_until(
+            loop, lambda: count(world.bootstrap, replies_topic) >= len(requests), 60, "the credit responder"
+        )
     finally:
         process.close()
+    serde = world.serde("CreditCheckReply", replies_topic)
+    messages = wait_for_records(world.bootstrap, replies_topic, len(requests))
+    assert [m.key for m in messages] == [key.encode(r["correlation_id"]) for r in requests]
+    replies = [serde.decode(m.value) for m in messages]
+    return {r["correlation_id"]: r for r in replies if isinstance(r, dict)}
 
-    serde = world.serde("CreditCheckReply", world.sink.credit_replies_topic)
-    messages = wait_for_records(world.bootstrap, world.sink.credit_replies_topic, 4)
-    replies = {serde.decode(m.value)["correlation_id"]: serde.decode(m.value) for m in messages}
-    assert [m.key for m in messages] == [
-        key.encode(r["correlation_id"]) for r in (fits, too_big, unknown, stale)
-    ]
+
+def test_credit_check_answers_with_sages_figures_within_the_deadline_and_stale_requests_as_expired(world):
+    [mine] = linked_customers(world, 1)
+    now = datetime.now(UTC)
+    fits = credit_request(mine["ref"], "1.00", now + timedelta(seconds=60))
+    too_big = credit_request(
+        mine["ref"], str(mine["available"] + Decimal("0.01")), now + timedelta(seconds=60)
+    )
+    by_account_only = credit_request(
+        {"salesforce_account_id": mine["account"]}, "1.00", now + timedelta(seconds=60)
+    )
+    unknown = credit_request(
+        {"salesforce_account_id": sf_id("001"), "ar_division_no": "01", "customer_no": "NOBODY"},
+        "1.00",
+        now + timedelta(seconds=60),
+    )
+    stale = credit_request(mine["ref"], "1.00", now - timedelta(seconds=1))
+
+    replies = ask(world, fits, too_big, by_account_only, unknown, stale)
+
     approved = replies[fits["correlation_id"]]
     assert approved["decision"] == "APPROVED"
-    assert approved["credit_limit"] == Decimal(limit)
-    assert approved["current_balance"] == Decimal(balance)
-    assert approved["open_order_total"] == open_total
-    assert open_total > 0
-    assert approved["available_credit"] == available
-    assert approved["customer"]["customer_no"] == number
+    assert approved["credit_limit"] == mine["limit"]
+    assert approved["current_balance"] == mine["balance"]
+    assert approved["open_order_total"] == mine["open_total"]
+    assert mine["open_total"] > 0
+    assert approved["available_credit"] == mine["available"]
+    assert approved["customer"]["customer_no"] == mine["ref"]["customer_no"]
+    assert approved["requester_id"] == REP
     assert approved["envelope"]["event_time"] <= fits["deadline"]
     assert replies[too_big["correlation_id"]]["decision"] == "OVER_LIMIT"
+    found = replies[by_account_only["correlation_id"]]
+    assert (found["decision"], found["customer"]["customer_no"]) == ("APPROVED", mine["ref"]["customer_no"])
     assert replies[unknown["correlation_id"]]["decision"] == "CUSTOMER_NOT_FOUND"
     expired = replies[stale["correlation_id"]]
     assert expired["decision"] in ("EXPIRED", "ERROR")
     assert expired["message"].startswith("expired")
     assert expired["credit_limit"] is None  # no stale figures
+
+
+def test_a_requester_asking_about_another_accounts_customer_gets_the_not_found_answer(world):
+    mine, theirs = linked_customers(world, 2)
+    deadline = datetime.now(UTC) + timedelta(seconds=60)
+    # from my Account, naming the other Account's customer number
+    prying = credit_request({**theirs["ref"], "salesforce_account_id": mine["account"]}, "1.00", deadline)
+
+    reply = ask(world, prying)[prying["correlation_id"]]
+
+    assert reply["decision"] == "CUSTOMER_NOT_FOUND"
+    assert all(reply[f] is None for f in FIGURES)
+    assert reply["customer"]["name"] is None
+
+
+def test_an_unknown_customer_and_a_customer_the_requester_may_not_see_get_the_same_answer(world):
+    mine, theirs = linked_customers(world, 2)
+    deadline = datetime.now(UTC) + timedelta(seconds=60)
+    from_mine = {"salesforce_account_id": mine["account"], "ar_division_no": theirs["ref"]["ar_division_no"]}
+    not_visible = credit_request({**from_mine, "customer_no": theirs["ref"]["customer_no"]}, "1.00", deadline)
+    unknown = credit_request({**from_mine, "customer_no": "NOBODY"}, "1.00", deadline)
+    unlinked = credit_request({"salesforce_account_id": sf_id("001")}, "1.00", deadline)
+
+    replies = ask(world, not_visible, unknown, unlinked)
+
+    def answer(request: dict[str, Any]) -> tuple[Any, ...]:
+        reply = replies[request["correlation_id"]]
+        said = {k: v for k, v in request["customer"].items() if v is not None}
+        assert {k: v for k, v in reply["customer"].items() if v is not None} == said  # nothing looked up
+        return (reply["decision"], reply["message"], *(reply[f] for f in FIGURES))
+
+    assert answer(not_visible) == answer(unknown) == answer(unlinked)
+    assert answer(unknown)[0] == "CUSTOMER_NOT_FOUND"
+    assert answer(unknown)[2:] == (None, None, None, None)
+
+
+def test_a_negative_and_a_too_large_amount_are_refused_without_figures(world):
+    [mine] = linked_customers(world, 1)
+    deadline = datetime.now(UTC) + timedelta(seconds=60)
+    negative = credit_request(mine["ref"], "-5.00", deadline)
+    zero = credit_request(mine["ref"], "0.00", deadline)
+    too_large = credit_request(mine["ref"], "1000000000.01", deadline)  # the default bound is 1e9
+    largest = credit_request(mine["ref"], "1000000000.00", deadline)
+
+    replies = ask(world, negative, zero, too_large, largest)
+
+    for refused in (negative, zero, too_large):
+        reply = replies[refused["correlation_id"]]
+        assert reply["decision"] == "ERROR"
+        assert "order amount" in reply["message"]
+        assert all(reply[f] is None for f in FIGURES)
+    assert replies[largest["correlation_id"]]["decision"] == "OVER_LIMIT"
+
+
+def test_the_request_over_the_limit_is_refused_while_another_requester_still_gets_answers(world):
+    [mine] = linked_customers(world, 1)
+    world.sink = world.sink.model_copy(
+        update={"credit_requests_per_requester": 3, "credit_rate_period_seconds": 3600.0}
+    )
+    deadline = datetime.now(UTC) + timedelta(seconds=60)
+    busy = [credit_request(mine["ref"], "1.00", deadline, requester=REP) for _ in range(4)]
+    other = credit_request(mine["ref"], "1.00", deadline, requester=OTHER_REP)
+
+    replies = ask(world, *busy, other)
+
+    decisions = sorted(replies[r["correlation_id"]]["decision"] for r in busy)
+    assert decisions == ["APPROVED", "APPROVED", "APPROVED", "RATE_LIMITED"]
+    limited = next(
+        replies[r["correlation_id"]] for r in busy if replies[r["correlation_id"]]["decision"] != "APPROVED"
+    )
+    assert "too many requests" in limited["message"]
+    assert all(limited[f] is None for f in FIGURES)
+    assert replies[other["correlation_id"]]["decision"] == "APPROVED"
 
 
 def test_while_sage_is_locked_the_command_waits_and_is_written_once_when_sage_is_back(world):
@@ -655,3 +785,166 @@ def test_customer_numbers_by_name_skip_numbers_already_used(world):
         assert sequence.next_number(reads, "01", "x") == "W0001"
     finally:
         odbc.close()
+
+
+# --- links, history, refused orders, reasons -------------------------------------------------
+
+
+def customer_state(world: World, division: str, number: str) -> list[tuple[Any, ...]]:
+    return world.sql(
+        "SELECT CustomerName, TermsCode, CreditLimit, UDF_SALESFORCE_ID, UserUpdatedKey, DateUpdated, "
+        "TimeUpdated FROM AR_Customer WHERE ARDivisionNo = ? AND CustomerNo = ?",
+        division,
+        number,
+    )
+
+
+def test_commands_for_a_sage_customer_linked_to_another_account_are_refused_and_change_nothing(world):
+    data = seeded(world)
+    division, number = data["ref"]["ar_division_no"], data["ref"]["customer_no"]
+    owner, intruder = sf_id("001"), sf_id("001")
+    odbc = world.db.odbc()  # linked to its Account earlier
+    odbc.execute("UPDATE AR_Customer SET UDF_SALESFORCE_ID = ? WHERE CustomerNo = ?", [owner, number])
+    odbc.close()
+    before = customer_state(world, division, number)
+    hijack = customer_record(
+        intruder, "Someone Else Entirely", ar_division_no=division, customer_no=number, terms_code="05"
+    )
+    hijacked_opportunity, owners_opportunity = sf_id(), sf_id()
+    item = data["items"][0]
+    world.send_commands(
+        upsert_command(hijack),
+        order_command(
+            hijacked_opportunity,
+            [line(1, item, "1", "10.00")],
+            {"salesforce_account_id": intruder, "ar_division_no": division, "customer_no": number},
+        ),
+        order_command(
+            owners_opportunity,
+            [line(1, item, "1", "10.00")],
+            {"salesforce_account_id": owner, "ar_division_no": division, "customer_no": number},
+        ),
+    )
+
+    world.run_sink(until_results=3)
+
+    upsert, order, owners = world.results(3)
+    assert [upsert["outcome"], order["outcome"], owners["outcome"]] == ["REJECTED", "REJECTED", "CREATED"]
+    for refused in (upsert, order):
+        assert f"{division}-{number}" in refused["error"]["reason"]
+        assert owner in refused["error"]["reason"]  # says which Account the customer belongs to
+        assert refused["sales_order_no"] is None
+    dead = world.dead_letters(expected=2)
+    assert [owner in dict(m.headers)["__connect.errors.exception.message"].decode() for m in dead] == [
+        True
+    ] * 2
+    assert customer_state(world, division, number) == before  # not renamed, not re-termed, link kept
+    assert orders_for(world, hijacked_opportunity) == []
+    assert len(orders_for(world, owners_opportunity)) == 1
+
+
+def test_an_order_sage_moved_to_history_is_found_by_its_salesforce_id_and_never_written_again(world):
+    from sandbox.sage100.simulator import SageSimulator
+
+    data = seeded(world)
+    commands = [
+        order_command(sf_id(), [line(1, data["items"][0], "2", "5.00")], data["ref"]) for _ in range(4)
+    ]
+    world.send_commands(*commands)
+    world.run_sink(until_results=4)
+    first = world.results(4)
+    assert [r["outcome"] for r in first] == ["CREATED"] * 4
+    completed, deleted, invoiced, invoiced_no_history = (r["sales_order_no"] for r in first)
+    with SageSimulator(world.db) as sage:  # period-end and invoicing, as Sage does them
+        sage.set_order_status(completed, "C")
+        sage.purge_order(completed)
+        sage.delete_order(deleted)
+        sage.invoice_order(invoiced)
+        sage.invoice_order(invoiced_no_history, retain_history=False)  # only invoice history left
+    assert world.sql(
+        "SELECT COUNT(*) FROM SO_SalesOrderHistoryHeader WHERE SalesOrderNo = ?", invoiced_no_history
+    ) == [(0,)]
+    next_no = world.sql("SELECT NextSalesOrderNo FROM SO_Options")
+
+    world.send_commands(*commands)  # a gap event, a catch-up read, a replay or a re-send: the same commands
+    world.run_sink(until_results=8)
+
+    again = world.results(8)[4:]
+    assert [r["outcome"] for r in again] == ["EXISTING"] * 4
+    assert [r["sales_order_no"] for r in again] == [completed, deleted, invoiced, invoiced_no_history]
+    assert [r["order_status"] for r in again] == ["CLOSED", "DELETED", "CLOSED", "CLOSED"]
+    for opportunity, _ in commands:
+        assert orders_for(world, opportunity) == []  # no second order
+    assert world.sql("SELECT NextSalesOrderNo FROM SO_Options") == next_no
+    assert world.dead_letters() == []
+
+
+REFUSE_LINES_OF = (
+    "CREATE TRIGGER sage_refuses BEFORE INSERT ON SO_SalesOrderDetail WHEN NEW.ItemCode = '{item}' "
+    "BEGIN SELECT RAISE(ABORT, '{message}'); END"
+)
+
+
+def test_an_order_sage_refuses_for_a_new_account_leaves_no_customer_behind(world):
+    data = seeded(world)
+    refused_item, good_item = data["items"]
+    odbc = world.db.odbc()  # Sage refuses this item's lines when it writes them, after every check
+    odbc.execute(REFUSE_LINES_OF.format(item=refused_item, message="constraint failed: item on stop"))
+    odbc.close()
+    customers_before = world.sql("SELECT COUNT(*) FROM AR_Customer")
+    refused_account, good_account = sf_id("001"), sf_id("001")
+    refused_opportunity, good_opportunity = sf_id(), sf_id()
+    world.send_commands(
+        order_command(
+            refused_opportunity,
+            [line(1, good_item, "1", "5.00"), line(2, refused_item, "1", "5.00")],
+            {"salesforce_account_id": refused_account},
+            customer_record(refused_account, "Refused Order Co"),
+        ),
+        order_command(
+            good_opportunity,
+            [line(1, good_item, "1", "5.00")],
+            {"salesforce_account_id": good_account},
+            customer_record(good_account, "Accepted Order Co"),
+        ),
+    )
+
+    world.run_sink(until_results=2)
+
+    refused, good = world.results(2)
+    assert (refused["outcome"], refused["customer_created"]) == ("REJECTED", False)
+    assert customer_row(world, refused_account) == []  # no customer, no link
+    assert orders_for(world, refused_opportunity) == []
+    assert (good["outcome"], good["customer_created"]) == ("CREATED", True)
+    assert len(customer_row(world, good_account)) == 1
+    assert world.sql("SELECT COUNT(*) FROM AR_Customer") == [(customers_before[0][0] + 1,)]
+    assert len(world.dead_letters(expected=1)) == 1
+
+
+def test_a_driver_error_reaches_the_result_as_a_short_reason_and_the_dead_letter_in_full(world):
+    data = seeded(world)
+    item = data["items"][0]
+    driver_text = (
+        "constraint failed: SQLSTATE=23000 [Sage][ODBC Driver] while writing with "
+        "Driver={SQLite3};Database=C:/Sage/MAS90;UID=sagesf;PWD=Pw-9xq7-leaks"
+    )
+    odbc = world.db.odbc()
+    odbc.execute(REFUSE_LINES_OF.format(item=item, message=driver_text))
+    odbc.close()
+    world.send_commands(order_command(sf_id(), [line(1, item, "1", "5.00")], data["ref"]))
+
+    world.run_sink(until_results=1)
+
+    [result] = world.results(1)
+    reason = result["error"]["reason"]
+    assert result["outcome"] == "REJECTED"
+    assert reason.startswith("Sage refused the write: ")
+    for leak in ("SQLSTATE", "23000", "ODBC", "Driver=", "SQLite", "UID=", "PWD", "Pw-9xq7-leaks"):
+        assert leak not in reason
+    [dead] = world.dead_letters(expected=1)
+    headers = dict(dead.headers)
+    message = headers["__connect.errors.exception.message"].decode()
+    assert "SQLSTATE=23000" in message  # operators get the whole text ...
+    assert "Driver={SQLite3};Database=C:/Sage/MAS90;UID=sagesf" in message
+    for name, value in headers.items():  # ... but never the password
+        assert b"Pw-9xq7-leaks" not in value, name

@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 from confluent_kafka.schema_registry import SchemaRegistryClient
+from simple_salesforce.format import format_soql
 
 from sagesf.serde import AvroSerde
 from sagesf.topic_scan import ScannedRecord
@@ -620,7 +621,9 @@ def test_gap_events_re_read_their_records(make_source, reader, sf, emulator) -> 
     assert source.metric("sagesf_salesforce_catchup_reads_total", reason="gap_overflow") >= 1
 
 
-def test_a_credit_check_platform_event_becomes_a_credit_request(make_source, reader, sf) -> None:
+def test_a_credit_check_platform_event_becomes_a_credit_request(
+    make_source, reader, sf, salesforce_emulator
+) -> None:
     channels = ["/data/AccountChangeEvent", "/event/Credit_Check_Request__e"]
     source, topics = make_source(SAGESF_SALESFORCE__SOURCE__CHANNELS=json.dumps(channels))
     source.start()
@@ -643,6 +646,12 @@ def test_a_credit_check_platform_event_becomes_a_credit_request(make_source, rea
     assert value["customer"]["customer_no"] == "ABF0001"
     assert value["order_amount"] == Decimal("1234.50")
     assert value["deadline"].isoformat() == "2030-01-01T00:00:30+00:00"
+    # who asked, from where: the responder answers about that Account's customer, to that user only
+    assert value["customer"]["salesforce_account_id"] == "001000000000001AAA"
+    [me] = sf.query(format_soql("SELECT Id FROM User WHERE Username = {}", salesforce_emulator.username))[
+        "records"
+    ]
+    assert value["requester_id"] == me["Id"]
 
 
 def test_a_mapped_field_the_org_lacks_stops_the_start(make_source, tmp_path) -> None:
@@ -660,3 +669,96 @@ def test_a_mapped_field_the_org_lacks_stops_the_start(make_source, tmp_path) -> 
     assert str(mapping) in str(failed.value)
     assert "objects.Account" in str(failed.value)
     assert "Phone_Number__c" in str(failed.value)
+
+
+# --- what one record or one actor cannot do --------------------------------------------------------
+
+
+def wait_for_health(source: SourceProcess, component: str, status: str, timeout: float = 20.0) -> str:
+    """The component's /healthz detail once it reads `status`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        health = source.health() or {"components": {}}
+        found = health["components"].get(component, {})
+        if found.get("status") == status:
+            return str(found.get("detail", ""))
+        time.sleep(0.2)
+    raise AssertionError(f"{component} did not read {status} within {timeout} s: {source.health()}")
+
+
+@pytest.mark.parametrize("code", ["INSUFFICIENT_ACCESS", "INVALID_FIELD"])
+def test_a_read_refused_for_permission_waits_with_an_alert_and_loses_nothing(
+    make_source, reader, sf, emulator, code
+) -> None:
+    source, topics = make_source()
+    source.start()
+    customers = reader(topics["customer.v1"], "Customer")
+    dead = reader(topics["dlq.salesforce-source.v1"], None)
+    refusal = {"object": "Account", "errorCode": code, "field": "Credit_Limit__c"}
+    emulator.admin("POST", "/admin/faults/query-refusal", refusal)
+    t = tag()
+    waiting = sf.Account.create({"Name": f"Refused read {t}"})["id"]
+    detail = wait_for_health(source, "salesforce-source", "degraded")
+    assert code in detail
+    assert "SELECT" not in detail  # a short reason; Salesforce's full answer is in the log
+    assert source.metric("sagesf_salesforce_read_refusals_total", entity="Account", error_code=code) >= 1
+    dead.poll()
+    assert not [r for r in dead.records if r["key"] == waiting.encode()]  # not dead-lettered
+
+    emulator.admin("DELETE", "/admin/faults")  # an admin gives the permission back
+    customers.wait_for(lambda r: r["key"] == waiting)
+    wait_for_health(source, "salesforce-source", "ok")
+    dead.poll()
+    assert not [r for r in dead.records if r["key"] == waiting.encode()]
+
+
+def test_a_record_the_integration_user_cannot_see_is_dead_lettered_with_the_reason(
+    make_source, reader, sf, emulator
+) -> None:
+    source, topics = make_source()
+    source.start()
+    customers = reader(topics["customer.v1"], "Customer")
+    dead = reader(topics["dlq.salesforce-source.v1"], None)
+    t = tag()
+    other = emulator.connect_other()
+    private = other.Account.create({"Name": f"Private {t}"})["id"]
+    customers.wait_for(lambda r: r["key"] == private)
+    emulator.admin("POST", "/admin/faults/hide-records", {"ids": [private], "username": emulator.username})
+    other.Account.update(private, {"Name": f"Private renamed {t}"})
+    after = sf.Account.create({"Name": f"Visible {t}"})["id"]
+    customers.wait_for(lambda r: r["key"] == after)  # the stream goes on
+    (letter,) = dead.wait_for(lambda r: r["key"] == private.encode())
+    reason = letter["headers"]["__connect.errors.exception.message"].decode()
+    assert "cannot see" in reason
+    assert letter["headers"]["salesforce.entity"] == b"Account"
+    assert source.metric("sagesf_salesforce_source_records_total", outcome="not_visible") >= 1
+    assert not [r for r in customers.records if r["value"]["name"] == f"Private renamed {t}"]
+
+
+def test_a_record_deleted_before_its_update_is_read_is_not_a_dead_letter(make_source, reader, sf) -> None:
+    source, topics = make_source(SAGESF_SALESFORCE__SOURCE__MAX_BATCH="1")  # each event alone
+    source.start()
+    customers = reader(topics["customer.v1"], "Customer")
+    dead = reader(topics["dlq.salesforce-source.v1"], None)
+    t = tag()
+    account = sf.Account.create({"Name": f"Short-lived {t}"})["id"]
+    customers.wait_for(lambda r: r["key"] == account)
+    time.sleep(0.5)  # its replay ID stored
+    source.stop()
+    sf.Account.update(account, {"Name": f"Renamed {t}"})
+    sf.Account.delete(account)  # the UPDATE is read after this: the record is gone
+    source.start()
+    customers.wait_for(lambda r: r["key"] == account and r["value"]["deleted"])
+    assert source.metric("sagesf_salesforce_source_records_total", outcome="deleted_since") >= 1
+    dead.poll()
+    assert not [r for r in dead.records if r["key"] == account.encode()]
+
+
+def test_a_spoofed_echo_header_from_another_user_comes_through(make_source, reader, sf, emulator) -> None:
+    source, topics = make_source()
+    source.start()
+    customers = reader(topics["customer.v1"], "Customer")
+    ours = source.env["SAGESF_SALESFORCE__CALL_OPTIONS_CLIENT"]
+    t = tag()
+    spoofed = emulator.connect_other(client=ours).Account.create({"Name": f"Spoofed origin {t}"})["id"]
+    customers.wait_for(lambda r: r["key"] == spoofed)  # another user's change, whatever its header says

@@ -226,6 +226,7 @@ def test_platform_events_published_through_collections(emu: RunningEmulator, sf:
     """POST composite/sobjects with event records publishes each (Salesforce allows it); a bad one
     fails alone, or, with allOrNone, keeps every other from being published."""
     replies = "/event/Credit_Check_Reply__e"
+    record = "a0C000000000001AAA"  # a Credit_Check__c ID
 
     def reply(correlation: str, **extra: Any) -> dict[str, Any]:
         return {"attributes": {"type": "Credit_Check_Reply__e"}, "Correlation_Id__c": correlation, **extra}
@@ -233,7 +234,7 @@ def test_platform_events_published_through_collections(emu: RunningEmulator, sf:
     async def scenario() -> tuple[list[Any], list[Any], list[dict[str, Any]]]:
         async with client_for(emu, MemoryReplayStorage()) as client:
             await client.subscribe(replies)
-            mixed = [reply("c-1", Approved__c=True, Available_Credit__c=99.5), reply("c-2", Bogus__c=1)]
+            mixed = [reply("c-1", Credit_Check_Id__c=record, Message__c="stored"), reply("c-2", Bogus__c=1)]
             partial = await in_thread(
                 sf.restful, "composite/sobjects", method="POST", json={"allOrNone": False, "records": mixed}
             )
@@ -255,10 +256,10 @@ def test_platform_events_published_through_collections(emu: RunningEmulator, sf:
     assert [r["success"] for r in refused] == [False, False]
     assert refused[0]["errors"][0]["statusCode"] == "ALL_OR_NONE_OPERATION_ROLLED_BACK"
     payload = message["data"]["payload"]
-    assert (payload["Correlation_Id__c"], payload["Approved__c"], payload["Available_Credit__c"]) == (
+    assert (payload["Correlation_Id__c"], payload["Credit_Check_Id__c"], payload["Message__c"]) == (
         "c-1",
-        True,
-        99.5,
+        record,
+        "stored",
     )
 
 

@@ -53,6 +53,9 @@ class Script:
     next_order_no: str = "0000124"
     set_key: int = 2
     com_error_on: str | None = None
+    # when given, AR_Customer as Sage holds it: `ar.nSetKey` answers from it (1 existing, 2 new)
+    # and `ar.nWrite` / `ar.nDelete` change it
+    customers: set[tuple[str, str]] | None = None
 
 
 class ScriptedProvideX:
@@ -86,6 +89,7 @@ class _Obj:
         self._kind = kind
         self.sLastErrorMsg = ""
         self.values: dict[str, Any] = {}
+        self.keys: dict[str, Any] = {}
         self.lines: list[dict[str, Any]] = []
         if kind == "so":
             self.oLines = _Obj(px, "oLines")
@@ -117,10 +121,20 @@ class _Obj:
         self.sLastErrorMsg = message
         if code == 0:
             return 0
+        customers = script.customers if self._kind == "ar" else None
+        record = (str(self.keys.get("ARDivisionNo$")), str(self.keys.get("CustomerNo$")))
         if method == "nGetNextSalesOrderNo":
             args[0].value = script.next_order_no
+        elif method == "nSetKeyValue":
+            self.keys[args[0]] = args[1]
+        elif method == "nSetKey" and customers is not None:
+            return 1 if record in customers else 2
         elif method == "nSetKey":
             return script.set_key
+        elif method == "nWrite" and customers is not None:
+            customers.add(record)
+        elif method == "nDelete" and customers is not None:
+            customers.discard(record)
         elif method == "nSetValue":
             self.values[args[0]] = args[1]
         elif method == "nAddLine":
@@ -235,6 +249,7 @@ def test_sales_order_follows_the_documented_sequence_with_dollar_suffixes():
         ("000001", Decimal("99.90")),
         ("000002", Decimal("15.50")),
     ]
+    assert written.totals is not None
     assert written.totals.non_taxable_amt == Decimal("115.40")
 
 
@@ -383,3 +398,53 @@ def test_a_bad_customer_value_names_the_column():
 def test_on_linux_the_writer_imports_but_refuses_to_start_with_a_clear_error():
     with pytest.raises(BoiUnavailable, match=r"Windows with pywin32.*'odbc'"):
         BoiSageWriter(SETTINGS)
+
+
+# --- an order that brings its new customer ---------------------------------------------------
+
+
+def test_an_order_with_a_new_customer_writes_the_customer_then_the_order_on_it():
+    px = ScriptedProvideX(Script(customers=set()))
+    written = writer(px).create_sales_order(order(), new_customer=customer(create=True))
+
+    assert px.script.customers == {("01", "SF00042")}
+    assert ("so.nSetValue", ("CustomerNo$", "SF00042")) in px.calls
+    assert px.names().index("ar.nWrite") < px.names().index("so.nWrite")
+    assert (written.customer_no, written.created, written.customer_created) == ("SF00042", True, True)
+
+
+def test_an_order_sage_refuses_deletes_the_customer_created_for_it():
+    px = ScriptedProvideX(Script(customers=set(), answers={"so.nWrite": (0, "Customer is on credit hold.")}))
+    with pytest.raises(BoiFailure, match="Customer is on credit hold"):
+        writer(px).create_sales_order(order(), new_customer=customer(create=True))
+
+    assert px.script.customers == set()  # the refused order left no customer behind
+    deleting = px.calls[px.names().index("so.nWrite") :]
+    assert [c for c in deleting if c[0].startswith("ar.")] == [
+        ("ar.nSetKeyValue", ("ARDivisionNo$", "01")),
+        ("ar.nSetKeyValue", ("CustomerNo$", "SF00042")),
+        ("ar.nSetKey", ()),
+        ("ar.nDelete", ()),
+        ("ar.DropObject", ()),
+    ]
+
+
+def test_a_customer_that_cannot_be_deleted_again_is_named_in_the_refusal():
+    answers = {"so.nWrite": (0, "Customer is on credit hold."), "ar.nDelete": (0, "Customer has history.")}
+    px = ScriptedProvideX(Script(customers=set(), answers=answers))
+    with pytest.raises(Permanent) as refusal:
+        writer(px).create_sales_order(order(), new_customer=customer(create=True))
+
+    assert "Customer is on credit hold." in str(refusal.value)
+    assert "customer 01-SF00042, made for this order, could not be deleted" in str(refusal.value)
+    assert "Customer has history." in str(refusal.value)
+    assert px.script.customers == {("01", "SF00042")}
+
+
+def test_a_customer_stays_when_sage_is_busy_for_the_order_and_the_retry_finds_it():
+    px = ScriptedProvideX(Script(customers=set(), answers={"so.nWrite": (0, "The record is in use.")}))
+    with pytest.raises(Retriable):
+        writer(px).create_sales_order(order(), new_customer=customer(create=True))
+
+    assert px.script.customers == {("01", "SF00042")}  # the limit the module doc states
+    assert "ar.nDelete" not in px.names()

@@ -161,6 +161,13 @@ CASES: list[tuple[str, str, Edit, str, str]] = [
     ),
     (
         "orders.yaml",
+        "outside_code_page: drop",
+        lambda t: t.replace("{sage: FOB, overflow: truncate}", "{sage: FOB, outside_code_page: drop}"),
+        "header.fob.outside_code_page",
+        "Input should be 'fold' or 'error'",
+    ),
+    (
+        "orders.yaml",
         "map: units",
         lambda t: t.replace("map: unit_of_measure}", "map: units}"),
         "lines.unit_of_measure.map",
@@ -188,6 +195,23 @@ CASES: list[tuple[str, str, Edit, str, str]] = [
         lambda t: t.replace("synced: Synced", "synced: Done"),
         "write_back.sync_status",
         "'Done' is not a value of the picklist Account.Sage_Sync_Status__c",
+    ),
+    (  # every subscriber receives the event: no figure may be mapped onto it
+        "customers.yaml",
+        "available_credit: Message__c",
+        lambda t: t.replace(
+            "    record_id: Credit_Check_Id__c\n",
+            "    record_id: Credit_Check_Id__c\n    available_credit: Message__c\n",
+        ),
+        "credit_reply.event_fields.available_credit.[key]",
+        "Input should be 'correlation_id', 'record_id' or 'message'",
+    ),
+    (
+        "customers.yaml",
+        "external_id: Message__c",
+        lambda t: t.replace("  external_id: Correlation_Id__c\n", "  external_id: Message__c\n"),
+        "credit_reply.external_id",
+        "Credit_Check__c.Message__c is not an external ID field",
     ),
     (
         "pricing.yaml",

@@ -101,6 +101,18 @@ def order(
 ORIGIN = Origin("salesorder.v1", 0, 7, b"key", b"value")
 
 
+def order_result(outcome: str, command_id: str = "c", **fields: Any) -> dict[str, Any]:
+    """The Sage sink's SageResult for the CreateSalesOrder of OPP."""
+    return {
+        "kind": "CREATE_SALES_ORDER",
+        "outcome": outcome,
+        "salesforce_record_id": OPP,
+        "command_id": command_id,
+        "envelope": {},
+        **fields,
+    }
+
+
 def test_an_order_of_an_unknown_currency_fails_visibly(base_mappings: Mappings) -> None:
     step = pipeline(base_mappings).on_sales_order(
         OPP, order(("HRDW-1000", "1", "10"), currency="JPY"), ORIGIN
@@ -195,15 +207,7 @@ def test_an_order_without_a_sage_result_is_commanded_again_until_one_arrives(
     assert REGISTRY.get_sample_value("sagesf_processor_orders_resent_total") == resent + 1  # alerted on
     assert again.dead_letters == []
     assert _sage_commands(p.sweep()) == []  # its clock restarted
-    result = {
-        "kind": "CREATE_SALES_ORDER",
-        "outcome": "EXISTING",
-        "salesforce_record_id": OPP,
-        "command_id": cid,
-        "sales_order_no": "0000042",
-        "order_status": "OPEN",
-        "envelope": {},
-    }
+    result = order_result("EXISTING", cid, sales_order_no="0000042", order_status="OPEN")
     synced = p.on_sage_result(OPP, result, Origin("sage.results.v1", 0, 3, None, b"r"))
     [update] = synced.outbound
     assert update.value["fields"]["Sage_Order_No__c"] == "0000042"
@@ -400,3 +404,207 @@ def test_a_shared_table_ignores_the_echo_of_its_own_writes(monkeypatch: pytest.M
     table.apply_changelog_batch([record("k", 3, 12), record("other", 9, 13)])  # another worker's writes
     assert (table["k"], table["other"]) == (3, 9)
     assert heard == ["k", "k", "k", "other"]
+
+
+# --- re-sends are bounded ----------------------------------------------------------------------
+
+
+RESEND_LIMIT = 5  # the default of SAGESF_PROCESSORS__ORDER_RESEND_LIMIT
+
+
+def _age(p: OrderPipeline, identity: str, by_ms: int) -> None:
+    """Pretend the order's last command went out `by_ms` earlier."""
+    p.tables.orders[identity] = {**p.tables.orders[identity], "at": p.tables.orders[identity]["at"] - by_ms}
+
+
+def test_resends_back_off_and_stop_at_the_limit_with_an_error_on_the_opportunity(
+    base_mappings: Mappings,
+) -> None:
+    raw = {b"value": order(("HRDW-1000", "2", "12.50"))}
+    p = pipeline(base_mappings, raw)
+    p.on_sales_order(OPP, raw[b"value"], ORIGIN)
+    wait = p.resend_after_ms
+    sent_at = []
+    minute = 60_000  # the test's own run time is far below it
+    for attempt in range(RESEND_LIMIT):
+        _age(p, OPP, wait * 2**attempt - minute)
+        assert _sage_commands(p.sweep()) == [], f"re-send {attempt + 1} came before its wait"
+        _age(p, OPP, minute)
+        sent_at.append(len(_sage_commands(p.sweep())))
+    assert sent_at == [1] * RESEND_LIMIT  # each after twice the previous wait
+    given_up = REGISTRY.get_sample_value("sagesf_processor_orders_unanswered_total") or 0.0
+    _age(p, OPP, wait * 2**RESEND_LIMIT)
+
+    last = p.sweep()
+
+    assert _sage_commands(last) == []  # the limit: not sent again
+    assert REGISTRY.get_sample_value("sagesf_processor_orders_unanswered_total") == given_up + 1
+    [(origin, error)] = last.dead_letters
+    assert origin == ORIGIN  # the original order, for `sagesf dlq replay`
+    assert "no answer" in str(error)
+    [update] = last.outbound
+    assert update.key == OPP
+    assert update.value["fields"]["Sage_Sync_Status__c"] == "Error"
+    assert "Sage 100 has not answered" in update.value["fields"]["Sage_Sync_Message__c"]
+    _age(p, OPP, wait * 2**10)
+    assert p.sweep().outbound == []  # given up once, not again
+
+
+# --- short reasons in Salesforce fields ---------------------------------------------------------
+
+DRIVER_ERROR = (
+    "('HY000', '[HY000] [unixODBC][SQLite]database is locked (5) (SQLExecDirectW)') "
+    "SQLSTATE HY000 while writing SO_SalesOrderHeader"
+)
+TRACEBACK = (
+    "Traceback (most recent call last):\n"
+    '  File "/srv/sagesf/connectors/sage100/sql_writer.py", line 212, in create_sales_order\n'
+    "    cursor.execute(sql, values)\n"
+    "pyodbc.OperationalError: ('HY000', 'database is locked')"
+)
+
+
+def _refused(reason: str) -> dict[str, Any]:
+    error = {"reason": reason, "field": "SO_SalesOrderHeader", "value": None, "error_class": "Permanent"}
+    return order_result("REJECTED", error=error)
+
+
+@pytest.mark.parametrize("reason", [DRIVER_ERROR, TRACEBACK], ids=["driver error", "traceback"])
+def test_driver_and_python_text_never_reaches_the_sync_message(base_mappings: Mappings, reason: str) -> None:
+    raw = {b"value": order(("HRDW-1000", "2", "12.50"))}
+    p = pipeline(base_mappings, raw)
+    p.on_sales_order(OPP, raw[b"value"], ORIGIN)
+
+    step = p.on_sage_result(OPP, _refused(reason), Origin("sage.results.v1", 0, 4, None, b"r"))
+
+    [update] = step.outbound
+    message = update.value["fields"]["Sage_Sync_Message__c"]
+    assert update.value["fields"]["Sage_Sync_Status__c"] == "Error"
+    for operator_text in ("unixODBC", "SQLSTATE", "HY000", "SQLExecDirectW", "Traceback", "pyodbc", ".py"):
+        assert operator_text not in message
+    assert message.startswith("Sage 100 could not save the order")
+    assert len(message) <= 120
+    [(_, error)] = step.dead_letters
+    assert reason in str(error)  # operators get the whole text in the dead letter
+
+
+def test_a_reason_a_user_can_act_on_is_shown_as_it_is(base_mappings: Mappings) -> None:
+    raw = {b"value": order(("HRDW-1000", "2", "12.50"))}
+    p = pipeline(base_mappings, raw)
+    p.on_sales_order(OPP, raw[b"value"], ORIGIN)
+    step = p.on_sage_result(
+        OPP, _refused("ItemCode 'HRDW-1000' is inactive"), Origin("sage.results.v1", 0, 4, None, b"r")
+    )
+    message = step.outbound[0].value["fields"]["Sage_Sync_Message__c"]
+    assert message == "Sage 100 refused the order: ItemCode 'HRDW-1000' is inactive"
+
+
+# --- order data a sales team really types -------------------------------------------------------
+
+
+def _sent(step: Any) -> dict[str, Any]:
+    [create] = [o for o in step.outbound if o.topic == "sage.commands.v1"]
+    sent: dict[str, Any] = create.value["command"][1]["order"]
+    return sent
+
+
+def test_one_polish_letter_does_not_block_an_order(base_mappings: Mappings) -> None:
+    polish = order(("HRDW-1000", "1", "12.50"))
+    polish["customer_po_no"] = "Zamówienie Łódź"
+    polish["bill_to"] = {"name": "Spółka Łąka", "city": "Łódź", "country_code": "PL"}
+    polish["lines"][0]["description"] = "Zawias mosiężny ł"
+    polish["lines"][0]["comment_text"] = "Dostawa do magazynu w Łodzi"
+
+    step = pipeline(base_mappings).on_sales_order(OPP, polish, ORIGIN)
+
+    assert step.outcome == "commanded", step.dead_letters
+    sent = _sent(step)
+    assert sent["customer_po_no"] == "Zamówienie Lódz"  # ó is Windows-1252: kept
+    assert (sent["bill_to"]["name"], sent["bill_to"]["city"]) == ("Spólka Laka", "Lódz")
+    assert sent["lines"][0]["description"] == "Zawias mosiezny l"
+    assert sent["lines"][0]["comment_text"] == "Dostawa do magazynu w Lodzi"  # a field no mapping lists
+
+
+def test_a_field_may_refuse_text_sage_cannot_store(base_mappings: Mappings) -> None:
+    header = dict(base_mappings.orders.header)
+    header["customer_po_no"] = header["customer_po_no"].model_copy(update={"outside_code_page": "error"})
+    strict = Mappings(
+        **{**base_mappings.__dict__, "orders": base_mappings.orders.model_copy(update={"header": header})}
+    )
+    polish = order(("HRDW-1000", "1", "12.50"))
+    polish["customer_po_no"] = "Łódź-1"
+
+    step = pipeline(strict).on_sales_order(OPP, polish, ORIGIN)
+
+    assert step.outcome == "failed"
+    message = step.outbound[0].value["fields"]["Sage_Sync_Message__c"]
+    assert "customer_po_no" in message
+    assert "'Ł'" in message
+
+
+def test_a_product_code_typed_loosely_maps_to_the_one_item_it_matches(base_mappings: Mappings) -> None:
+    p = pipeline(base_mappings)
+    assert p.item_code_for(" hrdw-1000 ", None, "lines[1]") == "HRDW-1000"
+    assert p.item_code_for("1001-hon-h252", None, "lines[1]") == "HRDW-1000"  # a products.yaml lookup key
+    p.tables.items["hrdw-1000"] = {"active": True, "deleted": False, "standard_unit_price": "1"}
+    with pytest.raises(Permanent) as two:
+        p.item_code_for("Hrdw-1000", None, "lines[1]")
+    assert "'HRDW-1000'" in two.value.reason
+    assert "'hrdw-1000'" in two.value.reason
+    exact = base_mappings.products.model_copy(update={"match_loosely": False})
+    strict = pipeline(Mappings(**{**base_mappings.__dict__, "products": exact}))
+    with pytest.raises(Permanent, match="unknown product"):
+        strict.item_code_for(" hrdw-1000 ", None, "lines[1]")
+
+
+def test_a_product_without_a_sage_item_code_fails_like_any_unknown_product(base_mappings: Mappings) -> None:
+    """A Product2 with no Sage_Item_Code__c reaches item.v1 under its ProductCode; that is not a
+    Sage item, so the order fails here, as for an unknown product, not later in Sage."""
+    p = pipeline(base_mappings)
+    product = {
+        "item_code": "NEW-GADGET",  # the source's fallback: Sage_Item_Code__c empty, ProductCode used
+        "product_code": "NEW-GADGET",
+        "salesforce_product_id": "01t000000000009AAA",
+        "active": True,
+        "envelope": {"source_system": "SALESFORCE"},
+    }
+    p.on_item("NEW-GADGET", product, Origin("item.v1", 0, 1, None, b"i"))
+
+    step = p.on_sales_order(OPP, order(("NEW-GADGET", "1", "10")), ORIGIN)
+
+    assert step.outcome == "failed"
+    assert "lines[1]: unknown product 'NEW-GADGET'" in str(step.dead_letters[0][1])
+
+
+def test_every_value_a_rule_changed_is_said_on_the_opportunity(base_mappings: Mappings) -> None:
+    raw = {b"value": order(("hrdw-1000", "3", "10.125"), ("HRDW-1000", "1", "0"))}
+    typed = raw[b"value"]
+    typed["customer_po_no"] = "PO-2026-000000000000000042"
+    typed["bill_to"] = {
+        "name": "The Extraordinarily Long Company Name Inc",
+        "city": "Łódź",
+        "country_code": "PL",
+    }
+    p = pipeline(base_mappings, raw)
+    commanded = p.on_sales_order(OPP, typed, ORIGIN)
+    assert commanded.outcome == "commanded", commanded.dead_letters
+    result = order_result("CREATED", sales_order_no="0000042")
+
+    synced = p.on_sage_result(OPP, result, Origin("sage.results.v1", 0, 3, None, b"r"))
+
+    [update] = synced.outbound
+    assert update.value["fields"]["Sage_Sync_Status__c"] == "Synced"
+    message = update.value["fields"]["Sage_Sync_Message__c"]
+    assert len(message) <= 255
+    for said in (
+        "customer_po_no cut to 15",
+        "bill_to.name cut to 30",
+        "bill_to.city 'Lódz'",
+        "lines[1] 'hrdw-1000' as HRDW-1000",
+        "lines[1].unit_price 10.13",
+        "lines[2].unit_price 12.50",
+    ):
+        assert said in message, message
+    # a repeated answer (the order confirmed already) leaves the message as it is
+    again = p.on_sage_result(OPP, result, Origin("sage.results.v1", 0, 4, None, b"r"))
+    assert "Sage_Sync_Message__c" not in again.outbound[0].value["fields"]
