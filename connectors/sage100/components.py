@@ -21,6 +21,7 @@ from connectors.sage100.validation import CommandValidator, ValidationRules
 from connectors.sage100.writes import SageWriter
 from sagesf import topic_names
 from sagesf.config import ConfigError
+from sagesf.logs import register_secret
 from sagesf.positions import PositionStore
 from sagesf.runner import Component, Concurrently, Process, Runnable
 from sagesf.serde import AvroDecoder, AvroSerde
@@ -37,8 +38,9 @@ def build_source(process: Process) -> SourceLoop:
     options = sage.source
     producer = process.producer()
     positions = PositionStore(process.core.kafka, options.component, options.positions_topic, producer)
-    source = SageSource(sage, positions.load(), health=process.health)
-    process.closing(source.close, "the Sage ODBC connection")
+    source = SageSource(
+        sage, positions.load(), odbc=_odbc(process, sage, "sage-source"), health=process.health
+    )
     publisher = process.publisher(
         source.name,
         producer=producer,
@@ -184,9 +186,12 @@ def _loop(
 
 
 def _odbc(process: Process, sage: Sage100Settings, name: str) -> SageOdbc:
-
+    """An ODBC connection of this process; the string it hands the driver is a secret as a whole
+    (a DSN with UID and PWD is assembled here, not set as one variable), so it is masked too."""
+    connection_string = sage.odbc_connection_string()
+    register_secret(connection_string)
     odbc = SageOdbc(
-        sage.odbc_connection_string(),
+        connection_string,
         query_timeout=sage.query_timeout,
         login_timeout=sage.login_timeout,
         name=name,
