@@ -209,10 +209,19 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class MetricsServer:
-    """Serves /metrics and /healthz on a background thread until `stop()`."""
+    """Serves /metrics and /healthz on a background thread until `stop()`.
 
-    def __init__(self, health: Health, host: str = "127.0.0.1", port: int = 0) -> None:
-        handler = type("Handler", (_Handler,), {"health": health})
+    One thread per connection, and a connection that sends nothing for `idle_timeout` seconds is
+    closed (the handler's socket timeout), so a client that sends half a request and waits
+    (slowloris) holds one thread for that long and never blocks the others.
+    Limits: a client that trickles a byte inside every `idle_timeout` keeps its thread; the
+    NetworkPolicy of deploy/k8s admits only the monitoring namespace.
+    """
+
+    def __init__(
+        self, health: Health, host: str = "127.0.0.1", port: int = 0, *, idle_timeout: float = 5.0
+    ) -> None:
+        handler = type("Handler", (_Handler,), {"health": health, "timeout": idle_timeout})
         self._server = ThreadingHTTPServer((host, port), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="metrics", daemon=True)

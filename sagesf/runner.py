@@ -230,7 +230,9 @@ def run(component: Component, *, log_level: str = "INFO", once: bool = False) ->
             register_settings_secrets(settings)
         # 3.
         health = Health()
-        metrics = MetricsServer(health, core.metrics.host, core.metrics.port)
+        metrics = MetricsServer(
+            health, core.metrics.host, core.metrics.port, idle_timeout=core.metrics.idle_timeout
+        )
         # 4.
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):

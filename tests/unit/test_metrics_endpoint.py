@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -12,6 +13,7 @@ import pytest
 
 from connectors.sage100.availability import CircuitBreaker
 from connectors.sage100.odbc import SageOdbc, SageUnavailable
+from sagesf.config import MetricsSettings
 from sagesf.metrics import RECORDS_DONE, Health, MetricsServer
 from sandbox.sage100.database import connection_string
 
@@ -75,3 +77,49 @@ def test_healthz_gives_a_short_reason_and_the_log_the_drivers_message(tmp_path, 
     assert detail == "2 failures in a row, last: Sage 100 ODBC error while connecting"
     logged = caplog.records[-1].getMessage()
     assert "[SQLite]connect failed (14) (SQLDriverConnect)" in logged
+
+
+def _outward_address() -> str | None:
+    """This machine's address on its network (not loopback), or None when it has none."""
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        probe.connect(("192.0.2.1", 9))  # no packet is sent: this only picks the route
+        address: str = probe.getsockname()[0]
+    except OSError:
+        return None
+    finally:
+        probe.close()
+    return None if address.startswith("127.") else address
+
+
+def test_by_default_metrics_and_health_answer_on_loopback_only():
+    outward = _outward_address()
+    if outward is None:
+        pytest.skip("this machine has no address besides loopback")
+    settings = MetricsSettings()
+    server = MetricsServer(Health(), settings.host, 0)
+    try:
+        assert _get(server.port, "/healthz")[0] == 200
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection((outward, server.port), timeout=5).close()
+    finally:
+        server.stop()
+
+
+def test_a_client_that_sends_half_a_request_neither_blocks_the_server_nor_keeps_its_socket():
+    server = MetricsServer(Health(), port=0)  # the default idle timeout
+    slow = [socket.create_connection(("127.0.0.1", server.port), timeout=30) for _ in range(5)]
+    try:
+        for sock in slow:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # and never the blank line
+        assert _get(server.port, "/healthz")[0] == 200  # others are served meanwhile
+        for sock in slow:
+            try:
+                closed = sock.recv(1024) == b""
+            except TimeoutError:
+                closed = False
+            assert closed, "the server kept an idle half-sent request open"
+    finally:
+        for sock in slow:
+            sock.close()
+        server.stop()
