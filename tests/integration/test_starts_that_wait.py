@@ -5,8 +5,9 @@ the Sage 100 database moved away or locked (sage-source, sage-sink), the Salesfo
 stopped (salesforce-source, salesforce-sink), the schema registry not started yet (all five).
 The process keeps running and answers /healthz with "degraded" naming the dependency (200: a
 supervisor must not restart it, restarting would not help); once the dependency is back it does
-its work: a sink answers a command sent while it waited, a source publishes a change, the
-processors consume. Wrong credentials are not "down": they still stop the process with exit 2.
+its work: a sink answers a command, a source publishes a change, the processors consume. SIGTERM
+during the wait ends the process normally. Wrong credentials are not "down": they still stop the
+process with exit 2.
 
 The components are driven through the conformance suite's adapters (tests/conformance), on an
 emulator and a registry of this module's own, so stopping them disturbs no other test.
@@ -34,7 +35,7 @@ from sandbox.sage100.database import SandboxDatabase
 from sandbox.salesforce.harness import RunningEmulator, start_emulator
 from tests.conformance.harness import SinkUnderTest, SourceUnderTest
 from tests.conformance.processes import ComponentProcess, wait_until
-from tests.conformance.protocol import Stack
+from tests.conformance.protocol import SinkAdapter, SourceAdapter, Stack
 from tests.conformance.sage import SageSinkAdapter, SageSourceAdapter
 from tests.conformance.salesforce import SalesforceSinkAdapter, SalesforceSourceAdapter, login_env
 from tests.integration.test_processors import World
@@ -66,6 +67,12 @@ class LateRegistry:
 
     def start(self) -> None:
         assert self.process.start(self.bootstrap) == self.url
+
+    @contextmanager
+    def down(self) -> Iterator[None]:
+        """Down until the block ends, then started."""
+        yield
+        self.start()
 
 
 @pytest.fixture
@@ -159,106 +166,105 @@ def emulator_stopped(emulator: RunningEmulator) -> Iterator[None]:
         emulator.url = emulator.process.start()  # the same port, data and credentials
 
 
-SAGE_DOWN: dict[str, Callable[[SandboxDatabase], AbstractContextManager[None]]] = {
-    "moved-away": sage_moved_away,
-    "locked": sage_locked,
+SINKS: dict[str, Callable[[Stack], SinkAdapter]] = {
+    "sage-sink": SageSinkAdapter,
+    "salesforce-sink": SalesforceSinkAdapter,
+}
+SOURCES: dict[str, Callable[[Stack], SourceAdapter]] = {
+    "sage-source": SageSourceAdapter,
+    "salesforce-source": SalesforceSourceAdapter,
+}
+# how a connector's own system is down: (what /healthz calls it, the context that keeps it down)
+SYSTEM_DOWN: dict[str, tuple[str, Callable[[dict[str, Any]], AbstractContextManager[None]]]] = {
+    "moved-away": (SAGE, lambda fixtures: sage_moved_away(fixtures["sage_db"])),
+    "locked": (SAGE, lambda fixtures: sage_locked(fixtures["sage_db"])),
+    "stopped": (SALESFORCE, lambda fixtures: emulator_stopped(fixtures["salesforce_emulator"])),
 }
 
 
-# --- Sage down --------------------------------------------------------------------------------
+@pytest.fixture
+def connector_of(
+    sage_db: SandboxDatabase, emulator: RunningEmulator, kafka_bootstrap: str, new_topic, tmp_path
+) -> Iterator[Callable[[str, str], SinkUnderTest | SourceUnderTest]]:
+    """`connector_of(component, registry_url)`: the component with its adapter, closed afterwards."""
+    made: list[SinkUnderTest | SourceUnderTest] = []
+    fixtures = {"sage_db": sage_db, "salesforce_emulator": emulator}
+
+    def make(component: str, registry_url: str) -> SinkUnderTest | SourceUnderTest:
+        stack = make_stack(kafka_bootstrap, registry_url, new_topic, tmp_path, fixtures)
+        connector = (
+            SinkUnderTest(SINKS[component](stack), stack)
+            if component in SINKS
+            else SourceUnderTest(SOURCES[component](stack), stack)
+        )
+        made.append(connector)
+        return connector
+
+    yield make
+    for connector in made:
+        connector.close()
 
 
-@pytest.mark.parametrize("how", sorted(SAGE_DOWN))
-def test_the_sage_sink_starts_while_sage_is_down_and_writes_what_came_meanwhile(
-    how: str, sage_db: SandboxDatabase, kafka_bootstrap: str, schema_registry_url: str, new_topic, tmp_path
+def starts_while_down(
+    connector: SinkUnderTest | SourceUnderTest, dependency: str, down: AbstractContextManager[None]
+) -> dict[str, Any]:
+    """The connector's process started while `down` lasts says "degraded" naming `dependency`;
+    once the dependency is back it works: a sink answers a command, a source publishes a change.
+    Returns the degraded /healthz document."""
+    connector.adapter.close()  # the test's own connections: an exclusive lock needs them gone
+    with down:
+        connector.process.start()
+        health = wait_degraded(connector.process, dependency)
+    if isinstance(connector, SinkUnderTest):
+        connector.send([connector.adapter.command(0)])
+        connector.wait_for_answers(1, timeout=90)
+        assert connector.adapter.effects(0) == 1
+    else:
+        connector.process.wait_ready(connector.adapter.ready, timeout=90)
+        connector.wait_published([connector.adapter.change(0)], timeout=90)
+    return health
+
+
+@pytest.mark.parametrize(
+    ("component", "how"),
+    [
+        ("sage-sink", "moved-away"),
+        ("sage-sink", "locked"),
+        ("sage-source", "moved-away"),
+        ("sage-source", "locked"),
+        ("salesforce-sink", "stopped"),
+        ("salesforce-source", "stopped"),
+    ],
+)
+def test_a_connector_starts_while_its_system_is_down_and_works_once_it_is_back(
+    component: str, how: str, connector_of, schema_registry_url: str, sage_db, emulator
 ) -> None:
-    stack = make_stack(kafka_bootstrap, schema_registry_url, new_topic, tmp_path, {"sage_db": sage_db})
-    adapter = SageSinkAdapter(stack)
-    sink = SinkUnderTest(adapter, stack)
-    try:
-        command = adapter.command(0)
-        adapter.odbc.close()  # the test's own connection: an exclusive lock needs it gone
-        with SAGE_DOWN[how](sage_db):
-            sink.process.start()
-            assert_short_reason(wait_degraded(sink.process, SAGE))
-            sink.send([command])
-        sink.wait_for_answers(1)
-        assert adapter.effects(0) == 1
-    finally:
-        sink.close()
+    dependency, down = SYSTEM_DOWN[how]
+    health = starts_while_down(
+        connector_of(component, schema_registry_url),
+        dependency,
+        down({"sage_db": sage_db, "salesforce_emulator": emulator}),
+    )
+    if dependency == SAGE:
+        assert_short_reason(health)
+
+
+@pytest.mark.parametrize("component", [*SINKS, *SOURCES])
+def test_a_connector_starts_while_the_registry_is_down_and_works_once_it_is_back(
+    component: str, connector_of, registry: LateRegistry
+) -> None:
+    starts_while_down(connector_of(component, registry.url), REGISTRY, registry.down())
 
 
 def test_a_process_waiting_for_sage_stops_on_sigterm_with_exit_0(
-    sage_db: SandboxDatabase, kafka_bootstrap: str, schema_registry_url: str, new_topic, tmp_path
+    connector_of, schema_registry_url: str, sage_db: SandboxDatabase
 ) -> None:
-    stack = make_stack(kafka_bootstrap, schema_registry_url, new_topic, tmp_path, {"sage_db": sage_db})
-    sink = SinkUnderTest(SageSinkAdapter(stack), stack)
-    try:
-        with sage_moved_away(sage_db):
-            sink.process.start()
-            wait_degraded(sink.process, SAGE)
-            sink.process.stop()
-            assert sink.process.returncode() == 0, sink.process.log_tail()
-    finally:
-        sink.close()
-
-
-@pytest.mark.parametrize("how", sorted(SAGE_DOWN))
-def test_the_sage_source_starts_while_sage_is_down_and_publishes_once_it_is_back(
-    how: str, sage_db: SandboxDatabase, kafka_bootstrap: str, schema_registry_url: str, new_topic, tmp_path
-) -> None:
-    stack = make_stack(kafka_bootstrap, schema_registry_url, new_topic, tmp_path, {"sage_db": sage_db})
-    adapter = SageSourceAdapter(stack)
-    source = SourceUnderTest(adapter, stack)
-    try:
-        adapter.simulator.close()  # reopened by the change below
-        with SAGE_DOWN[how](sage_db):
-            source.process.start()
-            assert_short_reason(wait_degraded(source.process, SAGE))
-        change = adapter.change(0)
-        source.wait_published([change], timeout=90)
-    finally:
-        source.close()
-
-
-# --- Salesforce down --------------------------------------------------------------------------
-
-
-def test_the_salesforce_sink_starts_while_salesforce_is_down_and_writes_what_came_meanwhile(
-    emulator: RunningEmulator, kafka_bootstrap: str, schema_registry_url: str, new_topic, tmp_path
-) -> None:
-    stack = make_stack(
-        kafka_bootstrap, schema_registry_url, new_topic, tmp_path, {"salesforce_emulator": emulator}
-    )
-    sink = SinkUnderTest(SalesforceSinkAdapter(stack), stack)
-    try:
-        command = sink.adapter.command(0)
-        with emulator_stopped(emulator):
-            sink.process.start()
-            wait_degraded(sink.process, SALESFORCE)
-            sink.send([command])
-        sink.wait_for_answers(1, timeout=90)
-        assert sink.adapter.effects(0) == 1
-    finally:
-        sink.close()
-
-
-def test_the_salesforce_source_starts_while_salesforce_is_down_and_streams_once_it_is_back(
-    emulator: RunningEmulator, kafka_bootstrap: str, schema_registry_url: str, new_topic, tmp_path
-) -> None:
-    stack = make_stack(
-        kafka_bootstrap, schema_registry_url, new_topic, tmp_path, {"salesforce_emulator": emulator}
-    )
-    source = SourceUnderTest(SalesforceSourceAdapter(stack), stack)
-    try:
-        with emulator_stopped(emulator):
-            source.process.start()
-            wait_degraded(source.process, SALESFORCE)
-        source.process.wait_ready(source.adapter.ready, timeout=90)
-        change = source.adapter.change(0)
-        source.wait_published([change])
-    finally:
-        source.close()
+    sink = connector_of("sage-sink", schema_registry_url)
+    with sage_moved_away(sage_db):
+        sink.process.start()
+        wait_degraded(sink.process, SAGE)
+        sink.process.stop()
+        assert sink.process.returncode() == 0, sink.process.log_tail()
 
 
 def test_wrong_salesforce_credentials_still_stop_the_process_with_exit_2(
@@ -275,59 +281,6 @@ def test_wrong_salesforce_credentials_still_stop_the_process_with_exit_2(
     assert "salesforce-sink: " in process.log_text()
 
 
-# --- the registry down ------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("component", ["sage-sink", "salesforce-sink"])
-def test_a_sink_starts_while_the_registry_is_down_and_answers_once_it_is_back(
-    component: str,
-    registry: LateRegistry,
-    sage_db: SandboxDatabase,
-    emulator: RunningEmulator,
-    kafka_bootstrap: str,
-    new_topic,
-    tmp_path,
-) -> None:
-    fixtures = {"sage_db": sage_db, "salesforce_emulator": emulator}
-    stack = make_stack(kafka_bootstrap, registry.url, new_topic, tmp_path, fixtures)
-    adapter = SageSinkAdapter(stack) if component == "sage-sink" else SalesforceSinkAdapter(stack)
-    sink = SinkUnderTest(adapter, stack)
-    try:
-        sink.process.start()
-        wait_degraded(sink.process, REGISTRY)
-        registry.start()
-        sink.send([adapter.command(0)])
-        sink.wait_for_answers(1, timeout=90)
-        assert adapter.effects(0) == 1
-    finally:
-        sink.close()
-
-
-@pytest.mark.parametrize("component", ["sage-source", "salesforce-source"])
-def test_a_source_starts_while_the_registry_is_down_and_publishes_once_it_is_back(
-    component: str,
-    registry: LateRegistry,
-    sage_db: SandboxDatabase,
-    emulator: RunningEmulator,
-    kafka_bootstrap: str,
-    new_topic,
-    tmp_path,
-) -> None:
-    fixtures = {"sage_db": sage_db, "salesforce_emulator": emulator}
-    stack = make_stack(kafka_bootstrap, registry.url, new_topic, tmp_path, fixtures)
-    adapter = SageSourceAdapter(stack) if component == "sage-source" else SalesforceSourceAdapter(stack)
-    source = SourceUnderTest(adapter, stack)
-    try:
-        source.process.start()
-        wait_degraded(source.process, REGISTRY)
-        registry.start()
-        source.process.wait_ready(adapter.ready, timeout=90)
-        change = adapter.change(0)
-        source.wait_published([change], timeout=90)
-    finally:
-        source.close()
-
-
 def test_the_processors_start_while_the_registry_is_down_and_consume_once_it_is_back(
     registry: LateRegistry, kafka_bootstrap: str, kafka_admin: AdminClient, tmp_path: Path
 ) -> None:
@@ -336,9 +289,9 @@ def test_the_processors_start_while_the_registry_is_down_and_consume_once_it_is_
     process = ComponentProcess("processors", world.env(), tmp_path)
     collector = threading.Thread(target=world.collect, daemon=True)
     try:
-        process.start()
-        wait_degraded(process, REGISTRY)
-        registry.start()
+        with registry.down():
+            process.start()
+            wait_degraded(process, REGISTRY)
         process.wait_ready(lambda h: h["components"].get("tables", {}).get("status") == "ok", timeout=120)
         collector.start()
         key = AvroSerde.string_key(world.registry, world.topic("salesorder.v1"), auto_register=True)

@@ -9,9 +9,7 @@ still shows any piece of it fails.
 
 from __future__ import annotations
 
-import io
 import json
-import logging
 import re
 import urllib.request
 from collections.abc import Iterator
@@ -24,8 +22,9 @@ from connectors.sage100.commands import CommandKind, Outcome, result_record
 from connectors.sage100.config import Sage100Settings
 from connectors.sage100.odbc import SageRejected, classify
 from sagesf.dead_letter_writer import STAGE_TASK_PUT, FailedRecord, error_headers
-from sagesf.logs import RedactingFormatter, redact, register_settings_secrets
+from sagesf.logs import redact, register_settings_secrets
 from sagesf.metrics import Health, MetricsServer
+from tests.unit.test_config_and_logs import logged
 
 PASSWORDS = ["Tr0ub}4dor-Horse", "Tr0ub 4dor Horse", "Tr0ub,4dor,Horse", "Tr0ub&4dor&Horse", "a}} b,&c}dEfgh"]
 
@@ -56,17 +55,7 @@ def driver_echo(
 
 
 def log_line(message: str, *args: object) -> str:
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(RedactingFormatter("%(message)s"))
-    logger = logging.getLogger("test.secrets")
-    logger.addHandler(handler)
-    logger.propagate = False
-    try:
-        logger.warning(message, *args)
-    finally:
-        logger.removeHandler(handler)
-    return stream.getvalue()
+    return logged((message, args))
 
 
 @pytest.mark.parametrize("password", PASSWORDS)
