@@ -1,7 +1,8 @@
 """The processors as a sagesf.runner component: `sagesf run processors` (one faust worker).
 
 Start-up: the mapping files checked (an invalid file is a MappingError naming file, line and
-entry: exit 2), the output schemas resolved in the registry, then the faust worker. faust's own
+entry: exit 2), the output schemas resolved in the registry (waiting while it is down, degraded
+on /healthz meanwhile: `Process.wait_for`), then the faust worker. faust's own
 logging setup and web server are off: logs go through sagesf.logs, health through
 sagesf.metrics. Run several workers with the same SAGESF_PROCESSORS__APP_ID for failover; they
 share the consumer group and each keeps the whole state (processors/tables.py).
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 
 import faust
 
@@ -19,8 +19,7 @@ from processors.app import Processors
 from processors.config import ProcessorSettings
 from processors.mapping_files import load_mappings
 from sagesf import topic_names
-from sagesf.errors import Retriable
-from sagesf.runner import Component, Process
+from sagesf.runner import SCHEMA_REGISTRY, Component, Process
 
 __all__ = ["PROCESSORS", "FaustWorker"]
 
@@ -49,30 +48,18 @@ def build(process: Process) -> FaustWorker:
         )
     processors = Processors(settings, process.core, mappings, process.health)
     process.closing(processors.close, "the processors' dead-letter producer")
-    _resolve_schemas(processors, settings.retry_limit_seconds)
+    process.wait_for(SCHEMA_REGISTRY, lambda: _resolve_schemas(processors))
     return FaustWorker(processors, settings.log_level)
 
 
-def _resolve_schemas(processors: Processors, limit: float) -> None:
+def _resolve_schemas(processors: Processors) -> None:
     """Look up (or, in the sandbox, register) the output schemas now rather than on the first record."""
-    deadline = time.monotonic() + limit
-    delay = 0.5
-    outputs = [
+    for topic, schema in (
         (topic_names.SAGE_COMMANDS, "SageCommand"),
         (topic_names.SALESFORCE_COMMANDS, "SalesforceCommand"),
-    ]
-    while True:
-        try:
-            for topic, schema in outputs:
-                processors.serde(topic, "key").schema_id  # noqa: B018 - resolves and caches the id
-                processors.serde(topic, schema).schema_id  # noqa: B018
-            return
-        except Retriable as exc:
-            if time.monotonic() + delay > deadline:
-                raise
-            log.warning("schema registry: %s; retrying in %.1f s", exc, delay)
-            time.sleep(delay)
-            delay = min(delay * 2, 30.0)
+    ):
+        processors.serde(topic, "key").schema_id  # noqa: B018 - resolves and caches the id
+        processors.serde(topic, schema).schema_id  # noqa: B018
 
 
 class FaustWorker:

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sagesf.errors import ConfigError
@@ -97,10 +97,18 @@ class RegistrySettings(BaseModel):
 
 
 class MetricsSettings(BaseModel):
+    """Where a process serves /metrics and /healthz (`SAGESF_METRICS__*`).
+
+    Loopback unless configured: a container scraped from outside sets `HOST=0.0.0.0` (the
+    Kubernetes base and docker-compose.yml do), so nothing else on a host reaches the endpoint
+    by accident. A connection that sends nothing for `idle_timeout` seconds is closed.
+    """
+
     model_config = ConfigDict(extra="forbid")
 
-    host: str = "0.0.0.0"  # noqa: S104 - scraped by Prometheus from outside the pod
+    host: str = "127.0.0.1"
     port: int = 9400
+    idle_timeout: float = Field(default=5.0, gt=0)
 
 
 class Settings(BaseSettings):

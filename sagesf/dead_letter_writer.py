@@ -5,6 +5,8 @@ Connect's error headers (`__connect.errors.topic`, `.partition`, `.offset`, `.co
 `.stage`, `.class.name`, `.exception.class.name`, `.exception.message`,
 `.exception.stacktrace`), so tools that read Connect's dead-letter queues read ours. sagesf adds
 `__sagesf.errors.field` and `__sagesf.errors.value` when the error names the offending field.
+The error's message, stack trace and value are masked with sagesf.logs.redact, as a log line is:
+a driver error that repeats a connection string leaves no secret on the topic.
 
 `DeadLetterWriter.send` returns only after Kafka acknowledged the dead letter: the caller commits
 the original offset after that, so a crash in between redelivers the record rather than losing it.
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 
 from sagesf import topic_names
 from sagesf.errors import Permanent
+from sagesf.logs import redact
 from sagesf.metrics import DEAD_LETTERS
 from sagesf.producer import ConfirmedProducer, Headers
 
@@ -49,7 +52,8 @@ def error_headers(
     failed: FailedRecord, error: BaseException, *, pipeline: str, step: str, where: str
 ) -> list[tuple[str, bytes]]:
     """Connect-style error headers describing `error` for `failed`."""
-    trace = "".join(traceback.format_exception(type(error), error, error.__traceback__))[-8000:]
+    # masked before it is cut, so the cut cannot leave the tail of a secret at its start
+    trace = redact("".join(traceback.format_exception(type(error), error, error.__traceback__)))[-8000:]
     values = {
         "topic": failed.topic,
         "partition": str(failed.partition),
@@ -59,13 +63,13 @@ def error_headers(
         "stage": step,
         "class.name": where,
         "exception.class.name": f"{type(error).__module__}.{type(error).__qualname__}",
-        "exception.message": str(error),
+        "exception.message": redact(str(error)),
         "exception.stacktrace": trace,
     }
     headers = [(HEADER_PREFIX + k, v.encode()) for k, v in values.items()]
     if isinstance(error, Permanent) and error.field is not None:
         headers.append(("__sagesf.errors.field", error.field.encode()))
-        headers.append(("__sagesf.errors.value", repr(error.value)[:500].encode()))
+        headers.append(("__sagesf.errors.value", redact(repr(error.value))[:500].encode()))
     return headers
 
 

@@ -24,7 +24,9 @@ Probes (deploy/k8s wires them; compose's healthchecks use the liveness path):
   never one that waits for Sage or Salesforce);
 - `/healthz/ready`: 503 unless "ok" (readiness: every dependency up, nothing blocked).
 Each answers JSON `{"status": ..., "components": {name: {status, detail, pending,
-seconds_since_progress}}}`.
+seconds_since_progress}}}`. A detail is a short reason (`short_reason`): secrets masked
+(sagesf.logs.redact), and a driver's own text (`[unixODBC][Driver Manager]...`, the SQLSTATE,
+the ODBC function) cut off: the full message is in the log, where it is masked the same way.
 
 Limits: stall detection needs the component to report `pending`; a component that only ever
 calls `progress(name)` (pending 0) can be degraded but never unhealthy. While any dependency is
@@ -36,12 +38,15 @@ client's cached high watermarks, so it is as fresh as the last fetch response.
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+
+from sagesf.logs import redact
 
 RECORDS_IN = Counter("sagesf_records_in_total", "Records consumed from Kafka", ["stage", "topic"])
 RECORDS_DONE = Counter("sagesf_records_done_total", "Records handled successfully", ["stage"])
@@ -80,6 +85,21 @@ END_TO_END_LATENCY = Histogram(
 
 OK, DEGRADED, UNHEALTHY = "ok", "degraded", "unhealthy"
 _RANK = {OK: 0, DEGRADED: 1, UNHEALTHY: 2}
+DETAIL_LENGTH = 200
+# where an ODBC driver's own text starts: `[HY000] [SQLite]...`, `[unixODBC][Driver Manager]...`
+_DRIVER_TEXT = re.compile(r"\s*\[[A-Za-z0-9][\w.-]*\].*", re.DOTALL)
+_ODBC_FUNCTION = re.compile(r"\s*\(SQL[A-Z]\w*\)")
+
+
+def short_reason(text: str) -> str:
+    """What /healthz says about a failure: secrets masked, the driver's own text cut off, short.
+
+    `Sage 100 ODBC error while querying: [HY000] [SQLite]database is locked (5) (SQLExecDirectW)`
+    reads `Sage 100 ODBC error while querying`. Masked before it is cut, so the cut cannot leave
+    the head of a secret behind.
+    """
+    text = _ODBC_FUNCTION.sub("", _DRIVER_TEXT.sub("", redact(text), count=1)).rstrip(" :;,")
+    return text if len(text) <= DETAIL_LENGTH else text[: DETAIL_LENGTH - 3] + "..."
 
 
 @dataclass
@@ -107,7 +127,7 @@ class Health:
         """A dependency (Kafka, Salesforce, Sage) is reachable or not: down means degraded."""
         with self._lock:
             comp = self._get(name)
-            comp.status, comp.detail = (OK, "") if up else (DEGRADED, detail)
+            comp.status, comp.detail = (OK, "") if up else (DEGRADED, short_reason(detail))
 
     def progress(self, name: str, pending: int = 0) -> None:
         """The component did work; `pending` is what it still has to do (e.g. consumer lag)."""
@@ -131,7 +151,7 @@ class Health:
             comp = self._get(name)
             comp.pending = pending
             comp.blocked_until = max(comp.blocked_until, time.monotonic() + max(0.0, seconds))
-            comp.blocked_reason = reason
+            comp.blocked_reason = short_reason(reason)
 
     def report(self) -> tuple[str, dict[str, dict[str, object]]]:
         now = time.monotonic()
@@ -189,10 +209,19 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class MetricsServer:
-    """Serves /metrics and /healthz on a background thread until `stop()`."""
+    """Serves /metrics and /healthz on a background thread until `stop()`.
 
-    def __init__(self, health: Health, host: str = "127.0.0.1", port: int = 0) -> None:
-        handler = type("Handler", (_Handler,), {"health": health})
+    One thread per connection, and a connection that sends nothing for `idle_timeout` seconds is
+    closed (the handler's socket timeout), so a client that sends half a request and waits
+    (slowloris) holds one thread for that long and never blocks the others.
+    Limits: a client that trickles a byte inside every `idle_timeout` keeps its thread; the
+    NetworkPolicy of deploy/k8s admits only the monitoring namespace.
+    """
+
+    def __init__(
+        self, health: Health, host: str = "127.0.0.1", port: int = 0, *, idle_timeout: float = 5.0
+    ) -> None:
+        handler = type("Handler", (_Handler,), {"health": health, "timeout": idle_timeout})
         self._server = ThreadingHTTPServer((host, port), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="metrics", daemon=True)

@@ -10,7 +10,7 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -21,20 +21,23 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from pydantic_settings import BaseSettings
 
 from sagesf.config import Settings, load_settings
-from sagesf.errors import StartupError
+from sagesf.errors import Retriable, StartupError
 from sagesf.logs import configure_logging, register_settings_secrets
 from sagesf.metrics import Health, MetricsServer
 from sagesf.producer import ConfirmedProducer, Headers
 from sagesf.publisher import CanonicalPublisher
+from sagesf.retry import RetryPolicy
 from sagesf.source import Replayer
 
 __all__ = [
     "ENTRY_POINTS",
+    "SCHEMA_REGISTRY",
     "Component",
     "Concurrently",
     "OnceRunnable",
     "Process",
     "Runnable",
+    "Stopped",
     "assembled",
     "component",
     "components",
@@ -45,7 +48,16 @@ log = logging.getLogger(__name__)
 
 ENTRY_POINTS = "sagesf.components"
 EXIT_STARTUP = 2  # the process cannot start as configured (sagesf.errors.StartupError)
+SCHEMA_REGISTRY = "schema-registry"  # the registry's name on /healthz
+# how a process waiting at start-up retries a dependency that is down: soon at first, then every
+# 10 s at most, so it notices within seconds that the dependency is back
+STARTUP_RETRY = RetryPolicy(initial=0.5, maximum=10.0)
 S = TypeVar("S", bound=BaseSettings)
+T = TypeVar("T")
+
+
+class Stopped(Exception):
+    """The process was told to stop while it waited for a dependency at start-up."""
 
 
 class Runnable(Protocol):
@@ -83,19 +95,52 @@ class Component:
 
 @dataclass
 class Process:
-    """What a component's `build` gets: its loaded settings, the health it reports to, its parts."""
+    """What a component's `build` gets: its loaded settings, the health it reports to, its parts,
+    and the stop signal (set by SIGTERM) that also ends a wait for a dependency at start-up."""
 
     name: str
     core: Settings
     health: Health
     loaded: dict[type[BaseSettings], BaseSettings]
     _closers: list[tuple[str, Callable[[], None]]] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
 
     def settings(self, cls: type[S]) -> S:
         found = self.loaded.get(cls)
         if not isinstance(found, cls):
             raise KeyError(f"{cls.__name__} is not among the settings of component {self.name}")
         return found
+
+    def wait_for(self, dependency: str, attempt: Callable[[], T]) -> T:
+        """`attempt()`'s result once `dependency` answers; meanwhile the process waits and says so.
+
+        A process starts while a dependency is down, so that it serves /healthz and a supervisor
+        does not crash-loop it: a `Retriable` failure means "down", so /healthz names the
+        dependency "degraded" with a short reason, the first failure is logged (the next ones at
+        debug level) and the attempt is repeated with backoff (`STARTUP_RETRY`) until it succeeds.
+        Anything else is raised at once: a `StartupError` (credentials refused, a schema not
+        registered) still stops the process with exit 2, since "down" is not "refused".
+        Raises `Stopped` when the process is told to stop meanwhile.
+        """
+        failures = 0
+        while True:
+            try:
+                result = attempt()
+            except Retriable as exc:
+                wait = max(STARTUP_RETRY.delay(failures), exc.retry_after)
+                failures += 1
+                self.health.dependency(dependency, False, str(exc))
+                level = logging.WARNING if failures == 1 else logging.DEBUG
+                log.log(
+                    level, "%s: waiting for %s (next try in %.1f s): %s", self.name, dependency, wait, exc
+                )
+                if self.stop.wait(wait):
+                    raise Stopped(f"stopped while waiting for {dependency}") from None
+                continue
+            if failures:
+                log.info("%s: %s answers after %d failed tries", self.name, dependency, failures)
+            self.health.dependency(dependency, True)
+            return result
 
     def closing(self, close: Callable[[], None], what: str = "") -> None:
         """Close `close` when the process ends: parts close in the reverse order of registration,
@@ -128,9 +173,15 @@ class Process:
         dead_letter_topic: str | None = None,
         headers: Headers = (),
         timeout: float = 60.0,
+        schemas: Iterable[tuple[str, str]] = (),
     ) -> CanonicalPublisher:
-        """The canonical publisher of a stage (its own producer unless one is given)."""
-        return CanonicalPublisher(
+        """The canonical publisher of a stage (its own producer unless one is given).
+
+        `schemas`, the (topic, schema) pairs it will publish, are looked up in the registry now,
+        waiting while the registry is down (`wait_for`): a schema that is not registered stops the
+        process at start-up, and a registry that is down is on /healthz from the start.
+        """
+        publisher = CanonicalPublisher(
             producer or self.producer(),
             self.registry,
             stage=stage,
@@ -140,6 +191,10 @@ class Process:
             headers=headers,
             timeout=timeout,
         )
+        pairs = list(schemas)
+        if pairs:
+            self.wait_for(SCHEMA_REGISTRY, lambda: publisher.prepare(pairs))
+        return publisher
 
     def close(self) -> None:
         """Close every registered part; one that fails is logged and the rest still close."""
@@ -242,7 +297,9 @@ def run(component: Component, *, log_level: str = "INFO", once: bool = False) ->
     3. /metrics and /healthz served (SAGESF_METRICS__HOST/PORT), so a component whose dependency
        is down can still say so;
     4. SIGTERM and SIGINT set the stop signal;
-    5. the component built and run until stopped (or once);
+    5. the component built and run until stopped (or once); a build waits for a dependency that
+       is down (`Process.wait_for`) and reports it degraded meanwhile, and a stop signal during
+       that wait ends the process normally;
     6. its parts closed, last made first; the metrics server last.
     A StartupError at any step prints one line (`<component>: <problem>`) and exits 2.
     """
@@ -255,15 +312,18 @@ def run(component: Component, *, log_level: str = "INFO", once: bool = False) ->
         core, loaded = _settings(component)
         # 3.
         health = Health()
-        metrics = MetricsServer(health, core.metrics.host, core.metrics.port)
+        metrics = MetricsServer(
+            health, core.metrics.host, core.metrics.port, idle_timeout=core.metrics.idle_timeout
+        )
         # 4.
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
         # 5.
-        process = Process(component.name, core, health, loaded)
+        log.info("%s starting (metrics and health on port %d)", component.name, metrics.port)
+        process = Process(component.name, core, health, loaded, stop=stop)
         runnable = component.build(process)
-        log.info("%s running (metrics and health on port %d)", component.name, metrics.port)
+        log.info("%s running", component.name)
         if once:
             runnable.run_once()  # type: ignore[attr-defined]
         else:
@@ -271,6 +331,8 @@ def run(component: Component, *, log_level: str = "INFO", once: bool = False) ->
     except StartupError as exc:
         print(f"{component.name}: {exc.line()}", file=sys.stderr)
         return EXIT_STARTUP
+    except Stopped as exc:
+        log.info("%s: %s", component.name, exc)
     finally:
         # 6.
         if process is not None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import (  # type: ignore[attr-defined]  # public names, re-exported without __all__
     AdminClient,
     AlterConfigOpType,
@@ -130,6 +130,61 @@ def _same_value(key: str, broker: str | None, wanted: str) -> bool:
     return broker.strip().lower() == wanted.strip().lower()
 
 
+def _differences(
+    topic: ResolvedTopic, shape: tuple[int, int], broker_configs: dict[str, str]
+) -> list[Change]:
+    """How an existing topic (its partition count and replication factor, its configs) differs
+    from the file."""
+    changes: list[Change] = []
+    partitions, replicas = shape
+    if partitions < topic.partitions:
+        changes.append(
+            Change(
+                topic.name,
+                ChangeKind.ADD_PARTITIONS,
+                f"partitions {partitions} -> {topic.partitions}",
+                str(partitions),
+                str(topic.partitions),
+            )
+        )
+    elif partitions > topic.partitions:
+        changes.append(
+            Change(
+                topic.name,
+                ChangeKind.MORE_PARTITIONS,
+                f"broker has {partitions} partitions, file says {topic.partitions}; Kafka cannot shrink "
+                "a topic: raise the count in the file",
+                str(partitions),
+                str(topic.partitions),
+            )
+        )
+    if replicas != topic.replication_factor:
+        changes.append(
+            Change(
+                topic.name,
+                ChangeKind.REPLICATION,
+                f"broker has replication factor {replicas}, file says {topic.replication_factor}; "
+                "change it with a partition reassignment (or pass --replication-factor)",
+                str(replicas),
+                str(topic.replication_factor),
+            )
+        )
+    for key, wanted in topic.configs.items():
+        current = broker_configs.get(key)
+        if not _same_value(key, current, wanted):
+            changes.append(
+                Change(
+                    topic.name,
+                    ChangeKind.SET_CONFIG,
+                    f"{key}: {current} -> {wanted}",
+                    broker=current,
+                    wanted=wanted,
+                    config=key,
+                )
+            )
+    return changes
+
+
 def plan(
     admin: AdminClient,
     topics: TopicsFile,
@@ -160,55 +215,10 @@ def plan(
         if topic.name not in existing:
             result.changes.append(Change(topic.name, ChangeKind.CREATE, _summary(topic)))
             continue
-        changes_before = len(result.changes)
-        partitions, replicas = existing[topic.name]
-        if partitions < topic.partitions:
-            result.changes.append(
-                Change(
-                    topic.name,
-                    ChangeKind.ADD_PARTITIONS,
-                    f"partitions {partitions} -> {topic.partitions}",
-                    str(partitions),
-                    str(topic.partitions),
-                )
-            )
-        elif partitions > topic.partitions:
-            result.changes.append(
-                Change(
-                    topic.name,
-                    ChangeKind.MORE_PARTITIONS,
-                    f"broker has {partitions} partitions, file says {topic.partitions}; Kafka cannot shrink "
-                    "a topic: raise the count in the file",
-                    str(partitions),
-                    str(topic.partitions),
-                )
-            )
-        if replicas != topic.replication_factor:
-            result.changes.append(
-                Change(
-                    topic.name,
-                    ChangeKind.REPLICATION,
-                    f"broker has replication factor {replicas}, file says {topic.replication_factor}; "
-                    "change it with a partition reassignment (or pass --replication-factor)",
-                    str(replicas),
-                    str(topic.replication_factor),
-                )
-            )
-        broker_configs = configs.get(topic.name, {})
-        for key, wanted in topic.configs.items():
-            current = broker_configs.get(key)
-            if not _same_value(key, current, wanted):
-                result.changes.append(
-                    Change(
-                        topic.name,
-                        ChangeKind.SET_CONFIG,
-                        f"{key}: {current} -> {wanted}",
-                        broker=current,
-                        wanted=wanted,
-                        config=key,
-                    )
-                )
-        if len(result.changes) == changes_before:
+        differences = _differences(topic, existing[topic.name], configs.get(topic.name, {}))
+        if differences:
+            result.changes += differences
+        else:
             result.in_sync.append(topic.name)
 
     for name in sorted(existing):
@@ -227,6 +237,7 @@ def plan(
 class Outcome:
     change: Change
     error: str | None = None
+    note: str | None = None  # e.g. that another apply created the topic meanwhile
 
     @property
     def ok(self) -> bool:
@@ -251,6 +262,10 @@ def apply(admin: AdminClient, planned: Plan, *, timeout: float = 30.0) -> list[O
     Waits (up to `timeout`) until the broker reports the created, grown, reconfigured and deleted
     topics, so a plan made right after this one shows no change.
 
+    A topic to create that another apply created since the plan was made (two `sagesf sandbox up`
+    at once, a retried deployment job) counts as created, with a note; its partitions and configs
+    are then compared with the file and brought in line like any other drift (`_settle_raced`).
+
     Limits: partitions can only grow (Kafka cannot shrink a topic, and growing one moves keys to
     other partitions, breaking per-key order for keys already written: choose counts up front).
     Replication factor changes need a partition reassignment, which is reported, not done.
@@ -258,16 +273,21 @@ def apply(admin: AdminClient, planned: Plan, *, timeout: float = 30.0) -> list[O
     """
     by_name = {t.name: t for t in planned.topics}
     outcomes: list[Outcome] = []
+    raced: list[str] = []
 
     def collect(futures: dict[Any, Any], changes: dict[str, list[Change]]) -> None:
         for key, future in futures.items():
             name = key if isinstance(key, str) else key.name
+            error, note = None, None
             try:
                 future.result(timeout=timeout)
-                error = None
             except Exception as exc:  # noqa: BLE001 - each topic's failure is reported, the rest go on
-                error = _error_text(exc)
-            outcomes.extend(Outcome(change, error) for change in changes[name])
+                if _already_exists(exc) and changes[name][0].kind is ChangeKind.CREATE:
+                    raced.append(name)
+                    note = "created meanwhile by another apply"
+                else:
+                    error = _error_text(exc)
+            outcomes.extend(Outcome(change, error, note) for change in changes[name])
 
     grouped: dict[ChangeKind, dict[str, list[Change]]] = {}
     for change in planned.actions:
@@ -303,7 +323,41 @@ def apply(admin: AdminClient, planned: Plan, *, timeout: float = 30.0) -> list[O
     if deletes := grouped.get(ChangeKind.DELETE):
         collect(admin.delete_topics(list(deletes), request_timeout=timeout), deletes)
 
-    _wait_until_visible(admin, planned, [o.change for o in outcomes if o.ok], timeout)
+    _wait_until_visible(admin, planned, [o.change for o in outcomes if o.ok and not o.note], timeout)
+    if raced:
+        outcomes += _settle_raced(admin, [by_name[name] for name in raced], timeout)
+    return outcomes
+
+
+def _already_exists(exc: BaseException) -> bool:
+    error = exc.args[0] if isinstance(exc, KafkaException) and exc.args else None
+    return isinstance(error, KafkaError) and error.code() == KafkaError.TOPIC_ALREADY_EXISTS
+
+
+def _settle_raced(admin: AdminClient, topics: list[ResolvedTopic], timeout: float) -> list[Outcome]:
+    """Topics another apply created meanwhile, made as the file says: what it can change (more
+    partitions, configs) is applied; what it cannot (fewer partitions wanted, another replication
+    factor) is a failed outcome, since this apply promised a topic as declared."""
+    deadline = time.monotonic() + timeout
+    existing = _topic_metadata(admin, timeout)
+    while any(t.name not in existing for t in topics) and time.monotonic() < deadline:
+        time.sleep(0.2)  # the other creator's topic reaches this broker's metadata a little later
+        existing = _topic_metadata(admin, timeout)
+    present = [t for t in topics if t.name in existing]
+    configs = _describe_configs(admin, [t.name for t in present], timeout)
+    differences = [c for t in present for c in _differences(t, existing[t.name], configs.get(t.name, {}))]
+    fixable = Plan(topics=topics, changes=[c for c in differences if c.actionable])
+    outcomes = apply(admin, fixable, timeout=timeout) if fixable.changes else []
+    outcomes += [
+        Outcome(c, f"created meanwhile by another apply, differently: {c.detail}")
+        for c in differences
+        if not c.actionable
+    ]
+    outcomes += [
+        Outcome(Change(t.name, ChangeKind.CREATE, _summary(t)), "created meanwhile, yet not on the broker")
+        for t in topics
+        if t.name not in existing
+    ]
     return outcomes
 
 

@@ -1,7 +1,11 @@
 """The Sage 100 connector's two processes, as sagesf.runner components: `sagesf run sage-source`
 and `sagesf run sage-sink`. Each builder assembles the parts from the settings and hands the
 core loops a connector role (`SageSource`; `SageCommandSink` and `CreditCheckResponder`). The
-source also replays its dead letters (`build_source_replay`, for `sagesf dlq replay sage-source`)."""
+source also replays its dead letters (`build_source_replay`, for `sagesf dlq replay sage-source`).
+
+Both start while Sage or the registry is down and say so on /healthz (`Process.wait_for`): the
+sink waits for Sage before its first write (the `odbc` writer's start-up check) and both look up
+their output schemas first; the source finds Sage down on its first poll, behind its breaker."""
 
 from __future__ import annotations
 
@@ -10,10 +14,10 @@ from collections.abc import Callable
 from connectors.sage100.availability import CircuitBreaker
 from connectors.sage100.boi_writer import BoiSageWriter, BoiSettings
 from connectors.sage100.commands import parse_command
-from connectors.sage100.config import Sage100Settings, SageSinkSettings
+from connectors.sage100.config import ENV_PREFIX, Sage100Settings, SageSinkSettings
 from connectors.sage100.credit import CreditCheckResponder, CreditRules, RequestDecoder
 from connectors.sage100.customer_numbers import CustomerNumbering
-from connectors.sage100.odbc import SageOdbc
+from connectors.sage100.odbc import SageOdbc, SageUnavailable
 from connectors.sage100.reads import SqlSageReads
 from connectors.sage100.row_replayer import SageRowReplayer
 from connectors.sage100.sink import SageCommandSink
@@ -23,6 +27,8 @@ from connectors.sage100.validation import CommandValidator, ValidationRules
 from connectors.sage100.writes import SageWriter
 from sagesf import topic_names
 from sagesf.config import ConfigError
+from sagesf.errors import AuthenticationError
+from sagesf.logs import register_secret
 from sagesf.positions import PositionStore
 from sagesf.runner import Component, Concurrently, Process, Runnable
 from sagesf.serde import AvroDecoder, AvroSerde
@@ -30,6 +36,8 @@ from sagesf.sink import Sink, SinkLoop
 from sagesf.source import Replayer, SourceLoop
 
 __all__ = ["SAGE_SINK", "SAGE_SOURCE", "build_command_loop", "build_credit_loop"]
+
+SAGE = "sage100"  # Sage 100's name on /healthz, as the circuit breakers report it
 
 
 def build_source(process: Process) -> SourceLoop:
@@ -39,13 +47,15 @@ def build_source(process: Process) -> SourceLoop:
     options = sage.source
     producer = process.producer()
     positions = PositionStore(process.core.kafka, options.component, options.positions_topic, producer)
-    source = SageSource(sage, positions.load(), health=process.health)
-    process.closing(source.close, "the Sage ODBC connection")
+    source = SageSource(
+        sage, positions.load(), odbc=_odbc(process, sage, "sage-source"), health=process.health
+    )
     publisher = process.publisher(
         source.name,
         producer=producer,
         dead_letter_topic=options.dead_letter_topic,
         timeout=options.produce_timeout,
+        schemas=[(table.stream.topic, table.stream.schema) for table in source.tables.values()],
     )
     return SourceLoop(source, publisher, positions, health=process.health)
 
@@ -109,7 +119,7 @@ def build_command_loop(
             customer_udf=udf,
             time_pad=sage.time_pad,
         )
-        writer.check()
+        process.wait_for(SAGE, _login_checked(writer.check))
     process.closing(writer.close, "the Sage writer")
     handler = SageCommandSink(
         reads=reads,
@@ -143,6 +153,7 @@ def build_command_loop(
         AvroDecoder.for_topic(
             process.registry, sink.commands_topic, "SageCommand", auto_register=auto, parse=parse_command
         ),
+        (sink.results_topic, "SageResult"),
     )
 
 
@@ -172,7 +183,15 @@ def build_credit_loop(process: Process) -> SinkLoop:
         AvroSerde.string_key(registry, topic, auto_register=auto),
         AvroSerde.canonical(registry, "CreditCheckRequest", topic, auto_register=auto),
     )
-    return _loop(process, responder, sink.credit_group_id, topic, sink.credit_dead_letter_topic, decoder)
+    return _loop(
+        process,
+        responder,
+        sink.credit_group_id,
+        topic,
+        sink.credit_dead_letter_topic,
+        decoder,
+        (sink.credit_replies_topic, "CreditCheckReply"),
+    )
 
 
 def _loop(
@@ -182,14 +201,16 @@ def _loop(
     topic: str,
     dead_letter_topic: str | None,
     decode: Callable[..., None],
+    answers: tuple[str, str],
 ) -> SinkLoop:
+    """A sink loop of this process; `answers` is the (topic, schema) of what `sink` answers."""
     options = process.settings(SageSinkSettings)
     loop = SinkLoop(
         kafka=process.core.kafka,
         group_id=group_id,
         topics=[topic],
         sink=sink,
-        publisher=process.publisher(sink.name, dead_letter_topic=dead_letter_topic),
+        publisher=process.publisher(sink.name, dead_letter_topic=dead_letter_topic, schemas=[answers]),
         decode=decode,
         batch_size=options.batch_size,
         health=process.health,
@@ -199,10 +220,31 @@ def _loop(
     return loop
 
 
-def _odbc(process: Process, sage: Sage100Settings, name: str) -> SageOdbc:
+def _login_checked(check: Callable[[], None]) -> Callable[[], None]:
+    """`check`, with Sage refusing the login (SQLSTATE 28xxx) as a StartupError: the connection
+    layer reports it as unavailable, but waiting cannot fix a wrong password."""
 
+    def checked() -> None:
+        try:
+            check()
+        except SageUnavailable as exc:
+            if exc.sqlstate.startswith("28"):
+                raise AuthenticationError(
+                    f"{ENV_PREFIX}CONNECTION_STRING (or __USER, __PASSWORD): Sage 100 refused the "
+                    f"login (SQLSTATE {exc.sqlstate})"
+                ) from None
+            raise
+
+    return checked
+
+
+def _odbc(process: Process, sage: Sage100Settings, name: str) -> SageOdbc:
+    """An ODBC connection of this process; the string it hands the driver is a secret as a whole
+    (a DSN with UID and PWD is assembled here, not set as one variable), so it is masked too."""
+    connection_string = sage.odbc_connection_string()
+    register_secret(connection_string)
     odbc = SageOdbc(
-        sage.odbc_connection_string(),
+        connection_string,
         query_timeout=sage.query_timeout,
         login_timeout=sage.login_timeout,
         name=name,

@@ -100,7 +100,8 @@ _UNAVAILABLE_TEXT = re.compile(
     re.IGNORECASE,
 )
 _CONSTRAINT = re.compile(r"constraint failed: ([\w., ]+)", re.IGNORECASE)
-_SECRET_ATTR = re.compile(r"(?i)\b(PWD|PASSWORD)\s*=\s*(\{[^}]*\}|[^;]*)")
+# a braced value ends at the brace that closes it: `}}` inside is an escaped `}` (PWD={pa}}ss})
+_SECRET_ATTR = re.compile(r"(?i)\b(PWD|PASSWORD)\s*=\s*(\{(?:[^}]|\}\})*\}?|[^;]*)")
 
 
 def redact_connection_string(text: str) -> str:

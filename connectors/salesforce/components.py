@@ -2,7 +2,11 @@
 salesforce-source` and `sagesf run salesforce-sink`. Each builder logs in, assembles the parts
 from the settings and hands the core loops a connector role (`SalesforceCdcSource`,
 `SalesforceSink`). The source also replays its dead letters (`build_source_replay`, for
-`sagesf dlq replay salesforce-source`)."""
+`sagesf dlq replay salesforce-source`).
+
+Both start while Salesforce or the registry is down and say so on /healthz (`Process.wait_for`):
+the login (and the source's field check) waits for Salesforce, the output schemas for the
+registry. Credentials Salesforce refuses still stop the process (AuthenticationFailed, exit 2)."""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from connectors.salesforce.event_replayer import SalesforceEventReplayer
 from connectors.salesforce.record_mapper import RecordMapper
 from connectors.salesforce.record_reader import RecordReader
 from connectors.salesforce.replay_storage import PositionReplayStorage
+from connectors.salesforce.sink import DEPENDENCY as SALESFORCE
 from connectors.salesforce.sink import SalesforceSink
 from connectors.salesforce.source import SalesforceCdcSource, SalesforceSourceSettings, check_channels
 from connectors.salesforce.source_mapping import load_source_mapping
@@ -43,7 +48,7 @@ def build_source(process: Process) -> SourceLoop:
     connection = _connect(process, salesforce)
     reader = RecordReader(connection.sf, mapping, settings.read_batch_size)
     if settings.check_fields:
-        _check_fields(reader, settings.mapping_file)
+        process.wait_for(SALESFORCE, lambda: _check_fields(reader, settings.mapping_file))
     producer = process.producer()
     publisher = process.publisher(
         SalesforceCdcSource.name,
@@ -51,11 +56,11 @@ def build_source(process: Process) -> SourceLoop:
         topics=settings.topics,
         dead_letter_topic=settings.dead_letter_topic,
         timeout=settings.produce_timeout,
-    )
-    publisher.prepare(
-        (spec.topic, spec.produces)
-        for spec in [*mapping.objects.values(), *mapping.platform_events.values()]
-        if spec.topic and spec.produces
+        schemas=[
+            (spec.topic, spec.produces)
+            for spec in [*mapping.objects.values(), *mapping.platform_events.values()]
+            if spec.topic and spec.produces
+        ],
     )
     positions = PositionStore(process.core.kafka, settings.component, settings.positions_topic, producer)
     storage = PositionReplayStorage(positions)
@@ -121,7 +126,11 @@ def build_sink_loop(
         group_id=options.group_id,
         topics=[options.commands_topic],
         sink=sink,
-        publisher=process.publisher(sink.name, dead_letter_topic=options.dead_letter_topic),
+        publisher=process.publisher(
+            sink.name,
+            dead_letter_topic=options.dead_letter_topic,
+            schemas=[(options.results_topic, "SalesforceResult")],
+        ),
         decode=AvroDecoder.for_topic(
             process.registry,
             options.commands_topic,
@@ -147,7 +156,9 @@ def _check_fields(reader: RecordReader, mapping_file: Path) -> None:
 
 
 def _connect(process: Process, settings: SalesforceSettings) -> SalesforceConnection:
-    connection = connect(settings)  # AuthenticationFailed (a StartupError): wrong credentials
+    """Logged in, once Salesforce answers (AuthenticationUnavailable, a Retriable, until then);
+    AuthenticationFailed (a StartupError) when it refuses the credentials."""
+    connection = process.wait_for(SALESFORCE, lambda: connect(settings))
     process.closing(connection.close, "the Salesforce connection")
     return connection
 

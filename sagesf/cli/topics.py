@@ -99,6 +99,8 @@ def _print_outcomes(console: Console, outcomes: list[Outcome]) -> None:
         result = "[green]ok[/green]" if outcome.ok else f"[red]failed:[/red] {escape(str(outcome.error))}"
         if outcome.ok and outcome.change.kind is not ChangeKind.CREATE:
             result += f" [dim]{escape(outcome.change.detail)}[/dim]"
+        if outcome.note:
+            result += f" [dim]({escape(outcome.note)})[/dim]"
         table.add_row(outcome.change.topic, outcome.change.kind.value, result)
     console.print(table)
 

@@ -1,7 +1,9 @@
 """`sagesf trace`: one record's path through every topic, as a table.
 
-Owns the command line and its report; the work is in sagesf.trace. Exit codes: 0 records found;
-1 none found; 2 bad input, an invalid topics file or an unreachable cluster.
+Owns the command line and its report; the work is in sagesf.trace. Every text it prints from a
+record (key, outcome, value) is masked with sagesf.logs.redact: a dead letter written before its
+headers were masked may still hold a driver's echo of a connection string. Exit codes: 0 records
+found; 1 none found; 2 bad input, an invalid topics file or an unreachable cluster.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from sagesf.cli.clients import registry_client, topic_reader
 from sagesf.cli.output import fail, new_console, utc_time
 from sagesf.cli.stage_options import TimeoutOption, parse_time
 from sagesf.config import load_settings
+from sagesf.logs import redact, register_settings_secrets
 from sagesf.record_display import WireDecoder
 from sagesf.stages import StageSettings, load_stages
 from sagesf.topics_file import TopicsFileError, load_topics, schemas_dir_for
@@ -56,6 +59,7 @@ def trace_command(
     removed by retention are not found.
     """
     settings = load_settings(StageSettings)
+    register_settings_secrets(settings)
     since_ms = parse_time(since)
     path = file or settings.topics_file
     if topic:
@@ -92,18 +96,19 @@ def _print_trace(console: Console, result: TraceResult, since_ms: int, values: b
     table.add_column("outcome", overflow="fold")
     for hit in result.hits:
         style = "red" if hit.outcome.startswith("DEAD LETTER") or "REJECTED" in hit.outcome else ""
-        outcome = f"[{style}]{escape(hit.outcome)}[/{style}]" if style else escape(hit.outcome)
+        outcome = _shown(hit.outcome)
+        outcome = f"[{style}]{outcome}[/{style}]" if style else outcome
         found = "id" if hit.match == "id" else f"{hit.match} {hit.matched}"
         table.add_row(
             utc_time(hit.record.timestamp_ms),
             escape(hit.stage),
             hit.record.position,
-            escape(hit.key_text),
-            escape(found),
+            _shown(hit.key_text),
+            _shown(found),
             outcome,
         )
         if values:
-            table.add_row("", "", "", "", "", f"[dim]{escape(hit_value_text(hit))}[/dim]")
+            table.add_row("", "", "", "", "", f"[dim]{_shown(hit_value_text(hit))}[/dim]")
     console.print(table)
     console.print(
         f"{len(result.hits)} record(s) in {len(result.topics)} topic(s); {result.scanned} records read "
@@ -120,3 +125,8 @@ def _print_trace(console: Console, result: TraceResult, since_ms: int, values: b
         )
     if not result.hits:
         raise typer.Exit(1)
+
+
+def _shown(text: str) -> str:
+    """Record text as the table prints it: secrets masked, rich markup escaped."""
+    return escape(redact(text))

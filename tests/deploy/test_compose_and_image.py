@@ -210,8 +210,11 @@ def test_prometheus_scrapes_every_process_and_grafana_gets_the_dashboards(model)
     }
     jobs = {job["job_name"] for job in config["scrape_configs"]}
     for component in COMPONENTS:
-        port = model["services"][component.name]["environment"]["SAGESF_METRICS__PORT"]
+        env = model["services"][component.name]["environment"]
+        port = env["SAGESF_METRICS__PORT"]
         assert f"{component.name}:{port}" in targets, f"Prometheus does not scrape {component.name}"
+        # the endpoint binds loopback unless told: Prometheus connects from its own container
+        assert env.get("SAGESF_METRICS__HOST") == "0.0.0.0", component.name  # noqa: S104
         assert f"sagesf-{component.name}" in jobs  # the Kubernetes Services' names: one dashboard for both
     prometheus = model["services"]["prometheus"]
     assert any(

@@ -76,6 +76,7 @@ def test_every_rendered_resource_is_valid(overlay, request):
         "ServiceMonitor",
         "KafkaTopic",
         "ConfigMap",
+        "NetworkPolicy",
     } <= kinds
     problems = [p for doc in docs for p in _invalid(doc)]
     assert not problems, "\n".join(problems)
@@ -115,6 +116,35 @@ def test_probes_use_the_health_endpoint_liveness_and_readiness_paths(base):
         # liveness gives up only after Health.stall_after (120 s) has already turned it unhealthy
         live = container["livenessProbe"]
         assert live["periodSeconds"] * live["failureThreshold"] >= 60
+
+
+def test_metrics_and_health_listen_beyond_loopback_for_prometheus_and_the_probes(base, production):
+    for docs in (base, production):
+        env_map = _config_map_name(docs, "sagesf-env")
+        env = _one(docs, "ConfigMap", env_map)["data"]
+        assert env["SAGESF_METRICS__HOST"] == "0.0.0.0"  # noqa: S104 - the default is 127.0.0.1
+        for deployment in _kind(docs, "Deployment"):
+            [container] = deployment["spec"]["template"]["spec"]["containers"]
+            assert {"configMapRef": {"name": env_map}} in container["envFrom"], deployment["metadata"]["name"]
+            assert "SAGESF_METRICS__HOST" not in {v["name"] for v in container.get("env", [])}
+
+
+def test_only_the_monitoring_namespace_reaches_the_pods_and_only_their_metrics_port(base, production):
+    for docs in (base, production):
+        [policy] = _kind(docs, "NetworkPolicy")
+        spec = policy["spec"]
+        assert spec["policyTypes"] == ["Ingress"]  # everything not admitted below is refused
+        for deployment in _kind(docs, "Deployment"):
+            pod = deployment["spec"]["template"]
+            name = deployment["metadata"]["name"]
+            assert spec["podSelector"]["matchLabels"].items() <= pod["metadata"]["labels"].items(), name
+            [container] = pod["spec"]["containers"]
+            assert [p["name"] for p in container["ports"]] == ["metrics"], name
+        [rule] = spec["ingress"]
+        assert rule["from"] == [
+            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+        ]
+        assert rule["ports"] == [{"protocol": "TCP", "port": "metrics"}]
 
 
 def test_every_container_has_requests_and_limits_and_runs_locked_down(base):

@@ -549,3 +549,39 @@ def test_trace_follows_an_opportunity_across_topics_in_time_order(
     assert t["status"] in out
     assert t["dlq"] in out
     assert t["commands"] not in out
+
+
+def test_trace_shows_no_secret_from_a_dead_letter_written_before_headers_were_masked(
+    run_cli: RunCli, order_topics: dict[str, Any], kafka_bootstrap: str
+):
+    """A dead letter of an older version kept the driver's echo of the connection string."""
+    t = order_topics
+    so_no = f"S{uuid.uuid4().int % 10**6:06d}"
+    password = "Tr0ub}4dor, Horse&Battery"
+    echoed = "DSN=SOTAMAS90;UID=sgsf;PWD={" + password.replace("}", "}}") + "};Company=ABC"
+    message = f"Sage 100 ODBC error while connecting: [08001] [ProvideX]Cannot connect with {echoed}"
+    produce(
+        kafka_bootstrap,
+        [
+            (
+                t["dlq"],
+                so_no.encode(),
+                f'{{"SalesOrderNo": "{so_no}", "connection": "{echoed}"}}'.encode(),
+                None,
+                None,
+            )
+        ],
+        headers=[
+            ("__connect.errors.stage", b"TASK_POLL"),
+            ("__connect.errors.exception.class.name", b"connectors.sage100.odbc.SageUnavailable"),
+            ("__connect.errors.exception.message", message.encode()),
+        ],
+    )
+    env = {"SAGESF_STAGES__STATUS__DLQ_TOPIC": t["dlq"]}
+
+    code, out = run_cli("trace", so_no, "--file", str(t["file"]), "--since", "1h", "--values", env=env)
+    assert code == 0, out
+    assert "DEAD LETTER (TASK_POLL)" in out
+    assert "Sage 100 ODBC error while connecting" in out
+    shown = [piece for piece in ("Tr0ub", "4dor", "Horse", "Battery") if piece in out]
+    assert not shown, out

@@ -6,6 +6,7 @@ Each test works on its own topics, named `test<hex>.<what>.v1`; the file's defau
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -24,7 +25,7 @@ from typer.testing import CliRunner
 
 from sagesf.cli.topics import cli
 from sagesf.schemas import SCHEMAS_DIR
-from sagesf.topic_plan import ChangeKind, apply, plan
+from sagesf.topic_plan import ChangeKind, Outcome, apply, plan
 from sagesf.topics_file import load_topics
 
 pytestmark = pytest.mark.integration
@@ -233,3 +234,53 @@ def _wait_for(condition: Callable[[], bool], timeout: float = 15.0) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError("condition not met")
         time.sleep(0.2)
+
+
+def test_two_applies_at_once_both_succeed_and_the_topics_end_as_the_file_says(
+    kafka_admin: AdminClient, kafka_bootstrap: str, prefix: str, topics_file: Path
+) -> None:
+    topics = load_topics(topics_file, SCHEMAS_DIR)
+    plans = [plan(kafka_admin, topics), plan(kafka_admin, topics)]  # each sees every topic missing
+    assert all(c.kind is ChangeKind.CREATE for p in plans for c in p.changes)
+    outcomes: list[list[Outcome]] = [[], []]
+    together = threading.Barrier(2)
+
+    def one_apply(i: int) -> None:
+        admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+        together.wait()
+        outcomes[i] = apply(admin, plans[i])
+
+    threads = [threading.Thread(target=one_apply, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+
+    for each in outcomes:
+        assert len(each) == 2
+        assert [o.error for o in each] == [None, None]
+    assert plan(kafka_admin, topics).changes == []
+
+
+def test_a_topic_another_apply_created_meanwhile_counts_as_created_and_gets_the_files_settings(
+    kafka_admin: AdminClient, prefix: str, topics_file: Path, run_cli: Callable[..., tuple[int, str]]
+) -> None:
+    topics = load_topics(topics_file, SCHEMAS_DIR)
+    stale = plan(kafka_admin, topics)
+    # another attempt (an older file, another operator) creates one of them first, with fewer
+    # partitions and another retention than this file says
+    name = f"{prefix}.orders.v1"
+    created = NewTopic(name, num_partitions=1, replication_factor=1, config={"retention.ms": "60000"})
+    kafka_admin.create_topics([created])[name].result(timeout=30)
+    _wait_for(lambda: broker_topic(kafka_admin, name) is not None)
+
+    outcomes = apply(kafka_admin, stale)
+
+    assert [o.error for o in outcomes if not o.ok] == []
+    report = {(o.change.topic, o.change.kind, o.change.detail) for o in outcomes}
+    assert (name, ChangeKind.ADD_PARTITIONS, "partitions 1 -> 2") in report
+    assert (name, ChangeKind.SET_CONFIG, f"retention.ms: 60000 -> {14 * 86_400_000}") in report
+    assert plan(kafka_admin, topics).changes == []
+    code, output = run_cli("apply")
+    assert code == 0, output
+    assert "nothing to change: 2 topics in sync" in output

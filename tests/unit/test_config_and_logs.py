@@ -41,7 +41,8 @@ def test_env_file_is_read(tmp_path, monkeypatch):
     assert settings.registry.url == "http://reg:8081"
 
 
-def _log_to_string(*records: tuple[str, tuple[object, ...]], exc: BaseException | None = None) -> str:
+def logged(*records: tuple[str, tuple[object, ...]], exc: BaseException | None = None) -> str:
+    """What the process's log handler writes for these warnings (and `exc`, logged as an exception)."""
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(RedactingFormatter("%(message)s"))
@@ -69,7 +70,7 @@ def test_registered_secrets_are_masked_in_messages_args_and_tracebacks():
         sasl_password=SecretStr("hunter2-very-secret"),
     )
     register_settings_secrets(settings)
-    out = _log_to_string(
+    out = logged(
         ("connecting with %s", (settings.client_config(),)),
         ("settings %r", (settings,)),
         exc=RuntimeError("login failed for u/hunter2-very-secret"),
