@@ -427,7 +427,7 @@ class Processors:
                 if time.monotonic() + delay > deadline:
                     raise _Fatal(f"{what}: {exc}") from exc
                 failed = True
-                self.health.dependency("kafka/registry", False, str(exc)[:200])
+                self.health.dependency("kafka/registry", False, str(exc))
                 log.warning("%s: %s; retrying in %.1f s", what, exc, delay)
                 await asyncio.sleep(delay * random.uniform(0.5, 1.0))  # noqa: S311 - jitter, not crypto
                 delay = min(delay * 2, 30.0)

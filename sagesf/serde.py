@@ -52,7 +52,7 @@ from fastavro import schemaless_reader, schemaless_writer
 from fastavro.read import SchemaResolutionError
 from fastavro.schema import SchemaParseException
 
-from sagesf.errors import Permanent, Retriable, SchemaRegistrationError
+from sagesf.errors import AuthenticationError, Permanent, Retriable, SchemaRegistrationError
 from sagesf.schemas import PRIMITIVE_TYPES, load_schema, schema_json
 
 __all__ = [
@@ -88,6 +88,15 @@ class SerdeError(Permanent, ValueError):
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
+
+
+def _refused_credentials(exc: SchemaRegistryError, where: str) -> None:
+    """401/403: our registry credentials are wrong; waiting will not make them right."""
+    if exc.http_status_code in (401, 403):
+        raise AuthenticationError(
+            f"SAGESF_REGISTRY__BASIC_AUTH_USER / __BASIC_AUTH_PASSWORD: {where} refused our credentials "
+            f"(HTTP {exc.http_status_code})"
+        ) from None
 
 
 def topic_subject(topic: str, is_key: bool = False) -> str:
@@ -227,6 +236,7 @@ class AvroSerde:
                     f"the schema is not registered under {where}: run `sagesf schemas register` "
                     f"(registry answered: {exc.error_message})"
                 ) from None
+            _refused_credentials(exc, where)
             if exc.http_status_code in (409, 422):
                 raise SchemaRegistrationError(
                     f"the registry refused the schema for {where}: {exc.error_message}"
@@ -314,6 +324,7 @@ class AvroSerde:
         try:
             writer = self.registry.get_schema(schema_id)
         except SchemaRegistryError as exc:
+            _refused_credentials(exc, f"the schema registry at {_safe_url(self.registry)}")
             if exc.http_status_code == 404:
                 raise SerdeError(
                     f"schema id {schema_id} is unknown to the registry at {_safe_url(self.registry)}"

@@ -367,7 +367,7 @@ class SinkLoop:
                 log.warning("%s: retriable failure, retry %d in %.2f s", self.stage, attempt, delay)
                 if self.health is not None:
                     reason = next((str(e) for e in errors if isinstance(e, Retriable)), "retriable failure")
-                    self.health.blocked(self.stage, len(retry), delay, f"retry {attempt}: {reason}"[:200])
+                    self.health.blocked(self.stage, len(retry), delay, f"retry {attempt}: {reason}")
                 self._wait(delay)
             pending = retry
 

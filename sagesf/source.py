@@ -163,7 +163,7 @@ class SourceLoop:
                 failures = 0
                 self.health.progress(self.stage)
                 continue
-            self.health.blocked(self.stage, 1, wait, reason[:200])
+            self.health.blocked(self.stage, 1, wait, reason)
             stop.wait(wait)
 
     def run_once(self, stop: threading.Event | None = None) -> int:

@@ -27,6 +27,7 @@ from typing import Any
 
 from connectors.sage100.writes import OrderTotals, WrittenCustomer, WrittenOrder
 from sagesf.errors import Permanent
+from sagesf.logs import redact
 
 __all__ = [
     "SAGE_ORDER_STATUS",
@@ -178,9 +179,9 @@ def result_record(
         **_totals(totals),
         "error": (
             {
-                "reason": error.reason,
+                "reason": redact(error.reason),  # it reaches a Salesforce field
                 "field": error.field,
-                "value": None if error.value is None else str(error.value)[:500],
+                "value": None if error.value is None else redact(str(error.value))[:500],
                 "error_class": f"{type(error).__module__}.{type(error).__qualname__}",
             }
             if error is not None

@@ -139,7 +139,7 @@ class SalesforceSink:
 
     def _report(self, error: BaseException) -> None:
         if isinstance(error, Retriable) and self.health is not None:
-            self.health.dependency(DEPENDENCY, False, str(error)[:200])
+            self.health.dependency(DEPENDENCY, False, str(error))
 
 
 def _api(error: BaseException) -> WriteApi:

@@ -147,3 +147,15 @@ def test_the_reason_a_sage_result_carries_to_salesforce_masks_the_secret(passwor
         error=rejected,
     )
     assert_hidden(json.dumps(result["error"], default=str), password)
+
+
+def test_the_commands_console_masks_a_registered_secret(capsys) -> None:
+    from sagesf.cli.output import new_console
+    from sagesf.logs import register_secret
+
+    register_secret("Console-S3cret-9f2")
+    new_console().print("dead letter value: PWD=Console-S3cret-9f2;UID=x")
+
+    out = capsys.readouterr().out
+    assert "Console-S3cret-9f2" not in out
+    assert "dead letter value" in out
