@@ -122,6 +122,11 @@ class EventLog:
         data = platform_event_data(channel, fields, now_ms())
         return self._append([(channel, False, data, {"EventUuid": event_uuid})])[0]
 
+    def inject(self, channel: str, data: dict[str, Any]) -> int:
+        """Store `data` as the message body of an event on `channel` exactly as given, however
+        malformed (tests and `make chaos` feed a subscriber what Salesforce never should)."""
+        return self._append([(channel, channel.startswith("/data/"), dict(data), {})])[0]
+
     def _append(self, items: list[tuple[str, bool, dict[str, Any], dict[str, Any]]]) -> list[int]:
         created = now_ms()
         rows: list[tuple[int, str, int, int, str]] = []

@@ -41,6 +41,8 @@ Admin routes (sandbox only, no authentication; JSON in and out):
 - `POST /admin/streaming/gap` `{"entity": "Account", "changeType": "GAP_UPDATE",
   "recordIds": ["001..."], "commitUser": "005..." (optional)}` -> `{"replayId": N}`; with
   `"changeType": "GAP_OVERFLOW"` no recordIds are needed.
+- `POST /admin/streaming/inject` `{"channel": "/data/AccountChangeEvent", "data": {...}}` ->
+  `{"replayId": N}`: an event whose body is `data` exactly as given, malformed or not (fuzzing).
 - `POST /admin/streaming/age-out` `{"beforeReplayId": N}` -> `{"purged": n}`: every event below
   N is gone, as if older than the retention window.
 - `POST /admin/streaming/settings` `{"connectTimeoutMs", "maxIntervalMs", "maxBatch"}` (any of
@@ -142,6 +144,7 @@ def setup(
     app.router.add_post("/cometd/{version}", server.handle)
     app.router.add_post("/admin/streaming/drop-clients", server.admin_drop_clients)
     app.router.add_post("/admin/streaming/gap", server.admin_gap)
+    app.router.add_post("/admin/streaming/inject", server.admin_inject)
     app.router.add_post("/admin/streaming/age-out", server.admin_age_out)
     app.router.add_post("/admin/streaming/settings", server.admin_settings)
     app.router.add_get("/admin/streaming/clients", server.admin_clients)
@@ -448,6 +451,15 @@ class StreamingServer:
         except ValueError as error:
             return _json({"error": str(error)}, 400)
         return _json({"replayId": self.events.record_change(change)})
+
+    async def admin_inject(self, request: web.Request) -> web.Response:
+        body = await _admin_body(request)
+        channel, data = body.get("channel"), body.get("data")
+        if not isinstance(channel, str) or not channel.startswith(("/data/", "/event/")):
+            return _json({"error": "channel must be a /data/... or /event/... channel"}, 400)
+        if not isinstance(data, dict):
+            return _json({"error": "data must be a JSON object (the event's body)"}, 400)
+        return _json({"replayId": self.events.inject(channel, data)})
 
     async def admin_age_out(self, request: web.Request) -> web.Response:
         body = await _admin_body(request)
