@@ -200,6 +200,13 @@ def sage_result(
     }
 
 
+def customer_created_with(opp: str, order_no: str, customer: tuple[str, str, str]) -> dict[str, Any]:
+    """Sage's answer to the order of `opp` that brought its Account's customer: both written."""
+    return sage_result(
+        "CREATE_SALES_ORDER", "CREATED", opp, order_no=order_no, customer=customer, created=True
+    )
+
+
 def inventory_level(
     item: str, warehouse: str, on_hand: str, available: str, when: datetime
 ) -> dict[str, Any]:
@@ -598,14 +605,7 @@ def test_an_unknown_customer_goes_to_sage_with_its_first_order_and_is_linked_by_
         "sage.results.v1",
         "SageResult",
         opp,
-        sage_result(
-            "CREATE_SALES_ORDER",
-            "CREATED",
-            opp,
-            order_no="0000201",
-            customer=(account, "01", "SF000123"),
-            created=True,
-        ),
+        customer_created_with(opp, "0000201", (account, "01", "SF000123")),
     )
 
     [account_update] = world.wait_for("ExternalID__c on the Account", sf_commands(account, "ExternalID__c"))
@@ -949,14 +949,7 @@ def test_a_restarted_worker_rebuilds_its_tables_and_releases_a_held_order(
         "sage.results.v1",
         "SageResult",
         opp,
-        sage_result(
-            "CREATE_SALES_ORDER",
-            "CREATED",
-            opp,
-            order_no="0000202",
-            customer=(account, "01", "SF000999"),
-            created=True,
-        ),
+        customer_created_with(opp, "0000202", (account, "01", "SF000999")),
     )
     [released] = world.wait_for("held order released after restart", sage_commands(world, held, "order"))
     assert released.value["command"]["order"]["customer"]["customer_no"] == "SF000999"

@@ -16,13 +16,12 @@ from processors.orders import OrderPipeline
 from processors.state import MappingsRef, Origin, Step
 from tests.unit.test_processor_logic import (
     ACCOUNT,
-    NEW_CUSTOMER,
     OPP,
     OPP2,
     ORIGIN,
     base_mappings,
+    customer_created,
     order,
-    order_result,
     pipeline,
 )
 
@@ -203,8 +202,7 @@ def test_an_account_that_arrives_after_its_order_is_sent_to_sage_with_its_own_da
     assert first["terms_code"] is None
     step = s.on_customer(ACCOUNT, account_record, Origin("customer.v1", 0, 3, None, b"account"))
     assert sage_commands(step) == []  # not a Sage customer yet
-    created = order_result("CREATED", sales_order_no="0000042", customer=NEW_CUSTOMER, customer_created=True)
-    [again] = sage_commands(p.on_sage_result(OPP, created, ORIGIN))
+    [again] = sage_commands(p.on_sage_result(OPP, customer_created(), ORIGIN))
     assert (again["ar_division_no"], again["customer_no"]) == ("01", "NEW01")  # the customer Sage made
     assert (again["terms_code"], again["telephone_no"]) == ("01", "555-0100")
 

@@ -237,7 +237,13 @@ NEW_CUSTOMER = {
     "customer_no": "NEW01",
     "name": None,
 }
+FIRST = Origin("salesorder.v1", 0, 7, b"key", b"first")
 SECOND = Origin("salesorder.v1", 0, 8, b"key2", b"second")
+
+
+def customer_created(order_no: str = "0000042") -> dict[str, Any]:
+    """Sage's answer to OPP's CreateSalesOrder: written, with the customer NEW01 it created."""
+    return order_result("CREATED", sales_order_no=order_no, customer=NEW_CUSTOMER, customer_created=True)
 
 
 def _commands(step: Any, topic: str, key: str) -> list[dict[str, Any]]:
@@ -253,13 +259,20 @@ def _new_account_orders(mappings: Mappings) -> tuple[OrderPipeline, dict[bytes, 
     return pipeline(mappings, raw), raw
 
 
+def _first_sent_second_held(mappings: Mappings) -> OrderPipeline:
+    """OPP commanded with ACCOUNT's new customer, OPP2 held behind it."""
+    p, raw = _new_account_orders(mappings)
+    assert p.on_sales_order(OPP, raw[b"first"], FIRST).outcome == "commanded"
+    assert p.on_sales_order(OPP2, raw[b"second"], SECOND).outcome == "held"
+    return p
+
+
 def test_a_new_accounts_order_brings_its_customer_and_only_sages_answer_links_it(
     base_mappings: Mappings,
 ) -> None:
     p, raw = _new_account_orders(base_mappings)
-    first = Origin("salesorder.v1", 0, 7, b"key", b"first")
 
-    commanded = p.on_sales_order(OPP, raw[b"first"], first)
+    commanded = p.on_sales_order(OPP, raw[b"first"], FIRST)
 
     assert commanded.outcome == "commanded"
     [create] = _commands(commanded, "sage.commands.v1", OPP)
@@ -276,17 +289,16 @@ def test_a_new_accounts_order_brings_its_customer_and_only_sages_answer_links_it
     error = {"reason": "Sage refused the write: a database constraint refused it", "field": None}
     refused = p.on_sage_result(OPP, order_result("REJECTED", error=error), ORIGIN)
     assert refused.outcome == "order_rejected"
-    assert [origin for origin, _ in refused.dead_letters] == [first]
+    assert [origin for origin, _ in refused.dead_letters] == [FIRST]
     [error_update] = _commands(refused, "salesforce.commands.v1", OPP)
     assert error_update["fields"]["Sage_Sync_Status__c"] == "Error"
     assert _commands(refused, "salesforce.commands.v1", ACCOUNT) == []
     assert ACCOUNT not in p.tables.customers
 
     # replayed after the fix: Sage creates customer and order together, and says so
-    again = p.on_sales_order(OPP, raw[b"first"], first)
+    again = p.on_sales_order(OPP, raw[b"first"], FIRST)
     assert _commands(again, "sage.commands.v1", OPP)[0]["command"][1]["customer"] is not None
-    created = order_result("CREATED", sales_order_no="0000042", customer=NEW_CUSTOMER, customer_created=True)
-    synced = p.on_sage_result(OPP, created, ORIGIN)
+    synced = p.on_sage_result(OPP, customer_created(), ORIGIN)
 
     [account] = _commands(synced, "salesforce.commands.v1", ACCOUNT)
     assert account["fields"]["ExternalID__c"] == "01-NEW01"
@@ -302,7 +314,7 @@ def test_the_next_orders_of_a_new_account_wait_for_the_first_and_take_its_custom
     """Commands are keyed by opportunity, so two orders carrying one new customer could reach Sage
     side by side and make it twice; the second waits for the first one's answer instead."""
     p, raw = _new_account_orders(base_mappings)
-    p.on_sales_order(OPP, raw[b"first"], Origin("salesorder.v1", 0, 7, b"key", b"first"))
+    p.on_sales_order(OPP, raw[b"first"], FIRST)
 
     held = p.on_sales_order(OPP2, raw[b"second"], SECOND)
 
@@ -312,8 +324,7 @@ def test_the_next_orders_of_a_new_account_wait_for_the_first_and_take_its_custom
     assert pending["fields"]["Sage_Sync_Status__c"] == "Pending"
     assert p.customer_directory.held_count() == 1
 
-    created = order_result("CREATED", sales_order_no="0000042", customer=NEW_CUSTOMER, customer_created=True)
-    released = p.on_sage_result(OPP, created, ORIGIN)
+    released = p.on_sage_result(OPP, customer_created(), ORIGIN)
 
     [create] = _commands(released, "sage.commands.v1", OPP2)
     assert create["command"][1]["order"]["customer"]["customer_no"] == "NEW01"
@@ -324,9 +335,7 @@ def test_the_next_orders_of_a_new_account_wait_for_the_first_and_take_its_custom
 def test_when_sage_refuses_a_new_accounts_first_order_the_next_one_brings_the_customer(
     base_mappings: Mappings,
 ) -> None:
-    p, raw = _new_account_orders(base_mappings)
-    p.on_sales_order(OPP, raw[b"first"], Origin("salesorder.v1", 0, 7, b"key", b"first"))
-    p.on_sales_order(OPP2, raw[b"second"], SECOND)
+    p = _first_sent_second_held(base_mappings)
     error = {"reason": "ItemCode 'HRDW-1000' is inactive", "field": "lines[1].ItemCode"}
 
     step = p.on_sage_result(OPP, order_result("REJECTED", error=error), ORIGIN)
@@ -342,9 +351,7 @@ def test_when_sage_refuses_a_new_accounts_first_order_the_next_one_brings_the_cu
 
 
 def test_a_held_order_is_released_when_the_customer_arrives_on_customer_v1(base_mappings: Mappings) -> None:
-    p, raw = _new_account_orders(base_mappings)
-    p.on_sales_order(OPP, raw[b"first"], Origin("salesorder.v1", 0, 7, b"key", b"first"))
-    p.on_sales_order(OPP2, raw[b"second"], SECOND)
+    p = _first_sent_second_held(base_mappings)
     sage_customer = {
         "salesforce_account_id": ACCOUNT,
         "ar_division_no": "01",
@@ -539,9 +546,7 @@ def test_resends_back_off_and_stop_at_the_limit_with_an_error_on_the_opportunity
 def test_a_new_accounts_order_is_resent_with_its_customer_and_its_followers_give_up_with_it(
     base_mappings: Mappings,
 ) -> None:
-    p, raw = _new_account_orders(base_mappings)
-    p.on_sales_order(OPP, raw[b"first"], Origin("salesorder.v1", 0, 7, b"key", b"first"))
-    p.on_sales_order(OPP2, raw[b"second"], SECOND)
+    p = _first_sent_second_held(base_mappings)
     _age(p, OPP, p.resend_after_ms)
 
     again = p.sweep()
