@@ -95,7 +95,9 @@ class CustomerDirectory:
       ExternalID__c and Sage_Sync_Status__c = Synced (with what the mapping rules changed in the
       customer as the sync message); an Account record that arrived after the carrier's command
       was built follows as an UpsertCustomer of the new customer; the waiting orders go to Sage
-      with its number. `order_failed`: the carrier failed (Sage refused it, it no longer maps),
+      with its number. An answer whose link contradicts an existing one is refused like any
+      claim (dead letter, Error on the Accounts) and the waiting orders fail with its reason.
+      `order_failed`: the carrier failed (Sage refused it, it no longer maps),
       so no customer exists: the waiting orders go again and the first of them brings it.
       `given_up`: Sage never answered the carrier: its waiting orders fail with it.
     - `guarded(handler)`: the customers agent's handler behind the link rule: a customer.v1
@@ -114,7 +116,10 @@ class CustomerDirectory:
       up by the order pipeline (`OrderPipeline.sweep`, `ResendSchedule`).
 
     Limits: customers are created in Sage only with orders; an Account change reaches Sage
-    through the customer sync only once the account is linked.
+    through the customer sync only once the account is linked. An order is not held for its
+    Account's customer.v1 record (CDC publishes an Account only when it changes, so there may be
+    none): without it the customer is made from the order's name and addresses. An order Sage
+    refuses writes nothing to its Account; the reason is on the Opportunity/Order.
     """
 
     def __init__(
