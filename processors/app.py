@@ -46,7 +46,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import faust
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from processors.config import ProcessorSettings
@@ -171,6 +171,9 @@ class Processors:
                 levels := shared_table(self.app, "inventory-levels", "ItemCode/WarehouseCode -> stock")
             ),
             inventory_sent=shared_table(self.app, "inventory-sent", "ItemCode -> stock fields last sent"),
+            sage_customers=shared_table(
+                self.app, "sage-customers", "ARDivisionNo-CustomerNo -> Account fields known and written"
+            ),
         )
         self.orders = OrderPipeline(
             self.mappings_ref,
@@ -389,6 +392,8 @@ class Processors:
                 futures.append(await topic.send(key=key, value=value))
             for fut in futures:
                 await fut
+        except MessageSizeTooLargeError as exc:  # retrying cannot make it fit
+            raise Permanent(f"a command is over Kafka's size limit: {exc}") from exc
         except (KafkaError, TimeoutError, ConnectionError) as exc:
             raise Retriable(f"Kafka did not acknowledge a command: {exc!r}") from exc
         for out in step.outbound:

@@ -20,15 +20,25 @@ CustomerDirectory.on_customer); then, by the record's source system:
 A picklist value with no mapping (`unknown: error`) is Permanent: the record goes to
 dlq.customers.v1 with the reason and the stream goes on.
 
-How loops are avoided: each direction's own writes are not read back (the Salesforce source drops
-change events whose changeOrigin names our client; the Sage source drops rows last updated by the
-integration user), and the Sage sink writes nothing when nothing differs. As a last stop, a
-customer result that is EXISTING for an account already linked writes nothing back to Salesforce
+How loops are avoided, and a Sage user's edit is not lost to one: the Salesforce source drops
+change events whose changeOrigin names our client. The Sage source publishes a customer version
+last written by the integration user marked `sagesf.written-by: integration` (sagesf.source
+`WRITTEN_BY_HEADER`), because a Sage user may have edited the row just before the integration
+wrote it, between two polls, and that version is the only one the source sees. For a marked
+version only the Account fields a user changed are sent (`_users_changes`): a field whose value
+is what Sage held before (`sage_customers` table: the last Sage state seen) or what one of our
+recent UpsertCustomers wrote is our echo; anything else is the user's edit. A pure echo sends
+nothing. The Sage sink writes nothing when nothing differs, and a customer result that is
+EXISTING for an account already linked writes nothing back to Salesforce
 (processors/customer_directory.py), so even a leaked echo ends after one round.
 
-Limits: no content comparison with the target: every source change is sent (the sinks coalesce
-and skip unchanged Sage columns). Deletes are not propagated either way. Contacts are not synced.
-The Sage sink writes custom fields other than the Salesforce ID only as far as it supports UDFs.
+Limits: unmarked changes are sent whole (the sinks coalesce and skip unchanged Sage columns). A
+marked version of a customer the table knows nothing of (a customer the directory created for
+an order; the first after an upgrade) becomes its baseline and sends nothing, and a field no
+write of ours carried is not judged until a Sage state has been seen. A user's edit that sets a
+field to the very value one of our last five writes gave it is taken for an echo. Deletes are
+not propagated either way. Contacts are not synced. The Sage sink writes custom fields other
+than the Salesforce ID only as far as it supports UDFs.
 """
 
 from __future__ import annotations
@@ -45,10 +55,13 @@ from processors.customer_directory import CustomerDirectory
 from processors.mapping_model import Mappings
 from processors.state import MappingsRef, Origin, Step
 from sagesf.errors import Permanent
+from sagesf.source import WRITTEN_BY_HEADER, WRITTEN_BY_INTEGRATION
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CustomerSync"]
+__all__ = ["WRITES_KEPT", "CustomerSync"]
+
+WRITES_KEPT = 5  # UpsertCustomers remembered per Sage customer, to recognise their echoes
 
 
 def _salesforce_value(value: Any) -> Any:
@@ -66,6 +79,7 @@ class CustomerSync:
     def __init__(self, mappings: MappingsRef, customer_directory: CustomerDirectory) -> None:
         self.mappings_ref = mappings
         self.customer_directory = customer_directory
+        self.known = customer_directory.tables.sage_customers
 
     @property
     def mappings(self) -> Mappings:
@@ -115,16 +129,15 @@ class CustomerSync:
         data = self.customer_directory.customer_for_sage(customer, str(account))
         data["ar_division_no"], data["customer_no"] = linked
         cid = command_id("UpdateCustomer", str(account), *origin.position())
+        self._wrote("-".join(linked), self._account_fields(data))
         return [commands.upsert_customer(data, cid, str(account), cid)]
 
     # --- Sage -> Salesforce ------------------------------------------------------------------
 
-    def _to_salesforce(self, customer: Mapping[str, Any], origin: Origin) -> list[Outbound]:
+    def _account_fields(self, customer: Mapping[str, Any]) -> dict[str, Any]:
+        """The Account fields a Sage customer maps to (`sage_to_salesforce`, custom fields);
+        empty values left out (Sage never blanks a Salesforce field)."""
         spec = self.mappings.customers.sage_to_salesforce
-        division, number = customer.get("ar_division_no"), customer.get("customer_no")
-        if not (spec.sync and division and number):
-            return []
-        external = f"{division}-{number}"
         fields: dict[str, Any] = {}
         for name, target in spec.fields.items():
             value = customer.get(name)
@@ -140,6 +153,44 @@ class CustomerSync:
                 value = custom.get(cf.sage)
                 if value is not None and value != "":
                     fields[cf.salesforce] = value
+        return fields
+
+    def _wrote(self, external: str, fields: dict[str, Any]) -> None:
+        """An UpsertCustomer goes to Sage customer `external`: remember what its echo will say."""
+        entry = self.known.get(external) or {"sage": None, "written": []}
+        written = [w for w in entry.get("written") or [] if w != fields][-(WRITES_KEPT - 1) :]
+        self.known[external] = {**entry, "written": [*written, fields]}
+
+    def _users_changes(self, external: str, fields: dict[str, Any], ours: bool) -> dict[str, Any]:
+        """The fields of a Sage customer version to send: all of them for a user's version; for
+        one the integration wrote last (`ours`), those that are neither what Sage held before nor
+        what one of our recent writes set (the module doc). The version becomes the known one."""
+        entry = self.known.get(external)
+        self.known[external] = {"sage": fields, "written": (entry or {}).get("written") or []}
+        if not ours:
+            return dict(fields)
+        if entry is None:
+            return {}  # nothing to compare with: this version is the baseline
+        before, written = entry.get("sage"), entry.get("written") or []
+        changed = {}
+        for name, value in fields.items():
+            echoes = [w[name] for w in written if name in w]
+            # not what we wrote, and not what Sage held before (unknown: only a field we wrote counts)
+            if value not in echoes and (before.get(name) != value if before is not None else bool(echoes)):
+                changed[name] = value
+        return changed
+
+    def _to_salesforce(self, customer: Mapping[str, Any], origin: Origin) -> list[Outbound]:
+        spec = self.mappings.customers.sage_to_salesforce
+        division, number = customer.get("ar_division_no"), customer.get("customer_no")
+        if not (spec.sync and division and number):
+            return []
+        external = f"{division}-{number}"
+        ours = (WRITTEN_BY_HEADER, WRITTEN_BY_INTEGRATION) in origin.headers
+        fields = self._users_changes(external, self._account_fields(customer), ours)
+        if ours and not fields:
+            log.debug("customer %s: the integration's own write, nothing a user changed", external)
+            return []
         fields[self.mappings.customers.external_id] = external
         cid = command_id("AccountFromSage", external, *origin.position())
         when = (customer.get("envelope") or {}).get("event_time")

@@ -133,6 +133,10 @@ class Tables:
                    status change updates (kept for the retention)
     inventory      "<ItemCode>/<WarehouseCode>" -> the latest InventoryLevel quantities (text)
     inventory_sent ItemCode -> the last stock fields sent to Salesforce (JSON text)
+    sage_customers "<ARDivisionNo>-<CustomerNo>" -> {sage: the Account fields its last Sage state
+                   maps to (null until one was seen), written: the Account fields of the last
+                   UpsertCustomers the customer sync sent to it (at most 5)}: what tells a Sage
+                   user's edit from an echo of our own write (processors/customers.py)
     """
 
     customers: MutableMapping[str, Any]
@@ -144,6 +148,7 @@ class Tables:
     order_numbers: MutableMapping[str, Any]
     inventory: MutableMapping[str, Any]
     inventory_sent: MutableMapping[str, Any]
+    sage_customers: MutableMapping[str, Any] = field(default_factory=dict)
 
     @classmethod
     def in_memory(cls) -> Tables:

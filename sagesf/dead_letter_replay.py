@@ -22,10 +22,16 @@ How replay works:
   removed from the DLQ are deleted (tombstoned) by the next replay of that DLQ.
 - Replaying is safe even when a marker is lost (a crash between the produce and the marker, or an
   `again`): every sink writes with an idempotency key, so a record delivered twice has one effect.
+- A source's dead letters have no Kafka topic to go back to (their origin is a Sage table or a
+  Salesforce channel). When the source's component has a replay hook (sagesf.runner
+  `Component.replay`, a sagesf.source `Replayer`), each is re-read from the source instead (the
+  Sage row by table and key, the Salesforce event through the change reader), mapped as the
+  source maps it now, and the records published through the source's CanonicalPublisher with the
+  same replay header; the first record's position is the marker's `to`. One that still fails,
+  or names something gone, is reported and not marked. No source position moves.
 
-Limits: only dead letters whose origin is a Kafka topic can be replayed. Sources dead-letter
-Salesforce events and Sage rows (origin: a CometD channel or a Sage table): those are re-read
-from the source after the fix, not replayed; `replay_plan` marks them skipped with that reason.
+Limits: a source without a replay hook, and a record a source mapped but that did not fit its
+schema (origin `unpublished:<topic>`), are skipped: re-read them from the source after the fix.
 A replayed record reaches every consumer group of its origin topic, not only the stage that
 failed (other teams' consumers of salesorder.v1 see it again, marked by the replay header).
 Markers are per dead letter, so a DLQ holding millions of replayed records makes the marker
@@ -37,17 +43,21 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import KafkaException
 
 from sagesf.config import KafkaSettings
-from sagesf.dead_letter_writer import HEADER_PREFIX
+from sagesf.dead_letter_writer import HEADER_PREFIX, FailedRecord
+from sagesf.errors import Permanent
 from sagesf.positions import PositionStore
 from sagesf.producer import ConfirmedProducer, Delivered
-from sagesf.stages import Stage
+from sagesf.runner import Component, assembled, component
+from sagesf.source import NotReplayable, Replayer
+from sagesf.stages import Stage, StageKind
 from sagesf.topic_scan import PartitionRange, ScannedRecord, TopicMissing, TopicReader
 
 __all__ = [
@@ -57,9 +67,12 @@ __all__ = [
     "DlqSummary",
     "ReplayItem",
     "ReplayMarkers",
+    "ReplayReport",
     "read_dead_letters",
     "replay",
+    "replay_hook",
     "replay_plan",
+    "source_replayer",
     "summarise",
 ]
 
@@ -149,6 +162,19 @@ class DeadLetter:
     def original_headers(self) -> list[tuple[str, bytes]]:
         """The failed record's own headers: everything but error and replay headers."""
         return [(k, v) for k, v in self.record.headers if not k.startswith(_NOT_REPLAYED)]
+
+    def failed(self) -> FailedRecord:
+        """The failed record as its stage wrote it (what a source's `Replayer` re-reads)."""
+        rec = self.record
+        partition, offset = self.origin_partition, self.origin_offset
+        return FailedRecord(
+            self.origin_topic or "",
+            -1 if partition is None else partition,
+            -1 if offset is None else offset,
+            rec.key,
+            rec.value,
+            list(self.original_headers),
+        )
 
     def reason(self, width: int = 100) -> str:
         """`ShortErrorClass: first line of the message`, cut to `width` characters."""
@@ -324,6 +350,7 @@ class ReplayItem:
     partition: int | None = None  # None: the partitioner chooses (origin partition gone)
     skip: str | None = None  # why it is not sent
     previous: Any = None  # its replay marker, when it was replayed before
+    reread: bool = False  # a source's: re-read from the source, not sent to a topic
 
     @property
     def send(self) -> bool:
@@ -336,8 +363,10 @@ def replay_plan(
     reader: TopicReader,
     *,
     again: bool = False,
+    rereadable: bool = False,
 ) -> list[ReplayItem]:
-    """What replaying `letters` would do, one ReplayItem each, nothing sent."""
+    """What replaying `letters` would do, one ReplayItem each, nothing sent. `rereadable`: the
+    stage is a source with a replay hook, so a dead letter with no origin topic is re-read."""
     existing = reader.existing_topics()
     partitions: dict[str, int] = {}
     items = []
@@ -352,6 +381,9 @@ def replay_plan(
             continue
         if not origin:
             items.append(ReplayItem(letter, skip="no __connect.errors.topic header", previous=previous))
+            continue
+        if origin not in existing and rereadable and not origin.startswith("unpublished:"):
+            items.append(ReplayItem(letter, previous=previous, reread=True))
             continue
         if origin not in existing:
             items.append(
@@ -374,16 +406,81 @@ def replay_plan(
     return items
 
 
+def replay_hook(stage: Stage) -> Component | None:
+    """The installed component of a source stage, when it re-reads its dead letters (a `replay`)."""
+    if stage.kind is not StageKind.SOURCE:
+        return None
+    try:
+        found = component(stage.name)
+    except KeyError:
+        return None
+    return found if found.replay is not None else None
+
+
+@contextmanager
+def source_replayer(hook: Component | None, items: Sequence[ReplayItem]) -> Iterator[Replayer | None]:
+    """The source's Replayer while the block runs, built only when `items` re-read anything (it
+    logs in to the source system); its parts are closed at the end."""
+    if hook is None or hook.replay is None or not any(item.send and item.reread for item in items):
+        yield None
+        return
+    with assembled(hook) as process:
+        yield hook.replay(process)
+
+
+@dataclass
+class ReplayReport:
+    """What a replay did: the dead letters sent (where to, acknowledged and marked), and those a
+    source could not publish again (ref -> why)."""
+
+    sent: list[tuple[DeadLetter, Delivered]] = field(default_factory=list)
+    not_sent: dict[str, str] = field(default_factory=dict)
+
+
 def replay(
-    kafka: KafkaSettings, items: Sequence[ReplayItem], markers: ReplayMarkers, *, timeout: float = 60.0
+    kafka: KafkaSettings,
+    items: Sequence[ReplayItem],
+    markers: ReplayMarkers,
+    *,
+    timeout: float = 60.0,
+    replayer: Replayer | None = None,
+) -> ReplayReport:
+    """Send the items to be sent (re-read through `replayer` for a source's), wait for Kafka's
+    acks, then record the markers."""
+    report = ReplayReport()
+    to_send = [item for item in items if item.send and not item.reread]
+    if to_send:
+        report.sent += _produce_confirmed(kafka, to_send, timeout)
+    rereads = [item for item in items if item.send and item.reread]
+    if rereads and replayer is not None:
+        report.sent += _reread(rereads, replayer, report.not_sent)
+    markers.record(report.sent)
+    return report
+
+
+def _reread(
+    items: Sequence[ReplayItem], replayer: Replayer, not_sent: dict[str, str]
 ) -> list[tuple[DeadLetter, Delivered]]:
-    """Send the items to be sent, wait for Kafka's acks, then record the markers."""
-    to_send = [item for item in items if item.send]
-    if not to_send:
-        return []
-    sent = _produce_confirmed(kafka, to_send, timeout)
-    markers.record(sent)
-    return sent
+    """Re-read each source dead letter, publish its records, wait for the acks: (letter, where its
+    first record went), in order; what could not be published goes to `not_sent`."""
+    sends: list[DeadLetter | None] = []  # per record sent: its letter, None after the first
+    for item in items:
+        letter = item.letter
+        first = len(sends)
+        try:
+            records = replayer.reread(letter.failed())
+            if not records:
+                raise NotReplayable("re-read, it maps to no record now")
+            for record in records:
+                record.headers = (*record.headers, (REPLAYED_FROM_HEADER, letter.ref.encode()))
+                replayer.publisher.send(record)
+                sends.append(None if len(sends) > first else letter)
+        except (NotReplayable, Permanent) as exc:
+            reason = str(exc) if isinstance(exc, NotReplayable) else f"still failing: {exc}"
+            not_sent[letter.ref] = reason if len(sends) == first else f"partly published, {reason}"
+            sends[first:] = [None] * (len(sends) - first)
+    delivered: list[Delivered] = list(replayer.publisher.confirm()) if sends else []  # in send order
+    return [(letter, where) for letter, where in zip(sends, delivered, strict=True) if letter is not None]
 
 
 def _produce_confirmed(

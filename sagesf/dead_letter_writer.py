@@ -21,6 +21,9 @@ from sagesf.metrics import DEAD_LETTERS
 from sagesf.producer import ConfirmedProducer, Headers
 
 HEADER_PREFIX = "__connect.errors."
+# a dead letter's value is cut here, below Kafka's default 1 MB record limit with room for headers
+MAX_VALUE_BYTES = 512 * 1024
+TRUNCATED_HEADER = "__sagesf.errors.value.truncated"  # the original's size in bytes
 
 # Kafka Connect's stage names, for the `stage` header
 STAGE_KEY_CONVERTER = "KEY_CONVERTER"
@@ -87,7 +90,12 @@ class DeadLetterWriter:
                 (k, _as_bytes(v)) for k, v in (failed.headers or []) if not k.startswith(HEADER_PREFIX)
             ]
             headers = original + error_headers(failed, error, pipeline=self.stage, step=step, where=where)
-            self.producer.send(self.topic, failed.value, failed.key, headers)
+            value = failed.value
+            if value is not None and len(value) > MAX_VALUE_BYTES:
+                # the original would not fit in Kafka either: keep its start and say so
+                headers.append((TRUNCATED_HEADER, str(len(value)).encode()))
+                value = value[:MAX_VALUE_BYTES]
+            self.producer.send(self.topic, value, failed.key, headers)
         self.producer.confirm()
         for _, error, _, _ in items:
             DEAD_LETTERS.labels(self.stage, type(error).__name__).inc()

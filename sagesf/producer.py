@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from sagesf.config import KafkaSettings
-from sagesf.errors import Retriable
+from sagesf.errors import Permanent, Retriable
 from sagesf.metrics import PRODUCE_FAILURES, RECORDS_PRODUCED
 
 Headers = Sequence[tuple[str, bytes | str]]
@@ -30,6 +30,10 @@ Headers = Sequence[tuple[str, bytes | str]]
 
 class ProduceFailed(Retriable):
     """Kafka did not acknowledge some records; nothing after them may be checkpointed."""
+
+
+class RecordTooLarge(Permanent):
+    """A record over the producer's `message.max.bytes`: it can never be sent as it is."""
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,14 @@ class ConfirmedProducer:
             except BufferError:
                 # the local queue is full: let librdkafka send some, then try again
                 self._producer.poll(0.1)
+            except KafkaException as exc:
+                error = exc.args[0] if exc.args else None
+                if isinstance(error, KafkaError) and error.code() == KafkaError.MSG_SIZE_TOO_LARGE:
+                    size = len(value or b"") + len(key or b"")
+                    raise RecordTooLarge(
+                        f"a record of {size} bytes for {topic} is over Kafka's size limit (message.max.bytes)"
+                    ) from None
+                raise
 
     def confirm(self, timeout: float = 60.0) -> list[Delivered]:
         """Wait until every enqueued record is acknowledged; raise ProduceFailed otherwise.

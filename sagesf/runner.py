@@ -10,7 +10,8 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from importlib.metadata import entry_points
@@ -25,6 +26,7 @@ from sagesf.logs import configure_logging, register_settings_secrets
 from sagesf.metrics import Health, MetricsServer
 from sagesf.producer import ConfirmedProducer, Headers
 from sagesf.publisher import CanonicalPublisher
+from sagesf.source import Replayer
 
 __all__ = [
     "ENTRY_POINTS",
@@ -33,6 +35,7 @@ __all__ = [
     "OnceRunnable",
     "Process",
     "Runnable",
+    "assembled",
     "component",
     "components",
     "run",
@@ -66,6 +69,8 @@ class Component:
     returns what to run. It raises a `StartupError` for anything the user must fix. `settings`
     lists the settings classes it reads beyond the shared `Settings`: the runner loads and checks
     them (and registers their secrets) before anything starts, and `--help` lists their prefixes.
+    A source may give `replay(process)`: the `Replayer` that `sagesf dlq replay <name>` uses for
+    its dead letters whose origin is no Kafka topic (a Sage row, a Salesforce event).
     """
 
     name: str
@@ -73,6 +78,7 @@ class Component:
     build: Callable[[Process], Runnable]
     settings: tuple[type[BaseSettings], ...] = ()
     once: bool = False  # whether `--once` is supported (the runnable has `run_once`)
+    replay: Callable[[Process], Replayer] | None = None
 
 
 @dataclass
@@ -202,6 +208,30 @@ def _load(name: str, loaded: object) -> Component:
     return loaded
 
 
+def _settings(component: Component) -> tuple[Settings, dict[type[BaseSettings], BaseSettings]]:
+    """Every settings class of `component` loaded through one loader, its secrets registered."""
+    core = load_settings(Settings)
+    loaded: dict[type[BaseSettings], BaseSettings] = {Settings: core}
+    for cls in component.settings:
+        loaded[cls] = load_settings(cls)
+    for settings in loaded.values():
+        register_settings_secrets(settings)
+    return core, loaded
+
+
+@contextmanager
+def assembled(component: Component) -> Iterator[Process]:
+    """A `Process` of `component` for a tool that uses its parts without running it (`sagesf dlq
+    replay` builds its `replay`): settings loaded and secrets registered as `run` does, its parts
+    closed when the block ends. A wrong setting raises a StartupError naming the variable."""
+    core, loaded = _settings(component)
+    process = Process(component.name, core, Health(), loaded)
+    try:
+        yield process
+    finally:
+        process.close()
+
+
 def run(component: Component, *, log_level: str = "INFO", once: bool = False) -> int:
     """Run a component as this process; returns the exit code.
 
@@ -222,12 +252,7 @@ def run(component: Component, *, log_level: str = "INFO", once: bool = False) ->
     process: Process | None = None
     try:
         # 2.
-        core = load_settings(Settings)
-        loaded: dict[type[BaseSettings], BaseSettings] = {Settings: core}
-        for cls in component.settings:
-            loaded[cls] = load_settings(cls)
-        for settings in loaded.values():
-            register_settings_secrets(settings)
+        core, loaded = _settings(component)
         # 3.
         health = Health()
         metrics = MetricsServer(health, core.metrics.host, core.metrics.port)

@@ -11,14 +11,31 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from sagesf.dead_letter_writer import STAGE_TASK_POLL, FailedRecord
-from sagesf.errors import Backpressure, Permanent, Retriable
+from sagesf.errors import Backpressure, Permanent, Retriable, SagesfError
 from sagesf.metrics import Health
 from sagesf.publisher import CanonicalRecord, DeadLetterItem
 from sagesf.retry import RetryPolicy
 
-__all__ = ["PositionWriter", "Publisher", "Rejected", "Source", "SourceBatch", "SourceLoop"]
+__all__ = [
+    "WRITTEN_BY_HEADER",
+    "WRITTEN_BY_INTEGRATION",
+    "NotReplayable",
+    "PositionWriter",
+    "Publisher",
+    "Rejected",
+    "Replayer",
+    "Source",
+    "SourceBatch",
+    "SourceLoop",
+]
 
 log = logging.getLogger(__name__)
+
+# A record a source publishes although the integration itself made the change it shows (the
+# system cannot say whether someone else changed the row too) carries this header; consumers that
+# write back to that system compare fields before they do (processors/customers.py).
+WRITTEN_BY_HEADER = "sagesf.written-by"
+WRITTEN_BY_INTEGRATION = b"integration"
 
 
 @dataclass(frozen=True)
@@ -83,6 +100,28 @@ class PositionWriter(Protocol):
     """What the loop needs of sagesf.positions.PositionStore."""
 
     def put_many(self, positions: dict[str, Any]) -> None: ...
+
+
+class NotReplayable(SagesfError):
+    """A source's dead letter that re-reading cannot publish: what it names is gone, or it is not
+    something the source can read again. The message says why; the replay skips it."""
+
+
+@dataclass
+class Replayer:
+    """How `sagesf dlq replay <source>` replays a source's dead letters (sagesf.runner
+    `Component.replay` builds it), after the cause is fixed.
+
+    `reread(failed)` reads again what the dead letter names (a Sage row by table and key, a
+    Salesforce event) and maps it as the source would now: the records to publish. It raises
+    `NotReplayable` when there is nothing to publish any more, a `Permanent` when it still cannot
+    be mapped, `Retriable` when the system cannot be read now. `publisher` publishes the records
+    (the source's topics and serdes). A replay stores no position: the source reads on from
+    where it stands.
+    """
+
+    reread: Callable[[FailedRecord], list[CanonicalRecord]]
+    publisher: Publisher
 
 
 class SourceLoop:

@@ -1,6 +1,7 @@
 """The Sage 100 connector's two processes, as sagesf.runner components: `sagesf run sage-source`
 and `sagesf run sage-sink`. Each builder assembles the parts from the settings and hands the
-core loops a connector role (`SageSource`; `SageCommandSink` and `CreditCheckResponder`)."""
+core loops a connector role (`SageSource`; `SageCommandSink` and `CreditCheckResponder`). The
+source also replays its dead letters (`build_source_replay`, for `sagesf dlq replay sage-source`)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ from connectors.sage100.credit import CreditCheckResponder, CreditRules, Request
 from connectors.sage100.customer_numbers import CustomerNumbering
 from connectors.sage100.odbc import SageOdbc
 from connectors.sage100.reads import SqlSageReads
+from connectors.sage100.row_replayer import SageRowReplayer
 from connectors.sage100.sink import SageCommandSink
-from connectors.sage100.source import SageSource
+from connectors.sage100.source import STAGE, SageSource
 from connectors.sage100.sql_writer import SqlSageWriter
 from connectors.sage100.validation import CommandValidator, ValidationRules
 from connectors.sage100.writes import SageWriter
@@ -25,7 +27,7 @@ from sagesf.positions import PositionStore
 from sagesf.runner import Component, Concurrently, Process, Runnable
 from sagesf.serde import AvroDecoder, AvroSerde
 from sagesf.sink import Sink, SinkLoop
-from sagesf.source import SourceLoop
+from sagesf.source import Replayer, SourceLoop
 
 __all__ = ["SAGE_SINK", "SAGE_SOURCE", "build_command_loop", "build_credit_loop"]
 
@@ -46,6 +48,17 @@ def build_source(process: Process) -> SourceLoop:
         timeout=options.produce_timeout,
     )
     return SourceLoop(source, publisher, positions, health=process.health)
+
+
+def build_source_replay(process: Process) -> Replayer:
+    """The source's dead letters re-read from Sage on a connection of their own, and published as
+    the source publishes (its topics); no position is read or stored."""
+    sage = process.settings(Sage100Settings)
+    rows = SageRowReplayer(sage, _odbc(process, sage, "sage-source-replay"))
+    publisher = process.publisher(
+        STAGE, dead_letter_topic=sage.source.dead_letter_topic, timeout=sage.source.produce_timeout
+    )
+    return Replayer(rows.reread, publisher)
 
 
 def build_sink(process: Process) -> Runnable:
@@ -205,6 +218,7 @@ SAGE_SOURCE = Component(
     build=build_source,
     settings=(Sage100Settings,),
     once=True,
+    replay=build_source_replay,
 )
 SAGE_SINK = Component(
     name="sage-sink",

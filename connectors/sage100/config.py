@@ -64,6 +64,8 @@ class SourceSettings(BaseModel):
     tables: list[str] = Field(default_factory=lambda: list(POLLABLE_TABLES))
     poll_interval: float = Field(default=5.0, gt=0)  # seconds between polls of one table
     overlap_seconds: float = Field(default=10.0, ge=0)  # re-read window behind the watermark
+    # how far past the Sage server's clock a watermark may go: a row stamped later still publishes
+    future_skew_seconds: float = Field(default=300.0, ge=0)
     batch_rows: int = Field(default=20_000, ge=1)  # rows between Kafka acknowledgement + checkpoint
     sweep_interval: float = Field(default=3600.0, gt=0)  # seconds between key sweeps (deletes, deactivations)
     produce_timeout: float = Field(default=60.0, gt=0)

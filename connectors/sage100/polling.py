@@ -17,7 +17,12 @@ How it works, per poll:
 3. Per row version: skip it if its exact change stamp is below the bound (the text comparison
    of TimeUpdated may admit a few), record its (hash, stamp) under its key, and drop it if the
    same key already had this hash (re-read in the overlap window: a duplicate) or
-   UserUpdatedKey is the integration user (an echo of our own write). Otherwise map and publish.
+   UserUpdatedKey is the integration user (an echo of our own write; customers publish it marked,
+   sage100.streams `Stream.publishes_echoes`). Otherwise map and publish.
+   A version that cannot be read (a NULL key, a TimeUpdated of "25.0000" or "abc": its group has
+   a `problem`) or mapped (text where a number belongs) is dead-lettered once (sage100.streams
+   `BadRow`): it joins `seen` like any other, under its version when it has no usable key or
+   stamp, and never moves the watermark.
 4. Records go to the publisher as each fetch of rows is mapped, so Kafka sends while the next
    rows are read. Every `batch_rows` rows, and at the end, the poller waits for Kafka's
    acknowledgement of everything sent; then the batch's (hash, stamp) entries join `seen`, the
@@ -26,6 +31,13 @@ How it works, per poll:
    rows at or after the new lower bound (the only ones a later poll can re-read), and the
    position is stored. A restarted process resumes from that position with no gap (the bound
    re-reads the window) and no duplicate (`seen` travels in the position).
+5. The watermark never goes past the server's local time now plus `future_skew_seconds`: a row
+   stamped later (a wrong workstation clock, DateUpdated 9999-12-31) is published, counted
+   (`PollStats.future`) and warned about, but the watermark stops at now + skew, and the lower
+   bound never passes now minus the overlap, so the changes stamped after it are still read;
+   the row stays in `seen` and is not published twice. A stored watermark beyond that (from
+   before this rule) is brought back at start. "Now" is the source host's clock, so it must
+   keep within the skew of the Sage server's (NTP).
 
 Ordering is only as good as the text order of TimeUpdated, which is the time order when hours
 are zero-padded (`time_pad` "0", the sandbox). With another `time_pad`, or when rows are found
@@ -51,11 +63,11 @@ reliable ordering, of one poll.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from connectors.sage100.odbc import Row, SageOdbc, SageUnavailable
@@ -115,6 +127,14 @@ class PollState:
         return cls(int(position["stamp"]), tuple(position.get("key") or ()), seen)
 
 
+class SweepNotes(Protocol):
+    """Who else learns of every row version the poller handled: the key sweep (sage100.sweep)."""
+
+    def noting(self, groups: Sequence[Group]) -> tuple[dict[str, Any], Callable[[], None]]:
+        """What to store with the checkpoint that confirms `groups`, and what to do once it is."""
+        ...
+
+
 @dataclass
 class PollStats:
     rows: int = 0  # row versions read (inside the bound)
@@ -122,6 +142,7 @@ class PollStats:
     duplicates: int = 0  # already published (overlap window)
     echoes: int = 0  # written by the integration user
     dead_letters: int = 0
+    future: int = 0  # new versions stamped later than now + the skew (published; the watermark stops)
     outside: int = 0  # admitted by the text comparison but below the bound
     records: int = 0
     batches: int = 0
@@ -142,10 +163,11 @@ class ChangePoller:
         batch_rows: int = 20_000,
         time_pad: str = "0",
         state: PollState | None = None,
-        on_group: Callable[[Group], None] | None = None,
+        notes: SweepNotes | None = None,
         observe_delay: Callable[[float], None] | None = None,
         on_checkpoint: Callable[[PollState], None] | None = None,
         max_seen_stored: int = 10_000,
+        future_skew_seconds: float = 300.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.stream = stream
@@ -157,22 +179,45 @@ class ChangePoller:
         self.time_pad = time_pad
         self.ordered = time_pad == "0"
         self.state = state or PollState()
-        self.on_group = on_group
+        self.notes = notes
         self.observe_delay = observe_delay
         self.on_checkpoint = on_checkpoint
         self.max_seen_stored = max_seen_stored
+        self.skew = timedelta(seconds=future_skew_seconds)
         self.clock = clock
         self.stats = PollStats()  # of the last poll
         self._stored = self.state.to_position(max_seen_stored)
+        latest = self.latest(clock())
+        if self.state.stamp > latest:
+            log.warning(
+                "%s: the stored watermark %s (server time) is later than now + %.0f s: reading from %s",
+                stream.name,
+                stamp_local(self.state.stamp),
+                future_skew_seconds,
+                stamp_local(latest),
+            )
+            self.state = PollState(latest, (), self.state.seen)
 
     # --- the window ----------------------------------------------------------------------------
+
+    def local_stamp(self, moment: datetime) -> int:
+        """The change stamp of an aware moment on the Sage server's wall clock."""
+        return stamp_of(moment.astimezone(self.zone).replace(tzinfo=None))
+
+    def latest(self, now: datetime) -> int:
+        """The highest watermark at `now`: the server's local time plus the future skew."""
+        return self.local_stamp(now + self.skew)
 
     def lower_bound(self, stamp: int, now: datetime | None = None) -> int:
         """The oldest change stamp the next poll must read, for a watermark `stamp`."""
         if stamp <= 0:
             return 0
+        now = now or self.clock()
+        # a watermark ahead of the clock (a row stamped in the future, within the skew) must not
+        # skip the rows stamped meanwhile: read from now at the latest
+        stamp = min(stamp, self.local_stamp(now))
         bound = stamp - self.overlap
-        start = clock_set_back_start(stamp_local(stamp), now or self.clock(), self.zone)
+        start = clock_set_back_start(stamp_local(stamp), now, self.zone)
         if start is not None:
             bound = min(bound, stamp_of(start) - self.overlap)
         return max(bound, 0)
@@ -244,6 +289,8 @@ class _Poll:
         self.now = poller.clock()
         self.start = (poller.state.stamp, poller.state.key)
         self.bound = poller.lower_bound(poller.state.stamp, self.now)
+        self.latest = poller.latest(self.now)
+        self.future_top = 0  # the latest stamp of a new version beyond `latest` not yet warned about
         self.sql = poller.query(self.bound)
         self.stats = PollStats()
         self.carry: list[Row] = []
@@ -285,6 +332,9 @@ class _Poll:
             stats.outside += 1
             return
         stats.rows += 1
+        if group.problem is not None:
+            self.unreadable(group)
+            return
         here = (group.stamp, group.key)
         if self.ordered and here < self.last:
             self.disorder(group)
@@ -298,17 +348,32 @@ class _Poll:
         if previous is not None and previous[0] == group.digest:
             stats.duplicates += 1
             return
+        if group.stamp > self.latest:
+            stats.future += 1
+            self.future_top = max(self.future_top, group.stamp)
         if group.user == poller.integration_user:
             stats.echoes += 1
-            return
+            if not poller.stream.publishes_echoes:
+                return
         try:
-            records = poller.stream.records(group, poller.odbc)
+            records = poller.stream.map(group, poller.odbc)
         except Permanent as exc:
             self.dead.append(poller.stream.rejected(group, exc))
             return
         if records:
             stats.emitted += 1
             self.outgoing.extend(records)
+
+    def unreadable(self, group: Group) -> None:
+        """A row version without a usable key or change stamp: dead-lettered once (it is re-read
+        until the watermark passes its day, and `seen` knows it by its version meanwhile)."""
+        assert group.problem is not None
+        self.pending[group.ident] = (group.digest, group.stamp)
+        self.groups.append(group)
+        if group.ident in self.poller.state.seen:
+            self.stats.duplicates += 1
+            return
+        self.dead.append(self.poller.stream.rejected(group, group.problem))
 
     def disorder(self, group: Group) -> None:
         poller = self.poller
@@ -336,26 +401,43 @@ class _Poll:
         self.unconfirmed.extend(records)
         confirmed, dead, groups = self.unconfirmed, self.dead, self.groups
         watermark = self.top if (self.ordered or final) else self.start
+        if watermark[0] > self.latest:
+            watermark = (self.latest, ())
+            self.warn_future()
         state, position = poller.checkpoint(self.pending, watermark, self.now, force=self.rewound)
+        positions = {} if position is None else {poller.stream.name: position}
+        noted = None
+        if poller.notes is not None:
+            notes, noted = poller.notes.noting(groups)
+            positions.update(notes)
         self.outgoing, self.unconfirmed, self.dead, self.pending, self.groups = [], [], [], {}, []
         self.rewound = False
         self.stats.dead_letters += len(dead)
 
         def committed() -> None:
             poller.advance(state, position)
-            self.record(confirmed, groups)
+            if noted is not None:
+                noted()
+            self.record(confirmed)
             self.checkpointed = True
 
-        name = poller.stream.name
-        return SourceBatch(
-            records=list(records),
-            rejected=dead,
-            positions={} if position is None else {name: position},
-            committed=committed,
-        )
+        return SourceBatch(records=list(records), rejected=dead, positions=positions, committed=committed)
 
-    def record(self, confirmed: list[OutRecord], groups: list[Group]) -> None:
-        """What Kafka now has: the streams' memory, the sweep's knowledge, delays and counts."""
+    def warn_future(self) -> None:
+        if not self.future_top:
+            return
+        log.warning(
+            "%s: rows stamped as late as %s (server time), later than now + %.0f s: the watermark "
+            "stops at %s; check the clock of the workstation or the import that wrote them",
+            self.poller.stream.name,
+            stamp_local(self.future_top),
+            self.poller.skew.total_seconds(),
+            stamp_local(self.latest),
+        )
+        self.future_top = 0
+
+    def record(self, confirmed: list[OutRecord]) -> None:
+        """What Kafka now has: the streams' memory, delays and counts."""
         poller, stats = self.poller, self.stats
         if confirmed:
             poller.stream.confirmed(confirmed)
@@ -368,9 +450,6 @@ class _Poll:
                     stats.max_delay = max(stats.max_delay, delay)
                     if observe is not None:
                         observe(delay)
-        if poller.on_group is not None:
-            for group in groups:
-                poller.on_group(group)
         stats.batches += 1
 
     def finish(self) -> Iterator[SourceBatch]:

@@ -10,8 +10,10 @@ Metrics (prometheus_client, next to the breaker's `sagesf_sage_circuit_state`):
 `sagesf_sage_detection_delay_seconds{table}` (DateUpdated/TimeUpdated to Kafka acknowledgement),
 `sagesf_sage_watermark_timestamp_seconds{table}`, `sagesf_sage_poll_failures_total{table,kind}`
 (kind sage: a Sage failure; Kafka failures are the loop's, `sagesf_produce_failures_total`),
-`sagesf_sage_sweep_rows_total{table,kind}` (vanished, changed), served with /healthz by
-sagesf.metrics.MetricsServer.
+`sagesf_sage_sweep_rows_total{table,kind}` (vanished, changed, dead_letter),
+`sagesf_sage_future_rows_total{table}` (row versions stamped later than now plus
+`future_skew_seconds`: published, but the watermark stops at now plus the skew), served with
+/healthz by sagesf.metrics.MetricsServer.
 
 Limits: one process per Sage company and component name (two would overwrite each other's
 positions); tables are polled one after another on one connection, so a slow table delays the
@@ -74,6 +76,12 @@ SWEEP_ROWS = Counter(
     "sagesf_sage_sweep_rows_total", "Rows the key sweep found vanished or changed", ["table", "kind"]
 )
 
+FUTURE_ROWS = Counter(
+    "sagesf_sage_future_rows_total",
+    "Changed Sage rows stamped later than now plus the allowed skew (a wrong clock or import)",
+    ["table"],
+)
+
 STAGE = "sage-source"  # dead letters go to dlq.sage-source.v1
 
 
@@ -115,11 +123,21 @@ class SageSource:
             self.breaker.health = self.health
         self.clock = clock
         self.zone = settings.zone
-        ctx = MappingContext(self.zone, settings.salesforce_id_udf, {**self.source.topics, **(topics or {})})
+        ctx = MappingContext(
+            self.zone,
+            settings.salesforce_id_udf,
+            {**self.source.topics, **(topics or {})},
+            integration_user=settings.integration_user_key,
+        )
         streams = build_streams(settings.tables(), self.source.tables, ctx)
         self.tables: dict[str, _Table] = {}
         for name, stream in streams.items():
-            sweeper = KeySweeper(stream, self.odbc) if sweep else None
+            stored = {
+                k.removeprefix(f"{name}/keys/"): v
+                for k, v in positions.items()
+                if k.startswith(f"{name}/keys/")
+            }
+            sweeper = KeySweeper(stream, self.odbc, stored=stored) if sweep else None
             poller = ChangePoller(
                 stream,
                 self.odbc,
@@ -129,9 +147,10 @@ class SageSource:
                 batch_rows=self.source.batch_rows,
                 time_pad=settings.time_pad,
                 state=PollState.from_position(positions.get(name)),
-                on_group=sweeper.note if sweeper is not None else None,
+                notes=sweeper,
                 observe_delay=DETECTION_DELAY.labels(name).observe,
                 on_checkpoint=self._watermark_gauge(name),
+                future_skew_seconds=self.source.future_skew_seconds,
                 clock=clock,
             )
             self.tables[name] = _Table(stream, poller, sweeper)
@@ -201,6 +220,8 @@ class SageSource:
         ):
             if count:
                 POLL_ROWS.labels(table, outcome).inc(count)
+        if stats.future:
+            FUTURE_ROWS.labels(table).inc(stats.future)
         if stats.emitted or stats.dead_letters:
             log.info(
                 "%s: %d changed rows published (%d duplicates, %d echoes, %d dead letters) in %.3f s",
@@ -226,11 +247,19 @@ class SageSource:
             entry.stream.confirmed(result.records)
             sweeper.commit(result)
 
-        yield SourceBatch(records=list(result.records), positions={}, committed=committed)
-        if result.vanished:
-            SWEEP_ROWS.labels(table, "vanished").inc(result.vanished)
-        if result.changed:
-            SWEEP_ROWS.labels(table, "changed").inc(result.changed)
+        yield SourceBatch(
+            records=list(result.records),
+            rejected=result.rejected,
+            positions=result.positions,
+            committed=committed,
+        )
+        for kind, count in (
+            ("vanished", result.vanished),
+            ("changed", result.changed),
+            ("dead_letter", len(result.rejected)),
+        ):
+            if count:
+                SWEEP_ROWS.labels(table, kind).inc(count)
         log.log(
             logging.INFO if result.records else logging.DEBUG,
             "%s: key sweep of %d rows%s: %d vanished, %d changed without a new DateUpdated",

@@ -3,7 +3,10 @@
 Owns one `Stream` per table the source polls, each knowing which columns to select, how to
 identify and hash a row version, and how to map it to canonical records:
 - AR_Customer -> Customer (customer.v1, key `ARDivisionNo-CustomerNo`), with its contacts read
-  in the same query through `{oj AR_Customer LEFT OUTER JOIN AR_CustomerContact ...}`.
+  in the same query through `{oj AR_Customer LEFT OUTER JOIN AR_CustomerContact ...}`. A version
+  the integration user wrote last is published too, with the header `sagesf.written-by:
+  integration`: a Sage user's edit made just before our write is in it, and only the processors
+  can tell which fields are whose (processors/customers.py). The other streams drop such versions.
 - AR_CustomerContact -> the Customer the changed contact belongs to, read again by key (a
   contact change is a change of the customer's state).
 - CI_Item -> Item (item.v1, key ItemCode).
@@ -32,9 +35,16 @@ status A -> ACTIVE, I -> INACTIVE, H -> ON_HOLD, anything else UNKNOWN (only A i
 UDF columns go to `custom_fields` by column name, except the Salesforce ID UDF, which fills the
 Salesforce ID field (an order's ID starting 006 is an Opportunity, 801 an Order).
 
+Rows that cannot be read as they are (what a broken import leaves behind) are `BadRow`s, a
+`Permanent` naming the table, the key and the column: a NULL key column or a DateUpdated /
+TimeUpdated that makes no change stamp (`Group.problem`, found while grouping, so the poller
+never orders by it), and, while mapping, a number that is not one or does not fit its Sage column
+(text in CreditLimit, more digits than N13.2 allows, more than Decimal's 28), a time that has no
+UTC equivalent (9999-12-31 late in the day) or an ItemType outside 1-5. `Stream.map` raises
+them; the source dead-letters the row version (`Stream.rejected`) and goes on.
+
 Limits: an order's status memory is per process: after a restart the first change of each order
-is published even if only other columns changed (previous_status is then null). A row that
-cannot be mapped (an ItemType outside 1-5) raises `Permanent`; the source dead-letters it.
+is published even if only other columns changed (previous_status is then null).
 """
 
 from __future__ import annotations
@@ -49,19 +59,20 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from connectors.sage100.odbc import Q, Row, SageOdbc
-from connectors.sage100.tables import AUDIT_COLUMNS, Table
-from connectors.sage100.values import change_stamp, decimal_at, local_to_utc, stamp_local
+from connectors.sage100.tables import AUDIT_COLUMNS, ColumnKind, Table
+from connectors.sage100.values import change_stamp, day_end_stamp, decimal_at, local_to_utc, stamp_local
 from sagesf import topic_names
 from sagesf.dead_letter_writer import FailedRecord
 from sagesf.errors import Permanent
 from sagesf.publisher import CanonicalRecord
-from sagesf.source import Rejected
+from sagesf.source import WRITTEN_BY_HEADER, WRITTEN_BY_INTEGRATION, Rejected
 
 __all__ = [
     "COUNTRY_ALPHA2",
     "CUSTOMER_STATUS",
     "ITEM_TYPES",
     "ORDER_STATUS",
+    "BadRow",
     "Group",
     "MappingContext",
     "OutRecord",
@@ -70,6 +81,7 @@ __all__ = [
 ]
 
 AUDIT = ("DateUpdated", "TimeUpdated", "UserUpdatedKey")
+WRITTEN_BY = ((WRITTEN_BY_HEADER, WRITTEN_BY_INTEGRATION),)
 
 CUSTOMER_STATUS = {"A": "ACTIVE", "I": "INACTIVE", "H": "ON_HOLD"}
 ITEM_TYPES = {"1": "REGULAR", "2": "SPECIAL", "3": "CHARGE", "4": "COMMENT", "5": "MISCELLANEOUS"}
@@ -92,9 +104,28 @@ class OutRecord(CanonicalRecord):
     digest: str | None = None  # the row version it shows (customers: customer + contacts)
 
 
+class BadRow(Permanent):
+    """A Sage row that cannot be read as it is: its table, its key (a NULL key part is None), the
+    column at fault (`field`) and its value, and why. The source dead-letters the row version."""
+
+    def __init__(
+        self, table: Table, key: Sequence[str | None], column: str, value: object, reason: str
+    ) -> None:
+        shown = "-".join("NULL" if part is None else part for part in key)
+        super().__init__(f"{table.name} {shown}: {column} {value!r}: {reason}", field=column, value=value)
+        self.table = table.name
+        self.key: dict[str, str | None] = dict(zip(table.key, key, strict=True))
+        self.explanation = reason
+
+
 @dataclass(slots=True)
 class Group:
-    """One row version as the poller sees it: a row, or a customer with its contact rows."""
+    """One row version as the poller sees it: a row, or a customer with its contact rows.
+
+    `problem` is set when the row has no usable key or change stamp; `stamp` is then the end of
+    its DateUpdated (0 without one): the row is re-read until the watermark passes that day, and
+    its entry in `seen` (under `ident`) is kept as long, so it is dead-lettered once.
+    """
 
     rows: list[Row]
     key: tuple[str, ...]
@@ -102,6 +133,13 @@ class Group:
     user: str
     digest: str  # 16 hex characters: what `seen` compares
     version: bytes  # the full version hash: the event ID
+    problem: BadRow | None = None
+    identified: bool = True  # False: a key column is NULL
+
+    @property
+    def ident(self) -> tuple[str, ...]:
+        """Its key in `seen`: the row key, or, for a row that cannot be read, its version."""
+        return self.key if self.problem is None else ("\x00", self.digest)
 
 
 @dataclass
@@ -109,6 +147,7 @@ class MappingContext:
     zone: ZoneInfo
     salesforce_id_udf: str
     topics: Mapping[str, str]
+    integration_user: str = ""  # its versions are marked WRITTEN_BY_HEADER (streams that publish them)
     _times: dict[int, datetime] = field(default_factory=dict)
 
     def event_time(self, stamp: int) -> datetime:
@@ -140,15 +179,7 @@ def _name(value: Any) -> str:
     return str(value).rstrip() if value is not None else ""
 
 
-def _money(value: Any, scale: int) -> Decimal | None:
-    return decimal_at(value, scale)
-
-
 _ZERO6 = Decimal("0.000000")
-
-
-def _qty(value: Any) -> Decimal:
-    return decimal_at(value, 6) or _ZERO6
 
 
 def _country(value: Any) -> str | None:
@@ -179,6 +210,9 @@ class Stream:
     schema: str = ""
     sweep_columns: tuple[str, ...] = ()
     multi_row = False  # a row version spans several result rows (a join)
+    # publish the integration user's versions, marked (sagesf.source WRITTEN_BY_HEADER), rather
+    # than drop them as echoes: a user's edit may hide in them (customers, processors/customers.py)
+    publishes_echoes = False
 
     def __init__(self, table: Table, ctx: MappingContext) -> None:
         self.table = table
@@ -191,6 +225,10 @@ class Stream:
         self.i_date, self.i_time, self.i_user = (self.column_index[c] for c in AUDIT)
         self.udfs = [u for u in table.udfs if u in self.column_index]
         self.topic = ctx.topics.get(self.topic_name, self.topic_name)
+        # a value this large does not fit the column (nor the canonical schema's decimal)
+        self.limits = {
+            c.name: Decimal(10) ** c.integer_digits for c in table.columns if c.kind is ColumnKind.DECIMAL
+        }
 
     # --- the query ---------------------------------------------------------------------------
 
@@ -232,16 +270,28 @@ class Stream:
         return tuple([str(v).rstrip() for v in row[: self.key_width]])
 
     def group(self, rows: list[Row]) -> Group:
+        """A row version; one without a usable key or change stamp carries its `problem`."""
         first = rows[0]
         version = version_hash(self.name, rows)
-        return Group(
-            rows,
-            self.group_key(first),
-            change_stamp(first[self.i_date], first[self.i_time]),
-            _name(first[self.i_user]),
-            version[:8].hex(),
-            version,
-        )
+        group = Group(rows, (), 0, _name(first[self.i_user]), version[:8].hex(), version)
+        raw = first[: self.key_width]
+        if None in raw:
+            parts = [None if v is None else str(v).rstrip() for v in raw]
+            column = self.table.key[parts.index(None)]
+            group.problem = BadRow(
+                self.table, parts, column, None, "a key column is NULL: the row has no identity"
+            )
+            group.key, group.identified = tuple(p or "" for p in parts), False
+        else:
+            group.key = tuple([str(v).rstrip() for v in raw])
+        day, hours = first[self.i_date], first[self.i_time]
+        try:
+            group.stamp = change_stamp(day, hours)
+        except (ValueError, TypeError, AttributeError, OverflowError) as exc:
+            column, value = ("TimeUpdated", hours) if isinstance(day, date) else ("DateUpdated", day)
+            group.problem = group.problem or BadRow(self.table, group.key, column, value, str(exc))
+            group.stamp = day_end_stamp(day)
+        return group
 
     def gone(self, key: tuple[str, ...], *what: str) -> Group:
         """A group standing for a row that no longer exists (for the key sweep's records)."""
@@ -261,24 +311,81 @@ class Stream:
     def envelope(self, group: Group, record_id: str) -> dict[str, Any]:
         return {
             "event_id": event_id(group.version),
-            "event_time": self.ctx.event_time(group.stamp),
+            "event_time": self.event_time(group, group.stamp),
             "source_system": "SAGE100",
             "source_record_id": record_id,
             "correlation_id": None,
         }
 
+    def event_time(self, group: Group, stamp: int) -> datetime:
+        """UTC of a change stamp of `group`; BadRow when there is none (year 9999, late in the day)."""
+        try:
+            return self.ctx.event_time(stamp)
+        except (OverflowError, ValueError) as exc:
+            row = group.rows[0] if group.rows else None
+            shown = f"{row[self.i_date]} {row[self.i_time]}" if row is not None else stamp
+            raise BadRow(self.table, group.key, "DateUpdated", shown, f"has no UTC time: {exc}") from None
+
+    def decimal(self, group: Group, row: Row, column: str, scale: int) -> Decimal | None:
+        """A number column at `scale`; BadRow when it is not a number or does not fit the column."""
+        value = row[self.column_index[column]]
+        try:
+            number = decimal_at(value, scale)
+        except (ValueError, TypeError) as exc:
+            raise BadRow(self.table, group.key, column, value, str(exc)) from None
+        except ArithmeticError:  # decimal.InvalidOperation: past the 28 digits a Decimal holds
+            raise BadRow(
+                self.table, group.key, column, value, "has more digits than a number holds"
+            ) from None
+        if number is not None and abs(number) >= self.limits[column]:
+            layout = self.table.column(column)
+            raise BadRow(
+                self.table, group.key, column, value, f"does not fit N{layout.precision}.{layout.scale}"
+            )
+        return number
+
+    def quantity(self, group: Group, row: Row, column: str) -> Decimal:
+        return self.decimal(group, row, column, 6) or _ZERO6
+
+    def map(self, group: Group, odbc: SageOdbc) -> list[OutRecord]:
+        """The canonical records of a row version; `BadRow` (Permanent) when it cannot be read or mapped."""
+        if group.problem is not None:
+            raise group.problem
+        records = self.records(group, odbc)
+        if self.publishes_echoes and group.user == self.ctx.integration_user:
+            for rec in records:
+                rec.headers = WRITTEN_BY
+        return records
+
     def records(self, group: Group, odbc: SageOdbc) -> list[OutRecord]:
+        """What each stream writes: the records of a readable row version (called through `map`)."""
         raise NotImplementedError
 
     def confirmed(self, records: Sequence[OutRecord]) -> None:
         """Kafka has these records (hook for per-stream memory)."""
 
     def rejected(self, group: Group, error: BaseException) -> Rejected:
-        """A row version that cannot be mapped, as a dead letter: the table, its key, its values as
-        JSON (the closest thing to "original bytes" a database row has)."""
-        rows = [dict(zip(self.columns, row, strict=False)) for row in group.rows]
-        value = json.dumps({"table": self.name, "rows": rows}, default=_json_default).encode()
-        failed = FailedRecord(self.name, -1, -1, "-".join(group.key).encode(), value)
+        """A row version that cannot be read or mapped, as a dead letter. Its origin (`topic`) is
+        the table at fault, its key the row key joined by "-" (a NULL part empty), and its value
+        JSON: `table`, `key` (column -> value, NULL as null), `column`, `reason` and the `rows`
+        read, the closest thing to "original bytes" a database row has. `found_by` names the
+        table whose change led to it when that differs (a contact change reads its customer)."""
+        if isinstance(error, BadRow):
+            table, key = error.table, error.key
+        else:
+            table, key = self.name, dict(zip(self.table.key, group.key, strict=False))
+        body: dict[str, Any] = {
+            "table": table,
+            "key": key,
+            "column": error.field if isinstance(error, Permanent) else None,
+            "reason": str(error),
+            "rows": [dict(zip(self.columns, row, strict=False)) for row in group.rows],
+        }
+        if table != self.name:
+            body["found_by"] = self.name
+        shown = "-".join("" if part is None else part for part in key.values())
+        value = json.dumps(body, default=_json_default).encode()
+        failed = FailedRecord(table, -1, -1, shown.encode(), value)
         return Rejected(failed, error, f"{type(self).__module__}.{type(self).__qualname__}.records")
 
     def sweep_status(self, row: Row) -> tuple[str, ...]:
@@ -297,6 +404,7 @@ class CustomerStream(Stream):
     schema = "Customer"
     sweep_columns = ("CustomerStatus",)
     multi_row = True
+    publishes_echoes = True
 
     def __init__(self, table: Table, contacts: Table, ctx: MappingContext) -> None:
         self.contacts = contacts
@@ -377,8 +485,8 @@ class CustomerStream(Stream):
             "customer_no": number,
             "name": _name(row[ix["CustomerName"]]),
             "status": CUSTOMER_STATUS.get(_name(row[ix["CustomerStatus"]]), "UNKNOWN"),
-            "credit_limit": _money(row[ix["CreditLimit"]], 2),
-            "current_balance": _money(row[ix["CurrentBalance"]], 2),
+            "credit_limit": self.decimal(group, row, "CreditLimit", 2),
+            "current_balance": self.decimal(group, row, "CurrentBalance", 2),
             "terms_code": _text(row[ix["TermsCode"]]),
             "salesperson_division_no": _text(row[ix["SalespersonDivisionNo"]]),
             "salesperson_no": _text(row[ix["SalespersonNo"]]),
@@ -469,11 +577,15 @@ class ContactStream(Stream):
         customer = self.customers.read_key(odbc, group.key[:2])
         if customer is None:  # deleted with its contacts: the customer sweep reports it
             return []
+        if customer.problem is not None:
+            raise customer.problem
         key = "-".join(group.key[:2])
         if self.customers.published.get(key) == customer.digest:
             return []  # this customer version is out already (a new customer and its contacts)
         value = self.customers.record(customer, source=group)
-        value["envelope"]["event_time"] = self.ctx.event_time(max(group.stamp, customer.stamp))
+        value["envelope"]["event_time"] = self.customers.event_time(
+            customer, max(group.stamp, customer.stamp)
+        )
         event_time = value["envelope"]["event_time"]
         return [
             OutRecord(
@@ -503,11 +615,7 @@ class ItemStream(Stream):
         row, ix = group.rows[0], self.column_index
         item_type = ITEM_TYPES.get(_name(row[ix["ItemType"]]))
         if item_type is None:
-            raise Permanent(
-                f"CI_Item {group.key[0]}: ItemType {row[ix['ItemType']]!r} is none of 1-5",
-                field="ItemType",
-                value=row[ix["ItemType"]],
-            )
+            raise BadRow(self.table, group.key, "ItemType", row[ix["ItemType"]], "is none of 1-5")
         value: dict[str, Any] = {
             "envelope": self.envelope(group, group.key[0]),
             "item_code": group.key[0],
@@ -518,9 +626,9 @@ class ItemStream(Stream):
             "product_line": _text(row[ix["ProductLine"]]),
             "product_type": _text(row[ix["ProductType"]]),
             "unit_of_measure": _text(row[ix["StandardUnitOfMeasure"]]),
-            "standard_unit_price": _money(row[ix["StandardUnitPrice"]], 6),
-            "standard_unit_cost": _money(row[ix["StandardUnitCost"]], 6),
-            "total_quantity_on_hand": _money(row[ix["TotalQuantityOnHand"]], 6),
+            "standard_unit_price": self.decimal(group, row, "StandardUnitPrice", 6),
+            "standard_unit_cost": self.decimal(group, row, "StandardUnitCost", 6),
+            "total_quantity_on_hand": self.decimal(group, row, "TotalQuantityOnHand", 6),
             "default_warehouse_code": _text(row[ix["DefaultWarehouseCode"]]),
             "active": _name(row[ix["InactiveItem"]]) != "Y",
             "custom_fields": self.custom_fields(row),
@@ -556,20 +664,12 @@ class InventoryStream(Stream):
     topic_name = topic_names.INVENTORY
     schema = "InventoryLevel"
 
-    def __init__(self, table: Table, ctx: MappingContext) -> None:
-        super().__init__(table, ctx)
-        ix = self.column_index
-        self.i_on_hand, self.i_on_so = ix["QuantityOnHand"], ix["QuantityOnSalesOrder"]
-        self.i_on_bo, self.i_on_po, self.i_cost = (
-            ix["QuantityOnBackOrder"],
-            ix["QuantityOnPurchaseOrder"],
-            ix["AverageCost"],
-        )
-
     def records(self, group: Group, odbc: SageOdbc) -> list[OutRecord]:
         row = group.rows[0]
         item, warehouse = group.key
-        on_hand, on_so, on_bo = _qty(row[self.i_on_hand]), _qty(row[self.i_on_so]), _qty(row[self.i_on_bo])
+        on_hand = self.quantity(group, row, "QuantityOnHand")
+        on_so = self.quantity(group, row, "QuantityOnSalesOrder")
+        on_bo = self.quantity(group, row, "QuantityOnBackOrder")
         value: dict[str, Any] = {
             "envelope": self.envelope(group, f"{item}-{warehouse}"),
             "item_code": item,
@@ -577,9 +677,9 @@ class InventoryStream(Stream):
             "quantity_on_hand": on_hand,
             "quantity_on_sales_order": on_so,
             "quantity_on_back_order": on_bo,
-            "quantity_on_purchase_order": _qty(row[self.i_on_po]),
+            "quantity_on_purchase_order": self.quantity(group, row, "QuantityOnPurchaseOrder"),
             "quantity_available": on_hand - on_so - on_bo,
-            "average_cost": _money(row[self.i_cost], 6),
+            "average_cost": self.decimal(group, row, "AverageCost", 6),
         }
         return [
             OutRecord(

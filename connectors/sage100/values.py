@@ -44,6 +44,7 @@ __all__ = [
     "SAGE_CODEPAGE",
     "change_stamp",
     "clock_set_back_start",
+    "day_end_stamp",
     "decimal_at",
     "decimal_param",
     "format_hours",
@@ -285,6 +286,13 @@ def change_stamp(day: date | None, time_text: str | None) -> int:
             _ORDINALS.clear()
         ordinal = _ORDINALS[day] = day.toordinal() * HOURS_PER_DAY_MICRO
     return ordinal + micro
+
+
+def day_end_stamp(day: object) -> int:
+    """The last change stamp of a date (0 for anything that is not one)."""
+    if not isinstance(day, date):
+        return 0
+    return (day.toordinal() + 1) * HOURS_PER_DAY_MICRO - 1
 
 
 def stamp_parts(stamp: int) -> tuple[date, int]:

@@ -2,9 +2,11 @@
 
 What it owns: turning one delivered CometD message into a `ChangeEvent` (CDC, `/data/...`) or a
 `PlatformEvent` (`/event/...`), or refusing it with `MalformedEvent` (a `Permanent`: the source
-dead-letters it with the reason); recognising our own writes (`changeOrigin` ending in
-`;client=<our id>`); and `collapse()`, which turns a batch of change events into one `Target` per
-record to read, so a record changed five times in a batch is read and produced once.
+dead-letters it with the reason); recognising our own writes (`is_echo`: the `changeOrigin` ends
+in `;client=<our id>` AND the `commitUser` is the integration user; anyone can send the header,
+so the client alone proves nothing); and `collapse()`, which turns a batch of change events
+into one `Target` per record to read, so a record changed five times in a batch is read and
+produced once.
 
 How it works: a CDC message is `{"channel", "data": {"event": {"replayId"}, "payload":
 {"ChangeEventHeader": {entityName, recordIds, changeType, changeOrigin, transactionKey,
@@ -19,7 +21,8 @@ gap event or catch-up read (no body) touched it.
 Limits: body values are top-level fields only (compound fields such as BillingAddress stay
 nested and are not looked into). A change that is undone before the read is seen as the
 current state, which is what the compacted topics keep anyway. The changeOrigin client
-test is exact: `client=sagesf` does not match `client=sagesf-2`.
+test is exact: `client=sagesf` does not match `client=sagesf-2`; user IDs compare on their first
+15 characters (18 = 15 + checksum).
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ __all__ = [
     "Target",
     "collapse",
     "event_uuid",
+    "is_echo",
     "origin_client",
     "parse_message",
 ]
@@ -67,6 +71,7 @@ class ChangeEvent:
     record_ids: tuple[str, ...]
     changed_fields: frozenset[str]
     change_origin: str
+    commit_user: str  # the Id of the user whose transaction made the change
     transaction_key: str
     sequence_number: int
     commit_timestamp_ms: int
@@ -122,7 +127,7 @@ def _change_event(
     commit = header.get("commitTimestamp")
     if not isinstance(entity, str) or not entity:
         raise MalformedEvent("ChangeEventHeader.entityName is missing", field="entityName")
-    if change_type not in CHANGE_TYPES and change_type not in GAP_TYPES:
+    if not isinstance(change_type, str) or (change_type not in CHANGE_TYPES and change_type not in GAP_TYPES):
         raise MalformedEvent(
             f"unknown ChangeEventHeader.changeType {change_type!r}", field="changeType", value=change_type
         )
@@ -144,6 +149,7 @@ def _change_event(
         record_ids=tuple(record_ids),
         changed_fields=frozenset(str(f) for f in changed) if isinstance(changed, list) else frozenset(),
         change_origin=str(header.get("changeOrigin") or ""),
+        commit_user=str(header.get("commitUser") or ""),
         transaction_key=str(header.get("transactionKey") or ""),
         sequence_number=sequence if isinstance(sequence, int) else 0,
         commit_timestamp_ms=commit,
@@ -157,7 +163,7 @@ def _created_ms(payload: dict[str, Any]) -> int:
     if isinstance(created, str):
         try:
             return int(datetime.fromisoformat(created).timestamp() * 1000)
-        except ValueError:
+        except (ValueError, OverflowError, OSError):
             pass
     raise MalformedEvent("a platform event needs CreatedDate (ISO 8601)", field="CreatedDate", value=created)
 
@@ -169,6 +175,13 @@ def origin_client(change_origin: str) -> str | None:
         if key.strip().lower() == "client" and value.strip():
             return value.strip()
     return None
+
+
+def is_echo(event: ChangeEvent, clients: frozenset[str], users: frozenset[str]) -> bool:
+    """Whether our own write made `event`: its origin names one of our `clients` and the user who
+    committed it is one of our `users` (15-character IDs)."""
+    client = origin_client(event.change_origin)
+    return client is not None and client in clients and event.commit_user[:15] in users
 
 
 def event_uuid(*parts: object) -> str:

@@ -10,7 +10,8 @@ How one batch goes, in this order:
 1. parse every message (connectors/salesforce/change_events.py); a malformed one is a dead
    letter; every event moves its channel's position;
 2. drop what is not ours to publish: events committed before a by-time stream's start, echoes
-   of our own writes (changeOrigin client), objects without mapping (counted);
+   of our own writes (changeOrigin client AND commitUser the integration user: another user's
+   change carrying our client header is not an echo), objects without mapping (counted);
 3. child changes (Contact, OpportunityLineItem, OrderItem) become changes of their parent
    (one `queryAll` for the parent IDs, deletions included); GAP_CREATE/UPDATE/UNDELETE count as
    full re-reads, GAP_DELETE as a deletion, GAP_OVERFLOW as a catch-up read of the whole object
@@ -29,9 +30,18 @@ How one batch goes, in this order:
    Kafka has the records. A crash anywhere before that replays the batch: at-least-once, with
    deterministic event IDs so consumers can tell a repeat.
 
-Records read for a CREATE/UPDATE that are gone by the time of the read are skipped (the
-DELETE event that follows produces the deleted record). A deleted record that even queryAll no
-longer finds (hard-deleted) is a dead letter: there is nothing to key it by.
+Whatever mapping one record raises (a `Permanent`, or a bug it meets) dead-letters that record
+alone, in event batches, GAP_OVERFLOW reads and catch-up reads alike: a catch-up read has no
+event to split it by, and a failure there would otherwise stop the source at every restart.
+
+Records read for a CREATE/UPDATE that are gone by the time of the read are asked for again with
+queryAll: deleted since (IsDeleted) they are skipped, counted `deleted_since` (the DELETE event
+that follows produces the deleted record); not found even so, the integration user cannot see
+them (sharing) or they were hard-deleted, and they are logged and dead-lettered as `not_visible`
+with the reason, as is a child record whose parent lookup finds nothing. A deleted record that
+even queryAll no longer finds is a dead letter too: there is nothing to key it by. A read
+Salesforce refuses for permission is no record's fault: it raises `ReadRefused` (a Retriable,
+record_reader.py) and the whole batch waits.
 
 Limits: the state produced is the state at read time, not at the event's commit (several
 quick changes of one record may produce the latest state several times, never an older one
@@ -60,7 +70,7 @@ from connectors.salesforce.change_events import (
     Target,
     collapse,
     event_uuid,
-    origin_client,
+    is_echo,
     parse_message,
 )
 from connectors.salesforce.record_mapper import RecordMapper
@@ -77,7 +87,7 @@ from connectors.salesforce.source_metrics import (
     SOURCE_RECORDS,
 )
 from sagesf.dead_letter_writer import FailedRecord
-from sagesf.errors import Permanent
+from sagesf.errors import Backpressure, Permanent, Retriable
 from sagesf.publisher import CanonicalRecord
 from sagesf.source import Rejected, SourceBatch
 
@@ -116,6 +126,7 @@ class ChangeReader:
         mapper: RecordMapper,
         storage: PositionReplayStorage,
         echo_clients: Iterable[str],
+        echo_users: Iterable[str] = (),
         overflow_lookback_ms: int = 300_000,
     ) -> None:
         self.mapping = mapping
@@ -123,6 +134,7 @@ class ChangeReader:
         self.mapper = mapper
         self.storage = storage
         self.echo_clients = frozenset(echo_clients)
+        self.echo_users = frozenset(user[:15] for user in echo_users if user)
         self.overflow_lookback_ms = overflow_lookback_ms
 
     def entities(self, channel: str) -> list[str]:
@@ -148,7 +160,7 @@ class ChangeReader:
             elif event is not None and self._wanted(event, batch):
                 changes.append(event)
         overflows = [e for e in changes if e.change_type == "GAP_OVERFLOW"]
-        targets = collapse(self._items([e for e in changes if e.change_type != "GAP_OVERFLOW"]))
+        targets = collapse(self._items([e for e in changes if e.change_type != "GAP_OVERFLOW"], batch))
         self._produce_targets(targets, batch)
         for event in platform:
             self._produce_platform_event(event, batch)
@@ -201,8 +213,7 @@ class ChangeReader:
         return event
 
     def _wanted(self, event: ChangeEvent, batch: _Batch) -> bool:
-        client = origin_client(event.change_origin)
-        if client is not None and client in self.echo_clients:
+        if is_echo(event, self.echo_clients, self.echo_users):
             ECHOES_DROPPED.labels(event.channel).inc()
             return False
         if event.entity not in self.mapping.objects:
@@ -217,8 +228,11 @@ class ChangeReader:
             GAP_EVENTS.labels(event.entity, event.change_type).inc()
         return True
 
-    def _items(self, changes: list[ChangeEvent]) -> list[tuple[str, str, ChangeEvent | None, str, int, str]]:
-        """(entity, record id, event, change type, commit ms, event id) per record, children as parents."""
+    def _items(
+        self, changes: list[ChangeEvent], batch: _Batch
+    ) -> list[tuple[str, str, ChangeEvent | None, str, int, str]]:
+        """(entity, record id, event, change type, commit ms, event id) per record, children as
+        parents; a child the parent lookup does not find is a dead letter (`not_visible`)."""
         parents = self._parents(changes)
         items: list[tuple[str, str, ChangeEvent | None, str, int, str]] = []
         for event in changes:
@@ -237,25 +251,29 @@ class ChangeReader:
                         )
                     )
                     continue
-                parent_id = parents.get((event.entity, record_id))
+                if (event.entity, record_id) not in parents:
+                    target = Target(event.entity, record_id, False, False, {}, 0, event_id, event)
+                    self._not_visible(target, batch)
+                    continue
+                parent_id = parents[(event.entity, record_id)]
                 if parent_id is not None:
                     items.append(
                         (obj.parent.object, parent_id, event, "CHILD", event.commit_timestamp_ms, event_id)
                     )
         return items
 
-    def _parents(self, changes: list[ChangeEvent]) -> dict[tuple[str, str], str]:
+    def _parents(self, changes: list[ChangeEvent]) -> dict[tuple[str, str], str | None]:
+        """(child entity, child id) -> its parent's ID, None when it has none; absent: not found."""
         wanted: dict[str, list[str]] = defaultdict(list)
         for event in changes:
             if self.mapping.objects[event.entity].parent is not None:
                 wanted[event.entity].extend(event.record_ids)
-        found: dict[tuple[str, str], str] = {}
+        found: dict[tuple[str, str], str | None] = {}
         for entity, ids in wanted.items():
             parent = self.mapping.objects[entity].parent
             assert parent is not None
             for child_id, parent_id in self.reader.parents(entity, parent.field, ids).items():
-                if parent_id:
-                    found[(entity, child_id)] = parent_id
+                found[(entity, child_id)] = parent_id or None
         return found
 
     # --- reading and producing ----------------------------------------------------------------
@@ -268,24 +286,35 @@ class ChangeReader:
         records: dict[tuple[str, bool], dict[str, dict[str, Any]]] = {}
         for entity, ids in live.items():
             records[(entity, False)] = self.reader.read(entity, ids)
+            missing = [i for i in ids if i not in records[(entity, False)]]
+            if missing:  # deleted since the event, or not visible: queryAll tells which
+                records[(entity, False)].update(self.reader.read(entity, missing, include_deleted=True))
         for entity, ids in gone.items():
             records[(entity, True)] = self.reader.read(entity, ids, include_deleted=True)
         for target in targets:
             record = records[(target.entity, target.deleted)].get(target.record_id)
             if record is None:
-                if target.deleted:
-                    error = Permanent(
-                        f"{target.entity} {target.record_id} was deleted and cannot be read any more "
-                        "(hard-deleted?): no deleted record to produce",
-                        field="recordIds",
-                        value=target.record_id,
-                    )
-                    batch.failed.append((_failed_target(target, None), error))
-                    SOURCE_RECORDS.labels(target.entity, "dead_letter").inc()
-                else:
-                    SOURCE_RECORDS.labels(target.entity, "not_found").inc()
-                continue
-            self._produce_one(target, record, batch)
+                self._not_visible(target, batch)
+            elif record.get("IsDeleted") and not target.deleted:
+                SOURCE_RECORDS.labels(target.entity, "deleted_since").inc()
+            else:
+                self._produce_one(target, record, batch)
+
+    def _not_visible(self, target: Target, batch: _Batch) -> None:
+        """An event names a record that neither query nor queryAll returns: dead-letter it, saying so."""
+        what = "deleted record" if target.deleted else "record"
+        error = Permanent(
+            f"{target.entity} {target.record_id}: the event names it but Salesforce does not return the "
+            f"{what} to the integration user: it cannot see it (sharing, record access) or it was "
+            "hard-deleted. Give the integration user access, then replay this dead letter",
+            field="recordIds",
+            value=target.record_id,
+        )
+        log.warning(
+            "%s %s is not visible to the integration user: dead-lettered", target.entity, target.record_id
+        )
+        batch.failed.append((_failed_target(target, None), error))
+        SOURCE_RECORDS.labels(target.entity, "not_visible").inc()
 
     def _produce_one(self, target: Target, record: dict[str, Any], batch: _Batch) -> None:
         obj = self.mapping.producing(target.entity)
@@ -301,7 +330,11 @@ class ChangeReader:
                 event_time_ms=target.commit_timestamp_ms,
                 deleted=target.deleted,
             )
-        except Permanent as exc:
+        except (Retriable, Backpressure):
+            raise
+        except Exception as exc:  # Permanent, or a bug: this record alone, not the stream
+            if not isinstance(exc, Permanent):
+                log.exception("dead-lettering %s %s: mapping it failed", target.entity, target.record_id)
             batch.failed.append((_failed_target(target, record), exc))
             SOURCE_RECORDS.labels(target.entity, "dead_letter").inc()
             return
@@ -417,5 +450,5 @@ def _failed_target(target: Target, record: Mapping[str, Any] | None) -> FailedRe
 def _epoch_ms(stamp: str) -> int | None:
     try:
         return int(datetime.fromisoformat(stamp).timestamp() * 1000)
-    except ValueError:
+    except (ValueError, OverflowError, OSError):
         return None

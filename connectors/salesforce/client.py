@@ -5,6 +5,9 @@ What it owns: `connect(settings)` -> `SalesforceConnection`, the one way the Sal
 `simple_salesforce.Salesforce`. The connection holds
 - `sf`: a `simple_salesforce.Salesforce` built from an access token (auth.py runs the configured
   OAuth flow), whose `requests.Session` is a `SalesforceSession`;
+- `user_id`: the integration user's Id, from the identity URL of the token answer
+  (`https://login.salesforce.com/id/<org id>/<user id>`, which every OAuth flow returns): the
+  CDC source takes a change as its own echo only when that user committed it;
 - `token` / `access_token` / `instance_url`: for clients that do not go through `sf`, such as
   the source's aiosfstream authenticator (`token.oauth_response()` is what its
   `_authenticate()` returns); `renew(stale)` gives a fresh token (see below);
@@ -36,6 +39,7 @@ SalesforceExpiredSession.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -46,7 +50,7 @@ from requests.adapters import HTTPAdapter
 from simple_salesforce.api import Salesforce
 
 from connectors.salesforce.auth import AccessToken, AuthenticationFailed, request_token
-from connectors.salesforce.config import SalesforceSettings
+from connectors.salesforce.config import SalesforceSettings, plain_http_allowed
 from connectors.salesforce.metrics import API_CALLS, LOGINS, TOKEN_REFRESHES
 
 log = logging.getLogger(__name__)
@@ -58,11 +62,13 @@ __all__ = [
     "SalesforceConnection",
     "SalesforceSession",
     "connect",
+    "is_user_id",
     "salesforce",
 ]
 
 CALL_OPTIONS_HEADER = "Sforce-Call-Options"
 ResponseListener = Callable[[requests.PreparedRequest, requests.Response], None]
+_USER_ID = re.compile(r"^005[A-Za-z0-9]{12}(?:[A-Za-z0-9]{3})?$")  # User IDs start with 005
 _RESOURCES = frozenset({"composite", "jobs", "query", "queryAll", "sobjects", "limits", "search", "tooling"})
 
 
@@ -155,11 +161,12 @@ class SalesforceConnection:
         self._token = self._login()
         instance = urlsplit(self._token.instance_url)
         if instance.scheme == "http":
-            if login.scheme != "http":
+            if login.scheme != "http" or not plain_http_allowed(instance.hostname, settings.plain_http_host):
                 raise AuthenticationFailed(
                     settings.auth_flow,
                     "insecure_instance",
-                    f"the token answer names a plain-http instance {instance.netloc} for an https login",
+                    f"the token answer names a plain-http instance {instance.netloc}: "
+                    "only loopback or SAGESF_SALESFORCE__PLAIN_HTTP_HOST may be reached over http",
                 )
             self.session.allow_http(instance.netloc)
         self.sf: Any = Salesforce(
@@ -177,6 +184,18 @@ class SalesforceConnection:
     @property
     def token(self) -> AccessToken:
         return self._token
+
+    @property
+    def user_id(self) -> str:
+        """The logged-in (integration) user's Id; AuthenticationFailed if the token answer names none."""
+        identity = urlsplit(self._token.identity_url or "").path.rstrip("/").split("/")
+        if len(identity) >= 4 and identity[-3] == "id" and is_user_id(identity[-1]):
+            return identity[-1]
+        raise AuthenticationFailed(
+            self.settings.auth_flow,
+            "no_identity",
+            "the token answer names no user (its `id` URL): the echo guard needs the integration user",
+        )
 
     @property
     def access_token(self) -> str:
@@ -237,6 +256,11 @@ def _count_call(request: requests.PreparedRequest, response: requests.Response) 
     resource = _resource(request.url)
     if resource is not None:
         API_CALLS.labels(resource, str(response.status_code)).inc()
+
+
+def is_user_id(value: str) -> bool:
+    """Whether `value` is a Salesforce User Id (key prefix 005, 15 or 18 characters)."""
+    return bool(_USER_ID.match(value))
 
 
 def connect(settings: SalesforceSettings) -> SalesforceConnection:

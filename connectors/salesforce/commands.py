@@ -4,7 +4,8 @@ What it owns: the mapping between the Avro records on salesforce.commands.v1 /
 salesforce.results.v1 (schemas/SalesforceCommand.avsc, SalesforceResult.avsc) and what the sink
 works with:
 - `parse_command(value)` -> `SalesforceCommand`, checked before anything is sent: a known
-  operation, API names that are names (they go into URLs and CSV headers), a record ID for UPDATE,
+  operation, API names that are Salesforce API names (connectors/salesforce/soql.py `is_api_name`:
+  they go into URLs and CSV headers), a record ID for UPDATE,
   an external ID field and value for UPSERT (INSERT needs neither: it creates, e.g. publishes a
   platform event), no `Id`/`attributes`/external-ID field among the fields. A command that
   fails is `InvalidCommand` (Permanent): dead-lettered and answered as REJECTED without calling
@@ -33,6 +34,7 @@ from enum import StrEnum
 from typing import Any
 
 from connectors.salesforce.errors import SalesforceRecordError
+from connectors.salesforce.soql import is_api_name
 from sagesf.errors import Permanent
 
 __all__ = [
@@ -50,7 +52,6 @@ __all__ = [
 ]
 
 FieldValue = None | bool | int | float | str
-_API_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,79}$")
 _RECORD_ID = re.compile(r"^[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?$")
 _RESERVED_FIELDS = frozenset({"id", "attributes"})
 _EPOCH = datetime.min.replace(tzinfo=UTC)
@@ -144,7 +145,7 @@ def parse_command(value: Any) -> SalesforceCommand:
         )
     operation = Operation(operation_name)
     sobject = _text(value.get("sobject")) or ""
-    if not _API_NAME.match(sobject):
+    if not is_api_name(sobject):
         raise InvalidCommand(f"sobject {sobject!r} is not an object API name", field="sobject", value=sobject)
     record_id = _text(value.get("record_id"))
     ext_field = _text(value.get("external_id_field"))
@@ -157,7 +158,7 @@ def parse_command(value: Any) -> SalesforceCommand:
                 value=record_id,
             )
     elif operation is Operation.UPSERT:
-        if ext_field is None or not _API_NAME.match(ext_field):
+        if ext_field is None or not is_api_name(ext_field):
             raise InvalidCommand(
                 "an UPSERT needs external_id_field, the API name of an external ID field",
                 field="external_id_field",
@@ -170,7 +171,7 @@ def parse_command(value: Any) -> SalesforceCommand:
         raise InvalidCommand("fields must be a map of field name to value", field="fields")
     fields: dict[str, FieldValue] = {}
     for name, field_value in raw_fields.items():
-        if not isinstance(name, str) or not _API_NAME.match(name):
+        if not is_api_name(name):
             raise InvalidCommand(f"field name {name!r} is not a field API name", field="fields", value=name)
         lowered = name.lower()
         if lowered in _RESERVED_FIELDS or (ext_field is not None and lowered == ext_field.lower()):

@@ -1,7 +1,8 @@
 """The Salesforce connector's two processes, as sagesf.runner components: `sagesf run
 salesforce-source` and `sagesf run salesforce-sink`. Each builder logs in, assembles the parts
 from the settings and hands the core loops a connector role (`SalesforceCdcSource`,
-`SalesforceSink`)."""
+`SalesforceSink`). The source also replays its dead letters (`build_source_replay`, for
+`sagesf dlq replay salesforce-source`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from connectors.salesforce.budget import ApiBudget
 from connectors.salesforce.change_reader import ChangeReader
 from connectors.salesforce.client import SalesforceConnection, connect
 from connectors.salesforce.config import SalesforceSettings
+from connectors.salesforce.event_replayer import SalesforceEventReplayer
 from connectors.salesforce.record_mapper import RecordMapper
 from connectors.salesforce.record_reader import RecordReader
 from connectors.salesforce.replay_storage import PositionReplayStorage
@@ -26,7 +28,7 @@ from sagesf.retry import RetryPolicy
 from sagesf.runner import Component, Process
 from sagesf.serde import AvroDecoder
 from sagesf.sink import SinkLoop
-from sagesf.source import SourceLoop
+from sagesf.source import Replayer, SourceLoop
 
 __all__ = ["SALESFORCE_SINK", "SALESFORCE_SOURCE", "build_sink_loop", "build_source"]
 
@@ -63,6 +65,7 @@ def build_source(process: Process) -> SourceLoop:
         mapper=RecordMapper(mapping),
         storage=storage,
         echo_clients=[salesforce.call_options_client, *settings.echo_clients],
+        echo_users=[connection.user_id, *settings.echo_users],
         overflow_lookback_ms=int(settings.overflow_lookback_seconds * 1000),
     )
     source = SalesforceCdcSource(settings, connection, changes, storage, process.health)
@@ -70,6 +73,29 @@ def build_source(process: Process) -> SourceLoop:
     process.closing(source.close, "the streaming client")
     retry = RetryPolicy(initial=settings.retry_initial, maximum=settings.retry_maximum)
     return SourceLoop(source, publisher, positions, health=process.health, retry=retry)
+
+
+def build_source_replay(process: Process) -> Replayer:
+    """The source's dead-lettered events processed again with the mapping in use (logged in, no
+    streaming, no position read or stored), published as the source publishes."""
+    salesforce = process.settings(SalesforceSettings)
+    settings = process.settings(SalesforceSourceSettings)
+    mapping = load_source_mapping(settings.mapping_file)
+    connection = _connect(process, salesforce)
+    events = SalesforceEventReplayer(
+        mapping,
+        RecordReader(connection.sf, mapping, settings.read_batch_size),
+        RecordMapper(mapping),
+        echo_clients=[salesforce.call_options_client, *settings.echo_clients],
+        echo_users=[connection.user_id, *settings.echo_users],
+    )
+    publisher = process.publisher(
+        SalesforceCdcSource.name,
+        topics=settings.topics,
+        dead_letter_topic=settings.dead_letter_topic,
+        timeout=settings.produce_timeout,
+    )
+    return Replayer(events.reread, publisher)
 
 
 def build_sink_loop(
@@ -132,6 +158,7 @@ SALESFORCE_SOURCE = Component(
     f"{topic_names.SALES_ORDERS}, {topic_names.CUSTOMERS} and {topic_names.CREDIT_REQUESTS}.",
     build=build_source,
     settings=(SalesforceSettings, SalesforceSourceSettings),
+    replay=build_source_replay,
 )
 SALESFORCE_SINK = Component(
     name="salesforce-sink",

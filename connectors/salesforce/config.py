@@ -2,7 +2,8 @@
 
 What it owns: how to reach and log in to an org (login URL, API version, OAuth flow and its
 credentials), the `Sforce-Call-Options: client=<id>` the connector stamps on every call (the
-echo guard: the CDC source drops change events whose changeOrigin names it), the API budget
+echo guard: the CDC source drops change events whose changeOrigin names it and whose commitUser
+is the integration user), the API budget
 (share of the org's daily request limit the integration may use), and the sink's knobs (bulk
 threshold, batch window, topics, consumer group) under `SAGESF_SALESFORCE__SINK__*`.
 
@@ -18,13 +19,19 @@ A missing credential fails at start-up with `ConfigError` naming the variables t
 
 Secrets are `SecretStr`; `register_settings_secrets` (sagesf.logs) masks them in every log line.
 
-Limits: one org per process. `login_url` may be http only for a local emulator: the connector
-then talks plain http to the instance URL the token response names, and refuses an http instance
-URL when the login URL is https.
+Plain http: a login URL over http sends the credentials in clear, so it is refused at start-up
+(`ConfigError` naming SAGESF_SALESFORCE__LOGIN_URL) unless its host is loopback (127.0.0.0/8,
+::1, localhost: the sandbox emulator) or the one host named by `plain_http_host` (an emulator in
+a private network, e.g. `salesforce` in docker compose). The connector then talks plain http to
+the instance URL the token response names only when that is such a host too, and never when the
+login URL is https (client.py).
+
+Limits: one org per process.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -48,6 +55,7 @@ __all__ = [
     "AuthFlow",
     "SalesforceSettings",
     "SalesforceSinkOptions",
+    "plain_http_allowed",
 ]
 
 ENV_PREFIX = "SAGESF_SALESFORCE__"
@@ -75,6 +83,7 @@ class SalesforceSettings(BaseSettings):
 
     # --- the org and the login -------------------------------------------------------------------
     login_url: str = "https://login.salesforce.com"  # test.salesforce.com, My Domain, or the emulator
+    plain_http_host: str | None = None  # a non-loopback emulator host plain http may reach (compose)
     api_version: str = "62.0"
     auth_flow: AuthFlow = "jwt"
     client_id: str | None = None
@@ -113,6 +122,16 @@ class SalesforceSettings(BaseSettings):
         if parts.path.strip("/") or parts.query:
             raise ValueError("must be the site only, without a path (the token path is added)")
         return f"{parts.scheme}://{parts.netloc}"
+
+    @model_validator(mode="after")
+    def _https_unless_local(self) -> SalesforceSettings:
+        login = urlsplit(self.login_url)
+        if login.scheme == "http" and not plain_http_allowed(login.hostname, self.plain_http_host):
+            raise ValueError(
+                f"{ENV_PREFIX}LOGIN_URL: must be https: plain http would send the credentials in clear "
+                f"(allowed only to loopback or to {ENV_PREFIX}PLAIN_HTTP_HOST, for an emulator)"
+            )
+        return self
 
     @field_validator("api_version")
     @classmethod
@@ -157,3 +176,17 @@ class SalesforceSettings(BaseSettings):
         if self.private_key is None:
             raise ConfigError(f"{ENV_PREFIX}PRIVATE_KEY: needed by the jwt auth flow")
         return self.private_key.read_text(encoding="utf-8")
+
+
+def plain_http_allowed(host: str | None, named: str | None = None) -> bool:
+    """Whether plain http may reach `host`: loopback, or the one host the settings name."""
+    if not host:
+        return False
+    if named is not None and host.lower() == named.lower():
+        return True
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -24,7 +24,10 @@ ms), boolean, int, enum symbol. The source builds the structure itself:
   DELETED where the status enum has it (SalesOrder).
 
 Limits: value maps match exactly (case and spaces count). Text is not truncated to Sage's
-lengths here; the Sage sink applies them.
+lengths here; the Sage sink applies them. A child set Salesforce paged (`done: false`, more
+lines than one query returns) is a `Permanent` error, never a record short of its lines; the
+pages are not followed. A value of the wrong shape (an object or list where a single value
+belongs, an epoch outside the calendar, a number beyond its Avro type) is `Permanent` too.
 """
 
 from __future__ import annotations
@@ -270,11 +273,20 @@ class RecordMapper:
             "country_code": country,
         }
 
-    def _children(self, record: Mapping[str, Any], child: ChildSpec) -> list[Mapping[str, Any]]:
+    def _children(self, entity: str, record: Mapping[str, Any], child: ChildSpec) -> list[Mapping[str, Any]]:
         block = field_value(record, child.relationship)
         rows = block.get("records") if isinstance(block, Mapping) else None
         if not isinstance(rows, list):
             return []
+        if isinstance(block, Mapping) and block.get("done") is False:
+            # Salesforce pages a large child set separately; a record without all of it (an order
+            # short of lines) must not be published as if it were whole
+            raise Permanent(
+                f"{entity}.{child.relationship}: only {len(rows)} of {block.get('totalSize', '?')} came back "
+                "in one query (a child set this large is paged by Salesforce; the source does not follow it)",
+                field=f"{entity}.{child.relationship}",
+                value=block.get("totalSize"),
+            )
         children = [r for r in rows if isinstance(r, Mapping)]
         if child.order_by:
             order_by = child.order_by
@@ -287,7 +299,7 @@ class RecordMapper:
         fields = self._fields("SalesOrderLine")
         where = f"{entity}.{spec.relationship}"
         lines = []
-        for number, row in enumerate(self._children(record, spec), start=1):
+        for number, row in enumerate(self._children(entity, record, spec), start=1):
             line = self._mapped_fields(where, spec.fields, row, fields)
             line["line_no"] = number
             _check_required(line, fields, f"SalesOrderLine {number}", where)
@@ -298,7 +310,7 @@ class RecordMapper:
         fields = self._fields("Contact")
         where = f"{entity}.{spec.relationship}"
         contacts = []
-        for row in self._children(record, spec):
+        for row in self._children(entity, record, spec):
             contact = self._mapped_fields(where, spec.fields, row, fields)
             if spec.address is not None:
                 contact["address"] = self._address(where, spec.address, row)
@@ -327,7 +339,8 @@ def convert(raw: Any, target: CanonicalField, entity: str, source: str) -> Any:
         return None
     try:
         return _CONVERTERS[target.kind](raw, target)
-    except (ValueError, TypeError, InvalidOperation, ArithmeticError) as exc:
+    # OSError: an epoch far outside the calendar (datetime.fromtimestamp raises EOVERFLOW)
+    except (ValueError, TypeError, InvalidOperation, ArithmeticError, OSError) as exc:
         raise Permanent(
             f"{entity}.{source}: {raw!r} does not fit {target.name} ({target.kind}): {exc}",
             field=f"{entity}.{source}",
@@ -387,13 +400,20 @@ def _to_int(raw: Any, target: CanonicalField) -> int:
     if number != number.to_integral_value():
         raise ValueError("not a whole number")
     value = int(number)
-    if target.kind == "int" and not -(2**31) <= value < 2**31:
-        raise ValueError("outside the 32-bit range")
+    bits = 32 if target.kind == "int" else 64
+    if not -(2 ** (bits - 1)) <= value < 2 ** (bits - 1):
+        raise ValueError(f"outside the {bits}-bit range")
     return value
 
 
+def _to_text(raw: Any, target: CanonicalField) -> str | None:
+    if isinstance(raw, Mapping | list):
+        raise TypeError("a compound value (object or list) where a single value belongs")
+    return _text(raw)
+
+
 _CONVERTERS: dict[str, Any] = {
-    "string": lambda raw, _t: _text(raw),
+    "string": _to_text,
     "decimal": _to_decimal,
     "date": _to_date,
     "timestamp": _to_timestamp,

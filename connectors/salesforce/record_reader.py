@@ -15,9 +15,15 @@ simple-salesforce's `query_all_iter`. Catch-up reads select `SystemModstamp >= <
 `queryAll`, so deletions since then are seen too, ordered by SystemModstamp.
 
 Errors, for sagesf.errors: 403 REQUEST_LIMIT_EXCEEDED is `Backpressure` (the source pauses and
-reads again later); 5xx, timeouts and connection failures are `Retriable`; a 400 on a read is a
-mapping problem (an unknown field: `MappingError` from `check_fields`, run at start-up) or a bug,
-and is raised as it is.
+reads again later); 5xx, timeouts and connection failures are `Retriable`; a read refused for
+permission (any other 403, e.g. INSUFFICIENT_ACCESS) or because a mapped field or object is gone
+or unreadable (400 INVALID_FIELD, INVALID_TYPE: a field deleted in the org, field-level security)
+is `ReadRefused`, a `Retriable`: no record is at fault, so nothing is dead-lettered and no replay
+position moves; the source backs off until an admin fixes it, counts it in
+`sagesf_salesforce_read_refusals_total{entity, error_code}` (alert SagesfSalesforceReadRefused)
+and logs Salesforce's full answer, while /healthz shows only the short reason. At start-up
+`check_fields` turns INVALID_FIELD/INVALID_TYPE into a `MappingError` naming the entry. Any other
+400 is a bug and is raised as it is.
 
 Limits: record IDs must look like Salesforce IDs (15 or 18 letters and digits); the source
 dead-letters events carrying anything else before reading. Child subqueries return what
@@ -27,6 +33,7 @@ pages are not followed).
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
@@ -37,15 +44,33 @@ from simple_salesforce.exceptions import SalesforceError, SalesforceMalformedReq
 
 from connectors.salesforce.soql import id_list, literal
 from connectors.salesforce.source_mapping import MappingError, ObjectMapping, SourceMapping
-from connectors.salesforce.source_metrics import SOQL_QUERIES
+from connectors.salesforce.source_metrics import READ_REFUSALS, SOQL_QUERIES
 from sagesf.errors import Backpressure, Retriable
 
-__all__ = ["RecordReader", "is_record_id"]
+__all__ = ["ReadRefused", "RecordReader", "is_record_id"]
+
+log = logging.getLogger(__name__)
 
 MAX_IDS_PER_QUERY = 200
 _RECORD_ID = re.compile(r"^[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?$")
 
 Record = dict[str, Any]
+# 400 codes that mean "the mapping reads something this user cannot read (any more)", not a bug
+_REFUSED_FIELD_CODES = frozenset({"INVALID_FIELD", "INVALID_TYPE"})
+_REFUSAL_LABELS = frozenset({"INSUFFICIENT_ACCESS", *_REFUSED_FIELD_CODES})
+
+
+class ReadRefused(Retriable):
+    """Salesforce refused a read for permission or a missing field: wait for an admin, lose nothing.
+
+    The message is the short reason /healthz shows; `detail` is Salesforce's whole answer (logged).
+    """
+
+    def __init__(self, entity: str, code: str, detail: str) -> None:
+        super().__init__(f"Salesforce refuses reading {entity}: {code} (a permission or a mapped field)")
+        self.entity = entity
+        self.code = code
+        self.detail = detail
 
 
 def is_record_id(value: str) -> bool:
@@ -136,6 +161,12 @@ class RecordReader:
                 raise MappingError(
                     f"objects.{entity}: Salesforce refused the mapped fields: {_salesforce_message(exc)}"
                 ) from None
+            except ReadRefused as exc:
+                if exc.code not in _REFUSED_FIELD_CODES:
+                    raise
+                raise MappingError(
+                    f"objects.{entity}: Salesforce refused the mapped fields: {exc.code}: {exc.detail}"
+                ) from None
 
 
 def _by_requested_id(found: dict[str, Any], requested: Sequence[str]) -> dict[str, Any]:
@@ -151,20 +182,32 @@ def _by_requested_id(found: dict[str, Any], requested: Sequence[str]) -> dict[st
     return out
 
 
-def _salesforce_message(exc: SalesforceError) -> str:
+def _first_error(exc: SalesforceError) -> tuple[str, str]:
+    """(errorCode, message) of Salesforce's answer."""
     content = exc.content
     if isinstance(content, list) and content and isinstance(content[0], dict):
         first = content[0]
-        return f"{first.get('errorCode', '?')}: {first.get('message', '')}"
-    return str(content)[:500]
+        return str(first.get("errorCode") or "?"), str(first.get("message") or "")
+    return "?", str(content)[:500]
+
+
+def _salesforce_message(exc: SalesforceError) -> str:
+    code, message = _first_error(exc)
+    return f"{code}: {message}"
 
 
 def _classify(exc: SalesforceError, entity: str, purpose: str) -> Exception:
     status = getattr(exc, "status", 0) or 0
-    message = _salesforce_message(exc)
+    code, message = _first_error(exc)
     where = f"Salesforce {purpose} query on {entity}"
-    if status == 403 and "REQUEST_LIMIT_EXCEEDED" in message:
-        return Backpressure(f"{where}: {message}", retry_after=30.0)
+    if status == 403 and code == "REQUEST_LIMIT_EXCEEDED":
+        return Backpressure(f"{where}: {code}: {message}", retry_after=30.0)
     if status >= 500 or status in (401, 408, 429):
-        return Retriable(f"{where}: HTTP {status}: {message}")
+        return Retriable(f"{where}: HTTP {status}: {code}: {message}")
+    if status == 403 or (status == 400 and code in _REFUSED_FIELD_CODES):
+        READ_REFUSALS.labels(entity, code if code in _REFUSAL_LABELS else "OTHER").inc()
+        log.warning(
+            "%s refused (HTTP %d): %s: %s; retrying until an admin fixes it", where, status, code, message
+        )
+        return ReadRefused(entity, code, message)
     return exc

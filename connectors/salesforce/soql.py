@@ -14,8 +14,12 @@ feed as `\\n`, `\\r`, `\\t`, `\\b`, `\\f`. In LIKE patterns `\\%` and `\\_` stan
 percent sign and underscore. Datetimes are sent in UTC as `YYYY-MM-DDThh:mm:ssZ` (naive
 datetimes are taken as UTC), dates as `YYYY-MM-DD`, both unquoted as SOQL wants them.
 
-Limits: values only. Field and object names cannot be escaped in SOQL; `identifier(name)`
-accepts only API-name characters and raises ValueError for anything else.
+Names: field and object names cannot be escaped in SOQL, so every name that reaches a query
+(the source's mapping, the sink's command objects and fields) must pass `is_api_name` (one
+object, field or relationship name) or `identifier` (a dotted relationship path of them):
+letters, digits and single underscores, starting with a letter and not ending with an
+underscore, optionally with a namespace prefix (`ns__`) and a suffix (`__c`, `__r`, `__e`, ...),
+at most 80 characters a name. `Name FROM Account WHERE Id != null --` is not one.
 """
 
 from __future__ import annotations
@@ -27,7 +31,16 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Literal
 
-__all__ = ["id_list", "identifier", "literal", "quote", "quote_like"]
+__all__ = [
+    "API_NAME_RULE",
+    "id_list",
+    "identifier",
+    "is_api_name",
+    "is_api_path",
+    "literal",
+    "quote",
+    "quote_like",
+]
 
 _ESCAPES = {
     "\\": "\\\\",
@@ -41,7 +54,11 @@ _ESCAPES = {
 }
 _NEEDS_ESCAPE = re.compile("[\\\\'\"\n\r\t\b\f]")
 _LIKE = re.compile("[%_]")
-_IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)*$")
+# a word: a letter, then letters and digits in runs joined by single underscores
+_WORD = r"[A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)*"
+_API_NAME = re.compile(rf"(?:{_WORD}__)?{_WORD}(?:__[A-Za-z]+)?")
+MAX_NAME = 80
+API_NAME_RULE = "letters, digits and single underscores, a __c/__r suffix, dotted relationship paths"
 
 
 def _escape(text: str) -> str:
@@ -95,8 +112,18 @@ def id_list(values: Iterable[object]) -> str:
     return "(" + ", ".join(items) + ")"
 
 
+def is_api_name(name: object) -> bool:
+    """Whether `name` is one object, field or relationship API name (Account, Sage_Item_Code__c)."""
+    return isinstance(name, str) and len(name) <= MAX_NAME and _API_NAME.fullmatch(name) is not None
+
+
+def is_api_path(path: object) -> bool:
+    """Whether `path` is an API name or a dotted relationship path of them (Account.ExternalID__c)."""
+    return isinstance(path, str) and all(is_api_name(step) for step in path.split("."))
+
+
 def identifier(name: str) -> str:
     """A field or object API name (or a dotted relationship path), checked, unchanged."""
-    if not _IDENTIFIER.match(name):
-        raise ValueError(f"not a Salesforce API name: {name!r}")
+    if not is_api_path(name):
+        raise ValueError(f"{name!r} is not a Salesforce API name ({API_NAME_RULE})")
     return name

@@ -63,7 +63,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connectors.salesforce.change_reader import ChangeReader
-from connectors.salesforce.client import SalesforceConnection
+from connectors.salesforce.client import SalesforceConnection, is_user_id
 from connectors.salesforce.replay_storage import PositionReplayStorage
 from connectors.salesforce.source_mapping import DEFAULT_MAPPING_FILE, SourceMapping
 from connectors.salesforce.source_metrics import BATCH_SECONDS
@@ -124,6 +124,8 @@ class SalesforceSourceSettings(BaseSettings):
     dead_letter_topic: str = topic_names.dead_letter_topic(SOURCE)
     # changeOrigin clients whose changes are echoes, besides SAGESF_SALESFORCE__CALL_OPTIONS_CLIENT
     echo_clients: list[str] = Field(default_factory=list)
+    # users (Ids) whose changes with such a client are echoes, besides the logged-in integration user
+    echo_users: list[str] = Field(default_factory=list)
     start_lookback_seconds: float = Field(default=60.0, ge=0)  # first start: events since now minus this
     overflow_lookback_seconds: float = Field(default=300.0, ge=0)  # GAP_OVERFLOW: re-read since commit - this
     max_batch: int = Field(default=500, ge=1)  # events handled (and checkpointed) together at most
@@ -148,6 +150,14 @@ class SalesforceSourceSettings(BaseSettings):
         if not channels:
             raise ValueError("subscribe to at least one channel")
         return list(dict.fromkeys(channels))
+
+    @field_validator("echo_users")
+    @classmethod
+    def _users(cls, users: list[str]) -> list[str]:
+        bad = [u for u in users if not is_user_id(u)]
+        if bad:
+            raise ValueError(f"{bad} are not Salesforce user Ids (005 and 12 or 15 more letters and digits)")
+        return users
 
 
 def check_channels(settings: SalesforceSourceSettings, mapping: SourceMapping) -> None:

@@ -32,6 +32,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from connectors.salesforce.soql import API_NAME_RULE, is_api_name, is_api_path
 from sagesf.errors import MappingError
 from sagesf.schemas import SchemaError, schema_json
 
@@ -55,8 +56,6 @@ ADDRESS_PARTS = ("Street", "City", "State", "PostalCode", "Country")
 STRUCTURAL_FIELDS = frozenset(
     {"envelope", "customer", "lines", "contacts", "custom_fields", "deleted", "ar_division_no", "customer_no"}
 )
-_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
-_PATH = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)*$")
 _CHANNEL = re.compile(r"^/event/[A-Za-z][A-Za-z0-9_]*__e$")
 
 
@@ -68,9 +67,15 @@ class _Strict(BaseModel):
 
 
 def _check_path(path: str) -> str:
-    if not _PATH.match(path):
-        raise ValueError(f"{path!r} is not a Salesforce field name or relationship path")
+    if not is_api_path(path):
+        raise ValueError(f"{path!r} is not a Salesforce field name or relationship path ({API_NAME_RULE})")
     return path
+
+
+def _check_name(name: str, what: str) -> str:
+    if not is_api_name(name):
+        raise ValueError(f"{name!r} is not a Salesforce {what} ({API_NAME_RULE}, no dots here)")
+    return name
 
 
 class FieldSpec(_Strict):
@@ -148,9 +153,12 @@ class ChildSpec(_Strict):
     @field_validator("relationship")
     @classmethod
     def _relationship(cls, name: str) -> str:
-        if not _NAME.match(name):
-            raise ValueError(f"{name!r} is not a child relationship name")
-        return name
+        return _check_name(name, "child relationship name")
+
+    @field_validator("order_by")
+    @classmethod
+    def _order_by(cls, path: str | None) -> str | None:
+        return None if path is None else _check_path(path)
 
     def paths(self) -> list[str]:
         found = ["Id"] + [p for spec in self.fields.values() for p in spec.field]
@@ -168,9 +176,7 @@ class WhenSpec(_Strict):
     @field_validator("field")
     @classmethod
     def _field(cls, name: str) -> str:
-        if not _NAME.match(name):
-            raise ValueError(f"{name!r} is not a field of the object (no relationship paths here)")
-        return name
+        return _check_name(name, "field name of the object itself")
 
     @field_validator("in_", mode="before")
     @classmethod
@@ -184,12 +190,15 @@ class ParentSpec(_Strict):
     object: str
     field: str  # the child's reference to the parent (AccountId)
 
+    @field_validator("object")
+    @classmethod
+    def _object(cls, name: str) -> str:
+        return _check_name(name, "object name")
+
     @field_validator("field")
     @classmethod
     def _field(cls, name: str) -> str:
-        if not _NAME.match(name):
-            raise ValueError(f"{name!r} is not a field name")
-        return name
+        return _check_name(name, "field name")
 
 
 class RecordSpec(_Strict):
@@ -222,6 +231,11 @@ class ObjectMapping(RecordSpec):
     lines: ChildSpec | None = None
     contacts: ChildSpec | None = None
     parent: ParentSpec | None = None
+
+    @field_validator("external_id")
+    @classmethod
+    def _external_id(cls, path: str | None) -> str | None:
+        return None if path is None else _check_path(path)
 
     @model_validator(mode="after")
     def _role(self) -> ObjectMapping:
@@ -256,7 +270,7 @@ class ObjectMapping(RecordSpec):
         parts = self.read_paths()
         for child in (self.lines, self.contacts):
             if child is not None:
-                # names only, checked by _check_path/_NAME at load; no value is formatted in
+                # names only, checked by _check_path/_check_name at load; no value is formatted in
                 fields = ", ".join(_unique(child.paths()))
                 parts.append(f"(SELECT {fields} FROM {child.relationship})")  # noqa: S608
         return ", ".join(parts)
@@ -264,6 +278,11 @@ class ObjectMapping(RecordSpec):
 
 class PlatformEventMapping(RecordSpec):
     correlation: str | None = None
+
+    @field_validator("correlation")
+    @classmethod
+    def _correlation(cls, path: str | None) -> str | None:
+        return None if path is None else _check_path(path)
 
     @model_validator(mode="after")
     def _complete(self) -> PlatformEventMapping:
@@ -450,8 +469,8 @@ class _Validator:
     def problems(self) -> list[str]:
         for entity, obj in self.mapping.objects.items():
             where = f"objects.{entity}"
-            if not _NAME.match(entity):
-                self.found.append(f"{where}: {entity!r} is not a Salesforce object name")
+            if not is_api_name(entity):
+                self.found.append(f"{where}: {entity!r} is not a Salesforce object name ({API_NAME_RULE})")
             if obj.parent is not None:
                 self._parent(where, entity, obj)
             else:

@@ -7,13 +7,18 @@ change types and outcomes from fixed lists; never record IDs.
 - `sagesf_salesforce_events_received_total{channel, change_type}`: every delivered event
   (platform events count with change_type `EVENT`);
 - `sagesf_salesforce_echoes_dropped_total{channel}`: change events our own writes caused
-  (changeOrigin `;client=<our id>`), dropped;
+  (changeOrigin `;client=<our id>` and commitUser the integration user), dropped;
 - `sagesf_salesforce_events_skipped_total{channel, reason}`: events not turned into records:
   `before_start` (committed before the stream's starting time), `unmapped` (an object without
   mapping on /data/ChangeEvents);
 - `sagesf_salesforce_source_records_total{entity, outcome}`: records read and their fate:
-  produced, not_in_state (e.g. an Opportunity not Closed Won), not_found (deleted before the
-  read), dead_letter;
+  produced, not_in_state (e.g. an Opportunity not Closed Won), deleted_since (deleted before the
+  read: its DELETE event produces it), not_visible (the event names it, neither query nor
+  queryAll returns it: the integration user cannot see it, or it was hard-deleted; dead-lettered),
+  dead_letter (cannot be mapped);
+- `sagesf_salesforce_read_refusals_total{entity, error_code}`: reads Salesforce refused for
+  permission or a missing field (INSUFFICIENT_ACCESS, INVALID_FIELD, INVALID_TYPE, OTHER): the
+  source waits and retries, the alert SagesfSalesforceReadRefused says so;
 - `sagesf_salesforce_gap_events_total{entity, change_type}`: GAP_* events (records re-read);
 - `sagesf_salesforce_catchup_reads_total{channel, reason}` and
   `sagesf_salesforce_catchup_records_total{entity}`: reads by modification time after a stored
@@ -49,6 +54,11 @@ SOURCE_RECORDS = Counter(
     "sagesf_salesforce_source_records_total",
     "Salesforce records the CDC source handled, by outcome",
     ["entity", "outcome"],
+)
+READ_REFUSALS = Counter(
+    "sagesf_salesforce_read_refusals_total",
+    "Reads Salesforce refused for permission or a missing field (retried, never dead-lettered)",
+    ["entity", "error_code"],
 )
 GAP_EVENTS = Counter(
     "sagesf_salesforce_gap_events_total",

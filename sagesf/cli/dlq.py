@@ -1,8 +1,9 @@
 """`sagesf dlq list|show|replay`: the dead letters of each stage, their reasons, and sending them back.
 
 Owns the command lines and their reports; the work is in sagesf.dead_letter_replay, the stage
-table in sagesf.stages. Exit codes: 0 done; 1 dead letters not found, or a replay Kafka did not
-acknowledge; 2 bad input, an unreachable cluster or a missing topic.
+table in sagesf.stages. Exit codes: 0 done; 1 dead letters not found, a source's dead letter that
+still fails, or a replay Kafka did not acknowledge; 2 bad input, an unreachable cluster or a
+missing topic.
 """
 
 from __future__ import annotations
@@ -22,11 +23,15 @@ from sagesf.dead_letter_replay import (
     DeadLetter,
     ReplayItem,
     ReplayMarkers,
+    ReplayReport,
     read_dead_letters,
     replay,
+    replay_hook,
     replay_plan,
+    source_replayer,
     summarise,
 )
+from sagesf.errors import Retriable, StartupError
 from sagesf.producer import ProduceFailed
 from sagesf.record_display import WireDecoder
 from sagesf.stages import Stage, StageSettings, load_stages
@@ -238,8 +243,10 @@ def replay_command(
     error headers removed, `__sagesf.replayed.from: <dlq topic>/<partition>/<offset>` added),
     acknowledged by Kafka before it is marked replayed. A dead letter marked replayed is not sent
     again unless --again. Replaying twice is harmless anyway: every sink writes idempotently.
-    Dead letters of sources (origin: a Salesforce channel or a Sage table) cannot be replayed;
-    re-read them from the source instead.
+    Dead letters of a source (origin: a Sage table, a Salesforce channel) are re-read from the
+    source instead (with the source's own settings, SAGESF_SAGE100__* or SAGESF_SALESFORCE__*)
+    and published as the source would publish them now; one that still fails is reported and not
+    marked (exit code 1).
     """
     if bool(offset) == all_:
         raise fail("give --offset (one or more) or --all")
@@ -258,33 +265,46 @@ def replay_command(
                 f"cannot read the replay markers in {markers_topic} ({exc}); "
                 "create it with `sagesf topics apply`"
             ) from None
-        items = replay_plan(letters, markers, reader, again=again)
-        sent: dict[str, str] = {}
+        hook = replay_hook(chosen)
+        items = replay_plan(letters, markers, reader, again=again, rereadable=hook is not None)
+        report = ReplayReport()
         if not dry_run and any(item.send for item in items):
             try:
-                delivered = replay(settings.kafka, items, markers, timeout=timeout)
+                with source_replayer(hook, items) as replayer:
+                    report = replay(settings.kafka, items, markers, timeout=timeout, replayer=replayer)
             except ProduceFailed as exc:
                 raise fail(f"replay not acknowledged by Kafka, nothing marked replayed: {exc}", 1) from None
-            sent = {letter.ref: f"{d.topic}/{d.partition}/{d.offset}" for letter, d in delivered}
+            except Retriable as exc:
+                raise fail(f"{chosen.name} cannot be read now, nothing marked replayed: {exc}", 1) from None
+            except StartupError as exc:
+                raise fail(f"{chosen.name}: {exc.line()}") from None
         if not dry_run:
             markers.prune(reader, chosen.dlq_topic)
-    console.print(_replay_table(chosen, items, sent, decoder, dry_run))
+    sent = {letter.ref: f"{d.topic}/{d.partition}/{d.offset}" for letter, d in report.sent}
+    console.print(_replay_table(chosen, items, sent, report.not_sent, decoder, dry_run))
     to_send = sum(item.send for item in items)
     skipped = len(items) - to_send
     if dry_run:
         console.print(f"dry run: would replay {to_send} dead letter(s), {skipped} skipped; nothing sent")
     elif to_send:
-        console.print(f"[green]replayed {len(sent)} dead letter(s)[/green], {skipped} skipped")
+        failed = f", [red]{len(report.not_sent)} not replayed[/red]" if report.not_sent else ""
+        console.print(f"[green]replayed {len(sent)} dead letter(s)[/green]{failed}, {skipped} skipped")
     else:
         console.print(f"nothing to replay: {skipped} dead letter(s) skipped")
     missing = _missing(positions, letters)
     if missing:
         console.print(f"[yellow]not found in {chosen.dlq_topic}:[/yellow] {', '.join(missing)}")
+    if missing or report.not_sent:
         raise typer.Exit(1)
 
 
 def _replay_table(
-    stage: Stage, items: list[ReplayItem], sent: dict[str, str], decoder: WireDecoder, dry_run: bool
+    stage: Stage,
+    items: list[ReplayItem],
+    sent: dict[str, str],
+    not_sent: dict[str, str],
+    decoder: WireDecoder,
+    dry_run: bool,
 ) -> Table:
     table = Table(title=f"replay of {stage.dlq_topic}", title_justify="left")
     table.add_column("dead letter", no_wrap=True)
@@ -295,11 +315,16 @@ def _replay_table(
         letter = item.letter
         if item.skip is not None:
             action = f"[yellow]skipped[/yellow]: {escape(item.skip)}"
+        elif dry_run and item.reread:
+            action = f"would re-read {escape(letter.origin_topic or '?')} from {stage.name} and publish it"
         elif dry_run:
             where = item.partition if item.partition is not None else "(by key)"
             action = f"would send to {escape(letter.origin_topic or '?')}/{where}"
+        elif letter.ref in not_sent:
+            action = f"[red]not replayed[/red]: {escape(not_sent[letter.ref])}"
         else:
-            action = f"[green]sent[/green] to {escape(sent.get(letter.ref, '?'))}"
+            how = "re-read and sent" if item.reread else "sent"
+            action = f"[green]{how}[/green] to {escape(sent.get(letter.ref, '?'))}"
         table.add_row(
             f"{letter.record.partition}:{letter.record.offset}",
             escape(decoder.decode(letter.record.key).text(indent=None)),

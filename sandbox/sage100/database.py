@@ -9,7 +9,9 @@ How it works:
 - `create_database(path, udf_columns=...)` creates every table with Sage's column names, key
   (the PRIMARY KEY) and lengths (VARCHAR(n); SQLite does not enforce them, the sink checks
   them). Text and numbers are NOT NULL with blank/zero defaults, as ProvideX has no NULLs; dates
-  may be NULL (an empty Sage date reads as NULL over ODBC). Money and quantities are TEXT holding
+  may be NULL (an empty Sage date reads as NULL over ODBC), and so may key columns (SQLite lets
+  a PRIMARY KEY column hold NULL without NOT NULL), so a test can write the NULL key a broken
+  import leaves behind (SageSimulator.import_raw). Money and quantities are TEXT holding
   the exact decimal (the SQLite driver returns DECIMAL columns as strings with the scale lost);
   sage100.values converts them. TimeCreated/TimeUpdated hold decimal hours ("09.5012").
   Beyond the keys it creates the indexes a SQL-backed install would have: KCUSTOMER on
@@ -124,18 +126,20 @@ class SandboxDatabase:
         return int(row[0]) if row else 0
 
 
-def _ddl_type(column: Column) -> str:
+def _ddl_type(column: Column, *, key: bool = False) -> str:
     if column.kind is ColumnKind.DATE:
         return "DATE"
     if column.kind is ColumnKind.DECIMAL:
         assert column.scale is not None
         zero = "0" if column.scale == 0 else "0." + "0" * column.scale
         return f"TEXT NOT NULL DEFAULT '{zero}'"
+    if key:
+        return f"VARCHAR({column.length}) DEFAULT ''"
     return f"VARCHAR({column.length}) NOT NULL DEFAULT ''"
 
 
 def _create_table_sql(table: Table) -> str:
-    cols = ", ".join(f"{c.name} {_ddl_type(c)}" for c in table.columns)
+    cols = ", ".join(f"{c.name} {_ddl_type(c, key=c.name in table.key)}" for c in table.columns)
     return f"CREATE TABLE {table.name} ({cols}, PRIMARY KEY ({', '.join(table.key)}))"
 
 

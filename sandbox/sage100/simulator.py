@@ -17,6 +17,9 @@ business action:
 - `write_row(table, row, user=...)`: insert or update any row by key with audit stamps; tests
   use it for precise interleavings (several writes within one TimeUpdated value, writes as the
   integration user).
+- `import_raw(table, row, key=...)`: what a broken Visual Integrator import leaves behind: the
+  values exactly as given (text where a number belongs, an hour of 25, a NULL key, a date in
+  year 9999), stamps only if given, nothing checked.
 - `step()` picks one of the actions at random; `run(steps, interval)` keeps doing so.
 
 The clock is the Sage server's: local wall-clock time in `zone` (default America/New_York),
@@ -139,6 +142,27 @@ class SageSimulator:
         with self.odbc.transaction() as cur:
             action = self._upsert(cur, layout, row, self._user(user), when)
         return SimulatedChange(action, table, tuple(str(v) for v in self._key_values(layout, row)))
+
+    def import_raw(
+        self, table: str, row: Mapping[str, Any], *, key: tuple[Any, ...] | None = None
+    ) -> SimulatedChange:
+        """Write `row` exactly as given, as a Visual Integrator import that skips Sage's checks
+        does: an UPDATE of the row with `key` (its key columns may be set too, even to NULL), or
+        an INSERT without one. No audit stamp is added: give DateUpdated/TimeUpdated/UserUpdatedKey
+        in `row` to stamp it (with any text), or leave them out for an unstamped change."""
+        layout = self.tables[table]
+        q = Q(layout)
+        with self.odbc.transaction() as cur:
+            if key is None:
+                cur.execute(q.insert(list(row)), *row.values())
+                action = "raw insert"
+            else:
+                cur.execute(q.update(list(row), q.key_equals()), *row.values(), *key)
+                if cur.rowcount == 0:
+                    raise KeyError(f"no {table} row {key}")
+                action = "raw update"
+        shown = key if key is not None else tuple(row.get(k) for k in layout.key)
+        return SimulatedChange(action, table, tuple(str(v) for v in shown), ", ".join(row))
 
     def _get(self, table: str, key: list[Any], columns: list[str]) -> dict[str, Any] | None:
         layout = self.tables[table]

@@ -15,6 +15,8 @@ must survive. JSON in, JSON out, no authentication (the emulator listens on 127.
 | `POST /admin/faults/storm` | `{"seconds": S}` | 403 REQUEST_LIMIT_EXCEEDED on every REST request for S s |
 | `POST /admin/faults/errors` | `{"count": N, "status": 500 or 503}` | fail the next N REST requests |
 | `POST /admin/faults/latency` | `{"ms": N}` | delay every REST request by N ms (0 clears) |
+| `POST /admin/faults/query-refusal` | `{"object", "errorCode", "field"?}` | refuse its queries (3) |
+| `POST /admin/faults/hide-records` | `{"ids": [...], "username"?: U}` | leave them out of U's queries (4) |
 | `DELETE /admin/faults` | | clear all faults |
 | `POST /admin/tokens/expire` | | expire every access token: next calls get 401 INVALID_SESSION_ID |
 | `POST /admin/oauth/refresh-token` | `{"client_id", "username"}` | issue a refresh token (1) |
@@ -24,6 +26,11 @@ must survive. JSON in, JSON out, no authentication (the emulator listens on 127.
 Bin; the REST API has no undelete, so this is how tests and operators trigger one. It acts as
 `username` (default: the first configured user) with no client option, like a user in the UI,
 unless `client` names the `Sforce-Call-Options` client to record as the change's origin.
+(3) errorCode INSUFFICIENT_ACCESS answers 403 (the user lost its permission on the object),
+INVALID_FIELD answers 400 naming `field` (a field the query reads was deleted); for every user,
+until `DELETE /admin/faults`. (4) As sharing hides records a user may not see: `username`
+(default: the first configured user, the integration user) no longer finds them with query or
+queryAll; other users, REST rows by ID and change events still see them.
 
 The streaming half adds its own routes (drop clients, gap and overflow events) under `/admin/`.
 """
@@ -35,6 +42,8 @@ from typing import Any
 
 from aiohttp import web
 
+from sandbox.salesforce import ids
+from sandbox.salesforce.limits import QUERY_REFUSALS
 from sandbox.salesforce.org import Org
 from sandbox.salesforce.values import RecordError
 
@@ -48,6 +57,12 @@ ROUTES = [
     ("POST", "/admin/faults/storm", "{seconds}: 403 REQUEST_LIMIT_EXCEEDED on every REST request"),
     ("POST", "/admin/faults/errors", "{count, status}: fail the next N REST requests with 500/503"),
     ("POST", "/admin/faults/latency", "{ms}: delay every REST request"),
+    (
+        "POST",
+        "/admin/faults/query-refusal",
+        "{object, errorCode, field?}: 403 INSUFFICIENT_ACCESS / 400 INVALID_FIELD",
+    ),
+    ("POST", "/admin/faults/hide-records", "{ids, username?}: leave records out of that user's queries"),
     ("DELETE", "/admin/faults", "clear all faults"),
     ("POST", "/admin/tokens/expire", "expire all access tokens (401 INVALID_SESSION_ID)"),
     ("POST", "/admin/oauth/refresh-token", "{client_id, username}: issue a refresh token"),
@@ -94,6 +109,8 @@ class AdminApi:
         router.add_post("/admin/faults/storm", self.storm)
         router.add_post("/admin/faults/errors", self.errors)
         router.add_post("/admin/faults/latency", self.latency)
+        router.add_post("/admin/faults/query-refusal", self.query_refusal)
+        router.add_post("/admin/faults/hide-records", self.hide_records)
         router.add_post("/admin/tokens/expire", self.expire_tokens)
         router.add_post("/admin/oauth/refresh-token", self.refresh_token)
         router.add_post("/admin/undelete", self.undelete)
@@ -154,6 +171,38 @@ class AdminApi:
         self.org.faults.latency_seconds = _number(await _body(request), "ms") / 1000
         return web.json_response(self.org.faults.describe())
 
+    async def query_refusal(self, request: web.Request) -> web.Response:
+        body = await _body(request)
+        obj = self.org.schema.get(str(body.get("object", "")))
+        if obj is None or obj.is_event:
+            raise _bad("object must name an object of the org")
+        code = body.get("errorCode")
+        if code not in QUERY_REFUSALS:
+            raise _bad(f"errorCode must be one of {', '.join(QUERY_REFUSALS)}")
+        field = body.get("field")
+        if field is not None and not isinstance(field, str):
+            raise _bad("field must be a field name")
+        self.org.faults.query_refusals[obj.name] = (code, field)
+        return web.json_response(self.org.faults.describe())
+
+    async def hide_records(self, request: web.Request) -> web.Response:
+        record_ids, user_id = self._ids_and_user(await _body(request))
+        normal = [ids.normalize(i) for i in record_ids]
+        if not all(normal):
+            raise _bad("ids must be 15 or 18 character record ids")
+        self.org.faults.hidden.setdefault(user_id, set()).update(n for n in normal if n)
+        return web.json_response(self.org.faults.describe())
+
+    def _ids_and_user(self, body: dict[str, Any]) -> tuple[list[str], str]:
+        """The body's `ids` and the Id of its `username` (default: the first configured user)."""
+        record_ids = body.get("ids")
+        if not isinstance(record_ids, list) or not all(isinstance(i, str) for i in record_ids):
+            raise _bad("ids must be a list of record ids")
+        username = body.get("username") or next(iter(self.org.users))
+        if username not in self.org.users:
+            raise _bad("unknown username")
+        return record_ids, self.org.users[username]
+
     async def expire_tokens(self, request: web.Request) -> web.Response:
         return web.json_response({"expired": self.org.tokens.expire_all()})
 
@@ -170,16 +219,11 @@ class AdminApi:
 
     async def undelete(self, request: web.Request) -> web.Response:
         body = await _body(request)
-        record_ids = body.get("ids")
-        if not isinstance(record_ids, list) or not all(isinstance(i, str) for i in record_ids):
-            raise _bad("ids must be a list of record ids")
-        username = body.get("username") or next(iter(self.org.users))
-        if username not in self.org.users:
-            raise _bad("unknown username")
+        record_ids, user_id = self._ids_and_user(body)
         client = body.get("client")
         if client is not None and not isinstance(client, str):
             raise _bad("client must be a string")
-        tx = self.org.store.begin(self.org.users[username], client or None)
+        tx = self.org.store.begin(user_id, client or None)
         results: list[dict[str, Any]] = []
         for record_id in record_ids:
             point = tx.savepoint()

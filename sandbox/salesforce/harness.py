@@ -4,7 +4,7 @@ What it owns: `start_emulator(directory)` writes a config with one connected app
 a fresh RSA key pair for the JWT bearer flow, a client-credentials user) and two users, starts
 `python -m sandbox.salesforce` as a real subprocess on a free port, and returns a
 `RunningEmulator` with the URL, the credentials, `admin(method, path, body)` for the admin API,
-`session()`/`connect()` for logged-in simple-salesforce clients, and `restart()`/`stop()`.
+`session()`/`connect()`/`connect_other()` for logged-in simple-salesforce clients, and `restart()`/`stop()`.
 The tests' `salesforce_emulator` fixture and bench/salesforce_emulator.py use it.
 """
 
@@ -55,10 +55,17 @@ class RunningEmulator:
 
     def connect(self, client: str | None = None, version: str = API_VERSION) -> Salesforce:
         """simple-salesforce logged in as the integration user (password grant; refreshes on 401)."""
+        return self._connect_as(self.username, self.password, client, version)
+
+    def connect_other(self, client: str | None = None) -> Salesforce:
+        """simple-salesforce logged in as the other user (a seller, not the integration user)."""
+        return self._connect_as(self.other_username, self.other_password, client, API_VERSION)
+
+    def _connect_as(self, username: str, password: str, client: str | None, version: str) -> Salesforce:
         return connect(
             self.url,
-            username=self.username,
-            password=self.password,
+            username=username,
+            password=password,
             client_id=self.client_id,
             client_secret=self.client_secret,
             client=client,

@@ -8,7 +8,10 @@ What it owns:
   REQUEST_LIMIT_EXCEEDED and not counted.
 - `Faults`: what the admin API switches on: a rate-limit storm (every REST request refused with
   403 REQUEST_LIMIT_EXCEEDED for N seconds), the next N REST requests failing with 500
-  UNKNOWN_EXCEPTION or 503 SERVER_UNAVAILABLE, and added latency per REST request.
+  UNKNOWN_EXCEPTION or 503 SERVER_UNAVAILABLE, added latency per REST request, query refusals
+  (every query of one object answering 403 INSUFFICIENT_ACCESS, as when the integration user lost
+  its permission, or 400 INVALID_FIELD, as when a field it reads was deleted) and records hidden
+  from one user's queries (as sharing hides them; rest.py applies both).
 
 Limits: the window slides by whole minutes; the concurrent long-request limit (25 requests over
 20 s) and per-app usage (`per-app-api-usage`) are not emulated.
@@ -18,12 +21,14 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 WINDOW_MINUTES = 24 * 60
 
 USAGE_SQL = "CREATE TABLE IF NOT EXISTS api_usage (minute INTEGER PRIMARY KEY, count INTEGER NOT NULL);"
 
+QUERY_REFUSALS = ("INSUFFICIENT_ACCESS", "INVALID_FIELD")  # 403, 400
 LIMIT_EXCEEDED = [{"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}]
 UNKNOWN_EXCEPTION = [
     {
@@ -94,6 +99,8 @@ class Faults:
     fail_next: int = 0
     fail_status: int = 500
     latency_seconds: float = 0.0
+    query_refusals: dict[str, tuple[str, str | None]] = field(default_factory=dict)  # object -> code, field
+    hidden: dict[str, set[str]] = field(default_factory=dict)  # user id -> record ids it cannot see
 
     def storming(self) -> bool:
         return time.monotonic() < self.storm_until
@@ -105,16 +112,27 @@ class Faults:
         self.fail_next -= 1
         return self.fail_status
 
+    def query_refusal(self, sobject: str) -> tuple[str, str | None] | None:
+        """(errorCode, field) every query of `sobject` answers now, if refused."""
+        return self.query_refusals.get(sobject)
+
+    def hidden_from(self, user_id: str) -> frozenset[str]:
+        return frozenset(self.hidden.get(user_id, ()))
+
     def clear(self) -> None:
         self.storm_until = 0.0
         self.fail_next = 0
         self.fail_status = 500
         self.latency_seconds = 0.0
+        self.query_refusals.clear()
+        self.hidden.clear()
 
-    def describe(self) -> dict[str, float | int]:
+    def describe(self) -> dict[str, Any]:
         return {
             "storm_seconds_left": max(0.0, round(self.storm_until - time.monotonic(), 3)),
             "fail_next": self.fail_next,
             "fail_status": self.fail_status,
             "latency_ms": round(self.latency_seconds * 1000),
+            "query_refusals": {name: code for name, (code, _) in self.query_refusals.items()},
+            "hidden_records": {user: len(ids) for user, ids in self.hidden.items()},
         }

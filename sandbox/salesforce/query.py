@@ -1,6 +1,6 @@
 """SOQL execution: resolve a parsed query against the schema, filter, sort and shape the records.
 
-What it owns: `QueryEngine.run(text, include_deleted, version)`, which returns the total size and
+What it owns: `QueryEngine.run(text, include_deleted, version, hidden=...)`, which returns the total size and
 every matching record in the REST API's shape (`attributes`, selected fields in the declared
 case, parent paths as nested objects or null, child subqueries as `{"totalSize", "done",
 "records"}` or null). The REST layer pages the list (nextRecordsUrl).
@@ -18,7 +18,9 @@ Semantics follow Salesforce's where they are observable:
 - ORDER BY sorts nulls first ascending and last descending unless NULLS FIRST/LAST says otherwise;
   without ORDER BY records come in creation order;
 - `query` skips deleted records, `queryAll` includes them (IsDeleted = true), also in subqueries;
-- OFFSET above 2000: NUMBER_OUTSIDE_VALID_RANGE; FIELDS(ALL|CUSTOM) needs LIMIT <= 200.
+- OFFSET above 2000: NUMBER_OUTSIDE_VALID_RANGE; FIELDS(ALL|CUSTOM) needs LIMIT <= 200;
+- `hidden` record IDs (records the caller may not see: the admin API's hide-records fault, a
+  stand-in for sharing) are left out of the top-level rows, before LIMIT and counting.
 
 Limits: no GROUP BY/HAVING, polymorphic TYPEOF, SOSL, multi-currency or user time zones (date
 literals use UTC). Aggregates work only over the whole result. Child subqueries return all their
@@ -28,7 +30,7 @@ rows in one response (Salesforce may page large child sets separately).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -81,7 +83,7 @@ _RELATIONSHIP_HINT = (
 )
 
 
-def _invalid_field(name: str, obj: ObjectDef) -> ApiError:
+def invalid_field(name: str, obj: ObjectDef) -> ApiError:
     return ApiError(
         "INVALID_FIELD",
         f"No such column '{name}' on entity '{obj.name}'. If you are attempting to use a custom field, be "
@@ -149,17 +151,18 @@ class QueryEngine:
         self.schema: OrgSchema = store.schema
 
     # ---- entry -------------------------------------------------------------------------------
-    def run(self, text: str, include_deleted: bool, version: str) -> tuple[int, list[dict[str, Any]]]:
+    def run(
+        self, text: str, include_deleted: bool, version: str, hidden: Collection[str] = ()
+    ) -> tuple[int, list[dict[str, Any]]]:
         """(totalSize, records) of a SOQL query; ApiError for an invalid one."""
-        try:
-            select = parse(text)
-        except SoqlSyntaxError as err:
-            raise ApiError("MALFORMED_QUERY", str(err)) from None
+        select = self._parse(text)
         obj = self._object(select.sobject)
         self._check_clauses(select)
         items = self._expand(select, obj)
         predicate = self._condition(select.where, obj, include_deleted) if select.where else None
         rows = self._rows(obj, select.where, predicate, include_deleted)
+        if hidden:
+            rows = [rec for rec in rows if rec["Id"] not in hidden]
         aggregates = [i for i in items if isinstance(i, FunctionCall)]
         if aggregates:
             return self._aggregate(select, obj, items, rows)
@@ -167,6 +170,17 @@ class QueryEngine:
         rows = self._slice(rows, select)
         shaper = self._shaper(obj, items, include_deleted, version)
         return len(rows), [shaper(rec) for rec in rows]
+
+    def sobject(self, text: str) -> ObjectDef:
+        """The object a query selects FROM; ApiError when the query is malformed or the object unknown."""
+        return self._object(self._parse(text).sobject)
+
+    @staticmethod
+    def _parse(text: str) -> Select:
+        try:
+            return parse(text)
+        except SoqlSyntaxError as err:
+            raise ApiError("MALFORMED_QUERY", str(err)) from None
 
     def _object(self, name: str) -> ObjectDef:
         obj = self.schema.get(name)
@@ -195,7 +209,7 @@ class QueryEngine:
             objects.append(current)
         final = current.find_field(ref.path[-1])
         if final is None:
-            raise _invalid_field(ref.path[-1], current)
+            raise invalid_field(ref.path[-1], current)
         return _Path(hops, objects, final)
 
     def _expand(self, select: Select, obj: ObjectDef) -> list[FieldRef | FunctionCall | SubQuery]:

@@ -14,7 +14,8 @@ What it owns (each with Salesforce's status codes and bodies):
   event records publishes several (one result each; not mixed with records);
 - `GET query?q=` and `queryAll?q=`, paged by `nextRecordsUrl` (`query/<locator>-<n>`), page size
   2000 or `Sforce-Query-Options: batchSize=N` (200..2000); cursors live 15 minutes idle and
-  do not survive a restart (400 INVALID_QUERY_LOCATOR);
+  do not survive a restart (400 INVALID_QUERY_LOCATOR); the admin API's query refusals (403
+  INSUFFICIENT_ACCESS, 400 INVALID_FIELD) and records hidden from the caller apply here;
 - sObject Collections: `POST composite/sobjects` (create), `PATCH composite/sobjects` (update),
   `PATCH composite/sobjects/<T>/<ExtIdField>` (upsert), `DELETE composite/sobjects?ids=`,
   `GET composite/sobjects/<T>?ids=&fields=`; at most 200 records; `allOrNone` true rolls back
@@ -54,6 +55,7 @@ from sandbox.salesforce.org import (
     RestFailure,
     rest_errors,
 )
+from sandbox.salesforce.query import invalid_field
 from sandbox.salesforce.records import Record, Transaction
 from sandbox.salesforce.values import ApiError, RecordError, coerce, format_datetime, now_utc
 
@@ -426,8 +428,12 @@ class RestApi:
         if not text:
             raise RestFailure(400, ApiError("MALFORMED_QUERY", "A query string has to be specified"))
         try:
+            self._refuse_by_fault(self.org.engine.sobject(text))
             total, records = self.org.engine.run(
-                text, include_deleted=endpoint == "queryAll", version=version
+                text,
+                include_deleted=endpoint == "queryAll",
+                version=version,
+                hidden=self.org.faults.hidden_from(request[USER_ID]),
             )
         except ApiError as err:
             raise RestFailure(400, err) from None
@@ -437,6 +443,18 @@ class RestApi:
         cursor = _Cursor(records, 0, total, endpoint, now)
         self._cursors[locator] = cursor
         return self._page(version, locator, cursor, batch)
+
+    def _refuse_by_fault(self, obj: ObjectDef) -> None:
+        """The admin API's query refusal of this object, as Salesforce answers it (limits.Faults)."""
+        refusal = self.org.faults.query_refusal(obj.name)
+        if refusal is None:
+            return
+        code, field = refusal
+        if code == "INVALID_FIELD":
+            raise RestFailure(400, invalid_field(field or "Deleted_Field__c", obj))
+        raise RestFailure(
+            403, ApiError(code, f"insufficient access rights on object id: this user cannot query {obj.name}")
+        )
 
     def _page(self, version: str, locator: str, cursor: _Cursor, batch: int) -> web.Response:
         page = cursor.records[cursor.position : cursor.position + batch]

@@ -188,6 +188,7 @@ def test_the_connectors_log_in_with_the_emulators_demo_credentials(model):
         [user] = [u for u in emulator["users"] if u["username"] == env["SAGESF_SALESFORCE__USERNAME"]]
         assert user["password"] == env["SAGESF_SALESFORCE__PASSWORD"]
         assert env["SAGESF_SALESFORCE__LOGIN_URL"] == "http://salesforce:8443"
+        assert env["SAGESF_SALESFORCE__PLAIN_HTTP_HOST"] == "salesforce"  # else http is refused
         assert env["SAGESF_SALESFORCE__AUTH_FLOW"] == "password"
     command = model["services"]["salesforce"]["command"]
     assert "--base-url=http://salesforce:8443" in command, (

@@ -59,6 +59,7 @@ REQUIRED_ALERTS = {
     "SagesfSageUnavailable",
     "SagesfSalesforceApiBudgetHigh",
     "SagesfReplayPositionStalled",
+    "SagesfSalesforceReadRefused",  # a read refused for permission: the source waits, an operator must act
 }
 
 

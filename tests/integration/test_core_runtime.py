@@ -480,3 +480,28 @@ def test_the_source_loop_backs_off_on_retriable_and_waits_out_backpressure(kafka
     assert calls[1] - calls[0] >= 0.1  # a backoff (0.1-0.2 s with jitter)
     assert positions.stored == {"s": 1}
     assert health.report()[0] == "ok"
+
+
+def test_a_record_over_kafkas_size_limit_is_dead_lettered_cut_and_the_source_goes_on(
+    kafka, registry, kafka_bootstrap, new_topic
+):
+    """An Account with thousands of contacts can make a record bigger than Kafka takes: it must be a
+    dead letter (its value cut, so the dead letter fits), not a crash that every restart repeats."""
+    out, dlq_topic = new_topic("out"), new_topic("out-dlq")
+    huge = position_record(out, "big", "x" * 1_500_000)
+    source = ScriptedSource(
+        [[SourceBatch(records=[huge, position_record(out, "small", "1")], positions={"s": 1})]]
+    )
+    positions = MemoryPositions()
+    loop = SourceLoop(source, publisher(kafka, registry, dlq_topic), positions)
+
+    assert loop.run_once() == 1
+
+    assert decoded(registry, kafka_bootstrap, out) == [("small", "1")]
+    assert positions.stored == {"s": 1}
+    [dead] = read_topic(kafka_bootstrap, dlq_topic)
+    assert dead.key == b"big"
+    assert "size limit" in (dead.header_text("__connect.errors.exception.message") or "")
+    assert int(dead.header_text("__sagesf.errors.value.truncated") or 0) > 1_500_000
+    assert dead.value is not None
+    assert len(dead.value) <= 512 * 1024

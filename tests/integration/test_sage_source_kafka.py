@@ -4,9 +4,9 @@ The source runs first as the real process (`sagesf run sage-source --once`) and 
 demo company; Sage users then make changes (and the integration user one more); a new source
 loop, assembled as the process assembles it (`build_source`: the real CanonicalPublisher and
 PositionStore) and resuming from the positions it finds in Kafka, publishes exactly those changes
-(no gap, no duplicate, no echo); a third one, started while those changes are still inside the
-overlap window, re-reads them and publishes nothing (the de-duplication state travels with the
-watermark).
+(no gap, no duplicate; the integration user's customer write marked as ours); a third one,
+started while those changes are still inside the overlap window, re-reads them and publishes
+nothing (the de-duplication state travels with the watermark).
 """
 
 from __future__ import annotations
@@ -134,11 +134,14 @@ def test_source_publishes_changes_and_resumes_from_its_watermark(setup):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "PWD" not in proc.stderr
-    # the watermarks are in Kafka, one per table under <component>/<table>
+    # the watermarks are in Kafka, one per table under <component>/<table>, and what the key
+    # sweep knows under <component>/<table>/keys/<bucket>
     stored = PositionStore(
         KafkaSettings(bootstrap_servers=s["bootstrap"]), s["component"], s["positions_topic"]
     )
-    assert set(stored.load()) == set(s["settings"].source.tables)
+    streams = set(stored.load())
+    assert {k for k in streams if "/" not in k} == set(s["settings"].source.tables)
+    assert {k for k in streams if "/" in k} == {f"{t}/keys/0" for t in s["settings"].source.tables}
 
     first = everything(s)
     assert len(first["customer.v1"]) == db.count("AR_Customer")  # 60 customers, each once
@@ -169,7 +172,7 @@ def test_source_publishes_changes_and_resumes_from_its_watermark(setup):
     assert stats["AR_Customer"].echoes == 1
     assert stats["CI_Item"].dead_letters == 1
     [dead] = read_topic(s["bootstrap"], s["dlq"])
-    assert b"ItemType '9' is none of 1-5" in (dead.header("__connect.errors.exception.message") or b"")
+    assert b"ItemType '9': is none of 1-5" in (dead.header("__connect.errors.exception.message") or b"")
     assert dead.header("__connect.errors.topic") == b"CI_Item"
     assert dead.key == b"ODD-1"  # the row's key, plain UTF-8
     assert dead.value is not None
@@ -184,7 +187,12 @@ def test_source_publishes_changes_and_resumes_from_its_watermark(setup):
     moved = dict(new["inventory.v1"])["HRDW-1000/000"]
     assert moved["quantity_on_hand"] == level["quantity_on_hand"] + 7
     assert moved["quantity_available"] == level["quantity_available"] + 7
-    assert [v["telephone_no"] for _, v in new["customer.v1"]] == ["(555) 010-2000"]  # no echo
+    # the integration user's write is published too, marked, for the processors to compare
+    assert sorted(v["telephone_no"] for _, v in new["customer.v1"]) == ["(555) 010-2000", "(555) 999-0000"]
+    marked = [r for r in read_topic(s["bootstrap"], s["topics"]["customer.v1"]) if r.headers]
+    assert [(list(r.headers), b"BLUE002" in (r.key or b"")) for r in marked] == [
+        ([("sagesf.written-by", b"integration")], True)
+    ]
     was = dict(first["orderstatus.v1"])[order_no]["status"]
     assert [(k, v["status"], v["previous_status"]) for k, v in new["orderstatus.v1"]] == [
         (order_no, {"NEW": "OPEN", "HOLD": "OPEN", "OPEN": "CLOSED"}[was], None)  # a new process: unknown

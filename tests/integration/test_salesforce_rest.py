@@ -638,6 +638,59 @@ def test_added_latency(sf, salesforce_emulator):
         salesforce_emulator.admin("DELETE", "/admin/faults")
 
 
+def test_a_query_refusal_answers_403_or_400_for_that_object_until_cleared(sf, salesforce_emulator):
+    salesforce_emulator.admin(
+        "POST", "/admin/faults/query-refusal", {"object": "Opportunity", "errorCode": "INSUFFICIENT_ACCESS"}
+    )
+    with pytest.raises(SalesforceRefusedRequest) as refused:
+        sf.query("SELECT Id FROM Opportunity LIMIT 1")
+    assert refused.value.status == 403
+    assert _error_code(refused.value) == "INSUFFICIENT_ACCESS"
+    assert sf.query("SELECT COUNT() FROM Account")["done"] is True  # other objects answer
+    salesforce_emulator.admin(
+        "POST",
+        "/admin/faults/query-refusal",
+        {"object": "Account", "errorCode": "INVALID_FIELD", "field": "Credit_Limit__c"},
+    )
+    with pytest.raises(SalesforceMalformedRequest) as deleted_field:
+        sf.query_all("SELECT Id, Credit_Limit__c FROM Account", include_deleted=True)
+    assert deleted_field.value.status == 400
+    assert _error_code(deleted_field.value) == "INVALID_FIELD"
+    assert "Credit_Limit__c" in _content(deleted_field.value)[0]["message"]
+    faults = salesforce_emulator.admin("GET", "/admin/faults")
+    assert faults["query_refusals"] == {"Opportunity": "INSUFFICIENT_ACCESS", "Account": "INVALID_FIELD"}
+    salesforce_emulator.admin("DELETE", "/admin/faults")
+    assert sf.query("SELECT Id FROM Opportunity LIMIT 1")["done"] is True
+
+
+def test_hidden_records_are_left_out_of_that_users_queries_only(sf, salesforce_emulator):
+    t = _tag()
+    shown = sf.Account.create({"Name": f"shown {t}"})["id"]
+    hidden = sf.Account.create({"Name": f"hidden {t}"})["id"]
+    salesforce_emulator.admin(
+        "POST", "/admin/faults/hide-records", {"ids": [hidden], "username": salesforce_emulator.username}
+    )
+    query = f"SELECT Id FROM Account WHERE Name LIKE '% {t}'"  # noqa: S608 - a hex tag
+    assert [r["Id"] for r in sf.query(query)["records"]] == [shown]
+    assert [r["Id"] for r in sf.query_all(query, include_deleted=True)["records"]] == [shown]
+    other = salesforce_emulator.connect_other()
+    assert {r["Id"] for r in other.query(query)["records"]} == {shown, hidden}
+    salesforce_emulator.admin("DELETE", "/admin/faults")
+    assert {r["Id"] for r in sf.query(query)["records"]} == {shown, hidden}
+
+
+def test_a_fault_request_that_makes_no_sense_is_refused(salesforce_emulator):
+    for path, body in [
+        ("/admin/faults/query-refusal", {"object": "Opportunity", "errorCode": "NOPE"}),
+        ("/admin/faults/query-refusal", {"object": "NoSuchThing", "errorCode": "INSUFFICIENT_ACCESS"}),
+        ("/admin/faults/hide-records", {"ids": "001"}),
+        ("/admin/faults/hide-records", {"ids": ["001"], "username": "nobody@x"}),
+    ]:
+        with pytest.raises(requests.HTTPError) as refused:
+            salesforce_emulator.admin("POST", path, body)
+        assert refused.value.response.status_code == 400
+
+
 def test_expired_tokens_get_401_and_credential_clients_log_in_again(sf, salesforce_emulator):
     token_only: Any = Salesforce(
         instance_url=salesforce_emulator.url,

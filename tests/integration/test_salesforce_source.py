@@ -556,6 +556,53 @@ def test_unmappable_event_is_dead_lettered_and_the_next_one_produced(make_source
     assert not [r for r in customers.records if r["key"] == bad]
 
 
+def test_a_dead_lettered_event_is_replayed_once_after_its_mapping_is_fixed(
+    make_source, reader, sf, kafka_admin, tmp_path
+) -> None:
+    """`sagesf dlq replay salesforce-source`: the event goes through the change reader again,
+    with the mapping fixed, and its record is published once; a second replay skips it."""
+    import typer
+    from typer.testing import CliRunner
+
+    from sagesf.cli import add_core_commands
+
+    source, topics = make_source()
+    source.start()
+    dead = reader(topics["dlq.salesforce-source.v1"], None)
+    odd = sf.Account.create({"Name": f"Odd type {tag()}", "Type": "Installation Partner"})["id"]
+    dead.wait_for(lambda r: r["key"] == odd.encode())
+    source.stop()
+    fixed = tmp_path / "salesforce_source.yaml"
+    mapping = (REPO / "mappings/salesforce_source.yaml").read_text()
+    fixed.write_text(
+        mapping.replace("      Prospect: PROS\n", "      Prospect: PROS\n      Installation Partner: RESL\n")
+    )
+    markers = create_topics(kafka_admin)["positions.v1"]  # a compacted topic of its own
+    env = {
+        **source.env,
+        "SAGESF_SALESFORCE__SOURCE__MAPPING_FILE": str(fixed),
+        "SAGESF_STAGES__SALESFORCE_SOURCE__DLQ_TOPIC": topics["dlq.salesforce-source.v1"],
+        "SAGESF_DLQ_MARKERS_TOPIC": markers,
+        "COLUMNS": "300",
+    }
+    app = typer.Typer()
+    add_core_commands(app)
+
+    def replay() -> str:
+        result = CliRunner().invoke(app, ["dlq", "replay", "salesforce-source", "--all"], env=env)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    assert "re-read and sent" in replay()
+    customers = reader(topics["customer.v1"], "Customer")
+    [record] = customers.wait_for(lambda r: r["key"] == odd)
+    assert record["value"]["customer_type"] == "RESL"
+    assert record["headers"]["__sagesf.replayed.from"].startswith(topics["dlq.salesforce-source.v1"].encode())
+    assert "already replayed" in replay()
+    customers.poll()
+    assert len([r for r in customers.records if r["key"] == odd]) == 1
+
+
 def test_gap_events_re_read_their_records(make_source, reader, sf, emulator) -> None:
     source, topics = make_source()
     source.start()
@@ -622,3 +669,96 @@ def test_a_mapped_field_the_org_lacks_stops_the_start(make_source, tmp_path) -> 
     assert str(mapping) in str(failed.value)
     assert "objects.Account" in str(failed.value)
     assert "Phone_Number__c" in str(failed.value)
+
+
+# --- what one record or one actor cannot do --------------------------------------------------------
+
+
+def wait_for_health(source: SourceProcess, component: str, status: str, timeout: float = 20.0) -> str:
+    """The component's /healthz detail once it reads `status`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        health = source.health() or {"components": {}}
+        found = health["components"].get(component, {})
+        if found.get("status") == status:
+            return str(found.get("detail", ""))
+        time.sleep(0.2)
+    raise AssertionError(f"{component} did not read {status} within {timeout} s: {source.health()}")
+
+
+@pytest.mark.parametrize("code", ["INSUFFICIENT_ACCESS", "INVALID_FIELD"])
+def test_a_read_refused_for_permission_waits_with_an_alert_and_loses_nothing(
+    make_source, reader, sf, emulator, code
+) -> None:
+    source, topics = make_source()
+    source.start()
+    customers = reader(topics["customer.v1"], "Customer")
+    dead = reader(topics["dlq.salesforce-source.v1"], None)
+    refusal = {"object": "Account", "errorCode": code, "field": "Credit_Limit__c"}
+    emulator.admin("POST", "/admin/faults/query-refusal", refusal)
+    t = tag()
+    waiting = sf.Account.create({"Name": f"Refused read {t}"})["id"]
+    detail = wait_for_health(source, "salesforce-source", "degraded")
+    assert code in detail
+    assert "SELECT" not in detail  # a short reason; Salesforce's full answer is in the log
+    assert source.metric("sagesf_salesforce_read_refusals_total", entity="Account", error_code=code) >= 1
+    dead.poll()
+    assert not [r for r in dead.records if r["key"] == waiting.encode()]  # not dead-lettered
+
+    emulator.admin("DELETE", "/admin/faults")  # an admin gives the permission back
+    customers.wait_for(lambda r: r["key"] == waiting)
+    wait_for_health(source, "salesforce-source", "ok")
+    dead.poll()
+    assert not [r for r in dead.records if r["key"] == waiting.encode()]
+
+
+def test_a_record_the_integration_user_cannot_see_is_dead_lettered_with_the_reason(
+    make_source, reader, sf, emulator
+) -> None:
+    source, topics = make_source()
+    source.start()
+    customers = reader(topics["customer.v1"], "Customer")
+    dead = reader(topics["dlq.salesforce-source.v1"], None)
+    t = tag()
+    other = emulator.connect_other()
+    private = other.Account.create({"Name": f"Private {t}"})["id"]
+    customers.wait_for(lambda r: r["key"] == private)
+    emulator.admin("POST", "/admin/faults/hide-records", {"ids": [private], "username": emulator.username})
+    other.Account.update(private, {"Name": f"Private renamed {t}"})
+    after = sf.Account.create({"Name": f"Visible {t}"})["id"]
+    customers.wait_for(lambda r: r["key"] == after)  # the stream goes on
+    (letter,) = dead.wait_for(lambda r: r["key"] == private.encode())
+    reason = letter["headers"]["__connect.errors.exception.message"].decode()
+    assert "cannot see" in reason
+    assert letter["headers"]["salesforce.entity"] == b"Account"
+    assert source.metric("sagesf_salesforce_source_records_total", outcome="not_visible") >= 1
+    assert not [r for r in customers.records if r["value"]["name"] == f"Private renamed {t}"]
+
+
+def test_a_record_deleted_before_its_update_is_read_is_not_a_dead_letter(make_source, reader, sf) -> None:
+    source, topics = make_source(SAGESF_SALESFORCE__SOURCE__MAX_BATCH="1")  # each event alone
+    source.start()
+    customers = reader(topics["customer.v1"], "Customer")
+    dead = reader(topics["dlq.salesforce-source.v1"], None)
+    t = tag()
+    account = sf.Account.create({"Name": f"Short-lived {t}"})["id"]
+    customers.wait_for(lambda r: r["key"] == account)
+    time.sleep(0.5)  # its replay ID stored
+    source.stop()
+    sf.Account.update(account, {"Name": f"Renamed {t}"})
+    sf.Account.delete(account)  # the UPDATE is read after this: the record is gone
+    source.start()
+    customers.wait_for(lambda r: r["key"] == account and r["value"]["deleted"])
+    assert source.metric("sagesf_salesforce_source_records_total", outcome="deleted_since") >= 1
+    dead.poll()
+    assert not [r for r in dead.records if r["key"] == account.encode()]
+
+
+def test_a_spoofed_echo_header_from_another_user_comes_through(make_source, reader, sf, emulator) -> None:
+    source, topics = make_source()
+    source.start()
+    customers = reader(topics["customer.v1"], "Customer")
+    ours = source.env["SAGESF_SALESFORCE__CALL_OPTIONS_CLIENT"]
+    t = tag()
+    spoofed = emulator.connect_other(client=ours).Account.create({"Name": f"Spoofed origin {t}"})["id"]
+    customers.wait_for(lambda r: r["key"] == spoofed)  # another user's change, whatever its header says

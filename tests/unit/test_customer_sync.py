@@ -14,6 +14,7 @@ from processors.customers import CustomerSync
 from processors.mapping_model import Mappings
 from processors.orders import OrderPipeline
 from processors.state import MappingsRef, Origin, Step
+from sagesf.source import WRITTEN_BY_HEADER, WRITTEN_BY_INTEGRATION
 from tests.unit.test_processor_logic import (
     ACCOUNT,
     OPP,
@@ -28,6 +29,7 @@ from tests.unit.test_processor_logic import (
 __all__ = ["base_mappings"]  # the module fixture, shared
 
 SAGE_ORIGIN = Origin("customer.v1", 2, 40, b"k", b"sage")
+WRITTEN_BY = ((WRITTEN_BY_HEADER, WRITTEN_BY_INTEGRATION),)
 
 
 def customer(source: str, **values: Any) -> dict[str, Any]:
@@ -224,3 +226,35 @@ def test_fields_the_map_does_not_send_to_sage_stay_sages(base_mappings: Mappings
     assert data.get("credit_limit") is None
     assert data.get("current_balance") is None
     assert data["telephone_no"] == "555-0101"
+
+
+def marked(origin: Origin) -> Origin:
+    """The same record as the Sage source publishes a version the integration user wrote last."""
+    return Origin(origin.topic, origin.partition, origin.offset, origin.key, origin.value, WRITTEN_BY)
+
+
+def test_echoes_of_our_writes_send_nothing_and_a_users_edit_alone_is_sent(base_mappings: Mappings) -> None:
+    s = sync(base_mappings)
+    linked = {"salesforce_account_id": ACCOUNT, "ar_division_no": "01", "customer_no": "ABF"}
+    sage = customer("SAGE100", **linked, credit_limit=Decimal("1000.00"), telephone_no="555-0100")
+    s.on_customer("01-ABF", sage, SAGE_ORIGIN)  # what Sage holds, as the Account has it
+    for phone in ("555-0101", "555-0102"):  # two Account edits, each an UpsertCustomer to Sage
+        s.on_customer("01-ABF", customer("SALESFORCE", **linked, telephone_no=phone), ORIGIN)
+    # Sage after the first write only (polled between the two): an echo, not a user's edit
+    first = {**sage, "telephone_no": "555-0101"}
+    assert salesforce_commands(s.on_customer("01-ABF", first, marked(SAGE_ORIGIN))) == []
+    # a credit controller raised the limit just before the second write landed
+    raced = {**sage, "telephone_no": "555-0102", "credit_limit": Decimal("5000.00")}
+    [(_, command)] = salesforce_commands(s.on_customer("01-ABF", raced, marked(SAGE_ORIGIN)))
+    assert command["fields"] == {"Credit_Limit__c": 5000.0, "ExternalID__c": "01-ABF"}
+
+
+def test_a_marked_version_of_a_customer_never_seen_is_its_baseline(base_mappings: Mappings) -> None:
+    """A customer the directory created for an order: its first version is our write."""
+    s = sync(base_mappings)
+    linked = {"salesforce_account_id": ACCOUNT, "ar_division_no": "01", "customer_no": "NEW01"}
+    created = customer("SAGE100", **linked, credit_limit=Decimal(0))
+    assert salesforce_commands(s.on_customer("01-NEW01", created, marked(SAGE_ORIGIN))) == []
+    later = {**created, "credit_limit": Decimal("2500.00"), "name": "Acme"}
+    [(_, command)] = salesforce_commands(s.on_customer("01-NEW01", later, marked(SAGE_ORIGIN)))
+    assert command["fields"] == {"Credit_Limit__c": 2500.0, "ExternalID__c": "01-NEW01"}

@@ -7,6 +7,9 @@ end against the emulator; these pin down the edges (ties, case, probes, escapes)
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -113,6 +116,9 @@ def cmd(**overrides: Any) -> dict[str, Any]:
         ({"fields": {"Id": "001"}}, "Id"),
         ({"fields": {"sage_item_code__c": "X"}}, "sage_item_code__c"),
         ({"fields": {"Bad Name": 1}}, "fields"),
+        ({"fields": {"Name__c__x__y": 1}}, "fields"),  # not a Salesforce API name
+        ({"sobject": "Product2_"}, "sobject"),
+        ({"external_id_field": "Sage__Item__Code__c"}, "external_id_field"),
         ({"fields": {"Quantity_On_Hand__c": float("nan")}}, "Quantity_On_Hand__c"),
         ({"command_id": ""}, "command_id"),
     ],
@@ -380,3 +386,41 @@ def test_connectors_salesforce_imports_no_sage_processor_or_sandbox_module():
             )
             for name in names:
                 assert not name.startswith(forbidden), f"{path.name} imports {name}"
+
+
+def _run_with_login_url(url: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`sagesf run salesforce-source` with this login URL: it must stop at the settings."""
+    keep = {k: v for k, v in os.environ.items() if not k.startswith("SAGESF_")}
+    return subprocess.run(
+        [sys.executable, "-m", "sagesf", "run", "salesforce-source"],
+        env={
+            **keep,
+            "SAGESF_SALESFORCE__LOGIN_URL": url,
+            "SAGESF_SALESFORCE__AUTH_FLOW": "password",
+            "SAGESF_SALESFORCE__CLIENT_ID": "app",
+            "SAGESF_SALESFORCE__CLIENT_SECRET": "s3cret-value",
+            "SAGESF_SALESFORCE__USERNAME": "u@x",
+            "SAGESF_SALESFORCE__PASSWORD": "pw-value",
+            "SAGESF_KAFKA__BOOTSTRAP_SERVERS": "127.0.0.1:1",
+            **env,
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_a_plain_http_login_url_is_refused_at_start_unless_loopback():
+    done = _run_with_login_url("http://login.salesforce.com")
+    assert done.returncode == 2, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert "SAGESF_SALESFORCE__LOGIN_URL" in line
+    assert "https" in line
+    base: dict[str, Any] = {"auth_flow": "client_credentials", "client_id": "a", "client_secret": "s"}
+    for loopback in ("http://127.0.0.1:8443", "http://localhost:8443", "http://[::1]:8443"):
+        assert SalesforceSettings(**base, login_url=loopback).login_url == loopback
+    named = SalesforceSettings(**base, login_url="http://salesforce:8443", plain_http_host="salesforce")
+    assert named.login_url == "http://salesforce:8443"  # the compose sandbox names its emulator
+    with pytest.raises(ValidationError, match="https"):
+        SalesforceSettings(**base, login_url="http://evil:8443", plain_http_host="salesforce")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 from collections.abc import Iterator
 from decimal import Decimal
@@ -11,10 +12,13 @@ from typing import Any
 import fastavro
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from connectors.salesforce.change_events import MalformedEvent, collapse, origin_client, parse_message
 from connectors.salesforce.change_reader import ChangeReader
 from connectors.salesforce.record_mapper import SOURCE_HEADERS, RecordMapper
+from connectors.salesforce.soql import identifier
 from connectors.salesforce.source import SalesforceCdcSource, SalesforceSourceSettings, _Work
 from connectors.salesforce.source_mapping import DEFAULT_MAPPING_FILE, MappingError, load_source_mapping
 from sagesf.dead_letter_writer import FailedRecord
@@ -355,3 +359,292 @@ def test_channels_name_the_objects_a_catch_up_read_covers() -> None:
     assert changes.entities("/data/OpportunityChangeEvent") == ["Opportunity"]
     assert changes.entities("/data/LeadChangeEvent") == []
     assert set(changes.entities("/data/ChangeEvents")) == set(mapping.objects)
+
+
+INJECTION = "Name FROM Account WHERE Id != null --"
+
+
+def _set(*path: str, value: Any = INJECTION) -> Any:
+    """A change that puts the injection attempt at `path` in the raw mapping."""
+
+    def change(raw: dict[str, Any]) -> None:
+        node = raw
+        for step in path[:-1]:
+            node = node[step]
+        node[path[-1]] = value
+
+    return change
+
+
+def _rename_object(raw: dict[str, Any]) -> None:
+    raw["objects"][INJECTION] = raw["objects"].pop("Product2")
+
+
+@pytest.mark.parametrize(
+    ("change", "entry"),
+    [
+        (_set("objects", "Account", "fields", "name"), "objects.Account.fields.name"),
+        (_set("objects", "Account", "key", value=[INJECTION]), "objects.Account.key"),
+        (_set("objects", "Account", "external_id"), "objects.Account.external_id"),
+        (
+            _set("objects", "Account", "custom_fields", "salesforce_account_number"),
+            "objects.Account.custom_fields",
+        ),
+        (_set("objects", "Account", "addresses", "billing_address", "prefix"), "objects.Account.addresses"),
+        (_set("objects", "Account", "contacts", "relationship"), "objects.Account.contacts.relationship"),
+        (_set("objects", "Opportunity", "lines", "order_by"), "objects.Opportunity.lines.order_by"),
+        (
+            _set("objects", "Opportunity", "lines", "fields", "product_code"),
+            "objects.Opportunity.lines.fields",
+        ),
+        (_set("objects", "Opportunity", "when", "field"), "objects.Opportunity.when.field"),
+        (_set("objects", "Opportunity", "customer", "name"), "objects.Opportunity.customer.name"),
+        (_set("objects", "Contact", "parent", "field"), "objects.Contact.parent.field"),
+        (_set("objects", "Contact", "parent", "object"), "objects.Contact.parent.object"),
+        (_rename_object, "objects.Name FROM Account"),
+    ],
+)
+def test_an_injection_attempt_in_any_soql_name_is_refused_at_load(
+    tmp_path: Path, change: Any, entry: str
+) -> None:
+    path = write_mapping(tmp_path, change)
+    with pytest.raises(MappingError) as caught:
+        load_source_mapping(path)
+    assert any(str(path) in p and entry in p and "Salesforce" in p for p in caught.value.problems), (
+        caught.value.problems
+    )
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Name",
+        "Account.ExternalID__c",
+        "Sage_Item_Code__c",
+        "ns__Field__c",
+        "Parent__r.Name",
+        "Loc__Latitude__s",
+    ],
+)
+def test_salesforce_api_names_pass(name: str) -> None:
+    assert identifier(name) == name
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        INJECTION,
+        "Name,Id",
+        "Name)",
+        "Bad_",
+        "Bad___c",
+        "a__b__c__d",
+        "_Name",
+        "1Name",
+        "Account..Name",
+        "Name__c ",
+    ],
+)
+def test_what_is_not_a_salesforce_api_name_is_refused(name: str) -> None:
+    with pytest.raises(ValueError, match="Salesforce API name"):
+        identifier(name)
+
+
+def test_an_echo_needs_our_client_and_our_user() -> None:
+    from connectors.salesforce.change_events import is_echo
+
+    def event(origin: str, user: str) -> Any:
+        message = change("UPDATE")
+        header = message["data"]["payload"]["ChangeEventHeader"]
+        header["changeOrigin"], header["commitUser"] = origin, user
+        return parse_message(message)
+
+    ours, users = frozenset({"sagesf"}), frozenset({"005000000000001"})
+    assert is_echo(event("com/salesforce/api/rest/62.0;client=sagesf", "005000000000001AAA"), ours, users)
+    assert not is_echo(event("com/salesforce/api/rest/62.0;client=sagesf", "005000000000002AAA"), ours, users)
+    assert not is_echo(event("com/salesforce/api/rest/62.0", "005000000000001AAA"), ours, users)
+    assert not is_echo(event("com/salesforce/api/rest/62.0;client=sagesf", ""), ours, users)
+
+
+# --- poison values: whatever Salesforce (or a forged event) sends, a record or a dead letter ------
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**40), max_value=10**40)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=50)
+    | st.sampled_from(["1e999999", "-Infinity", "NaN", "9999-12-31T23:59:59Z", "0000-00-00", "1" * 60]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=6,
+)
+
+
+def _poisoned(entity: str, values: dict[str, Any]) -> dict[str, Any]:
+    base = {"Account": {"Id": "001000000000001AAA", "Name": "X"}, "Opportunity": opportunity()}.get(
+        entity, {"Id": "01t000000000001AAA", "Name": "P", "ProductCode": "P-1"}
+    )
+    record = dict(base)
+    record.update(values)
+    return record
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    entity=st.sampled_from(["Account", "Opportunity", "Product2"]),
+    values=st.dictionaries(
+        st.sampled_from(
+            [
+                "Name",
+                "Phone",
+                "Credit_Limit__c",
+                "Type",
+                "CloseDate",
+                "Amount",
+                "ExternalID__c",
+                "IsActive",
+                "Quantity_On_Hand__c",
+                "ProductCode",
+                "BillingStreet",
+                "Contacts",
+                "OpportunityLineItems",
+                "Account",
+                "StageName",
+                "Family",
+                "AccountNumber",
+            ]
+        ),
+        JSON_VALUES,
+        max_size=4,
+    ),
+)
+def test_any_field_value_maps_to_a_record_that_encodes_or_to_a_permanent_error(
+    entity: str, values: dict[str, Any]
+) -> None:
+    mapper = RecordMapper(load_source_mapping())
+    try:
+        mapped = mapper.object_record(entity, _poisoned(entity, values), event_id="e", event_time_ms=0)
+    except Permanent:
+        return
+    assert mapped.value is not None
+    encodes(mapped.schema, mapped.value)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    message=JSON_VALUES,
+    header=st.dictionaries(
+        st.sampled_from(
+            [
+                "entityName",
+                "recordIds",
+                "changeType",
+                "commitTimestamp",
+                "changedFields",
+                "sequenceNumber",
+                "changeOrigin",
+                "commitUser",
+                "transactionKey",
+            ]
+        ),
+        JSON_VALUES,
+        max_size=6,
+    ),
+)
+def test_any_streaming_message_is_an_event_or_a_malformed_one(message: Any, header: dict[str, Any]) -> None:
+    forged = change("UPDATE")
+    forged["data"]["payload"]["ChangeEventHeader"].update(header)
+    for candidate in (
+        message,
+        forged,
+        {"channel": "/event/Credit_Check_Request__e", "data": {"event": {"replayId": 1}, "payload": header}},
+    ):
+        with contextlib.suppress(MalformedEvent):  # refused with a reason: a dead letter
+            parse_message(candidate)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    values=st.dictionaries(
+        st.sampled_from(
+            ["Correlation_Id__c", "Amount__c", "Reply_Deadline__c", "Account_Id__c", "External_Id__c"]
+        ),
+        JSON_VALUES | st.floats(min_value=-1e22, max_value=1e22) | st.integers(),
+        max_size=5,
+    )
+)
+def test_any_platform_event_payload_maps_to_a_record_that_encodes_or_to_a_permanent_error(
+    values: dict[str, Any],
+) -> None:
+    mapper = RecordMapper(load_source_mapping())
+    payload = {"Correlation_Id__c": "c-1", "Amount__c": 1, "Account_Id__c": "001000000000001AAA", **values}
+    try:
+        mapped = mapper.platform_event_record(
+            "/event/Credit_Check_Request__e", payload, event_id="e", created_ms=0
+        )
+    except Permanent:
+        return
+    assert mapped.value is not None
+    encodes(mapped.schema, mapped.value)
+
+
+def test_a_deadline_far_outside_the_calendar_is_a_permanent_error_naming_the_field() -> None:
+    mapper = RecordMapper(load_source_mapping())
+    payload = {"Correlation_Id__c": "c-1", "Amount__c": 1, "Reply_Deadline__c": 1e20}
+    with pytest.raises(Permanent, match="Reply_Deadline__c"):
+        mapper.platform_event_record("/event/Credit_Check_Request__e", payload, event_id="e", created_ms=0)
+
+
+def test_a_list_or_object_where_salesforce_sends_text_is_a_permanent_error() -> None:
+    mapper = RecordMapper(load_source_mapping())
+    for odd in ({"first": "Acme"}, ["Acme", "Inc"]):
+        with pytest.raises(Permanent, match=r"Account\.Name"):
+            mapper.object_record(
+                "Account", {"Id": "001000000000001AAA", "Name": odd}, event_id="e", event_time_ms=0
+            )
+
+
+def test_an_order_whose_lines_did_not_all_come_back_is_a_permanent_error_not_a_short_order() -> None:
+    mapper = RecordMapper(load_source_mapping())
+    lines = opportunity()["OpportunityLineItems"]
+    paged = {**lines, "totalSize": 450, "done": False, "nextRecordsUrl": "/services/data/v62.0/query/01g-2"}
+    with pytest.raises(Permanent, match="2 of 450"):
+        mapper.object_record(
+            "Opportunity", opportunity(OpportunityLineItems=paged), event_id="e", event_time_ms=0
+        )
+
+
+class _BuggyMapper(RecordMapper):
+    """A mapper with a bug that one record meets (a KeyError), as a new mapping entry might have."""
+
+    def object_record(self, entity: str, record: Any, **kwargs: Any) -> CanonicalRecord:
+        if record.get("Name") == "strange":
+            raise KeyError("a bug meets a strange record")
+        return super().object_record(entity, record, **kwargs)
+
+
+class _ModifiedAccounts:
+    """What a catch-up read of Account returns (the reader's query answer, without Salesforce)."""
+
+    def modified_since(self, entity: str, since_ms: int) -> Iterator[dict[str, Any]]:
+        for number, name in enumerate(["strange", "fine"], start=1):
+            yield {"Id": f"00100000000000{number}AAA", "Name": name, "SystemModstamp": "2025-01-01T00:00:00Z"}
+
+
+def test_a_record_that_meets_a_bug_in_a_catch_up_read_is_dead_lettered_and_the_read_goes_on() -> None:
+    from connectors.salesforce.replay_storage import PositionReplayStorage
+
+    mapping = load_source_mapping()
+    changes = ChangeReader(
+        mapping=mapping,
+        reader=_ModifiedAccounts(),  # type: ignore[arg-type]
+        mapper=_BuggyMapper(mapping),
+        storage=PositionReplayStorage(MemoryPositions()),  # type: ignore[arg-type]
+        echo_clients=["sagesf"],
+    )
+    batches = list(changes.catch_up("/data/AccountChangeEvent", 0, "replay_id_invalid"))
+    produced = [r.key for b in batches for r in b.records]
+    rejected = [r for b in batches for r in b.rejected]
+    assert produced == ["001000000000002AAA"]
+    assert [r.failed.key for r in rejected] == [b"001000000000001AAA"]
+    assert "a bug meets a strange record" in str(rejected[0].error)
