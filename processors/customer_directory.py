@@ -227,8 +227,8 @@ class CustomerDirectory:
     def held_count(self) -> int:
         return sum(len((w or {}).get("orders", [])) for w in self.tables.held.values())
 
-    def _awaits_answer(self, identity: str) -> bool:
-        return bool((self.tables.orders.get(identity) or {}).get("state") == "commanded")
+    def _awaits_answer(self, identity: str | None) -> bool:
+        return identity is not None and (self.tables.orders.get(identity) or {}).get("state") == "commanded"
 
     # --- the Sage customer ------------------------------------------------------------------
 
@@ -305,8 +305,7 @@ class CustomerDirectory:
         number = customer.get("customer_no")
         if customer.get("deleted") or not (account and division and number):
             return None
-        sage = (customer.get("envelope") or {}).get("source_system") == "SAGE100"
-        source = "UDF_SALESFORCE_ID in Sage 100" if sage else "Account ExternalID__c"
+        source = "UDF_SALESFORCE_ID in Sage 100" if _from_sage(customer) else "Account ExternalID__c"
         return self.links.conflict(str(account), (str(division), str(number)), source)
 
     def refuse(self, conflict: LinkConflict, origin: Origin, about: tuple[str, ...]) -> Step:
@@ -339,7 +338,10 @@ class CustomerDirectory:
             conflict = self.learn(str(account), str(division), str(number))
             if conflict is not None:  # only without the guard: nothing is learnt or released
                 return self.refuse(conflict, origin, origin.position())
-            self.tables.accounts.pop(str(account), None)
+            carrier = (self.tables.held.get(str(account)) or {}).get("carrier")
+            if not (self._awaits_answer(carrier) and _from_sage(customer)):
+                # kept for `_linked` when this is Sage's copy of the customer an order brings
+                self.tables.accounts.pop(str(account), None)
             released = self._release(str(account))
             step = Step("learned")
             step.add(released)
@@ -507,10 +509,12 @@ class CustomerDirectory:
     # --- waiting orders -----------------------------------------------------------------------
 
     def _take_held(self, account: str) -> Iterator[tuple[str, Mapping[str, Any], Origin]]:
-        """Each order still held for `account`, with its original record; the account's entry
-        (its waiting list and carrier) is removed."""
-        waiting = self.tables.held.pop(account, None)
-        for identity in (waiting or {}).get("orders", []):
+        """Each order still held for `account`, with its original record; the account's entry is
+        removed, or only emptied while its carrier awaits Sage's answer (which `_linked` reads)."""
+        waiting = self.tables.held.pop(account, None) or {}
+        if self._awaits_answer(waiting.get("carrier")):
+            self.tables.held[account] = {**waiting, "orders": []}
+        for identity in waiting.get("orders", []):
             state = self.tables.orders.get(identity)
             if not state or state.get("state") != "held":
                 continue
@@ -548,7 +552,12 @@ class CustomerDirectory:
             waiting = self.tables.held.get(account)
             if waiting is None:
                 continue
-            carrier = waiting.get("carrier")
-            if account in self.tables.customers or not (carrier and self._awaits_answer(carrier)):
+            known = account in self.tables.customers
+            if (known and waiting.get("orders")) or not self._awaits_answer(waiting.get("carrier")):
                 step.add(self._release(account))
         return step
+
+
+def _from_sage(customer: Mapping[str, Any]) -> bool:
+    """True for a customer.v1 record of Sage's (an AR_Customer row), not an Account's."""
+    return bool((customer.get("envelope") or {}).get("source_system") == "SAGE100")
