@@ -366,6 +366,35 @@ def test_a_held_order_is_released_when_the_customer_arrives_on_customer_v1(base_
     assert p.customer_directory.held_count() == 0
 
 
+def test_sages_copy_of_a_new_customer_before_the_orders_answer_loses_nothing(base_mappings: Mappings) -> None:
+    """The Sage source may publish the customer the order made (customer.v1, from Sage) before the
+    order's SageResult arrives: the held order goes at once, and the answer still links the Account
+    and says what Sage holds differently."""
+    long_name = "The Extraordinarily Long Company Name Inc"
+    first = order(("HRDW-1000", "1", "12.50"), external=None)
+    first["customer"]["name"] = long_name
+    p, _ = _new_account_orders(base_mappings)
+    p.on_sales_order(OPP, first, FIRST)
+    p.on_sales_order(OPP2, order(("HRDW-1000", "2", "12.50"), external=None, opp=OPP2), SECOND)
+    sage_copy = {
+        "envelope": {"source_system": "SAGE100"},
+        **NEW_CUSTOMER,
+        "name": long_name[:30],
+        "status": "ACTIVE",
+    }
+
+    learned = p.customer_directory.on_customer("01-NEW01", sage_copy, Origin("customer.v1", 0, 4, None, b"s"))
+
+    [create] = _commands(learned, "sage.commands.v1", OPP2)
+    assert create["command"][1]["order"]["customer"]["customer_no"] == "NEW01"
+    [account] = _commands(
+        p.on_sage_result(OPP, customer_created(), ORIGIN), "salesforce.commands.v1", ACCOUNT
+    )
+    assert account["fields"]["ExternalID__c"] == "01-NEW01"
+    assert "name cut to 30" in account["fields"]["Sage_Sync_Message__c"]
+    assert p.tables.held == {}
+
+
 def test_status_unknown_can_be_skipped(base_mappings: Mappings) -> None:
     skip = base_mappings.orders.model_copy(
         update={"order_status": base_mappings.orders.order_status.model_copy(update={"unknown": "skip"})}
@@ -728,32 +757,3 @@ def test_every_value_a_rule_changed_is_said_on_the_opportunity(base_mappings: Ma
     # a repeated answer (the order confirmed already) leaves the message as it is
     again = p.on_sage_result(OPP, result, Origin("sage.results.v1", 0, 4, None, b"r"))
     assert "Sage_Sync_Message__c" not in again.outbound[0].value["fields"]
-
-
-def test_sages_copy_of_a_new_customer_before_the_orders_answer_loses_nothing(base_mappings: Mappings) -> None:
-    """The Sage source may publish the customer the order made (customer.v1, from Sage) before the
-    order's SageResult arrives: the held order goes at once, and the answer still links the Account
-    and says what Sage holds differently."""
-    long_name = "The Extraordinarily Long Company Name Inc"
-    first = order(("HRDW-1000", "1", "12.50"), external=None)
-    first["customer"]["name"] = long_name
-    p, _ = _new_account_orders(base_mappings)
-    p.on_sales_order(OPP, first, FIRST)
-    p.on_sales_order(OPP2, order(("HRDW-1000", "2", "12.50"), external=None, opp=OPP2), SECOND)
-    sage_copy = {
-        "envelope": {"source_system": "SAGE100"},
-        **NEW_CUSTOMER,
-        "name": long_name[:30],
-        "status": "ACTIVE",
-    }
-
-    learned = p.customer_directory.on_customer("01-NEW01", sage_copy, Origin("customer.v1", 0, 4, None, b"s"))
-
-    [create] = _commands(learned, "sage.commands.v1", OPP2)
-    assert create["command"][1]["order"]["customer"]["customer_no"] == "NEW01"
-    [account] = _commands(
-        p.on_sage_result(OPP, customer_created(), ORIGIN), "salesforce.commands.v1", ACCOUNT
-    )
-    assert account["fields"]["ExternalID__c"] == "01-NEW01"
-    assert "name cut to 30" in account["fields"]["Sage_Sync_Message__c"]
-    assert p.tables.held == {}
