@@ -163,7 +163,9 @@ class Processors:
             items=shared_table(self.app, "item-xref", "ItemCode -> active, product code, price"),
             products=shared_table(self.app, "product-xref", "ProductCode -> ItemCode"),
             orders=shared_table(self.app, "order-state", "Salesforce order ID -> order state"),
-            held=shared_table(self.app, "held-orders", "Account ID -> orders waiting for the customer"),
+            held=shared_table(
+                self.app, "held-orders", "Account ID -> the order bringing the new customer, orders waiting"
+            ),
             order_numbers=shared_table(self.app, "order-numbers", "SalesOrderNo -> Salesforce record IDs"),
             inventory=(
                 levels := shared_table(self.app, "inventory-levels", "ItemCode/WarehouseCode -> stock")

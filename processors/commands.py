@@ -1,11 +1,12 @@
 """The records the processors send: Sage commands, Salesforce commands, and their deterministic IDs.
 
-What it owns: building SageCommand (CreateSalesOrder, UpsertCustomer) and SalesforceCommand
-(UPDATE by record ID, UPSERT by external ID, INSERT of a platform event) records as the serde
-encodes them, the Kafka key of each (topics.yaml: the Salesforce record ID, or
-`<SObject>/<external ID>` for an upsert, `<Event>/<correlation ID>` for an insert), and
-`command_id()`: a UUIDv5 of what the command is about, so the same input always yields the same
-command ID and redelivered or replayed inputs are recognisably the same command downstream.
+What it owns: building SageCommand (CreateSalesOrder, with its customer when Sage does not know
+it yet; UpsertCustomer) and SalesforceCommand (UPDATE by record ID, UPSERT by external ID, INSERT
+of a platform event) records as the serde encodes them, the Kafka key of each (topics.yaml: the
+Salesforce record ID, or `<SObject>/<external ID>` for an upsert, `<Event>/<correlation ID>` for an
+insert), and `command_id()`: a UUIDv5 of what the command is about, so the same input always
+yields the same command ID and redelivered or replayed inputs are recognisably the same command
+downstream.
 
 How it works: `Outbound` pairs a topic (by its topics.yaml name), a key, a schema name and the
 record. The CreateSalesOrder/UpsertCustomer union branch is chosen explicitly with fastavro's
@@ -79,11 +80,19 @@ def envelope(
     }
 
 
-def create_sales_order(order: Mapping[str, Any], cid: str, key: str, correlation_id: str | None) -> Outbound:
+def create_sales_order(
+    order: Mapping[str, Any],
+    cid: str,
+    key: str,
+    correlation_id: str | None,
+    customer: Mapping[str, Any] | None = None,
+) -> Outbound:
+    """The order; with `customer` when Sage does not know it yet (the sink creates it with the order)."""
+    new_customer = dict(customer) if customer is not None else None
     value = {
         "envelope": envelope(key, correlation_id),
         "command_id": cid,
-        "command": (_CANONICAL + "CreateSalesOrder", {"order": dict(order), "customer": None}),
+        "command": (_CANONICAL + "CreateSalesOrder", {"order": dict(order), "customer": new_customer}),
     }
     return Outbound(topic_names.SAGE_COMMANDS, key, "SageCommand", value)
 

@@ -1,11 +1,12 @@
-"""The customer directory: which Sage 100 customer a Salesforce Account is, and the orders waiting
-until Sage has one.
+"""The customer directory: which Sage 100 customer a Salesforce Account is, and the customer the
+first order of an account Sage does not know yet brings with it.
 
 What it owns: `CustomerDirectory`, the customer cross-reference, the accounts Sage does not know
-yet, the orders held for them and the UpsertCustomer commands that create their customers. The
-order pipeline (processors/orders.py) asks it for an order's customer; the customer sync
-(processors/customers.py) feeds it customer.v1, behind its link guard (`guarded`), and sends
-Account changes through it. The link rule itself is processors/customer_links.py.
+yet, which of their orders brings the customer to Sage and the orders waiting for its answer. The
+order pipeline (processors/orders.py) asks it for an order's customer and tells it Sage's answers;
+the customer sync (processors/customers.py) feeds it customer.v1, behind its link guard
+(`guarded`), and sends Account changes through it. The link rule itself is
+processors/customer_links.py.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -22,23 +24,13 @@ from processors.commands import Outbound, command_id
 from processors.customer_links import CustomerLinks, LinkConflict, LinkRefused
 from processors.mapping_model import Mappings
 from processors.metrics import ORDERS_UNANSWERED
-from processors.state import (
-    Decoder,
-    MappingsRef,
-    Origin,
-    ResendSchedule,
-    Step,
-    Tables,
-    epoch_ms,
-    from_b64,
-    to_b64,
-)
+from processors.state import Decoder, MappingsRef, Origin, Step, Tables, from_b64, to_b64
 from processors.sync_message import Changes, for_user, sage_refusal
 from sagesf.errors import Permanent
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CustomerDirectory", "OrderProcessing"]
+__all__ = ["CustomerDirectory", "NewCustomer", "OrderProcessing"]
 
 # Customer fields an UpsertCustomer carries whatever customers.yaml maps (the rest only if mapped)
 _CUSTOMER_STRUCTURE = frozenset(
@@ -51,8 +43,8 @@ CustomerHandler = Callable[[str | None, Mapping[str, Any], Origin], Step]
 
 
 class OrderProcessing(Protocol):
-    """What the directory needs of the order pipeline: a held order goes back to it, to be
-    processed again once its customer is known, or failed when Sage refuses the customer."""
+    """What the directory needs of the order pipeline: a waiting order goes back to it, to be
+    processed again once its customer is known (or once no other order brings it), or failed."""
 
     def on_sales_order(self, key: str | None, order: Mapping[str, Any], origin: Origin) -> Step: ...
 
@@ -67,40 +59,67 @@ class OrderProcessing(Protocol):
     ) -> Step: ...
 
 
+@dataclass(frozen=True)
+class NewCustomer:
+    """The customer an order brings to Sage for an account Sage does not know yet."""
+
+    account: str
+    ref: dict[str, Any]  # the order's customer: the Account, no Sage numbers (the sink matches the UDF)
+    customer: dict[str, Any]  # the Customer of the CreateSalesOrder, ready for Sage
+    notes: list[str]  # what the mapping rules changed in it: the Account's sync message once linked
+    source: str | None  # the account's customer.v1 record it was built from (base64); None: the order's data
+
+
 class CustomerDirectory:
     """Which Sage customer (ARDivisionNo-CustomerNo) each Salesforce Account is.
 
     Tables it keeps: `customers` (the cross-reference, through `links`, processors/
     customer_links.py), `accounts` (the latest Salesforce Customer record of an account Sage does
-    not know yet), `held` (orders waiting per account) and the `held` entries of `orders` (each
-    with its original record, to process it again).
+    not know yet), `held` (per such account: the order bringing its customer, the `carrier`, and
+    the orders waiting for Sage's answer to it) and the `held` entries of `orders` (each with its
+    original record, to process it again).
     - `customer_of(order)`: ARDivisionNo-CustomerNo on the order itself (Account.ExternalID__c,
       learnt into the cross-reference too), else the cross-reference by Account ID; None when
       Sage has no customer for the account yet; `LinkRefused` when the order's Account names a
       customer linked to another Account (or is linked to another customer).
+    - `new_customer(identity, order)`: the first order of an account Sage does not know brings
+      its customer: the CreateSalesOrder carries it (`NewCustomer`), built from the account's
+      latest Salesforce Customer record (customer.v1) or, failing that, from the order's customer
+      name and addresses, and the Sage sink writes customer and order as one unit, so an order
+      Sage refuses leaves no customer behind. None while another order of the account brings it:
+      that order is `hold`-ed until Sage answered, since commands are keyed by opportunity and
+      two orders bringing one customer could reach Sage side by side and make it twice.
+      `carrying` records the carrier once its command is built.
+    - `on_order_result`: Sage's answer to an order. When Sage created or found its customer the
+      link is learnt from it, never before: the cross-reference, and on the Account
+      ExternalID__c and Sage_Sync_Status__c = Synced (with what the mapping rules changed in the
+      customer as the sync message); an Account record that arrived after the carrier's command
+      was built follows as an UpsertCustomer of the new customer; the waiting orders go to Sage
+      with its number. An answer whose link contradicts an existing one is refused like any
+      claim (dead letter, Error on the Accounts) and the waiting orders fail with its reason.
+      `order_failed`: the carrier failed (Sage refused it, it no longer maps),
+      so no customer exists: the waiting orders go again and the first of them brings it.
+      `given_up`: Sage never answered the carrier: its waiting orders fail with it.
     - `guarded(handler)`: the customers agent's handler behind the link rule: a customer.v1
       record whose link contradicts an existing one is refused before the customer sync sees it
       (dead letter with the reason, Sage_Sync_Status__c = Error on the Accounts concerned), so no
       Account or Sage customer is renamed by it.
-    - `hold(...)`: an order whose customer is unknown waits on its account's list, and an
-      UpsertCustomer is commanded, built from the account's latest Salesforce Customer record
-      (customer.v1) or, failing that, from the order's customer name and addresses. Its command
-      ID is a UUIDv5 of the Account ID: asked again, Sage creates the customer once.
     - `on_customer`: customer.v1. A record with ARDivisionNo-CustomerNo feeds the cross-reference
-      and releases the account's held orders; one without is remembered as the account's data
-      and, if an order asked first with the order's own data, asks again with the account's.
-    - `on_customer_result`: Sage's answer to an UpsertCustomer. Created, updated or existing:
-      the cross-reference learns it, the Account gets ExternalID__c and Sage_Sync_Status__c =
-      Synced (with what the mapping rules changed, as the sync message) and its held orders are
-      released; unchanged and already linked, nothing is written back (this also ends any echo
-      loop of the customer sync). Refused by Sage, or a customer linked to another Account: the
-      Account gets Sage_Sync_Status__c = Error with a short reason and its held orders fail.
-    - `sweep(now)`: releases held orders whose customer became known some other way and
-      re-sends the UpsertCustomer of accounts still waiting, backing off (`ResendSchedule`);
-      after the last re-send their orders fail (counted in sagesf_processor_orders_unanswered_total).
+      and releases the account's waiting orders; one without is remembered as the account's data.
+    - `on_customer_result`: Sage's answer to an UpsertCustomer (the customer sync's updates).
+      Updated, created or existing: the cross-reference learns it, the Account gets ExternalID__c
+      and Sage_Sync_Status__c = Synced; unchanged and already linked, nothing is written back
+      (this also ends any echo loop of the customer sync). Refused by Sage: the Account gets
+      Sage_Sync_Status__c = Error with a short reason.
+    - `sweep()`: releases waiting orders whose customer became known some other way, or whose
+      carrier awaits no answer any more. The carrier itself is re-sent, backing off, and given
+      up by the order pipeline (`OrderPipeline.sweep`, `ResendSchedule`).
 
-    Limits: customers are created in Sage only for orders; an Account change reaches Sage
-    through the customer sync only once the account is linked.
+    Limits: customers are created in Sage only with orders; an Account change reaches Sage
+    through the customer sync only once the account is linked. An order is not held for its
+    Account's customer.v1 record (CDC publishes an Account only when it changes, so there may be
+    none): without it the customer is made from the order's name and addresses. An order Sage
+    refuses writes nothing to its Account; the reason is on the Opportunity/Order.
     """
 
     def __init__(
@@ -111,15 +130,12 @@ class CustomerDirectory:
         *,
         decode_order: Decoder,
         decode_customer: Decoder,
-        resend_after: float = 300.0,
-        resend_limit: int = 5,
     ) -> None:
         self.mappings_ref = mappings
         self.tables = tables
         self.orders = orders
         self.decode_order = decode_order
         self.decode_customer = decode_customer
-        self.resends = ResendSchedule(int(resend_after * 1000), resend_limit)
         self.links = CustomerLinks(tables.customers)
 
     @property
@@ -172,11 +188,30 @@ class CustomerDirectory:
         link (then nothing changes and the conflict is returned)."""
         return self.links.link(account, (division, number), source)
 
-    def hold(self, identity: str, order: Mapping[str, Any], records: list[str], origin: Origin) -> Outbound:
-        """Keep `order` until its customer exists; the UpsertCustomer that asks Sage to create it.
-        Permanent (no name, an address that does not fit) before anything is kept."""
-        account = str(order["customer"]["salesforce_account_id"])
-        upsert, notes = self._upsert_customer(account, order)
+    def new_customer(self, identity: str, order: Mapping[str, Any]) -> NewCustomer | None:
+        """The customer order `identity` brings to Sage for its account, which Sage does not know
+        yet; None while another order of the account brings it (see the class doc). Permanent
+        when the customer cannot go to Sage (no name, an address that does not fit)."""
+        ref = order.get("customer") or {}
+        account = str(ref["salesforce_account_id"])  # customer_of made sure there is one
+        carrier = (self.tables.held.get(account) or {}).get("carrier")
+        if carrier not in (None, identity) and self._awaits_answer(carrier):
+            return None
+        stored = self.tables.accounts.get(account)
+        changes = Changes()
+        customer = self.customer_for_sage(self._customer_data(account, order, stored), account, changes)
+        unlinked = {"salesforce_account_id": account, "ar_division_no": None, "customer_no": None}
+        return NewCustomer(account, {**unlinked, "name": ref.get("name")}, customer, changes.notes, stored)
+
+    def carrying(self, identity: str, new: NewCustomer) -> None:
+        """Order `identity` was commanded with `new`: the account's other orders wait for its answer."""
+        waiting = dict(self.tables.held.get(new.account) or {"orders": []})
+        waiting["orders"] = [other for other in waiting.get("orders", []) if other != identity]
+        waiting.update(carrier=identity, customer=new.source, notes=new.notes)
+        self.tables.held[new.account] = waiting
+
+    def hold(self, identity: str, records: list[str], origin: Origin, account: str) -> None:
+        """Keep order `identity` until Sage answered the order that brings its account's customer."""
         self.tables.orders[identity] = {
             "state": "held",
             "records": records,
@@ -187,38 +222,29 @@ class CustomerDirectory:
         waiting = dict(self.tables.held.get(account) or {"orders": []})
         if identity not in waiting["orders"]:
             waiting["orders"] = [*waiting["orders"], identity]
-        waiting["requested_at"] = epoch_ms()
-        waiting["notes"] = notes
         self.tables.held[account] = waiting
-        return upsert
 
     def held_count(self) -> int:
         return sum(len((w or {}).get("orders", [])) for w in self.tables.held.values())
 
+    def _awaits_answer(self, identity: str | None) -> bool:
+        return identity is not None and (self.tables.orders.get(identity) or {}).get("state") == "commanded"
+
     # --- the Sage customer ------------------------------------------------------------------
 
-    def _upsert_customer(self, account: str, order: Mapping[str, Any] | None) -> tuple[Outbound, list[str]]:
-        """The UpsertCustomer for `account`: its Salesforce Customer record, else the order's data;
-        and what the mapping rules changed in it."""
-        stored = self.tables.accounts.get(account)
+    def _customer_data(self, account: str, order: Mapping[str, Any], stored: str | None) -> dict[str, Any]:
+        """The account's Salesforce Customer record (`stored`), else the order's customer data."""
         if stored is not None:
-            customer = dict(self.decode_customer(from_b64(stored) or b""))
-        elif order is not None:
-            ref = order.get("customer") or {}
-            bill_to = order.get("bill_to") or {}
-            customer = {
-                "salesforce_account_id": account,
-                "name": ref.get("name") or bill_to.get("name"),
-                "status": "ACTIVE",
-                "billing_address": order.get("bill_to"),
-                "shipping_address": order.get("ship_to"),
-            }
-        else:
-            raise Permanent(f"no customer data known for Account {account}", field="customer")
-        changes = Changes()
-        customer = self.customer_for_sage(customer, account, changes)
-        cid = command_id("UpsertCustomer", account)
-        return commands.upsert_customer(customer, cid, account, cid), changes.notes
+            return dict(self.decode_customer(from_b64(stored) or b""))
+        ref = order.get("customer") or {}
+        bill_to = order.get("bill_to") or {}
+        return {
+            "salesforce_account_id": account,
+            "name": ref.get("name") or bill_to.get("name"),
+            "status": "ACTIVE",
+            "billing_address": order.get("bill_to"),
+            "shipping_address": order.get("ship_to"),
+        }
 
     def customer_for_sage(
         self, customer: Mapping[str, Any], account: str, changes: Changes | None = None
@@ -279,8 +305,7 @@ class CustomerDirectory:
         number = customer.get("customer_no")
         if customer.get("deleted") or not (account and division and number):
             return None
-        sage = (customer.get("envelope") or {}).get("source_system") == "SAGE100"
-        source = "UDF_SALESFORCE_ID in Sage 100" if sage else "Account ExternalID__c"
+        source = "UDF_SALESFORCE_ID in Sage 100" if _from_sage(customer) else "Account ExternalID__c"
         return self.links.conflict(str(account), (str(division), str(number)), source)
 
     def refuse(self, conflict: LinkConflict, origin: Origin, about: tuple[str, ...]) -> Step:
@@ -300,7 +325,8 @@ class CustomerDirectory:
     # --- customer.v1 ------------------------------------------------------------------------
 
     def on_customer(self, key: str | None, customer: Mapping[str, Any], origin: Origin) -> Step:
-        """customer.v1: learn Account <-> ARDivisionNo-CustomerNo; release orders waiting for it."""
+        """customer.v1: learn Account <-> ARDivisionNo-CustomerNo and release the orders waiting for
+        it; an account Sage does not know yet: its data, for the customer its first order brings."""
         account = customer.get("salesforce_account_id")
         if not account:
             return Step("skipped")
@@ -312,30 +338,85 @@ class CustomerDirectory:
             conflict = self.learn(str(account), str(division), str(number))
             if conflict is not None:  # only without the guard: nothing is learnt or released
                 return self.refuse(conflict, origin, origin.position())
-            self.tables.accounts.pop(str(account), None)
+            carrier = (self.tables.held.get(str(account)) or {}).get("carrier")
+            if not (self._awaits_answer(carrier) and _from_sage(customer)):
+                # kept for `_linked` when this is Sage's copy of the customer an order brings
+                self.tables.accounts.pop(str(account), None)
             released = self._release(str(account))
             step = Step("learned")
             step.add(released)
             return step
-        step = Step("remembered")
-        if origin.value is None:
+        if origin.value is not None:  # an order bringing the customer meanwhile: see `_linked`
+            self.tables.accounts[str(account)] = to_b64(origin.value)
+        return Step("remembered")
+
+    # --- Sage's answers -----------------------------------------------------------------------
+
+    def on_order_result(
+        self, identity: str, account: str | None, result: Mapping[str, Any], origin: Origin
+    ) -> Step:
+        """Sage created (or found) the customer of order `identity`: learn the link from its answer
+        (see the class doc). The order's own write-back is the order pipeline's."""
+        ref = result.get("customer") or {}
+        account = ref.get("salesforce_account_id") or account
+        division, number = ref.get("ar_division_no"), ref.get("customer_no")
+        if not (account and division and number):
+            return Step("skipped")
+        account, division, number = str(account), str(division), str(number)
+        carried = (self.tables.held.get(account) or {}).get("carrier") == identity
+        linked_before = self.linked_customer(account) is not None
+        conflict = self.learn(account, division, number, "Sage 100's answer")
+        if conflict is not None:  # the order is in Sage; no waiting order may follow it there
+            step = self.refuse(conflict, origin, (str(result.get("command_id")),))
+            step.add(self._fail_held(account, conflict.reason, conflict.reason))
             return step
-        account = str(account)
-        self.tables.accounts[account] = to_b64(origin.value)  # a Salesforce account Sage does not know yet
-        waiting = self.tables.held.get(account)
-        if waiting is not None:
-            # an order got here first and asked for the customer with the order's own data; ask
-            # again with the account's (same command ID: Sage creates it once, then updates it)
-            try:
-                upsert, notes = self._upsert_customer(account, None)
-            except Permanent as exc:
-                log.warning("Account %s: its customer data cannot be sent to Sage: %s", account, exc)
-                return step
-            step.outbound.append(upsert)
-            self.tables.held[account] = {**waiting, "requested_at": epoch_ms(), "notes": notes}
+        step = Step("customer_linked")
+        if carried or result.get("customer_created") or not linked_before:
+            step.outbound += self._linked(account, division, number, result)
+        step.add(self._release(account))
         return step
 
-    # --- Sage's customer results ------------------------------------------------------------
+    def order_failed(self, identity: str, account: str | None) -> Step:
+        """Order `identity` failed. When it was bringing its account's customer, none exists: the
+        orders waiting for it go again, and the first of them brings the customer."""
+        if account and (self.tables.held.get(account) or {}).get("carrier") == identity:
+            return self._release(account)
+        return Step("skipped")
+
+    def given_up(self, identity: str, account: str | None, sends: int) -> Step:
+        """Sage never answered order `identity`: when it was bringing its account's customer, the
+        orders waiting for it fail too (counted in sagesf_processor_orders_unanswered_total)."""
+        if not account or (self.tables.held.get(account) or {}).get("carrier") != identity:
+            return Step("skipped")
+        reason = (
+            f"no answer from Sage 100 to order {identity}, which brings the customer of Account "
+            f"{account}, after {sends} sends; not sent again (SAGESF_PROCESSORS__ORDER_RESEND_LIMIT). "
+            "Check the Sage sink, then replay this dead letter"
+        )
+        message = f"Sage 100 has not answered for this customer after {sends} tries; operations are alerted"
+        step = self._fail_held(account, reason, message)
+        ORDERS_UNANSWERED.inc(len(step.dead_letters))
+        return step
+
+    def _linked(self, account: str, division: str, number: str, result: Mapping[str, Any]) -> list[Outbound]:
+        """The Account linked (ExternalID__c, Synced); and the account's latest record to the new
+        customer when it came after the carrier's command was built."""
+        waiting = self.tables.held.get(account) or {}
+        notes = Changes(list(waiting.get("notes") or []))
+        cid_base = str(result.get("command_id"))
+        when = (result.get("envelope") or {}).get("event_time")
+        out = [self._account_synced(account, division, number, notes, cid_base, when)]
+        stored = self.tables.accounts.pop(account, None)
+        if stored is not None and stored != waiting.get("customer"):
+            try:
+                data = self.customer_for_sage(dict(self.decode_customer(from_b64(stored) or b"")), account)
+            except Permanent as exc:
+                log.warning("Account %s: its customer data cannot be sent to Sage: %s", account, exc)
+                return out
+            data["ar_division_no"], data["customer_no"] = division, number
+            cid = command_id("UpdateCustomer", account, f"{division}-{number}", stored)
+            out.append(commands.upsert_customer(data, cid, account, cid))
+        return out
 
     def on_customer_result(self, result: Mapping[str, Any], origin: Origin) -> Step:
         """A SageResult of kind UPSERT_CUSTOMER (see the class doc)."""
@@ -344,18 +425,13 @@ class CustomerDirectory:
         if not account:
             return Step("skipped")
         account = str(account)
-        write_back = self.mappings.customers.write_back
         when = (result.get("envelope") or {}).get("event_time")
         cid_base = str(result.get("command_id"))
         if result.get("outcome") == "REJECTED":
-            error = result.get("error") or {}
-            reason = str(error.get("reason") or "Sage refused the customer")
             step = Step("customer_rejected")
             step.outbound += self.account_sync_error(
-                account, sage_refusal(error, "customer"), (cid_base,), when
+                account, sage_refusal(result.get("error"), "customer"), (cid_base,), when
             )
-            failed = f"the customer could not be created in Sage 100: {reason}"
-            step.add(self._fail_held(account, failed, sage_refusal(error, "customer")))
             return step
         if result.get("outcome") not in ("CREATED", "UPDATED", "EXISTING"):
             return Step("skipped")
@@ -370,34 +446,37 @@ class CustomerDirectory:
             step.add(self._release(account))
             return step
         conflict = self.learn(account, str(division), str(number), "Sage 100's answer")
-        if conflict is not None:  # held orders must not go to another Account's customer
+        if conflict is not None:  # waiting orders must not go to another Account's customer
             step = self.refuse(conflict, origin, (cid_base,))
             step.add(self._fail_held(account, conflict.reason, conflict.reason))
             return step
         notes = Changes(list((self.tables.held.get(account) or {}).get("notes") or []))
         self.tables.accounts.pop(account, None)
         step = Step("customer_synced")
-        step.outbound.append(
-            commands.salesforce_update(
-                "Account",
-                account,
-                {
-                    self.mappings.customers.external_id: f"{division}-{number}",
-                    write_back.sync_status.field: write_back.sync_status.synced,
-                    **(
-                        {write_back.message_field: self._text(notes.message())}
-                        if write_back.message_field
-                        else {}
-                    ),
-                },
-                cid=command_id("AccountSync", account, cid_base, "synced", f"{division}-{number}"),
-                correlation_id=cid_base,
-                source_record_id=f"{division}-{number}",
-                event_time=when,
-            )
-        )
+        step.outbound.append(self._account_synced(account, str(division), str(number), notes, cid_base, when))
         step.add(self._release(account))
         return step
+
+    def _account_synced(
+        self, account: str, division: str, number: str, notes: Changes, cid_base: str, when: datetime | None
+    ) -> Outbound:
+        """ExternalID__c = `division`-`number` and Sage_Sync_Status__c = Synced (with `notes` as
+        the sync message) on the Account."""
+        write_back = self.mappings.customers.write_back
+        message = {write_back.message_field: self._text(notes.message())} if write_back.message_field else {}
+        return commands.salesforce_update(
+            "Account",
+            account,
+            {
+                self.mappings.customers.external_id: f"{division}-{number}",
+                write_back.sync_status.field: write_back.sync_status.synced,
+                **message,
+            },
+            cid=command_id("AccountSync", account, cid_base, "synced", f"{division}-{number}"),
+            correlation_id=cid_base,
+            source_record_id=f"{division}-{number}",
+            event_time=when,
+        )
 
     def account_sync_error(
         self, account: str, reason: str, about: tuple[str, ...], when: datetime | None = None
@@ -427,20 +506,23 @@ class CustomerDirectory:
             return text
         return self.mappings.salesforce_text(text, "Account", field_name)
 
-    # --- held orders ------------------------------------------------------------------------
+    # --- waiting orders -----------------------------------------------------------------------
 
     def _take_held(self, account: str) -> Iterator[tuple[str, Mapping[str, Any], Origin]]:
-        """Each order still held for `account`, with its original record; the account's waiting
-        list is removed."""
-        waiting = self.tables.held.pop(account, None)
-        for identity in (waiting or {}).get("orders", []):
+        """Each order still held for `account`, with its original record; the account's entry is
+        removed, or only emptied while its carrier awaits Sage's answer (which `_linked` reads)."""
+        waiting = self.tables.held.pop(account, None) or {}
+        if self._awaits_answer(waiting.get("carrier")):
+            self.tables.held[account] = {**waiting, "orders": []}
+        for identity in waiting.get("orders", []):
             state = self.tables.orders.get(identity)
             if not state or state.get("state") != "held":
                 continue
             yield identity, state, Origin.from_json(state["origin"])
 
     def _release(self, account: str) -> Step:
-        """Process again every order held for `account` (its customer is known now)."""
+        """Process again every order held for `account`: its customer is known now, or the order
+        that was bringing it awaits no answer any more (then the first of them brings it)."""
         step = Step("released")
         for identity, _, origin in self._take_held(account):
             try:
@@ -452,8 +534,8 @@ class CustomerDirectory:
         return step
 
     def _fail_held(self, account: str, reason: str, message: str) -> Step:
-        """Fail every order held for `account` (Sage refused or never made its customer): `reason`
-        in the dead letters, `message` on the Salesforce records."""
+        """Fail every order held for `account`: `reason` in the dead letters, `message` on the
+        Salesforce records."""
         step = Step("failed")
         for identity, state, origin in self._take_held(account):
             records = list(state.get("records") or [identity])
@@ -461,60 +543,21 @@ class CustomerDirectory:
             step.add(self.orders.fail_order(identity, records, origin, error, account, message))
         return step
 
-    def sweep(self, now: int) -> Step:
-        """Release the orders of accounts whose customer became known some other way; re-send the
-        UpsertCustomer of accounts whose wait is over (`resends`), or give up on them."""
+    def sweep(self) -> Step:
+        """Release the orders waiting on accounts whose customer became known some other way, or
+        whose carrier awaits no answer any more (failed, forgotten, or an entry of an older version
+        that waited for an UpsertCustomer)."""
         step = Step("swept")
         for account in list(self.tables.held.keys()):
             waiting = self.tables.held.get(account)
             if waiting is None:
                 continue
-            resends = int(waiting.get("resends") or 0)
-            if account in self.tables.customers:
+            known = account in self.tables.customers
+            if (known and waiting.get("orders")) or not self._awaits_answer(waiting.get("carrier")):
                 step.add(self._release(account))
-            elif not self.resends.due(int(waiting.get("requested_at") or 0), resends, now):
-                continue
-            elif self.resends.exhausted(resends):
-                step.add(self._give_up(account, resends))
-            else:
-                step.outbound += self._ask_again(account, waiting, now)
         return step
 
-    def _ask_again(self, account: str, waiting: Mapping[str, Any], now: int) -> list[Outbound]:
-        """The UpsertCustomer of `account` once more, from the first held order that decodes."""
-        order = None
-        for identity in waiting.get("orders", []):
-            state = self.tables.orders.get(identity)
-            if state and state.get("state") == "held":
-                try:
-                    order = self.decode_order(Origin.from_json(state["origin"]).value or b"")
-                except Permanent:
-                    continue
-                break
-        sent: list[Outbound] = []
-        notes = waiting.get("notes")
-        try:
-            upsert, notes = self._upsert_customer(account, order)
-            sent.append(upsert)
-        except Permanent as exc:  # counted all the same: the limit ends it
-            log.warning("cannot re-send the customer upsert for Account %s: %s", account, exc)
-        resends = int(waiting.get("resends") or 0) + 1
-        self.tables.held[account] = {**waiting, "requested_at": now, "resends": resends, "notes": notes}
-        return sent
 
-    def _give_up(self, account: str, resends: int) -> Step:
-        """Sage never answered the UpsertCustomer of `account`: its held orders fail."""
-        sends = resends + 1
-        log.error(
-            "Account %s: no answer from Sage 100 to its customer after %d sends; giving up", account, sends
-        )
-        reason = (
-            f"no answer from Sage 100 to the customer of Account {account} after {sends} sends; "
-            "not sent again (SAGESF_PROCESSORS__ORDER_RESEND_LIMIT). Check the Sage sink, then "
-            "replay this dead letter"
-        )
-        message = f"Sage 100 has not answered for this customer after {sends} tries; operations are alerted"
-        step = self._fail_held(account, reason, message)
-        ORDERS_UNANSWERED.inc(len(step.dead_letters))
-        step.outbound += self.account_sync_error(account, message, (account, "unanswered", str(sends)))
-        return step
+def _from_sage(customer: Mapping[str, Any]) -> bool:
+    """True for a customer.v1 record of Sage's (an AR_Customer row), not an Account's."""
+    return bool((customer.get("envelope") or {}).get("source_system") == "SAGE100")

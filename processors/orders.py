@@ -18,7 +18,7 @@ from typing import Any
 from processors import commands
 from processors.addresses import standardise
 from processors.commands import Outbound, command_id, sobject_for
-from processors.customer_directory import CustomerDirectory
+from processors.customer_directory import CustomerDirectory, NewCustomer
 from processors.customer_links import LinkRefused
 from processors.mapping_model import Mappings
 from processors.metrics import ORDERS_RESENT, ORDERS_UNANSWERED
@@ -74,9 +74,11 @@ class OrderPipeline:
     """Salesforce orders to Sage and Sage's answers back, one record at a time.
 
     - `on_sales_order`: a canonical SalesOrder whose source status starts an order (orders.yaml
-      `start`: Closed Won, Activated). Without a known Sage customer the order is held by the
-      customer directory, and the records show Sage_Sync_Status__c = Pending. An Account whose
-      ExternalID__c names another Account's customer is refused (processors/customer_links.py).
+      `start`: Closed Won, Activated). Without a known Sage customer the CreateSalesOrder brings
+      the customer with it (`CustomerDirectory.new_customer`: Sage writes both as one unit), or,
+      while another order of the account brings it, the order is held by the customer directory
+      and the records show Sage_Sync_Status__c = Pending. An Account whose ExternalID__c names
+      another Account's customer is refused (processors/customer_links.py).
       With a customer, every line's ProductCode becomes an ItemCode (`item_code_for`), mapped
       fields, addresses, currency and pricing rules are applied, every text is folded into
       Sage's code page, and a CreateSalesOrder goes to sage.commands.v1, keyed and identified by
@@ -84,16 +86,18 @@ class OrderPipeline:
       folded, a price rounded or replaced, a code matched loosely) is kept with the order.
     - `on_sage_result`: a customer result goes to the customer directory; an order result writes
       Sage_Order_No__c, Sage_Order_Status__c and Sage_Sync_Status__c to the Opportunity and/or
-      Order, with what the rules changed as Sage_Sync_Message__c.
+      Order, with what the rules changed as Sage_Sync_Message__c, and tells the directory which
+      customer Sage wrote it for (the link of a new customer is learnt there, from Sage's answer).
     - `on_item`: the item cross-reference (item.v1).
     - `sweep`: the directory's sweep of held orders, then re-sends the CreateSalesOrder (same
-      command ID) of orders whose Sage result has not arrived, backing off (`ResendSchedule`:
-      `resend_after`, then twice as long each time; whatever lost it, the order number still
-      reaches Salesforce: Sage answers a repeat with the existing order). After `resend_limit`
-      re-sends the order is given up: Error on its records, its original record dead-lettered
-      (replay it once the Sage sink answers) and sagesf_processor_orders_unanswered_total
-      counted, which alerts (SagesfOrdersUnanswered). Failed orders and Sage order numbers older
-      than `retention_days` are forgotten.
+      command ID, with the new customer when it brings one) of orders whose Sage result has not
+      arrived, backing off (`ResendSchedule`: `resend_after`, then twice as long each time;
+      whatever lost it, the order number still reaches Salesforce: Sage answers a repeat with the
+      existing order). After `resend_limit` re-sends the order is given up, with the orders held
+      behind it: Error on their records, their original records dead-lettered (replay them once
+      the Sage sink answers) and sagesf_processor_orders_unanswered_total counted, which alerts
+      (SagesfOrdersUnanswered). Failed orders and Sage order numbers older than `retention_days`
+      are forgotten.
     Any error that the order itself causes (unknown product, no exchange rate, an address that
     does not fit, Sage refusing it or its customer) becomes `Permanent`: the original record goes
     to dlq.orders.v1 with the full reason, and the Opportunity/Order gets Sage_Sync_Status__c =
@@ -131,13 +135,7 @@ class OrderPipeline:
         self._pruned_at = 0
         # the directory hands held orders back to this pipeline (on_sales_order, fail_order)
         self.customer_directory = CustomerDirectory(
-            mappings,
-            tables,
-            self,
-            decode_order=decode_order,
-            decode_customer=decode_customer,
-            resend_after=resend_after,
-            resend_limit=resend_limit,
+            mappings, tables, self, decode_order=decode_order, decode_customer=decode_customer
         )
 
     @property
@@ -162,15 +160,17 @@ class OrderPipeline:
         account = (order.get("customer") or {}).get("salesforce_account_id")
         changes = Changes()
         try:
-            customer = self.customer_directory.customer_of(order)
-            if customer is None:
-                return self._hold(identity, order, records, origin)
-            sage_order = self._sage_order(order, customer, order_type, changes)
+            prepared = self._prepare(identity, order, order_type, changes)
+            if prepared is None:
+                return self._hold(identity, order, records, origin, str(account))
         except Permanent as exc:
             step = self.fail_order(identity, records, origin, exc, account)
             if isinstance(exc, LinkRefused):
                 step.outbound += self.customer_directory.link_errors(exc.conflict, (identity,))
             return step
+        sage_order, new = prepared
+        if new is not None:
+            self.customer_directory.carrying(identity, new)
         cid = command_id("CreateSalesOrder", identity)
         self.tables.orders[identity] = {
             "state": "commanded",
@@ -182,13 +182,30 @@ class OrderPipeline:
             "resends": 0,
             "notes": changes.notes,
         }
-        return Step("commanded", [self._create(sage_order, order, identity)])
+        return Step("commanded", [self._create(sage_order, order, identity, new)])
+
+    def _prepare(
+        self, identity: str, order: Mapping[str, Any], order_type: str, changes: Changes
+    ) -> tuple[dict[str, Any], NewCustomer | None] | None:
+        """The Sage order for `order`, and the new customer it brings when Sage has none for its
+        Account; None when it must wait for another order of the Account to bring it."""
+        customer = self.customer_directory.customer_of(order)
+        new = None
+        if customer is None:
+            new = self.customer_directory.new_customer(identity, order)
+            if new is None:
+                return None
+            customer = new.ref
+        return self._sage_order(order, customer, order_type, changes), new
 
     @staticmethod
-    def _create(sage_order: dict[str, Any], order: Mapping[str, Any], identity: str) -> Outbound:
+    def _create(
+        sage_order: dict[str, Any], order: Mapping[str, Any], identity: str, new: NewCustomer | None
+    ) -> Outbound:
         cid = command_id("CreateSalesOrder", identity)
         correlation = (order.get("envelope") or {}).get("correlation_id") or cid
-        return commands.create_sales_order(sage_order, cid, identity, correlation)
+        customer = new.customer if new is not None else None
+        return commands.create_sales_order(sage_order, cid, identity, correlation, customer)
 
     def _command_again(self, identity: str, state: Mapping[str, Any], now: int) -> list[Outbound]:
         """The CreateSalesOrder of a commanded order once more (same command ID): Sage creates it if
@@ -200,26 +217,37 @@ class OrderPipeline:
         try:
             order = self.decode_order(Origin.from_json(state["origin"]).value or b"")
             start = self.mappings.orders.start.get(str(order.get("source_status")))
-            customer = self.customer_directory.customer_of(order)
-            if customer is None:
-                raise Permanent("its customer is no longer in the cross-reference", field="customer")
             order_type = start.order_type if start else "STANDARD"
-            sage_order = self._sage_order(order, customer, order_type, Changes())
+            prepared = self._prepare(identity, order, order_type, Changes())
+            if prepared is None:
+                raise Permanent("another order of its Account brings the new customer now", field="customer")
         except Permanent as exc:
             log.warning("order %s: no Sage result yet and cannot command it again: %s", identity, exc)
             return []
+        sage_order, new = prepared
+        if new is not None:
+            self.customer_directory.carrying(identity, new)
         log.warning("order %s: no Sage result for %d s; commanding it again", identity, (now - at) // 1000)
         ORDERS_RESENT.inc()
-        return [self._create(sage_order, order, identity)]
+        return [self._create(sage_order, order, identity, new)]
 
-    def _hold(self, identity: str, order: Mapping[str, Any], records: list[str], origin: Origin) -> Step:
-        upsert = self.customer_directory.hold(identity, order, records, origin)
-        name = upsert.value["command"][1]["customer"]["name"]
-        step = Step("held", [upsert])
-        step.outbound += self._sync(
-            records, "pending", f"Waiting for customer {name!r} to be created in Sage 100", identity, "hold"
+    def _hold(
+        self, identity: str, order: Mapping[str, Any], records: list[str], origin: Origin, account: str
+    ) -> Step:
+        """Keep the order until Sage answered the order that brings its Account's new customer."""
+        self.customer_directory.hold(identity, records, origin, account)
+        ref, bill_to = order.get("customer") or {}, order.get("bill_to") or {}
+        name = ref.get("name") or bill_to.get("name")
+        return Step(
+            "held",
+            self._sync(
+                records,
+                "pending",
+                f"Waiting for customer {name!r} to be created in Sage 100",
+                identity,
+                "hold",
+            ),
         )
-        return step
 
     def _give_up(self, identity: str, state: Mapping[str, Any]) -> Step:
         """Sage never answered the CreateSalesOrder of `identity`: fail it (see the class doc)."""
@@ -234,10 +262,13 @@ class OrderPipeline:
         message = f"Sage 100 has not answered this order after {sends} tries; operations are alerted"
         records = list(state.get("records") or [identity])
         origin = Origin.from_json(state["origin"])
-        return self.fail_order(identity, records, origin, reason, state.get("account"), message)
+        waiting = self.customer_directory.given_up(identity, state.get("account"), sends)
+        step = self.fail_order(identity, records, origin, reason, state.get("account"), message)
+        step.add(waiting)
+        return step
 
     def sweep(self) -> Step:
-        """The customer directory's sweep (release held orders, re-send UpsertCustomer); then
+        """The customer directory's sweep (release held orders); then
         CreateSalesOrder again for orders whose Sage result is overdue (`ResendSchedule`), or give
         them up after the last re-send; once an hour, forget failed orders and order numbers older
         than the retention."""
@@ -245,7 +276,7 @@ class OrderPipeline:
         now = epoch_ms()
         if now - self._pruned_at >= 3_600_000:
             self._prune(now)
-        step.add(self.customer_directory.sweep(now))
+        step.add(self.customer_directory.sweep())
         for identity in list(self.tables.orders.keys()):
             state = self.tables.orders.get(identity)
             if not state or state.get("state") != "commanded":
@@ -478,7 +509,8 @@ class OrderPipeline:
     ) -> Step:
         """Fail the order for `exc`: kept as failed (for the retention), its original record
         dead-lettered with the whole reason, Sage_Sync_Status__c = Error on its Salesforce
-        records with `message` (a short reason for sales users), else the reason."""
+        records with `message` (a short reason for sales users), else the reason. When it was
+        bringing its Account's new customer, the orders held behind it go again."""
         self.tables.orders[identity] = {
             "state": "failed",
             "records": records,
@@ -489,6 +521,7 @@ class OrderPipeline:
         }
         step = Step("failed", dead_letters=[(origin, exc)])
         step.outbound += self._sync(records, "error", message or exc.reason, identity, "failed")
+        step.add(self.customer_directory.order_failed(identity, account))
         return step
 
     def _message(self, text: str | None, obj: str, field_name: str) -> str | None:
@@ -574,15 +607,6 @@ class OrderPipeline:
         identity = str(identity)
         state = dict(self.tables.orders.get(identity) or {})
         records = list(state.get("records") or [identity])
-        ref = result.get("customer") or {}
-        if ref.get("salesforce_account_id") and ref.get("ar_division_no") and ref.get("customer_no"):
-            # a link this contradicts is not learnt (logged): the order exists in Sage all the same
-            self.customer_directory.learn(
-                str(ref["salesforce_account_id"]),
-                str(ref["ar_division_no"]),
-                str(ref["customer_no"]),
-                "Sage 100's answer",
-            )
         when = (result.get("envelope") or {}).get("event_time")
         if result.get("outcome") == "REJECTED":
             error = result.get("error") or {}
@@ -628,6 +652,8 @@ class OrderPipeline:
         if number:
             self.tables.order_numbers[str(number)] = {"records": records, "at": epoch_ms()}
         self.tables.orders.pop(identity, None)  # done: Sage has it, nothing left to remember
+        # the customer Sage wrote it for: a new one is linked now, and its held orders follow
+        step.add(self.customer_directory.on_order_result(identity, state.get("account"), result, origin))
         return step
 
     # --- item.v1 -----------------------------------------------------------------------------

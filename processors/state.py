@@ -113,9 +113,9 @@ class Tables:
     """The processors' state. Every value is JSON; every table is a changelog-backed faust table.
 
     customers      Salesforce Account ID -> {ar_division_no, customer_no}: the customer
-                   cross-reference (customer.v1 records and Sage customer results)
+                   cross-reference (customer.v1 records, Sage's answers to orders and customers)
     accounts       Account ID -> base64 of the latest Salesforce Customer record (customer.v1)
-                   of an account Sage does not know yet: the data of its UpsertCustomer
+                   of an account Sage does not know yet: the customer its first order brings
     items          ItemCode -> {active, product_code, standard_unit_price, deleted} (item.v1)
     products       ProductCode -> ItemCode (item.v1 records whose product code differs)
     orders         order ID (Opportunity ID, else Order ID) -> the state of an order Sage has
@@ -124,8 +124,11 @@ class Tables:
                    (epoch ms it was last commanded or failed), `resends` (re-sends so far) and
                    `notes` (what the mapping rules changed, for the sync message); removed
                    when Sage confirms, failed ones after the retention
-    held           Account ID -> {orders: [order IDs], requested_at: epoch ms of the last
-                   UpsertCustomer, resends, notes}: orders waiting for their customer
+    held           Account ID -> {carrier: the order ID whose CreateSalesOrder brings the new
+                   customer, customer: the `accounts` record it was built from (null: the
+                   order's data), notes: what the rules changed in it, orders: [order IDs]
+                   waiting for Sage's answer to the carrier}, while Sage has no customer for
+                   the account
     order_numbers  Sage SalesOrderNo -> {records: [Salesforce record IDs], at}: the records a
                    status change updates (kept for the retention)
     inventory      "<ItemCode>/<WarehouseCode>" -> the latest InventoryLevel quantities (text)

@@ -527,6 +527,99 @@ def test_a_credit_check_asked_in_salesforce_is_answered_by_sage(
     assert Decimal(str(yes["Available_Credit__c"])) <= limit - balance  # open orders count against it
 
 
+# Sage refuses, when it writes them, the lines of `item` in orders of the customer linked to
+# `account`: a SQLite trigger stands for what Sage checks only at write time (an item put on stop
+# meanwhile, a credit hold), after every check of the sink has passed
+REFUSE_LINES = (
+    "CREATE TRIGGER {name} BEFORE INSERT ON SO_SalesOrderDetail "
+    "WHEN NEW.ItemCode = '{item}' AND EXISTS ("
+    "SELECT 1 FROM SO_SalesOrderHeader h JOIN AR_Customer c "
+    "ON c.ARDivisionNo = h.ARDivisionNo AND c.CustomerNo = h.CustomerNo "
+    "WHERE h.SalesOrderNo = NEW.SalesOrderNo AND c.UDF_SALESFORCE_ID = '{account}') "
+    "BEGIN SELECT RAISE(ABORT, 'item on stop for this customer'); END"
+)
+
+
+def test_an_order_sage_refuses_for_a_new_account_leaves_no_customer_behind(
+    order_sandbox: OrderSandbox,
+    sf: Any,
+    db: SageDatabase,
+    entries: dict[str, tuple[str, float]],
+    lookup: dict[str, str],
+) -> None:
+    """The first opportunity of a new account, won, with a line Sage refuses when it writes the
+    order: nothing of it stays in Sage (no AR_Customer, so no ExternalID__c on the Account) and the
+    opportunity says why, shortly. Once the cause is gone, the replayed dead letter makes exactly
+    one customer and one order."""
+    from sandbox.sage100 import open_database
+
+    suffix = uuid.uuid4().hex[:6].upper()
+    name = f"Refused First Order {suffix}"
+    account_id = sf.Account.create(
+        {"Name": name, "BillingCity": "Irvine", "BillingState": "CA", "BillingCountry": "United States"}
+    )["id"]
+    trigger = f"e2e_refuse_{suffix}"
+    sage = open_database(pipeline.sage_database_path()).odbc()
+    try:
+        sage.execute(REFUSE_LINES.format(name=trigger, item=lookup["6655"], account=account_id))
+        won = win_opportunity(sf, account_id, name, [("1001-HON-H252", 2), ("6655", 1)], entries)
+
+        failed = wait_for(
+            "Sage_Sync_Status__c = Error on the opportunity",
+            lambda: (
+                row
+                if (row := opportunity(sf, won.opportunity_id))["Sage_Sync_Status__c"] == "Error"
+                else None
+            ),
+            timeout=60,
+        )
+        message = failed["Sage_Sync_Message__c"] or ""
+        assert message.startswith("Sage 100 "), message
+        assert not any(text in message for text in ("SQLite", "ODBC", "SQLSTATE", "RAISE")), message
+        assert not failed["Sage_Order_No__c"]
+
+        def customers_of_the_account() -> list[dict[str, Any]]:
+            return db.rows(
+                "SELECT ARDivisionNo, CustomerNo FROM AR_Customer WHERE UDF_SALESFORCE_ID = ?", account_id
+            )
+
+        stays(
+            "no AR_Customer and no ExternalID__c for the account of the refused order",
+            lambda: customers_of_the_account() == [] and not sf.Account.get(account_id)["ExternalID__c"],
+            5,
+        )
+        assert db.orders_for(won.opportunity_id) == []
+    finally:
+        sage.execute(f"DROP TRIGGER IF EXISTS {trigger}")  # the cause fixed
+        sage.close()
+
+    replayed = sagesf(order_sandbox, "dlq", "replay", "orders", "--all")
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    assert won.opportunity_id in replayed.stdout, replayed.stdout
+
+    synced = wait_for("the order number on the opportunity", lambda: write_back(sf, won.opportunity_id), 60)
+    assert synced["Sage_Sync_Status__c"] == "Synced"
+    [customer] = customers_of_the_account()
+    external = f"{customer['ARDivisionNo']}-{customer['CustomerNo']}"
+    account = wait_for(
+        f"ExternalID__c = {external} on the Account",
+        lambda: got if (got := sf.Account.get(account_id))["ExternalID__c"] == external else None,
+        60,
+    )
+    assert account["Sage_Sync_Status__c"] == "Synced"
+    [order] = db.rows(
+        "SELECT SalesOrderNo, ARDivisionNo, CustomerNo FROM SO_SalesOrderHeader WHERE UDF_SALESFORCE_ID = ?",
+        won.opportunity_id,
+    )
+    assert order["SalesOrderNo"] == synced["Sage_Order_No__c"]
+    assert (order["ARDivisionNo"], order["CustomerNo"]) == (customer["ARDivisionNo"], customer["CustomerNo"])
+    assert lines_in_sage(db, order["SalesOrderNo"]) == [
+        ("HRDW-1000", Decimal(2)),
+        (lookup["6655"], Decimal(1)),
+    ]
+    stays("one customer for the account", lambda: len(customers_of_the_account()) == 1, 2)
+
+
 def test_kill_9_of_each_process_in_turn_during_50_orders(
     order_sandbox: OrderSandbox,
     sf: Any,

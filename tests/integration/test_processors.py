@@ -1,11 +1,12 @@
 """The processors worker on the real broker and the sandbox registry.
 
 What a user would notice: a won opportunity becomes exactly one Sage order command with its
-products mapped to Sage items and its prices in Sage's currency; an unknown customer is created
-first and the order waits for it; an unknown product is dead-lettered and shown on the
-opportunity, and the same record replayed after the lookup table is fixed makes the order;
-Sage's order number and statuses come back to Salesforce; a burst of stock changes is a few
-Salesforce writes; and a restarted worker still knows everything it knew.
+products mapped to Sage items and its prices in Sage's currency; an unknown customer goes to Sage
+with its first order, is linked only once Sage answered, and the account's next orders wait for
+that answer; an unknown product is dead-lettered and shown on the opportunity, and the same
+record replayed after the lookup table is fixed makes the order; Sage's order number and
+statuses come back to Salesforce; a burst of stock changes is a few Salesforce writes; and a
+restarted worker still knows everything it knew.
 
 One worker process (`sagesf run processors`) serves the whole module, on this module's own
 copies of the topics of topics.yaml (names prefixed, so other tests on the same broker are not
@@ -167,6 +168,7 @@ def sage_result(
     order_no: str | None = None,
     customer: tuple[str, str, str] | None = None,
     reason: str | None = None,
+    created: bool = False,
 ) -> dict[str, Any]:
     return {
         "envelope": {**envelope("SAGE100", order_no or record)},
@@ -189,13 +191,20 @@ def sage_result(
             if customer
             else None
         ),
-        "customer_created": bool(customer) and kind == "UPSERT_CUSTOMER",
+        "customer_created": created,
         "error": (
             {"reason": reason, "field": "lines[1].ItemCode", "value": None, "error_class": "Permanent"}
             if reason
             else None
         ),
     }
+
+
+def customer_created_with(opp: str, order_no: str, customer: tuple[str, str, str]) -> dict[str, Any]:
+    """Sage's answer to the order of `opp` that brought its Account's customer: both written."""
+    return sage_result(
+        "CREATE_SALES_ORDER", "CREATED", opp, order_no=order_no, customer=customer, created=True
+    )
 
 
 def inventory_level(
@@ -549,10 +558,15 @@ def test_duplicate_order_events_carry_the_same_command_id(world: World) -> None:
     assert {o.key for o in outs} == {opp}
 
 
-def test_unknown_customer_is_created_first_and_the_order_waits(world: World) -> None:
-    account, opp = sf_id("001"), sf_id("006")
-    # the Salesforce source published the account (no Sage numbers yet)
-    world.produce("customer.v1", "Customer", account, customer_record(account, name="Brand New Customer"))
+def test_an_unknown_customer_goes_to_sage_with_its_first_order_and_is_linked_by_the_answer(
+    world: World,
+) -> None:
+    account, opp, second = sf_id("001"), sf_id("006"), sf_id("006")
+    # the Salesforce source published the account (no Sage numbers yet), and the worker has it
+    *_, customer_at = world.produce_at(
+        "customer.v1", "Customer", account, customer_record(account, name="Brand New Customer")
+    )
+    world.wait_committed(customer_at)
     world.produce(
         "salesorder.v1",
         "SalesOrder",
@@ -560,39 +574,47 @@ def test_unknown_customer_is_created_first_and_the_order_waits(world: World) -> 
         sales_order(opp, [line(1, "HRDW-1000", "4", "12.50")], account=account, name="Brand New Customer"),
     )
 
-    # from the account's own record (customer.v1): sent at once when the account was there first,
-    # else again when it arrives after the order (the first UpsertCustomer then has the order's data)
-    [upsert] = world.wait_for(
-        "UpsertCustomer with the account's data",
-        lambda o: (
-            sage_commands(world, account, "customer")(o)
-            and o.value["command"]["customer"]["terms_code"] is not None
-        ),
-    )
-    customer = upsert.value["command"]["customer"]
-    assert upsert.value["command_id"] == command_id("UpsertCustomer", account)
+    # one command: the order, bringing the customer from the account's own record (customer.v1)
+    [create] = world.wait_for("CreateSalesOrder", sage_commands(world, opp, "order"))
+    assert create.value["command_id"] == command_id("CreateSalesOrder", opp)
+    assert create.value["command"]["order"]["customer"]["salesforce_account_id"] == account
+    assert create.value["command"]["order"]["customer"]["customer_no"] is None
+    customer = create.value["command"]["customer"]
     assert customer["salesforce_account_id"] == account
     assert customer["name"] == "Brand New Customer"
     assert customer["terms_code"] == "01"  # customers.yaml: Net 30 ("30") -> Sage terms 01
     assert customer["billing_address"]["country_code"] == "CAN"
     assert customer["billing_address"]["state"] == "ON"
-    [pending] = world.wait_for("Pending on the opportunity", sf_commands(opp, "Sage_Sync_Status__c"))
+    # the account's next order waits for Sage's answer to the first
+    world.produce(
+        "salesorder.v1",
+        "SalesOrder",
+        second,
+        sales_order(second, [line(1, "HRDW-1000", "1", "12.50")], account=account, name="Brand New Customer"),
+    )
+    [pending] = world.wait_for(
+        "Pending on the second opportunity", sf_commands(second, "Sage_Sync_Status__c")
+    )
     assert pending.value["fields"]["Sage_Sync_Status__c"] == "Pending"
     time.sleep(1.5)
-    assert not world.matching(sage_commands(world, opp, "order")), "the order must wait for its customer"
+    assert not world.matching(sage_commands(world, second, "order")), "the second order must wait"
+    assert not world.matching(sage_commands(world, account, "customer")), "no customer before its order"
+    assert not world.matching(sf_commands(account)), "no link before Sage made the customer"
 
     world.produce(
         "sage.results.v1",
         "SageResult",
-        account,
-        sage_result("UPSERT_CUSTOMER", "CREATED", account, customer=(account, "01", "SF000123")),
+        opp,
+        customer_created_with(opp, "0000201", (account, "01", "SF000123")),
     )
 
-    [released] = world.wait_for("the held order", sage_commands(world, opp, "order"))
-    assert released.value["command"]["order"]["customer"]["customer_no"] == "SF000123"
     [account_update] = world.wait_for("ExternalID__c on the Account", sf_commands(account, "ExternalID__c"))
     assert account_update.value["fields"]["ExternalID__c"] == "01-SF000123"
+    assert account_update.value["fields"]["Sage_Sync_Status__c"] == "Synced"
     assert account_update.value["operation"] == "UPDATE"
+    [released] = world.wait_for("the held order", sage_commands(world, second, "order"))
+    assert released.value["command"]["order"]["customer"]["customer_no"] == "SF000123"
+    assert released.value["command"]["customer"] is None
 
 
 def test_unknown_product_is_dead_lettered_shown_and_replayed_after_the_fix(world: World) -> None:
@@ -879,22 +901,30 @@ def test_metrics_and_health_are_served(world: World) -> None:
 def test_a_restarted_worker_rebuilds_its_tables_and_releases_a_held_order(
     world: World, kafka_admin: AdminClient
 ) -> None:
-    account, opp, other = sf_id("001"), sf_id("006"), sf_id("006")
+    account, opp, held, other = sf_id("001"), sf_id("006"), sf_id("006"), sf_id("006")
     known, known_opp = sf_id("001"), sf_id("006")
-    *_, order_at = world.produce_at(
+    world.produce(
         "salesorder.v1",
         "SalesOrder",
         opp,
         sales_order(opp, [line(1, "HRDW-1000", "2", "12.50")], account=account, name="After Restart Ltd"),
     )
+    world.wait_for("the order bringing the new customer", sage_commands(world, opp, "order"))
+    *_, order_at = world.produce_at(
+        "salesorder.v1",
+        "SalesOrder",
+        held,
+        sales_order(held, [line(1, "HRDW-1000", "1", "12.50")], account=account, name="After Restart Ltd"),
+    )
     *_, customer_at = world.produce_at(
         "customer.v1", "Customer", "02-KNOWN", customer_record(known, division="02", number="KNOWN")
     )
-    world.wait_for("UpsertCustomer", sage_commands(world, account, "customer"))
+    world.wait_for("Pending on the held order", sf_commands(held, "Sage_Sync_Status__c"))
     # the order is held; the tables live in changelog topics named after the app
     changelogs = {t for t in kafka_admin.list_topics(timeout=10).topics if t.startswith(world.app_id)}
     assert f"{world.app_id}-order-state-changelog" in changelogs
     assert f"{world.app_id}-customer-xref-changelog" in changelogs
+    assert f"{world.app_id}-held-orders-changelog" in changelogs
     # the inputs are committed: the new worker will not read them again, only its changelogs
     world.wait_committed(order_at)
     world.wait_committed(customer_at)
@@ -912,17 +942,16 @@ def test_a_restarted_worker_rebuilds_its_tables_and_releases_a_held_order(
         "order of a customer known before the restart", sage_commands(world, known_opp, "order")
     )
     assert direct.value["command"]["order"]["customer"]["customer_no"] == "KNOWN"
-    assert len(world.matching(sage_commands(world, account, "customer"))) == 1, (
-        "the held order was not re-read"
-    )
+    assert len(world.matching(sage_commands(world, opp, "order"))) == 1, "the first order was re-read"
+    assert not world.matching(sage_commands(world, held, "order")), "the held order was re-read"
 
     world.produce(
         "sage.results.v1",
         "SageResult",
-        account,
-        sage_result("UPSERT_CUSTOMER", "CREATED", account, customer=(account, "01", "SF000999")),
+        opp,
+        customer_created_with(opp, "0000202", (account, "01", "SF000999")),
     )
-    [released] = world.wait_for("held order released after restart", sage_commands(world, opp, "order"))
+    [released] = world.wait_for("held order released after restart", sage_commands(world, held, "order"))
     assert released.value["command"]["order"]["customer"]["customer_no"] == "SF000999"
     # the customer learned after the restart: its next order is commanded at once
     world.produce(

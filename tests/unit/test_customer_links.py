@@ -14,7 +14,16 @@ from processors.mapping_model import Mappings
 from processors.orders import OrderPipeline
 from processors.state import MappingsRef, Origin, Step
 from tests.unit.test_customer_sync import SAGE_ORIGIN, customer
-from tests.unit.test_processor_logic import ACCOUNT, OPP, ORIGIN, base_mappings, order, pipeline
+from tests.unit.test_processor_logic import (
+    ACCOUNT,
+    OPP,
+    OPP2,
+    ORIGIN,
+    base_mappings,
+    order,
+    order_result,
+    pipeline,
+)
 
 __all__ = ["base_mappings"]  # the module fixture, shared
 
@@ -122,28 +131,28 @@ def test_a_sage_customer_naming_an_account_linked_elsewhere_renames_nothing(base
 def test_a_sage_answer_pairing_an_account_with_another_accounts_customer_is_refused(
     base_mappings: Mappings,
 ) -> None:
-    """The Sage sink answers the UpsertCustomer of a held order with 01-ACME (say its UDF was
-    edited to name ACCOUNT): the held order is not released onto OWNER's customer."""
-    raw = {b"value": order(("HRDW-1000", "1", "12.50"), external=None)}
-    p = linked_pipeline(base_mappings, raw)
-    assert p.on_sales_order(OPP, raw[b"value"], ORIGIN).outcome == "held"
-    answer = {
-        "kind": "UPSERT_CUSTOMER",
-        "outcome": "UPDATED",
-        "salesforce_record_id": ACCOUNT,
-        "command_id": "c1",
-        "customer": {"salesforce_account_id": ACCOUNT, "ar_division_no": "01", "customer_no": "ACME"},
-        "envelope": {},
+    """The Sage sink answers the order that brings ACCOUNT's new customer with 01-ACME (say its UDF
+    was edited to name ACCOUNT): the order held behind it is not released onto OWNER's customer."""
+    raw = {
+        b"first": order(("HRDW-1000", "1", "12.50"), external=None),
+        b"second": order(("HRDW-1000", "2", "12.50"), external=None, opp=OPP2),
     }
+    p = linked_pipeline(base_mappings, raw)
+    first = Origin("salesorder.v1", 0, 6, b"key", b"first")
+    assert p.on_sales_order(OPP, raw[b"first"], first).outcome == "commanded"
+    assert p.on_sales_order(OPP2, raw[b"second"], ORIGIN).outcome == "held"
+    acme = {"salesforce_account_id": ACCOUNT, "ar_division_no": "01", "customer_no": "ACME", "name": None}
+    answer = order_result("CREATED", "c1", sales_order_no="0000042", customer=acme)
 
-    step = p.on_sage_result(ACCOUNT, answer, RESULTS)
+    step = p.on_sage_result(OPP, answer, RESULTS)
 
     assert sage_kinds(step) == []  # the held order is not ordered on 01-ACME
     assert [origin for origin, _ in step.dead_letters] == [RESULTS, ORIGIN]
     fields = salesforce_fields(step)
     assert all("ExternalID__c" not in f for written in fields.values() for f in written)
-    assert {f["Sage_Sync_Status__c"] for written in fields.values() for f in written} == {"Error"}
-    assert set(fields) == {ACCOUNT, OWNER, OPP}
+    errors = {record for record, written in fields.items() if written[-1]["Sage_Sync_Status__c"] == "Error"}
+    assert errors == {ACCOUNT, OWNER, OPP2}
+    assert fields[OPP][0]["Sage_Order_No__c"] == "0000042"  # Sage has that order all the same
     assert ACCOUNT not in p.tables.customers
     assert p.customer_directory.held_count() == 0
 

@@ -15,7 +15,16 @@ from processors.mapping_model import Mappings
 from processors.orders import OrderPipeline
 from processors.state import MappingsRef, Origin, Step
 from sagesf.source import WRITTEN_BY_HEADER, WRITTEN_BY_INTEGRATION
-from tests.unit.test_processor_logic import ACCOUNT, OPP, ORIGIN, base_mappings, order, pipeline
+from tests.unit.test_processor_logic import (
+    ACCOUNT,
+    OPP,
+    OPP2,
+    ORIGIN,
+    base_mappings,
+    customer_created,
+    order,
+    pipeline,
+)
 
 __all__ = ["base_mappings"]  # the module fixture, shared
 
@@ -137,10 +146,12 @@ def test_a_bad_value_dead_letters_the_sync_but_still_releases_held_orders(base_m
         update={"picklists": {**base_mappings.customers.picklists, "terms_code_to_sage": strict}}
     )
     mappings = Mappings(**{**base_mappings.__dict__, "customers": customers})
-    raw = {b"value": order(("HRDW-1000", "1", "12.50"), external=None)}
+    raw = {b"value": order(("HRDW-1000", "1", "12.50"), external=None, opp=OPP2)}
     p = pipeline(mappings, raw)
     s = CustomerSync(MappingsRef(mappings), p.customer_directory)
-    assert p.on_sales_order(OPP, raw[b"value"], ORIGIN).outcome == "held"
+    first = order(("HRDW-1000", "1", "12.50"), external=None)
+    assert p.on_sales_order(OPP, first, Origin("salesorder.v1", 0, 6, None, b"first")).outcome == "commanded"
+    assert p.on_sales_order(OPP2, raw[b"value"], ORIGIN).outcome == "held"  # behind the first
     linked = customer(
         "SALESFORCE", salesforce_account_id=ACCOUNT, ar_division_no="01", customer_no="NEW01", terms_code="99"
     )
@@ -175,8 +186,8 @@ def test_an_unchanged_linked_customer_writes_nothing_back(base_mappings: Mapping
 def test_an_account_that_arrives_after_its_order_is_sent_to_sage_with_its_own_data(
     base_mappings: Mappings,
 ) -> None:
-    """The order got there first and asked for the customer with the order's data (no terms);
-    the account's record then asks again, same command ID, with the account's terms and phone."""
+    """The order got there first and brought the customer with the order's data (no terms); the
+    account's record, arriving before Sage's answer, goes to the customer once Sage made it."""
     raw = {b"value": order(("HRDW-1000", "1", "12.50"), external=None)}
     account_record = customer(
         "SALESFORCE", salesforce_account_id=ACCOUNT, name="Acme", terms_code="30", telephone_no="555-0100"
@@ -188,14 +199,14 @@ def test_an_account_that_arrives_after_its_order_is_sent_to_sage_with_its_own_da
         decode_customer=lambda data: account_record,
     )
     s = CustomerSync(MappingsRef(base_mappings), p.customer_directory)
-    held = p.on_sales_order(OPP, raw[b"value"], ORIGIN)
-    [first] = sage_commands(held)
+    commanded = p.on_sales_order(OPP, raw[b"value"], ORIGIN)
+    [first] = sage_commands(commanded)  # the customer the order brings
     assert first["terms_code"] is None
     step = s.on_customer(ACCOUNT, account_record, Origin("customer.v1", 0, 3, None, b"account"))
-    [again] = sage_commands(step)
+    assert sage_commands(step) == []  # not a Sage customer yet
+    [again] = sage_commands(p.on_sage_result(OPP, customer_created(), ORIGIN))
+    assert (again["ar_division_no"], again["customer_no"]) == ("01", "NEW01")  # the customer Sage made
     assert (again["terms_code"], again["telephone_no"]) == ("01", "555-0100")
-    ids = {o.value["command_id"] for o in [*held.outbound, *step.outbound] if o.topic == "sage.commands.v1"}
-    assert len(ids) == 1  # the same command: Sage creates the customer once
 
 
 def test_fields_the_map_does_not_send_to_sage_stay_sages(base_mappings: Mappings) -> None:

@@ -62,7 +62,7 @@ def pipeline(mappings: Mappings, orders: dict[bytes, dict[str, Any]] | None = No
 
 
 def order(
-    *lines: tuple[str, str, str], currency: str = "USD", external: str | None = "01-ACME"
+    *lines: tuple[str, str, str], currency: str = "USD", external: str | None = "01-ACME", opp: str = OPP
 ) -> dict[str, Any]:
     division, _, number = (external or "").partition("-")
     return {
@@ -70,10 +70,10 @@ def order(
             "event_id": str(uuid.uuid4()),
             "event_time": datetime.now(UTC),
             "source_system": "SALESFORCE",
-            "source_record_id": OPP,
+            "source_record_id": opp,
             "correlation_id": None,
         },
-        "salesforce_opportunity_id": OPP,
+        "salesforce_opportunity_id": opp,
         "customer": {
             "salesforce_account_id": ACCOUNT,
             "ar_division_no": division or None,
@@ -101,12 +101,12 @@ def order(
 ORIGIN = Origin("salesorder.v1", 0, 7, b"key", b"value")
 
 
-def order_result(outcome: str, command_id: str = "c", **fields: Any) -> dict[str, Any]:
-    """The Sage sink's SageResult for the CreateSalesOrder of OPP."""
+def order_result(outcome: str, command_id: str = "c", opp: str = OPP, **fields: Any) -> dict[str, Any]:
+    """The Sage sink's SageResult for the CreateSalesOrder of `opp`."""
     return {
         "kind": "CREATE_SALES_ORDER",
         "outcome": outcome,
-        "salesforce_record_id": OPP,
+        "salesforce_record_id": opp,
         "command_id": command_id,
         "envelope": {},
         **fields,
@@ -228,15 +228,130 @@ def test_an_order_that_no_longer_maps_is_not_failed_by_the_resend(base_mappings:
     assert p.tables.orders[OPP]["state"] == "commanded"
 
 
-def test_a_held_order_is_released_when_the_customer_arrives_on_customer_v1(base_mappings: Mappings) -> None:
-    raw = {b"value": order(("HRDW-1000", "1", "12.50"), external=None)}
-    p = pipeline(base_mappings, raw)
-    held = p.on_sales_order(OPP, raw[b"value"], ORIGIN)
+# --- the first order of a new account brings its customer ---------------------------------------
+
+OPP2 = "006" + "C" * 15
+NEW_CUSTOMER = {
+    "salesforce_account_id": ACCOUNT,
+    "ar_division_no": "01",
+    "customer_no": "NEW01",
+    "name": None,
+}
+FIRST = Origin("salesorder.v1", 0, 7, b"key", b"first")
+SECOND = Origin("salesorder.v1", 0, 8, b"key2", b"second")
+
+
+def customer_created(order_no: str = "0000042") -> dict[str, Any]:
+    """Sage's answer to OPP's CreateSalesOrder: written, with the customer NEW01 it created."""
+    return order_result("CREATED", sales_order_no=order_no, customer=NEW_CUSTOMER, customer_created=True)
+
+
+def _commands(step: Any, topic: str, key: str) -> list[dict[str, Any]]:
+    return [o.value for o in step.outbound if o.topic == topic and o.key == key]
+
+
+def _new_account_orders(mappings: Mappings) -> tuple[OrderPipeline, dict[bytes, dict[str, Any]]]:
+    """A pipeline with two won opportunities (OPP, OPP2) of ACCOUNT, which Sage does not know yet."""
+    raw = {
+        b"first": order(("HRDW-1000", "1", "12.50"), external=None),
+        b"second": order(("HRDW-1000", "2", "12.50"), external=None, opp=OPP2),
+    }
+    return pipeline(mappings, raw), raw
+
+
+def _first_sent_second_held(mappings: Mappings) -> OrderPipeline:
+    """OPP commanded with ACCOUNT's new customer, OPP2 held behind it."""
+    p, raw = _new_account_orders(mappings)
+    assert p.on_sales_order(OPP, raw[b"first"], FIRST).outcome == "commanded"
+    assert p.on_sales_order(OPP2, raw[b"second"], SECOND).outcome == "held"
+    return p
+
+
+def test_a_new_accounts_order_brings_its_customer_and_only_sages_answer_links_it(
+    base_mappings: Mappings,
+) -> None:
+    p, raw = _new_account_orders(base_mappings)
+
+    commanded = p.on_sales_order(OPP, raw[b"first"], FIRST)
+
+    assert commanded.outcome == "commanded"
+    [create] = _commands(commanded, "sage.commands.v1", OPP)
+    kind, command = create["command"]
+    assert kind.endswith("CreateSalesOrder")
+    assert command["order"]["customer"]["salesforce_account_id"] == ACCOUNT
+    assert command["customer"]["salesforce_account_id"] == ACCOUNT  # Sage creates it with the order
+    assert command["customer"]["name"] == "Acme"
+    assert _commands(commanded, "sage.commands.v1", ACCOUNT) == []  # no customer of its own first
+    assert _commands(commanded, "salesforce.commands.v1", ACCOUNT) == []
+    assert ACCOUNT not in p.tables.customers
+
+    # Sage refuses the order (a line it will not take): no customer, so nothing to link
+    error = {"reason": "Sage refused the write: a database constraint refused it", "field": None}
+    refused = p.on_sage_result(OPP, order_result("REJECTED", error=error), ORIGIN)
+    assert refused.outcome == "order_rejected"
+    assert [origin for origin, _ in refused.dead_letters] == [FIRST]
+    [error_update] = _commands(refused, "salesforce.commands.v1", OPP)
+    assert error_update["fields"]["Sage_Sync_Status__c"] == "Error"
+    assert _commands(refused, "salesforce.commands.v1", ACCOUNT) == []
+    assert ACCOUNT not in p.tables.customers
+
+    # replayed after the fix: Sage creates customer and order together, and says so
+    again = p.on_sales_order(OPP, raw[b"first"], FIRST)
+    assert _commands(again, "sage.commands.v1", OPP)[0]["command"][1]["customer"] is not None
+    synced = p.on_sage_result(OPP, customer_created(), ORIGIN)
+
+    [account] = _commands(synced, "salesforce.commands.v1", ACCOUNT)
+    assert account["fields"]["ExternalID__c"] == "01-NEW01"
+    assert account["fields"]["Sage_Sync_Status__c"] == "Synced"
+    [opportunity] = _commands(synced, "salesforce.commands.v1", OPP)
+    assert opportunity["fields"]["Sage_Order_No__c"] == "0000042"
+    assert p.tables.customers[ACCOUNT] == {"ar_division_no": "01", "customer_no": "NEW01"}
+
+
+def test_the_next_orders_of_a_new_account_wait_for_the_first_and_take_its_customer(
+    base_mappings: Mappings,
+) -> None:
+    """Commands are keyed by opportunity, so two orders carrying one new customer could reach Sage
+    side by side and make it twice; the second waits for the first one's answer instead."""
+    p, raw = _new_account_orders(base_mappings)
+    p.on_sales_order(OPP, raw[b"first"], FIRST)
+
+    held = p.on_sales_order(OPP2, raw[b"second"], SECOND)
+
     assert held.outcome == "held"
+    assert _commands(held, "sage.commands.v1", OPP2) == []
+    [pending] = _commands(held, "salesforce.commands.v1", OPP2)
+    assert pending["fields"]["Sage_Sync_Status__c"] == "Pending"
     assert p.customer_directory.held_count() == 1
-    assert [
-        o.value["command"][0].rsplit(".", 1)[1] for o in held.outbound if o.topic == "sage.commands.v1"
-    ] == ["UpsertCustomer"]
+
+    released = p.on_sage_result(OPP, customer_created(), ORIGIN)
+
+    [create] = _commands(released, "sage.commands.v1", OPP2)
+    assert create["command"][1]["order"]["customer"]["customer_no"] == "NEW01"
+    assert create["command"][1]["customer"] is None  # Sage has it now
+    assert p.customer_directory.held_count() == 0
+
+
+def test_when_sage_refuses_a_new_accounts_first_order_the_next_one_brings_the_customer(
+    base_mappings: Mappings,
+) -> None:
+    p = _first_sent_second_held(base_mappings)
+    error = {"reason": "ItemCode 'HRDW-1000' is inactive", "field": "lines[1].ItemCode"}
+
+    step = p.on_sage_result(OPP, order_result("REJECTED", error=error), ORIGIN)
+
+    assert {(o.key, o.value["fields"]["Sage_Sync_Status__c"]) for o in step.outbound if o.key == OPP} == {
+        (OPP, "Error")
+    }
+    [create] = _commands(step, "sage.commands.v1", OPP2)
+    assert create["command"][1]["customer"]["salesforce_account_id"] == ACCOUNT
+    assert _commands(step, "salesforce.commands.v1", ACCOUNT) == []
+    assert ACCOUNT not in p.tables.customers
+    assert p.customer_directory.held_count() == 0
+
+
+def test_a_held_order_is_released_when_the_customer_arrives_on_customer_v1(base_mappings: Mappings) -> None:
+    p = _first_sent_second_held(base_mappings)
     sage_customer = {
         "salesforce_account_id": ACCOUNT,
         "ar_division_no": "01",
@@ -246,31 +361,38 @@ def test_a_held_order_is_released_when_the_customer_arrives_on_customer_v1(base_
     learned = p.customer_directory.on_customer(
         "01-NEW01", sage_customer, Origin("customer.v1", 0, 1, None, b"c")
     )
-    [create] = [o for o in learned.outbound if o.topic == "sage.commands.v1"]
-    assert create.key == OPP
-    assert create.value["command"][1]["order"]["customer"]["customer_no"] == "NEW01"
+    [create] = _commands(learned, "sage.commands.v1", OPP2)
+    assert create["command"][1]["order"]["customer"]["customer_no"] == "NEW01"
     assert p.customer_directory.held_count() == 0
 
 
-def test_a_refused_customer_fails_its_held_orders(base_mappings: Mappings) -> None:
-    raw = {b"value": order(("HRDW-1000", "1", "12.50"), external=None)}
-    p = pipeline(base_mappings, raw)
-    p.on_sales_order(OPP, raw[b"value"], ORIGIN)
-    result = {
-        "kind": "UPSERT_CUSTOMER",
-        "outcome": "REJECTED",
-        "salesforce_record_id": ACCOUNT,
-        "command_id": "c",
-        "error": {"reason": "TermsCode '99' does not exist"},
-        "envelope": {},
+def test_sages_copy_of_a_new_customer_before_the_orders_answer_loses_nothing(base_mappings: Mappings) -> None:
+    """The Sage source may publish the customer the order made (customer.v1, from Sage) before the
+    order's SageResult arrives: the held order goes at once, and the answer still links the Account
+    and says what Sage holds differently."""
+    long_name = "The Extraordinarily Long Company Name Inc"
+    first = order(("HRDW-1000", "1", "12.50"), external=None)
+    first["customer"]["name"] = long_name
+    p, _ = _new_account_orders(base_mappings)
+    p.on_sales_order(OPP, first, FIRST)
+    p.on_sales_order(OPP2, order(("HRDW-1000", "2", "12.50"), external=None, opp=OPP2), SECOND)
+    sage_copy = {
+        "envelope": {"source_system": "SAGE100"},
+        **NEW_CUSTOMER,
+        "name": long_name[:30],
+        "status": "ACTIVE",
     }
-    step = p.on_sage_result(ACCOUNT, result, Origin("sage.results.v1", 0, 1, None, b"r"))
-    [(origin, error)] = step.dead_letters
-    assert origin == ORIGIN
-    assert "TermsCode '99'" in str(error)
-    keys = {(o.key, o.value["fields"]["Sage_Sync_Status__c"]) for o in step.outbound}
-    assert keys == {(ACCOUNT, "Error"), (OPP, "Error")}
-    assert p.customer_directory.held_count() == 0
+
+    learned = p.customer_directory.on_customer("01-NEW01", sage_copy, Origin("customer.v1", 0, 4, None, b"s"))
+
+    [create] = _commands(learned, "sage.commands.v1", OPP2)
+    assert create["command"][1]["order"]["customer"]["customer_no"] == "NEW01"
+    [account] = _commands(
+        p.on_sage_result(OPP, customer_created(), ORIGIN), "salesforce.commands.v1", ACCOUNT
+    )
+    assert account["fields"]["ExternalID__c"] == "01-NEW01"
+    assert "name cut to 30" in account["fields"]["Sage_Sync_Message__c"]
+    assert p.tables.held == {}
 
 
 def test_status_unknown_can_be_skipped(base_mappings: Mappings) -> None:
@@ -448,6 +570,33 @@ def test_resends_back_off_and_stop_at_the_limit_with_an_error_on_the_opportunity
     assert "Sage 100 has not answered" in update.value["fields"]["Sage_Sync_Message__c"]
     _age(p, OPP, wait * 2**10)
     assert p.sweep().outbound == []  # given up once, not again
+
+
+def test_a_new_accounts_order_is_resent_with_its_customer_and_its_followers_give_up_with_it(
+    base_mappings: Mappings,
+) -> None:
+    p = _first_sent_second_held(base_mappings)
+    _age(p, OPP, p.resend_after_ms)
+
+    again = p.sweep()
+
+    [resent] = _commands(again, "sage.commands.v1", OPP)
+    assert resent["command"][1]["customer"]["salesforce_account_id"] == ACCOUNT
+    assert _commands(again, "sage.commands.v1", OPP2) == []
+    for attempt in range(1, RESEND_LIMIT):
+        _age(p, OPP, p.resend_after_ms * 2**attempt)
+        p.sweep()
+    given_up = REGISTRY.get_sample_value("sagesf_processor_orders_unanswered_total") or 0.0
+    _age(p, OPP, p.resend_after_ms * 2**RESEND_LIMIT)
+
+    last = p.sweep()
+
+    assert sorted(origin.value or b"" for origin, _ in last.dead_letters) == [b"first", b"second"]
+    errors = {o.key for o in last.outbound if o.value["fields"].get("Sage_Sync_Status__c") == "Error"}
+    assert {OPP, OPP2} <= errors
+    assert REGISTRY.get_sample_value("sagesf_processor_orders_unanswered_total") == given_up + 2
+    assert p.customer_directory.held_count() == 0
+    assert ACCOUNT not in p.tables.customers
 
 
 # --- short reasons in Salesforce fields ---------------------------------------------------------
