@@ -75,8 +75,8 @@ class ProcessorSettings(BaseSettings):
     commit_interval: float = Field(default=2.0, gt=0)
     inventory_flush_interval: float = Field(default=2.0, gt=0)  # seconds stock changes are coalesced
     held_order_sweep_interval: float = Field(default=30.0, gt=0)  # re-check held orders this often
-    # an order (or a new customer) Sage has not answered is sent again after this many seconds,
-    # then after twice as long each time (at least held_order_sweep_interval)
+    # an order (with its new customer, if it brings one) Sage has not answered is sent again after
+    # this many seconds, then after twice as long each time (at least held_order_sweep_interval)
     order_resend_after: float = Field(default=300.0, gt=0)
     # re-sends before giving up: Error on the Opportunity, a dead letter, an alert (0: never re-send)
     order_resend_limit: int = Field(default=5, ge=0)

@@ -52,7 +52,10 @@ def sage_refusal(error: Mapping[str, Any] | None, what: str) -> str:
     column = str(error.get("field") or "")
     at = f" ({column})" if column and not unreadable(column) else ""
     fallback = f"Sage 100 could not save the {what}{at}; operations have the details (dead letter)"
-    return for_user(f"Sage 100 refused the {what}: {reason}", fallback) if reason else fallback
+    if not reason:
+        return fallback
+    said = reason if reason.lower().startswith(("sage refused", "sage 100 refused")) else None
+    return for_user(said or f"Sage 100 refused the {what}: {reason}", fallback)
 
 
 @dataclass

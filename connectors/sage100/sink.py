@@ -329,7 +329,7 @@ def _refusal(exc: Exception) -> tuple[Permanent, Permanent]:
     elif isinstance(exc, SageRejected):
         out_of_range = exc.sqlstate.startswith("22")
         category = (
-            "a value is too long or out of range" if out_of_range else "a database constraint refused it"
+            "a value is too long or out of range" if out_of_range else "a database rule (constraint) failed"
         )
     elif isinstance(exc, SageQueryError):
         category = "the query does not fit the database (table layouts or UDF columns)"

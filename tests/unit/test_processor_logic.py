@@ -286,12 +286,14 @@ def test_a_new_accounts_order_brings_its_customer_and_only_sages_answer_links_it
     assert ACCOUNT not in p.tables.customers
 
     # Sage refuses the order (a line it will not take): no customer, so nothing to link
-    error = {"reason": "Sage refused the write: a database constraint refused it", "field": None}
+    error = {"reason": "Sage refused the write: a database rule (constraint) failed", "field": None}
     refused = p.on_sage_result(OPP, order_result("REJECTED", error=error), ORIGIN)
     assert refused.outcome == "order_rejected"
     assert [origin for origin, _ in refused.dead_letters] == [FIRST]
     [error_update] = _commands(refused, "salesforce.commands.v1", OPP)
     assert error_update["fields"]["Sage_Sync_Status__c"] == "Error"
+    # the reason says once that Sage refused
+    assert error_update["fields"]["Sage_Sync_Message__c"].lower().count("refused") == 1
     assert _commands(refused, "salesforce.commands.v1", ACCOUNT) == []
     assert ACCOUNT not in p.tables.customers
 
