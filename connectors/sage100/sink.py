@@ -24,7 +24,7 @@ Owns what happens to one command (`SageCommandSink.apply`) and to a consumed bat
   field and value), returned with its outcome; the loop publishes it, acknowledged by Kafka,
   before it commits the offset. A Permanent failure is also dead-lettered by the loop on
   dlq.sage-sink.v1 with Kafka Connect's error headers. A reason users read never holds driver
-  or Python text: Sage's refusals over ODBC and unexpected errors answer "Sage refused the write:
+  or Python text: Sage's refusals over ODBC and unexpected errors answer "Sage 100 refused the write:
   <category>", and the dead letter carries the whole text, passwords masked (`_refusal`).
 - Sage unavailable (Retriable from the dialect layer or BOI) goes through the circuit breaker
   (availability.py); the failed command and every later one in the batch are returned as
@@ -320,7 +320,7 @@ def _refusal(exc: Exception) -> tuple[Permanent, Permanent]:
 
     A reason of ours (validation, links, numbering) is written for users and serves both. Sage's
     refusals over ODBC and anything unexpected carry driver or Python text (SQLSTATE, ODBC
-    function names, the connection string): users get "Sage refused the write: <category>",
+    function names, the connection string): users get "Sage 100 refused the write: <category>",
     operators the full text in the dead letter."""
     if isinstance(exc, Permanent) and not isinstance(exc, SageRejected | SageQueryError | BoiFailure):
         return exc, exc
@@ -337,7 +337,7 @@ def _refusal(exc: Exception) -> tuple[Permanent, Permanent]:
         category = "unexpected error"
     field = exc.field if isinstance(exc, Permanent) else None
     value = exc.value if isinstance(exc, Permanent) else None
-    shown = Permanent(f"Sage refused the write: {category}", field=field, value=value)
+    shown = Permanent(f"Sage 100 refused the write: {category}", field=field, value=value)
     causes: list[str] = []
     cause: BaseException | None = exc
     while cause is not None and len(causes) < 5:

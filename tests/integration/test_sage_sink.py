@@ -938,7 +938,7 @@ def test_a_driver_error_reaches_the_result_as_a_short_reason_and_the_dead_letter
     [result] = world.results(1)
     reason = result["error"]["reason"]
     assert result["outcome"] == "REJECTED"
-    assert reason.startswith("Sage refused the write: ")
+    assert reason.startswith("Sage 100 refused the write: ")
     for leak in ("SQLSTATE", "23000", "ODBC", "Driver=", "SQLite", "UID=", "PWD", "Pw-9xq7-leaks"):
         assert leak not in reason
     [dead] = world.dead_letters(expected=1)

@@ -286,7 +286,7 @@ def test_a_new_accounts_order_brings_its_customer_and_only_sages_answer_links_it
     assert ACCOUNT not in p.tables.customers
 
     # Sage refuses the order (a line it will not take): no customer, so nothing to link
-    error = {"reason": "Sage refused the write: a database rule (constraint) failed", "field": None}
+    error = {"reason": "Sage 100 refused the write: a database rule (constraint) failed", "field": None}
     refused = p.on_sage_result(OPP, order_result("REJECTED", error=error), ORIGIN)
     assert refused.outcome == "order_rejected"
     assert [origin for origin, _ in refused.dead_letters] == [FIRST]
