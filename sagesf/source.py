@@ -144,7 +144,8 @@ class SourceLoop:
         self.stage = source.name
 
     def run(self, stop: threading.Event) -> None:
-        """Read and publish until `stop` is set; back off on Retriable, wait out Backpressure."""
+        """Read and publish until `stop` is set; back off on Retriable (its `retry_after` when it
+        has one, else exponentially with jitter), wait out Backpressure."""
         failures = 0
         while not stop.is_set():
             try:
@@ -154,7 +155,8 @@ class SourceLoop:
                 log.warning("%s: %s; pausing %.1f s", self.stage, exc, wait)
             except Retriable as exc:
                 failures += 1
-                wait = max(self.retry.delay(failures - 1), exc.retry_after)
+                # a failure that knows when to try again (a circuit breaker's wait) governs alone
+                wait = exc.retry_after or self.retry.delay(failures - 1)
                 reason = f"retry {failures}: {exc}"
                 # an outage logs once, then quietly: the health endpoint says it meanwhile
                 level = logging.WARNING if failures == 1 else logging.DEBUG

@@ -139,7 +139,9 @@ def build_command_loop(
             sink.numbering_scheme, sink.numbering_prefix, sink.numbering_digits, sink.numbering_name_length
         ),
         results_topic=sink.results_topic,
-        breaker=CircuitBreaker(SageCommandSink.name, health=process.health),
+        breaker=CircuitBreaker(
+            SageCommandSink.name, health=process.health, max_backoff=sage.breaker_max_backoff
+        ),
         customer_udf=udf,
         default_division=sink.default_division,
     )
@@ -166,7 +168,9 @@ def build_credit_loop(process: Process) -> SinkLoop:
     responder = CreditCheckResponder(
         reads=reads,
         replies_topic=sink.credit_replies_topic,
-        breaker=CircuitBreaker(CreditCheckResponder.name, health=process.health),
+        breaker=CircuitBreaker(
+            CreditCheckResponder.name, health=process.health, max_backoff=sage.breaker_max_backoff
+        ),
         rules=CreditRules(
             currency_code=sink.currency_code,
             open_statuses=tuple(sink.open_order_statuses),

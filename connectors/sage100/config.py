@@ -99,6 +99,8 @@ class Sage100Settings(BaseSettings):
     company: str | None = None
     login_timeout: int = Field(default=10, ge=1)  # seconds to open a connection
     query_timeout: int = Field(default=30, ge=1)  # seconds one statement may take (drivers that support it)
+    # when Sage is unavailable the circuit breaker tries again after 1 s, doubling up to this
+    breaker_max_backoff: float = Field(default=60.0, gt=0)
 
     integration_user_key: str = Field(default="SGSF", min_length=1, max_length=10)
     udf_columns: dict[str, list[str]] = Field(

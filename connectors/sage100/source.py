@@ -118,7 +118,9 @@ class SageSource:
             login_timeout=settings.login_timeout,
         )
         self.health = health or Health()
-        self.breaker = breaker or CircuitBreaker(self.source.component, health=self.health)
+        self.breaker = breaker or CircuitBreaker(
+            self.source.component, health=self.health, max_backoff=settings.breaker_max_backoff
+        )
         if self.breaker.health is None:
             self.breaker.health = self.health
         self.clock = clock

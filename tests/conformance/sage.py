@@ -85,6 +85,7 @@ class SageSinkAdapter:
             "SAGESF_SAGE_SINK__GROUP_ID": self.topics.group,
             "SAGESF_SAGE_SINK__CREDIT_ENABLED": "false",
             "SAGESF_SAGE_SINK__CONSUMER_CONFIG": json.dumps(FAST_CONSUMER_GROUP),
+            "SAGESF_SAGE100__BREAKER_MAX_BACKOFF": str(self.data["breaker_max_backoff"]),
         }
 
     def opportunity(self, i: int) -> str:
@@ -174,7 +175,7 @@ class SageSourceAdapter:
     def env(self) -> dict[str, str]:
         prefix = "SAGESF_SAGE100__"
         return {
-            f"{prefix}CONNECTION_STRING": self.db.connection_string,
+            f"{prefix}CONNECTION_STRING": connection_string(self.db.path, float(self.data["lock_timeout"])),
             f"{prefix}UDF_COLUMNS": json.dumps(self.db.udf_columns),
             f"{prefix}INTEGRATION_USER_KEY": self.data["integration_user"],
             f"{prefix}SOURCE__COMPONENT": self.name,
@@ -183,6 +184,7 @@ class SageSourceAdapter:
             f"{prefix}SOURCE__POSITIONS_TOPIC": self.topics.positions,
             f"{prefix}SOURCE__DEAD_LETTER_TOPIC": self.topics.dead_letters,
             f"{prefix}SOURCE__POLL_INTERVAL": str(self.data["poll_interval"]),
+            f"{prefix}BREAKER_MAX_BACKOFF": str(self.data["breaker_max_backoff"]),
         }
 
     def ready(self, health: dict[str, Any]) -> bool:
