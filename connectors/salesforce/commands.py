@@ -15,7 +15,10 @@ works with:
   for external IDs) become one write whose fields are merged in source_event_time order, ties in
   arrival order: the latest value of each field wins, fields only an earlier command set are kept.
   A burst of N stock updates for one item costs one record in one request.
-- `result_record(...)`: the SalesforceResult dict of one command.
+  The write carries the latest source_event_time of its commands (the sink stamps it into the
+  record's version field, stale_guard.py).
+- `result_record(...)`: the SalesforceResult dict of one command; `Stale` says why a command
+  older than the record was not written (outcome STALE).
 
 Limits: a case-sensitive external ID field is still compared case-insensitively (two values
 differing only in case are merged); a record addressed once by ID and once by external ID is two
@@ -43,6 +46,7 @@ __all__ = [
     "Operation",
     "Outcome",
     "SalesforceCommand",
+    "Stale",
     "Write",
     "WriteApi",
     "coalesce",
@@ -67,6 +71,7 @@ class Outcome(StrEnum):
     CREATED = "CREATED"
     UPDATED = "UPDATED"
     REJECTED = "REJECTED"
+    STALE = "STALE"  # nothing written: the record holds a newer change (stale_guard.py)
 
 
 class WriteApi(StrEnum):
@@ -77,6 +82,24 @@ class WriteApi(StrEnum):
 
 class InvalidCommand(Permanent):
     """The command itself is malformed; Salesforce is not called."""
+
+
+@dataclass(frozen=True)
+class Stale:
+    """Why nothing was written: the record holds a change newer than the command's (StaleCommand)."""
+
+    reason: str
+    source_event_time: datetime
+    target_time: datetime
+    compared_with: str
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "reason": self.reason,
+            "source_event_time": self.source_event_time,
+            "target_time": self.target_time,
+            "compared_with": self.compared_with,
+        }
 
 
 @dataclass(frozen=True)
@@ -208,6 +231,7 @@ class Write:
     key_value: str
     fields: dict[str, FieldValue]
     members: list[int] = field(default_factory=list)  # positions of the commands merged into it
+    source_event_time: datetime | None = None  # the latest of its commands'
 
 
 def coalesce(commands: Sequence[tuple[int, SalesforceCommand]]) -> list[Write]:
@@ -236,6 +260,9 @@ def coalesce(commands: Sequence[tuple[int, SalesforceCommand]]) -> list[Write]:
                 key_value=latest.key_value,
                 fields=merged,
                 members=sorted(position for position, _ in members),
+                source_event_time=max(
+                    (c.source_event_time for _, c in members if c.source_event_time is not None), default=None
+                ),
             )
         )
     return writes
@@ -250,6 +277,7 @@ def result_record(
     created: bool = False,
     coalesced: int = 1,
     error: Permanent | None = None,
+    stale: Stale | None = None,
 ) -> dict[str, Any]:
     """The SalesforceResult record answering `command`."""
     error_record = None
@@ -286,6 +314,7 @@ def result_record(
         "api": api.value,
         "coalesced_commands": coalesced,
         "error": error_record,
+        "stale": stale.record() if stale is not None else None,
     }
 
 

@@ -10,6 +10,7 @@ registry. Credentials Salesforce refuses still stop the process (AuthenticationF
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 from connectors.salesforce.budget import ApiBudget
@@ -24,6 +25,7 @@ from connectors.salesforce.sink import DEPENDENCY as SALESFORCE
 from connectors.salesforce.sink import SalesforceSink
 from connectors.salesforce.source import SalesforceCdcSource, SalesforceSourceSettings, check_channels
 from connectors.salesforce.source_mapping import load_source_mapping
+from connectors.salesforce.stale_guard import StaleGuard
 from connectors.salesforce.streaming_client import quiet_close_noise
 from connectors.salesforce.writer import SalesforceWriter
 from sagesf import topic_names
@@ -120,7 +122,19 @@ def build_sink_loop(
         bulk_timeout=settings.bulk_timeout,
     )
     options = settings.sink
-    sink = SalesforceSink(writer=writer, results_topic=options.results_topic, health=process.health)
+    guard = StaleGuard(
+        conn,
+        budget,
+        objects=options.stale_guard_objects,
+        version_field=options.version_field,
+        check_after=timedelta(seconds=options.stale_check_after),
+        tolerance=timedelta(seconds=options.stale_tolerance),
+        rate_limit_pause=settings.rate_limit_pause,
+    )
+    process.wait_for(SALESFORCE, guard.check_fields)
+    sink = SalesforceSink(
+        writer=writer, results_topic=options.results_topic, health=process.health, guard=guard
+    )
     loop = SinkLoop(
         kafka=process.core.kafka,
         group_id=options.group_id,
