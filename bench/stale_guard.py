@@ -27,10 +27,10 @@ from pydantic import SecretStr
 
 from connectors.salesforce.budget import ApiBudget
 from connectors.salesforce.client import connect
+from connectors.salesforce.components import build_stale_guard
 from connectors.salesforce.config import SalesforceSettings
 from connectors.salesforce.sink import SalesforceSink
 from connectors.salesforce.soql import quote_like
-from connectors.salesforce.stale_guard import StaleGuard
 from connectors.salesforce.writer import SalesforceWriter
 from sagesf.sink import Inbound, Outcome
 from sandbox.salesforce.harness import RunningEmulator, start_emulator
@@ -74,15 +74,7 @@ def run(emulator: RunningEmulator, count: int) -> list[tuple[str, int, Counter[s
     )
     conn = connect(settings)
     budget = ApiBudget(1.0, 300)
-    options = settings.sink
-    guard = StaleGuard(
-        conn,
-        budget,
-        objects=options.stale_guard_objects,
-        version_field=options.version_field,
-        check_after=timedelta(seconds=options.stale_check_after),
-        tolerance=timedelta(seconds=options.stale_tolerance),
-    )
+    guard = build_stale_guard(conn, budget, settings)
     guard.check_fields()
     sink = SalesforceSink(writer=SalesforceWriter(conn, budget), results_topic="bench", guard=guard)
     sf: Any = emulator.connect(client="bench")

@@ -29,13 +29,13 @@ from typing import Any
 from connectors.sage100.writes import OrderTotals, WrittenCustomer, WrittenOrder
 from sagesf.errors import Permanent
 from sagesf.logs import redact
+from sagesf.stale import Stale
 
 __all__ = [
     "SAGE_ORDER_STATUS",
     "CommandKind",
     "Outcome",
     "SageCommand",
-    "Stale",
     "parse_command",
     "result_record",
 ]
@@ -87,24 +87,6 @@ class SageCommand:
             account = self.customer.get("salesforce_account_id")
             return str(account) if account else None
         return None
-
-
-@dataclass(frozen=True)
-class Stale:
-    """Why nothing was written: the target row holds a change newer than the command's (StaleCommand)."""
-
-    reason: str
-    source_event_time: datetime
-    target_time: datetime
-    compared_with: str
-
-    def record(self) -> dict[str, Any]:
-        return {
-            "reason": self.reason,
-            "source_event_time": self.source_event_time,
-            "target_time": self.target_time,
-            "compared_with": self.compared_with,
-        }
 
 
 def parse_command(value: Any) -> SageCommand:

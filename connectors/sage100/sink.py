@@ -59,7 +59,7 @@ from typing import Any
 
 from connectors.sage100.availability import CircuitBreaker
 from connectors.sage100.boi_writer import BoiFailure
-from connectors.sage100.commands import CommandKind, Outcome, SageCommand, Stale, result_record
+from connectors.sage100.commands import CommandKind, Outcome, SageCommand, result_record
 from connectors.sage100.customer_numbers import CustomerNumbering
 from connectors.sage100.odbc import SageQueryError, SageRejected, redact_connection_string
 from connectors.sage100.reads import CustomerRow, SageReads
@@ -71,6 +71,7 @@ from sagesf.logs import redact
 from sagesf.publisher import CanonicalRecord
 from sagesf.sink import Inbound
 from sagesf.sink import Outcome as LoopOutcome
+from sagesf.stale import Stale
 
 log = logging.getLogger(__name__)
 

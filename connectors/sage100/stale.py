@@ -12,9 +12,9 @@ from zoneinfo import ZoneInfo
 
 from prometheus_client import Counter
 
-from connectors.sage100.commands import Stale
 from connectors.sage100.reads import CustomerRow
 from connectors.sage100.values import local_to_utc
+from sagesf.stale import Stale
 
 __all__ = ["COMPARED_WITH", "STALE_COMMANDS", "NewerRowCheck"]
 

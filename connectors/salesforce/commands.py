@@ -39,6 +39,7 @@ from typing import Any
 from connectors.salesforce.errors import SalesforceRecordError
 from connectors.salesforce.soql import is_api_name
 from sagesf.errors import Permanent
+from sagesf.stale import Stale
 
 __all__ = [
     "FieldValue",
@@ -46,7 +47,6 @@ __all__ = [
     "Operation",
     "Outcome",
     "SalesforceCommand",
-    "Stale",
     "Write",
     "WriteApi",
     "coalesce",
@@ -82,24 +82,6 @@ class WriteApi(StrEnum):
 
 class InvalidCommand(Permanent):
     """The command itself is malformed; Salesforce is not called."""
-
-
-@dataclass(frozen=True)
-class Stale:
-    """Why nothing was written: the record holds a change newer than the command's (StaleCommand)."""
-
-    reason: str
-    source_event_time: datetime
-    target_time: datetime
-    compared_with: str
-
-    def record(self) -> dict[str, Any]:
-        return {
-            "reason": self.reason,
-            "source_event_time": self.source_event_time,
-            "target_time": self.target_time,
-            "compared_with": self.compared_with,
-        }
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,12 @@ from typing import Any
 
 from connectors.salesforce.budget import ApiBudget
 from connectors.salesforce.client import SalesforceConnection
-from connectors.salesforce.commands import Operation, SalesforceCommand, Stale, Write
+from connectors.salesforce.commands import Operation, SalesforceCommand, Write
 from connectors.salesforce.errors import from_exception
 from connectors.salesforce.metrics import STALE_CHECKED, STALE_COMMANDS
 from connectors.salesforce.soql import id_list, identifier
 from sagesf.errors import Permanent
+from sagesf.stale import Stale
 
 log = logging.getLogger(__name__)
 
