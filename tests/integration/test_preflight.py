@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 from connectors.salesforce.sfdx_project import DEFAULT_PROJECT
 from sagesf.cli import add_core_commands
-from sandbox.salesforce.harness import RunningEmulator, start_emulator
+from sandbox.salesforce.harness import start_emulator
+from tests.conformance.salesforce import login_env
 
 FIELDS = Path("force-app/main/default/objects")
 MEMBERS = Path("force-app/main/default/platformEventChannelMembers")
@@ -29,20 +30,8 @@ def preflight(env: dict[str, str], system: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def salesforce_env(emulator: RunningEmulator) -> dict[str, str]:
-    return {
-        "SAGESF_SALESFORCE__LOGIN_URL": emulator.url,
-        "SAGESF_SALESFORCE__AUTH_FLOW": "password",
-        "SAGESF_SALESFORCE__CLIENT_ID": emulator.client_id,
-        "SAGESF_SALESFORCE__CLIENT_SECRET": emulator.client_secret,
-        "SAGESF_SALESFORCE__USERNAME": emulator.username,
-        "SAGESF_SALESFORCE__PASSWORD": emulator.password,
-        "SAGESF_SALESFORCE__SECURITY_TOKEN": emulator.security_token,
-    }
-
-
 def test_the_emulator_org_has_everything_the_salesforce_components_need(salesforce_emulator):
-    code, out = preflight(salesforce_env(salesforce_emulator), "salesforce")
+    code, out = preflight(login_env(salesforce_emulator, "sagesf"), "salesforce")
     assert code == 0, out
     assert "salesforce-sink, salesforce-source" in out
     assert "everything the components need is there" in out
@@ -59,7 +48,7 @@ def test_an_org_deployed_without_a_field_and_a_cdc_selection_is_named_and_fails(
     po_number.write_text(po_number.read_text().replace("<length>30</length>", "<length>20</length>"))
     emulator = start_emulator(tmp_path / "org", sfdx_project=project)
     try:
-        code, out = preflight(salesforce_env(emulator), "salesforce")
+        code, out = preflight(login_env(emulator, "sagesf"), "salesforce")
     finally:
         emulator.stop()
     assert code == 1, out
