@@ -86,22 +86,36 @@ def create_sales_order(
     key: str,
     correlation_id: str | None,
     customer: Mapping[str, Any] | None = None,
+    *,
+    event_time: datetime | None,
 ) -> Outbound:
-    """The order; with `customer` when Sage does not know it yet (the sink creates it with the order)."""
+    """The order; with `customer` when Sage does not know it yet (the sink creates it with the order).
+    `event_time`: when the order changed in Salesforce (the order record's envelope.event_time)."""
     new_customer = dict(customer) if customer is not None else None
     value = {
         "envelope": envelope(key, correlation_id),
         "command_id": cid,
         "command": (_CANONICAL + "CreateSalesOrder", {"order": dict(order), "customer": new_customer}),
+        "source_event_time": event_time,
     }
     return Outbound(topic_names.SAGE_COMMANDS, key, "SageCommand", value)
 
 
-def upsert_customer(customer: Mapping[str, Any], cid: str, key: str, correlation_id: str | None) -> Outbound:
+def upsert_customer(
+    customer: Mapping[str, Any],
+    cid: str,
+    key: str,
+    correlation_id: str | None,
+    *,
+    event_time: datetime | None,
+) -> Outbound:
+    """Create or update the customer. `event_time`: when the Account changed (the customer
+    record's envelope.event_time); the Sage sink does not let it overwrite a newer edit made in Sage."""
     value = {
         "envelope": envelope(key, correlation_id),
         "command_id": cid,
         "command": (_CANONICAL + "UpsertCustomer", {"customer": dict(customer)}),
+        "source_event_time": event_time,
     }
     return Outbound(topic_names.SAGE_COMMANDS, key, "SageCommand", value)
 

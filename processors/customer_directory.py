@@ -409,13 +409,15 @@ class CustomerDirectory:
         stored = self.tables.accounts.pop(account, None)
         if stored is not None and stored != waiting.get("customer"):
             try:
-                data = self.customer_for_sage(dict(self.decode_customer(from_b64(stored) or b"")), account)
+                record = dict(self.decode_customer(from_b64(stored) or b""))
+                data = self.customer_for_sage(record, account)
             except Permanent as exc:
                 log.warning("Account %s: its customer data cannot be sent to Sage: %s", account, exc)
                 return out
             data["ar_division_no"], data["customer_no"] = division, number
             cid = command_id("UpdateCustomer", account, f"{division}-{number}", stored)
-            out.append(commands.upsert_customer(data, cid, account, cid))
+            changed = (record.get("envelope") or {}).get("event_time")
+            out.append(commands.upsert_customer(data, cid, account, cid, event_time=changed))
         return out
 
     def on_customer_result(self, result: Mapping[str, Any], origin: Origin) -> Step:

@@ -130,7 +130,8 @@ class CustomerSync:
         data["ar_division_no"], data["customer_no"] = linked
         cid = command_id("UpdateCustomer", str(account), *origin.position())
         self._wrote("-".join(linked), self._account_fields(data))
-        return [commands.upsert_customer(data, cid, str(account), cid)]
+        when = (customer.get("envelope") or {}).get("event_time")
+        return [commands.upsert_customer(data, cid, str(account), cid, event_time=when)]
 
     # --- Sage -> Salesforce ------------------------------------------------------------------
 

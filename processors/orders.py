@@ -205,7 +205,8 @@ class OrderPipeline:
         cid = command_id("CreateSalesOrder", identity)
         correlation = (order.get("envelope") or {}).get("correlation_id") or cid
         customer = new.customer if new is not None else None
-        return commands.create_sales_order(sage_order, cid, identity, correlation, customer)
+        when = (order.get("envelope") or {}).get("event_time")
+        return commands.create_sales_order(sage_order, cid, identity, correlation, customer, event_time=when)
 
     def _command_again(self, identity: str, state: Mapping[str, Any], now: int) -> list[Outbound]:
         """The CreateSalesOrder of a commanded order once more (same command ID): Sage creates it if

@@ -2,8 +2,9 @@
 
 Owns the mapping between the Avro records on sage.commands.v1 / sage.results.v1
 (schemas/SageCommand.avsc, schemas/SageResult.avsc) and what the sink works with: `SageCommand`
-(the command's ID, correlation ID and kind, with the canonical SalesOrder and Customer records it
-carries, as decoded dicts) and `result_record(...)` (the SageResult dict to encode).
+(the command's ID, correlation ID, kind and source event time, with the canonical SalesOrder and
+Customer records it carries, as decoded dicts) and `result_record(...)` (the SageResult dict to
+encode, with `Stale` when a newer change in Sage kept the command from writing).
 
 How it works: the serde decodes a SageCommand into plain dicts; the `command` union is told apart
 by its fields (a CreateSalesOrder has `order`, an UpsertCustomer only `customer`), or by name when
@@ -28,6 +29,7 @@ from typing import Any
 from connectors.sage100.writes import OrderTotals, WrittenCustomer, WrittenOrder
 from sagesf.errors import Permanent
 from sagesf.logs import redact
+from sagesf.stale import Stale
 
 __all__ = [
     "SAGE_ORDER_STATUS",
@@ -73,6 +75,7 @@ class SageCommand:
     kind: CommandKind
     order: Mapping[str, Any] | None = None
     customer: Mapping[str, Any] | None = None
+    source_event_time: datetime | None = None  # when the change happened in its source (UTC)
 
     @property
     def salesforce_record_id(self) -> str | None:
@@ -101,6 +104,8 @@ def parse_command(value: Any) -> SageCommand:
         name, body = body
     if not isinstance(body, Mapping):
         raise Permanent("the command has no CreateSalesOrder or UpsertCustomer", field="command", value=body)
+    when = value.get("source_event_time")
+    when = when if isinstance(when, datetime) else None
     if (name or "").endswith("CreateSalesOrder") or (name is None and "order" in body):
         order = body.get("order")
         if not isinstance(order, Mapping):
@@ -112,12 +117,14 @@ def parse_command(value: Any) -> SageCommand:
             CommandKind.CREATE_SALES_ORDER,
             order=order,
             customer=customer if isinstance(customer, Mapping) else None,
+            source_event_time=when,
         )
     if (name or "").endswith("UpsertCustomer") or (name is None and "customer" in body):
         customer = body.get("customer")
         if not isinstance(customer, Mapping):
             raise Permanent("UpsertCustomer has no customer", field="customer")
-        return SageCommand(str(command_id), correlation, CommandKind.UPSERT_CUSTOMER, customer=customer)
+        kind = CommandKind.UPSERT_CUSTOMER
+        return SageCommand(str(command_id), correlation, kind, customer=customer, source_event_time=when)
     raise Permanent(f"unknown command kind {name or sorted(body)}", field="command", value=name)
 
 
@@ -133,6 +140,7 @@ def result_record(
     salesforce_account_id: str | None = None,
     customer_created: bool = False,
     error: Permanent | None = None,
+    stale: Stale | None = None,
     now: datetime | None = None,
 ) -> dict[str, Any]:
     """The SageResult record for one answered command."""
@@ -187,6 +195,7 @@ def result_record(
             if error is not None
             else None
         ),
+        "stale": stale.record() if stale is not None else None,
     }
     return record
 

@@ -12,6 +12,7 @@ their output schemas first; the source finds Sage down on its first poll, behind
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import TypeVar
 
 from connectors.sage100.availability import CircuitBreaker
@@ -27,6 +28,7 @@ from connectors.sage100.row_replayer import SageRowReplayer
 from connectors.sage100.sink import SageCommandSink
 from connectors.sage100.source import STAGE, SageSource
 from connectors.sage100.sql_writer import SqlSageWriter
+from connectors.sage100.stale import NewerRowCheck
 from connectors.sage100.validation import CommandValidator, ValidationRules
 from connectors.sage100.writes import SageWriter
 from sagesf import topic_names
@@ -150,6 +152,9 @@ def build_command_loop(
         ),
         customer_udf=udf,
         default_division=sink.default_division,
+        newer=NewerRowCheck(
+            sage.zone, sage.integration_user_key, timedelta(seconds=sink.stale_tolerance_seconds)
+        ),
     )
     auto = process.core.registry.auto_register
     return _loop(

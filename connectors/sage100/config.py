@@ -201,6 +201,9 @@ class SageSinkSettings(BaseSettings):
     batch_size: int = Field(default=100, ge=1)
     consumer_config: dict[str, Any] = Field(default_factory=dict)  # extra librdkafka settings
     default_division: str = Field(default="01", min_length=1, max_length=2)
+    # a Sage user's change counts as newer than a command only when later by more than this
+    # (TimeUpdated is truncated to 0.36 s; Sage's and Salesforce's clocks differ): stale.py
+    stale_tolerance_seconds: float = Field(default=2.0, ge=0, le=3600)
     numbering_scheme: Literal["sequence", "name"] = "sequence"
     numbering_prefix: str = "SF"
     numbering_digits: int = Field(default=6, ge=1, le=19)

@@ -2,11 +2,11 @@
 
 Owns the sink's point lookups: an item (CI_Item), whether a warehouse, division or terms code
 exists (IM_Warehouse, AR_Division, AR_TermsCode), a customer by key or by the Salesforce Account
-ID in its UDF column (AR_Customer), an order by the Salesforce record ID in its UDF column
-wherever Sage keeps it (`SalesforceOrderIndex`: open with its lines, SO_SalesOrderHeader/Detail;
-else SO_SalesOrderHistoryHeader; else the invoice made from it, AR_InvoiceHistoryHeader), a
-customer's open orders (credit check), and the CustomerNos already used under a prefix (customer
-numbering).
+ID in its UDF column (AR_Customer, with who changed it last and when), an order by the Salesforce
+record ID in its UDF column wherever Sage keeps it (`SalesforceOrderIndex`: open with its lines,
+SO_SalesOrderHeader/Detail; else SO_SalesOrderHistoryHeader; else the invoice made from it,
+AR_InvoiceHistoryHeader), a customer's open orders (credit check), and the CustomerNos already
+used under a prefix (customer numbering).
 
 How it works: every query is built with the dialect layer's `Q` over the installation's table
 layouts (UDF columns included) and run through `SageOdbc` with `?` parameters only; values are
@@ -28,12 +28,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Protocol
 
 from connectors.sage100.odbc import Q, SageOdbc
 from connectors.sage100.tables import Table
-from connectors.sage100.values import text_value, to_decimal
+from connectors.sage100.values import change_stamp, stamp_local, text_value, to_date, to_decimal
 from connectors.sage100.writes import OrderTotals, WrittenLine, WrittenOrder
 from sagesf.errors import Retriable
 
@@ -79,6 +80,8 @@ CUSTOMER_COLUMNS = (
     "CurrentBalance",
 )
 _MONEY = ("CreditLimit", "CurrentBalance")
+# who changed a customer last and when (Sage server local time): the sink's stale-command check
+_CUSTOMER_STAMP = ("DateUpdated", "TimeUpdated", "UserUpdatedKey")
 _TOTAL_COLUMNS = ("TaxableAmt", "NonTaxableAmt", "SalesTaxAmt", "FreightAmt", "DiscountAmt")
 
 
@@ -100,6 +103,19 @@ class CustomerRow:
     customer_no: str
     values: Mapping[str, str | Decimal | None]  # CUSTOMER_COLUMNS and UDFs as stored (text trimmed)
     salesforce_account_id: str | None
+    updated_on: date | None = None  # DateUpdated
+    updated_hours: str | None = None  # TimeUpdated, decimal hours as stored
+    updated_by: str | None = None  # UserUpdatedKey
+
+    @property
+    def updated_local(self) -> datetime | None:
+        """When the row was last changed, in the Sage server's local time (None: no DateUpdated)."""
+        if self.updated_on is None:
+            return None
+        try:
+            return stamp_local(change_stamp(self.updated_on, self.updated_hours))
+        except ValueError:  # a TimeUpdated that is no decimal-hour time: the start of that day
+            return stamp_local(change_stamp(self.updated_on, None))
 
     @property
     def credit_limit(self) -> Decimal:
@@ -210,7 +226,7 @@ class SqlSageReads:
         self.customer_q.col(customer_udf)
         # the customer's other UDFs, read with it so an update can tell which of them change
         self.customer_udfs = [u for u in tables["AR_Customer"].udfs if u != customer_udf]
-        self._customer_select = [*CUSTOMER_COLUMNS, customer_udf, *self.customer_udfs]
+        self._customer_select = [*CUSTOMER_COLUMNS, customer_udf, *self.customer_udfs, *_CUSTOMER_STAMP]
 
     # --- reference data ------------------------------------------------------------------
 
@@ -270,13 +286,18 @@ class SqlSageReads:
         values: dict[str, str | Decimal | None] = {}
         for name, value in zip(CUSTOMER_COLUMNS, row, strict=False):
             values[name] = to_decimal(value, 2) if name in _MONEY else text_value(value)
-        for name, value in zip(self.customer_udfs, row[len(CUSTOMER_COLUMNS) + 1 :], strict=False):
+        udfs_end = len(CUSTOMER_COLUMNS) + 1 + len(self.customer_udfs)
+        for name, value in zip(self.customer_udfs, row[len(CUSTOMER_COLUMNS) + 1 : udfs_end], strict=True):
             values[name] = text_value(value)
+        updated_on, updated_hours, updated_by = row[udfs_end:]
         return CustomerRow(
             ar_division_no=str(values["ARDivisionNo"]),
             customer_no=str(values["CustomerNo"]),
             values=values,
             salesforce_account_id=text_value(row[len(CUSTOMER_COLUMNS)]) or None,
+            updated_on=_date_or_none(updated_on),
+            updated_hours=text_value(updated_hours) or None,
+            updated_by=text_value(updated_by) or None,
         )
 
     def customer_numbers(self, ar_division_no: str, prefix: str) -> list[str]:
@@ -366,6 +387,15 @@ class SqlSageReads:
             q.select(_TOTAL_COLUMNS, where=where), [ar_division_no, customer_no, *statuses]
         )
         return [_totals(row) for row in rows]
+
+
+def _date_or_none(value: object) -> date | None:
+    """DateUpdated as read; None when a driver gives something that is no date (the row then
+    has no stamp to compare, which the sink treats as older than any command)."""
+    try:
+        return to_date(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def _totals(values: tuple[object, ...]) -> OrderTotals:

@@ -14,9 +14,11 @@ Owns what happens to one command (`SageCommandSink.apply`) and to a consumed bat
   (`odbc`: sql_writer.py, one transaction; `boi`: boi_writer.py, the customer deleted again when
   Sage refuses the order), so a refused order leaves no customer behind.
 - UpsertCustomer: matched the same way; an update writes only the columns that differ (none:
-  EXISTING, nothing written, so no echo); a new customer gets a CustomerNo from the configured
-  scheme (customer_numbers.py) and carries the Account ID in its UDF, which makes a redelivered
-  create find it.
+  EXISTING, nothing written, so no echo), and none at all when a Sage user changed the row after
+  the command's source event (stale.py `NewerRowCheck`: EXISTING with `stale` saying why, so a
+  replayed, repaired or re-read old change never overwrites a newer one); a new customer gets a
+  CustomerNo from the configured scheme (customer_numbers.py) and carries the Account ID in its
+  UDF, which makes a redelivered create find it.
 - The link is the authority: a command whose Account differs from the one the matched customer's
   UDF names (or that would link an Account another customer carries) is refused, naming the
   linked Account; nothing of it is written to that customer.
@@ -61,6 +63,7 @@ from connectors.sage100.commands import CommandKind, Outcome, SageCommand, resul
 from connectors.sage100.customer_numbers import CustomerNumbering
 from connectors.sage100.odbc import SageQueryError, SageRejected, redact_connection_string
 from connectors.sage100.reads import CustomerRow, SageReads
+from connectors.sage100.stale import NewerRowCheck
 from connectors.sage100.validation import CommandValidator
 from connectors.sage100.writes import CustomerWrite, SageWriter, WrittenCustomer, WrittenLine, WrittenOrder
 from sagesf.errors import Permanent, Retriable
@@ -68,6 +71,7 @@ from sagesf.logs import redact
 from sagesf.publisher import CanonicalRecord
 from sagesf.sink import Inbound
 from sagesf.sink import Outcome as LoopOutcome
+from sagesf.stale import Stale
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +96,7 @@ class SageCommandSink:
         breaker: CircuitBreaker,
         customer_udf: str = "UDF_SALESFORCE_ID",
         default_division: str = "01",
+        newer: NewerRowCheck | None = None,
     ) -> None:
         self.reads = reads
         self.writer = writer
@@ -101,6 +106,7 @@ class SageCommandSink:
         self.breaker = breaker
         self.customer_udf = customer_udf
         self.default_division = default_division
+        self.newer = newer
 
     # --- the batch handler ---------------------------------------------------------------
 
@@ -242,16 +248,36 @@ class SageCommandSink:
             outcome = Outcome.CREATED if written.created else Outcome.EXISTING
             return self._customer_result(command, written, outcome, account)
         _owned_by(existing, account)
+        link = account if account and existing.salesforce_account_id is None else None
+        if link:
+            self._account_free(link, existing)
+        stale = self.newer.newer(existing, command.source_event_time, command.kind) if self.newer else None
+        if stale is not None:
+            return self._stale_customer(command, existing, account, link, stale)
         write = self.validator.customer(data, existing, None)
         changed = {k: v for k, v in write.columns.items() if existing.values.get(k) != v}
-        if account and existing.salesforce_account_id is None:
-            self._account_free(account, existing)
-            changed[self.customer_udf] = account  # link the Sage customer to its Account
+        if link:
+            changed[self.customer_udf] = link  # link the Sage customer to its Account
         unchanged = WrittenCustomer(existing.ar_division_no, existing.customer_no, False)
         if not changed:
             return self._customer_result(command, unchanged, Outcome.EXISTING, account)
         written = self.writer.upsert_customer(replace(write, columns=changed))
         return self._customer_result(command, written, Outcome.UPDATED, account)
+
+    def _stale_customer(
+        self, command: SageCommand, existing: CustomerRow, account: str | None, link: str | None, stale: Stale
+    ) -> dict[str, Any]:
+        """The row holds a newer change: none of the command's values are written. The link alone
+        is (UPDATED), when the customer had none: it is no value a user changed, and the link's
+        authority (the UDF) must agree with what the processors learn from this answer."""
+        log.info("command %s not written: %s", command.command_id, stale.reason)
+        key = (existing.ar_division_no, existing.customer_no)
+        if link is None:
+            found = WrittenCustomer(*key, False)
+            return self._customer_result(command, found, Outcome.EXISTING, account, stale)
+        linked = CustomerWrite(*key, link, {self.customer_udf: link}, create=False)
+        written = self.writer.upsert_customer(linked)
+        return self._customer_result(command, written, Outcome.UPDATED, link, stale)
 
     def _account_free(self, account: str, customer: CustomerRow) -> None:
         """Permanent when `account` is linked to a Sage customer other than `customer`: linking it
@@ -286,7 +312,12 @@ class SageCommandSink:
         )
 
     def _customer_result(
-        self, command: SageCommand, customer: WrittenCustomer, outcome: Outcome, account: str | None
+        self,
+        command: SageCommand,
+        customer: WrittenCustomer,
+        outcome: Outcome,
+        account: str | None,
+        stale: Stale | None = None,
     ) -> dict[str, Any]:
         return result_record(
             command_id=command.command_id,
@@ -297,6 +328,7 @@ class SageCommandSink:
             customer=customer,
             salesforce_account_id=account,
             customer_created=outcome is Outcome.CREATED,
+            stale=stale,
         )
 
     def _rejected(self, command: SageCommand, error: Permanent) -> dict[str, Any]:

@@ -15,7 +15,10 @@ works with:
   for external IDs) become one write whose fields are merged in source_event_time order, ties in
   arrival order: the latest value of each field wins, fields only an earlier command set are kept.
   A burst of N stock updates for one item costs one record in one request.
-- `result_record(...)`: the SalesforceResult dict of one command.
+  The write carries the latest source_event_time of its commands (the sink stamps it into the
+  record's version field, stale_guard.py).
+- `result_record(...)`: the SalesforceResult dict of one command; `Stale` says why a command
+  older than the record was not written (outcome STALE).
 
 Limits: a case-sensitive external ID field is still compared case-insensitively (two values
 differing only in case are merged); a record addressed once by ID and once by external ID is two
@@ -36,6 +39,7 @@ from typing import Any
 from connectors.salesforce.errors import SalesforceRecordError
 from connectors.salesforce.soql import is_api_name
 from sagesf.errors import Permanent
+from sagesf.stale import Stale
 
 __all__ = [
     "FieldValue",
@@ -67,6 +71,7 @@ class Outcome(StrEnum):
     CREATED = "CREATED"
     UPDATED = "UPDATED"
     REJECTED = "REJECTED"
+    STALE = "STALE"  # nothing written: the record holds a newer change (stale_guard.py)
 
 
 class WriteApi(StrEnum):
@@ -208,6 +213,7 @@ class Write:
     key_value: str
     fields: dict[str, FieldValue]
     members: list[int] = field(default_factory=list)  # positions of the commands merged into it
+    source_event_time: datetime | None = None  # the latest of its commands'
 
 
 def coalesce(commands: Sequence[tuple[int, SalesforceCommand]]) -> list[Write]:
@@ -236,6 +242,9 @@ def coalesce(commands: Sequence[tuple[int, SalesforceCommand]]) -> list[Write]:
                 key_value=latest.key_value,
                 fields=merged,
                 members=sorted(position for position, _ in members),
+                source_event_time=max(
+                    (c.source_event_time for _, c in members if c.source_event_time is not None), default=None
+                ),
             )
         )
     return writes
@@ -250,6 +259,7 @@ def result_record(
     created: bool = False,
     coalesced: int = 1,
     error: Permanent | None = None,
+    stale: Stale | None = None,
 ) -> dict[str, Any]:
     """The SalesforceResult record answering `command`."""
     error_record = None
@@ -286,6 +296,7 @@ def result_record(
         "api": api.value,
         "coalesced_commands": coalesced,
         "error": error_record,
+        "stale": stale.record() if stale is not None else None,
     }
 
 

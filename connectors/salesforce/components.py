@@ -11,6 +11,7 @@ registry. Credentials Salesforce refuses still stop the process (AuthenticationF
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 from connectors.salesforce.budget import ApiBudget
@@ -26,6 +27,7 @@ from connectors.salesforce.sink import DEPENDENCY as SALESFORCE
 from connectors.salesforce.sink import SalesforceSink
 from connectors.salesforce.source import SalesforceCdcSource, SalesforceSourceSettings, check_channels
 from connectors.salesforce.source_mapping import load_source_mapping
+from connectors.salesforce.stale_guard import StaleGuard
 from connectors.salesforce.streaming_client import quiet_close_noise
 from connectors.salesforce.writer import SalesforceWriter
 from sagesf import topic_names
@@ -37,7 +39,7 @@ from sagesf.serde import AvroDecoder
 from sagesf.sink import SinkLoop
 from sagesf.source import Replayer, SourceLoop
 
-__all__ = ["SALESFORCE_SINK", "SALESFORCE_SOURCE", "build_sink_loop", "build_source"]
+__all__ = ["SALESFORCE_SINK", "SALESFORCE_SOURCE", "build_sink_loop", "build_source", "build_stale_guard"]
 
 
 def build_source(process: Process) -> SourceLoop:
@@ -122,7 +124,11 @@ def build_sink_loop(
         bulk_timeout=settings.bulk_timeout,
     )
     options = settings.sink
-    sink = SalesforceSink(writer=writer, results_topic=options.results_topic, health=process.health)
+    guard = build_stale_guard(conn, budget, settings)
+    process.wait_for(SALESFORCE, guard.check_fields)
+    sink = SalesforceSink(
+        writer=writer, results_topic=options.results_topic, health=process.health, guard=guard
+    )
     loop = SinkLoop(
         kafka=process.core.kafka,
         group_id=options.group_id,
@@ -147,6 +153,22 @@ def build_sink_loop(
     )
     process.closing(loop.close, "the sink's consumer")
     return loop
+
+
+def build_stale_guard(
+    conn: SalesforceConnection, budget: ApiBudget, settings: SalesforceSettings
+) -> StaleGuard:
+    """The sink's check of old and replayed commands, from `SAGESF_SALESFORCE__SINK__*`."""
+    options = settings.sink
+    return StaleGuard(
+        conn,
+        budget,
+        objects=options.stale_guard_objects,
+        version_field=options.version_field,
+        check_after=timedelta(seconds=options.stale_check_after),
+        tolerance=timedelta(seconds=options.stale_tolerance),
+        rate_limit_pause=settings.rate_limit_pause,
+    )
 
 
 def _check_fields(reader: RecordReader, mapping_file: Path) -> None:

@@ -74,6 +74,12 @@ class SalesforceSinkOptions(BaseModel):
     dead_letter_topic: str | None = None  # default dlq.salesforce-sink.v1
     group_id: str = "sagesf-salesforce-sink"
     consumer_config: dict[str, Any] = Field(default_factory=dict)  # extra librdkafka settings
+    # old commands never overwrite newer changes (connectors/salesforce/stale_guard.py): commands
+    # of these objects older than stale_check_after seconds, or replayed, are compared first
+    stale_guard_objects: list[str] = Field(default_factory=lambda: ["Account"])
+    stale_check_after: float = Field(default=300.0, ge=0)
+    stale_tolerance: float = Field(default=2.0, ge=0)  # seconds a change must be later to be newer
+    version_field: str | None = "Sage_Synced_At__c"  # datetime: the last written change's event time
 
 
 class SalesforceSettings(BaseSettings):

@@ -16,6 +16,8 @@ error codes; never record IDs.
 - Dead letters: `sagesf_salesforce_dead_letters_total{sobject, status_code}` for records
   Salesforce (or the sink) refused for good.
 - Token refreshes after a 401: `sagesf_salesforce_token_refreshes_total{flow}`.
+- Old commands: `sagesf_salesforce_stale_checked_total{sobject}` compared with their record,
+  `sagesf_salesforce_stale_commands_total{sobject, compared_with}` not written (stale_guard.py).
 """
 
 from __future__ import annotations
@@ -67,4 +69,14 @@ DEAD_LETTERS = Counter(
 COALESCED = Counter(
     "sagesf_salesforce_commands_coalesced_total",
     "Commands merged into another command's write for the same record",
+)
+STALE_CHECKED = Counter(
+    "sagesf_salesforce_stale_checked_total",
+    "Commands compared with their record before writing (old or replayed ones of guarded objects)",
+    ["sobject"],
+)
+STALE_COMMANDS = Counter(
+    "sagesf_salesforce_stale_commands_total",
+    "Commands not written because the record held a newer change, by the field that was newer",
+    ["sobject", "compared_with"],
 )

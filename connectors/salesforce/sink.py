@@ -6,6 +6,9 @@ connectors/salesforce/config.py; Kafka, registry and metrics from sagesf.config)
 What it owns: `SalesforceSink`, a sagesf.sink `Sink` that the core SinkLoop drives
 (connectors/salesforce/components.py assembles it). Per consumed batch:
 1. Each command is read (commands.py); a malformed one is rejected without calling Salesforce.
+   An old or replayed command of a guarded object (Account) is compared with its record
+   (stale_guard.py, one query per 200 records) and answered STALE, unwritten, when the record
+   holds a newer change; live commands are not compared and cost nothing more.
 2. Commands for the same record are coalesced into one write, latest field values winning. The
    batch is what the loop gathered in `batch_window` seconds (up to `max_batch_records`), so a
    burst of stock updates for one item inside the window costs one record in one request.
@@ -13,7 +16,7 @@ What it owns: `SalesforceSink`, a sagesf.sink `Sink` that the core SinkLoop driv
    Bulk API 2.0 job for an object with more than `bulk_threshold` records in the batch. Every
    call carries `Sforce-Call-Options: client=<call_options_client>` (client.py), so the CDC
    source can drop the change events our own writes cause.
-4. Every command that got a final answer gets one SalesforceResult (CREATED / UPDATED /
+4. Every command that got a final answer gets one SalesforceResult (CREATED / UPDATED / STALE /
    REJECTED with Salesforce's statusCode and message), returned with its outcome; the loop
    publishes it, acknowledged by Kafka, before it commits the offsets.
 5. `write` returns one outcome per command to the loop, which decides (sagesf.sink):
@@ -52,7 +55,9 @@ from connectors.salesforce.commands import (
 )
 from connectors.salesforce.errors import SalesforceRecordError
 from connectors.salesforce.metrics import BACKPRESSURE, BACKPRESSURE_SECONDS, COALESCED, DEAD_LETTERS
+from connectors.salesforce.stale_guard import StaleGuard
 from connectors.salesforce.writer import SalesforceWriter, Written
+from sagesf.dead_letter_replay import REPLAYED_FROM_HEADER
 from sagesf.errors import Backpressure, Permanent, Retriable
 from sagesf.metrics import Health
 from sagesf.publisher import CanonicalRecord
@@ -71,10 +76,18 @@ class SalesforceSink:
 
     name = STAGE
 
-    def __init__(self, *, writer: SalesforceWriter, results_topic: str, health: Health | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        writer: SalesforceWriter,
+        results_topic: str,
+        health: Health | None = None,
+        guard: StaleGuard | None = None,
+    ) -> None:
         self.writer = writer
         self.results_topic = results_topic
         self.health = health
+        self.guard = guard
 
     def write(self, batch: Sequence[Inbound]) -> list[Outcome]:
         errors: list[BaseException | None] = [None] * len(batch)
@@ -89,9 +102,19 @@ class SalesforceSink:
                 results[i] = rejected_record(rec.value, exc)
                 DEAD_LETTERS.labels(_label(rec.value), "INVALID_COMMAND").inc()
         by_position = dict(commands)
+        pause: Backpressure | None = None
+        try:
+            commands = self._fresh(batch, commands, results)
+        except (Retriable, Backpressure) as stop:  # the check could not be made: all again later
+            for i, _ in commands:
+                errors[i] = stop
+            pause = stop if isinstance(stop, Backpressure) else None
+            self._report(stop)
+            commands = []
         writes = coalesce(commands)
         COALESCED.inc(len(commands) - len(writes))
-        pause: Backpressure | None = None
+        if self.guard is not None:
+            self.guard.stamp(writes)
         for write, written in zip(writes, self.writer.write(writes), strict=True):
             merged = len(write.members)
             for i in write.members:
@@ -132,6 +155,26 @@ class SalesforceSink:
             Outcome(error, self._result(batch[i], results[i]) if i in results else None)
             for i, error in enumerate(errors)
         ]
+
+    def _fresh(
+        self,
+        batch: Sequence[Inbound],
+        commands: list[tuple[int, SalesforceCommand]],
+        results: dict[int, dict[str, Any]],
+    ) -> list[tuple[int, SalesforceCommand]]:
+        """The commands to write: those the guard finds older than their record are answered
+        STALE (in `results`) and left out."""
+        if self.guard is None:
+            return commands
+        replayed = {i for i, _ in commands if any(k == REPLAYED_FROM_HEADER for k, _ in batch[i].headers)}
+        stale = self.guard.stale(commands, replayed)
+        for i, command in commands:
+            if i in stale:
+                log.info("command %s not written: %s", command.command_id, stale[i].reason)
+                results[i] = result_record(
+                    command, outcome=WriteOutcome.STALE, api=WriteApi.NONE, stale=stale[i]
+                )
+        return [(i, c) for i, c in commands if i not in stale]
 
     def _result(self, rec: Inbound, value: dict[str, Any]) -> CanonicalRecord:
         key = rec.key if isinstance(rec.key, str) else None

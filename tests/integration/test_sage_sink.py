@@ -36,6 +36,7 @@ from sagesf.producer import ConfirmedProducer
 from sagesf.runner import Process
 from sagesf.serde import AvroSerde
 from sagesf.topic_scan import ScannedRecord
+from sandbox.sage100.simulator import SageSimulator
 from tests.kit.kafka import committed, count, read_topic, wait_for_records
 from tests.kit.stages import run_until
 
@@ -495,6 +496,50 @@ def test_upsert_customer_creates_once_then_matches_by_salesforce_id_and_by_numbe
     assert [r["customer"]["customer_no"] for r in results] == ["SF000001"] * 3 + [seeded_customer[1]]
     assert results[0]["customer"]["salesforce_account_id"] == account
     assert results[0]["customer_created"] is True
+
+
+def city_and_editor(world: World, division: str, number: str) -> list[tuple[Any, ...]]:
+    return world.sql(
+        "SELECT City, UserUpdatedKey FROM AR_Customer WHERE ARDivisionNo = ? AND CustomerNo = ?",
+        division,
+        number,
+    )
+
+
+def test_a_replayed_old_customer_change_does_not_overwrite_a_newer_edit_made_in_sage(world):
+    account = sf_id("001")
+    changed_at = datetime.now(UTC) - timedelta(minutes=10)  # when the Account changed in Salesforce
+    old = customer_record(account, "Harbor Supply", billing_address={"line1": "1 Dock St", "city": "Boston"})
+    key, first = upsert_command(old)
+    first["source_event_time"] = changed_at
+    world.send_commands((key, first))
+    world.run_sink(until_results=1)
+    [(division, number, *_)] = customer_row(world, account)
+    with SageSimulator(world.db, zone=world.sage.zone) as sage:  # a Sage user edits it afterwards
+        sage.edit_customer(division, number, {"City": "Cambridge"}, user="0001")
+
+    # the same old change again (a replay), then a change made after the Sage user's edit
+    newer = {**old, "billing_address": {"line1": "1 Dock St", "city": "Salem"}, "envelope": envelope(account)}
+    key, later = upsert_command(newer)
+    later["source_event_time"] = datetime.now(UTC) + timedelta(seconds=5)
+    world.send_commands((key, first))
+    world.run_sink(until_results=2)
+    assert city_and_editor(world, division, number) == [("Cambridge", "0001")]
+    world.send_commands((key, later))
+    world.run_sink(until_results=3)
+
+    created, replayed, fresh = world.results(3)
+    assert [r["outcome"] for r in (created, replayed, fresh)] == ["CREATED", "EXISTING", "UPDATED"]
+    stale = replayed["stale"]
+    assert stale["compared_with"] == "AR_Customer.DateUpdated+TimeUpdated"
+    assert stale["source_event_time"] == changed_at.replace(microsecond=changed_at.microsecond // 1000 * 1000)
+    assert stale["target_time"] > changed_at
+    assert f"{division}-{number}" in stale["reason"]
+    assert "user 0001" in stale["reason"]
+    assert replayed["customer"]["customer_no"] == number  # the processors still learn the link
+    assert fresh["stale"] is None
+    assert world.dead_letters() == []
+    assert city_and_editor(world, division, number) == [("Salem", SF_USER)]
 
 
 def test_an_order_for_a_new_customer_creates_the_customer_first(world):

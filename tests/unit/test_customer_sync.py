@@ -81,6 +81,9 @@ def test_an_account_change_updates_its_linked_sage_customer(base_mappings: Mappi
     assert data["salesforce_account_id"] == ACCOUNT
     assert data["terms_code"] == "01"  # customers.yaml terms_code_to_sage: 30 -> 01
     assert data["telephone_no"] == "(414) 555-4787"
+    # the Account's change time travels along: the Sage sink never lets it overwrite a newer edit
+    [command] = [o.value for o in step.outbound if o.topic == "sage.commands.v1"]
+    assert command["source_event_time"] == edited["envelope"]["event_time"]
     again = s.on_customer("01-ABF", edited, ORIGIN)  # redelivered: the same command
     assert [o.value["command_id"] for o in again.outbound] == [o.value["command_id"] for o in step.outbound]
 
@@ -204,8 +207,14 @@ def test_an_account_that_arrives_after_its_order_is_sent_to_sage_with_its_own_da
     assert first["terms_code"] is None
     step = s.on_customer(ACCOUNT, account_record, Origin("customer.v1", 0, 3, None, b"account"))
     assert sage_commands(step) == []  # not a Sage customer yet
-    [again] = sage_commands(p.on_sage_result(OPP, customer_created(), ORIGIN))
+    answered = p.on_sage_result(OPP, customer_created(), ORIGIN)
+    [again] = sage_commands(answered)
     assert (again["ar_division_no"], again["customer_no"]) == ("01", "NEW01")  # the customer Sage made
+    [update] = [o.value for o in answered.outbound if o.topic == "sage.commands.v1"]
+    assert update["source_event_time"] == account_record["envelope"]["event_time"]  # the Account's
+    assert [o.value["source_event_time"] for o in commanded.outbound if o.topic == "sage.commands.v1"] == [
+        raw[b"value"]["envelope"]["event_time"]  # the order's
+    ]
     assert (again["terms_code"], again["telephone_no"]) == ("01", "555-0100")
 
 
