@@ -7,7 +7,10 @@ user cannot see counts as missing (field-level security hides a field from descr
   and unique flags; and the permission set's grants as the user has them: an object createable,
   updateable, deletable or queryable, a field updateable where the set makes it editable. The
   processors write only through the sink, and a test (tests/unit/test_sfdx_project.py) keeps the
-  project holding every custom field the mappings (mappings/*.yaml) write and read.
+  project holding every custom field the mappings (mappings/*.yaml) write and read. The stale
+  guard's version field (`SAGESF_SALESFORCE__SINK__VERSION_FIELD`, Sage_Synced_At__c) is needed
+  on each object it guards (`__STALE_GUARD_OBJECTS`) as a DateTime the user can edit, and the
+  project's copies of it only there: with the guard off (`__VERSION_FIELD=`) none is needed.
 - the source's (`check_source`): every field the source mapping reads (relationship paths
   followed, child relationships found), the platform events it subscribes to, and a Change Data
   Capture selection for every object whose channel it subscribes to (the Tooling API's
@@ -27,7 +30,7 @@ Product2.Family, ...) are checked where the source mapping reads them, not for e
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -37,7 +40,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from simple_salesforce.exceptions import SalesforceError
 
 from connectors.salesforce.client import SalesforceConnection, connect
-from connectors.salesforce.config import ENV_PREFIX, SalesforceSettings
+from connectors.salesforce.config import ENV_PREFIX, VERSION_FIELD, SalesforceSettings, SalesforceSinkOptions
 from connectors.salesforce.errors import SalesforceUnavailable, from_exception
 from connectors.salesforce.sfdx_project import DEFAULT_PROJECT, CustomField, SfdxProject, SfdxProjectError
 from connectors.salesforce.source import SalesforceSourceSettings
@@ -58,6 +61,10 @@ _RIGHTS = (
     ("delete", "delete", "deletable"),
 )
 T = TypeVar("T")
+_OWN_VERSION = (
+    "add a DateTime field the integration user can edit, or name another with "
+    f"{ENV_PREFIX}SINK__VERSION_FIELD (empty: no version check)"
+)
 
 
 class PreflightSettings(BaseSettings):
@@ -72,9 +79,24 @@ class PreflightSettings(BaseSettings):
 
 
 def check_sink(process: Process) -> list[Check]:
-    """The sink's hook: the project's objects, events, fields and permission set."""
+    """The sink's hook: the project's objects, events, fields and permission set, and the stale
+    guard's version fields."""
     checks = _org_checks(process, SINK)
-    return checks.deployed() + checks.granted()
+    stamped = _version_fields(process.settings(SalesforceSettings).sink)
+    needed = {path.lower() for path in stamped}
+    unused = {
+        spec.path
+        for spec in checks.project.all_fields()
+        if spec.name == VERSION_FIELD and spec.path.lower() not in needed
+    }
+    return checks.deployed(unused) + checks.granted(unused) + checks.stamped(stamped)
+
+
+def _version_fields(options: SalesforceSinkOptions) -> set[str]:
+    """`Object.Field` of the version field on every object the stale guard checks; none when off."""
+    if not options.version_field:
+        return set()
+    return {f"{obj}.{options.version_field}" for obj in options.stale_guard_objects}
 
 
 def check_source(process: Process) -> list[Check]:
@@ -196,12 +218,14 @@ class OrgChecks:
 
     # --- what the project deploys -------------------------------------------------------------
 
-    def deployed(self) -> list[Check]:
+    def deployed(self, unused: Collection[str] = ()) -> list[Check]:
+        """The project's objects, events and fields, but for the fields in `unused` (`Object.Field`)."""
         checks = [
             self._object(obj.name, "platform event" if obj.is_event else "object")
             for obj in self.project.objects.values()
         ]
-        return checks + [self._custom_field(spec) for spec in self.project.all_fields()]
+        fields = [spec for spec in self.project.all_fields() if spec.path not in unused]
+        return checks + [self._custom_field(spec) for spec in fields]
 
     def _object(self, name: str, kind: str) -> Check:
         if self.org.name(name) is not None:
@@ -214,20 +238,23 @@ class OrgChecks:
         )
         return self._check(kind, name, Outcome.MISSING, fix=how)
 
-    def _custom_field(self, spec: CustomField) -> Check:
+    def _custom_field(self, spec: CustomField, by_hand: str = "") -> Check:
+        """`spec` against the org; `by_hand`: how to fix a field the project does not deploy."""
         found = self.org.field(spec.object, spec.name)
         if found is None:
-            return self._missing_field(spec.path)
+            return self._missing_field(spec.path, by_hand)
         differences = _differences(spec, found)
         if differences:
-            fix = f"change it to {spec.shown()} ({DEPLOY} does)"
+            fix = by_hand or f"change it to {spec.shown()} ({DEPLOY} does)"
             return self._check("field", spec.path, Outcome.DIFFERENT, "; ".join(differences), fix)
         return self._check("field", spec.path, Outcome.OK, spec.shown())
 
-    def _missing_field(self, path: str) -> Check:
+    def _missing_field(self, path: str, by_hand: str = "") -> Check:
         obj, _, name = path.partition(".")
         spec = self.project.field(obj, name)
-        if spec is not None:
+        if by_hand:
+            fix = by_hand
+        elif spec is not None:
             flags = f" ({', '.join(spec.flags)})" if spec.flags else ""
             fix = f"{DEPLOY} or add a {spec.setup_type} field{flags} the integration user can read"
         else:
@@ -236,7 +263,8 @@ class OrgChecks:
 
     # --- what the permission set grants -------------------------------------------------------
 
-    def granted(self) -> list[Check]:
+    def granted(self, unused: Collection[str] = ()) -> list[Check]:
+        """The permission set's grants as describe shows them, but for the fields in `unused`."""
         grants = self.project.permission_sets[self.permission_set]
         checks = []
         for perm in grants.objects.values():
@@ -249,13 +277,17 @@ class OrgChecks:
             lacking = [right for right, flag in wanted if not described.get(flag)]
             checks.append(self._grant(f"{perm.object}: {', '.join(r for r, _ in wanted)}", lacking))
         for grant in grants.fields.values():
-            found = self.org.field(grant.object, grant.field)
-            if grant.editable and found is not None:  # a missing field is reported as such
-                writable = found.get("updateable") or found.get("createable")
-                checks.append(
-                    self._grant(f"{grant.object}.{grant.field}: edit", [] if writable else ["edit"])
-                )
+            if grant.editable and f"{grant.object}.{grant.field}" not in unused:
+                checks += self._editable(grant.object, grant.field)
         return checks
+
+    def _editable(self, obj: str, name: str) -> list[Check]:
+        """Whether the user may write the field; nothing when it is missing (reported as such)."""
+        found = self.org.field(obj, name)
+        if found is None:
+            return []
+        writable = found.get("updateable") or found.get("createable")
+        return [self._grant(f"{obj}.{name}: edit", [] if writable else ["edit"])]
 
     def _grant(self, name: str, lacking: list[str]) -> Check:
         if not lacking:
@@ -265,6 +297,24 @@ class OrgChecks:
             f"(sf org assign permset --name {self.permission_set} --on-behalf-of <username>)"
         )
         return self._check("permission", name, Outcome.MISSING, f"lacks {', '.join(lacking)}", fix)
+
+    # --- what the stale guard compares ---------------------------------------------------------
+
+    def stamped(self, paths: Iterable[str]) -> list[Check]:
+        """The stale guard's version fields (`Object.Field`): each a DateTime the user can edit,
+        the project's own where it has one (connectors/salesforce/stale_guard.py)."""
+        deployed = {spec.path.lower(): spec for spec in self.project.all_fields()}
+        checks: list[Check] = []
+        for path in sorted(paths):
+            spec = deployed.get(path.lower())
+            if spec is not None:
+                checks.append(self._custom_field(spec))
+            else:
+                obj, _, name = path.partition(".")
+                spec = CustomField(obj, name, "DateTime", name)
+                checks.append(self._custom_field(spec, _OWN_VERSION))
+            checks += self._editable(spec.object, spec.name)
+        return checks
 
     # --- what the source reads ----------------------------------------------------------------
 

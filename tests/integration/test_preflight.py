@@ -52,15 +52,46 @@ def test_an_org_deployed_without_a_field_and_a_cdc_selection_is_named_and_fails(
     finally:
         emulator.stop()
     assert code == 1, out
-    problems = [
-        line.strip() for line in out.splitlines() if line.strip().startswith(("missing", "different"))
-    ]
+    problems = problems_in(out)
     assert len(problems) == 3, out
     assert "Opportunity.PO_Number__c is not as needed (holds 20 characters, not 30)" in problems[0]
     assert "Opportunity.Sage_Order_No__c is missing: deploy salesforce/" in problems[1]
     assert "add a Text(7) field (external ID, unique)" in problems[1]
     assert "/data/OrderChangeEvent is missing" in problems[2]
     assert "select Order in Setup > Change Data Capture" in problems[2]
+
+
+def problems_in(out: str) -> list[str]:
+    return [line.strip() for line in out.splitlines() if line.strip().startswith(("missing", "different"))]
+
+
+def test_the_stale_guards_version_field_is_needed_while_the_guard_uses_it(tmp_path: Path):
+    """An org deployed before Account.Sage_Synced_At__c was added to the project."""
+    project = tmp_path / "salesforce"
+    shutil.copytree(DEFAULT_PROJECT, project)
+    (project / FIELDS / "Account/fields/Sage_Synced_At__c.field-meta.xml").unlink()
+    emulator = start_emulator(tmp_path / "org", sfdx_project=project)
+    try:
+        guarded, guarded_out = preflight(login_env(emulator, "sagesf"), "salesforce")
+        off, off_out = preflight(
+            {**login_env(emulator, "sagesf"), "SAGESF_SALESFORCE__SINK__VERSION_FIELD": ""}, "salesforce"
+        )
+    finally:
+        emulator.stop()
+    assert guarded == 1, guarded_out
+    [problem] = problems_in(guarded_out)
+    assert "Account.Sage_Synced_At__c is missing: deploy salesforce/" in problem
+    assert "add a DateTime field the integration user can read (needed by salesforce-sink)" in problem
+    assert off == 0, off_out
+
+
+def test_a_version_field_the_project_does_not_deploy_is_named_with_how_to_add_it(salesforce_emulator):
+    guard = {"SAGESF_SALESFORCE__SINK__STALE_GUARD_OBJECTS": '["Account", "Contact"]'}
+    code, out = preflight({**login_env(salesforce_emulator, "sagesf"), **guard}, "salesforce")
+    assert code == 1, out
+    [problem] = problems_in(out)
+    assert problem.startswith("missing  Contact.Sage_Synced_At__c is missing: add a DateTime field")
+    assert "SAGESF_SALESFORCE__SINK__VERSION_FIELD" in problem
 
 
 def sage_env(sage_db) -> dict[str, str]:
