@@ -10,7 +10,8 @@ user cannot see counts as missing (field-level security hides a field from descr
   project holding every custom field the mappings (mappings/*.yaml) write and read. The stale
   guard's version field (`SAGESF_SALESFORCE__SINK__VERSION_FIELD`, Sage_Synced_At__c) is needed
   on each object it guards (`__STALE_GUARD_OBJECTS`) as a DateTime the user can edit, and the
-  project's copies of it only there: with the guard off (`__VERSION_FIELD=`) none is needed.
+  project's copies of it only there: with no version field (`__VERSION_FIELD=`, the guard then
+  compares other users' edits only) none is needed.
 - the source's (`check_source`): every field the source mapping reads (relationship paths
   followed, child relationships found), the platform events it subscribes to, and a Change Data
   Capture selection for every object whose channel it subscribes to (the Tooling API's
@@ -63,7 +64,7 @@ _RIGHTS = (
 T = TypeVar("T")
 _OWN_VERSION = (
     "add a DateTime field the integration user can edit, or name another with "
-    f"{ENV_PREFIX}SINK__VERSION_FIELD (empty: no version check)"
+    f"{ENV_PREFIX}SINK__VERSION_FIELD (empty: compare other users' edits only)"
 )
 
 
