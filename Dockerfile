@@ -33,12 +33,14 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
     && pip install --only-binary=:all: -c requirements.lock -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt
 
-# The code and the files it reads at run time, relative to /app: topics.yaml, schemas/, mappings/.
+# The code and the files it reads at run time, relative to /app: topics.yaml, schemas/, mappings/,
+# salesforce/ (the sfdx project `sagesf preflight salesforce` checks an org against).
 # An editable install keeps the package's paths pointing at /app (the Salesforce source finds
 # mappings/ beside its package) and registers the `sagesf` command and its command groups.
 COPY README.md topics.yaml ./
 COPY schemas/ schemas/
 COPY mappings/ mappings/
+COPY salesforce/ salesforce/
 COPY sagesf/ sagesf/
 COPY connectors/ connectors/
 COPY processors/ processors/

@@ -10,7 +10,7 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -24,6 +24,7 @@ from sagesf.config import Settings, load_settings
 from sagesf.errors import Retriable, StartupError
 from sagesf.logs import configure_logging, register_settings_secrets
 from sagesf.metrics import Health, MetricsServer
+from sagesf.preflight import Check
 from sagesf.producer import ConfirmedProducer, Headers
 from sagesf.publisher import CanonicalPublisher
 from sagesf.retry import RetryPolicy
@@ -82,7 +83,9 @@ class Component:
     lists the settings classes it reads beyond the shared `Settings`: the runner loads and checks
     them (and registers their secrets) before anything starts, and `--help` lists their prefixes.
     A source may give `replay(process)`: the `Replayer` that `sagesf dlq replay <name>` uses for
-    its dead letters whose origin is no Kafka topic (a Sage row, a Salesforce event).
+    its dead letters whose origin is no Kafka topic (a Sage row, a Salesforce event). A component
+    may give `preflight(process)`: the checks (sagesf.preflight `Check`) of what it needs in the
+    system it talks to, which `sagesf preflight <system>` runs without starting it.
     """
 
     name: str
@@ -91,6 +94,7 @@ class Component:
     settings: tuple[type[BaseSettings], ...] = ()
     once: bool = False  # whether `--once` is supported (the runnable has `run_once`)
     replay: Callable[[Process], Replayer] | None = None
+    preflight: Callable[[Process], Sequence[Check]] | None = None
 
 
 @dataclass

@@ -1,7 +1,9 @@
 """The Sage 100 connector's two processes, as sagesf.runner components: `sagesf run sage-source`
 and `sagesf run sage-sink`. Each builder assembles the parts from the settings and hands the
 core loops a connector role (`SageSource`; `SageCommandSink` and `CreditCheckResponder`). The
-source also replays its dead letters (`build_source_replay`, for `sagesf dlq replay sage-source`).
+source also replays its dead letters (`build_source_replay`, for `sagesf dlq replay sage-source`);
+both check the company's catalog before going live (`preflight_source`, `preflight_sink`, for
+`sagesf preflight sage`).
 
 Both start while Sage or the registry is down and say so on /healthz (`Process.wait_for`): the
 sink waits for Sage before its first write (the `odbc` writer's start-up check) and both look up
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
+from typing import TypeVar
 
 from connectors.sage100.availability import CircuitBreaker
 from connectors.sage100.boi_writer import BoiSageWriter, BoiSettings
@@ -19,6 +22,7 @@ from connectors.sage100.config import ENV_PREFIX, Sage100Settings, SageSinkSetti
 from connectors.sage100.credit import CreditCheckResponder, CreditRules, RequestDecoder
 from connectors.sage100.customer_numbers import CustomerNumbering
 from connectors.sage100.odbc import SageOdbc, SageUnavailable
+from connectors.sage100.preflight import SageCatalogChecks
 from connectors.sage100.reads import SqlSageReads
 from connectors.sage100.row_replayer import SageRowReplayer
 from connectors.sage100.sink import SageCommandSink
@@ -32,6 +36,7 @@ from sagesf.config import ConfigError
 from sagesf.errors import AuthenticationError
 from sagesf.logs import register_secret
 from sagesf.positions import PositionStore
+from sagesf.preflight import Check
 from sagesf.runner import Component, Concurrently, Process, Runnable
 from sagesf.serde import AvroDecoder, AvroSerde
 from sagesf.sink import Sink, SinkLoop
@@ -40,6 +45,7 @@ from sagesf.source import Replayer, SourceLoop
 __all__ = ["SAGE_SINK", "SAGE_SOURCE", "build_command_loop", "build_credit_loop"]
 
 SAGE = "sage100"  # Sage 100's name on /healthz, as the circuit breakers report it
+T = TypeVar("T")
 
 
 def build_source(process: Process) -> SourceLoop:
@@ -229,13 +235,28 @@ def _loop(
     return loop
 
 
-def _login_checked(check: Callable[[], None]) -> Callable[[], None]:
+def preflight_source(process: Process) -> list[Check]:
+    """`sagesf preflight sage`: the tables the source polls, with their columns and UDFs."""
+    sage = process.settings(Sage100Settings)
+    tables = sage.tables()
+    checks = SageCatalogChecks(_odbc(process, sage, "preflight"), "sage-source")
+    return _login_checked(lambda: checks.tables(tables[name] for name in sage.source.tables))()
+
+
+def preflight_sink(process: Process) -> list[Check]:
+    """`sagesf preflight sage`: every table the sink reads or writes, with their columns and UDFs."""
+    sage = process.settings(Sage100Settings)
+    checks = SageCatalogChecks(_odbc(process, sage, "preflight"), "sage-sink")
+    return _login_checked(lambda: checks.tables(sage.tables().values()))()
+
+
+def _login_checked(check: Callable[[], T]) -> Callable[[], T]:
     """`check`, with Sage refusing the login (SQLSTATE 28xxx) as a StartupError: the connection
     layer reports it as unavailable, but waiting cannot fix a wrong password."""
 
-    def checked() -> None:
+    def checked() -> T:
         try:
-            check()
+            return check()
         except SageUnavailable as exc:
             if exc.sqlstate.startswith("28"):
                 raise AuthenticationError(
@@ -270,6 +291,7 @@ SAGE_SOURCE = Component(
     settings=(Sage100Settings,),
     once=True,
     replay=build_source_replay,
+    preflight=preflight_source,
 )
 SAGE_SINK = Component(
     name="sage-sink",
@@ -278,4 +300,5 @@ SAGE_SINK = Component(
     f"{topic_names.CREDIT_REPLIES}.",
     build=build_sink,
     settings=(Sage100Settings, SageSinkSettings),
+    preflight=preflight_sink,
 )

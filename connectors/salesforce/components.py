@@ -2,7 +2,8 @@
 salesforce-source` and `sagesf run salesforce-sink`. Each builder logs in, assembles the parts
 from the settings and hands the core loops a connector role (`SalesforceCdcSource`,
 `SalesforceSink`). The source also replays its dead letters (`build_source_replay`, for
-`sagesf dlq replay salesforce-source`).
+`sagesf dlq replay salesforce-source`); both check the org before going live (connectors/salesforce/
+preflight.py, for `sagesf preflight salesforce`).
 
 Both start while Salesforce or the registry is down and say so on /healthz (`Process.wait_for`):
 the login (and the source's field check) waits for Salesforce, the output schemas for the
@@ -18,6 +19,7 @@ from connectors.salesforce.change_reader import ChangeReader
 from connectors.salesforce.client import SalesforceConnection, connect
 from connectors.salesforce.config import SalesforceSettings
 from connectors.salesforce.event_replayer import SalesforceEventReplayer
+from connectors.salesforce.preflight import check_sink, check_source
 from connectors.salesforce.record_mapper import RecordMapper
 from connectors.salesforce.record_reader import RecordReader
 from connectors.salesforce.replay_storage import PositionReplayStorage
@@ -192,6 +194,7 @@ SALESFORCE_SOURCE = Component(
     build=build_source,
     settings=(SalesforceSettings, SalesforceSourceSettings),
     replay=build_source_replay,
+    preflight=check_source,
 )
 SALESFORCE_SINK = Component(
     name="salesforce-sink",
@@ -199,4 +202,5 @@ SALESFORCE_SINK = Component(
     f"Bulk API 2.0), answered on {topic_names.SALESFORCE_RESULTS}.",
     build=build_sink_loop,
     settings=(SalesforceSettings,),
+    preflight=check_sink,
 )

@@ -52,6 +52,7 @@ from sagesf.config import ConfigError
 
 __all__ = [
     "ENV_PREFIX",
+    "VERSION_FIELD",
     "AuthFlow",
     "SalesforceSettings",
     "SalesforceSinkOptions",
@@ -62,6 +63,7 @@ ENV_PREFIX = "SAGESF_SALESFORCE__"
 AuthFlow = Literal["jwt", "client_credentials", "password", "refresh_token"]
 _VERSION = re.compile(r"^\d{2,3}\.\d$")
 _CALL_OPTIONS_CLIENT = re.compile(r"^[A-Za-z0-9_./-]{1,80}$")
+VERSION_FIELD = "Sage_Synced_At__c"  # the stale guard's version field, as salesforce/ deploys it
 
 
 class SalesforceSinkOptions(BaseModel):
@@ -79,7 +81,7 @@ class SalesforceSinkOptions(BaseModel):
     stale_guard_objects: list[str] = Field(default_factory=lambda: ["Account"])
     stale_check_after: float = Field(default=300.0, ge=0)
     stale_tolerance: float = Field(default=2.0, ge=0)  # seconds a change must be later to be newer
-    version_field: str | None = "Sage_Synced_At__c"  # datetime: the last written change's event time
+    version_field: str | None = VERSION_FIELD  # datetime: the last written change's event time
 
 
 class SalesforceSettings(BaseSettings):

@@ -28,7 +28,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8443, help="HTTP port (default 8443)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--config", type=Path, help="YAML config (default: DATA_DIR/config.yaml, created)")
-    parser.add_argument("--metadata", type=Path, help="metadata YAML (default: the one beside this module)")
+    parser.add_argument(
+        "--metadata",
+        type=Path,
+        help="standard objects YAML (default: standard_objects.yaml beside this module)",
+    )
+    parser.add_argument(
+        "--sfdx-project", type=Path, help="the sfdx project of the custom parts (default: salesforce/)"
+    )
     parser.add_argument("--api-limit", type=int, help="daily API request limit (default 100000)")
     parser.add_argument("--base-url", help="instance_url in token responses (default http://HOST:PORT)")
     parser.add_argument("--log-level", default="INFO")
@@ -43,6 +50,7 @@ def main(argv: list[str] | None = None) -> None:
         port=args.port,
         host=args.host,
         metadata_path=args.metadata,
+        sfdx_project=args.sfdx_project,
         api_daily_limit=args.api_limit,
         base_url=args.base_url,
     )

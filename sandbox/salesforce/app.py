@@ -5,7 +5,8 @@ records, tokens, API usage, Bulk jobs), makes sure the configured users and the 
 Book exist, mounts
 
 - `POST /services/oauth2/token` (auth.py),
-- `/services/data...` (rest.py; Bulk 2.0 ingest in bulk.py) behind the REST gate below,
+- `/services/data...` (rest.py; Bulk 2.0 ingest in bulk.py; the Tooling API's Change Data Capture
+  selection in tooling.py) behind the REST gate below,
 - `/admin/...` (admin.py),
 
 and hands the streaming half (sandbox/salesforce/streaming.py, events.py, cdc.py, owned by the
@@ -52,9 +53,11 @@ from sandbox.salesforce.org import (
     StreamingEventSink,
     call_options_client,
 )
+from sandbox.salesforce.org_metadata import load_org
 from sandbox.salesforce.query import QueryEngine
 from sandbox.salesforce.records import ChangeRecord, RecordStore
 from sandbox.salesforce.rest import RestApi
+from sandbox.salesforce.tooling import ToolingApi
 
 log = logging.getLogger("sandbox.salesforce")
 
@@ -110,7 +113,8 @@ def _ensure_standard_pricebook(store: RecordStore, user_id: str) -> None:
 
 
 def _channel_exists(schema: OrgSchema) -> Callable[[str], bool]:
-    """Whether the org has a streaming channel: its objects' change events and its platform events."""
+    """Whether the org has a streaming channel: the change events of the objects selected for
+    Change Data Capture, and its platform events."""
 
     def exists(channel: str) -> bool:
         if channel == "/data/ChangeEvents":
@@ -118,8 +122,7 @@ def _channel_exists(schema: OrgSchema) -> Callable[[str], bool]:
         if channel.startswith("/data/") and channel.endswith("ChangeEvent"):
             name = channel[len("/data/") : -len("ChangeEvent")]
             name = name + "c" if name.endswith("__") else name  # /data/Foo__ChangeEvent is Foo__c
-            obj = schema.objects.get(name)
-            return obj is not None and not obj.is_event
+            return schema.has_change_events(name)
         if channel.startswith("/event/"):
             event = schema.objects.get(channel[len("/event/") :])
             return event is not None and event.is_event
@@ -179,7 +182,7 @@ def create_app(
     if not config.users:
         raise ValueError("the emulator needs at least one user in its config")
     config.data_dir.mkdir(parents=True, exist_ok=True)
-    schema = OrgSchema.load(config.metadata_path)
+    schema = load_org(config.metadata_path, config.sfdx_project)
     store = RecordStore(schema, config.data_dir / "org.sqlite3")
     users = _ensure_users(store, config.users)
     _ensure_standard_pricebook(store, users[config.users[0].username])
@@ -217,6 +220,7 @@ def create_app(
     app = web.Application(client_max_size=MAX_BODY, middlewares=[_rest_gate(org)])
     app[ORG] = org
     app.router.add_post("/services/oauth2/token", oauth.token)
+    ToolingApi(org).register(app)  # before the catch-all below, which would take its path
     app.router.add_route("*", "/services/data{tail:.*}", rest.handle)
     AdminApi(org).register(app)
 

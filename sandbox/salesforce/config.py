@@ -18,6 +18,7 @@ A config file looks like:
           -----BEGIN PUBLIC KEY-----
           ...
         run_as: integration@sagesf.sandbox   # the user of the client credentials flow
+    sfdx_project: /path/to/salesforce   # the sfdx project the org's custom parts come from
     users:
       - username: integration@sagesf.sandbox
         password: "..."
@@ -37,7 +38,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, Field, SecretStr
 
-from sandbox.salesforce.metadata import DEFAULT_METADATA
+from connectors.salesforce.sfdx_project import DEFAULT_PROJECT
+from sandbox.salesforce.org_metadata import STANDARD_OBJECTS
 
 DEFAULT_CLIENT_ID = "sagesf-sandbox"
 DEFAULT_USERNAME = "integration@sagesf.sandbox"
@@ -63,7 +65,8 @@ class SandboxUser(BaseModel):
 
 class EmulatorConfig(BaseModel):
     data_dir: Path
-    metadata_path: Path = DEFAULT_METADATA
+    metadata_path: Path = STANDARD_OBJECTS  # the standard objects (standard_objects.yaml)
+    sfdx_project: Path | None = DEFAULT_PROJECT  # their custom parts: what users deploy (salesforce/)
     apps: list[ConnectedApp] = Field(default_factory=list)
     users: list[SandboxUser] = Field(default_factory=list)
     api_daily_limit: int = 100_000

@@ -87,8 +87,10 @@ def start_emulator(
     api_limit: int | None = None,
     session_timeout_seconds: float | None = None,
     port: int | None = None,
+    sfdx_project: Path | None = None,
 ) -> RunningEmulator:
-    """Start an emulator in `directory` (config, data and log) on `port` or a free one."""
+    """Start an emulator in `directory` (config, data and log) on `port` or a free one; its org's
+    custom parts from `sfdx_project` (default: the repository's salesforce/)."""
     directory.mkdir(parents=True, exist_ok=True)
     private_key, public_key = key_pair()
     client_secret = secrets.token_urlsafe(24)
@@ -122,6 +124,8 @@ def start_emulator(
     }
     if session_timeout_seconds is not None:
         config["session_timeout_seconds"] = session_timeout_seconds
+    if sfdx_project is not None:
+        config["sfdx_project"] = str(sfdx_project)
     config_path = directory / "config.yaml"
     config_path.write_text(yaml.safe_dump(config))
     config_path.chmod(0o600)

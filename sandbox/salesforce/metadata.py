@@ -1,11 +1,13 @@
-"""The emulated org's schema: objects, fields, relationships and platform events, from metadata.yaml.
+"""The emulated org's schema: objects, fields, relationships and platform events, from a metadata mapping.
 
-What it owns: `OrgSchema.load(path)` reads the metadata file (format documented at its top) into
-`ObjectDef`/`FieldDef`, adds the system fields every Salesforce object has (Id, IsDeleted,
-CreatedDate, CreatedById, LastModifiedDate, LastModifiedById, SystemModstamp, and OwnerId on owned
-objects), links each reference field to its parent (`relationshipName`, e.g. `Account`) and each
-parent to its children (`childRelationship`, e.g. `Contacts`), and renders the REST describe
-bodies (`describe()`, `describe_global_entry()`).
+What it owns: `OrgSchema.from_spec(raw)` reads a mapping in the format of metadata.yaml (keys
+documented at the top of standard_objects.yaml; org_metadata.py builds it from the standard
+objects and the sfdx project) into `ObjectDef`/`FieldDef`, adds the system fields every
+Salesforce object has (Id, IsDeleted, CreatedDate, CreatedById, LastModifiedDate,
+LastModifiedById, SystemModstamp, and OwnerId on owned objects), links each reference field to its
+parent (`relationshipName`, e.g. `Account`) and each parent to its children (`childRelationship`,
+e.g. `Contacts`), keeps which objects are selected for Change Data Capture (`changeDataCapture`)
+and renders the REST describe bodies (`describe()`, `describe_global_entry()`).
 
 Field and object names are case-insensitive on input, as in Salesforce; `ObjectDef.field` finds a
 field by any case and the API answers with the declared case.
@@ -24,8 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
-DEFAULT_METADATA = Path(__file__).with_name("metadata.yaml")
 
 STRING_TYPES = frozenset({"string", "textarea", "email", "phone", "url", "picklist"})
 NUMBER_TYPES = frozenset({"int", "double", "currency", "percent"})
@@ -359,14 +359,21 @@ def _sharing_model(obj: str, spec: dict[str, Any]) -> str:
 @dataclass
 class OrgSchema:
     objects: dict[str, ObjectDef]
+    # the objects selected for Change Data Capture; None: every object (a file that does not say)
+    change_events: frozenset[str] | None = None
     _by_lower: dict[str, ObjectDef] = field(default_factory=dict, repr=False)
     _by_prefix: dict[str, ObjectDef] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def load(cls, path: Path = DEFAULT_METADATA) -> OrgSchema:
+    def load(cls, path: Path) -> OrgSchema:
+        """The org one metadata file describes whole (metadata.yaml)."""
         raw = yaml.safe_load(path.read_text())
         if not isinstance(raw, dict):
             raise MetadataError(f"{path}: expected a mapping with `objects` and `platformEvents`")
+        return cls.from_spec(raw)
+
+    @classmethod
+    def from_spec(cls, raw: dict[str, Any]) -> OrgSchema:
         objects: dict[str, ObjectDef] = {}
         for name, spec in (raw.get("objects") or {}).items():
             prefix = str(spec.get("keyPrefix", ""))
@@ -402,11 +409,15 @@ class OrgSchema:
                 is_event=True,
                 custom=True,
             )
-        schema = cls(objects)
+        selected = raw.get("changeDataCapture")
+        schema = cls(objects, None if selected is None else frozenset(str(name) for name in selected))
         schema._link()
         return schema
 
     def _link(self) -> None:
+        unknown = sorted((self.change_events or frozenset()) - set(self.objects))
+        if unknown:
+            raise MetadataError(f"changeDataCapture: {unknown} are not objects of the org")
         prefixes: dict[str, str] = {}
         for obj in self.objects.values():
             if obj.key_prefix in prefixes:
@@ -438,3 +449,10 @@ class OrgSchema:
 
     def sobjects(self) -> list[ObjectDef]:
         return [obj for obj in self.objects.values() if not obj.is_event]
+
+    def has_change_events(self, name: str) -> bool:
+        """Whether the object is selected for Change Data Capture (so its channel exists)."""
+        obj = self.objects.get(name)
+        if obj is None or obj.is_event:
+            return False
+        return self.change_events is None or name in self.change_events

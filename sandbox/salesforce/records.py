@@ -39,6 +39,7 @@ Limits (where the emulator differs from Salesforce):
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import uuid
 from collections.abc import Iterable, Mapping
@@ -477,11 +478,12 @@ class Transaction:
             elif rec.get("UnitPrice") is not None and rec.get("Quantity") is not None:
                 rec["TotalPrice"] = round(rec["UnitPrice"] * rec["Quantity"], 2)
         for f in obj.fields.values():
-            if f.auto_number and creating:
+            if f.auto_number and creating:  # the display format's {000} is the number: CC-{0000000}
                 width = f.auto_number.count("0")
-                rec[f.name] = str(
+                number = str(
                     self.store.next_number(f"{obj.name}.{f.name}") + (100 if width >= 8 else 0)
                 ).rjust(width, "0")
+                rec[f.name] = re.sub(r"\{0+\}", number, f.auto_number, count=1)
 
     def _line_item_prices(self, rec: Record, given: set[str], creating: bool, errors: list[ApiError]) -> None:
         if "UnitPrice" in given and "TotalPrice" in given and rec.get("TotalPrice") is not None:
