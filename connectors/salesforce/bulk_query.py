@@ -149,15 +149,18 @@ class BulkQuery:
         json_body: Any = None,
         params: Mapping[str, Any] | None = None,
         accept: str = "application/json",
+        headers: Mapping[str, str] | None = None,
     ) -> requests.Response:
-        """One API request through the connection's session, budgeted and classified."""
+        """One API request through the connection's session, budgeted and classified. `path` is
+        relative to the versioned REST root (`jobs/query`), or absolute from the instance
+        (`/services/data/...`, as a query's `nextRecordsUrl` names the next page); `headers` go
+        with it (`Sforce-Query-Options`)."""
         self.budget.check()
-        headers = {"Authorization": f"Bearer {self.conn.access_token}", "Accept": accept}
+        headers = {**(headers or {}), "Authorization": f"Bearer {self.conn.access_token}", "Accept": accept}
         what = f"Bulk query {method} {path}"
+        url = self.conn.instance_url.rstrip("/") + path if path.startswith("/") else self.conn.base_url + path
         try:
-            response = self.conn.session.request(
-                method, self.conn.base_url + path, headers=headers, json=json_body, params=params
-            )
+            response = self.conn.session.request(method, url, headers=headers, json=json_body, params=params)
         except Exception as exc:
             error = from_exception(exc, rate_limit_pause=self.rate_limit_pause, what=what)
             if error is exc:

@@ -13,8 +13,9 @@ How it reads, per object, Accounts and Product2 first, orders last:
   state (StageName Closed Won, Status Activated) and, with `--since`, dated (the field the
   mapping takes `order_date` from: CloseDate, EffectiveDate) on or after that day;
 - up to `bulk_threshold` records: REST queries with the mapping's whole select list (children as
-  subqueries, as the live source reads), `ORDER BY Id`, a checkpoint per page storing the last
-  Id; a resumed load asks for `Id >` it;
+  subqueries, as the live source reads), `ORDER BY Id`, a checkpoint per page (`rest_batch_size`
+  records at most; Salesforce may send fewer) storing the last Id; a resumed load asks for
+  `Id >` it;
 - above it: a Bulk API 2.0 query job (connectors/salesforce/bulk_query.py) for the object's own
   fields and one per child relationship (`... WHERE OpportunityId IN (SELECT Id FROM Opportunity
   WHERE <the same filter>)`, Bulk API 2.0 has no child subqueries); the children wait in a
@@ -106,6 +107,9 @@ class SalesforceLoadSettings(BaseSettings):
     )
 
     bulk_threshold: int = Field(default=2000, ge=0)  # more records of an object: a Bulk API 2.0 query job
+    rest_batch_size: int = Field(
+        default=2000, ge=200, le=2000
+    )  # records per REST query page, a checkpoint each
     result_set_records: int = Field(default=10_000, ge=1)  # rows per Bulk result set, a checkpoint each
     poll_interval: float = Field(default=1.0, gt=0)  # first poll of a query job; doubles up to 10 s
     job_timeout: float = Field(default=3600.0, gt=0)  # a job still running then is waited for again later
@@ -351,7 +355,8 @@ class SalesforceInitialLoad:
         """Pages of whole records (children as subqueries), ordered by Id from where it stopped."""
         after = f" AND Id > {quote(state.after)}" if state.after else ""
         soql = f"SELECT {obj.select_list()} FROM {entity} WHERE {where}{after} ORDER BY Id"  # noqa: S608 - see _load
-        answer = self.api.call("GET", "query", params={"q": soql}).json()
+        options = {"Sforce-Query-Options": f"batchSize={self.settings.rest_batch_size}"}
+        answer = self.api.call("GET", "query", params={"q": soql}, headers=options).json()
         while True:
             records = [dict(r) for r in answer.get("records") or []]
             if records:
@@ -359,7 +364,7 @@ class SalesforceInitialLoad:
                 yield records, moved
             if answer.get("done", True):
                 return
-            answer = self.api.call("GET", str(answer["nextRecordsUrl"])).json()
+            answer = self.api.call("GET", str(answer["nextRecordsUrl"]), headers=options).json()
 
     # --- Bulk API 2.0 --------------------------------------------------------------------------
 

@@ -1,12 +1,12 @@
 """`sagesf load salesforce` end to end: the emulator (REST and Bulk API 2.0 query jobs over
 sockets) -> the real broker and registry, then the CDC source taking over.
 
-The load runs as the real command in a subprocess, is killed with SIGKILL halfway (before it stores
-its second result set of Accounts, whose records Kafka has), Accounts change while it is stopped,
-and it runs again to the end.
-Its records are compared with what the live mapping makes of the same records read over REST
-(Accounts and Opportunities come through Bulk API 2.0, with their Contacts and lines from child
-jobs; Products and Orders through REST). Then the CDC source (`sagesf run salesforce-source`),
+The load runs as the real command in a subprocess, is killed with SIGKILL twice (before it stores
+a Bulk result set of Accounts, then a REST page of Products, whose records Kafka has), Accounts
+change while it is stopped, and it runs again to the end. Its records are compared with what the
+live mapping makes of the same records read over REST (Accounts and Opportunities come through
+Bulk API 2.0, with their Contacts and lines from child jobs; Products, in two pages, and Orders
+through REST). Then the CDC source (`sagesf run salesforce-source`),
 started from the load's hand-over, publishes each change made after T0 once and nothing older,
 although the emulator still holds the change events of every record the load published.
 """
@@ -89,7 +89,7 @@ def seed(sf: Any, t: str) -> dict[str, list[str]]:
     products = create(
         sf,
         "Product2",
-        [{"Name": f"Widget {i}", "ProductCode": f"W-{t}-{i:03d}", "IsActive": True} for i in range(150)],
+        [{"Name": f"Widget {i}", "ProductCode": f"W-{t}-{i:03d}", "IsActive": True} for i in range(250)],
     )
     pricebook = sf.query("SELECT Id FROM Pricebook2 WHERE IsStandard = true")["records"][0]["Id"]
     entries = create(
@@ -100,7 +100,7 @@ def seed(sf: Any, t: str) -> dict[str, list[str]]:
             for p in products[:3]
         ],
     )
-    won = [{"StageName": "Closed Won", "CloseDate": "2025-01-15"}] * 190
+    won = [{"StageName": "Closed Won", "CloseDate": "2025-01-15"}] * 260
     won += [{"StageName": "Closed Won", "CloseDate": "2025-07-01"}] * 10  # after go-live: new orders
     skipped = [{"StageName": "Closed Won", "CloseDate": "2023-06-30"}] * 10  # before --since
     skipped += [{"StageName": "Prospecting", "CloseDate": "2025-01-15"}] * 20  # not won
@@ -114,7 +114,7 @@ def seed(sf: Any, t: str) -> dict[str, list[str]]:
         "OpportunityLineItem",
         [
             {"OpportunityId": o, "PricebookEntryId": entries[i % 3], "Quantity": 1 + i % 4, "UnitPrice": 2.5}
-            for i, o in enumerate(opportunities[:200])
+            for i, o in enumerate(opportunities[:270])
         ],
     )
     orders = create(
@@ -140,7 +140,7 @@ def seed(sf: Any, t: str) -> dict[str, list[str]]:
         method="PATCH",
         json={"records": [{"attributes": {"type": "Order"}, "Id": o, "Status": "Activated"} for o in orders]},
     )
-    return {"Account": accounts, "Product2": products, "Opportunity": opportunities[:200], "Order": orders}
+    return {"Account": accounts, "Product2": products, "Opportunity": opportunities[:270], "Order": orders}
 
 
 def load(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -195,11 +195,15 @@ def test_the_load_resumes_after_kill_9_maps_as_the_source_and_hands_over_at_t0(
     )
     env = {
         **source.env,
-        "SAGESF_SALESFORCE__LOAD__BULK_THRESHOLD": "180",  # Accounts and Opportunities through Bulk
+        "SAGESF_SALESFORCE__LOAD__BULK_THRESHOLD": "260",  # Accounts and Opportunities through Bulk
+        "SAGESF_SALESFORCE__LOAD__REST_BATCH_SIZE": "200",  # Product2 in two REST pages
         "SAGESF_SALESFORCE__LOAD__RESULT_SET_RECORDS": "50",
         "SAGESF_SALESFORCE__LOAD__POLL_INTERVAL": "0.05",
     }
-    assert killed_load(env, *LOAD) == ["object/Account"]
+    # killed twice: in the Accounts' Bulk result sets (second of six), and then in the second and
+    # last REST page of Product2 (seventh checkpoint of the rerun: five more sets, one page)
+    assert killed_load(env, *LOAD, checkpoint=2) == ["object/Account"]
+    assert killed_load(env, *LOAD, checkpoint=7) == ["object/Product2"]
     during = [ids["Account"][1], ids["Account"][298]]  # changed after T0, while the load is stopped
     for account in during:
         sf.Account.update(account, {"Phone": "555-DURING"})
@@ -218,12 +222,12 @@ def test_the_load_resumes_after_kill_9_maps_as_the_source_and_hands_over_at_t0(
     for entity, topic in loaded.items():
         assert set(by_record(topic.records)) >= set(ids[entity]) - set(during), entity
     assert {r for r in by_record(orders.records) if r.startswith("801")} == set(ids["Order"])
-    assert len(by_record(orders.records)) == 200 + 20  # not the open ones, not those before --since
+    assert len(by_record(orders.records)) == 270 + 20  # not the open ones, not those before --since
     for entity, topic in loaded.items():
         versions = Counter((r["key"], r["value"]["envelope"]["event_id"]) for r in topic.records)
         assert set(versions.values()) <= {1, 2}, entity
         repeated = [pair for pair, n in versions.items() if n == 2]
-        assert len(repeated) == (50 if entity == "Account" else 0), entity  # one result set of 50
+        assert len(repeated) == {"Account": 50, "Product2": 50}.get(entity, 0), entity
 
     # the live mapping, whichever API read them: Contacts and lines joined from their own jobs
     for entity, topic in loaded.items():
@@ -237,7 +241,7 @@ def test_the_load_resumes_after_kill_9_maps_as_the_source_and_hands_over_at_t0(
     assert sum(len(r["value"]["contacts"]) for r in customers.records) >= 149  # the Contacts came
     # won before go-live: history, never to be ordered again; after it: a new order
     history = {rid: r["headers"].get("sagesf.history") for rid, r in by_record(orders.records).items()}
-    assert Counter(history.values()) == {b"before-go-live": 190 + 20, None: 10}
+    assert Counter(history.values()) == {b"before-go-live": 260 + 20, None: 10}
 
     # run again: nothing new
     again = load(env)
