@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
+from typing import Any, Protocol
 
 from sagesf.config import ConfigError
 from sagesf.errors import Backpressure, Retriable
@@ -31,6 +31,7 @@ __all__ = [
     "LoadPart",
     "LoadProgress",
     "LoadRequest",
+    "PartState",
     "stored_progress",
 ]
 
@@ -72,6 +73,22 @@ class LoadPart:
     done: bool = False
 
 
+class PartState(Protocol):
+    """How far a part got, as a connector stores it."""
+
+    @property
+    def total(self) -> int | None: ...
+
+    @property
+    def published(self) -> int: ...
+
+    @property
+    def dead_letters(self) -> int: ...
+
+    @property
+    def done(self) -> bool: ...
+
+
 class LoadProgress:
     """The parts of a load and the notes for its user; `watch` is called on every change."""
 
@@ -85,6 +102,19 @@ class LoadProgress:
         if found is None:
             found = self.parts[name] = LoadPart(name)
         return found
+
+    def show(self, name: str, state: PartState, *, resumed: bool = False) -> None:
+        """A part's state as stored; `resumed`: as earlier runs left it, when this one starts."""
+        part = self.part(name)
+        part.total, part.published, part.dead_letters, part.done = (
+            state.total,
+            state.published,
+            state.dead_letters,
+            state.done,
+        )
+        if resumed:
+            part.resumed_at = state.published
+        self.changed(part)
 
     def changed(self, part: LoadPart) -> None:
         for watcher in self._watchers:

@@ -119,7 +119,7 @@ class SageInitialLoad:
         }
         for name in self.scanned:
             if name in LOADED:
-                self._show(name, self.tables[name], resumed=True)
+                self.progress.show(name, self.tables[name], resumed=True)
 
     def _poller(self, stream: Stream) -> ChangePoller:
         """The source's poller of the table, as sage100.source builds it: its window rules."""
@@ -168,7 +168,7 @@ class SageInitialLoad:
             state = self.tables[name] = _Table(
                 **{**asdict(state), "total": int(counted[0]) if counted else 0}
             )
-            self._show(name, state)
+            self.progress.show(name, state)
         sql, params = self._query(stream, state.after)
         pending: list[Group] = []
         carry: list[Row] = []
@@ -231,7 +231,7 @@ class SageInitialLoad:
             stream.confirmed(records)
             self.tables[name] = state
             if name in LOADED:
-                self._show(name, state)
+                self.progress.show(name, state)
 
         return SourceBatch(
             records=list(records),
@@ -239,18 +239,6 @@ class SageInitialLoad:
             positions={f"table/{name}": asdict(state)},
             committed=committed,
         )
-
-    def _show(self, name: str, state: _Table, resumed: bool = False) -> None:
-        part = self.progress.part(name)
-        part.total, part.published, part.dead_letters, part.done = (
-            state.total,
-            state.published,
-            state.dead_letters,
-            state.done,
-        )
-        if resumed:
-            part.resumed_at = state.published + state.dead_letters
-        self.progress.changed(part)
 
     # --- the hand-over ---------------------------------------------------------------------------
 

@@ -26,13 +26,15 @@ from connectors.salesforce.replay_storage import PositionReplayStorage
 from connectors.salesforce.sink import DEPENDENCY as SALESFORCE
 from connectors.salesforce.sink import SalesforceSink
 from connectors.salesforce.source import SalesforceCdcSource, SalesforceSourceSettings, check_channels
-from connectors.salesforce.source_mapping import load_source_mapping
+from connectors.salesforce.source_mapping import SourceMapping, load_source_mapping
 from connectors.salesforce.streaming_client import quiet_close_noise
 from connectors.salesforce.writer import SalesforceWriter
 from sagesf import topic_names
 from sagesf.errors import MappingError
 from sagesf.load import InitialLoad, LoadRequest, stored_progress
 from sagesf.positions import PositionStore
+from sagesf.producer import ConfirmedProducer
+from sagesf.publisher import CanonicalPublisher
 from sagesf.retry import RetryPolicy
 from sagesf.runner import Component, Process
 from sagesf.serde import AvroDecoder
@@ -54,18 +56,7 @@ def build_source(process: Process) -> SourceLoop:
     if settings.check_fields:
         process.wait_for(SALESFORCE, lambda: _check_fields(reader, settings.mapping_file))
     producer = process.producer()
-    publisher = process.publisher(
-        SalesforceCdcSource.name,
-        producer=producer,
-        topics=settings.topics,
-        dead_letter_topic=settings.dead_letter_topic,
-        timeout=settings.produce_timeout,
-        schemas=[
-            (spec.topic, spec.produces)
-            for spec in [*mapping.objects.values(), *mapping.platform_events.values()]
-            if spec.topic and spec.produces
-        ],
-    )
+    publisher = _source_publisher(process, settings, mapping, producer)
     positions = PositionStore(process.core.kafka, settings.component, settings.positions_topic, producer)
     storage = PositionReplayStorage(positions)
     changes = ChangeReader(
@@ -82,6 +73,24 @@ def build_source(process: Process) -> SourceLoop:
     process.closing(source.close, "the streaming client")
     retry = RetryPolicy(initial=settings.retry_initial, maximum=settings.retry_maximum)
     return SourceLoop(source, publisher, positions, health=process.health, retry=retry)
+
+
+def _source_publisher(
+    process: Process, settings: SalesforceSourceSettings, mapping: SourceMapping, producer: ConfirmedProducer
+) -> CanonicalPublisher:
+    """What the source and its load publish with: the source's topics, dead letters and schemas."""
+    return process.publisher(
+        SalesforceCdcSource.name,
+        producer=producer,
+        topics=settings.topics,
+        dead_letter_topic=settings.dead_letter_topic,
+        timeout=settings.produce_timeout,
+        schemas=[
+            (spec.topic, spec.produces)
+            for spec in [*mapping.objects.values(), *mapping.platform_events.values()]
+            if spec.topic and spec.produces
+        ],
+    )
 
 
 def build_source_replay(process: Process) -> Replayer:
@@ -122,16 +131,7 @@ def build_source_load(process: Process, request: LoadRequest) -> InitialLoad:
     budget = ApiBudget(salesforce.api_budget_share, salesforce.budget_recheck_seconds)
     connection.add_listener(budget.listener)
     producer = process.producer()
-    publisher = process.publisher(
-        SalesforceCdcSource.name,
-        producer=producer,
-        topics=settings.topics,
-        dead_letter_topic=settings.dead_letter_topic,
-        timeout=settings.produce_timeout,
-        schemas=[
-            (spec.topic, spec.produces) for spec in mapping.objects.values() if spec.topic and spec.produces
-        ],
-    )
+    publisher = _source_publisher(process, settings, mapping, producer)
     kafka, topic = process.core.kafka, settings.positions_topic
     store = PositionStore(kafka, f"{settings.component}-load", topic, producer)
     stored = stored_progress(store, request, request.options())

@@ -193,7 +193,7 @@ class SalesforceInitialLoad:
             for entity in self.entities
         }
         for entity, state in self.objects.items():
-            self._show(entity, state, resumed=True)
+            self.progress.show(entity, state, resumed=True)
 
     # --- the source ----------------------------------------------------------------------------
 
@@ -255,7 +255,7 @@ class SalesforceInitialLoad:
             total = int(self.api.call("GET", "query", params={"q": count}).json()["totalSize"])
             state = _Object(via="bulk" if total > self.settings.bulk_threshold else "rest", total=total)
             self.objects[entity] = state
-            self._show(entity, state)
+            self.progress.show(entity, state)
         read = self._bulk if state.via == "bulk" else self._rest
         for records, moved in read(entity, obj, where, state):
             yield self._batch(entity, obj, records, moved)
@@ -305,7 +305,7 @@ class SalesforceInitialLoad:
     ) -> SourceBatch:
         def committed() -> None:
             self.objects[entity] = state
-            self._show(entity, state)
+            self.progress.show(entity, state)
 
         return SourceBatch(
             records=records,
@@ -334,18 +334,6 @@ class SalesforceInitialLoad:
     def _t0(self) -> int:
         assert self.run is not None
         return self.run.t0_ms
-
-    def _show(self, entity: str, state: _Object, resumed: bool = False) -> None:
-        part = self.progress.part(entity)
-        part.total, part.published, part.dead_letters, part.done = (
-            state.total,
-            state.published,
-            state.dead_letters,
-            state.done,
-        )
-        if resumed:
-            part.resumed_at = state.published + state.dead_letters
-        self.progress.changed(part)
 
     # --- REST ----------------------------------------------------------------------------------
 
