@@ -52,8 +52,9 @@ import csv
 import io
 import json
 import time
+from collections.abc import Coroutine
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 from aiohttp import web
 
@@ -134,14 +135,78 @@ def _invalid_job(message: str) -> RestFailure:
     return RestFailure(400, ApiError("INVALIDJOB", message))
 
 
-class BulkIngest:
+async def _json_body(request: web.Request) -> Any:
+    try:
+        return await request.json()
+    except ValueError:
+        raise _invalid_job("The request body must be JSON") from None
+
+
+async def _json_object(request: web.Request) -> dict[str, Any]:
+    body = await _json_body(request)
+    if not isinstance(body, dict):
+        raise _invalid_job("The request body must be a JSON object")
+    return body
+
+
+def _csv_format(body: dict[str, Any]) -> tuple[str, str]:
+    """(columnDelimiter, lineEnding) of a job request; CSV is the only content type."""
+    delimiter = str(body.get("columnDelimiter", "COMMA"))
+    line_ending = str(body.get("lineEnding", "LF"))
+    if delimiter not in DELIMITERS or line_ending not in ("LF", "CRLF"):
+        raise _invalid_job("Invalid columnDelimiter or lineEnding")
+    if str(body.get("contentType", "CSV")) != "CSV":
+        raise _invalid_job("Only CSV content is supported")
+    return delimiter, line_ending
+
+
+class _Job(Protocol):
+    def info(self, full: bool = True) -> dict[str, Any]: ...
+
+
+J = TypeVar("J", bound=_Job)
+
+
+class _Jobs(Generic[J]):
+    """What ingest and query jobs share: the jobs by ID, the tasks that run them, the listing."""
+
+    def __init__(self) -> None:
+        self.jobs: dict[str, J] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def _start(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+
+    def _listing(self, method: str) -> web.Response:
+        """`GET jobs/<kind>`: every job in brief (POST creates one; other methods are refused)."""
+        if method != "GET":
+            raise RestFailure(
+                405,
+                ApiError("METHOD_NOT_ALLOWED", f"HTTP Method '{method}' not allowed. Allowed are GET,POST"),
+            )
+        jobs = [j.info(full=False) for j in self.jobs.values()]
+        return web.json_response({"done": True, "records": jobs, "nextRecordsUrl": None})
+
+    def _job(self, job_id: str) -> J:
+        job = self.jobs.get(job_id)
+        if job is None:
+            raise RestFailure(404, ApiError("NOT_FOUND", "The requested resource does not exist"))
+        return job
+
+
+class BulkIngest(_Jobs[IngestJob]):
     def __init__(self, org: Org) -> None:
+        super().__init__()
         self.org = org
         self.db = org.store.db
         self.db.executescript(JOBS_SQL)
-        self.jobs: dict[str, IngestJob] = {}
         self._uploads: dict[str, str] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
         for job_id, info, upload, successful, failed, unprocessed in self.db.execute(
             "SELECT id, info, upload, successful, failed, unprocessed FROM bulk_jobs"
         ):
@@ -176,31 +241,14 @@ class BulkIngest:
             ),
         )
 
-    async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-
     # ---- HTTP -------------------------------------------------------------------------------------
     async def handle(self, request: web.Request, version: str, path: list[str]) -> web.StreamResponse:
         method = request.method
         if not path:
             if method == "POST":
                 return await self._create(request, version)
-            if method == "GET":
-                return web.json_response(
-                    {
-                        "done": True,
-                        "records": [j.info(full=False) for j in self.jobs.values()],
-                        "nextRecordsUrl": None,
-                    }
-                )
-            raise RestFailure(
-                405,
-                ApiError("METHOD_NOT_ALLOWED", f"HTTP Method '{method}' not allowed. Allowed are GET,POST"),
-            )
-        job = self.jobs.get(path[0])
-        if job is None:
-            raise RestFailure(404, ApiError("NOT_FOUND", "The requested resource does not exist"))
+            return self._listing(method)
+        job = self._job(path[0])
         if len(path) == 1:
             if method == "GET":
                 return web.json_response(job.info())
@@ -228,24 +276,14 @@ class BulkIngest:
         raise RestFailure(404, NOT_FOUND)
 
     async def _create(self, request: web.Request, version: str) -> web.Response:
-        try:
-            body = await request.json()
-        except ValueError:
-            raise _invalid_job("The request body must be JSON") from None
-        if not isinstance(body, dict):
-            raise _invalid_job("The request body must be a JSON object")
+        body = await _json_object(request)
         obj = self.org.schema.get(str(body.get("object", "")))
         if obj is None or obj.is_event or obj.read_only:
             raise _invalid_job(f"Unable to find object: {body.get('object')}")
         operation = body.get("operation")
         if operation not in OPERATIONS:
             raise _invalid_job(f"Invalid operation: {operation}")
-        delimiter = str(body.get("columnDelimiter", "COMMA"))
-        line_ending = str(body.get("lineEnding", "LF"))
-        if delimiter not in DELIMITERS or line_ending not in ("LF", "CRLF"):
-            raise _invalid_job("Invalid columnDelimiter or lineEnding")
-        if str(body.get("contentType", "CSV")) != "CSV":
-            raise _invalid_job("Only CSV content is supported")
+        delimiter, line_ending = _csv_format(body)
         ext_name = body.get("externalIdFieldName")
         if operation == "upsert":
             if not ext_name:
@@ -287,10 +325,7 @@ class BulkIngest:
         return web.Response(status=201)
 
     async def _set_state(self, request: web.Request, job: IngestJob) -> web.Response:
-        try:
-            body = await request.json()
-        except ValueError:
-            raise _invalid_job("The request body must be JSON") from None
+        body = await _json_body(request)
         state = body.get("state") if isinstance(body, dict) else None
         if state == "UploadComplete":
             if job.state != "Open":
@@ -299,9 +334,7 @@ class BulkIngest:
                 job.state, job.errorMessage = "Failed", "InvalidBatch : No data was uploaded"
             else:
                 job.state = "UploadComplete"
-                task = asyncio.get_running_loop().create_task(self._process(job))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                self._start(self._process(job))
         elif state == "Aborted":
             if job.state in ("JobComplete", "Failed"):
                 raise RestFailure(409, ApiError("INVALIDJOBSTATE", f"Job {job.id} is already {job.state}"))
@@ -562,16 +595,15 @@ def _offset(locator: str) -> int:
         raise RestFailure(400, ApiError("INVALIDLOCATOR", f"Invalid locator: {locator}")) from None
 
 
-class BulkQuery:
+class BulkQuery(_Jobs[QueryJob]):
     """Bulk API 2.0 query jobs (see the module doc)."""
 
     def __init__(self, org: Org) -> None:
+        super().__init__()
         self.org = org
         self.db = org.store.db
         self.db.executescript(QUERY_JOBS_SQL)
-        self.jobs: dict[str, QueryJob] = {}
         self._rows: dict[str, tuple[str, list[str]]] = {}  # id -> (header line, data lines)
-        self._tasks: set[asyncio.Task[None]] = set()
         for job_id, info, results in self.db.execute("SELECT id, info, results FROM bulk_query_jobs"):
             job = QueryJob(**json.loads(info))
             if job.state in ("UploadComplete", "InProgress"):
@@ -594,26 +626,14 @@ class BulkQuery:
             (job.id, json.dumps(asdict(job)), results),
         )
 
-    async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-
     # ---- HTTP -------------------------------------------------------------------------------------
     async def handle(self, request: web.Request, version: str, path: list[str]) -> web.StreamResponse:
         method = request.method
         if not path:
             if method == "POST":
                 return await self._create(request, version)
-            if method == "GET":
-                jobs = [j.info(full=False) for j in self.jobs.values()]
-                return web.json_response({"done": True, "records": jobs, "nextRecordsUrl": None})
-            raise RestFailure(
-                405,
-                ApiError("METHOD_NOT_ALLOWED", f"HTTP Method '{method}' not allowed. Allowed are GET,POST"),
-            )
-        job = self.jobs.get(path[0])
-        if job is None:
-            raise RestFailure(404, ApiError("NOT_FOUND", "The requested resource does not exist"))
+            return self._listing(method)
+        job = self._job(path[0])
         if len(path) == 1 and method == "GET":
             return web.json_response(job.info())
         if len(path) == 1 and method == "PATCH":
@@ -625,24 +645,14 @@ class BulkQuery:
         raise RestFailure(404, NOT_FOUND)
 
     async def _create(self, request: web.Request, version: str) -> web.Response:
-        try:
-            body = await request.json()
-        except ValueError:
-            raise _invalid_job("The request body must be JSON") from None
-        if not isinstance(body, dict):
-            raise _invalid_job("The request body must be a JSON object")
+        body = await _json_object(request)
         operation = body.get("operation")
         if operation not in QUERY_OPERATIONS:
             raise _invalid_job(f"Invalid operation: {operation}")
         text = body.get("query")
         if not isinstance(text, str) or not text.strip():
             raise _invalid_job("A query is required for a query job")
-        delimiter = str(body.get("columnDelimiter", "COMMA"))
-        line_ending = str(body.get("lineEnding", "LF"))
-        if delimiter not in DELIMITERS or line_ending not in ("LF", "CRLF"):
-            raise _invalid_job("Invalid columnDelimiter or lineEnding")
-        if str(body.get("contentType", "CSV")) != "CSV":
-            raise _invalid_job("Only CSV content is supported")
+        delimiter, line_ending = _csv_format(body)
         try:
             obj = self.org.engine.sobject(text)
             self.org.engine.flat_columns(text)
@@ -664,16 +674,11 @@ class BulkQuery:
         )
         self.jobs[job.id] = job
         self._save(job)
-        task = asyncio.get_running_loop().create_task(self._run(job))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._start(self._run(job))
         return web.json_response(job.info(full=False))
 
     async def _abort(self, request: web.Request, job: QueryJob) -> web.Response:
-        try:
-            body = await request.json()
-        except ValueError:
-            raise _invalid_job("The request body must be JSON") from None
+        body = await _json_body(request)
         if not isinstance(body, dict) or body.get("state") != "Aborted":
             raise _invalid_job(f"Invalid state: {body.get('state') if isinstance(body, dict) else body}")
         if job.state in ("JobComplete", "Failed", "Aborted"):
