@@ -18,7 +18,6 @@ import subprocess
 import sys
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,14 @@ from connectors.salesforce.record_mapper import RecordMapper
 from connectors.salesforce.record_reader import RecordReader
 from connectors.salesforce.source_mapping import load_source_mapping
 from sagesf.schemas import load_schema
-from tests.integration.test_salesforce_source import make_source, reader  # noqa: F401 - fixtures
+
+# fixtures; this module gets an emulator of its own (module scope): the load reads all it holds
+from tests.integration.test_salesforce_source import (  # noqa: F401
+    emulator,
+    make_source,
+    reader,
+    sf,
+)
 from tests.kit.load import killed_load
 
 pytestmark = pytest.mark.integration
@@ -38,40 +44,21 @@ REPO = Path(__file__).resolve().parents[2]
 LOAD = ("salesforce", "--since", "2024-01-01", "--go-live", "2025-06-01")
 
 
-@pytest.fixture(scope="module")
-def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """This module's own org: the load reads everything it holds."""
-    from sandbox.salesforce.harness import start_emulator
-
-    running = start_emulator(tmp_path_factory.mktemp("sf-load-emulator"))
-    running.admin("POST", "/admin/streaming/settings", {"connectTimeoutMs": 10_000})
-    try:
-        yield running
-    finally:
-        running.stop()
-
-
-@pytest.fixture
-def sf(emulator: Any) -> Any:
-    emulator.admin("DELETE", "/admin/faults")
-    return emulator.connect()
-
-
-def create(sf: Any, sobject: str, records: list[dict[str, Any]]) -> list[str]:
+def create(org: Any, sobject: str, records: list[dict[str, Any]]) -> list[str]:
     """Records created through sObject Collections, 200 a call; their IDs in order."""
     ids: list[str] = []
     for start in range(0, len(records), 200):
         chunk = [{"attributes": {"type": sobject}, **r} for r in records[start : start + 200]]
-        results = sf.restful("composite/sobjects", method="POST", json={"allOrNone": True, "records": chunk})
+        results = org.restful("composite/sobjects", method="POST", json={"allOrNone": True, "records": chunk})
         assert all(r["success"] for r in results), results[:3]
         ids.extend(r["id"] for r in results)
     return ids
 
 
-def seed(sf: Any, t: str) -> dict[str, list[str]]:
+def seed(org: Any, t: str) -> dict[str, list[str]]:
     """A few hundred records of each kind the mapping loads, and some it must not load."""
     accounts = create(
-        sf,
+        org,
         "Account",
         [
             {
@@ -85,15 +72,15 @@ def seed(sf: Any, t: str) -> dict[str, list[str]]:
             for i in range(300)
         ],
     )
-    create(sf, "Contact", [{"LastName": f"Contact {i}", "AccountId": accounts[i]} for i in range(150)])
+    create(org, "Contact", [{"LastName": f"Contact {i}", "AccountId": accounts[i]} for i in range(150)])
     products = create(
-        sf,
+        org,
         "Product2",
         [{"Name": f"Widget {i}", "ProductCode": f"W-{t}-{i:03d}", "IsActive": True} for i in range(250)],
     )
-    pricebook = sf.query("SELECT Id FROM Pricebook2 WHERE IsStandard = true")["records"][0]["Id"]
+    pricebook = org.query("SELECT Id FROM Pricebook2 WHERE IsStandard = true")["records"][0]["Id"]
     entries = create(
-        sf,
+        org,
         "PricebookEntry",
         [
             {"Pricebook2Id": pricebook, "Product2Id": p, "UnitPrice": 2.5, "IsActive": True}
@@ -105,12 +92,12 @@ def seed(sf: Any, t: str) -> dict[str, list[str]]:
     skipped = [{"StageName": "Closed Won", "CloseDate": "2023-06-30"}] * 10  # before --since
     skipped += [{"StageName": "Prospecting", "CloseDate": "2025-01-15"}] * 20  # not won
     opportunities = create(
-        sf,
+        org,
         "Opportunity",
         [{"Name": f"Deal {i}", "AccountId": accounts[i], **kind} for i, kind in enumerate(won + skipped)],
     )
     create(
-        sf,
+        org,
         "OpportunityLineItem",
         [
             {"OpportunityId": o, "PricebookEntryId": entries[i % 3], "Quantity": 1 + i % 4, "UnitPrice": 2.5}
@@ -118,7 +105,7 @@ def seed(sf: Any, t: str) -> dict[str, list[str]]:
         ],
     )
     orders = create(
-        sf,
+        org,
         "Order",
         [
             {
@@ -131,11 +118,11 @@ def seed(sf: Any, t: str) -> dict[str, list[str]]:
         ],
     )
     create(
-        sf,
+        org,
         "OrderItem",
         [{"OrderId": o, "PricebookEntryId": entries[0], "Quantity": 2, "UnitPrice": 2.5} for o in orders],
     )
-    sf.restful(
+    org.restful(
         "composite/sobjects",
         method="PATCH",
         json={"records": [{"attributes": {"type": "Order"}, "Id": o, "Status": "Activated"} for o in orders]},
@@ -164,12 +151,12 @@ def avro(schema: str, value: dict[str, Any]) -> dict[str, Any]:
     return decoded
 
 
-def expected(sf: Any, entity: str, ids: list[str]) -> dict[str, dict[str, Any]]:
+def expected(org: Any, entity: str, ids: list[str]) -> dict[str, dict[str, Any]]:
     """What the live source's mapping makes of these records read over REST, by record ID,
     without the envelope."""
     mapping = load_source_mapping()
     mapper = RecordMapper(mapping)
-    found = RecordReader(sf, mapping).read(entity, ids)
+    found = RecordReader(org, mapping).read(entity, ids)
     out = {}
     for record_id, record in found.items():
         mapped = mapper.object_record(entity, record, event_id=str(uuid.uuid4()), event_time_ms=0)
@@ -183,10 +170,9 @@ def by_record(found: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 def test_the_load_resumes_after_kill_9_maps_as_the_source_and_hands_over_at_t0(
-    make_source,  # noqa: F811 - the fixture imported above
+    make_source,  # noqa: F811 - the fixtures imported above
     reader,  # noqa: F811
-    emulator,
-    sf,
+    sf,  # noqa: F811
 ):
     t = uuid.uuid4().hex[:6]
     ids = seed(sf, t)
