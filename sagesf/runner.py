@@ -22,6 +22,7 @@ from pydantic_settings import BaseSettings
 
 from sagesf.config import Settings, load_settings
 from sagesf.errors import Retriable, StartupError
+from sagesf.load import InitialLoad, LoadRequest
 from sagesf.logs import configure_logging, register_settings_secrets
 from sagesf.metrics import Health, MetricsServer
 from sagesf.preflight import Check
@@ -83,9 +84,11 @@ class Component:
     lists the settings classes it reads beyond the shared `Settings`: the runner loads and checks
     them (and registers their secrets) before anything starts, and `--help` lists their prefixes.
     A source may give `replay(process)`: the `Replayer` that `sagesf dlq replay <name>` uses for
-    its dead letters whose origin is no Kafka topic (a Sage row, a Salesforce event). A component
-    may give `preflight(process)`: the checks (sagesf.preflight `Check`) of what it needs in the
-    system it talks to, which `sagesf preflight <system>` runs without starting it.
+    its dead letters whose origin is no Kafka topic (a Sage row, a Salesforce event);
+    `load(process, request)`: the `InitialLoad` that `sagesf load <system>` runs, publishing what
+    the system already holds and handing over to this source (sagesf.load). A component may give
+    `preflight(process)`: the checks (sagesf.preflight `Check`) of what it needs in the system it
+    talks to, which `sagesf preflight <system>` runs without starting it.
     """
 
     name: str
@@ -95,6 +98,7 @@ class Component:
     once: bool = False  # whether `--once` is supported (the runnable has `run_once`)
     replay: Callable[[Process], Replayer] | None = None
     preflight: Callable[[Process], Sequence[Check]] | None = None
+    load: Callable[[Process, LoadRequest], InitialLoad] | None = None
 
 
 @dataclass

@@ -187,7 +187,8 @@ class ChangeReader:
         position = self.storage.position(channel)
         if replay_id is not None:
             checkpoint = position.checkpoint_ms if position is not None else 0
-            batch.positions[channel] = ChannelPosition(replay_id, checkpoint)
+            start = position.start if position is not None else None
+            batch.positions[channel] = ChannelPosition(replay_id, checkpoint, start)
         return batch.done()
 
     def _parse(self, message: Any, batch: _Batch) -> ChangeEvent | PlatformEvent | None:
@@ -204,7 +205,8 @@ class ChangeReader:
             # the checkpoint time never goes back: an old event skipped at a by-time start must
             # not move a later catch-up read to before the start
             floor = current.checkpoint_ms if current is not None else 0
-            batch.positions[event.channel] = ChannelPosition(event.replay_id, max(commit, floor))
+            start = current.start if current is not None else None
+            batch.positions[event.channel] = ChannelPosition(event.replay_id, max(commit, floor), start)
         kind = "EVENT" if isinstance(event, PlatformEvent) else event.change_type
         EVENTS_RECEIVED.labels(event.channel, kind).inc()
         if self.storage.skips(event.channel, commit):

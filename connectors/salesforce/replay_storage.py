@@ -8,10 +8,13 @@ A channel's position is JSON `{"replay_id": N | null, "checkpoint_ms": T}`:
 - `replay_id` N: the last event whose records Kafka acknowledged; subscribing sends N and the
   server delivers what follows. `checkpoint_ms` is that event's commit time, where a catch-up
   read starts if N has left the retention window.
-- `replay_id` null: no event stored yet on this stream (first start), or the stored one fell
-  out of retention (after the catch-up read). Subscribing sends -2 (every retained event) and
-  the source skips events committed before `checkpoint_ms` (`skips()`), so nothing after that
-  time is missed and older history is not re-published.
+- `replay_id` null: no event stored yet on this stream (first start, or the hand-over of
+  `sagesf load salesforce`), or the stored one fell out of retention (after the catch-up read).
+  Subscribing sends -2 (every retained event) and the source skips events committed before
+  `checkpoint_ms` (`skips()`), so nothing after that time is missed and older history is not
+  re-published.
+- `start_ms`: that by-time start, kept once a replay ID is stored: a -2 replay of 72 hours comes
+  in many batches, and the events of the later ones are still older than the start (skipped).
 
 Why never -1: aiosfstream re-sends its replay value on every re-subscribe after a re-handshake
 (network failure, `403::Unknown client`, token expiry). A constant -1 ("new events only") then
@@ -51,9 +54,18 @@ __all__ = ["ChannelPosition", "PositionReplayStorage"]
 class ChannelPosition:
     replay_id: int | None
     checkpoint_ms: int
+    start_ms: int | None = None  # the by-time start, once a replay ID is stored (see the module doc)
+
+    @property
+    def start(self) -> int | None:
+        """Events committed before this are older than the stream's by-time start: skipped."""
+        return self.checkpoint_ms if self.replay_id is None else self.start_ms
 
     def to_json(self) -> dict[str, Any]:
-        return {"replay_id": self.replay_id, "checkpoint_ms": self.checkpoint_ms}
+        value: dict[str, Any] = {"replay_id": self.replay_id, "checkpoint_ms": self.checkpoint_ms}
+        if self.start_ms is not None:
+            value["start_ms"] = self.start_ms
+        return value
 
     @classmethod
     def from_json(cls, value: Any) -> ChannelPosition | None:
@@ -61,9 +73,10 @@ class ChannelPosition:
             return None
         replay_id = value.get("replay_id")
         checkpoint = value.get("checkpoint_ms")
+        start = value.get("start_ms")
         if not isinstance(checkpoint, int) or (replay_id is not None and not isinstance(replay_id, int)):
             return None
-        return cls(replay_id, checkpoint)
+        return cls(replay_id, checkpoint, start if isinstance(start, int) else None)
 
 
 class PositionReplayStorage(ReplayMarkerStorage):
@@ -97,7 +110,8 @@ class PositionReplayStorage(ReplayMarkerStorage):
     def skips(self, channel: str, commit_ms: int) -> bool:
         """Whether an event committed at `commit_ms` is older than a by-time stream's start."""
         position = self.position(channel)
-        return position is not None and position.replay_id is None and commit_ms < position.checkpoint_ms
+        start = position.start if position is not None else None
+        return start is not None and commit_ms < start
 
     def refresh_age(self) -> None:
         now_ms = time.time() * 1000

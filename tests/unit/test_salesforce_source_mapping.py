@@ -648,3 +648,47 @@ def test_a_record_that_meets_a_bug_in_a_catch_up_read_is_dead_lettered_and_the_r
     assert produced == ["001000000000002AAA"]
     assert [r.failed.key for r in rejected] == [b"001000000000001AAA"]
     assert "a bug meets a strange record" in str(rejected[0].error)
+
+
+class _Accounts:
+    """What reading changed Accounts returns (the reader's query answer, without Salesforce)."""
+
+    def read(self, entity: str, ids: list[str], *, include_deleted: bool = False) -> dict[str, Any]:
+        return {i: {"Id": i, "Name": f"Acme {i[-6:]}"} for i in ids}
+
+
+def test_a_by_time_start_skips_the_older_events_of_every_batch_a_replay_brings() -> None:
+    """A -2 replay (after `sagesf load salesforce` handed over at T0, or a first start) comes in
+    many batches; the start still holds once the first batch stored a replay ID."""
+    from connectors.salesforce.replay_storage import ChannelPosition, PositionReplayStorage
+
+    mapping = load_source_mapping()
+    positions = MemoryPositions()
+    positions.put_many({CHANNEL: ChannelPosition(None, 1_000).to_json()})
+    changes = ChangeReader(
+        mapping=mapping,
+        reader=_Accounts(),  # type: ignore[arg-type]
+        mapper=RecordMapper(mapping),
+        storage=PositionReplayStorage(positions),  # type: ignore[arg-type]
+        echo_clients=["sagesf"],
+    )
+
+    def replayed(replay_id: int, commit_ms: int) -> dict[str, Any]:
+        message = change("UPDATE", f"00100000000000{replay_id}AAA", changed=["Name"])
+        message["data"]["event"]["replayId"] = replay_id
+        header = message["data"]["payload"]["ChangeEventHeader"]
+        header.update(commitTimestamp=commit_ms, changeOrigin="com/salesforce/api/rest/62.0")  # a user's
+        return message
+
+    def published(*messages: dict[str, Any]) -> list[int]:
+        """What the batch publishes, its positions stored afterwards as the SourceLoop does."""
+        found = []
+        for batch in changes.read(list(messages)):
+            found += [int(str(r.key)[14]) for r in batch.records]
+            positions.put_many(batch.positions or {})
+        return found
+
+    assert published(replayed(1, 500), replayed(2, 900)) == []
+    assert published(replayed(3, 999), replayed(4, 1_000)) == [4]
+    assert ChannelPosition.from_json(positions.get(CHANNEL)) == ChannelPosition(4, 1_000, 1_000)
+    assert published(replayed(5, 700)) == []  # never an event older than the start
