@@ -9,9 +9,10 @@ How a run decides, per kind (customers, items):
 1. Links that exist already: a record naming the other side (Account ExternalID__c, Sage
    UDF_SALESFORCE_ID, Product2 Sage_Item_Code__c) whose partner exists becomes a linked pair
    (`how` existing); its missing half is written like any link.
-2. The rest is matched (linking/matcher.py); records in a linked pair take no part, and pairs an
-   operator rejected are never suggested again. A certain pair is linked (`how` automatic), any
-   other goes to review (suggested).
+2. Every record without a link of its own is matched (linking/matcher.py), so a second run
+   sees what the first saw; pairs an operator rejected are never suggested again. A match of a
+   record in a linked pair is left alone; of the others, a certain pair is linked (`how`
+   automatic), any other goes to review (suggested).
 3. Suggestions of an earlier run that this run no longer makes are superseded.
 Every decision is idempotent: a pair already in the state asked for writes nothing.
 """
@@ -120,7 +121,9 @@ def _suggest_kind(
     for pair in book.pairs():
         if pair.kind == kind_name and pair.state == LINKED:
             taken.update({(SALESFORCE, pair.salesforce_id), (SAGE, pair.sage_id)})
-    pool = [r for r in records if (r.side, r.id) not in taken and not r.linked_to]
+    # every record without a link of its own is matched, linked or not, so a second run sees
+    # what the first saw and decides the same; decisions then leave the linked ones alone
+    pool = [r for r in records if not r.linked_to]
     rejected = {
         (p.salesforce_id, p.sage_id) for p in book.pairs() if p.kind == kind_name and p.state == REJECTED
     }
@@ -129,6 +132,8 @@ def _suggest_kind(
     )
     suggested: set[str] = set()
     for match in matches:
+        if (SALESFORCE, match.salesforce.id) in taken or (SAGE, match.sage.id) in taken:
+            continue
         pair = _scored(kind_name, kind, match)
         known = book.get(pair.key)
         if match.automatic:

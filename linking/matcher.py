@@ -8,8 +8,9 @@ How it works: blocking (linking/comparisons.py) gives the candidate pairs; the F
 model (linking/model.py) is fitted on them and on random pairs, and scores each. Every record
 gets at most one partner: pairs are taken best first, skipping any whose record is taken. A pair
 is linked automatically when its probability reaches `Thresholds.auto` and no other pair of
-either record (reaching `Thresholds.review`) comes within `margin_bits` of its evidence: a close
-second means a person should look. A pair between the two thresholds, or contested, goes to
+either record (reaching `Thresholds.review`, with a partner that is free or would rather be with
+this record) comes within `margin_bits` of its evidence: a close second means a person should
+look; a record taken by a better pair competes with nobody. A pair between the two thresholds, or contested, goes to
 review; below `review` it is dropped.
 
 Limits: the model is refitted on every run (a second or two for thousands of records); a record
@@ -100,25 +101,31 @@ class Matcher(Generic[R]):
         sage: Sequence[R],
     ) -> list[Match[R]]:
         limits = self.thresholds
-        best_rival: dict[tuple[str, int], list[float]] = defaultdict(list)  # evidence, best first
-        for p, i, j, vector in scored:
-            if p >= limits.review:
-                evidence = self.model.evidence(vector)
-                best_rival[("l", i)].append(evidence)
-                best_rival[("r", j)].append(evidence)
-        taken_left: set[int] = set()
-        taken_right: set[int] = set()
-        out: list[Match[R]] = []
+        partner_of_left: dict[int, int] = {}
+        partner_of_right: dict[int, int] = {}
+        chosen: list[tuple[float, int, int, Vector]] = []
         for p, i, j, vector in scored:
             if p < limits.review:
                 break
-            if i in taken_left or j in taken_right:
+            if i in partner_of_left or j in partner_of_right:
                 continue
-            taken_left.add(i)
-            taken_right.add(j)
+            partner_of_left[i], partner_of_right[j] = j, i
+            chosen.append((p, i, j, vector))
+        # a rival counts when its other record is free or would rather be with this one: a record
+        # taken by a better pair competes with nobody
+        rivals: dict[tuple[str, int], list[float]] = defaultdict(list)
+        for p, i, j, vector in scored:
+            if p < limits.review:
+                break
             evidence = self.model.evidence(vector)
-            rivals = [e for e in best_rival[("l", i)][1:2] + best_rival[("r", j)][1:2]]
-            contested = any(e >= evidence - limits.margin_bits for e in rivals)
-            automatic = p >= limits.auto and not contested
-            out.append(Match(salesforce[i], sage[j], p, vector, automatic))
+            if partner_of_right.get(j, i) == i:
+                rivals[("l", i)].append(evidence)
+            if partner_of_left.get(i, j) == j:
+                rivals[("r", j)].append(evidence)
+        out: list[Match[R]] = []
+        for p, i, j, vector in chosen:
+            floor = self.model.evidence(vector) - limits.margin_bits
+            close = [e for e in rivals[("l", i)] + rivals[("r", j)] if e >= floor]
+            contested = len(close) > 2  # the pair itself is counted on both sides
+            out.append(Match(salesforce[i], sage[j], p, vector, p >= limits.auto and not contested))
         return out

@@ -6,6 +6,13 @@ record per key, a tombstone removing its key, as compaction keeps them) into Par
 Articles; `book()` reads link.state.v1 into a LinkBook; `write(decision)` produces a decision's
 records (commands and tombstones first, then the states) and returns once Kafka acknowledged all.
 
+Limits: customer.v1 keys an Account whose ExternalID__c names a Sage customer by that customer's
+key, so once Kafka compacted the topic only the later of the two records is left: such a pair is
+seen from one side, and when that side is Sage's (no UDF yet), the customer counts as unlinked.
+The Sage sink and the processors refuse a link contradicting the Account's (DUPLICATE_VALUE on
+ExternalID__c; processors/customer_links.py), but Sage's UDF would take the new one: run the
+linker on the load's records before the topic is compacted (the default leaves a day).
+
 Reads show a progress bar (records, rate, remaining) when given one; they go through the core's
 bounded reader (sagesf.topic_scan), which joins no consumer group and commits nothing.
 """
@@ -21,7 +28,7 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from linking.config import LinkSettings
 from linking.decisions import Decision
-from linking.records import Article, Party, article, party
+from linking.records import SAGE, SALESFORCE, Article, Party, article, party
 from sagesf import topic_names
 from sagesf.config import Settings
 from sagesf.link_state import LinkBook
@@ -30,6 +37,8 @@ from sagesf.serde import AvroSerde
 from sagesf.topic_scan import TopicMissing, TopicReader
 
 __all__ = ["LinkStore", "Progress"]
+
+SYSTEMS = (SALESFORCE, SAGE)
 
 Progress = Callable[[str, int], Callable[[int], None]]  # (what, total) -> advance(n)
 
@@ -63,10 +72,12 @@ class LinkStore:
         with TopicReader(self.core.kafka, timeout=self.settings.read_timeout) as reader:
             yield reader
 
-    def _latest(self, name: str, schema: str, progress: Progress) -> dict[str, Any]:
-        """Key -> latest value of topic `name` (JSON when `schema` is json); tombstones remove."""
+    def _latest(self, name: str, schema: str, progress: Progress) -> dict[Any, Any]:
+        """Key -> latest value of topic `name` (JSON when `schema` is json); tombstones remove.
+        Canonical records are kept per key and source system (`(key, system)`): an Account whose
+        ExternalID__c names a Sage customer shares that customer's key."""
         topic = self.settings.topic(name)
-        latest: dict[str, Any] = {}
+        latest: dict[Any, Any] = {}
         with self._reader() as reader:
             try:
                 ranges = reader.ranges(topic)
@@ -81,20 +92,24 @@ class LinkStore:
                     key = record.key.decode()
                 else:
                     key = str(self._serde(topic, "key").decode(record.key))
+                if schema == "json":
+                    if record.value is not None:
+                        latest[key] = json.loads(record.value)
+                    continue
                 if record.value is None:
-                    latest.pop(key, None)
-                elif schema == "json":
-                    latest[key] = json.loads(record.value)
-                else:
-                    latest[key] = self._serde(topic, schema).decode(record.value)
+                    for system in SYSTEMS:
+                        latest.pop((key, system), None)
+                    continue
+                value = self._serde(topic, schema).decode(record.value)
+                latest[(key, (value.get("envelope") or {}).get("source_system"))] = value
         return latest
 
     def records(self, progress: Progress = _silent) -> tuple[list[Party], list[Article]]:
         """Both sides' customers and items as the topics hold them now."""
         customers = self._latest(topic_names.CUSTOMERS, "Customer", progress)
         items = self._latest(topic_names.ITEMS, "Item", progress)
-        parties = [p for key, value in customers.items() if (p := party(value, key)) is not None]
-        articles = [a for key, value in items.items() if (a := article(value, key)) is not None]
+        parties = [p for (key, _), value in customers.items() if (p := party(value, key)) is not None]
+        articles = [a for (key, _), value in items.items() if (a := article(value, key)) is not None]
         return parties, articles
 
     def book(self, progress: Progress = _silent) -> LinkBook:
