@@ -10,8 +10,8 @@ gets at most one partner: pairs are taken best first, skipping any whose record 
 is linked automatically when its probability reaches `Thresholds.auto` and no other pair of
 either record (reaching `Thresholds.review`, with a partner that is free or would rather be with
 this record) comes within `margin_bits` of its evidence: a close second means a person should
-look; a record taken by a better pair competes with nobody. A pair between the two thresholds, or contested, goes to
-review; below `review` it is dropped.
+look; a record taken by a better pair competes with nobody. A pair between the two thresholds,
+or contested, goes to review; below `review` it is dropped.
 
 Limits: the model is refitted on every run (a second or two for thousands of records); a record
 has one suggestion at a time, so after a rejection the next run may suggest its runner-up.

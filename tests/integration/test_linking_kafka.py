@@ -116,7 +116,8 @@ def test_links_go_out_as_commands_tombstones_and_states(
         )
         result = sink.apply(command)
         [(udf, name)] = odbc.fetchall(
-            "SELECT UDF_SALESFORCE_ID, CustomerName FROM AR_Customer WHERE ARDivisionNo = ? AND CustomerNo = ?",
+            "SELECT UDF_SALESFORCE_ID, CustomerName FROM AR_Customer "
+            "WHERE ARDivisionNo = ? AND CustomerNo = ?",
             [division, number],
         )
     finally:
