@@ -13,6 +13,21 @@ this record) comes within `margin_bits` of its evidence: a close second means a 
 look; a record taken by a better pair competes with nobody. A pair between the two thresholds,
 or contested, goes to review; below `review` it is dropped.
 
+Why our own model over rapidfuzz and not a linkage library (measured on `seed existing
+--customers 2000`, 1,538 true customer pairs, this machine):
+- splink 5.0 with its duckdb backend, on the same normal forms (name Jaro-Winkler bands, phone,
+  street and ZIP exact; its random-sampling u and EM m): precision 1.000, recall 0.974 at 0.99 and
+  0.940 at 0.999, in 2.0 s. Ours: 1.000 and 0.994 at 0.99, 0.984 at 0.999, in 1.2 s, since it
+  also compares the Account's name cut as Sage's column cut it, treats street and ZIP as one
+  comparison and asks for review only when a rival is close (splink could be taught the first
+  two with custom SQL comparisons). Its install is ~250 MB here (duckdb 66 MB, pyarrow 170 MB,
+  sqlglot), well kept, but built for millions of records and SQL backends; at tens of thousands
+  of records the model is the small part.
+- recordlinkage 0.16: no release since July 2023; pandas, numpy, scipy and scikit-learn (~290 MB).
+- dedupe 3: learns from pairs a person labels first (active learning), not from the data alone.
+- rapidfuzz 3.14 (12 MB, no dependencies, released this year) gives the string similarities in
+  C++; the Fellegi-Sunter model itself is ~60 lines (linking/model.py), as splink's is.
+
 Limits: the model is refitted on every run (a second or two for thousands of records); a record
 has one suggestion at a time, so after a rejection the next run may suggest its runner-up.
 """
