@@ -169,8 +169,7 @@ def _decide(refs: list[str], by: str | None, decide: Callable[[LinkBook, str, st
 
 @app.command("accept")
 def accept_command(refs: Refs, by: By = None) -> None:
-    """Link the pairs: ExternalID__c on the Account and UDF_SALESFORCE_ID in Sage; Sage_Item_Code__c
-    on a Product2."""
+    """Link the pairs (Account ExternalID__c and Sage UDF_SALESFORCE_ID; Product2 Sage_Item_Code__c)."""
     fields = load_settings(LinkSettings).fields
     _decide(
         refs, by, lambda book, ref, who: decisions.accept(book, decisions.find_pair(book, ref), who, fields)

@@ -5,9 +5,13 @@ UpsertCustomer, applied by the real Sage sink, writes UDF_SALESFORCE_ID."""
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
 from connectors.sage100.availability import CircuitBreaker
 from connectors.sage100.commands import parse_command
@@ -17,7 +21,8 @@ from connectors.sage100.sink import SageCommandSink
 from connectors.sage100.sql_writer import SqlSageWriter
 from connectors.sage100.validation import CommandValidator
 from linking import decisions
-from linking.config import LinkSettings
+from linking.cli import app as link_app
+from linking.config import TOPICS, LinkSettings
 from linking.store import LinkStore
 from sagesf import topic_names
 from sagesf.config import KafkaSettings, RegistrySettings, Settings
@@ -30,12 +35,44 @@ from tests.kit.kafka import read_topic
 
 pytestmark = pytest.mark.integration
 
-TOPICS = (
-    topic_names.CUSTOMERS,
-    topic_names.ITEMS,
-    topic_names.LINK_STATE,
-    topic_names.SAGE_COMMANDS,
-    topic_names.SALESFORCE_COMMANDS,
+
+def _namesake(source: str, name: str, phone: str, line1: str, zip_code: str, **ids: str) -> dict[str, Any]:
+    envelope = {
+        "event_id": str(uuid.uuid4()),
+        "event_time": datetime.now(UTC),
+        "source_system": source,
+        "source_record_id": "x",
+        "correlation_id": None,
+    }
+    return {
+        "envelope": envelope,
+        "name": name,
+        "status": "ACTIVE",
+        "telephone_no": phone,
+        "billing_address": {"line1": line1, "postal_code": zip_code},
+        **ids,
+    }
+
+
+# one name in one town, other phones and streets: a pair for review
+NAMESAKES = (
+    _namesake(
+        "SALESFORCE",
+        "Zephyrine Widget Works",
+        "3035550111",
+        "12 Oak St",
+        "80202",
+        salesforce_account_id="001000000000ZZZAAA",
+    ),
+    _namesake(
+        "SAGE100",
+        "ZEPHYRINE WIDGET WORKS",
+        "7205550199",
+        "98 Elm Ave",
+        "80219",
+        ar_division_no="01",
+        customer_no="ZEPH",
+    ),
 )
 
 
@@ -58,6 +95,7 @@ def test_links_go_out_as_commands_tombstones_and_states(
     account_ids = [make_id("001", i + 1) for i in range(len(company.accounts))]
     product_ids = [make_id("01t", i + 1) for i in range(len(company.products))]
     customers, items = canonical_records(company, account_ids, product_ids)
+    customers += [(NAMESAKES[0]["salesforce_account_id"], NAMESAKES[0]), ("01-ZEPH", NAMESAKES[1])]
     producer = ConfirmedProducer(store.core.kafka)
     for name, schema, records in (
         (topic_names.CUSTOMERS, "Customer", customers),
@@ -72,7 +110,7 @@ def test_links_go_out_as_commands_tombstones_and_states(
     producer.close()
 
     parties, articles = store.records()
-    assert len(parties) == len(company.accounts) + len(company.sage_customers)
+    assert len(parties) == len(company.accounts) + len(company.sage_customers) + len(NAMESAKES)
     decision = decisions.suggest(store.book(), parties, articles, store.settings.thresholds)
     store.write(decision)
 
@@ -94,6 +132,21 @@ def test_links_go_out_as_commands_tombstones_and_states(
     book = store.book()
     relinked = [p for p in again.changed if (book.get(p.key) or p).state == LINKED]
     assert relinked == [], [(p.key, p.state, p.how) for p in again.changed]  # nothing linked twice
+
+    # the review queue and an operator's decisions, from the command line
+    cli = _cli(store)
+    code, out = cli("review")
+    assert code == 0, out
+    assert "customer:001000000000ZZZAAA:01-ZEPH" in out
+    assert "waiting" in out
+    code, out = cli("accept", "001000000000ZZZAAA", "--by", "tester")
+    assert (code, "customer:001000000000ZZZAAA:01-ZEPH: linked") == (0, out.strip().splitlines()[0]), out
+    code, out = cli("accept", "customer:001000000000ZZZAAA:01-ZEPH")
+    assert code == 0
+    assert "linked already" in out
+    code, out = cli("reject", "customer:001000000000ZZZAAA:01-ZEPH")
+    assert code == 1
+    assert "unlink it first" in out
 
     # the link's UpsertCustomer, as the Sage sink applies it, links an unlinked customer
     sage_commands = read_topic(kafka_bootstrap, store.settings.topic(topic_names.SAGE_COMMANDS))
@@ -125,3 +178,22 @@ def test_links_go_out_as_commands_tombstones_and_states(
     assert result["outcome"] == "UPDATED"
     assert udf == command.customer["salesforce_account_id"]  # type: ignore[index]
     assert name  # Sage's name stays
+
+
+def _cli(store: LinkStore) -> Callable[..., tuple[int, str]]:
+    """`sagesf link <args>` against the test's cluster, registry and topics."""
+    env = {
+        "SAGESF_KAFKA__BOOTSTRAP_SERVERS": store.core.kafka.bootstrap_servers,
+        "SAGESF_REGISTRY__URL": store.core.registry.url,
+        "SAGESF_REGISTRY__AUTO_REGISTER": "true",
+        "SAGESF_LINK__TOPICS": json.dumps(store.settings.topics),
+        "COLUMNS": "300",
+    }
+
+    def run(*args: str) -> tuple[int, str]:
+        result = CliRunner().invoke(link_app, list(args), env=env)
+        if result.exception is not None and not isinstance(result.exception, SystemExit):
+            raise result.exception
+        return result.exit_code, result.output
+
+    return run

@@ -17,6 +17,7 @@ from tests.unit.test_processor_logic import ACCOUNT, ORIGIN, base_mappings, orde
 __all__ = ["base_mappings"]  # the module fixture, shared
 
 LINK_ORIGIN = Origin("link.state.v1", 0, 3, b"k", b"{}")
+SAGE_CUSTOMER = customer("SAGE100", ar_division_no="01", customer_no="ACME0001", name="ACME CORP.")
 
 
 def pair(
@@ -34,10 +35,9 @@ def test_a_sage_customer_waiting_for_review_gets_no_account(base_mappings: Mappi
     s = sync(base_mappings)
     review = LinkReview(s.customer_directory.tables, s.customer_directory)
     review.on_link_state(None, pair(SUGGESTED), LINK_ORIGIN)
-    sage = customer("SAGE100", ar_division_no="01", customer_no="ACME0001", name="ACME CORP.")
-    assert salesforce_commands(s.on_customer("01-ACME0001", sage, ORIGIN)) == []
+    assert salesforce_commands(s.on_customer("01-ACME0001", SAGE_CUSTOMER, ORIGIN)) == []
     review.on_link_state(None, pair(REJECTED), LINK_ORIGIN)  # decided: two companies
-    [(key, command)] = salesforce_commands(s.on_customer("01-ACME0001", sage, ORIGIN))
+    [(key, command)] = salesforce_commands(s.on_customer("01-ACME0001", SAGE_CUSTOMER, ORIGIN))
     assert (key, command["operation"]) == ("Account/01-ACME0001", "UPSERT")
 
 
@@ -47,8 +47,7 @@ def test_a_sage_customer_linked_by_the_linker_updates_its_account_before_sage_ha
     s = sync(base_mappings)
     review = LinkReview(s.customer_directory.tables, s.customer_directory)
     review.on_link_state(None, pair(LINKED), LINK_ORIGIN)
-    sage = customer("SAGE100", ar_division_no="01", customer_no="ACME0001", name="ACME CORP.")
-    [(key, command)] = salesforce_commands(s.on_customer("01-ACME0001", sage, ORIGIN))
+    [(key, command)] = salesforce_commands(s.on_customer("01-ACME0001", SAGE_CUSTOMER, ORIGIN))
     assert (key, command["operation"], command["record_id"]) == (ACCOUNT, "UPDATE", ACCOUNT)
     review.on_link_state(None, pair(UNLINKED), LINK_ORIGIN)
     assert s.customer_directory.linked_customer(ACCOUNT) is None

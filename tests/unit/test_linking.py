@@ -150,14 +150,20 @@ def test_the_linker_never_reads_the_ground_truth(company, monkeypatch):
 
 def test_a_pair_with_only_the_name_and_town_in_common_waits_for_review(company):
     parties, articles, _, _ = records(company)
-    account = _party(
-        "SALESFORCE", "001000000000ZZZAAA", "Zephyrine Widget Works", "3035550111", "12 Oak St", "80202"
-    )
-    customer = _party("SAGE100", "01-ZEPH", "ZEPHYRINE WIDGET WORKS", "7205550199", "98 Elm Ave", "80219")
+    account, customer = _moved_namesakes()
     decision = decisions.suggest(LinkBook(), [*parties, account, customer], articles, THRESHOLDS)
     [pair] = [p for p in decision.changed if p.salesforce_id == account.id]
     assert (pair.state, pair.sage_id) == (SUGGESTED, customer.id)
     assert not [o for o in decision.outbound if o.key == account.id and o.schema]  # nothing written for it
+
+
+def _moved_namesakes() -> tuple[Party, Party]:
+    """An Account and a Sage customer with one name in one town, but other phones and streets."""
+    account = _party(
+        "SALESFORCE", "001000000000ZZZAAA", "Zephyrine Widget Works", "3035550111", "12 Oak St", "80202"
+    )
+    customer = _party("SAGE100", "01-ZEPH", "ZEPHYRINE WIDGET WORKS", "7205550199", "98 Elm Ave", "80219")
+    return account, customer
 
 
 def _party(side: str, record_id: str, name: str, phone: str, street: str, zip_code: str) -> Party:
@@ -274,10 +280,7 @@ def test_a_linked_pair_cannot_be_rejected_and_a_linked_record_not_accepted_elsew
 
 def test_a_rejected_pair_is_never_suggested_again(company):
     parties, articles, _, _ = records(company)
-    account = _party(
-        "SALESFORCE", "001000000000ZZZAAA", "Zephyrine Widget Works", "3035550111", "12 Oak St", "80202"
-    )
-    customer = _party("SAGE100", "01-ZEPH", "ZEPHYRINE WIDGET WORKS", "7205550199", "98 Elm Ave", "80219")
+    account, customer = _moved_namesakes()
     first = decisions.suggest(LinkBook(), [*parties, account, customer], articles, THRESHOLDS)
     book = _book_after(first)
     [pair] = [p for p in first.changed if p.salesforce_id == account.id]
