@@ -111,8 +111,11 @@ def test_links_go_out_as_commands_tombstones_and_states(
 
     parties, articles = store.records()
     assert len(parties) == len(company.accounts) + len(company.sage_customers) + len(NAMESAKES)
-    decision = decisions.suggest(store.book(), parties, articles, store.settings.thresholds)
-    store.write(decision)
+    decision = decisions.suggest(store.book(), parties, articles, store.settings.thresholds)  # what to expect
+    cli = _cli(store)
+    code, out = cli("suggest")
+    assert code == 0, out
+    assert "waiting for review" in out
 
     states = read_topic(kafka_bootstrap, store.settings.topic(topic_names.LINK_STATE))
     assert len(states) == len(decision.changed)
@@ -134,7 +137,6 @@ def test_links_go_out_as_commands_tombstones_and_states(
     assert relinked == [], [(p.key, p.state, p.how) for p in again.changed]  # nothing linked twice
 
     # the review queue and an operator's decisions, from the command line
-    cli = _cli(store)
     code, out = cli("review")
     assert code == 0, out
     assert "customer:001000000000ZZZAAA:01-ZEPH" in out
