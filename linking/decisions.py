@@ -20,7 +20,7 @@ Every decision is idempotent: a pair already in the state asked for writes nothi
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -170,9 +170,7 @@ def _scored(kind_name: str, kind: Kind[Any], match: Match[Any]) -> PairState:
         kind_name, match.salesforce, match.sage, LINKED if match.automatic else SUGGESTED, "automatic"
     )
     comparison = dict(zip(kind.comparisons, match.vector, strict=True))
-    return PairState(
-        **{**pair.__dict__, "probability": round(match.probability, 6), "comparison": comparison}
-    )
+    return replace(pair, probability=round(match.probability, 6), comparison=comparison)
 
 
 def _link(decision: Decision, book: LinkBook, pair: PairState, fields: LinkFields) -> None:

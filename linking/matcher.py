@@ -51,7 +51,7 @@ class Thresholds:
     """Match probabilities: at least `auto` links without review, at least `review` asks; a rival
     pair of either record within `margin_bits` of evidence makes a pair contested (reviewed)."""
 
-    auto: float = 0.99
+    auto: float = 0.999
     review: float = 0.5
     margin_bits: float = 10.0  # a rival this much less likely (log2) does not contest a pair
 

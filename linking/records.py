@@ -41,7 +41,6 @@ class Party:
     phone: str
     street: str
     postal_code: str
-    city: str
 
 
 @dataclass(frozen=True)
@@ -92,7 +91,6 @@ def party(record: Mapping[str, Any], key: str | None = None) -> Party | None:
         phone=normalise.phone(record.get("telephone_no")),
         street=normalise.street(address.get("line1"), address.get("line2")),
         postal_code=normalise.postal_code(address.get("postal_code")),
-        city=" ".join(normalise.company_name(address.get("city")).split()),
     )
 
 
