@@ -47,6 +47,7 @@ TOPICS = (
     topic_names.dead_letter_topic("customers"),
     topic_names.dead_letter_topic("status"),
     topic_names.dead_letter_topic("inventory"),
+    topic_names.LINK_STATE,
 )
 
 
