@@ -8,7 +8,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from linking.effects import LinkFields
 from linking.matcher import Thresholds
 from sagesf import topic_names
-from sagesf.config import ENV_PREFIX
+from sagesf.config import ENV_PREFIX, known_topic_renames
 
 __all__ = ["LinkSettings"]
 
@@ -39,10 +39,7 @@ class LinkSettings(BaseSettings):
     @field_validator("topics")
     @classmethod
     def _known_topics(cls, value: dict[str, str]) -> dict[str, str]:
-        unknown = sorted(set(value) - set(TOPICS))
-        if unknown:
-            raise ValueError(f"not topics of the linker: {unknown} (known: {', '.join(TOPICS)})")
-        return value
+        return known_topic_renames(value, TOPICS, "the linker")
 
     def topic(self, name: str) -> str:
         return self.topics.get(name, name)

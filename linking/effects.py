@@ -15,7 +15,7 @@ tombstone of the item.v1 record keyed by the Product2 ID; CI_Item has no Salesfo
 An unlink clears the Salesforce field; Sage's UDF cannot be cleared through the sink (the link is
 its authority), so `unlinked` says so and an operator clears it in Sage.
 
-Command IDs are UUIDv5 of what the command is about (the same namespace as the processors'), so
+Command IDs are UUIDv5 of what the command is about (sagesf/command_ids.py, as the processors'), so
 a repeated link is recognisably the same command; every write is idempotent downstream anyway.
 """
 
@@ -27,12 +27,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sagesf import topic_names
+from sagesf.command_ids import command_id
 from sagesf.link_state import CUSTOMER, PairState
 
-__all__ = ["LinkFields", "Outbound", "command_id", "linked", "unlinked"]
+__all__ = ["LinkFields", "Outbound", "linked", "unlinked"]
 
-# the namespace of processors/commands.py: one command, one ID, whoever builds it
-NAMESPACE = uuid.UUID("6f1c3f4e-1f5d-5b8e-9a54-5a6765736600")
 _CANONICAL = "io.sagesf.canonical."
 SAGE_UDF_NOTE = (
     "Sage 100 keeps UDF_SALESFORCE_ID of customer {sage} (the link's authority there): clear it in "
@@ -58,10 +57,6 @@ class LinkFields:
 
     account: str = "ExternalID__c"
     product: str = "Sage_Item_Code__c"
-
-
-def command_id(kind: str, *parts: str) -> str:
-    return str(uuid.uuid5(NAMESPACE, "\x1f".join((kind, *parts))))
 
 
 def _envelope(source_record_id: str, correlation_id: str) -> dict[str, Any]:
