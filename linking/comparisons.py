@@ -5,15 +5,19 @@ What it owns: `CUSTOMERS` and `ITEMS`, each a `Kind`: its comparisons (name and 
 reports) and `vector(salesforce, sage)`, and its blocking keys: two records are a candidate pair
 when they share at least one key, so a run compares thousands of pairs, not millions.
 
-Customers: name (normal form equal, then Jaro-Winkler / token-sort similarity bands, with the
-Account's name cut to the Sage name's length when Sage's column cut it), phone (ten digits
+Customers: name (normal form equal, then token-sort similarity bands, with the Account's name
+cut to the Sage name's length when Sage's column cut it), phone (ten digits
 equal, the last seven equal, different) and address (street and ZIP as one comparison, since
 they change together when a company moves). Blocking: phone, ZIP, the name's first
 word, house number with ZIP3. Items: code (normal form equal, one is the other with a prefix,
 one edit apart, different), description (same words, similar bands, different) and standard
 price (equal, within 10 %, different). Blocking: code, code digits, description.
 
-String similarity is rapidfuzz's (C++, maintained, no dependencies).
+String similarity is rapidfuzz's (C++, maintained, no dependencies). Names are compared by
+token-sort ratio, not Jaro-Winkler: Jaro-Winkler rewards a shared beginning, and different
+companies share beginnings ("Kowalski & Sons Welding Supply", "Kowalski and Sons Brewing"):
+over 20 seeded companies of 2,000 customers it scored such wrong pairs up to 0.9935; token-sort
+none above 0.89, for 0.2 points of recall at the automatic threshold.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from rapidfuzz import fuzz
-from rapidfuzz.distance import OSA, JaroWinkler
+from rapidfuzz.distance import OSA
 
 from linking.model import Vector
 from linking.normalise import company_name
@@ -51,7 +55,7 @@ class Kind(Generic[R]):
 def _similarity(a: str, b: str) -> float:
     if not a or not b:
         return 0.0
-    return max(JaroWinkler.normalized_similarity(a, b), fuzz.token_sort_ratio(a, b) / 100)
+    return fuzz.token_sort_ratio(a, b) / 100
 
 
 def _band(similarity: float, bands: tuple[float, ...]) -> int:
