@@ -35,7 +35,8 @@ __all__ = ["LinkFields", "Outbound", "linked", "unlinked"]
 _CANONICAL = "io.sagesf.canonical."
 SAGE_UDF_NOTE = (
     "Sage 100 keeps UDF_SALESFORCE_ID of customer {sage} (the link's authority there): clear it in "
-    "Customer Maintenance, or the customer's next change links it to Account {account} again"
+    "Customer Maintenance; until then the pipeline refuses the customer's changes (a dead letter, "
+    "Error on Account {account}) rather than link the two again"
 )
 
 

@@ -27,7 +27,7 @@ from processors.metrics import ORDERS_UNANSWERED
 from processors.state import Decoder, MappingsRef, Origin, Step, Tables, from_b64, to_b64
 from processors.sync_message import Changes, for_user, sage_refusal
 from sagesf.errors import Permanent
-from sagesf.link_state import CUSTOMER, LinkBook
+from sagesf.link_state import CUSTOMER, UNLINKED, LinkBook, pair_key
 
 log = logging.getLogger(__name__)
 
@@ -102,9 +102,10 @@ class CustomerDirectory:
       so no customer exists: the waiting orders go again and the first of them brings it.
       `given_up`: Sage never answered the carrier: its waiting orders fail with it.
     - `guarded(handler)`: the customers agent's handler behind the link rule: a customer.v1
-      record whose link contradicts an existing one is refused before the customer sync sees it
-      (dead letter with the reason, Sage_Sync_Status__c = Error on the Accounts concerned), so no
-      Account or Sage customer is renamed by it.
+      record whose link contradicts an existing one, or names a pair an operator unlinked
+      (`sagesf link unlink`: Sage's UDF stays until someone clears it in Sage), is refused before
+      the customer sync sees it (dead letter with the reason, Sage_Sync_Status__c = Error on the
+      Accounts concerned), so no Account or Sage customer is renamed or linked again by it.
     - `on_customer`: customer.v1. A record with ARDivisionNo-CustomerNo feeds the cross-reference
       and releases the account's waiting orders; one without is remembered as the account's data.
     - `on_customer_result`: Sage's answer to an UpsertCustomer (the customer sync's updates).
@@ -333,7 +334,15 @@ class CustomerDirectory:
         if customer.get("deleted") or not (account and division and number):
             return None
         source = "UDF_SALESFORCE_ID in Sage 100" if _from_sage(customer) else "Account ExternalID__c"
-        return self.links.conflict(str(account), (str(division), str(number)), source)
+        claim = (str(account), (str(division), str(number)))
+        if self._unlinked(*claim):
+            return LinkConflict(*claim, source, unlinked=True)
+        return self.links.conflict(*claim, source)
+
+    def _unlinked(self, account: str, customer: tuple[str, str]) -> bool:
+        """True when an operator unlinked `account` and `customer` (and nobody linked them since)."""
+        pair = self.review.get(pair_key(CUSTOMER, account, "-".join(customer)))
+        return pair is not None and pair.state == UNLINKED
 
     def refuse(self, conflict: LinkConflict, origin: Origin, about: tuple[str, ...]) -> Step:
         """A record or answer that claims `conflict`: dead-lettered, the reason on the Accounts."""

@@ -35,6 +35,7 @@ __all__ = [
     "UNLINKED",
     "LinkBook",
     "PairState",
+    "pair_key",
 ]
 
 CUSTOMER, ITEM = "customer", "item"

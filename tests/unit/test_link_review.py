@@ -53,6 +53,22 @@ def test_a_sage_customer_linked_by_the_linker_updates_its_account_before_sage_ha
     assert s.customer_directory.linked_customer(ACCOUNT) is None
 
 
+def test_an_unlinked_pair_is_not_linked_again_by_the_udf_sage_still_holds(base_mappings: Mappings) -> None:
+    s = sync(base_mappings)
+    review = LinkReview(s.customer_directory.tables, s.customer_directory)
+    review.on_link_state(None, pair(LINKED), LINK_ORIGIN)
+    review.on_link_state(None, pair(UNLINKED), LINK_ORIGIN)
+    on_customer = s.customer_directory.guarded(s.on_customer)
+    still_named = {**SAGE_CUSTOMER, "salesforce_account_id": ACCOUNT}  # UDF_SALESFORCE_ID not cleared
+    step = on_customer("01-ACME0001", still_named, ORIGIN)
+    [(_, error)] = step.dead_letters
+    assert "an operator unlinked them" in str(error)
+    assert s.customer_directory.linked_customer(ACCOUNT) is None
+    assert [c["fields"]["Sage_Sync_Status__c"] for _, c in salesforce_commands(step)] == ["Error"]
+    review.on_link_state(None, pair(LINKED), LINK_ORIGIN)  # linked again: the record is welcome
+    assert not on_customer("01-ACME0001", still_named, ORIGIN).dead_letters
+
+
 def test_an_order_of_an_account_waiting_for_review_fails_saying_so_and_creates_no_customer(
     base_mappings: Mappings,
 ) -> None:
