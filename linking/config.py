@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from linking.effects import LinkFields
@@ -40,6 +40,15 @@ class LinkSettings(BaseSettings):
     @classmethod
     def _known_topics(cls, value: dict[str, str]) -> dict[str, str]:
         return known_topic_renames(value, TOPICS, "the linker")
+
+    @model_validator(mode="after")
+    def _thresholds_in_order(self) -> LinkSettings:
+        if self.review_threshold > self.auto_threshold:
+            raise ValueError(
+                f"{ENV_PREFIX}LINK__REVIEW_THRESHOLD ({self.review_threshold}) is above "
+                f"{ENV_PREFIX}LINK__AUTO_THRESHOLD ({self.auto_threshold}): nothing would wait for review"
+            )
+        return self
 
     def topic(self, name: str) -> str:
         return self.topics.get(name, name)

@@ -14,11 +14,13 @@ import fastavro
 import pytest
 
 from linking import decisions
+from linking.config import LinkSettings
 from linking.decisions import Decision, Refused
 from linking.effects import Outbound
 from linking.matcher import Thresholds
 from linking.records import Article, Party, article, party
 from sagesf import topic_names
+from sagesf.config import ConfigError, load_settings
 from sagesf.link_state import CUSTOMER, LINKED, REJECTED, SUGGESTED, UNLINKED, LinkBook, PairState
 from sagesf.schemas import load_schema
 from sandbox.existing_company import ExistingCompany, generate
@@ -328,3 +330,9 @@ def test_prices_come_through_as_decimals():
     )
     assert found is not None
     assert found.price == Decimal("12.50")
+
+
+def test_a_review_threshold_above_the_automatic_one_is_refused_naming_both(monkeypatch):
+    monkeypatch.setenv("SAGESF_LINK__AUTO_THRESHOLD", "0.4")
+    with pytest.raises(ConfigError, match=r"REVIEW_THRESHOLD .* is above SAGESF_LINK__AUTO_THRESHOLD"):
+        load_settings(LinkSettings)
