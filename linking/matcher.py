@@ -29,8 +29,9 @@ Why our own model over rapidfuzz and not a linkage library (measured on `seed ex
 - rapidfuzz 3.14 (12 MB, no dependencies, released this year) gives the string similarities in
   C++; the Fellegi-Sunter model itself is ~60 lines (linking/model.py), as splink's is.
 
-Why `auto` is 0.999: over 20 seeded companies of 2,000 customers no wrong pair reached 0.89
-(at 0.99: recall 0.993 on average, 8 pairs queued; at 0.999: 0.987, 17 queued); the margin is
+Why `auto` is 0.999: over 20 generated companies of 2,000 customers no wrong pair reached 0.89
+(at 0.99: recall 0.993 on average, 8 pairs queued; at 0.999: 0.987, 17 queued; `python
+bench/linking.py --companies 20 [--auto 0.99]`); the margin is
 kept because real names are less kind than generated ones, and a wrong link merges two
 companies' data while a missed one is a line in the review queue.
 
