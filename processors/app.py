@@ -7,8 +7,9 @@ What it owns: `Processors`, which builds the faust app and wires everything else
   and the customer sync both ways, processors/customers.py, behind the link guard of
   processors/customer_directory.py), item.v1 (items),
   orderstatus.v1 (status), inventory.v1 (inventory), credit.replies.v1 (credit: Sage's answers
-  to credit checks, stored on the requester's record in Salesforce, processors/credit.py) and
-  salesforce.results.v1 (credit-results: that record written -> the reply event naming it);
+  to credit checks, stored on the requester's record in Salesforce, processors/credit.py),
+  salesforce.results.v1 (credit-results: that record written -> the reply event naming it) and
+  link.state.v1 (links: record linking's decisions, JSON, processors/link_review.py);
 - the changelog-backed tables (processors/tables.py, `Tables` in processors/state.py);
 - timers: the inventory flush, the held-order sweep, the mapping reload;
 - the outputs: commands to sage.commands.v1 and salesforce.commands.v1 (Avro, Confluent framing,
@@ -38,6 +39,7 @@ synchronously (once per process). Timers that produce run on the group leader on
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import ssl
@@ -53,6 +55,7 @@ from processors.config import ProcessorSettings
 from processors.credit import CreditReplies
 from processors.customers import CustomerSync
 from processors.inventory import InventoryPipeline
+from processors.link_review import LinkReview
 from processors.mapping_files import MappingError, load_mappings
 from processors.mapping_model import Mappings
 from processors.metrics import (
@@ -101,7 +104,9 @@ DLQ_TOPICS = {
     "inventory": topic_names.dead_letter_topic("inventory"),
     "credit": topic_names.dead_letter_topic("credit"),
     "credit-results": topic_names.dead_letter_topic("credit"),
+    "links": topic_names.dead_letter_topic("customers"),
 }
+JSON = "json"  # the schema name of a topic whose keys are UTF-8 text and values JSON (link.state.v1)
 
 
 class _Converter(Permanent):
@@ -174,6 +179,9 @@ class Processors:
             sage_customers=shared_table(
                 self.app, "sage-customers", "ARDivisionNo-CustomerNo -> Account fields known and written"
             ),
+            link_state=(
+                pairs := shared_table(self.app, "link-state", "record linking's pair key -> its state")
+            ),
         )
         self.orders = OrderPipeline(
             self.mappings_ref,
@@ -186,6 +194,8 @@ class Processors:
         )
         self.customer_directory = self.orders.customer_directory
         xref.add_listener(self.customer_directory.links.changed)  # links other workers write
+        pairs.add_listener(self.customer_directory.review.changed)
+        self.link_review = LinkReview(self.tables, self.customer_directory)
         self.status = StatusPipeline(self.orders)
         self.customers = CustomerSync(self.mappings_ref, self.customer_directory)
         self.credit = CreditReplies(self.mappings_ref)
@@ -278,6 +288,7 @@ class Processors:
                 "SalesforceResult",
                 self.credit.on_salesforce_result,
             ),
+            ("links", topic_names.LINK_STATE, JSON, self.link_review.on_link_state),
         ]
         for stage, topic, schema, handler in sources:
             self.app.agent(self._topic(topic), name=f"sagesf-{stage}")(
@@ -330,13 +341,13 @@ class Processors:
 
         async def compute() -> Step:
             try:
-                key = self.serde(topic, "key").decode(origin.key) if origin.key is not None else None
+                key = self._decode_key(topic, schema, origin.key)
             except SerdeError as exc:
                 raise _Converter(exc, STAGE_KEY_CONVERTER) from exc
             if origin.value is None:
                 return Step("tombstone")
             try:
-                value = self.serde(topic, schema).decode(origin.value)
+                value = self._decode_value(topic, schema, origin.value)
             except SerdeError as exc:
                 raise _Converter(exc, STAGE_VALUE_CONVERTER) from exc
             return handler(key, value, origin)
@@ -366,6 +377,24 @@ class Processors:
         RECORDS.labels(stage, step.outcome).inc()
         RECORD_SECONDS.labels(stage).observe(time.monotonic() - started)
         self.health.progress(stage)
+
+    def _decode_key(self, topic: str, schema: str, key: bytes | None) -> str | None:
+        if key is None:
+            return None
+        if schema == JSON:
+            try:
+                return key.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise SerdeError(f"a key that is not UTF-8 text: {exc}") from None
+        return str(self.serde(topic, "key").decode(key))
+
+    def _decode_value(self, topic: str, schema: str, value: bytes) -> Any:
+        if schema == JSON:
+            try:
+                return json.loads(value)
+            except ValueError as exc:
+                raise SerdeError(f"a value that is not JSON: {exc}") from None
+        return self.serde(topic, schema).decode(value)
 
     async def _finish(self, stage: str, step: Step, origin: Origin | None) -> None:
         """Produce the step's records (acknowledged), then its dead letters (acknowledged)."""

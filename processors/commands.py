@@ -4,9 +4,9 @@ What it owns: building SageCommand (CreateSalesOrder, with its customer when Sag
 it yet; UpsertCustomer) and SalesforceCommand (UPDATE by record ID, UPSERT by external ID, INSERT
 of a platform event) records as the serde encodes them, the Kafka key of each (topics.yaml: the
 Salesforce record ID, or `<SObject>/<external ID>` for an upsert, `<Event>/<correlation ID>` for an
-insert), and `command_id()`: a UUIDv5 of what the command is about, so the same input always
-yields the same command ID and redelivered or replayed inputs are recognisably the same command
-downstream.
+insert), and `command_id()` (sagesf/command_ids.py): a UUIDv5 of what the command is about, so
+the same input always yields the same command ID and redelivered or replayed inputs are
+recognisably the same command downstream.
 
 How it works: `Outbound` pairs a topic (by its topics.yaml name), a key, a schema name and the
 record. The CreateSalesOrder/UpsertCustomer union branch is chosen explicitly with fastavro's
@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sagesf import topic_names
+from sagesf.command_ids import NAMESPACE, command_id
 
 __all__ = [
     "NAMESPACE",
@@ -41,8 +42,6 @@ __all__ = [
     "upsert_customer",
 ]
 
-# Fixed namespace of every command ID (uuid5): changing it changes every ID ever derived.
-NAMESPACE = uuid.UUID("6f1c3f4e-1f5d-5b8e-9a54-5a6765736600")
 _PREFIXES = {"006": "Opportunity", "801": "Order", "001": "Account", "01t": "Product2"}
 _CANONICAL = "io.sagesf.canonical."
 
@@ -55,11 +54,6 @@ class Outbound:
     key: str
     schema: str
     value: dict[str, Any]
-
-
-def command_id(kind: str, *parts: str) -> str:
-    """The deterministic ID of a command of `kind` about `parts` (UUIDv5 in NAMESPACE)."""
-    return str(uuid.uuid5(NAMESPACE, "\x1f".join((kind, *parts))))
 
 
 def sobject_for(record_id: str) -> str | None:

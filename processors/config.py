@@ -28,6 +28,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sagesf import topic_names
+from sagesf.config import known_topic_renames
 
 __all__ = ["ENV_PREFIX", "TOPICS", "ProcessorSettings"]
 
@@ -47,6 +48,7 @@ TOPICS = (
     topic_names.dead_letter_topic("customers"),
     topic_names.dead_letter_topic("status"),
     topic_names.dead_letter_topic("inventory"),
+    topic_names.LINK_STATE,
 )
 
 
@@ -87,10 +89,7 @@ class ProcessorSettings(BaseSettings):
     @field_validator("topics")
     @classmethod
     def _known_topics(cls, value: dict[str, str]) -> dict[str, str]:
-        unknown = sorted(set(value) - set(TOPICS))
-        if unknown:
-            raise ValueError(f"not topics of the processors: {unknown} (known: {', '.join(TOPICS)})")
-        return value
+        return known_topic_renames(value, TOPICS, "the processors")
 
     def topic(self, name: str) -> str:
         """The topic to use for `name` (a topics.yaml name)."""

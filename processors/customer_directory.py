@@ -27,6 +27,7 @@ from processors.metrics import ORDERS_UNANSWERED
 from processors.state import Decoder, MappingsRef, Origin, Step, Tables, from_b64, to_b64
 from processors.sync_message import Changes, for_user, sage_refusal
 from sagesf.errors import Permanent
+from sagesf.link_state import CUSTOMER, UNLINKED, LinkBook, pair_key
 
 log = logging.getLogger(__name__)
 
@@ -101,9 +102,10 @@ class CustomerDirectory:
       so no customer exists: the waiting orders go again and the first of them brings it.
       `given_up`: Sage never answered the carrier: its waiting orders fail with it.
     - `guarded(handler)`: the customers agent's handler behind the link rule: a customer.v1
-      record whose link contradicts an existing one is refused before the customer sync sees it
-      (dead letter with the reason, Sage_Sync_Status__c = Error on the Accounts concerned), so no
-      Account or Sage customer is renamed by it.
+      record whose link contradicts an existing one, or names a pair an operator unlinked
+      (`sagesf link unlink`: Sage's UDF stays until someone clears it in Sage), is refused before
+      the customer sync sees it (dead letter with the reason, Sage_Sync_Status__c = Error on the
+      Accounts concerned), so no Account or Sage customer is renamed or linked again by it.
     - `on_customer`: customer.v1. A record with ARDivisionNo-CustomerNo feeds the cross-reference
       and releases the account's waiting orders; one without is remembered as the account's data.
     - `on_customer_result`: Sage's answer to an UpsertCustomer (the customer sync's updates).
@@ -114,6 +116,13 @@ class CustomerDirectory:
     - `sweep()`: releases waiting orders whose customer became known some other way, or whose
       carrier awaits no answer any more. The carrier itself is re-sent, backing off, and given
       up by the order pipeline (`OrderPipeline.sweep`, `ResendSchedule`).
+
+    An Account waiting for link review (record linking suggested it may be a Sage customer
+    already) gets no new customer: its order fails with a reason saying so, Error and the reason
+    on the Opportunity, the record in dlq.orders.v1, to be replayed once the pair is decided. It
+    fails rather than waits because a review has no deadline: a held order would sit Pending with
+    the resend and give-up clock of an order that carries its customer, while a failed one shows
+    the reason to the sales user and to operations at once, and its replay creates it once.
 
     Limits: customers are created in Sage only with orders; an Account change reaches Sage
     through the customer sync only once the account is linked. An order is not held for its
@@ -137,6 +146,7 @@ class CustomerDirectory:
         self.decode_order = decode_order
         self.decode_customer = decode_customer
         self.links = CustomerLinks(tables.customers)
+        self.review = LinkBook(tables.link_state)  # record linking's pairs (processors/link_review.py)
 
     @property
     def mappings(self) -> Mappings:
@@ -177,6 +187,15 @@ class CustomerDirectory:
             "name": ref.get("name"),
         }
 
+    def forget(self, account: str, customer: tuple[str, str]) -> None:
+        """An operator unlinked `account` from `customer` (`sagesf link unlink`): the
+        cross-reference entry goes, if it is that link."""
+        if self.links.conflict(account, customer, "sagesf link unlink") is None and self.linked_customer(
+            account
+        ):
+            del self.tables.customers[account]
+            self.links.changed(account)
+
     def linked_customer(self, account: str) -> Mapping[str, Any] | None:
         """The cross-reference entry of `account` ({ar_division_no, customer_no}), if any."""
         return self.links.of_account(account)
@@ -191,9 +210,18 @@ class CustomerDirectory:
     def new_customer(self, identity: str, order: Mapping[str, Any]) -> NewCustomer | None:
         """The customer order `identity` brings to Sage for its account, which Sage does not know
         yet; None while another order of the account brings it (see the class doc). Permanent
-        when the customer cannot go to Sage (no name, an address that does not fit)."""
+        when the customer cannot go to Sage (no name, an address that does not fit), or while
+        the Account waits for link review (the class doc says why it fails, not waits)."""
         ref = order.get("customer") or {}
         account = str(ref["salesforce_account_id"])  # customer_of made sure there is one
+        if self.review.waits_for_review(CUSTOMER, "salesforce", account):
+            raise Permanent(
+                f"Account {account} waits for link review: it may be a Sage 100 customer already, so "
+                "none is created for it. Decide the suggestion (`sagesf link review`, then accept or "
+                "reject), then replay this dead letter",
+                field="customer",
+                value=account,
+            )
         carrier = (self.tables.held.get(account) or {}).get("carrier")
         if carrier not in (None, identity) and self._awaits_answer(carrier):
             return None
@@ -306,7 +334,15 @@ class CustomerDirectory:
         if customer.get("deleted") or not (account and division and number):
             return None
         source = "UDF_SALESFORCE_ID in Sage 100" if _from_sage(customer) else "Account ExternalID__c"
-        return self.links.conflict(str(account), (str(division), str(number)), source)
+        claim = (str(account), (str(division), str(number)))
+        if self._unlinked(*claim):
+            return LinkConflict(*claim, source, unlinked=True)
+        return self.links.conflict(*claim, source)
+
+    def _unlinked(self, account: str, customer: tuple[str, str]) -> bool:
+        """True when an operator unlinked `account` and `customer` (and nobody linked them since)."""
+        pair = self.review.get(pair_key(CUSTOMER, account, "-".join(customer)))
+        return pair is not None and pair.state == UNLINKED
 
     def refuse(self, conflict: LinkConflict, origin: Origin, about: tuple[str, ...]) -> Step:
         """A record or answer that claims `conflict`: dead-lettered, the reason on the Accounts."""

@@ -29,17 +29,26 @@ def _shown(customer: CustomerKey) -> str:
 @dataclass(frozen=True)
 class LinkConflict:
     """A claim that `account` is Sage customer `customer`, contradicted by an existing link: the
-    customer is linked to another Account (`owner`), or the account to another customer (`linked`)."""
+    customer is linked to another Account (`owner`), or the account to another customer (`linked`);
+    or by an operator who unlinked the two (`unlinked`, `sagesf link unlink`), whose decision a
+    field left behind (Sage's UDF is cleared in Sage) must not undo."""
 
     account: str
     customer: CustomerKey
     source: str  # where the claim came from, for the reason (Account ExternalID__c, ...)
     owner: str | None = None
     linked: CustomerKey | None = None
+    unlinked: bool = False
 
     @property
     def reason(self) -> str:
         claim = f"Account {self.account} as Sage customer {_shown(self.customer)} ({self.source})"
+        if self.unlinked:
+            return (
+                f"{claim} refused: an operator unlinked them (`sagesf link unlink`). Nothing was "
+                f"changed; clear the field in Sage 100 or Salesforce, or link them again "
+                f"(`sagesf link accept`)."
+            )
         if self.owner is not None:
             why = f"{_shown(self.customer)} is linked to Account {self.owner}"
         else:

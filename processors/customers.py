@@ -12,9 +12,11 @@ CustomerDirectory.on_customer); then, by the record's source system:
   it with its first order (processors/customer_directory.py), so prospects stay out of the ERP.
 - SAGE100 (an AR_Customer row changed): the Account gets the `sage_to_salesforce` fields, its
   external ID (ARDivisionNo-CustomerNo) and the custom fields marked for Salesforce: an UPDATE
-  by Account ID when the customer carries one (UDF_SALESFORCE_ID), else an UPSERT by the external
-  ID, which creates the Account once and finds it after; only for an ACTIVE customer
-  (`create_accounts: false` turns creating off).
+  by Account ID when the customer carries one (UDF_SALESFORCE_ID) or the cross-reference knows
+  its Account (record linking links it before Sage has written the UDF), else an UPSERT by the
+  external ID, which creates the Account once and finds it after; only for an ACTIVE customer
+  (`create_accounts: false` turns creating off) that does not wait for link review (record
+  linking suggested an Account it may be: none is made until the pair is decided).
   Empty Sage values and values a map turns into null are left out: Sage never blanks a
   Salesforce field.
 A picklist value with no mapping (`unknown: error`) is Permanent: the record goes to
@@ -55,6 +57,7 @@ from processors.customer_directory import CustomerDirectory
 from processors.mapping_model import Mappings
 from processors.state import MappingsRef, Origin, Step
 from sagesf.errors import Permanent
+from sagesf.link_state import CUSTOMER
 from sagesf.source import WRITTEN_BY_HEADER, WRITTEN_BY_INTEGRATION
 
 log = logging.getLogger(__name__)
@@ -187,6 +190,12 @@ class CustomerSync:
         if not (spec.sync and division and number):
             return []
         external = f"{division}-{number}"
+        account = customer.get("salesforce_account_id") or self.customer_directory.links.owner(
+            (str(division), str(number))
+        )
+        if not account and self.customer_directory.review.waits_for_review(CUSTOMER, "sage", external):
+            log.info("customer %s waits for link review: no Account is made for it", external)
+            return []
         ours = (WRITTEN_BY_HEADER, WRITTEN_BY_INTEGRATION) in origin.headers
         fields = self._users_changes(external, self._account_fields(customer), ours)
         if ours and not fields:
@@ -195,7 +204,6 @@ class CustomerSync:
         fields[self.mappings.customers.external_id] = external
         cid = command_id("AccountFromSage", external, *origin.position())
         when = (customer.get("envelope") or {}).get("event_time")
-        account = customer.get("salesforce_account_id")
         if account:
             update = commands.salesforce_update(
                 "Account",

@@ -138,6 +138,8 @@ class Tables:
                    maps to (null until one was seen), written: the Account fields of the last
                    UpsertCustomers the customer sync sent to it (at most 5)}: what tells a Sage
                    user's edit from an echo of our own write (processors/customers.py)
+    link_state     "<kind>:<Salesforce ID>:<Sage ID>" -> the pair's state on link.state.v1
+                   (sagesf/link_state.py): which records wait for review (processors/link_review.py)
     """
 
     customers: MutableMapping[str, Any]
@@ -150,6 +152,7 @@ class Tables:
     inventory: MutableMapping[str, Any]
     inventory_sent: MutableMapping[str, Any]
     sage_customers: MutableMapping[str, Any] = field(default_factory=dict)
+    link_state: MutableMapping[str, Any] = field(default_factory=dict)
 
     @classmethod
     def in_memory(cls) -> Tables:

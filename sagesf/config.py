@@ -11,6 +11,7 @@ of every component loads through `load_settings(cls)`.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -27,6 +28,7 @@ __all__ = [
     "RegistrySettings",
     "Settings",
     "describe_validation_error",
+    "known_topic_renames",
     "load_settings",
 ]
 
@@ -148,3 +150,12 @@ def describe_validation_error(exc: ValidationError, prefix: str = ENV_PREFIX) ->
         var = prefix + "__".join(p.upper() for p in path) if path else prefix.rstrip("_")
         problems.append(f"{var}: {message}")
     return problems
+
+
+def known_topic_renames(value: dict[str, str], known: Sequence[str], owner: str) -> dict[str, str]:
+    """`value` (a component's `topics`: topics.yaml name -> the topic to use instead) when it
+    renames only topics of `owner`; ValueError listing the others."""
+    unknown = sorted(set(value) - set(known))
+    if unknown:
+        raise ValueError(f"not topics of {owner}: {unknown} (known: {', '.join(known)})")
+    return value

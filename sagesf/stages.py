@@ -11,7 +11,7 @@ processors should take their group ids from here (or be configured to the same v
 | salesforce-source | source | (none: reads Salesforce) | | dlq.salesforce-source.v1 |
 | sage-source | source | (none: reads Sage 100 over ODBC) | | dlq.sage-source.v1 |
 | orders | processor | sagesf-processors | salesorder.v1, sage.results.v1, item.v1 | dlq.orders.v1 |
-| customers | processor | sagesf-processors | customer.v1 | dlq.customers.v1 |
+| customers | processor | sagesf-processors | customer.v1, link.state.v1 | dlq.customers.v1 |
 | inventory | processor | sagesf-processors | inventory.v1 | dlq.inventory.v1 |
 | status | processor | sagesf-processors | orderstatus.v1 | dlq.status.v1 |
 | credit | connector | sagesf-sage-credit | credit.requests.v1 | dlq.credit.v1 |
@@ -47,6 +47,7 @@ from sagesf.topic_names import (
     CUSTOMERS,
     INVENTORY,
     ITEMS,
+    LINK_STATE,
     ORDER_STATUS,
     SAGE_COMMANDS,
     SAGE_RESULTS,
@@ -135,9 +136,9 @@ DEFAULT_STAGES: tuple[Stage, ...] = (
         "customers",
         StageKind.PROCESSOR,
         PROCESSORS_GROUP_ID,
-        (CUSTOMERS,),
+        (CUSTOMERS, LINK_STATE),
         (SAGE_COMMANDS, SALESFORCE_COMMANDS),
-        "Account <-> AR_Customer sync",
+        "Account <-> AR_Customer sync; record linking's decisions (`sagesf link`)",
     ),
     _stage(
         "inventory",

@@ -13,6 +13,7 @@ __all__ = [
     "CUSTOMERS",
     "INVENTORY",
     "ITEMS",
+    "LINK_STATE",
     "ORDER_STATUS",
     "POSITIONS",
     "SAGE_COMMANDS",
@@ -40,6 +41,8 @@ CREDIT_REQUESTS = "credit.requests.v1"
 CREDIT_REPLIES = "credit.replies.v1"
 # where sources remember how far they got, and dead-letter replay markers
 POSITIONS = "positions.v1"
+# what record linking suggested and decided (sagesf/link_state.py)
+LINK_STATE = "link.state.v1"
 
 
 def dead_letter_topic(stage: str) -> str:

@@ -11,12 +11,14 @@ from sandbox.kafka import kafka_service
 from sandbox.registry import registry_service
 from sandbox.sage100.cli import app as sage100_app
 from sandbox.salesforce.cli import app as salesforce_app
+from sandbox.seed_cli import app as seed_app
 
 app = typer.Typer(no_args_is_help=True, help="The local sandbox: Kafka, registry, emulators.")
 kafka_app = typer.Typer(no_args_is_help=True, help="The sandbox's real Apache Kafka broker (KRaft).")
 app.add_typer(kafka_app, name="kafka")
 app.add_typer(sage100_app, name="sage100")
 app.add_typer(salesforce_app, name="salesforce")
+app.add_typer(seed_app, name="seed")
 console = Console()
 
 

@@ -41,6 +41,7 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from processors.commands import command_id
 from processors.config import TOPICS
 from sagesf.config import KafkaSettings
+from sagesf.link_state import CUSTOMER, REJECTED, SUGGESTED, PairState
 from sagesf.producer import ConfirmedProducer
 from sagesf.serde import AvroSerde
 from sagesf.topic_plan import apply, plan
@@ -198,6 +199,14 @@ def sage_result(
             else None
         ),
     }
+
+
+def link_state(world: World, state: str, account: str, customer: str) -> TopicPartition:
+    """What `sagesf link` writes for a customer pair (link.state.v1, JSON); where it landed."""
+    pair = PairState(kind=CUSTOMER, salesforce_id=account, sage_id=customer, state=state, how="operator")
+    world.producer.send(world.topic("link.state.v1"), pair.to_json(), pair.key.encode())
+    [done] = world.producer.confirm()
+    return TopicPartition(world.topic("link.state.v1"), done.partition, done.offset)
 
 
 def customer_created_with(opp: str, order_no: str, customer: tuple[str, str, str]) -> dict[str, Any]:
@@ -880,6 +889,42 @@ def test_a_link_that_contradicts_an_existing_one_is_refused_both_ways(world: Wor
         )
     )
     assert not renamed, "the owner's Account renamed after the twin"
+
+
+def test_records_waiting_for_link_review_get_nothing_created_on_the_other_side(world: World) -> None:
+    """Record linking suggested an Account and a Sage customer may be one company: until an
+    operator decides, the customer gets no Account and the Account's order brings no customer (it
+    fails, saying so). Rejected (two companies), the replayed order brings its customer and the
+    customer's next change makes its Account."""
+    account, opp, number = sf_id("001"), sf_id("006"), f"REV{uuid.uuid4().hex[:6].upper()}"
+    world.wait_committed(link_state(world, SUGGESTED, account, f"01-{number}"))
+    sage_side = customer_record(account, division="01", number=number, name="Review Pending Ltd")
+    sage_side["salesforce_account_id"] = None  # no UDF_SALESFORCE_ID: Sage does not know the Account
+    *_, customer_at = world.produce_at("customer.v1", "Customer", f"01-{number}", sage_side)
+    order_key, _ = world.produce(
+        "salesorder.v1",
+        "SalesOrder",
+        opp,
+        sales_order(opp, [line(1, "HRDW-1000", "1", "12.50")], account=account, name="Review Pending"),
+    )
+    [dead] = world.wait_for(
+        "the order refused", lambda o: o.topic == "dlq.orders.v1" and o.raw_key == order_key
+    )
+    assert "waits for link review" in dead.headers["__connect.errors.exception.message"].decode()
+    world.wait_committed(customer_at)  # handled: whatever it made is on its topic by now
+    time.sleep(1.0)
+    assert not world.matching(sage_commands(world, opp, "order")), "a customer made for the Account"
+    assert not world.matching(sf_commands(f"Account/01-{number}")), "an Account made for the customer"
+
+    world.wait_committed(link_state(world, REJECTED, account, f"01-{number}"))
+    world.produce_raw("salesorder.v1", dead.raw_key, dead.raw_value)  # what `sagesf dlq replay` does
+    [create] = world.wait_for("the replayed order", sage_commands(world, opp, "order"))
+    assert create.value["command"]["customer"]["salesforce_account_id"] == account
+    world.produce(
+        "customer.v1", "Customer", f"01-{number}", {**sage_side, "envelope": envelope("SAGE100", number)}
+    )
+    [upsert] = world.wait_for("the customer's Account", sf_commands(f"Account/01-{number}"))
+    assert upsert.value["operation"] == "UPSERT"
 
 
 def test_metrics_and_health_are_served(world: World) -> None:
