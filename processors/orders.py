@@ -25,6 +25,7 @@ from processors.metrics import ORDERS_RESENT, ORDERS_UNANSWERED
 from processors.state import Decoder, MappingsRef, Origin, ResendSchedule, Step, Tables, epoch_ms
 from processors.sync_message import Changes, for_user, sage_refusal
 from sagesf.errors import Permanent
+from sagesf.load import HISTORY_BEFORE_GO_LIVE, HISTORY_HEADER
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +75,10 @@ class OrderPipeline:
     """Salesforce orders to Sage and Sage's answers back, one record at a time.
 
     - `on_sales_order`: a canonical SalesOrder whose source status starts an order (orders.yaml
-      `start`: Closed Won, Activated). Without a known Sage customer the CreateSalesOrder brings
-      the customer with it (`CustomerDirectory.new_customer`: Sage writes both as one unit), or,
+      `start`: Closed Won, Activated), unless it is history: the initial load marks the orders
+      won before go-live (`_keep_history`), which Sage has already, and those are never ordered.
+      Without a known Sage customer the CreateSalesOrder brings the customer with it
+      (`CustomerDirectory.new_customer`: Sage writes both as one unit), or,
       while another order of the account brings it, the order is held by the customer directory
       and the records show Sage_Sync_Status__c = Pending. An Account whose ExternalID__c names
       another Account's customer is refused (processors/customer_links.py).
@@ -151,6 +154,10 @@ class OrderPipeline:
                 "the order has neither salesforce_opportunity_id nor salesforce_order_id",
                 field="salesforce_opportunity_id",
             )
+        if (self.tables.orders.get(identity) or {}).get("state") == "history":
+            return Step("history")  # won before go-live: Sage has it, whatever happens to it later
+        if (HISTORY_HEADER, HISTORY_BEFORE_GO_LIVE) in origin.headers:
+            return self._keep_history(identity, order)
         source_status = order.get("source_status")
         start = self.mappings.orders.start.get(str(source_status)) if source_status is not None else None
         if start is None and not (source_status is None and order.get("status") == "NEW"):
@@ -183,6 +190,22 @@ class OrderPipeline:
             "notes": changes.notes,
         }
         return Step("commanded", [self._create(sage_order, order, identity, new)])
+
+    def _keep_history(self, identity: str, order: Mapping[str, Any]) -> Step:
+        """An order the initial load published as won before go-live (sagesf.load HISTORY_HEADER):
+        Sage has it, entered by hand without the Salesforce ID, so the Sage sink could not
+        recognise a CreateSalesOrder for it. It is recorded as history and never commanded: a
+        later record of it (an edit, a gap event re-reading it, moved out of Closed Won and back)
+        is skipped above. One this pipeline already commanded or holds keeps its state."""
+        if (self.tables.orders.get(identity) or {}).get("state") in ("commanded", "held"):
+            return Step("skipped")
+        self.tables.orders[identity] = {
+            "state": "history",
+            "records": _records(order) or [identity],
+            "account": (order.get("customer") or {}).get("salesforce_account_id"),
+            "at": epoch_ms(),
+        }
+        return Step("history")
 
     def _prepare(
         self, identity: str, order: Mapping[str, Any], order_type: str, changes: Changes

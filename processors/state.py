@@ -119,7 +119,8 @@ class Tables:
     items          ItemCode -> {active, product_code, standard_unit_price, deleted} (item.v1)
     products       ProductCode -> ItemCode (item.v1 records whose product code differs)
     orders         order ID (Opportunity ID, else Order ID) -> the state of an order Sage has
-                   not confirmed: state (held | commanded | failed), records to write back to,
+                   not confirmed: state (held | commanded | failed | history: won before
+                   go-live, never ordered, kept for good), records to write back to,
                    the account, command_id, reason, the original record (`Origin`), `at`
                    (epoch ms it was last commanded or failed), `resends` (re-sends so far) and
                    `notes` (what the mapping rules changed, for the sync message); removed

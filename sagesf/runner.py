@@ -22,6 +22,7 @@ from pydantic_settings import BaseSettings
 
 from sagesf.config import Settings, load_settings
 from sagesf.errors import Retriable, StartupError
+from sagesf.load import InitialLoad, LoadRequest
 from sagesf.logs import configure_logging, register_settings_secrets
 from sagesf.metrics import Health, MetricsServer
 from sagesf.producer import ConfirmedProducer, Headers
@@ -82,7 +83,9 @@ class Component:
     lists the settings classes it reads beyond the shared `Settings`: the runner loads and checks
     them (and registers their secrets) before anything starts, and `--help` lists their prefixes.
     A source may give `replay(process)`: the `Replayer` that `sagesf dlq replay <name>` uses for
-    its dead letters whose origin is no Kafka topic (a Sage row, a Salesforce event).
+    its dead letters whose origin is no Kafka topic (a Sage row, a Salesforce event); and
+    `load(process, request)`: the `InitialLoad` that `sagesf load <system>` runs, publishing what
+    the system already holds and handing over to this source (sagesf.load).
     """
 
     name: str
@@ -91,6 +94,7 @@ class Component:
     settings: tuple[type[BaseSettings], ...] = ()
     once: bool = False  # whether `--once` is supported (the runnable has `run_once`)
     replay: Callable[[Process], Replayer] | None = None
+    load: Callable[[Process, LoadRequest], InitialLoad] | None = None
 
 
 @dataclass

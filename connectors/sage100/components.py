@@ -1,7 +1,8 @@
 """The Sage 100 connector's two processes, as sagesf.runner components: `sagesf run sage-source`
 and `sagesf run sage-sink`. Each builder assembles the parts from the settings and hands the
 core loops a connector role (`SageSource`; `SageCommandSink` and `CreditCheckResponder`). The
-source also replays its dead letters (`build_source_replay`, for `sagesf dlq replay sage-source`).
+source also replays its dead letters (`build_source_replay`, for `sagesf dlq replay sage-source`)
+and loads what the company holds before go-live (`build_source_load`, for `sagesf load sage`).
 
 Both start while Sage or the registry is down and say so on /healthz (`Process.wait_for`): the
 sink waits for Sage before its first write (the `odbc` writer's start-up check) and both look up
@@ -18,6 +19,7 @@ from connectors.sage100.commands import parse_command
 from connectors.sage100.config import ENV_PREFIX, Sage100Settings, SageSinkSettings
 from connectors.sage100.credit import CreditCheckResponder, CreditRules, RequestDecoder
 from connectors.sage100.customer_numbers import CustomerNumbering
+from connectors.sage100.initial_load import SageInitialLoad
 from connectors.sage100.odbc import SageOdbc, SageUnavailable
 from connectors.sage100.reads import SqlSageReads
 from connectors.sage100.row_replayer import SageRowReplayer
@@ -30,6 +32,7 @@ from connectors.sage100.writes import SageWriter
 from sagesf import topic_names
 from sagesf.config import ConfigError
 from sagesf.errors import AuthenticationError
+from sagesf.load import InitialLoad, LoadRequest, stored_progress
 from sagesf.logs import register_secret
 from sagesf.positions import PositionStore
 from sagesf.runner import Component, Concurrently, Process, Runnable
@@ -71,6 +74,32 @@ def build_source_replay(process: Process) -> Replayer:
         STAGE, dead_letter_topic=sage.source.dead_letter_topic, timeout=sage.source.produce_timeout
     )
     return Replayer(rows.reread, publisher)
+
+
+def build_source_load(process: Process, request: LoadRequest) -> InitialLoad:
+    """The initial load (connectors/sage100/initial_load.py) on a connection of its own: the
+    source's streams, topics and dead letters; its progress under `<component>-load` in
+    positions.v1; the hand-over written to the source's own positions."""
+    sage = process.settings(Sage100Settings)
+    options = sage.source
+    producer = process.producer()
+    store = PositionStore(process.core.kafka, f"{options.component}-load", options.positions_topic, producer)
+    stored = stored_progress(store, request, {})
+    live = PositionStore(process.core.kafka, options.component, options.positions_topic, producer)
+    live.load()
+    load = SageInitialLoad(sage, _odbc(process, sage, "sage-source-load"), stored=stored, live_positions=live)
+    publisher = process.publisher(
+        STAGE,
+        producer=producer,
+        dead_letter_topic=options.dead_letter_topic,
+        timeout=options.produce_timeout,
+        schemas=sorted({(s.topic, s.schema) for s in load.streams.values()}),
+    )
+    if request.since is not None or request.go_live is not None:
+        load.progress.note(
+            "--since and --go-live concern orders: Sage's are not loaded, so they change nothing"
+        )
+    return InitialLoad(load, publisher, store, load.progress)
 
 
 def build_sink(process: Process) -> Runnable:
@@ -270,6 +299,7 @@ SAGE_SOURCE = Component(
     settings=(Sage100Settings,),
     once=True,
     replay=build_source_replay,
+    load=build_source_load,
 )
 SAGE_SINK = Component(
     name="sage-sink",

@@ -2,7 +2,8 @@
 salesforce-source` and `sagesf run salesforce-sink`. Each builder logs in, assembles the parts
 from the settings and hands the core loops a connector role (`SalesforceCdcSource`,
 `SalesforceSink`). The source also replays its dead letters (`build_source_replay`, for
-`sagesf dlq replay salesforce-source`).
+`sagesf dlq replay salesforce-source`) and loads what the org holds before go-live
+(`build_source_load`, for `sagesf load salesforce`).
 
 Both start while Salesforce or the registry is down and say so on /healthz (`Process.wait_for`):
 the login (and the source's field check) waits for Salesforce, the output schemas for the
@@ -14,10 +15,12 @@ from datetime import timedelta
 from pathlib import Path
 
 from connectors.salesforce.budget import ApiBudget
+from connectors.salesforce.bulk_query import BulkQuery, RecordShape
 from connectors.salesforce.change_reader import ChangeReader
 from connectors.salesforce.client import SalesforceConnection, connect
 from connectors.salesforce.config import SalesforceSettings
 from connectors.salesforce.event_replayer import SalesforceEventReplayer
+from connectors.salesforce.initial_load import SalesforceInitialLoad, SalesforceLoadSettings
 from connectors.salesforce.record_mapper import RecordMapper
 from connectors.salesforce.record_reader import RecordReader
 from connectors.salesforce.replay_storage import PositionReplayStorage
@@ -30,6 +33,7 @@ from connectors.salesforce.streaming_client import quiet_close_noise
 from connectors.salesforce.writer import SalesforceWriter
 from sagesf import topic_names
 from sagesf.errors import MappingError
+from sagesf.load import InitialLoad, LoadRequest, stored_progress
 from sagesf.positions import PositionStore
 from sagesf.retry import RetryPolicy
 from sagesf.runner import Component, Process
@@ -103,6 +107,57 @@ def build_source_replay(process: Process) -> Replayer:
         timeout=settings.produce_timeout,
     )
     return Replayer(events.reread, publisher)
+
+
+def build_source_load(process: Process, request: LoadRequest) -> InitialLoad:
+    """The initial load (connectors/salesforce/initial_load.py): the source's mapping, topics and
+    dead letters; its progress under `<component>-load` in positions.v1; the hand-over written to
+    the source's own positions. The mapped fields are checked against the org first, as the
+    source does."""
+    salesforce = process.settings(SalesforceSettings)
+    settings = process.settings(SalesforceSourceSettings)
+    options = process.settings(SalesforceLoadSettings)
+    mapping = load_source_mapping(settings.mapping_file)
+    connection = _connect(process, salesforce)
+    reader = RecordReader(connection.sf, mapping, settings.read_batch_size)
+    process.wait_for(SALESFORCE, lambda: _check_fields(reader, settings.mapping_file))
+    budget = ApiBudget(salesforce.api_budget_share, salesforce.budget_recheck_seconds)
+    connection.add_listener(budget.listener)
+    producer = process.producer()
+    publisher = process.publisher(
+        SalesforceCdcSource.name,
+        producer=producer,
+        topics=settings.topics,
+        dead_letter_topic=settings.dead_letter_topic,
+        timeout=settings.produce_timeout,
+        schemas=[
+            (spec.topic, spec.produces) for spec in mapping.objects.values() if spec.topic and spec.produces
+        ],
+    )
+    kafka, topic = process.core.kafka, settings.positions_topic
+    store = PositionStore(kafka, f"{settings.component}-load", topic, producer)
+    stored = stored_progress(store, request, request.options())
+    live = PositionStore(kafka, settings.component, topic, producer)
+    live.load()
+    api = BulkQuery(
+        connection,
+        budget,
+        rate_limit_pause=salesforce.rate_limit_pause,
+        poll_interval=options.poll_interval,
+        timeout=options.job_timeout,
+    )
+    load = SalesforceInitialLoad(
+        mapping=mapping,
+        mapper=RecordMapper(mapping),
+        api=api,
+        shape=RecordShape(lambda entity: api.call("GET", f"sobjects/{entity}/describe").json()),
+        request=request,
+        stored=stored,
+        live_positions=live,
+        channels=settings.channels,
+        settings=options,
+    )
+    return InitialLoad(load, publisher, store, load.progress)
 
 
 def build_sink_loop(
@@ -190,8 +245,9 @@ SALESFORCE_SOURCE = Component(
     summary="Salesforce change data capture and platform events -> canonical records on "
     f"{topic_names.SALES_ORDERS}, {topic_names.CUSTOMERS} and {topic_names.CREDIT_REQUESTS}.",
     build=build_source,
-    settings=(SalesforceSettings, SalesforceSourceSettings),
+    settings=(SalesforceSettings, SalesforceSourceSettings, SalesforceLoadSettings),
     replay=build_source_replay,
+    load=build_source_load,
 )
 SALESFORCE_SINK = Component(
     name="salesforce-sink",

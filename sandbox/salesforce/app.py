@@ -5,7 +5,7 @@ records, tokens, API usage, Bulk jobs), makes sure the configured users and the 
 Book exist, mounts
 
 - `POST /services/oauth2/token` (auth.py),
-- `/services/data...` (rest.py; Bulk 2.0 ingest in bulk.py) behind the REST gate below,
+- `/services/data...` (rest.py; Bulk 2.0 ingest and query jobs in bulk.py) behind the REST gate below,
 - `/admin/...` (admin.py),
 
 and hands the streaming half (sandbox/salesforce/streaming.py, events.py, cdc.py, owned by the
@@ -38,7 +38,7 @@ from aiohttp.typedefs import Middleware
 
 from sandbox.salesforce.admin import AdminApi
 from sandbox.salesforce.auth import OAuthEndpoint, TokenStore
-from sandbox.salesforce.bulk import BulkIngest
+from sandbox.salesforce.bulk import BulkIngest, BulkQuery
 from sandbox.salesforce.config import EmulatorConfig, SandboxUser
 from sandbox.salesforce.limits import LIMIT_EXCEEDED, SERVER_UNAVAILABLE, UNKNOWN_EXCEPTION, ApiUsage, Faults
 from sandbox.salesforce.metadata import OrgSchema
@@ -211,7 +211,8 @@ def create_app(
         users=users,
     )
     bulk = BulkIngest(org)
-    rest = RestApi(org, bulk)
+    bulk_query = BulkQuery(org)
+    rest = RestApi(org, bulk, bulk_query)
     oauth = OAuthEndpoint(config, tokens, {u.username: (u, users[u.username]) for u in config.users})
 
     app = web.Application(client_max_size=MAX_BODY, middlewares=[_rest_gate(org)])
@@ -226,6 +227,7 @@ def create_app(
 
     async def close(app: web.Application) -> None:
         await bulk.close()
+        await bulk_query.close()
         closer = getattr(log_to_close, "close", None)
         if callable(closer):
             closer()

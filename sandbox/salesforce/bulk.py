@@ -1,6 +1,6 @@
-"""Bulk API 2.0 ingest jobs: create, upload CSV, UploadComplete, poll, read results.
+"""Bulk API 2.0 jobs: ingest (create, upload CSV, UploadComplete, poll, read results) and query.
 
-What it owns, under /services/data/vNN.N/jobs/ingest:
+What it owns, under /services/data/vNN.N/jobs/ingest (`BulkIngest`):
 - `POST` creates a job (`object`, `operation` insert|update|upsert|delete|hardDelete,
   `externalIdFieldName` for upsert, `contentType` CSV, `columnDelimiter`, `lineEnding`) and answers
   its JobInfo with state Open and a `contentUrl`; `GET` lists jobs;
@@ -18,14 +18,36 @@ CSV follows Bulk API rules: an empty value leaves a field unchanged, `#N/A` sets
 yielding to other requests between chunks. Jobs and their results are kept in the emulator's
 SQLite file, so they survive a restart (a job interrupted mid-way is marked Failed).
 
-Limits: no Bulk 2.0 query jobs, no Bulk API 1.0, no parallel processing, no retries, no
-`assignmentRuleId`; hardDelete soft-deletes like delete. An external ID that appears on several
-rows of one upsert job fails every such row with DUPLICATE_EXTERNAL_ID.
+And under /services/data/vNN.N/jobs/query (`BulkQuery`), Salesforce's query jobs:
+- `POST` with `{"operation": "query" | "queryAll", "query": SOQL, "columnDelimiter",
+  "lineEnding"}` checks the query as a job would run it (400 with the SOQL error code: unknown
+  field, malformed query; a parent-to-child subquery, an aggregate, FIELDS() or OFFSET, which
+  Bulk API 2.0 refuses) and answers the JobInfo (`jobType` V2Query) in state UploadComplete; the
+  job then runs as the caller (records hidden from that user stay hidden): InProgress, then
+  JobComplete with `numberRecordsProcessed`;
+- `GET <id>` polls; `GET` lists the query jobs; `PATCH <id>` `{"state": "Aborted"}` aborts one
+  not finished; `DELETE <id>` deletes one (204);
+- `GET <id>/results[?locator=&maxRecords=]` reads a finished job's rows as CSV (412
+  JOB_NOT_COMPLETE before; 409 when asked with another API version than the job's): the columns
+  in the order selected, parent fields as `Account.Name`, a header row on every set, every value
+  quoted and null as an empty unquoted cell, datetimes as `2024-01-31T12:00:00.000Z`. A set holds
+  at most `maxRecords` rows (default 100,000); `Sforce-NumberOfRecords` counts them and
+  `Sforce-Locator` names the next set (the offset, base64, as Salesforce's pseudo-random
+  locators look) or is `null` after the last one. A locator stays valid as long as its job.
+Every call counts against the daily API limit like any REST call (the gate in app.py).
+
+Limits: no Bulk API 1.0, no parallel processing, no retries, no `assignmentRuleId`; hardDelete
+soft-deletes like delete. An external ID that appears on several rows of one upsert job fails
+every such row with DUPLICATE_EXTERNAL_ID. A query job runs at once and in one piece (no PK
+chunking), holds its whole result in the SQLite file until deleted (no 7-day expiry), and ORDER
+BY and LIMIT work (Salesforce discourages them there).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import csv
 import io
 import json
@@ -39,7 +61,7 @@ from sandbox.salesforce import ids
 from sandbox.salesforce.metadata import FieldDef, ObjectDef
 from sandbox.salesforce.org import NOT_FOUND, USER_ID, Org, RestFailure, call_options_client
 from sandbox.salesforce.records import Transaction
-from sandbox.salesforce.values import ApiError, RecordError, format_datetime, now_utc
+from sandbox.salesforce.values import ApiError, RecordError, format_datetime, now_utc, parse_datetime
 
 CHUNK = 200
 OPERATIONS = ("insert", "update", "upsert", "delete", "hardDelete")
@@ -443,3 +465,309 @@ def _csv(rows: list[list[str]]) -> str:
     writer = csv.writer(buffer, quoting=csv.QUOTE_ALL, lineterminator="\n")
     writer.writerows(rows)
     return buffer.getvalue()
+
+
+# ---- query jobs ----------------------------------------------------------------------------------
+
+QUERY_OPERATIONS = ("query", "queryAll")
+DEFAULT_MAX_RECORDS = 100_000
+QUERY_JOBS_SQL = """
+CREATE TABLE IF NOT EXISTS bulk_query_jobs (
+    id TEXT PRIMARY KEY,
+    info TEXT NOT NULL,
+    results TEXT
+);
+"""
+
+
+@dataclass
+class QueryJob:
+    id: str
+    operation: str
+    object: str
+    query: str
+    createdById: str
+    createdDate: str
+    systemModstamp: str
+    apiVersion: float
+    lineEnding: str = "LF"
+    columnDelimiter: str = "COMMA"
+    state: str = "UploadComplete"
+    numberRecordsProcessed: int = 0
+    totalProcessingTime: int = 0
+    errorMessage: str | None = None
+
+    def info(self, full: bool = True) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "id": self.id,
+            "operation": self.operation,
+            "object": self.object,
+            "createdById": self.createdById,
+            "createdDate": self.createdDate,
+            "systemModstamp": self.systemModstamp,
+            "state": self.state,
+            "concurrencyMode": "Parallel",
+            "contentType": "CSV",
+            "apiVersion": self.apiVersion,
+            "jobType": "V2Query",
+            "lineEnding": self.lineEnding,
+            "columnDelimiter": self.columnDelimiter,
+        }
+        if full:
+            body.update(
+                numberRecordsProcessed=self.numberRecordsProcessed,
+                retries=0,
+                totalProcessingTime=self.totalProcessingTime,
+            )
+            if self.errorMessage:
+                body["errorMessage"] = self.errorMessage
+        return body
+
+
+def _csv_cell(field: FieldDef, value: Any) -> str | None:
+    """A value as Bulk API 2.0 query results write it (None: the empty, unquoted null)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if field.type == "datetime":
+        moment = parse_datetime(str(value))
+        if moment is not None:
+            return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return str(value)
+
+
+def _csv_row(values: list[str | None], delimiter: str) -> str:
+    """One CSV row: every value quoted (quotes doubled), null as an empty unquoted cell."""
+    return delimiter.join("" if v is None else '"' + v.replace('"', '""') + '"' for v in values)
+
+
+def _flat_value(record: dict[str, Any], path: str) -> Any:
+    current: Any = record
+    for step in path.split("."):
+        if not isinstance(current, dict):
+            return None
+        current = current.get(step)
+    return current
+
+
+def _locator(offset: int) -> str:
+    return base64.b64encode(str(offset).encode()).decode().rstrip("=")
+
+
+def _offset(locator: str) -> int:
+    try:
+        return int(base64.b64decode(locator + "=" * (-len(locator) % 4), validate=True).decode())
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise RestFailure(400, ApiError("INVALIDLOCATOR", f"Invalid locator: {locator}")) from None
+
+
+class BulkQuery:
+    """Bulk API 2.0 query jobs (see the module doc)."""
+
+    def __init__(self, org: Org) -> None:
+        self.org = org
+        self.db = org.store.db
+        self.db.executescript(QUERY_JOBS_SQL)
+        self.jobs: dict[str, QueryJob] = {}
+        self._rows: dict[str, tuple[str, list[str]]] = {}  # id -> (header line, data lines)
+        self._tasks: set[asyncio.Task[None]] = set()
+        for job_id, info, results in self.db.execute("SELECT id, info, results FROM bulk_query_jobs"):
+            job = QueryJob(**json.loads(info))
+            if job.state in ("UploadComplete", "InProgress"):
+                job.state, job.errorMessage = "Failed", "InternalServerError : the emulator restarted"
+                self._save(job)
+            self.jobs[job_id] = job
+            if results is not None:
+                header, *rows = json.loads(results)
+                self._rows[job_id] = (header, rows)
+
+    def _save(self, job: QueryJob, results: str | None = None) -> None:
+        if results is None:
+            self.db.execute(
+                "INSERT INTO bulk_query_jobs (id, info) VALUES (?, ?) ON CONFLICT(id) DO UPDATE SET info = ?",
+                (job.id, json.dumps(asdict(job)), json.dumps(asdict(job))),
+            )
+            return
+        self.db.execute(
+            "INSERT OR REPLACE INTO bulk_query_jobs (id, info, results) VALUES (?, ?, ?)",
+            (job.id, json.dumps(asdict(job)), results),
+        )
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+
+    # ---- HTTP -------------------------------------------------------------------------------------
+    async def handle(self, request: web.Request, version: str, path: list[str]) -> web.StreamResponse:
+        method = request.method
+        if not path:
+            if method == "POST":
+                return await self._create(request, version)
+            if method == "GET":
+                jobs = [j.info(full=False) for j in self.jobs.values()]
+                return web.json_response({"done": True, "records": jobs, "nextRecordsUrl": None})
+            raise RestFailure(
+                405,
+                ApiError("METHOD_NOT_ALLOWED", f"HTTP Method '{method}' not allowed. Allowed are GET,POST"),
+            )
+        job = self.jobs.get(path[0])
+        if job is None:
+            raise RestFailure(404, ApiError("NOT_FOUND", "The requested resource does not exist"))
+        if len(path) == 1 and method == "GET":
+            return web.json_response(job.info())
+        if len(path) == 1 and method == "PATCH":
+            return await self._abort(request, job)
+        if len(path) == 1 and method == "DELETE":
+            return self._delete(job)
+        if len(path) == 2 and path[1] == "results" and method == "GET":
+            return self._results(request, version, job)
+        raise RestFailure(404, NOT_FOUND)
+
+    async def _create(self, request: web.Request, version: str) -> web.Response:
+        try:
+            body = await request.json()
+        except ValueError:
+            raise _invalid_job("The request body must be JSON") from None
+        if not isinstance(body, dict):
+            raise _invalid_job("The request body must be a JSON object")
+        operation = body.get("operation")
+        if operation not in QUERY_OPERATIONS:
+            raise _invalid_job(f"Invalid operation: {operation}")
+        text = body.get("query")
+        if not isinstance(text, str) or not text.strip():
+            raise _invalid_job("A query is required for a query job")
+        delimiter = str(body.get("columnDelimiter", "COMMA"))
+        line_ending = str(body.get("lineEnding", "LF"))
+        if delimiter not in DELIMITERS or line_ending not in ("LF", "CRLF"):
+            raise _invalid_job("Invalid columnDelimiter or lineEnding")
+        if str(body.get("contentType", "CSV")) != "CSV":
+            raise _invalid_job("Only CSV content is supported")
+        try:
+            obj = self.org.engine.sobject(text)
+            self.org.engine.flat_columns(text)
+        except ApiError as err:
+            raise RestFailure(400, err) from None
+        self.org.refuse_query(obj)
+        stamp = format_datetime(now_utc())
+        job = QueryJob(
+            id=ids.make_id("750", self.org.store.next_number("750")),
+            operation=str(operation),
+            object=obj.name,
+            query=text,
+            createdById=request[USER_ID],
+            createdDate=stamp,
+            systemModstamp=stamp,
+            apiVersion=float(version),
+            lineEnding=line_ending,
+            columnDelimiter=delimiter,
+        )
+        self.jobs[job.id] = job
+        self._save(job)
+        task = asyncio.get_running_loop().create_task(self._run(job))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return web.json_response(job.info(full=False))
+
+    async def _abort(self, request: web.Request, job: QueryJob) -> web.Response:
+        try:
+            body = await request.json()
+        except ValueError:
+            raise _invalid_job("The request body must be JSON") from None
+        if not isinstance(body, dict) or body.get("state") != "Aborted":
+            raise _invalid_job(f"Invalid state: {body.get('state') if isinstance(body, dict) else body}")
+        if job.state in ("JobComplete", "Failed", "Aborted"):
+            raise RestFailure(409, ApiError("INVALIDJOBSTATE", f"Job {job.id} is already {job.state}"))
+        job.state = "Aborted"
+        job.systemModstamp = format_datetime(now_utc())
+        self._save(job)
+        return web.json_response(job.info(full=False))
+
+    def _delete(self, job: QueryJob) -> web.Response:
+        if job.state in ("UploadComplete", "InProgress"):
+            raise RestFailure(
+                400, ApiError("INVALIDJOBSTATE", f"Job {job.id} is {job.state}: abort it first")
+            )
+        del self.jobs[job.id]
+        self._rows.pop(job.id, None)
+        self.db.execute("DELETE FROM bulk_query_jobs WHERE id = ?", (job.id,))
+        return web.Response(status=204)
+
+    def _results(self, request: web.Request, version: str, job: QueryJob) -> web.Response:
+        if float(version) != job.apiVersion:
+            raise RestFailure(
+                409,
+                ApiError(
+                    "INVALIDJOBSTATE", f"Job {job.id} was created with API {job.apiVersion}, not {version}"
+                ),
+            )
+        if job.state != "JobComplete":
+            raise RestFailure(
+                412,
+                ApiError(
+                    "JOB_NOT_COMPLETE",
+                    "can only download query results of successfully completed bulk job with status: "
+                    f"JOB_COMPLETE. Current status: {job.state}",
+                ),
+            )
+        raw_max = request.query.get("maxRecords", str(DEFAULT_MAX_RECORDS))
+        if not raw_max.isdigit() or int(raw_max) < 1:
+            raise RestFailure(400, ApiError("INVALIDPARAMETER", f"Invalid maxRecords: {raw_max}"))
+        locator = request.query.get("locator", "")
+        start = _offset(locator) if locator and locator != "null" else 0
+        header, lines = self._rows.get(job.id, ("", []))
+        if start > len(lines):
+            raise RestFailure(400, ApiError("INVALIDLOCATOR", f"Invalid locator: {locator}"))
+        page = lines[start : start + int(raw_max)]
+        end = start + len(page)
+        newline = "\r\n" if job.lineEnding == "CRLF" else "\n"
+        text = newline.join([header, *page]) + newline
+        return web.Response(
+            text=text,
+            content_type="text/csv",
+            charset="utf-8",
+            headers={
+                "Sforce-NumberOfRecords": str(len(page)),
+                "Sforce-Locator": _locator(end) if end < len(lines) else "null",
+            },
+        )
+
+    # ---- running a job ----------------------------------------------------------------------------
+    async def _run(self, job: QueryJob) -> None:
+        started = time.monotonic()
+        await asyncio.sleep(0)
+        if job.state == "Aborted":
+            return
+        job.state = "InProgress"
+        self._save(job)
+        await asyncio.sleep(0)
+        try:
+            columns = self.org.engine.flat_columns(job.query)
+            _, records = self.org.engine.run(
+                job.query,
+                include_deleted=job.operation == "queryAll",
+                version=f"{job.apiVersion:.1f}",
+                hidden=self.org.faults.hidden_from(job.createdById),
+            )
+        except ApiError as err:
+            job.state, job.errorMessage = "Failed", f"{err.error_code} : {err.message}"
+            job.systemModstamp = format_datetime(now_utc())
+            self._save(job)
+            return
+        if job.state == "Aborted":
+            return
+        delimiter = DELIMITERS[job.columnDelimiter]
+        header = _csv_row([name for name, _ in columns], delimiter)
+        rows: list[str] = []
+        for start in range(0, len(records), 5000):
+            for record in records[start : start + 5000]:
+                rows.append(_csv_row([_csv_cell(f, _flat_value(record, n)) for n, f in columns], delimiter))
+            await asyncio.sleep(0)
+        if job.state == "Aborted":
+            return
+        job.state = "JobComplete"
+        job.numberRecordsProcessed = len(records)
+        job.totalProcessingTime = int((time.monotonic() - started) * 1000)
+        job.systemModstamp = format_datetime(now_utc())
+        self._rows[job.id] = (header, rows)
+        self._save(job, json.dumps([header, *rows]))

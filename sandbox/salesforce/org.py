@@ -24,8 +24,8 @@ from aiohttp import web
 from sandbox.salesforce.auth import TokenStore
 from sandbox.salesforce.config import EmulatorConfig
 from sandbox.salesforce.limits import ApiUsage, Faults
-from sandbox.salesforce.metadata import OrgSchema
-from sandbox.salesforce.query import QueryEngine
+from sandbox.salesforce.metadata import ObjectDef, OrgSchema
+from sandbox.salesforce.query import QueryEngine, invalid_field
 from sandbox.salesforce.records import ChangeRecord, RecordStore
 from sandbox.salesforce.values import ApiError
 
@@ -94,6 +94,19 @@ class Org:
     def commit_and_publish(self, changes: Sequence[ChangeRecord]) -> None:
         if changes:
             self.sink.changes_committed(changes)
+
+    def refuse_query(self, obj: ObjectDef) -> None:
+        """The admin API's query refusal of this object, as Salesforce answers it (limits.Faults):
+        REST queries and Bulk query jobs alike."""
+        refusal = self.faults.query_refusal(obj.name)
+        if refusal is None:
+            return
+        code, field = refusal
+        if code == "INVALID_FIELD":
+            raise RestFailure(400, invalid_field(field or "Deleted_Field__c", obj))
+        raise RestFailure(
+            403, ApiError(code, f"insufficient access rights on object id: this user cannot query {obj.name}")
+        )
 
 
 def rest_errors(errors: Sequence[ApiError], status: int = 400) -> web.Response:

@@ -175,6 +175,29 @@ class QueryEngine:
         """The object a query selects FROM; ApiError when the query is malformed or the object unknown."""
         return self._object(self._parse(text).sobject)
 
+    def flat_columns(self, text: str) -> list[tuple[str, FieldDef]]:
+        """The columns of a query whose rows are flat (a Bulk API 2.0 query job): each selected
+        field's canonical dotted path (`Account.Name`) and its field, in the order selected.
+        ApiError for what such a job refuses: parent-to-child subqueries, aggregate functions,
+        FIELDS() and OFFSET."""
+        select = self._parse(text)
+        obj = self._object(select.sobject)
+        if select.offset is not None:
+            raise ApiError("MALFORMED_QUERY", "OFFSET is not supported by Bulk API 2.0 query jobs")
+        if any(isinstance(i, FunctionCall) and i.name == "FIELDS" for i in select.items):
+            raise ApiError("MALFORMED_QUERY", "FIELDS() is not supported by Bulk API 2.0 query jobs")
+        columns: list[tuple[str, FieldDef]] = []
+        for item in self._expand(select, obj):
+            if isinstance(item, SubQuery):
+                raise ApiError(
+                    "MALFORMED_QUERY",
+                    "parent-to-child relationship queries are not supported by Bulk API 2.0 query jobs",
+                )
+            if isinstance(item, FunctionCall):
+                raise ApiError("MALFORMED_QUERY", "aggregate functions are not supported by Bulk API 2.0")
+            columns.append((".".join(self._canonical(item, obj)), self._path(item, obj).final))
+        return columns
+
     @staticmethod
     def _parse(text: str) -> Select:
         try:

@@ -21,7 +21,7 @@ What it owns (each with Salesforce's status codes and bodies):
   `GET composite/sobjects/<T>?ids=&fields=`; at most 200 records; `allOrNone` true rolls back
   everything when one record fails (the others answer ALL_OR_NONE_OPERATION_ROLLED_BACK), false
   commits the good records; 200 with one result per record, in order;
-- `GET limits`; Bulk API 2.0 ingest is in bulk.py, routed from here.
+- `GET limits`; Bulk API 2.0 ingest and query jobs are in bulk.py, routed from here.
 
 Every DML call is one transaction (records.py); its committed changes go to the event sink with
 the caller's user id and the `client=` of its `Sforce-Call-Options` header.
@@ -44,7 +44,7 @@ from urllib.parse import unquote_plus
 from aiohttp import web
 
 from sandbox.salesforce import ids
-from sandbox.salesforce.bulk import BulkIngest
+from sandbox.salesforce.bulk import BulkIngest, BulkQuery
 from sandbox.salesforce.metadata import FieldDef, ObjectDef
 from sandbox.salesforce.org import (
     API_VERSION,
@@ -55,7 +55,6 @@ from sandbox.salesforce.org import (
     RestFailure,
     rest_errors,
 )
-from sandbox.salesforce.query import invalid_field
 from sandbox.salesforce.records import Record, Transaction
 from sandbox.salesforce.values import ApiError, RecordError, coerce, format_datetime, now_utc
 
@@ -87,9 +86,10 @@ class _Cursor:
 
 
 class RestApi:
-    def __init__(self, org: Org, bulk: BulkIngest) -> None:
+    def __init__(self, org: Org, bulk: BulkIngest, bulk_query: BulkQuery) -> None:
         self.org = org
         self.bulk = bulk
+        self.bulk_query = bulk_query
         self.schema = org.schema
         self._cursors: dict[str, _Cursor] = {}
 
@@ -132,6 +132,8 @@ class RestApi:
             return await self._collections(request, version, path[2:])
         if head == "jobs" and len(path) >= 2 and path[1] == "ingest":
             return await self.bulk.handle(request, version, path[2:])
+        if head == "jobs" and len(path) >= 2 and path[1] == "query":
+            return await self.bulk_query.handle(request, version, path[2:])
         if head == "limits" and len(path) == 1:
             _allow(method, "GET")
             return web.json_response(self._limits())
@@ -428,7 +430,7 @@ class RestApi:
         if not text:
             raise RestFailure(400, ApiError("MALFORMED_QUERY", "A query string has to be specified"))
         try:
-            self._refuse_by_fault(self.org.engine.sobject(text))
+            self.org.refuse_query(self.org.engine.sobject(text))
             total, records = self.org.engine.run(
                 text,
                 include_deleted=endpoint == "queryAll",
@@ -443,18 +445,6 @@ class RestApi:
         cursor = _Cursor(records, 0, total, endpoint, now)
         self._cursors[locator] = cursor
         return self._page(version, locator, cursor, batch)
-
-    def _refuse_by_fault(self, obj: ObjectDef) -> None:
-        """The admin API's query refusal of this object, as Salesforce answers it (limits.Faults)."""
-        refusal = self.org.faults.query_refusal(obj.name)
-        if refusal is None:
-            return
-        code, field = refusal
-        if code == "INVALID_FIELD":
-            raise RestFailure(400, invalid_field(field or "Deleted_Field__c", obj))
-        raise RestFailure(
-            403, ApiError(code, f"insufficient access rights on object id: this user cannot query {obj.name}")
-        )
 
     def _page(self, version: str, locator: str, cursor: _Cursor, batch: int) -> web.Response:
         page = cursor.records[cursor.position : cursor.position + batch]

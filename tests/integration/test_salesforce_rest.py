@@ -577,6 +577,108 @@ def test_bulk_v2_job_with_unknown_column_fails(sf):
         sf.bulk2.Account.insert(records=[{"Name": "x", "Bogus__c": "1"}], wait=0.05)
 
 
+def _jobs(sf: Salesforce, method: str, path: str, **kwargs: Any) -> requests.Response:
+    """A raw Bulk API 2.0 query-job request, to see status codes and headers as they come."""
+    return sf.session.request(method, f"{sf.base_url}jobs/query{path}", headers=sf.headers, **kwargs)
+
+
+def _finished(sf: Salesforce, job_id: str) -> dict[str, Any]:
+    for _ in range(200):
+        info: dict[str, Any] = _jobs(sf, "GET", f"/{job_id}").json()
+        if info["state"] in ("JobComplete", "Failed", "Aborted"):
+            return info
+        time.sleep(0.02)
+    raise AssertionError(f"query job {job_id} did not finish")
+
+
+def test_bulk_v2_query_job_pages_csv_by_locator_and_max_records(sf, salesforce_emulator):
+    tag = _tag()
+    sf.restful("composite/sobjects", method="POST", json={"records": _accounts(tag, 120)})
+    parent = sf.Account.create({"Name": f"{tag} parent", "ExternalID__c": f"{tag}-p"})["id"]
+    sf.Contact.create({"LastName": f'{tag} "Quoted", two\nlines', "AccountId": parent})
+    sf.Contact.create({"LastName": f"{tag} orphan"})
+
+    # unmodified simple-salesforce reads every set, following Sforce-Locator
+    pages = list(
+        sf.bulk2.Account.query(f"SELECT Id, Name FROM Account WHERE Name LIKE '{tag} 0%'", max_records=50)  # noqa: S608 - a hex tag
+    )
+    rows = [row for page in pages for row in csv.DictReader(io.StringIO(page))]
+    assert [len(list(csv.DictReader(io.StringIO(p)))) for p in pages] == [50, 50, 20]
+    assert sorted(r["Name"] for r in rows) == [f"{tag} {i:04d}" for i in range(120)]
+
+    before = salesforce_emulator.admin("GET", "/admin/api-usage")["used"]
+    soql = f"SELECT LastName, Account.Name, IsDeleted, CreatedDate FROM Contact WHERE LastName LIKE '{tag}%'"  # noqa: S608
+    created = _jobs(sf, "POST", "", json={"operation": "query", "query": soql})
+    assert created.status_code == 200
+    assert created.json()["state"] == "UploadComplete"
+    assert created.json()["jobType"] == "V2Query"
+    job_id = created.json()["id"]
+    assert _finished(sf, job_id)["numberRecordsProcessed"] == 2
+    first = _jobs(sf, "GET", f"/{job_id}/results", params={"maxRecords": 1})
+    assert first.headers["Content-Type"].startswith("text/csv")
+    assert first.headers["Sforce-NumberOfRecords"] == "1"
+    locator = first.headers["Sforce-Locator"]
+    assert locator not in ("", "null")
+    second = _jobs(sf, "GET", f"/{job_id}/results", params={"maxRecords": 1, "locator": locator})
+    assert second.headers["Sforce-Locator"] == "null"
+    text = first.text + second.text.split("\n", 1)[1]
+    assert text.splitlines()[0] == '"LastName","Account.Name","IsDeleted","CreatedDate"'
+    found = {row["LastName"]: row for row in csv.DictReader(io.StringIO(text))}
+    quoted = found[f'{tag} "Quoted", two\nlines']
+    assert quoted["Account.Name"] == f"{tag} parent"
+    assert quoted["IsDeleted"] == "false"
+    assert quoted["CreatedDate"].endswith("Z")
+    assert found[f"{tag} orphan"]["Account.Name"] == ""  # null: an empty cell
+    # the same set again, as long as the job exists
+    assert (
+        _jobs(sf, "GET", f"/{job_id}/results", params={"maxRecords": 1, "locator": locator}).text
+        == second.text
+    )
+    # every call counts against the daily API limit: create, poll(s), two result sets, the repeat
+    assert salesforce_emulator.admin("GET", "/admin/api-usage")["used"] >= before + 5
+
+
+def test_bulk_v2_query_job_refusals_and_life_cycle(sf, salesforce_emulator):
+    tag = _tag()
+    refused = _jobs(
+        sf,
+        "POST",
+        "",
+        json={"operation": "query", "query": "SELECT Id, (SELECT Id FROM Contacts) FROM Account"},
+    )
+    assert refused.status_code == 400
+    assert "parent-to-child" in refused.json()[0]["message"]
+    unknown = _jobs(sf, "POST", "", json={"operation": "query", "query": "SELECT Bogus__c FROM Account"})
+    assert (unknown.status_code, unknown.json()[0]["errorCode"]) == (400, "INVALID_FIELD")
+    assert (
+        _jobs(sf, "POST", "", json={"operation": "upsert", "query": "SELECT Id FROM Account"}).status_code
+        == 400
+    )
+
+    gone = sf.Account.create({"Name": f"{tag} gone"})["id"]
+    sf.Account.delete(gone)
+    hidden = sf.Account.create({"Name": f"{tag} hidden"})["id"]
+    salesforce_emulator.admin(
+        "POST", "/admin/faults/hide-records", {"ids": [hidden], "username": salesforce_emulator.username}
+    )
+    soql = f"SELECT Id, IsDeleted FROM Account WHERE Name LIKE '{tag}%'"  # noqa: S608 - a hex tag
+    job_id = _jobs(sf, "POST", "", json={"operation": "queryAll", "query": soql}).json()["id"]
+    assert _finished(sf, job_id)["state"] == "JobComplete"
+    rows = list(csv.DictReader(io.StringIO(_jobs(sf, "GET", f"/{job_id}/results").text)))
+    assert [(r["Id"], r["IsDeleted"]) for r in rows] == [(gone, "true")]  # deleted included, hidden left out
+    salesforce_emulator.admin("DELETE", "/admin/faults")
+
+    other_version = sf.session.request(
+        "GET", f"{sf.base_url.replace('v62.0', 'v61.0')}jobs/query/{job_id}/results", headers=sf.headers
+    )
+    assert other_version.status_code == 409
+    assert _jobs(sf, "PATCH", f"/{job_id}", json={"state": "Aborted"}).status_code == 409  # finished
+    assert job_id in {j["id"] for j in _jobs(sf, "GET", "").json()["records"]}
+    assert _jobs(sf, "DELETE", f"/{job_id}").status_code == 204
+    assert _jobs(sf, "GET", f"/{job_id}").status_code == 404
+    assert _jobs(sf, "GET", f"/{job_id}/results").status_code == 404
+
+
 # ---- limits and faults ----------------------------------------------------------------------------
 
 

@@ -24,6 +24,7 @@ from processors.state import MappingsRef, Origin, Tables
 from processors.status import StatusPipeline
 from processors.tables import SharedTable, shared_table
 from sagesf.errors import Permanent
+from sagesf.load import HISTORY_BEFORE_GO_LIVE, HISTORY_HEADER
 
 REPO = Path(__file__).resolve().parents[2]
 OPP = "006" + "A" * 15
@@ -213,6 +214,28 @@ def test_an_order_without_a_sage_result_is_commanded_again_until_one_arrives(
     assert update.value["fields"]["Sage_Order_No__c"] == "0000042"
     assert OPP not in p.tables.orders  # confirmed: nothing left to resend
     assert _sage_commands(p.sweep()) == []
+
+
+def test_an_order_won_before_go_live_is_kept_as_history_and_never_ordered(base_mappings: Mappings) -> None:
+    """The initial load marks it; Sage has it already, entered by hand without the Salesforce ID."""
+    loaded = Origin("salesorder.v1", 0, 8, b"key", b"value", ((HISTORY_HEADER, HISTORY_BEFORE_GO_LIVE),))
+    p = pipeline(base_mappings)
+    kept = p.on_sales_order(OPP, order(("HRDW-1000", "2", "12.50")), loaded)
+    assert (kept.outcome, kept.outbound, kept.dead_letters) == ("history", [], [])
+    # edited later, or moved out of Closed Won and back: the live source publishes it unmarked
+    edited = p.on_sales_order(OPP, order(("HRDW-1000", "3", "12.50")), ORIGIN)
+    assert (edited.outcome, edited.outbound) == ("history", [])
+    p.tables.orders[OPP] = {**p.tables.orders[OPP], "at": 0}
+    assert _sage_commands(p.sweep()) == []  # nothing to re-send either
+    p._prune(10**15)  # kept past any retention
+    assert p.tables.orders[OPP]["state"] == "history"
+    # an order this pipeline commanded before the load came keeps its command
+    other = "006" + "C" * 15
+    assert (
+        p.on_sales_order(other, order(("HRDW-1000", "1", "12.50"), opp=other), ORIGIN).outcome == "commanded"
+    )
+    assert p.on_sales_order(other, order(("HRDW-1000", "1", "12.50"), opp=other), loaded).outcome == "skipped"
+    assert p.tables.orders[other]["state"] == "commanded"
 
 
 def test_an_order_that_no_longer_maps_is_not_failed_by_the_resend(base_mappings: Mappings) -> None:
