@@ -27,6 +27,7 @@ from sagesf.logs import configure_logging, register_settings_secrets
 from sagesf.metrics import Health, MetricsServer
 from sagesf.producer import ConfirmedProducer, Headers
 from sagesf.publisher import CanonicalPublisher
+from sagesf.reconcile import DriftJudge, SnapshotReader
 from sagesf.retry import RetryPolicy
 from sagesf.source import Replayer
 
@@ -85,7 +86,10 @@ class Component:
     A source may give `replay(process)`: the `Replayer` that `sagesf dlq replay <name>` uses for
     its dead letters whose origin is no Kafka topic (a Sage row, a Salesforce event); and
     `load(process, request)`: the `InitialLoad` that `sagesf load <system>` runs, publishing what
-    the system already holds and handing over to this source (sagesf.load).
+    the system already holds and handing over to this source (sagesf.load); and
+    `snapshot(process)`: the `SnapshotReader` that reconciliation reads its system with. The
+    processors give `judge(process)`: the `DriftJudge` that compares the two systems' snapshots
+    through the mappings (sagesf.reconcile).
     """
 
     name: str
@@ -95,6 +99,8 @@ class Component:
     once: bool = False  # whether `--once` is supported (the runnable has `run_once`)
     replay: Callable[[Process], Replayer] | None = None
     load: Callable[[Process, LoadRequest], InitialLoad] | None = None
+    snapshot: Callable[[Process], SnapshotReader] | None = None
+    judge: Callable[[Process], DriftJudge] | None = None
 
 
 @dataclass

@@ -2,8 +2,9 @@
 salesforce-source` and `sagesf run salesforce-sink`. Each builder logs in, assembles the parts
 from the settings and hands the core loops a connector role (`SalesforceCdcSource`,
 `SalesforceSink`). The source also replays its dead letters (`build_source_replay`, for
-`sagesf dlq replay salesforce-source`) and loads what the org holds before go-live
-(`build_source_load`, for `sagesf load salesforce`).
+`sagesf dlq replay salesforce-source`), loads what the org holds before go-live
+(`build_source_load`, for `sagesf load salesforce`) and reads what it holds now for
+reconciliation (`build_source_snapshot`, for `sagesf reconcile`).
 
 Both start while Salesforce or the registry is down and say so on /healthz (`Process.wait_for`):
 the login (and the source's field check) waits for Salesforce, the output schemas for the
@@ -26,6 +27,7 @@ from connectors.salesforce.record_reader import RecordReader
 from connectors.salesforce.replay_storage import PositionReplayStorage
 from connectors.salesforce.sink import DEPENDENCY as SALESFORCE
 from connectors.salesforce.sink import SalesforceSink
+from connectors.salesforce.snapshot import SalesforceSnapshot
 from connectors.salesforce.source import SalesforceCdcSource, SalesforceSourceSettings, check_channels
 from connectors.salesforce.source_mapping import load_source_mapping
 from connectors.salesforce.stale_guard import StaleGuard
@@ -160,6 +162,42 @@ def build_source_load(process: Process, request: LoadRequest) -> InitialLoad:
     return InitialLoad(load, publisher, store, load.progress)
 
 
+def build_source_snapshot(process: Process) -> SalesforceSnapshot:
+    """What the org holds now, for reconciliation (connectors/salesforce/snapshot.py): the
+    source's mapping, Bulk API 2.0 query jobs as the load runs them, each call counted."""
+    salesforce = process.settings(SalesforceSettings)
+    settings = process.settings(SalesforceSourceSettings)
+    options = process.settings(SalesforceLoadSettings)
+    connection = _connect(process, salesforce)
+    budget = ApiBudget(salesforce.api_budget_share, salesforce.budget_recheck_seconds)
+    connection.add_listener(budget.listener)
+    calls = _Calls()
+    connection.add_listener(calls.listener)
+    api = BulkQuery(
+        connection,
+        budget,
+        rate_limit_pause=salesforce.rate_limit_pause,
+        poll_interval=options.poll_interval,
+        timeout=options.job_timeout,
+    )
+    return SalesforceSnapshot(
+        mapping=load_source_mapping(settings.mapping_file),
+        api=api,
+        shape=RecordShape(lambda entity: api.call("GET", f"sobjects/{entity}/describe").json()),
+        calls=lambda: calls.made,
+        result_set_records=options.result_set_records,
+    )
+
+
+class _Calls:
+    """The API calls a connection made (a response listener)."""
+
+    made = 0
+
+    def listener(self, *_: object) -> None:
+        self.made += 1
+
+
 def build_sink_loop(
     process: Process, *, connection: SalesforceConnection | None = None, retry: RetryPolicy | None = None
 ) -> SinkLoop:
@@ -248,6 +286,7 @@ SALESFORCE_SOURCE = Component(
     settings=(SalesforceSettings, SalesforceSourceSettings, SalesforceLoadSettings),
     replay=build_source_replay,
     load=build_source_load,
+    snapshot=build_source_snapshot,
 )
 SALESFORCE_SINK = Component(
     name="salesforce-sink",

@@ -12,7 +12,7 @@ from importlib.metadata import entry_points
 
 import typer
 
-from sagesf.cli import dlq, load, replay, run, schemas, topics, trace
+from sagesf.cli import dlq, load, reconcile, replay, run, schemas, topics, trace
 from sagesf.config import ConfigError
 
 __all__ = ["add_core_commands", "app", "main"]
@@ -28,6 +28,7 @@ def add_core_commands(app: typer.Typer) -> None:
     app.command("replay")(replay.replay_command)
     app.command("trace")(trace.trace_command)
     app.command("load")(load.load_command)
+    app.command("reconcile")(reconcile.reconcile_command)
     app.command("run", context_settings=run.RUN_SETTINGS, add_help_option=False)(run.run_command)
 
 
