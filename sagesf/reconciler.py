@@ -58,17 +58,26 @@ class ReconcileSettings(BaseSettings):
 
 
 @contextmanager
-def reconciliation(settings: ReconcileSettings) -> Iterator[Reconciler]:
-    """A `Reconciler` from the installed hooks; their parts closed when the block ends."""
+def reconciliation(settings: ReconcileSettings, host: Process | None = None) -> Iterator[Reconciler]:
+    """A `Reconciler` from the installed hooks; their parts closed when the block ends. Built in
+    `host` (the reconciler process), each part waits for its system on the host's /healthz and
+    stops with it."""
     readers: dict[str, SnapshotReader] = {}
     judges: list[DriftJudge] = []
     with ExitStack() as parts:
+
+        def process_of(found: Component) -> Process:
+            process = parts.enter_context(assembled(found))
+            if host is not None:
+                process.health, process.stop = host.health, host.stop
+            return process
+
         for found in components().values():
             if found.snapshot is not None:
-                reader = found.snapshot(parts.enter_context(assembled(found)))
+                reader = found.snapshot(process_of(found))
                 readers[reader.system] = reader
             if found.judge is not None:
-                judges.append(found.judge(parts.enter_context(assembled(found))))
+                judges.append(found.judge(process_of(found)))
         if len(judges) != 1:
             raise ConfigError(f"reconciliation needs one component with a judge hook, found {len(judges)}")
         try:
@@ -117,7 +126,7 @@ def build(process: Process) -> ReconcileSweeps:
     settings = process.settings(ReconcileSettings)
     stack = ExitStack()
     process.closing(stack.close, "the reconciliation's parts")
-    reconciler = stack.enter_context(reconciliation(settings))
+    reconciler = stack.enter_context(reconciliation(settings, process))
     return ReconcileSweeps(reconciler, settings, repair_publisher(process, settings))
 
 
