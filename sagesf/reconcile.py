@@ -126,9 +126,13 @@ class Drift:
 
     def shown(self) -> str:
         what = f"{self.entity} {self.key}" + (f" {self.field}" if self.field else "")
-        if self.kind is DriftKind.FIELD or self.kind is DriftKind.ORDER_STATUS:
-            return f"{what}: Salesforce {self.salesforce!r}, Sage {self.sage!r}"
-        return what
+        if self.kind is DriftKind.MISSING_IN_SAGE:
+            return f"{what} (Salesforce {self.salesforce})"
+        if self.kind is DriftKind.MISSING_IN_SALESFORCE:
+            return f"{what} (its Salesforce ID {self.sage})"
+        if self.kind is DriftKind.ORDER_NOT_IN_SAGE:
+            return f"{what} ({self.salesforce})"
+        return f"{what}: Salesforce {self.salesforce!r}, Sage {self.sage!r}"
 
 
 class DriftJudge(Protocol):
