@@ -127,7 +127,9 @@ class MappingJudge:
         }
         # an empty value is not written (the Sage sink writes non-null fields only): no opinion
         off_sage = {
-            n for n in to_sage if expected_sage.get(n) not in (None, "") and not _same(expected_sage[n], sage.record.get(n))
+            n
+            for n in to_sage
+            if expected_sage.get(n) not in (None, "") and not _same(expected_sage[n], sage.record.get(n))
         }
         sage_wins = _newer(sage.changed_at, sf.changed_at)
         towards: dict[str, list[str]] = {SALESFORCE: [], SAGE: []}
