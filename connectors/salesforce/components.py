@@ -123,8 +123,7 @@ def build_source_load(process: Process, request: LoadRequest) -> InitialLoad:
     connection = _connect(process, salesforce)
     reader = RecordReader(connection.sf, mapping, settings.read_batch_size)
     process.wait_for(SALESFORCE, lambda: _check_fields(reader, settings.mapping_file))
-    budget = ApiBudget(salesforce.api_budget_share, salesforce.budget_recheck_seconds)
-    connection.add_listener(budget.listener)
+    api = _bulk_query(connection, salesforce, options)
     producer = process.producer()
     publisher = process.publisher(
         SalesforceCdcSource.name,
@@ -141,13 +140,6 @@ def build_source_load(process: Process, request: LoadRequest) -> InitialLoad:
     stored = stored_progress(store, request, request.options())
     live = PositionStore(kafka, settings.component, topic, producer)
     live.load()
-    api = BulkQuery(
-        connection,
-        budget,
-        rate_limit_pause=salesforce.rate_limit_pause,
-        poll_interval=options.poll_interval,
-        timeout=options.job_timeout,
-    )
     load = SalesforceInitialLoad(
         mapping=mapping,
         mapper=RecordMapper(mapping),
@@ -168,18 +160,9 @@ def build_source_snapshot(process: Process) -> SalesforceSnapshot:
     salesforce = process.settings(SalesforceSettings)
     settings = process.settings(SalesforceSourceSettings)
     options = process.settings(SalesforceLoadSettings)
-    connection = _connect(process, salesforce)
-    budget = ApiBudget(salesforce.api_budget_share, salesforce.budget_recheck_seconds)
-    connection.add_listener(budget.listener)
+    api = _bulk_query(_connect(process, salesforce), salesforce, options)
     calls = _Calls()
-    connection.add_listener(calls.listener)
-    api = BulkQuery(
-        connection,
-        budget,
-        rate_limit_pause=salesforce.rate_limit_pause,
-        poll_interval=options.poll_interval,
-        timeout=options.job_timeout,
-    )
+    api.conn.add_listener(calls.listener)
     return SalesforceSnapshot(
         mapping=load_source_mapping(settings.mapping_file),
         api=api,
@@ -187,6 +170,26 @@ def build_source_snapshot(process: Process) -> SalesforceSnapshot:
         calls=lambda: calls.made,
         result_set_records=options.result_set_records,
     )
+
+
+def _bulk_query(
+    connection: SalesforceConnection, salesforce: SalesforceSettings, options: SalesforceLoadSettings
+) -> BulkQuery:
+    """Bulk API 2.0 query jobs on `connection`, under the API budget (the load's and the snapshot's)."""
+    return BulkQuery(
+        connection,
+        _budget(connection, salesforce),
+        rate_limit_pause=salesforce.rate_limit_pause,
+        poll_interval=options.poll_interval,
+        timeout=options.job_timeout,
+    )
+
+
+def _budget(connection: SalesforceConnection, settings: SalesforceSettings) -> ApiBudget:
+    """The API budget governor of `connection`, fed by its responses."""
+    budget = ApiBudget(settings.api_budget_share, settings.budget_recheck_seconds)
+    connection.add_listener(budget.listener)
+    return budget
 
 
 class _Calls:
@@ -204,8 +207,7 @@ def build_sink_loop(
     """The sink's loop; logs in unless given a connection (which the caller then closes)."""
     settings = process.settings(SalesforceSettings)
     conn = connection or _connect(process, settings)
-    budget = ApiBudget(settings.api_budget_share, settings.budget_recheck_seconds)
-    conn.add_listener(budget.listener)
+    budget = _budget(conn, settings)
     writer = SalesforceWriter(
         conn,
         budget,
