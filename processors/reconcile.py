@@ -117,7 +117,7 @@ class MappingJudge:
         spec = self.mappings.customers
         to_sf = spec.sage_to_salesforce.fields
         to_sage = spec.salesforce_to_sage.fields
-        expected_sf = self._account_fields(sage.record)
+        expected_sf = self.account_fields(sage.record)
         held_sf = sf.record.get(OWN_FIELDS) or {}
         expected_sage = self._customer_for_sage(sf.record)
         off_sf = {
@@ -158,7 +158,8 @@ class MappingJudge:
             for n in names
         ]
 
-    def _account_fields(self, customer: Mapping[str, Any]) -> dict[str, Any]:
+    def account_fields(self, customer: Mapping[str, Any]) -> dict[str, Any]:
+        """The Account fields the customer sync writes from this Sage customer."""
         try:
             return CustomerSync._account_fields(cast(CustomerSync, self.mapped), customer)
         except Permanent:
@@ -206,7 +207,7 @@ class MappingJudge:
         if sf is None or sage is None:
             return []  # a Sage item without a Product2: not sent (inventory only_known_products)
         held = sf.record.get(OWN_FIELDS) or {}
-        expected = {**self._item_fields(sage.record), **self._stock_fields(sage.record)}
+        expected = {**self.item_fields(sage.record), **self.stock_fields(sage.record)}
         off = {f: v for f, v in expected.items() if not _same(v, held.get(f))}
         if not off or inventory is None:
             return []
@@ -223,13 +224,14 @@ class MappingJudge:
                 event_time=_latest(sage),
             )
         )
-        stock = set(self._stock_fields(sage.record))
+        stock = set(self.stock_fields(sage.record))
         return [
             Drift(DriftKind.FIELD, "stock" if f in stock else "item", sage.key, f, held.get(f), v, repair)
             for f, v in sorted(off.items())
         ]
 
-    def _item_fields(self, item: Mapping[str, Any]) -> dict[str, Any]:
+    def item_fields(self, item: Mapping[str, Any]) -> dict[str, Any]:
+        """The Product2 fields products.yaml `item_fields` maps from this Sage item."""
         products, fields = self.mappings.products, {}
         for name, target in products.item_fields.items():
             value = item.get(name)
@@ -239,7 +241,7 @@ class MappingJudge:
                 fields[target.salesforce] = value
         return fields
 
-    def _stock_fields(self, item: Mapping[str, Any]) -> dict[str, Any]:
+    def stock_fields(self, item: Mapping[str, Any]) -> dict[str, Any]:
         """The inventory processor's sums for the item (processors/inventory.py), event time aside."""
         inventory = self.mappings.products.inventory
         if inventory is None:

@@ -132,14 +132,14 @@ class World:
         snapshot = self.reconciler.readers[SAGE].read(SnapshotRequest())
         for entity in snapshot.entities:
             if entity.kind == "customer":
-                fields = {**self.judge._account_fields(entity.record), "ExternalID__c": entity.key}
+                fields = {**self.judge.account_fields(entity.record), "ExternalID__c": entity.key}
                 account = self.sf.Account.create(fields)["id"]
                 division, number = entity.key.split("-", 1)
                 self._sage_row(
                     "AR_Customer", ARDivisionNo=division, CustomerNo=number, UDF_SALESFORCE_ID=account
                 )
             elif entity.kind == "item":
-                fields = {**self.judge._item_fields(entity.record), **self.judge._stock_fields(entity.record)}
+                fields = {**self.judge.item_fields(entity.record), **self.judge.stock_fields(entity.record)}
                 self.sf.Product2.create(
                     {**fields, "ProductCode": entity.key, "Sage_Item_Code__c": entity.key}
                 )
