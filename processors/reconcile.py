@@ -5,8 +5,8 @@ What it owns: `MappingJudge`, built by the processors component's judge hook. It
 pair the core found through the same mapping code the live sync runs: customers both ways
 (customers.yaml), items' fields and stock (products.yaml `item_fields`, `inventory`), and orders
 end to end (orders.yaml `write_back`, `order_status`). Its repairs are the live sync's commands,
-carrying the source time of the value they bring, so the sinks' stale checks pass a repair of
-a value nobody changed since and refuse one that a later edit overtook.
+each with a source time the sinks' stale checks compare (`_observed`, `_to_sage`), so a repair
+passes when nobody changed the target since and is refused when a later edit overtook it.
 """
 
 from __future__ import annotations
@@ -175,7 +175,10 @@ class MappingJudge:
             return {}
 
     def _to_sage(self, sf: Entity, linked: str) -> CanonicalRecord | None:
-        """The UpsertCustomer the sync sends for the Account (processors/customers.py `_to_sage`)."""
+        """The UpsertCustomer the sync sends for the Account (processors/customers.py `_to_sage`).
+        It carries the whole customer, so it carries the Account's own change time: the Sage
+        sink refuses it whole when a Sage user changed the row since, and a newer Sage value
+        of another field is never taken back by a repair."""
         data = self._customer_for_sage(sf.record)
         if not data:
             return None
@@ -192,7 +195,7 @@ class MappingJudge:
             cid=cid,
             correlation_id=cid,
             source_record_id=sage.key,
-            event_time=sage.changed_at,
+            event_time=_observed(sage),
         )
         return _record(update)
 
@@ -221,7 +224,7 @@ class MappingJudge:
                 cid=cid,
                 correlation_id=cid,
                 source_record_id=sage.key,
-                event_time=_latest(sage),
+                event_time=_observed(sage),
             )
         )
         stock = set(self.stock_fields(sage.record))
@@ -349,10 +352,8 @@ def _newer(sage: datetime | None, salesforce: datetime | None) -> bool:
     return salesforce is None or sage is None or sage >= salesforce
 
 
-def _latest(item: Entity) -> datetime | None:
-    times = [
-        item.changed_at,
-        *(((lv.get("envelope") or {}).get("event_time")) for lv in item.record.get("inventory_levels") or []),
-    ]
-    known = [t for t in times if isinstance(t, datetime)]
-    return max(known) if known else None
+def _observed(sage: Entity) -> datetime | None:
+    """The source time of a repair towards Salesforce: when the sweep read Sage (its value held
+    then), so the Salesforce sink refuses it only when the record changed after that read. Such a
+    repair carries only the fields found to flow to Salesforce, so nothing newer goes with it."""
+    return sage.read_at or sage.changed_at

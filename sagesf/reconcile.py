@@ -77,7 +77,9 @@ class Entity:
     `kind` is what it is (customer, item, order), `key` its key in its own system, `record` its
     canonical form (the fields its live source publishes) plus the system's own fields the judge
     asked for, `links` the identifiers it shares with its counterpart on the other side
-    (`sage:01-ABF`, `salesforce:001...`, `item:HRDW-1000`) and `changed_at` when it last changed.
+    (`sage:01-ABF`, `salesforce:001...`, `item:HRDW-1000`), `changed_at` when it last changed in
+    its system, and `read_at` when its snapshot began reading (the record held these values then
+    or later).
     """
 
     kind: str
@@ -85,6 +87,7 @@ class Entity:
     record: Mapping[str, Any]
     links: tuple[str, ...] = ()
     changed_at: datetime | None = None
+    read_at: datetime | None = None
 
 
 @dataclass

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Mapping
-from datetime import datetime
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 from connectors.sage100.config import Sage100Settings
@@ -57,6 +58,7 @@ class SageSnapshot:
         self.streams = build_streams(self.tables, SCANNED, ctx)
 
     def read(self, request: SnapshotRequest) -> Snapshot:
+        started = datetime.now(UTC)
         entities: list[Entity] = []
         levels: dict[str, list[dict[str, Any]]] = {}
         for value in self._values("IM_ItemWarehouse"):
@@ -80,7 +82,8 @@ class SageSnapshot:
                     changed,
                 )
             )
-        return Snapshot(SAGE, entities, len(SCANNED) + int(self._history_query() is not None))
+        queries = len(SCANNED) + int(self._history_query() is not None)
+        return Snapshot(SAGE, [replace(e, read_at=started) for e in entities], queries)
 
     def _values(self, table: str) -> Iterator[dict[str, Any]]:
         """The canonical values of every row of `table`, from one scan through its stream."""

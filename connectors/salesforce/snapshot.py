@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Mapping
-from datetime import date, datetime
+from dataclasses import replace
+from datetime import UTC, date, datetime
 from typing import Any
 
 from connectors.salesforce.bulk_query import BulkQuery, RecordShape
@@ -60,7 +61,7 @@ class SalesforceSnapshot:
         self.result_set_records = result_set_records
 
     def read(self, request: SnapshotRequest) -> Snapshot:
-        before = self.calls()
+        before, started = self.calls(), datetime.now(UTC)
         entities: list[Entity] = []
         for name, obj in self.mapping.objects.items():
             kind = KINDS.get(obj.produces or "")
@@ -70,7 +71,7 @@ class SalesforceSnapshot:
             for record in self._records(name, obj, own, self._where(obj, request.orders_since)):
                 found = self._entity(kind, name, obj, record, own)
                 if found is not None:
-                    entities.append(found)
+                    entities.append(replace(found, read_at=started))
         return Snapshot(SALESFORCE, entities, self.calls() - before)
 
     def _records(self, name: str, obj: ObjectMapping, own: list[str], where: str) -> Iterator[dict[str, Any]]:

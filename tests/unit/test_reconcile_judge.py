@@ -3,6 +3,7 @@ calls drift and which way it repairs it (the repository's own mappings/)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -93,6 +94,15 @@ def test_a_field_mapped_both_ways_is_repaired_the_way_of_the_newer_change(judge:
     assert to_salesforce.repair.topic == topic_names.SALESFORCE_COMMANDS
     assert to_salesforce.repair.value["fields"] == {"Phone": "(619) 555-4454"}
     assert to_salesforce.repair.value["source_event_time"] == LATER
+
+
+def test_a_repair_towards_salesforce_carries_when_the_sweep_read_sage(judge: MappingJudge) -> None:
+    read = replace(customer(EARLIER), read_at=LATER)
+    (drift,) = judge.judge("customer", account(EARLIER, Credit_Limit__c=1.0), read)
+
+    assert drift.repair is not None
+    assert drift.repair.value is not None
+    assert drift.repair.value["source_event_time"] == LATER
 
 
 def test_a_field_sage_owns_is_repaired_in_salesforce_whichever_is_newer(judge: MappingJudge) -> None:
