@@ -183,7 +183,9 @@ class MappingJudge:
         if not data:
             return None
         data["ar_division_no"], data["customer_no"] = linked.split("-", 1)
-        cid = command_id("ReconcileCustomer", sf.key, _fingerprint(data))
+        cid = command_id(
+            "ReconcileCustomer", sf.key, _fingerprint({k: v for k, v in data.items() if k != "envelope"})
+        )
         return _record(commands.upsert_customer(data, cid, sf.key, cid, event_time=sf.changed_at))
 
     def _account_update(self, account: str, sage: Entity, fields: Mapping[str, Any]) -> CanonicalRecord:

@@ -125,6 +125,10 @@ def test_an_unlinked_account_is_no_drift_and_a_linked_one_without_its_customer_i
     assert missing.repair is not None
     assert missing.repair.value is not None
     assert missing.repair.value["command"][1]["customer"]["customer_no"] == "ACME001"
+    (again,) = judge.judge("customer", account(), None)  # the next sweep's repair is the same command
+    assert again.repair is not None
+    assert again.repair.value is not None
+    assert again.repair.value["command_id"] == missing.repair.value["command_id"]
 
 
 def test_an_order_is_compared_by_its_sage_number_and_mapped_status(judge: MappingJudge) -> None:
