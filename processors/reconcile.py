@@ -212,9 +212,11 @@ class MappingJudge:
         if sf is None or sage is None:
             return []  # a Sage item without a Product2: not sent (inventory only_known_products)
         held = sf.record.get(OWN_FIELDS) or {}
+        if inventory is None or not held.get(inventory.external_id_field):
+            return []  # paired by ProductCode only: not linked, and an upsert would make a second Product2
         expected = {**self.item_fields(sage.record), **self.stock_fields(sage.record)}
         off = {f: v for f, v in expected.items() if not _same(v, held.get(f))}
-        if not off or inventory is None:
+        if not off:
             return []
         cid = command_id("ReconcileItem", sage.key, _fingerprint(off))
         repair = _record(
@@ -241,7 +243,10 @@ class MappingJudge:
         for name, target in products.item_fields.items():
             value = item.get(name)
             if target.map is not None:
-                value = products.picklists[target.map].apply(value, name=target.map, where=f"item.{name}")
+                try:
+                    value = products.picklists[target.map].apply(value, name=target.map, where=f"item.{name}")
+                except Permanent:
+                    continue  # a value the map refuses: nothing the sync would write
             if value is not None and value != "":
                 fields[target.salesforce] = value
         return fields
