@@ -93,14 +93,15 @@ def repair_publisher(process: Process, settings: ReconcileSettings) -> Canonical
 
 
 class ReconcileSweeps:
-    """A sweep now and every `interval_seconds` after; with `repair`, its repairs published.
+    """A sweep now and every `interval_seconds` after; with a publisher (`repair`), its repairs
+    published.
 
     A failed sweep (a system away) is logged and counted (`sagesf_reconcile_sweeps_total{outcome=
     "failed"}`) and the next one comes at its time: the drift gauges keep the last sweep's figures.
     """
 
     def __init__(
-        self, reconciler: Reconciler, settings: ReconcileSettings, publisher: CanonicalPublisher
+        self, reconciler: Reconciler, settings: ReconcileSettings, publisher: CanonicalPublisher | None
     ) -> None:
         self.reconciler = reconciler
         self.settings = settings
@@ -108,7 +109,7 @@ class ReconcileSweeps:
 
     def run_once(self) -> Sweep:
         result = self.reconciler.sweep()
-        if self.settings.repair and result.drifts:
+        if self.publisher is not None and result.drifts:
             sent = self.reconciler.repair(result, self.publisher)
             log.info("reconciliation: %d repair command(s) published", sent)
         return result
@@ -127,13 +128,16 @@ def build(process: Process) -> ReconcileSweeps:
     stack = ExitStack()
     process.closing(stack.close, "the reconciliation's parts")
     reconciler = stack.enter_context(reconciliation(settings, process))
-    return ReconcileSweeps(reconciler, settings, repair_publisher(process, settings))
+    # Kafka and the registry only when it repairs: a reconciler that reports needs neither
+    publisher = repair_publisher(process, settings) if settings.repair else None
+    return ReconcileSweeps(reconciler, settings, publisher)
 
 
 RECONCILER = Component(
     name="reconciler",
     summary="Compares Salesforce and Sage 100 through the mappings every interval; drift on /metrics, "
-    "repairs to the command topics when SAGESF_RECONCILE__REPAIR is set.",
+    "repairs to the command topics when SAGESF_RECONCILE__REPAIR is set. Also reads the settings of "
+    "the components whose hooks it uses: salesforce-source, sage-source, processors.",
     build=build,
     settings=(ReconcileSettings,),
     once=True,
