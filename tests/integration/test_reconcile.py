@@ -9,7 +9,11 @@ finds nothing. Drift is then made with the pipeline stopped, as users make it.
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
+import sys
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -191,6 +195,23 @@ class World:
         finally:
             odbc.close()
 
+    def environment(self) -> dict[str, str]:
+        """What `sagesf reconcile` reads to see this world (Kafka and the registry: only to repair)."""
+        em, sage = self.emulator, self.db.settings()
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("SAGESF_")}
+        return {
+            **clean,
+            "SAGESF_KAFKA__BOOTSTRAP_SERVERS": self.bootstrap,
+            "SAGESF_SAGE100__CONNECTION_STRING": self.db.connection_string,
+            "SAGESF_SAGE100__UDF_COLUMNS": json.dumps({t: list(c) for t, c in sage.udf_columns.items()}),
+            "SAGESF_SALESFORCE__LOGIN_URL": em.url,
+            "SAGESF_SALESFORCE__AUTH_FLOW": "password",
+            "SAGESF_SALESFORCE__CLIENT_ID": em.client_id,
+            "SAGESF_SALESFORCE__CLIENT_SECRET": em.client_secret,
+            "SAGESF_SALESFORCE__USERNAME": em.username,
+            "SAGESF_SALESFORCE__PASSWORD": em.password,
+        }
+
     def counted_sweep(self) -> Counted:
         """A sweep and the API calls the emulator counted for it, job polls apart."""
         requests: list[tuple[str, str]] = []
@@ -352,3 +373,22 @@ def test_a_sweep_costs_the_same_api_calls_for_10_and_200_records(
     assert len(large.jobs) == len(small.jobs) == 4
     assert large.polls <= 2 * len(large.jobs)
     assert large.sweep.api_calls[SAGE] == small.sweep.api_calls[SAGE] == 5  # one scan per table
+
+
+def test_the_command_reports_drift_by_kind_and_exits_1_until_it_is_gone(world: World) -> None:
+    env = world.environment()
+    assert _reconcile(env).returncode == 0  # linked as the mappings say
+
+    world.sf.Opportunity.update(world.opportunity, {"Sage_Order_No__c": None})
+    done = _reconcile(env, "--json")
+
+    assert done.returncode == 1, done.stderr
+    report = json.loads(done.stdout)
+    assert report["drift"] == 1
+    assert report["by_kind"]["order_number_missing"]["examples"][0]["key"] == world.opportunity
+    assert report["api_calls"]["sage"] == 5
+
+
+def _reconcile(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "sagesf", "reconcile", *args]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)
