@@ -18,6 +18,8 @@ import faust
 from processors.app import Processors
 from processors.config import ProcessorSettings
 from processors.mapping_files import load_mappings
+from processors.mapping_model import Mappings
+from processors.reconcile import MappingJudge
 from sagesf import topic_names
 from sagesf.runner import SCHEMA_REGISTRY, Component, Process
 
@@ -28,11 +30,7 @@ log = logging.getLogger("processors")
 
 def build(process: Process) -> FaustWorker:
     settings = process.settings(ProcessorSettings)
-    mappings = load_mappings(
-        settings.mappings_dir,
-        salesforce_metadata=settings.salesforce_metadata,
-        sage_metadata=settings.sage_metadata,
-    )
+    mappings = _mappings(settings)
     log.info(
         "mappings in %s checked against %s", settings.mappings_dir, ", ".join(mappings.checked_against())
     )
@@ -50,6 +48,19 @@ def build(process: Process) -> FaustWorker:
     process.closing(processors.close, "the processors' dead-letter producer")
     process.wait_for(SCHEMA_REGISTRY, lambda: _resolve_schemas(processors))
     return FaustWorker(processors, settings.log_level)
+
+
+def build_judge(process: Process) -> MappingJudge:
+    """The mappings' judge of reconciliation (processors/reconcile.py), from the same files."""
+    return MappingJudge(_mappings(process.settings(ProcessorSettings)))
+
+
+def _mappings(settings: ProcessorSettings) -> Mappings:
+    return load_mappings(
+        settings.mappings_dir,
+        salesforce_metadata=settings.salesforce_metadata,
+        sage_metadata=settings.sage_metadata,
+    )
 
 
 def _resolve_schemas(processors: Processors) -> None:
@@ -102,4 +113,5 @@ PROCESSORS = Component(
     "Salesforce commands, customers both ways, credit replies.",
     build=build,
     settings=(ProcessorSettings,),
+    judge=build_judge,
 )

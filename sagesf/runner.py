@@ -28,6 +28,7 @@ from sagesf.metrics import Health, MetricsServer
 from sagesf.preflight import Check
 from sagesf.producer import ConfirmedProducer, Headers
 from sagesf.publisher import CanonicalPublisher
+from sagesf.reconcile import DriftJudge, SnapshotReader
 from sagesf.retry import RetryPolicy
 from sagesf.source import Replayer
 
@@ -86,9 +87,12 @@ class Component:
     A source may give `replay(process)`: the `Replayer` that `sagesf dlq replay <name>` uses for
     its dead letters whose origin is no Kafka topic (a Sage row, a Salesforce event);
     `load(process, request)`: the `InitialLoad` that `sagesf load <system>` runs, publishing what
-    the system already holds and handing over to this source (sagesf.load). A component may give
-    `preflight(process)`: the checks (sagesf.preflight `Check`) of what it needs in the system it
-    talks to, which `sagesf preflight <system>` runs without starting it.
+    the system already holds and handing over to this source (sagesf.load); and
+    `snapshot(process)`: the `SnapshotReader` that reconciliation reads its system with. The
+    processors give `judge(process)`: the `DriftJudge` that compares the two systems' snapshots
+    through the mappings (sagesf.reconcile). A component may give `preflight(process)`: the checks
+    (sagesf.preflight `Check`) of what it needs in the system it talks to, which
+    `sagesf preflight <system>` runs without starting it.
     """
 
     name: str
@@ -99,6 +103,8 @@ class Component:
     replay: Callable[[Process], Replayer] | None = None
     preflight: Callable[[Process], Sequence[Check]] | None = None
     load: Callable[[Process, LoadRequest], InitialLoad] | None = None
+    snapshot: Callable[[Process], SnapshotReader] | None = None
+    judge: Callable[[Process], DriftJudge] | None = None
 
 
 @dataclass

@@ -1,8 +1,9 @@
 """The Sage 100 connector's two processes, as sagesf.runner components: `sagesf run sage-source`
 and `sagesf run sage-sink`. Each builder assembles the parts from the settings and hands the
 core loops a connector role (`SageSource`; `SageCommandSink` and `CreditCheckResponder`). The
-source also replays its dead letters (`build_source_replay`, for `sagesf dlq replay sage-source`)
-and loads what the company holds before go-live (`build_source_load`, for `sagesf load sage`);
+source also replays its dead letters (`build_source_replay`, for `sagesf dlq replay sage-source`),
+loads what the company holds before go-live (`build_source_load`, for `sagesf load sage`) and
+reads what it holds now for reconciliation (`build_source_snapshot`, for `sagesf reconcile`);
 both check the company's catalog before going live (`preflight_source`, `preflight_sink`, for
 `sagesf preflight sage`).
 
@@ -28,6 +29,7 @@ from connectors.sage100.preflight import SageCatalogChecks
 from connectors.sage100.reads import SqlSageReads
 from connectors.sage100.row_replayer import SageRowReplayer
 from connectors.sage100.sink import SageCommandSink
+from connectors.sage100.snapshot import SageSnapshot
 from connectors.sage100.source import STAGE, SageSource
 from connectors.sage100.sql_writer import SqlSageWriter
 from connectors.sage100.stale import NewerRowCheck
@@ -106,6 +108,13 @@ def build_source_load(process: Process, request: LoadRequest) -> InitialLoad:
             "--since and --go-live concern orders: Sage's are not loaded, so they change nothing"
         )
     return InitialLoad(load, publisher, store, load.progress)
+
+
+def build_source_snapshot(process: Process) -> SageSnapshot:
+    """What the company holds now, for reconciliation (connectors/sage100/snapshot.py), on a
+    connection of its own: the source's streams, one scan per table."""
+    sage = process.settings(Sage100Settings)
+    return SageSnapshot(sage, _odbc(process, sage, "sage-snapshot"))
 
 
 def build_sink(process: Process) -> Runnable:
@@ -322,6 +331,7 @@ SAGE_SOURCE = Component(
     replay=build_source_replay,
     preflight=preflight_source,
     load=build_source_load,
+    snapshot=build_source_snapshot,
 )
 SAGE_SINK = Component(
     name="sage-sink",

@@ -2,9 +2,10 @@
 salesforce-source` and `sagesf run salesforce-sink`. Each builder logs in, assembles the parts
 from the settings and hands the core loops a connector role (`SalesforceCdcSource`,
 `SalesforceSink`). The source also replays its dead letters (`build_source_replay`, for
-`sagesf dlq replay salesforce-source`) and loads what the org holds before go-live
-(`build_source_load`, for `sagesf load salesforce`); both check the org before going live
-(connectors/salesforce/preflight.py, for `sagesf preflight salesforce`).
+`sagesf dlq replay salesforce-source`), loads what the org holds before go-live
+(`build_source_load`, for `sagesf load salesforce`) and reads what it holds now for
+reconciliation (`build_source_snapshot`, for `sagesf reconcile`); both check the org before going
+live (connectors/salesforce/preflight.py, for `sagesf preflight salesforce`).
 
 Both start while Salesforce or the registry is down and say so on /healthz (`Process.wait_for`):
 the login (and the source's field check) waits for Salesforce, the output schemas for the
@@ -28,6 +29,7 @@ from connectors.salesforce.record_reader import RecordReader
 from connectors.salesforce.replay_storage import PositionReplayStorage
 from connectors.salesforce.sink import DEPENDENCY as SALESFORCE
 from connectors.salesforce.sink import SalesforceSink
+from connectors.salesforce.snapshot import SalesforceSnapshot
 from connectors.salesforce.source import SalesforceCdcSource, SalesforceSourceSettings, check_channels
 from connectors.salesforce.source_mapping import SourceMapping, load_source_mapping
 from connectors.salesforce.stale_guard import StaleGuard
@@ -132,8 +134,7 @@ def build_source_load(process: Process, request: LoadRequest) -> InitialLoad:
     connection = _connect(process, salesforce)
     reader = RecordReader(connection.sf, mapping, settings.read_batch_size)
     process.wait_for(SALESFORCE, lambda: _check_fields(reader, settings.mapping_file))
-    budget = ApiBudget(salesforce.api_budget_share, salesforce.budget_recheck_seconds)
-    connection.add_listener(budget.listener)
+    api = _bulk_query(connection, salesforce, options)
     producer = process.producer()
     publisher = _source_publisher(process, settings, mapping, producer)
     kafka, topic = process.core.kafka, settings.positions_topic
@@ -141,13 +142,6 @@ def build_source_load(process: Process, request: LoadRequest) -> InitialLoad:
     stored = stored_progress(store, request, request.options())
     live = PositionStore(kafka, settings.component, topic, producer)
     live.load()
-    api = BulkQuery(
-        connection,
-        budget,
-        rate_limit_pause=salesforce.rate_limit_pause,
-        poll_interval=options.poll_interval,
-        timeout=options.job_timeout,
-    )
     load = SalesforceInitialLoad(
         mapping=mapping,
         mapper=RecordMapper(mapping),
@@ -162,14 +156,60 @@ def build_source_load(process: Process, request: LoadRequest) -> InitialLoad:
     return InitialLoad(load, publisher, store, load.progress)
 
 
+def build_source_snapshot(process: Process) -> SalesforceSnapshot:
+    """What the org holds now, for reconciliation (connectors/salesforce/snapshot.py): the
+    source's mapping, Bulk API 2.0 query jobs as the load runs them, each call counted."""
+    salesforce = process.settings(SalesforceSettings)
+    settings = process.settings(SalesforceSourceSettings)
+    options = process.settings(SalesforceLoadSettings)
+    api = _bulk_query(_connect(process, salesforce), salesforce, options)
+    calls = _Calls()
+    api.conn.add_listener(calls.listener)
+    return SalesforceSnapshot(
+        mapping=load_source_mapping(settings.mapping_file),
+        api=api,
+        shape=RecordShape(lambda entity: api.call("GET", f"sobjects/{entity}/describe").json()),
+        calls=lambda: calls.made,
+        result_set_records=options.result_set_records,
+    )
+
+
+def _bulk_query(
+    connection: SalesforceConnection, salesforce: SalesforceSettings, options: SalesforceLoadSettings
+) -> BulkQuery:
+    """Bulk API 2.0 query jobs on `connection`, under the API budget (the load's and the snapshot's)."""
+    return BulkQuery(
+        connection,
+        _budget(connection, salesforce),
+        rate_limit_pause=salesforce.rate_limit_pause,
+        poll_interval=options.poll_interval,
+        timeout=options.job_timeout,
+    )
+
+
+def _budget(connection: SalesforceConnection, settings: SalesforceSettings) -> ApiBudget:
+    """The API budget governor of `connection`, fed by its responses."""
+    budget = ApiBudget(settings.api_budget_share, settings.budget_recheck_seconds)
+    connection.add_listener(budget.listener)
+    return budget
+
+
+class _Calls:
+    """The API calls a connection made (a response listener)."""
+
+    made = 0
+
+    def listener(self, *_: object) -> None:
+        self.made += 1
+
+
 def build_sink_loop(
     process: Process, *, connection: SalesforceConnection | None = None, retry: RetryPolicy | None = None
 ) -> SinkLoop:
     """The sink's loop; logs in unless given a connection (which the caller then closes)."""
     settings = process.settings(SalesforceSettings)
     conn = connection or _connect(process, settings)
-    budget = ApiBudget(settings.api_budget_share, settings.budget_recheck_seconds)
-    conn.add_listener(budget.listener)
+    budget = _budget(conn, settings)
     writer = SalesforceWriter(
         conn,
         budget,
@@ -251,6 +291,7 @@ SALESFORCE_SOURCE = Component(
     replay=build_source_replay,
     preflight=check_source,
     load=build_source_load,
+    snapshot=build_source_snapshot,
 )
 SALESFORCE_SINK = Component(
     name="salesforce-sink",

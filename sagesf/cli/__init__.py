@@ -12,7 +12,7 @@ from importlib.metadata import entry_points
 
 import typer
 
-from sagesf.cli import dlq, load, preflight, replay, run, schemas, topics, trace
+from sagesf.cli import dlq, load, preflight, reconcile, replay, run, schemas, topics, trace
 from sagesf.config import ConfigError
 
 __all__ = ["add_core_commands", "app", "main"]
@@ -29,6 +29,7 @@ def add_core_commands(app: typer.Typer) -> None:
     app.command("trace")(trace.trace_command)
     app.command("preflight")(preflight.preflight_command)
     app.command("load")(load.load_command)
+    app.command("reconcile")(reconcile.reconcile_command)
     app.command("run", context_settings=run.RUN_SETTINGS, add_help_option=False)(run.run_command)
 
 

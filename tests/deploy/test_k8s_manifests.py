@@ -97,11 +97,14 @@ def test_the_validation_catches_a_typo_and_a_wrong_type(base):
 
 def test_every_pipeline_process_is_a_deployment_running_its_command(base):
     deployments = {d["metadata"]["name"]: d for d in _kind(base, "Deployment")}
-    assert set(deployments) == {f"sagesf-{c.name}" for c in COMPONENTS}
+    # the pipeline's processes, and the reconciler, which the sandbox does not run
+    assert set(deployments) == {f"sagesf-{c.name}" for c in COMPONENTS} | {"sagesf-reconciler"}
     for component in COMPONENTS:
         pod = deployments[f"sagesf-{component.name}"]["spec"]["template"]["spec"]
         [container] = pod["containers"]
         assert container["command"] == ["python", "-m", *component.argv], component.name
+    [reconciler] = deployments["sagesf-reconciler"]["spec"]["template"]["spec"]["containers"]
+    assert reconciler["command"] == ["python", "-m", "sagesf", "run", "reconciler"]
 
 
 def test_probes_use_the_health_endpoint_liveness_and_readiness_paths(base):

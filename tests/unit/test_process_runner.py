@@ -36,6 +36,7 @@ WRONG = {
     "salesforce-source": ("SAGESF_SALESFORCE__SOURCE__MAX_BATCH", "0"),
     "salesforce-sink": ("SAGESF_SALESFORCE__AUTH_FLOW", "telepathy"),
     "processors": ("SAGESF_PROCESSORS__SESSION_TIMEOUT", "-5"),
+    "reconciler": ("SAGESF_RECONCILE__INTERVAL_SECONDS", "-1"),
 }
 SHARED_WRONG = ("SAGESF_KAFKA__SECURITY_PROTOCOL", "PIGEON")
 
@@ -88,7 +89,8 @@ def test_run_without_a_component_lists_them_and_an_unknown_one_is_refused() -> N
     listed = start("--help", env={})
     assert listed.returncode == 0
     assert (
-        "Components: processors, sage-sink, sage-source, salesforce-sink, salesforce-source" in listed.stdout
+        "Components: processors, reconciler, sage-sink, sage-source, salesforce-sink, salesforce-source"
+        in listed.stdout
     )
     unknown = start("sage-sauce", env={})
     assert unknown.returncode == 2
