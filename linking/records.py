@@ -105,7 +105,9 @@ def article(record: Mapping[str, Any], key: str | None = None) -> Article | None
         if not product:
             return None
         own, code = str(product), str(record.get("product_code") or "")
-        other = item_code if item_code and item_code != own else None
+        # item_code is Sage_Item_Code__c, else the ProductCode (the source mapping's fallback): a
+        # ProductCode names no Sage item, it is what the matcher compares
+        other = item_code if item_code and item_code not in (own, code) else None
     else:
         if not item_code:
             return None

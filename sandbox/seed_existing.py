@@ -399,8 +399,8 @@ def canonical_records(
     company: ExistingCompany, account_ids: Sequence[str], product_ids: Sequence[str]
 ) -> tuple[list[tuple[str, dict[str, Any]]], list[tuple[str, dict[str, Any]]]]:
     """(key, record) of customer.v1 and of item.v1 for both sides of `company`, as a load
-    publishes them (topics.yaml: an Account keyed by ExternalID__c when set, else its ID; a
-    Product2 keyed by Sage_Item_Code__c, else its ID)."""
+    publishes them (mappings/salesforce_source.yaml: an Account keyed by ExternalID__c when set,
+    else its ID; a Product2 by Sage_Item_Code__c, else its ProductCode)."""
     customers: list[tuple[str, dict[str, Any]]] = []
     udf = {
         s: account_ids[a] for n, (a, s) in enumerate(company.customer_pairs) if n in company.linked_in_sage
@@ -451,17 +451,19 @@ def canonical_records(
         customers.append((key, record))
     items: list[tuple[str, dict[str, Any]]] = []
     for product_id, p in zip(product_ids, company.products, strict=True):
+        # mappings/salesforce_source.yaml: item_code is Sage_Item_Code__c, else the ProductCode,
+        # and the key the same; a Product2 carries no price (PricebookEntry does)
+        code = p.get("Sage_Item_Code__c") or p["ProductCode"]
         record = {
             "envelope": _envelope("SALESFORCE", product_id),
-            "item_code": product_id,
+            "item_code": code,
             "salesforce_product_id": product_id,
             "product_code": p["ProductCode"],
             "description": p["Name"],
             "item_type": "REGULAR",
-            "standard_unit_price": Decimal(p["UnitPrice"]),
             "active": p["IsActive"],
         }
-        items.append((product_id, record))
+        items.append((code, record))
     for item in company.items:
         record = {
             "envelope": _envelope("SAGE100", item["ItemCode"]),

@@ -132,6 +132,28 @@ def test_automatic_links_are_right_and_find_almost_every_pair(first_run):
     assert len(linked) / len(true_pairs) >= 0.95
 
 
+def test_products_are_linked_by_score_though_the_source_keys_them_by_product_code(first_run):
+    """The source publishes a Product2 without Sage_Item_Code__c with its ProductCode as item_code
+    (its mapping's fallback): that names no Sage item, so the pair is scored, not taken as named."""
+    decision, true_pairs = first_run
+    products = {p for p in true_pairs if p[0].startswith("01t")}
+    items = [p for p in decision.changed if p.kind == "item"]
+    linked = {(p.salesforce_id, p.sage_id) for p in items if p.state == LINKED}
+    assert linked <= products
+    assert len(linked) / len(products) >= 0.95
+
+
+def test_a_product_code_is_no_link_and_a_sage_item_code_is():
+    def product(**fields: str) -> Article:
+        record = {"envelope": {"source_system": "SALESFORCE"}, "salesforce_product_id": "01t000000000001AAA"}
+        found = article({**record, **fields})
+        assert found is not None
+        return found
+
+    assert product(item_code="hrdw 1000", product_code="hrdw 1000").linked_to is None
+    assert product(item_code="HRDW-1000", product_code="hrdw 1000").linked_to == "HRDW-1000"
+
+
 def test_links_named_by_a_record_are_linked_as_existing(first_run, company):
     decision, _ = first_run
     existing = [p for p in decision.changed if p.how == "existing"]
