@@ -101,23 +101,39 @@ def sagesf_command(args: list[str], env: dict[str, str]) -> subprocess.Completed
     )
 
 
-def up(say: Callable[[str], None]) -> Sandbox:
-    """Start every service, write the env file, apply topics.yaml (replication 1), register schemas."""
+def up(say: Callable[[str], None], *, with_pipeline: bool = True) -> Sandbox:
+    """Start every service, write the env file, apply topics.yaml (replication 1), register schemas.
+
+    `with_pipeline=False` starts the infrastructure only (Kafka, the registry, the Salesforce emulator),
+    provisioned: what a go-live needs before the pipeline runs (seed, load, link); then
+    `start_pipeline`."""
     sandbox = Sandbox()
     provisioned = False
     for service in services():
+        if service.pipeline and not with_pipeline:
+            continue
         if service.pipeline and not provisioned:
             _provision(sandbox, say)
             provisioned = True
-        started = time.monotonic()
-        sandbox.addresses[service.name] = service.start()
-        say(
-            f"[green]up[/green]   {service.name:<17} {sandbox.addresses[service.name]}"
-            f"  ({time.monotonic() - started:.1f} s)"
-        )
+        _start(service, sandbox, say)
     if not provisioned:
         _provision(sandbox, say)
     return sandbox
+
+
+def start_pipeline(sandbox: Sandbox, say: Callable[[str], None]) -> None:
+    """Start the pipeline's processes of a sandbox `up(with_pipeline=False)` started."""
+    for service in pipeline_services():
+        _start(service, sandbox, say)
+
+
+def _start(service: Service, sandbox: Sandbox, say: Callable[[str], None]) -> None:
+    started = time.monotonic()
+    sandbox.addresses[service.name] = service.start()
+    say(
+        f"[green]up[/green]   {service.name:<17} {sandbox.addresses[service.name]}"
+        f"  ({time.monotonic() - started:.1f} s)"
+    )
 
 
 def _provision(sandbox: Sandbox, say: Callable[[str], None]) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from sandbox import stack as stack_module
 from sandbox.paths import REPO_ROOT
 
 
@@ -44,13 +45,12 @@ _ENV = {
 }
 
 
-@pytest.fixture(scope="module")  # gone when the module is done: the rest of the run gets the cores
-def order_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OrderSandbox]:
-    from sandbox import stack
-    from sandbox.order_flow import sales_rep
-    from sandbox.salesforce.scenarios import seed
-
-    state_dir = tmp_path_factory.mktemp("sandbox")
+@contextlib.contextmanager
+def sandbox_stack(
+    state_dir: Path, *, with_pipeline: bool = True
+) -> Iterator[tuple[stack_module.Sandbox, Path]]:
+    """A sandbox under `state_dir` with its own copy of mappings/ (the processors read it), in this
+    process's environment while it lasts; every service stopped at the end, whatever happened."""
     mappings_dir = state_dir / "mappings"
     shutil.copytree(REPO_ROOT / "mappings", mappings_dir)
     values = dict(_ENV, SAGESF_SANDBOX_DIR=str(state_dir), SAGESF_PROCESSORS__MAPPINGS_DIR=str(mappings_dir))
@@ -61,17 +61,12 @@ def order_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OrderSan
         else:
             os.environ[name] = value
     try:
-        sandbox = stack.up(lambda line: None)
-        salesforce_url = sandbox.addresses["salesforce"]
-        seed(sales_rep(salesforce_url))
-        yield OrderSandbox(
-            state_dir, mappings_dir, sandbox.env_file, salesforce_url, sandbox.addresses["kafka"]
-        )
+        yield stack_module.up(lambda line: None, with_pipeline=with_pipeline), mappings_dir
     finally:
         try:
             # ExitStack runs every stop, last started first, even when one of them raises
             with contextlib.ExitStack() as stops:
-                for service in stack.services():
+                for service in stack_module.services():
                     stops.callback(service.stop)
         finally:
             for name, old in saved.items():
@@ -79,3 +74,17 @@ def order_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OrderSan
                     os.environ.pop(name, None)
                 else:
                     os.environ[name] = old
+
+
+@pytest.fixture(scope="module")  # gone when the module is done: the rest of the run gets the cores
+def order_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OrderSandbox]:
+    from sandbox.order_flow import sales_rep
+    from sandbox.salesforce.scenarios import seed
+
+    state_dir = tmp_path_factory.mktemp("sandbox")
+    with sandbox_stack(state_dir) as (sandbox, mappings_dir):
+        salesforce_url = sandbox.addresses["salesforce"]
+        seed(sales_rep(salesforce_url))
+        yield OrderSandbox(
+            state_dir, mappings_dir, sandbox.env_file, salesforce_url, sandbox.addresses["kafka"]
+        )
