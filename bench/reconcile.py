@@ -18,11 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pydantic import SecretStr
-
 from connectors.sage100.components import SAGE_SOURCE
 from connectors.salesforce.components import SALESFORCE_SOURCE
-from connectors.salesforce.config import SalesforceSettings
 from connectors.salesforce.initial_load import SalesforceLoadSettings
 from connectors.salesforce.source import SalesforceSourceSettings
 from processors.component import PROCESSORS
@@ -38,14 +35,7 @@ CHUNK = 200  # records per sObject Collections call
 
 
 def _reconciler(emulator: RunningEmulator, sage: Any) -> tuple[Reconciler, list[Process]]:
-    login = SalesforceSettings(
-        login_url=emulator.url,
-        auth_flow="password",
-        client_id=emulator.client_id,
-        client_secret=SecretStr(emulator.client_secret),
-        username=emulator.username,
-        password=SecretStr(emulator.password),
-    )
+    login = emulator.settings()
     core = Settings()
     processes = [
         Process.of("salesforce-source", core, login, SalesforceSourceSettings(), SalesforceLoadSettings()),

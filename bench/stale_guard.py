@@ -23,12 +23,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from pydantic import SecretStr
-
 from connectors.salesforce.budget import ApiBudget
 from connectors.salesforce.client import connect
 from connectors.salesforce.components import build_stale_guard
-from connectors.salesforce.config import SalesforceSettings
 from connectors.salesforce.sink import SalesforceSink
 from connectors.salesforce.soql import quote_like
 from connectors.salesforce.writer import SalesforceWriter
@@ -63,15 +60,7 @@ def _used(emulator: RunningEmulator) -> int:
 
 
 def run(emulator: RunningEmulator, count: int) -> list[tuple[str, int, Counter[str]]]:
-    settings = SalesforceSettings(
-        login_url=emulator.url,
-        auth_flow="password",
-        client_id=emulator.client_id,
-        client_secret=SecretStr(emulator.client_secret),
-        username=emulator.username,
-        password=SecretStr(emulator.password),
-        call_options_client="bench",
-    )
+    settings = emulator.settings(call_options_client="bench")
     conn = connect(settings)
     budget = ApiBudget(1.0, 300)
     guard = build_stale_guard(conn, budget, settings)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 import yaml
@@ -23,6 +23,9 @@ from sandbox.processes import free_port
 from sandbox.salesforce import SalesforceEmulatorProcess
 from sandbox.salesforce.client import API_VERSION, connect, emulator_session
 from sandbox.salesforce.config import key_pair
+
+if TYPE_CHECKING:
+    from connectors.salesforce.config import SalesforceSettings
 
 
 @dataclass
@@ -49,6 +52,23 @@ class RunningEmulator:
         response = requests.request(method, f"{self.url}{path}", json=body, timeout=10)
         response.raise_for_status()
         return response.json()
+
+    def settings(self, **extra: Any) -> SalesforceSettings:
+        """The connector's Salesforce settings for the integration user (password flow), with
+        `extra` fields (batch_window, sink, call_options_client, ...)."""
+        from pydantic import SecretStr
+
+        from connectors.salesforce.config import SalesforceSettings
+
+        return SalesforceSettings(
+            login_url=self.url,
+            auth_flow="password",
+            client_id=self.client_id,
+            client_secret=SecretStr(self.client_secret),
+            username=self.username,
+            password=SecretStr(self.password),
+            **extra,
+        )
 
     def session(self, client: str | None = None) -> requests.Session:
         return emulator_session(self.url, client)

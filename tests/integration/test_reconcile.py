@@ -24,12 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
 
 from connectors.sage100.components import SAGE_SOURCE, build_command_loop
 from connectors.sage100.config import SageSinkSettings
 from connectors.salesforce.components import SALESFORCE_SOURCE, build_sink_loop
-from connectors.salesforce.config import SalesforceSettings, SalesforceSinkOptions
+from connectors.salesforce.config import SalesforceSinkOptions
 from connectors.salesforce.initial_load import SalesforceLoadSettings
 from connectors.salesforce.snapshot import SalesforceSnapshot
 from connectors.salesforce.soql import quote
@@ -106,16 +105,7 @@ class World:
 
     def _salesforce(self) -> tuple[Any, ...]:
         em = self.emulator
-        login = SalesforceSettings(
-            login_url=em.url,
-            auth_flow="password",
-            client_id=em.client_id,
-            client_secret=SecretStr(em.client_secret),
-            username=em.username,
-            password=SecretStr(em.password),
-            batch_window=0.5,
-            sink=self.sf_sink,
-        )
+        login = em.settings(batch_window=0.5, sink=self.sf_sink)
         return login, SalesforceSourceSettings(), SalesforceLoadSettings(poll_interval=0.1)
 
     def _part(self, hook: Any, name: str, *settings: Any) -> Any:
