@@ -17,8 +17,10 @@ INSTALLED := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock 2>/
 demo: setup
 	$(BIN)/sagesf demo
 
+# two workers for all but the end-to-end tests (tests/conftest.py says why), then those alone
 test: setup .sandbox/.deploy-tools lint typecheck
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile --ignore=tests/e2e
+	$(BIN)/pytest tests/e2e
 
 setup: $(INSTALLED) .sandbox/.jars
 

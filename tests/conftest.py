@@ -1,7 +1,12 @@
-"""Shared fixtures: one real Kafka broker for the whole test run.
+"""Shared fixtures: one real Kafka broker for the whole test run (for each worker).
 
 The broker is the sandbox's own launcher (official Apache Kafka jars, KRaft, 127.0.0.1, free
 port). Set KAFKA_BOOTSTRAP_SERVERS to run the suite against an existing cluster instead.
+
+`make test` runs all but tests/e2e on two pytest-xdist workers, a file on one worker (its module
+fixtures start once): the suite mostly waits on brokers, emulators and processes, so two run in
+little more than the time of one. tests/e2e then runs alone: each of its files starts a whole
+sandbox on the default ports when free, and their kill -9 timings must not compete.
 """
 
 from __future__ import annotations

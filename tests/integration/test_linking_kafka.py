@@ -22,6 +22,7 @@ from connectors.sage100.sql_writer import SqlSageWriter
 from connectors.sage100.validation import CommandValidator
 from linking import decisions
 from linking.cli import app as link_app
+from linking.cli import console as link_console
 from linking.config import TOPICS, LinkSettings
 from linking.store import LinkStore
 from sagesf import topic_names
@@ -191,6 +192,9 @@ def _cli(store: LinkStore) -> Callable[..., tuple[int, str]]:
         "SAGESF_LINK__TOPICS": json.dumps(store.settings.topics),
         "COLUMNS": "300",
     }
+
+    # the command's console took its width when linking.cli was imported, wherever that was
+    link_console.width = 300
 
     def run(*args: str) -> tuple[int, str]:
         result = CliRunner().invoke(link_app, list(args), env=env)
