@@ -40,7 +40,8 @@ def access(sf: Any, user_id: str, record_ids: list[str]) -> dict[str, tuple[bool
 def test_a_private_account_is_readable_by_its_owner_and_view_all_data_only(
     salesforce_emulator: RunningEmulator, private_accounts: None
 ) -> None:
-    sf, seller = salesforce_emulator.connect(), salesforce_emulator.connect_other()
+    sf: Any = salesforce_emulator.connect()
+    seller: Any = salesforce_emulator.connect_other()
     integration = salesforce_emulator.user_ids[salesforce_emulator.username]
     other = salesforce_emulator.user_ids[salesforce_emulator.other_username]
     theirs = seller.Account.create({"Name": "Seller's own"})["id"]
@@ -50,7 +51,7 @@ def test_a_private_account_is_readable_by_its_owner_and_view_all_data_only(
 
 
 def test_a_public_account_is_readable_by_everyone(salesforce_emulator: RunningEmulator) -> None:
-    sf = salesforce_emulator.connect()
+    sf: Any = salesforce_emulator.connect()
     other = salesforce_emulator.user_ids[salesforce_emulator.other_username]
     ours = sf.Account.create({"Name": "Integration's public"})["id"]
     assert access(sf, other, [ours]) == {ours: (True, True)}
@@ -69,6 +70,8 @@ def test_a_public_account_is_readable_by_everyone(salesforce_emulator: RunningEm
     ids=["no user", "no record", "user in a list", "or", "unknown column", "201 records"],
 )
 def test_other_shapes_are_refused(salesforce_emulator: RunningEmulator, soql: str) -> None:
+    sf: Any = salesforce_emulator.connect()
     with pytest.raises(SalesforceMalformedRequest) as refused:
-        salesforce_emulator.connect().query(soql)
-    assert refused.value.content[0]["errorCode"] == "MALFORMED_QUERY"
+        sf.query(soql)
+    content: Any = refused.value.content
+    assert content[0]["errorCode"] == "MALFORMED_QUERY"
