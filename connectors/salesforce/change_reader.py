@@ -25,7 +25,9 @@ How one batch goes, in this order:
    lines changing, other fields edited, or the record read late after its lines' events, make
    no second order. A record that cannot be mapped is a dead letter (the original event's
    bytes, the reason in Connect-style headers);
-6. the batch goes back with the channels' new replay positions: the SourceLoop publishes it and
+6. credit requests whose requester may not read the Account they name lose the Account
+   (connectors/salesforce/credit_visibility.py: one UserRecordAccess query per requester);
+7. the batch goes back with the channels' new replay positions: the SourceLoop publishes it and
    stores the positions (connectors/salesforce/replay_storage.py reads them back) only once
    Kafka has the records. A crash anywhere before that replays the batch: at-least-once, with
    deterministic event IDs so consumers can tell a repeat.
@@ -73,6 +75,7 @@ from connectors.salesforce.change_events import (
     is_echo,
     parse_message,
 )
+from connectors.salesforce.credit_visibility import withhold_unreadable_accounts
 from connectors.salesforce.record_mapper import RecordMapper
 from connectors.salesforce.record_reader import RecordReader, is_record_id
 from connectors.salesforce.replay_storage import ChannelPosition, PositionReplayStorage
@@ -162,8 +165,10 @@ class ChangeReader:
         overflows = [e for e in changes if e.change_type == "GAP_OVERFLOW"]
         targets = collapse(self._items([e for e in changes if e.change_type != "GAP_OVERFLOW"], batch))
         self._produce_targets(targets, batch)
+        first_event = len(batch.records)
         for event in platform:
             self._produce_platform_event(event, batch)
+        withhold_unreadable_accounts(batch.records[first_event:], self.reader)
         if overflows:  # send what was read first: a later read of the same record must come later
             yield SourceBatch(records=batch.records)
             batch.records = []

@@ -3,7 +3,8 @@
 What it owns: every query the source sends (through simple-salesforce, on the shared client of
 connectors/salesforce/client.py, so each call carries our Sforce-Call-Options client and a 401
 re-runs the login): full records by ID, deleted records by ID (`queryAll`), the parent IDs of
-changed child records, records modified since a time (catch-up reads), and the start-up check
+changed child records, records modified since a time (catch-up reads), which records a user may
+read (UserRecordAccess, for credit requests), and the start-up check
 that every mapped field exists in the org.
 
 How it works: one query per object and up to 200 IDs (`read_batch_size`), each ID quoted by the
@@ -149,6 +150,19 @@ class RecordReader:
             "ORDER BY SystemModstamp"
         )
         yield from self._query(soql, include_deleted=True, entity=entity, purpose="catchup")
+
+    def readable(self, user_id: str, ids: Sequence[str]) -> set[str]:
+        """Those of `ids` (as given) the user may read, by UserRecordAccess, 200 IDs a query."""
+        found: dict[str, bool] = {}
+        unique = list(dict.fromkeys(ids))
+        for chunk in _chunks(unique, self.batch_size):
+            soql = (
+                "SELECT RecordId, HasReadAccess FROM UserRecordAccess "  # noqa: S608 - values quoted
+                f"WHERE UserId = {literal(user_id)} AND RecordId IN {id_list(chunk)}"
+            )
+            for row in self._query(soql, include_deleted=False, entity="UserRecordAccess", purpose="access"):
+                found[str(row["RecordId"])] = row.get("HasReadAccess") is True
+        return {record_id for record_id, read in _by_requested_id(found, unique).items() if read}
 
     def check_fields(self) -> None:
         """One `LIMIT 1` query per mapped object: an unknown field fails here, naming the mapping entry."""

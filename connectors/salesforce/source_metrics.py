@@ -24,7 +24,9 @@ change types and outcomes from fixed lists; never record IDs.
   `sagesf_salesforce_catchup_records_total{entity}`: reads by modification time after a stored
   replay ID fell out of retention (`replay_id_invalid`) or a GAP_OVERFLOW (`gap_overflow`);
 - `sagesf_salesforce_soql_queries_total{entity, purpose}`: the source's SOQL calls (read,
-  deleted, parents, catchup, check);
+  deleted, parents, catchup, check, and `access` on UserRecordAccess for credit requests);
+- `sagesf_salesforce_credit_requests_not_visible_total`: credit requests whose requester may not
+  read the Account they name, published without the Account (answered CUSTOMER_NOT_FOUND);
 - `sagesf_salesforce_replay_position_age_seconds{channel}`: now minus the commit time of the
   last event whose records Kafka acknowledged and whose replay ID is stored (refreshed every
   second while the source runs);
@@ -79,6 +81,10 @@ SOQL_QUERIES = Counter(
     "sagesf_salesforce_soql_queries_total",
     "SOQL queries the CDC source ran",
     ["entity", "purpose"],
+)
+CREDIT_REQUESTS_NOT_VISIBLE = Counter(
+    "sagesf_salesforce_credit_requests_not_visible_total",
+    "Credit requests naming an Account their requester may not read, published without it",
 )
 REPLAY_POSITION_AGE = Gauge(
     "sagesf_salesforce_replay_position_age_seconds",

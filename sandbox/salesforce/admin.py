@@ -18,6 +18,7 @@ must survive. JSON in, JSON out, no authentication (the emulator listens on 127.
 | `POST /admin/faults/query-refusal` | `{"object", "errorCode", "field"?}` | refuse its queries (3) |
 | `POST /admin/faults/hide-records` | `{"ids": [...], "username"?: U}` | leave them out of U's queries (4) |
 | `DELETE /admin/faults` | | clear all faults |
+| `POST /admin/sharing` | `{"object", "sharingModel"}` | the org-wide default (5) |
 | `POST /admin/tokens/expire` | | expire every access token: next calls get 401 INVALID_SESSION_ID |
 | `POST /admin/oauth/refresh-token` | `{"client_id", "username"}` | issue a refresh token (1) |
 | `POST /admin/undelete` | `{"ids": [...], "username"?: U, "client"?: C}` | restore; emits UNDELETE (2) |
@@ -31,6 +32,8 @@ INVALID_FIELD answers 400 naming `field` (a field the query reads was deleted); 
 until `DELETE /admin/faults`. (4) As sharing hides records a user may not see: `username`
 (default: the first configured user, the integration user) no longer finds them with query or
 queryAll; other users, REST rows by ID and change events still see them.
+(5) Private, Read or ReadWrite, as Setup > Sharing Settings sets it, until the emulator restarts:
+only `UserRecordAccess` follows it (record_access.py), ordinary queries do not enforce sharing.
 
 The streaming half adds its own routes (drop clients, gap and overflow events) under `/admin/`.
 """
@@ -44,6 +47,7 @@ from aiohttp import web
 
 from sandbox.salesforce import ids
 from sandbox.salesforce.limits import QUERY_REFUSALS
+from sandbox.salesforce.metadata import SHARING_MODELS
 from sandbox.salesforce.org import Org
 from sandbox.salesforce.values import RecordError
 
@@ -64,6 +68,7 @@ ROUTES = [
     ),
     ("POST", "/admin/faults/hide-records", "{ids, username?}: leave records out of that user's queries"),
     ("DELETE", "/admin/faults", "clear all faults"),
+    ("POST", "/admin/sharing", "{object, sharingModel}: the org-wide default UserRecordAccess follows"),
     ("POST", "/admin/tokens/expire", "expire all access tokens (401 INVALID_SESSION_ID)"),
     ("POST", "/admin/oauth/refresh-token", "{client_id, username}: issue a refresh token"),
     ("POST", "/admin/undelete", "{ids, username?, client?}: restore deleted records, emitting UNDELETE"),
@@ -111,6 +116,7 @@ class AdminApi:
         router.add_post("/admin/faults/latency", self.latency)
         router.add_post("/admin/faults/query-refusal", self.query_refusal)
         router.add_post("/admin/faults/hide-records", self.hide_records)
+        router.add_post("/admin/sharing", self.sharing)
         router.add_post("/admin/tokens/expire", self.expire_tokens)
         router.add_post("/admin/oauth/refresh-token", self.refresh_token)
         router.add_post("/admin/undelete", self.undelete)
@@ -202,6 +208,17 @@ class AdminApi:
         if username not in self.org.users:
             raise _bad("unknown username")
         return record_ids, self.org.users[username]
+
+    async def sharing(self, request: web.Request) -> web.Response:
+        body = await _body(request)
+        obj = self.org.schema.get(str(body.get("object", "")))
+        model = body.get("sharingModel")
+        if obj is None or obj.is_event:
+            raise _bad("object must name an object of the org")
+        if model not in SHARING_MODELS:
+            raise _bad(f"sharingModel must be one of {sorted(SHARING_MODELS)}")
+        obj.sharing_model = model
+        return web.json_response({"object": obj.name, "sharingModel": model})
 
     async def expire_tokens(self, request: web.Request) -> web.Response:
         return web.json_response({"expired": self.org.tokens.expire_all()})

@@ -55,6 +55,7 @@ from sandbox.salesforce.org import (
 )
 from sandbox.salesforce.org_metadata import load_org
 from sandbox.salesforce.query import QueryEngine
+from sandbox.salesforce.record_access import RecordAccess
 from sandbox.salesforce.records import ChangeRecord, RecordStore
 from sandbox.salesforce.rest import RestApi
 from sandbox.salesforce.tooling import ToolingApi
@@ -212,6 +213,8 @@ def create_app(
         faults=Faults(),
         sink=sink,
         users=users,
+        # no profiles here: the first configured user, the integration user, has View All Data
+        access=RecordAccess(store, frozenset({users[config.users[0].username]})),
     )
     bulk = BulkIngest(org)
     bulk_query = BulkQuery(org)

@@ -12,8 +12,9 @@ and renders the REST describe bodies (`describe()`, `describe_global_entry()`).
 Field and object names are case-insensitive on input, as in Salesforce; `ObjectDef.field` finds a
 field by any case and the API answers with the declared case.
 
-Limits: `sharingModel` is read and kept, never enforced: there is no sharing, so every user
-reads every record (records.py). No record types, field-level security, formula fields (derived
+Limits: `sharingModel` is read and kept; only UserRecordAccess answers by it
+(record_access.py): queries do not enforce sharing, so every user reads every record
+(records.py). No record types, field-level security, formula fields (derived
 values are computed in records.py), dependent picklists, compound address fields or
 multi-currency. Polymorphic references are not supported (OwnerId, CreatedById point at User
 only).
@@ -150,7 +151,7 @@ class ObjectDef:
     is_event: bool = False
     read_only: bool = False
     custom: bool = False
-    sharing_model: str = "ReadWrite"  # the org-wide default as declared; not enforced (no sharing)
+    sharing_model: str = "ReadWrite"  # the org-wide default; only UserRecordAccess follows it
     children: dict[str, ChildRelationship] = field(default_factory=dict)
     _by_lower: dict[str, FieldDef] = field(default_factory=dict, repr=False)
     _parents: dict[str, FieldDef] = field(default_factory=dict, repr=False)

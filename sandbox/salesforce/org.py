@@ -26,6 +26,7 @@ from sandbox.salesforce.config import EmulatorConfig
 from sandbox.salesforce.limits import ApiUsage, Faults
 from sandbox.salesforce.metadata import ObjectDef, OrgSchema
 from sandbox.salesforce.query import QueryEngine, invalid_field
+from sandbox.salesforce.record_access import RecordAccess
 from sandbox.salesforce.records import ChangeRecord, RecordStore
 from sandbox.salesforce.values import ApiError
 
@@ -90,6 +91,7 @@ class Org:
     faults: Faults
     sink: EventSink
     users: dict[str, str]  # username -> user record id
+    access: RecordAccess
 
     def commit_and_publish(self, changes: Sequence[ChangeRecord]) -> None:
         if changes:

@@ -730,8 +730,10 @@ def test_an_unknown_customer_and_a_customer_the_requester_may_not_see_get_the_sa
     not_visible = credit_request({**from_mine, "customer_no": theirs["ref"]["customer_no"]}, "1.00", deadline)
     unknown = credit_request({**from_mine, "customer_no": "NOBODY"}, "1.00", deadline)
     unlinked = credit_request({"salesforce_account_id": sf_id("001")}, "1.00", deadline)
+    # the Salesforce source publishes a request whose requester may not read its Account without it
+    withheld = credit_request({}, "1.00", deadline)
 
-    replies = ask(world, not_visible, unknown, unlinked)
+    replies = ask(world, not_visible, unknown, unlinked, withheld)
 
     def answer(request: dict[str, Any]) -> tuple[Any, ...]:
         reply = replies[request["correlation_id"]]
@@ -739,7 +741,7 @@ def test_an_unknown_customer_and_a_customer_the_requester_may_not_see_get_the_sa
         assert {k: v for k, v in reply["customer"].items() if v is not None} == said  # nothing looked up
         return (reply["decision"], reply["message"], *(reply[f] for f in FIGURES))
 
-    assert answer(not_visible) == answer(unknown) == answer(unlinked)
+    assert answer(not_visible) == answer(unknown) == answer(unlinked) == answer(withheld)
     assert answer(unknown)[0] == "CUSTOMER_NOT_FOUND"
     assert answer(unknown)[2:] == (None, None, None, None)
 

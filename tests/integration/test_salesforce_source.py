@@ -28,7 +28,6 @@ from typing import Any
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 from confluent_kafka.schema_registry import SchemaRegistryClient
-from simple_salesforce.format import format_soql
 
 from sagesf.serde import AvroSerde
 from sagesf.topic_scan import ScannedRecord
@@ -621,23 +620,28 @@ def test_gap_events_re_read_their_records(make_source, reader, sf, emulator) -> 
     assert source.metric("sagesf_salesforce_catchup_reads_total", reason="gap_overflow") >= 1
 
 
-def test_a_credit_check_platform_event_becomes_a_credit_request(
-    make_source, reader, sf, salesforce_emulator
-) -> None:
-    channels = ["/data/AccountChangeEvent", "/event/Credit_Check_Request__e"]
-    source, topics = make_source(SAGESF_SALESFORCE__SOURCE__CHANNELS=json.dumps(channels))
-    source.start()
-    requests = reader(topics["credit.requests.v1"], "CreditCheckRequest")
+def fire_credit_check(sf: Any, account_id: str, external_id: str | None = None) -> str:
+    """Fire Credit_Check_Request__e as `sf`'s user; its correlation ID."""
     correlation = str(uuid.uuid4())
     sf.Credit_Check_Request__e.create(
         {
             "Correlation_Id__c": correlation,
-            "Account_Id__c": "001000000000001AAA",
-            "External_Id__c": "01-ABF0001",
+            "Account_Id__c": account_id,
+            "External_Id__c": external_id,
             "Amount__c": 1234.5,
             "Reply_Deadline__c": "2030-01-01T00:00:30.000+0000",
         }
     )
+    return correlation
+
+
+def test_a_credit_check_platform_event_becomes_a_credit_request(make_source, reader, sf, emulator) -> None:
+    channels = ["/data/AccountChangeEvent", "/event/Credit_Check_Request__e"]
+    source, topics = make_source(SAGESF_SALESFORCE__SOURCE__CHANNELS=json.dumps(channels))
+    source.start()
+    requests = reader(topics["credit.requests.v1"], "CreditCheckRequest")
+    account = sf.Account.create({"Name": f"Credit {tag()}"})["id"]
+    correlation = fire_credit_check(sf, account, "01-ABF0001")
     (request,) = requests.wait_for(lambda r: r["key"] == correlation)
     value = request["value"]
     assert value["correlation_id"] == correlation
@@ -647,11 +651,40 @@ def test_a_credit_check_platform_event_becomes_a_credit_request(
     assert value["order_amount"] == Decimal("1234.50")
     assert value["deadline"].isoformat() == "2030-01-01T00:00:30+00:00"
     # who asked, from where: the responder answers about that Account's customer, to that user only
-    assert value["customer"]["salesforce_account_id"] == "001000000000001AAA"
-    [me] = sf.query(format_soql("SELECT Id FROM User WHERE Username = {}", salesforce_emulator.username))[
-        "records"
-    ]
-    assert value["requester_id"] == me["Id"]
+    assert value["customer"]["salesforce_account_id"] == account
+    assert value["requester_id"] == emulator.user_ids[emulator.username]
+
+
+def test_a_credit_check_on_an_account_the_requester_may_not_read_names_no_customer(
+    make_source, reader, sf, emulator
+) -> None:
+    channels = ["/event/Credit_Check_Request__e"]
+    source, topics = make_source(SAGESF_SALESFORCE__SOURCE__CHANNELS=json.dumps(channels))
+    source.start()
+    requests = reader(topics["credit.requests.v1"], "CreditCheckRequest")
+    seller = emulator.connect_other()
+    account = sf.Account.create({"Name": f"Private {tag()}"})["id"]  # owned by the integration user
+    emulator.admin("POST", "/admin/sharing", {"object": "Account", "sharingModel": "Private"})
+    try:
+        prying = fire_credit_check(seller, account, "01-ABF0001")
+        owners = fire_credit_check(sf, account)
+        requests.wait_for(lambda r: r["key"] in (prying, owners), count=2)
+    finally:
+        emulator.admin("POST", "/admin/sharing", {"object": "Account", "sharingModel": "ReadWrite"})
+    public = fire_credit_check(seller, account)
+    requests.wait_for(lambda r: r["key"] == public)
+    customer = {r["key"]: r["value"]["customer"] for r in requests.records}
+    # no Account, no customer number: the responder answers as for an unknown customer (rule 5)
+    assert customer[prying] == {
+        "salesforce_account_id": None,
+        "ar_division_no": None,
+        "customer_no": None,
+        "name": None,
+    }
+    assert customer[owners]["salesforce_account_id"] == account
+    assert customer[public]["salesforce_account_id"] == account
+    assert source.metric("sagesf_salesforce_credit_requests_not_visible_total") == 1
+    assert source.metric("sagesf_salesforce_soql_queries_total", entity="UserRecordAccess") == 3
 
 
 def test_a_mapped_field_the_org_lacks_stops_the_start(make_source, tmp_path) -> None:
