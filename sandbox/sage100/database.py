@@ -75,6 +75,10 @@ TERMS = {
     "01": ("Net 30 Days", 30, 0, "0.000"),
     "02": ("2% 10 Net 30", 30, 10, "2.000"),
     "05": ("Net 60 Days", 60, 0, "0.000"),
+    # one code per Salesforce Payment_Terms__c value, so each comes back as it went (customers.yaml)
+    "03": ("Net 15 Days", 15, 0, "0.000"),
+    "04": ("Net 45 Days", 45, 0, "0.000"),
+    "06": ("Due on Receipt", 0, 0, "0.000"),
 }
 CHANGE_INDEXED = ("AR_Customer", "AR_CustomerContact", "CI_Item", "IM_ItemWarehouse", "SO_SalesOrderHeader")
 
@@ -405,7 +409,7 @@ def seed(
                 "TelephoneNo": f"({rng.randrange(200, 999)}) 555-{rng.randrange(1000, 9999)}",
                 "EmailAddress": f"ap@{base.split()[0].lower()}{i + 1}.example.com",
                 "ContactCode": contact_code,
-                "TermsCode": rng.choice(tuple(TERMS)),
+                "TermsCode": rng.choice(("00", "01", "02", "05")),  # the demo data as before
                 "SalespersonDivisionNo": division,
                 "SalespersonNo": rng.choice(("0100", "0200", "0300")),
                 "CustomerType": rng.choice(("RETL", "WHSL", "DIST")),
