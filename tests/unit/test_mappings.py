@@ -464,7 +464,7 @@ def test_a_two_way_map_where_two_values_meet_is_refused_naming_both(mappings_dir
     problems, text = problems_after(
         mappings_dir, "customers.yaml", lambda t: t.replace('"15": "03"', '"15": "01"', 1)
     )
-    line = line_of(text, "    values: {\"00\": COD")
+    line = line_of(text, '    values: {"00": COD')
     expected = f"customers.yaml:{line}: picklists.terms_code_to_salesforce.values: terms_code: "
     assert any(
         p.startswith(expected) and "'Net 15' and 'Net 30' all become Sage TermsCode '01'" in p
@@ -484,5 +484,12 @@ def test_the_shipped_two_way_maps_round_trip_both_ways() -> None:
     mappings = load()
     to_sf = mappings.customers.picklists["terms_code_to_salesforce"].values
     to_sage = mappings.customers.picklists["terms_code_to_sage"].values
-    source = {"Net 15": "15", "Net 30": "30", "Net 45": "45", "Net 60": "60", "Due on Receipt": "00", "COD": "CD"}
+    source = {
+        "Net 15": "15",
+        "Net 30": "30",
+        "Net 45": "45",
+        "Net 60": "60",
+        "Due on Receipt": "00",
+        "COD": "CD",
+    }
     assert {v: to_sf[to_sage[c]] for v, c in source.items()} == {v: v for v in source}
