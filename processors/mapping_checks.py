@@ -74,22 +74,25 @@ def check_mappings(
 
 def _compose(source: ValueMap | None, to_sage: ValueMap) -> dict[str, str]:
     """Salesforce value -> Sage code through the source's map then `to_sage`, explicit entries only
-    (no source map: the canonical values are the Salesforce values)."""
+    (no source map: canonical value -> Sage code)."""
     if source is None:
         return dict(to_sage.values)
     return {v: to_sage.values[c] for v, c in source.values.items() if c in to_sage.values}
 
 
 def _round_trip(
-    field: str, to_sage: dict[str, str], to_salesforce: dict[str, str], column: str, target: str
+    labels: tuple[str, str, str], to_sage: dict[str, str], to_salesforce: dict[str, str], *, whole: bool
 ) -> list[str]:
-    """What keeps `field` from coming back as it went, in both directions (see `round_trips`)."""
-    problems = _one_way(to_sage, to_salesforce, f"{field}: Salesforce {target}", f"Sage {column}")
-    problems += _one_way(to_salesforce, to_sage, f"{field}: Sage {column}", f"Salesforce {target}")
-    return problems
+    """What keeps a field (`labels`: its name, Sage column, Salesforce field) from coming back as
+    it went, in both directions (see `round_trips`); not `whole`: values that meet only."""
+    field, column, target = labels
+    sf, sage = f"Salesforce {target}", f"Sage {column}"
+    start = sf if whole else f"canonical {field}"  # without the source's map, to_sage starts there
+    problems = _one_way(to_sage, to_salesforce, f"{field}: {start}", sage, whole=whole)
+    return problems + _one_way(to_salesforce, to_sage, f"{field}: {sage}", sf, whole=whole)
 
 
-def _one_way(there: dict[str, str], back: dict[str, str], side: str, other: str) -> list[str]:
+def _one_way(there: dict[str, str], back: dict[str, str], side: str, other: str, *, whole: bool) -> list[str]:
     problems = []
     meet: dict[str, list[str]] = {}
     for value, mapped in there.items():
@@ -101,6 +104,8 @@ def _one_way(there: dict[str, str], back: dict[str, str], side: str, other: str)
                 f"{side} values {named} all become {other} {mapped!r}: the way back cannot tell them "
                 "apart (give each its own value, or map all but one to nothing)"
             )
+        elif not whole:
+            continue
         elif mapped not in back:
             problems.append(f"{side} {values[0]!r} goes as {other} {mapped!r}, which has no way back")
         elif back[mapped] != values[0]:
@@ -171,17 +176,21 @@ class _Checker:
 
         Only explicit entries are held to it: a value a map leaves out (`unknown: null` or `keep`)
         is a decision not to carry it, e.g. a Sage terms code Salesforce has no value for keeps the
-        Account's terms; a round trip through an `unknown` rule is not checked."""
+        Account's terms; a round trip through an `unknown` rule is not checked. Without the
+        source's map of the field (no salesforce_source.yaml beside the files) the canonical values
+        cannot be compared with the Salesforce ones: only values that meet are refused."""
         there = mapping.salesforce_to_sage.fields
         for name, back in mapping.sage_to_salesforce.fields.items():
             spec = there.get(name)
             if spec is None or spec.map is None or back.map is None:
                 continue
             if spec.map in mapping.picklists and back.map in mapping.picklists:
-                to_sage = _compose(source_maps.get(name), mapping.picklists[spec.map])
+                source = source_maps.get(name)
+                to_sage = _compose(source, mapping.picklists[spec.map])
                 to_salesforce = mapping.picklists[back.map].values
                 path = ("picklists", back.map, "values")
-                for reason in _round_trip(name, to_sage, to_salesforce, spec.sage, back.salesforce):
+                labels = (name, spec.sage, back.salesforce)
+                for reason in _round_trip(labels, to_sage, to_salesforce, whole=source is not None):
                     self.report("customers", path, reason)
 
     # --- the systems' metadata ---

@@ -493,3 +493,16 @@ def test_the_shipped_two_way_maps_round_trip_both_ways() -> None:
         "COD": "CD",
     }
     assert {v: to_sf[to_sage[c]] for v, c in source.items()} == {v: v for v in source}
+
+
+def test_without_the_source_mapping_values_that_meet_are_still_refused(mappings_dir: Path) -> None:
+    (mappings_dir / "salesforce_source.yaml").unlink()
+    problems, text = problems_after(
+        mappings_dir, "customers.yaml", lambda t: t.replace("PROS: PROS}", "PROS: RETL}", 1)
+    )
+    assert problems == [
+        f"customers.yaml:{line_of(text, 'RETL: Customer - Direct')}: "
+        "picklists.customer_type_to_salesforce.values: customer_type: canonical customer_type values "
+        "'DIR' and 'PROS' all become Sage CustomerType 'RETL': the way back cannot tell them apart "
+        "(give each its own value, or map all but one to nothing)"
+    ]
