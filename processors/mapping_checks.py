@@ -12,6 +12,7 @@ processors/mapping_files.load_mappings once every file parsed: each rule below r
 - Sage 100 columns (when given): tables and columns exist, UDFs are `UDF_` columns, mapped values,
   defaults, lookup ItemCodes, country and state codes fit their columns, address and price
   rules fit Sage's lengths and scales.
+- Round trips: a customer field mapped both ways comes back as it went (`_Checker.round_trips`).
 - Plain sense: ISO currency and country codes, positive rates, picklists that exist in the file.
 
 Limits: without metadata only the first and last groups run. Values are checked for length and
@@ -60,9 +61,58 @@ def check_mappings(
     salesforce: SalesforceMetadata | None,
     sage: SageMetadata | None,
     report: Report,
+    source_maps: Mapping[str, ValueMap] | None = None,
 ) -> None:
-    """Run every cross-check over the parsed files (`models` by file key: customers, orders, ...)."""
-    _Checker(salesforce, sage, report).run(models)
+    """Run every cross-check over the parsed files (`models` by file key: customers, orders, ...);
+    `source_maps`: the Salesforce source's value map of each Account field (canonical field ->
+    map), the first leg of a customer field's round trip."""
+    checker = _Checker(salesforce, sage, report)
+    checker.run(models)
+    if "customers" in models:
+        checker.round_trips(models["customers"], source_maps or {})
+
+
+def _compose(source: ValueMap | None, to_sage: ValueMap) -> dict[str, str]:
+    """Salesforce value -> Sage code through the source's map then `to_sage`, explicit entries only
+    (no source map: canonical value -> Sage code)."""
+    if source is None:
+        return dict(to_sage.values)
+    return {v: to_sage.values[c] for v, c in source.values.items() if c in to_sage.values}
+
+
+def _round_trip(
+    labels: tuple[str, str, str], to_sage: dict[str, str], to_salesforce: dict[str, str], *, whole: bool
+) -> list[str]:
+    """What keeps a field (`labels`: its name, Sage column, Salesforce field) from coming back as
+    it went, in both directions (see `round_trips`); not `whole`: values that meet only."""
+    field, column, target = labels
+    sf, sage = f"Salesforce {target}", f"Sage {column}"
+    start = sf if whole else f"canonical {field}"  # without the source's map, to_sage starts there
+    problems = _one_way(to_sage, to_salesforce, f"{field}: {start}", sage, whole=whole)
+    return problems + _one_way(to_salesforce, to_sage, f"{field}: {sage}", sf, whole=whole)
+
+
+def _one_way(there: dict[str, str], back: dict[str, str], side: str, other: str, *, whole: bool) -> list[str]:
+    problems = []
+    meet: dict[str, list[str]] = {}
+    for value, mapped in there.items():
+        meet.setdefault(mapped, []).append(value)
+    for mapped, values in meet.items():
+        if len(values) > 1:
+            named = " and ".join(repr(v) for v in sorted(values))
+            problems.append(
+                f"{side} values {named} all become {other} {mapped!r}: the way back cannot tell them "
+                "apart (give each its own value, or map all but one to nothing)"
+            )
+        elif not whole:
+            continue
+        elif mapped not in back:
+            problems.append(f"{side} {values[0]!r} goes as {other} {mapped!r}, which has no way back")
+        elif back[mapped] != values[0]:
+            problems.append(
+                f"{side} {values[0]!r} goes as {other} {mapped!r} and comes back as {back[mapped]!r}"
+            )
+    return problems
 
 
 @functools.cache
@@ -115,6 +165,33 @@ class _Checker:
             self.addresses(models["addresses"])
         except SchemaError as exc:  # the canonical schemas themselves are broken
             self.report("customers", (), f"the canonical schemas cannot be read: {exc}")
+
+    # --- two-way value maps ---
+
+    def round_trips(self, mapping: CustomersMapping, source_maps: Mapping[str, ValueMap]) -> None:
+        """Every customer field mapped both ways comes back as it went: Salesforce value v ->
+        (the source's map) canonical -> (`salesforce_to_sage` map) Sage code -> (`sage_to_salesforce`
+        map) v again, and Sage code c -> Salesforce value -> c again. Two values that meet in one
+        are refused by name: the way back cannot tell them apart.
+
+        Only explicit entries are held to it: a value a map leaves out (`unknown: null` or `keep`)
+        is a decision not to carry it, e.g. a Sage terms code Salesforce has no value for keeps the
+        Account's terms; a round trip through an `unknown` rule is not checked. Without the
+        source's map of the field (no salesforce_source.yaml beside the files) the canonical values
+        cannot be compared with the Salesforce ones: only values that meet are refused."""
+        there = mapping.salesforce_to_sage.fields
+        for name, back in mapping.sage_to_salesforce.fields.items():
+            spec = there.get(name)
+            if spec is None or spec.map is None or back.map is None:
+                continue
+            if spec.map in mapping.picklists and back.map in mapping.picklists:
+                source = source_maps.get(name)
+                to_sage = _compose(source, mapping.picklists[spec.map])
+                to_salesforce = mapping.picklists[back.map].values
+                path = ("picklists", back.map, "values")
+                labels = (name, spec.sage, back.salesforce)
+                for reason in _round_trip(labels, to_sage, to_salesforce, whole=source is not None):
+                    self.report("customers", path, reason)
 
     # --- the systems' metadata ---
 

@@ -24,6 +24,7 @@ from processors.mapping_model import (
     OrdersMapping,
     PricingMapping,
     ProductsMapping,
+    ValueMap,
 )
 from processors.metadata import (
     MetadataError,
@@ -119,6 +120,27 @@ def _pydantic_problems(doc: _Doc, exc: ValidationError) -> list[str]:
     return out
 
 
+def _source_maps(directory: Path) -> dict[str, ValueMap]:
+    """The Salesforce source's value map of each Account field (salesforce_source.yaml, canonical
+    field -> map): the first leg of a customer field's round trip. The connector validates its own
+    file; here a missing file or an entry that does not parse is left out of the round trip."""
+    try:
+        document = read_yaml((directory / "salesforce_source.yaml").read_text(encoding="utf-8"))
+    except (OSError, YamlSyntaxError):
+        return {}
+    data = document.data if document is not None and isinstance(document.data, dict) else {}
+    maps, account = data.get("value_maps") or {}, (data.get("objects") or {}).get("Account") or {}
+    found: dict[str, ValueMap] = {}
+    for name, spec in (account.get("fields") or {}).items():
+        if not isinstance(spec, dict) or not isinstance(maps.get(spec.get("map")), dict):
+            continue
+        try:
+            found[name] = ValueMap.model_validate(maps[spec["map"]])
+        except ValidationError:
+            continue
+    return found
+
+
 def load_mappings(
     directory: Path | str,
     *,
@@ -180,7 +202,7 @@ def load_mappings(
             doc = docs[file]
             problems.append(f"{doc.name}:{doc.line(path)}: {_entry(path)}: {reason}")
 
-        check_mappings(models, sf, sage, report)
+        check_mappings(models, sf, sage, report, _source_maps(directory))
     if problems:
         raise MappingError(problems)
     return Mappings(directory=directory, sage=sage, salesforce=sf, mtimes=mtimes, **models)

@@ -75,7 +75,14 @@ TERMS = {
     "01": ("Net 30 Days", 30, 0, "0.000"),
     "02": ("2% 10 Net 30", 30, 10, "2.000"),
     "05": ("Net 60 Days", 60, 0, "0.000"),
+    # one code per Salesforce Payment_Terms__c value, so each comes back as it went (customers.yaml)
+    "03": ("Net 15 Days", 15, 0, "0.000"),
+    "04": ("Net 45 Days", 45, 0, "0.000"),
+    "06": ("Due on Receipt", 0, 0, "0.000"),
 }
+# the codes the demo's customers are given; the others draw nothing from the seed's random numbers,
+# so the demo data (and every test that counts on it) stays as it was before they were added
+DEMO_TERMS = ("00", "01", "02", "05")
 CHANGE_INDEXED = ("AR_Customer", "AR_CustomerContact", "CI_Item", "IM_ItemWarehouse", "SO_SalesOrderHeader")
 
 
@@ -349,7 +356,7 @@ def seed(
                 "DaysBeforeDue": str(due),
                 "DiscountDays": str(disc_days),
                 "DiscountRate": rate,
-                **stamp(),
+                **(stamp() if code in DEMO_TERMS else _audit(now - timedelta(days=90), DEMO_USERS[0])),
             }
         )
 
@@ -405,7 +412,7 @@ def seed(
                 "TelephoneNo": f"({rng.randrange(200, 999)}) 555-{rng.randrange(1000, 9999)}",
                 "EmailAddress": f"ap@{base.split()[0].lower()}{i + 1}.example.com",
                 "ContactCode": contact_code,
-                "TermsCode": rng.choice(tuple(TERMS)),
+                "TermsCode": rng.choice(DEMO_TERMS),
                 "SalespersonDivisionNo": division,
                 "SalespersonNo": rng.choice(("0100", "0200", "0300")),
                 "CustomerType": rng.choice(("RETL", "WHSL", "DIST")),

@@ -125,6 +125,26 @@ def test_a_sage_customer_change_updates_its_account_without_blanking_fields(base
     }
 
 
+def test_an_account_on_net_15_goes_to_sage_and_comes_back_on_net_15(base_mappings: Mappings) -> None:
+    s = sync(base_mappings)
+    # the Salesforce source sends Payment_Terms__c "Net 15" as the canonical "15"
+    # (salesforce_source.yaml payment_terms)
+    account = customer(
+        "SALESFORCE", salesforce_account_id=ACCOUNT, ar_division_no="01", customer_no="ABF", terms_code="15"
+    )
+    [data] = sage_commands(s.on_customer("01-ABF", account, ORIGIN))
+    changed_in_sage = customer(
+        "SAGE100",
+        salesforce_account_id=ACCOUNT,
+        ar_division_no="01",
+        customer_no="ABF",
+        name="Acme Corporation",  # a user's edit in Sage; the terms are what the sync wrote
+        terms_code=data["terms_code"],
+    )
+    [(_, command)] = salesforce_commands(s.on_customer("01-ABF", changed_in_sage, SAGE_ORIGIN))
+    assert command["fields"]["Payment_Terms__c"] == "Net 15"
+
+
 def test_a_sage_customer_without_an_account_gets_one_by_external_id(base_mappings: Mappings) -> None:
     s = sync(base_mappings)
     new = customer("SAGE100", ar_division_no="02", customer_no="ORANGE", name="Orange Door")

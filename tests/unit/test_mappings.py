@@ -458,3 +458,51 @@ def test_characters_outside_the_code_page_are_replaced() -> None:
 def test_reflow_keeps_lines_that_already_fit() -> None:
     assert reflow_lines(["12 Main St", "Unit 4"], 30, 3) == (["12 Main St", "Unit 4"], False)
     assert reflow_lines(["a" * 31], 30, 3) == (["a" * 30, "a"], False)
+
+
+def test_a_two_way_map_where_two_values_meet_is_refused_naming_both(mappings_dir: Path) -> None:
+    problems, text = problems_after(
+        mappings_dir, "customers.yaml", lambda t: t.replace('"15": "03"', '"15": "01"', 1)
+    )
+    line = line_of(text, '    values: {"00": COD')
+    expected = f"customers.yaml:{line}: picklists.terms_code_to_salesforce.values: terms_code: "
+    assert any(
+        p.startswith(expected) and "'Net 15' and 'Net 30' all become Sage TermsCode '01'" in p
+        for p in problems
+    ), problems
+
+
+def test_a_two_way_value_that_comes_back_changed_is_refused(mappings_dir: Path) -> None:
+    problems, _ = problems_after(
+        mappings_dir, "customers.yaml", lambda t: t.replace('"03": Net 15', '"03": Net 45', 1)
+    )
+    assert any("Sage TermsCode values '03' and '04' all become" in p for p in problems), problems
+    assert any("'Net 15' goes as Sage TermsCode '03' and comes back as 'Net 45'" in p for p in problems)
+
+
+def test_the_shipped_two_way_maps_round_trip_both_ways() -> None:
+    mappings = load()
+    to_sf = mappings.customers.picklists["terms_code_to_salesforce"].values
+    to_sage = mappings.customers.picklists["terms_code_to_sage"].values
+    source = {
+        "Net 15": "15",
+        "Net 30": "30",
+        "Net 45": "45",
+        "Net 60": "60",
+        "Due on Receipt": "00",
+        "COD": "CD",
+    }
+    assert {v: to_sf[to_sage[c]] for v, c in source.items()} == {v: v for v in source}
+
+
+def test_without_the_source_mapping_values_that_meet_are_still_refused(mappings_dir: Path) -> None:
+    (mappings_dir / "salesforce_source.yaml").unlink()
+    problems, text = problems_after(
+        mappings_dir, "customers.yaml", lambda t: t.replace("PROS: PROS}", "PROS: RETL}", 1)
+    )
+    assert problems == [
+        f"customers.yaml:{line_of(text, 'RETL: Customer - Direct')}: "
+        "picklists.customer_type_to_salesforce.values: customer_type: canonical customer_type values "
+        "'DIR' and 'PROS' all become Sage CustomerType 'RETL': the way back cannot tell them apart "
+        "(give each its own value, or map all but one to nothing)"
+    ]
