@@ -54,7 +54,7 @@ import json
 import time
 from collections.abc import Coroutine
 from dataclasses import asdict, dataclass, field
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from aiohttp import web
 
@@ -79,12 +79,14 @@ CREATE TABLE IF NOT EXISTS bulk_jobs (
 """
 
 
-@dataclass
-class IngestJob:
+@dataclass(kw_only=True)
+class _Job:
+    """What an ingest and a query job share: their fields and most of their job info."""
+
+    job_type: ClassVar[str]
     id: str
-    object: str
     operation: str
-    externalIdFieldName: str | None
+    object: str
     createdById: str
     createdDate: str
     systemModstamp: str
@@ -93,14 +95,14 @@ class IngestJob:
     columnDelimiter: str = "COMMA"
     state: str = "Open"
     numberRecordsProcessed: int = 0
-    numberRecordsFailed: int = 0
     totalProcessingTime: int = 0
     errorMessage: str | None = None
-    originClient: str | None = None
-    uploaded: bool = False
-    results: dict[str, str] = field(default_factory=dict)
 
     def info(self, full: bool = True) -> dict[str, Any]:
+        """The job info Salesforce answers (brief in a listing, `full` for one job)."""
+        return self._info(full)
+
+    def _info(self, full: bool, **extra: Any) -> dict[str, Any]:
         body: dict[str, Any] = {
             "id": self.id,
             "operation": self.operation,
@@ -109,25 +111,42 @@ class IngestJob:
             "createdDate": self.createdDate,
             "systemModstamp": self.systemModstamp,
             "state": self.state,
-            "externalIdFieldName": self.externalIdFieldName,
+            **extra,
             "concurrencyMode": "Parallel",
             "contentType": "CSV",
             "apiVersion": self.apiVersion,
-            "jobType": "V2Ingest",
+            "jobType": self.job_type,
             "lineEnding": self.lineEnding,
             "columnDelimiter": self.columnDelimiter,
         }
         if full:
             body.update(
                 numberRecordsProcessed=self.numberRecordsProcessed,
-                numberRecordsFailed=self.numberRecordsFailed,
                 retries=0,
                 totalProcessingTime=self.totalProcessingTime,
-                apiActiveProcessingTime=self.totalProcessingTime,
-                apexProcessingTime=0,
             )
             if self.errorMessage:
                 body["errorMessage"] = self.errorMessage
+        return body
+
+
+@dataclass(kw_only=True)
+class IngestJob(_Job):
+    job_type: ClassVar[str] = "V2Ingest"
+    externalIdFieldName: str | None
+    numberRecordsFailed: int = 0
+    originClient: str | None = None
+    uploaded: bool = False
+    results: dict[str, str] = field(default_factory=dict)
+
+    def info(self, full: bool = True) -> dict[str, Any]:
+        body = self._info(full, externalIdFieldName=self.externalIdFieldName)
+        if full:
+            body.update(
+                numberRecordsFailed=self.numberRecordsFailed,
+                apiActiveProcessingTime=self.totalProcessingTime,
+                apexProcessingTime=0,
+            )
         return body
 
 
@@ -158,10 +177,6 @@ def _csv_format(body: dict[str, Any]) -> tuple[str, str]:
     if str(body.get("contentType", "CSV")) != "CSV":
         raise _invalid_job("Only CSV content is supported")
     return delimiter, line_ending
-
-
-class _Job(Protocol):
-    def info(self, full: bool = True) -> dict[str, Any]: ...
 
 
 J = TypeVar("J", bound=_Job)
@@ -513,48 +528,11 @@ CREATE TABLE IF NOT EXISTS bulk_query_jobs (
 """
 
 
-@dataclass
-class QueryJob:
-    id: str
-    operation: str
-    object: str
+@dataclass(kw_only=True)
+class QueryJob(_Job):
+    job_type: ClassVar[str] = "V2Query"
     query: str
-    createdById: str
-    createdDate: str
-    systemModstamp: str
-    apiVersion: float
-    lineEnding: str = "LF"
-    columnDelimiter: str = "COMMA"
     state: str = "UploadComplete"
-    numberRecordsProcessed: int = 0
-    totalProcessingTime: int = 0
-    errorMessage: str | None = None
-
-    def info(self, full: bool = True) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "id": self.id,
-            "operation": self.operation,
-            "object": self.object,
-            "createdById": self.createdById,
-            "createdDate": self.createdDate,
-            "systemModstamp": self.systemModstamp,
-            "state": self.state,
-            "concurrencyMode": "Parallel",
-            "contentType": "CSV",
-            "apiVersion": self.apiVersion,
-            "jobType": "V2Query",
-            "lineEnding": self.lineEnding,
-            "columnDelimiter": self.columnDelimiter,
-        }
-        if full:
-            body.update(
-                numberRecordsProcessed=self.numberRecordsProcessed,
-                retries=0,
-                totalProcessingTime=self.totalProcessingTime,
-            )
-            if self.errorMessage:
-                body["errorMessage"] = self.errorMessage
-        return body
 
 
 def _csv_cell(field: FieldDef, value: Any) -> str | None:
