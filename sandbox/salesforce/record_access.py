@@ -47,6 +47,8 @@ class RecordAccess:
 
     def answer(self, text: str) -> list[dict[str, Any]] | None:
         """The rows of a UserRecordAccess query, None when `text` queries another object."""
+        if OBJECT.lower() not in text.lower():
+            return None  # not parsed twice: the ordinary path parses every other query
         try:
             select = parse(text)
         except SoqlSyntaxError:
