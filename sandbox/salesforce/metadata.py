@@ -95,7 +95,7 @@ class FieldDef:
             "aggregatable": self.type not in ("textarea",),
             "autoNumber": self.auto_number is not None,
             "byteLength": length * 3 if is_text else 0,
-            "calculated": False,
+            "calculated": self.calculated,
             "caseSensitive": self.case_sensitive,
             "createable": self.createable,
             "custom": self.custom,
