@@ -55,6 +55,9 @@ def test_the_committed_metadata_is_what_a_pull_from_the_sandbox_gives_and_a_repu
             f"mappings/metadata/{name} is stale: run `sagesf mappings pull` against the sandbox"
         )
     pulled = body_of(metadata / "salesforce.yaml") or {}
+    account = pulled["objects"]["Account"]["fields"]
+    assert account["Name"]["required"] is True  # not nillable, createable, no default
+    assert "required" not in account["OwnerId"]  # Salesforce defaults it to the creating user
     assert pulled["objects"]["Account"]["fields"]["Customer_Tier__c"]["values"] == [
         "Platinum",
         "Gold",
