@@ -128,4 +128,6 @@ def _flat(body: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _shown(value: Any) -> str:
-    return yaml.safe_dump(value, default_flow_style=True, width=10_000).strip()
+    if not isinstance(value, dict | list):
+        return str(value)
+    return yaml.safe_dump(value, default_flow_style=True, width=10_000, sort_keys=False).strip()
