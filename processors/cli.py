@@ -48,7 +48,8 @@ def check(
     salesforce_metadata: Annotated[
         Path | None,
         typer.Option(
-            "--salesforce-metadata", help="the org's objects and fields (sandbox metadata.yaml format)"
+            "--salesforce-metadata",
+            help="the org's objects and fields (mappings/metadata/salesforce.yaml format)",
         ),
     ] = None,
     sage_metadata: Annotated[
