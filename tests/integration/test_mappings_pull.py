@@ -121,3 +121,7 @@ def test_a_system_that_cannot_be_reached_exits_2_with_one_line_and_no_secret(sag
     assert len(out.strip().splitlines()) == 1, out
     assert "hunter2secret" not in out
     assert not (tmp_path / "sage100.yaml").exists()
+    code, out = run(["pull", "--salesforce", "--dir", str(tmp_path)], {})  # no login settings at all
+    assert code == 2, out
+    assert out.strip().startswith("error: salesforce:"), out
+    assert len(out.strip().splitlines()) == 1, out
