@@ -91,7 +91,8 @@ def test_a_field_added_in_the_org_and_a_udf_added_in_sage_pass_the_check_after_a
         env = systems_env(emulator, sage_db, mappings)
         check = ["check", "--salesforce-metadata", str(metadata / "salesforce.yaml")]
         check += ["--sage-metadata", str(metadata / "sage100.yaml")]
-        assert run(["pull", "--dir", str(metadata)], env)[0] == 0
+        assert run(["pull", "--dir", str(metadata), "--object", "User"], env)[0] == 0
+        assert "User" in (body_of(metadata / "salesforce.yaml") or {})["objects"]  # no mapping names it
         code, out = run(check, env)
         assert code == 1
         assert "Account has no field Loyalty_Level__c" in out, out
