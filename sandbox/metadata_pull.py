@@ -33,12 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         emulator = start_emulator(Path(tmp) / "org")
         try:
             env = {
-                "SAGESF_SALESFORCE__LOGIN_URL": emulator.url,
-                "SAGESF_SALESFORCE__AUTH_FLOW": "password",
-                "SAGESF_SALESFORCE__CLIENT_ID": emulator.client_id,
-                "SAGESF_SALESFORCE__CLIENT_SECRET": emulator.client_secret,
-                "SAGESF_SALESFORCE__USERNAME": emulator.username,
-                "SAGESF_SALESFORCE__PASSWORD": emulator.password,
+                **emulator.login_env(),
                 "SAGESF_SAGE100__CONNECTION_STRING": db.connection_string,
                 "SAGESF_PROCESSORS__MAPPINGS_DIR": str(REPO_ROOT / "mappings"),
             }

@@ -17,15 +17,14 @@ out and named in `missing`, as is a table the company lacks.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import pyodbc
 
 from connectors.sage100.config import Sage100Settings
-from connectors.sage100.odbc import SageOdbc, SageUnavailable, classify
+from connectors.sage100.odbc import SageOdbc
 from connectors.sage100.tables import TABLES, Column, ColumnKind, Table
-from sagesf.errors import Retriable
 from sagesf.system_metadata import PulledMetadata
 
 __all__ = ["CatalogReader", "sage_type", "source_of"]
@@ -55,7 +54,8 @@ class CatalogReader:
 
     def read(self, layouts: Iterable[Table] = TABLES.values()) -> PulledMetadata:
         present = {
-            str(row.table_name).lower(): str(row.table_name) for row in self._catalog(lambda c: c.tables())
+            str(row.table_name).lower(): str(row.table_name)
+            for row in self.odbc.catalog(lambda c: c.tables())
         }
         tables: dict[str, Any] = {}
         missing: list[str] = []
@@ -69,7 +69,7 @@ class CatalogReader:
 
     def _table(self, layout: Table, real: str, missing: list[str]) -> dict[str, Any]:
         columns: dict[str, str] = {}
-        for row in self._catalog(lambda c: c.columns(table=real)):
+        for row in self.odbc.catalog(lambda c: c.columns(table=real)):
             name = str(row.column_name)
             known = layout.column(name) if layout.has(name) else None
             typed = sage_type(row, known)
@@ -77,21 +77,9 @@ class CatalogReader:
                 missing.append(f"{layout.name}.{name} (type {row.type_name} has no Sage 100 form)")
             else:
                 columns[known.name if known else name] = typed
-        keys = sorted(self._catalog(lambda c: c.primaryKeys(table=real)), key=lambda r: int(r.key_seq))
+        keys = sorted(self.odbc.catalog(lambda c: c.primaryKeys(table=real)), key=lambda r: int(r.key_seq))
         key = [str(row.column_name) for row in keys] or list(layout.key)
         return {"key": key, "columns": columns}
-
-    def _catalog(self, read: Callable[[pyodbc.Cursor], Any]) -> list[Any]:
-        """The rows of one catalog call; Sage unavailable (exit 2 in the CLI) when it fails."""
-        try:
-            cursor = self.odbc.connection().cursor()
-            try:
-                return list(read(cursor))
-            finally:
-                cursor.close()
-        except pyodbc.Error as exc:
-            error = classify(exc, "reading the ODBC catalog")
-            raise (error if isinstance(error, Retriable) else SageUnavailable(str(error))) from None
 
 
 def sage_type(row: Any, known: Column | None) -> str | None:
