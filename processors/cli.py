@@ -91,9 +91,14 @@ def check(
 def pull_command(
     salesforce: Annotated[bool, typer.Option("--salesforce", help="describe the org")] = False,
     sage: Annotated[bool, typer.Option("--sage", help="read the Sage 100 ODBC catalog")] = False,
-    directory: Annotated[Path, typer.Option("--dir", help="where the metadata files go")] = Path(
-        "mappings/metadata"
-    ),
+    directory: Annotated[
+        Path | None,
+        typer.Option(
+            "--dir",
+            help="write salesforce.yaml and sage100.yaml here (default: the files the checks read, "
+            "SAGESF_PROCESSORS__SALESFORCE_METADATA and __SAGE_METADATA)",
+        ),
+    ] = None,
     mappings_dir: Annotated[
         Path | None,
         typer.Option(
@@ -107,11 +112,16 @@ def pull_command(
 ) -> None:
     """Read the systems' metadata (Salesforce describe, the Sage 100 ODBC catalog with every UDF_
     column) into the files the checks read; print what changed. Neither flag: both systems."""
+    settings = load_settings(ProcessorSettings)
     chosen = [name for name, on in (("salesforce", salesforce), ("sage", sage)) if on] or list(SYSTEMS)
+    targets = {
+        "salesforce": settings.salesforce_metadata,
+        "sage": settings.sage_metadata,
+    }
     asked: tuple[str, ...] = ()
     if "salesforce" in chosen:
         try:
-            named = objects_named(mappings_dir or load_settings(ProcessorSettings).mappings_dir)
+            named = objects_named(mappings_dir or settings.mappings_dir)
         except MappingError as exc:
             for problem in exc.problems:
                 errors.print(problem, markup=False)
@@ -119,9 +129,9 @@ def pull_command(
             raise typer.Exit(1) from None
         asked = tuple(sorted(named | set(objects or ())))
     for system in chosen:
-        _pull_one(
-            system, MetadataRequest(asked if system == "salesforce" else ()), directory / SYSTEMS[system]
-        )
+        default = Path("mappings/metadata") / SYSTEMS[system]
+        path = directory / SYSTEMS[system] if directory else targets[system] or default
+        _pull_one(system, MetadataRequest(asked if system == "salesforce" else ()), path)
 
 
 def _pull_one(system: str, request: MetadataRequest, path: Path) -> None:

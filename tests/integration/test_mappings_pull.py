@@ -88,10 +88,13 @@ def test_a_field_added_in_the_org_and_a_udf_added_in_sage_pass_the_check_after_a
     )
     emulator = start_emulator(tmp_path / "org", sfdx_project=project)
     try:
-        env = systems_env(emulator, sage_db, mappings)
-        check = ["check", "--salesforce-metadata", str(metadata / "salesforce.yaml")]
-        check += ["--sage-metadata", str(metadata / "sage100.yaml")]
-        assert run(["pull", "--dir", str(metadata), "--object", "User"], env)[0] == 0
+        # no --dir: the pull writes the files the checks read
+        checked = {
+            "SAGESF_PROCESSORS__SALESFORCE_METADATA": str(metadata / "salesforce.yaml"),
+            "SAGESF_PROCESSORS__SAGE_METADATA": str(metadata / "sage100.yaml"),
+        }
+        env, check = {**systems_env(emulator, sage_db, mappings), **checked}, ["check"]
+        assert run(["pull", "--object", "User"], env)[0] == 0
         assert "User" in (body_of(metadata / "salesforce.yaml") or {})["objects"]  # no mapping names it
         code, out = run(check, env)
         assert code == 1
@@ -102,8 +105,8 @@ def test_a_field_added_in_the_org_and_a_udf_added_in_sage_pass_the_check_after_a
         emulator.restart()
         sage_db.udf_columns["AR_Customer"] = [*sage_db.udf_columns["AR_Customer"], "UDF_LOYALTY:S10"]
         assert add_missing_udfs(sage_db) == ["AR_Customer.UDF_LOYALTY"]
-        env = systems_env(emulator, sage_db, mappings)  # SAGESF_SAGE100__UDF_COLUMNS does not name it
-        code, out = run(["pull", "--dir", str(metadata)], env)
+        env = {**systems_env(emulator, sage_db, mappings), **checked}  # UDF_COLUMNS (default) lacks it
+        code, out = run(["pull"], env)
         assert code == 0, out
         assert "+ Account.Loyalty_Level__c" in out, out
         assert "+ AR_Customer.UDF_LOYALTY" in out, out
