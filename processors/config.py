@@ -12,10 +12,10 @@ How it works: pydantic-settings reads `SAGESF_PROCESSORS__<FIELD>` (dicts as JSO
 by `SAGESF_ENV_FILE`; `sagesf.config.load_settings` turns a bad value into `ConfigError` naming
 the variable.
 
-Limits: the metadata paths are optional; without them the mappings are checked against the
-canonical schemas only (the worker logs which checks it skipped). For the sandbox set
-`SAGESF_PROCESSORS__SALESFORCE_METADATA=sandbox/salesforce/metadata.yaml` and
-`SAGESF_PROCESSORS__SAGE_METADATA=mappings/metadata/sage100.yaml`.
+The systems' metadata the mappings are checked against defaults to what `sagesf mappings pull`
+writes: mappings/metadata/salesforce.yaml and sage100.yaml (relative to the working directory).
+Limits: set a path empty (`SAGESF_PROCESSORS__SALESFORCE_METADATA=`) to check without that
+system's metadata (the worker logs which checks it skipped).
 """
 
 from __future__ import annotations
@@ -62,10 +62,9 @@ class ProcessorSettings(BaseSettings):
     # faust app id: the consumer group and the prefix of the app's changelog topics
     app_id: str = Field(default="sagesf-processors", pattern=r"^[A-Za-z0-9._-]+$")
     mappings_dir: Path = Path("mappings")
-    salesforce_metadata: Path | None = (
-        None  # the org's objects and fields (sandbox/salesforce/metadata.yaml format)
-    )
-    sage_metadata: Path | None = None  # Sage 100 column definitions (mappings/metadata/sage100.yaml format)
+    # the org's objects and fields, and the Sage 100 columns (`sagesf mappings pull` writes both)
+    salesforce_metadata: Path | None = Path("mappings/metadata/salesforce.yaml")
+    sage_metadata: Path | None = Path("mappings/metadata/sage100.yaml")
     mappings_reload_interval: float = Field(default=10.0, ge=0)  # seconds between checks for edits; 0: never
     topics: dict[str, str] = Field(default_factory=dict)  # topics.yaml name -> the topic to use instead
     replication_factor: int = Field(default=3, ge=1)  # of the changelog topics faust creates
@@ -85,6 +84,11 @@ class ProcessorSettings(BaseSettings):
     order_retention_days: float = Field(default=180.0, gt=0)  # failed orders, Sage order numbers
     retry_limit_seconds: float = Field(default=300.0, gt=0)  # retriable failures, then the worker stops
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("salesforce_metadata", "sage_metadata", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value
 
     @field_validator("topics")
     @classmethod

@@ -2,12 +2,14 @@
 
 Owns reading the systems' metadata *as data files*, by path (processors import no sandbox or
 connector module):
-- Salesforce: a YAML file in the format of the sandbox org's `sandbox/salesforce/metadata.yaml`
-  (`objects.<Object>.fields.<Field>: {type, length, values, restricted, externalId, ...}`). Every
-  object also gets the system fields Salesforce adds (Id, IsDeleted, CreatedDate, CreatedById,
-  LastModifiedDate, LastModifiedById, SystemModstamp; OwnerId when `owned: true`). Names are
-  matched case-insensitively, as Salesforce does.
-- Sage 100: a YAML file such as `mappings/metadata/sage100.yaml`
+- Salesforce: a YAML file such as mappings/metadata/salesforce.yaml, which `sagesf mappings pull`
+  writes from describe (`objects.<Object>.fields.<Field>: {type, label, length, precision, scale,
+  values, restricted, referenceTo, externalId, required, createable, updateable, ...}`; the
+  sandbox org's sandbox/salesforce/metadata.yaml has the same format). Every object also gets the
+  system fields Salesforce adds (Id, IsDeleted, CreatedDate, CreatedById, LastModifiedDate,
+  LastModifiedById, SystemModstamp; OwnerId when `owned: true`) unless the file lists them. Names
+  are matched case-insensitively, as Salesforce does.
+- Sage 100: a YAML file such as mappings/metadata/sage100.yaml, pulled from the ODBC catalog
   (`tables.<Table>: {key: [...], columns: {Name: S30 | N13.2 | date | time}}`).
 
 A file that cannot be read or has the wrong shape raises `MetadataError` naming the file and the

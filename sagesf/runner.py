@@ -31,6 +31,7 @@ from sagesf.publisher import CanonicalPublisher
 from sagesf.reconcile import DriftJudge, SnapshotReader
 from sagesf.retry import RetryPolicy
 from sagesf.source import Replayer
+from sagesf.system_metadata import MetadataRequest, PulledMetadata
 
 __all__ = [
     "ENTRY_POINTS",
@@ -92,7 +93,9 @@ class Component:
     processors give `judge(process)`: the `DriftJudge` that compares the two systems' snapshots
     through the mappings (sagesf.reconcile). A component may give `preflight(process)`: the checks
     (sagesf.preflight `Check`) of what it needs in the system it talks to, which
-    `sagesf preflight <system>` runs without starting it.
+    `sagesf preflight <system>` runs without starting it; and `metadata(process, request)`: its
+    system's metadata as the component reads it (sagesf.system_metadata `PulledMetadata`), which
+    `sagesf mappings pull` writes into the files the mapping checks read.
     """
 
     name: str
@@ -105,6 +108,7 @@ class Component:
     load: Callable[[Process, LoadRequest], InitialLoad] | None = None
     snapshot: Callable[[Process], SnapshotReader] | None = None
     judge: Callable[[Process], DriftJudge] | None = None
+    metadata: Callable[[Process, MetadataRequest], PulledMetadata] | None = None
 
 
 @dataclass

@@ -95,7 +95,9 @@ def pipeline_env(kafka: str, registry: str, salesforce_url: str) -> dict[str, st
         "SAGESF_SAGE100__SOURCE__POLL_INTERVAL": "1.0",
         "SAGESF_PROCESSORS__REPLICATION_FACTOR": "1",
         "SAGESF_PROCESSORS__DATA_DIR": str(state_dir() / "processors" / "data"),
-        "SAGESF_PROCESSORS__SALESFORCE_METADATA": str(REPO_ROOT / "sandbox" / "salesforce" / "metadata.yaml"),
+        "SAGESF_PROCESSORS__SALESFORCE_METADATA": str(
+            REPO_ROOT / "mappings" / "metadata" / "salesforce.yaml"
+        ),
         "SAGESF_PROCESSORS__SAGE_METADATA": str(REPO_ROOT / "mappings" / "metadata" / "sage100.yaml"),
         "SAGESF_PROCESSORS__SESSION_TIMEOUT": "10",
         "SAGESF_PROCESSORS__HEARTBEAT_INTERVAL": "1",

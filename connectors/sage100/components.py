@@ -19,6 +19,7 @@ from typing import TypeVar
 
 from connectors.sage100.availability import CircuitBreaker
 from connectors.sage100.boi_writer import BoiSageWriter, BoiSettings
+from connectors.sage100.catalog_metadata import CatalogReader, source_of
 from connectors.sage100.commands import parse_command
 from connectors.sage100.config import ENV_PREFIX, Sage100Settings, SageSinkSettings
 from connectors.sage100.credit import CreditCheckResponder, CreditRules, RequestDecoder
@@ -46,6 +47,7 @@ from sagesf.runner import Component, Concurrently, Process, Runnable
 from sagesf.serde import AvroDecoder, AvroSerde
 from sagesf.sink import Sink, SinkLoop
 from sagesf.source import Replayer, SourceLoop
+from sagesf.system_metadata import MetadataRequest, PulledMetadata
 
 __all__ = ["SAGE_SINK", "SAGE_SOURCE", "build_command_loop", "build_credit_loop"]
 
@@ -288,6 +290,13 @@ def preflight_sink(process: Process) -> list[Check]:
     return _login_checked(lambda: checks.tables(sage.tables().values()))()
 
 
+def read_catalog(process: Process, _request: MetadataRequest) -> PulledMetadata:
+    """`sagesf mappings pull --sage`: every table of the layouts as the company's catalog has it."""
+    sage = process.settings(Sage100Settings)
+    reader = CatalogReader(_odbc(process, sage, "metadata"), source_of(sage))
+    return _login_checked(reader.read)()
+
+
 def _login_checked(check: Callable[[], T]) -> Callable[[], T]:
     """`check`, with Sage refusing the login (SQLSTATE 28xxx) as a StartupError: the connection
     layer reports it as unavailable, but waiting cannot fix a wrong password."""
@@ -341,4 +350,5 @@ SAGE_SINK = Component(
     build=build_sink,
     settings=(Sage100Settings, SageSinkSettings),
     preflight=preflight_sink,
+    metadata=read_catalog,
 )

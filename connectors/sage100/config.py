@@ -136,6 +136,7 @@ class Sage100Settings(BaseSettings):
             bad = [n for n in names if not n.startswith("UDF_")]
             if bad:
                 raise ValueError(f"{table}: user-defined fields are named UDF_...: {bad}")
+        layouts(value)  # a width that is not S<length> is refused here, naming the variable
         return value
 
     @model_validator(mode="after")

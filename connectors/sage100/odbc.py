@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -238,6 +238,19 @@ class SageOdbc:
         for chunk in self.rows(sql, params, batch=1):
             return chunk[0]
         return None
+
+    def catalog(self, read: Callable[[pyodbc.Cursor], Iterable[Any]]) -> list[Any]:
+        """The rows of one ODBC catalog call (`lambda c: c.columns(table=name)`); SageUnavailable
+        when it fails: a catalog that cannot be read is a company that cannot be checked or pulled."""
+        try:
+            cursor = self.connection().cursor()
+            try:
+                return list(read(cursor))
+            finally:
+                cursor.close()
+        except pyodbc.Error as exc:
+            error = classify(exc, "reading the ODBC catalog")
+            raise (error if isinstance(error, Retriable) else SageUnavailable(str(error))) from None
 
     # --- writes ------------------------------------------------------------------------------
 

@@ -21,12 +21,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import pyodbc
-
 from connectors.sage100.config import ENV_PREFIX
-from connectors.sage100.odbc import SageOdbc, SageUnavailable, classify
+from connectors.sage100.odbc import SageOdbc
 from connectors.sage100.tables import Column, ColumnKind, Table
-from sagesf.errors import Retriable
 from sagesf.preflight import Check, Outcome
 
 __all__ = ["SageCatalogChecks"]
@@ -71,27 +68,15 @@ class SageCatalogChecks:
 
     def _table_name(self, name: str) -> str | None:
         if self._tables is None:
-            rows = self._catalog(lambda cursor: cursor.tables())
+            rows = self.odbc.catalog(lambda cursor: cursor.tables())
             self._tables = {str(row.table_name).lower(): str(row.table_name) for row in rows}
         return self._tables.get(name.lower())
 
     def _catalog_columns(self, table: str) -> dict[str, Any]:
         if table not in self._columns:
-            rows = self._catalog(lambda cursor: cursor.columns(table=table))
+            rows = self.odbc.catalog(lambda cursor: cursor.columns(table=table))
             self._columns[table] = {str(row.column_name).lower(): row for row in rows}
         return self._columns[table]
-
-    def _catalog(self, read: Any) -> list[Any]:
-        """The rows of one catalog call; Sage unavailable (exit 2 in the CLI) when it fails."""
-        try:
-            cursor = self.odbc.connection().cursor()
-            try:
-                return list(read(cursor))
-            finally:
-                cursor.close()
-        except pyodbc.Error as exc:
-            error = classify(exc, "reading the ODBC catalog")
-            raise (error if isinstance(error, Retriable) else SageUnavailable(str(error))) from None
 
     def _check(self, kind: str, name: str, outcome: Outcome, detail: str = "", fix: str = "") -> Check:
         return Check(kind, name, outcome, detail, fix, (self.component,))

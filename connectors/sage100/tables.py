@@ -26,7 +26,8 @@ InvoiceNo + HeaderSeqNo, SalesOrderNo naming the order invoiced) are working ass
 reaches history: Sage copies a UDF of SO_SalesOrderHeader to SO_SalesOrderHistoryHeader and,
 through invoicing, to AR_InvoiceHistoryHeader when Custom Office defines it on those tables with
 the same name (configure it there to find orders that left the open table by their UDF).
-UDF columns are text (`UDF_LENGTH` characters) unless given as a `Column`.
+UDF columns are text (`UDF_LENGTH` characters) unless given as a `Column` or as `NAME:S<length>`
+(`UDF_CUSTOMER_TIER:S4`, as SAGESF_SAGE100__UDF_COLUMNS may name them).
 """
 
 from __future__ import annotations
@@ -101,6 +102,16 @@ def udf_column(name: str, length: int = UDF_LENGTH) -> Column:
     return _s(name, length)
 
 
+def _udf_spec(text: str) -> tuple[str, int]:
+    """`UDF_X` (UDF_LENGTH characters) or `UDF_X:S4` as (name, length)."""
+    name, _, kind = text.partition(":")
+    if not kind:
+        return name, UDF_LENGTH
+    if not re.fullmatch(r"S[1-9][0-9]{0,3}", kind):
+        raise ValueError(f"{text!r}: a UDF's type is S<length> (UDF_CUSTOMER_TIER:S4)")
+    return name, int(kind[1:])
+
+
 AUDIT_COLUMNS: tuple[Column, ...] = (
     _d("DateCreated"),
     Column("TimeCreated", ColumnKind.TIME, length=8),
@@ -152,7 +163,7 @@ class Table:
 
     def with_udfs(self, udfs: Iterable[str | Column]) -> Table:
         """This table with the installation's UDF columns added (before the audit columns)."""
-        extra = [u if isinstance(u, Column) else udf_column(u) for u in udfs]
+        extra = [u if isinstance(u, Column) else udf_column(*_udf_spec(u)) for u in udfs]
         extra = [c for c in extra if c.name not in self._by_name]
         if not extra:
             return self

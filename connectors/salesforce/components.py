@@ -23,6 +23,7 @@ from connectors.salesforce.client import SalesforceConnection, connect
 from connectors.salesforce.config import SalesforceSettings
 from connectors.salesforce.event_replayer import SalesforceEventReplayer
 from connectors.salesforce.initial_load import SalesforceInitialLoad, SalesforceLoadSettings
+from connectors.salesforce.org_metadata import describe_org
 from connectors.salesforce.preflight import check_sink, check_source
 from connectors.salesforce.record_mapper import RecordMapper
 from connectors.salesforce.record_reader import RecordReader
@@ -300,4 +301,5 @@ SALESFORCE_SINK = Component(
     build=build_sink_loop,
     settings=(SalesforceSettings,),
     preflight=check_sink,
+    metadata=describe_org,
 )

@@ -61,7 +61,9 @@ __all__ = [
 
 DEFAULT_UDF_COLUMNS: dict[str, list[str]] = {
     # UDF_ACCOUNT_NUMBER: a custom field synced with Account.AccountNumber (mappings/customers.yaml)
-    "AR_Customer": ["UDF_SALESFORCE_ID", "UDF_ACCOUNT_NUMBER"],
+    # UDF_CUSTOMER_TIER: Sage's tier codes (PLAT, GOLD, SILV, BRNZ), mapped by nothing yet: the
+    # console's browser journey maps it to Account.Customer_Tier__c
+    "AR_Customer": ["UDF_SALESFORCE_ID", "UDF_ACCOUNT_NUMBER", "UDF_CUSTOMER_TIER:S4"],
     "SO_SalesOrderHeader": ["UDF_SALESFORCE_ID"],
     # the order's UDF follows it into history, as Custom Office does for a UDF of the same name
     "SO_SalesOrderHistoryHeader": ["UDF_SALESFORCE_ID"],

@@ -70,6 +70,18 @@ class RunningEmulator:
             **extra,
         )
 
+    def login_env(self) -> dict[str, str]:
+        """The same login as `settings()`, as the environment of a `sagesf` process or command."""
+        prefix = "SAGESF_SALESFORCE__"
+        return {
+            f"{prefix}LOGIN_URL": self.url,
+            f"{prefix}AUTH_FLOW": "password",
+            f"{prefix}CLIENT_ID": self.client_id,
+            f"{prefix}CLIENT_SECRET": self.client_secret,
+            f"{prefix}USERNAME": self.username,
+            f"{prefix}PASSWORD": self.password,
+        }
+
     def session(self, client: str | None = None) -> requests.Session:
         return emulator_session(self.url, client)
 

@@ -76,12 +76,14 @@ class FieldDef:
     updateable: bool = True
     custom: bool = False
     system: bool = False
+    defaulted: bool = False  # Salesforce sets it on create when none is given (OwnerId)
     closed_values: frozenset[str] = frozenset()
     won_values: frozenset[str] = frozenset()
 
     @property
     def nillable(self) -> bool:
-        return not self.required and self.type != "boolean" and self.name != "Id"
+        """As a real org: required, checkbox, system and defaulted fields (OwnerId) are not."""
+        return not (self.required or self.system or self.defaulted) and self.type != "boolean"
 
     @property
     def indexed(self) -> bool:
@@ -95,12 +97,15 @@ class FieldDef:
             "aggregatable": self.type not in ("textarea",),
             "autoNumber": self.auto_number is not None,
             "byteLength": length * 3 if is_text else 0,
-            "calculated": False,
+            "calculated": self.calculated,
             "caseSensitive": self.case_sensitive,
             "createable": self.createable,
             "custom": self.custom,
             "defaultValue": self.default if self.type == "boolean" else None,
-            "defaultedOnCreate": self.default is not None or self.system or self.auto_number is not None,
+            "defaultedOnCreate": self.default is not None
+            or self.system
+            or self.defaulted
+            or self.auto_number is not None,
             "digits": self.precision if self.type == "int" else 0,
             "externalId": self.external_id,
             "filterable": self.type != "textarea" or self.length <= 255,
@@ -255,6 +260,7 @@ def _system_fields(owned: bool, is_event: bool) -> dict[str, FieldDef]:
             "Owner ID",
             reference_to="User",
             relationship_name="Owner",
+            defaulted=True,
         )
     fields.update(
         {

@@ -36,15 +36,7 @@ PREFIX = "SAGESF_SALESFORCE__"
 
 def login_env(emulator: RunningEmulator, client: str) -> dict[str, str]:
     """The password flow against the emulator, stamping `client` on every call."""
-    return {
-        f"{PREFIX}LOGIN_URL": emulator.url,
-        f"{PREFIX}AUTH_FLOW": "password",
-        f"{PREFIX}CLIENT_ID": emulator.client_id,
-        f"{PREFIX}CLIENT_SECRET": emulator.client_secret,
-        f"{PREFIX}USERNAME": emulator.username,
-        f"{PREFIX}PASSWORD": emulator.password,
-        f"{PREFIX}CALL_OPTIONS_CLIENT": client,
-    }
+    return {**emulator.login_env(), f"{PREFIX}CALL_OPTIONS_CLIENT": client}
 
 
 class SalesforceSinkAdapter:

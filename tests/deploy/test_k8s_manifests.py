@@ -261,6 +261,12 @@ def test_config_maps_carry_every_mapping_file_and_topics_yaml(base):
     env = {v["name"]: v.get("value") for v in container["env"]}
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
     assert env["SAGESF_PROCESSORS__MAPPINGS_DIR"] == mounts["mappings"]
+    metadata = _one(base, "ConfigMap", _config_map_name(base, "sagesf-metadata"))["data"]
+    for name, text in metadata.items():
+        assert text == (REPO_ROOT / "mappings" / "metadata" / name).read_text(), name
+    assert env["SAGESF_PROCESSORS__SALESFORCE_METADATA"] == f"{mounts['metadata']}/salesforce.yaml"
+    assert env["SAGESF_PROCESSORS__SAGE_METADATA"] == f"{mounts['metadata']}/sage100.yaml"
+    assert set(metadata) == {"salesforce.yaml", "sage100.yaml"}
 
 
 def test_committed_kafka_topics_equal_a_fresh_render_of_topics_yaml(tmp_path):

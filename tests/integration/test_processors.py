@@ -287,7 +287,7 @@ class World:
                 "SAGESF_PROCESSORS__APP_ID": self.app_id,
                 "SAGESF_PROCESSORS__TOPICS": json.dumps({name: self.topic(name) for name in TOPICS}),
                 "SAGESF_PROCESSORS__MAPPINGS_DIR": str(self.mappings),
-                "SAGESF_PROCESSORS__SALESFORCE_METADATA": str(REPO / "sandbox/salesforce/metadata.yaml"),
+                "SAGESF_PROCESSORS__SALESFORCE_METADATA": str(REPO / "mappings/metadata/salesforce.yaml"),
                 "SAGESF_PROCESSORS__SAGE_METADATA": str(REPO / "mappings/metadata/sage100.yaml"),
                 "SAGESF_PROCESSORS__REPLICATION_FACTOR": "1",
                 "SAGESF_PROCESSORS__DATA_DIR": str(self.tmp / "faust"),

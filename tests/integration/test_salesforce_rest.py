@@ -214,6 +214,24 @@ def test_describe_reports_types_lengths_picklists_and_external_ids(sf):
     assert product["Quantity_On_Hand__c"]["type"] == "double"
 
 
+def test_describe_says_what_a_create_needs_and_what_salesforce_computes_as_a_real_org_does(sf):
+    """The keys `sagesf mappings pull` reads: nillable, defaultedOnCreate, calculated, precision."""
+    account = {f["name"]: f for f in sf.Account.describe()["fields"]}
+    owner, created, tier = account["OwnerId"], account["CreatedDate"], account["Customer_Tier__c"]
+    assert (owner["nillable"], owner["defaultedOnCreate"], owner["createable"]) == (False, True, True)
+    assert (created["nillable"], created["defaultedOnCreate"], created["createable"]) == (False, True, False)
+    assert (tier["nillable"], tier["defaultedOnCreate"], tier["type"]) == (True, False, "picklist")
+    assert [v["value"] for v in tier["picklistValues"] if v["active"]] == [
+        "Platinum",
+        "Gold",
+        "Silver",
+        "Bronze",
+    ]
+    assert (account["Credit_Limit__c"]["precision"], account["Credit_Limit__c"]["scale"]) == (16, 2)
+    contact = {f["name"]: f for f in sf.Contact.describe()["fields"]}
+    assert (contact["Name"]["calculated"], contact["Name"]["createable"]) == (True, False)
+
+
 # ---- rows -----------------------------------------------------------------------------------------
 
 

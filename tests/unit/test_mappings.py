@@ -21,7 +21,7 @@ from processors.metadata import load_sage_metadata
 from sagesf.errors import Permanent
 
 REPO = Path(__file__).resolve().parents[2]
-SF_METADATA = REPO / "sandbox/salesforce/metadata.yaml"
+SF_METADATA = REPO / "mappings/metadata/salesforce.yaml"
 SAGE_METADATA = REPO / "mappings/metadata/sage100.yaml"
 
 

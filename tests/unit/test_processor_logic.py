@@ -35,7 +35,7 @@ ACCOUNT = "001" + "B" * 15
 def base_mappings() -> Mappings:
     return load_mappings(
         REPO / "mappings",
-        salesforce_metadata=REPO / "sandbox/salesforce/metadata.yaml",
+        salesforce_metadata=REPO / "mappings/metadata/salesforce.yaml",
         sage_metadata=REPO / "mappings/metadata/sage100.yaml",
     )
 
