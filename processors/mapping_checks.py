@@ -436,14 +436,14 @@ class _Checker:
             )
             return
         if spec.type == "picklist" and values is not None:
-            missing = [v for v in values.values if v not in found.values]
-            if missing:
-                self.report(
-                    file,
-                    ("picklists", str(spec.map)),
-                    f"{', '.join(map(repr, missing))} not values of the picklist {obj}.{found.name} "
-                    f"({', '.join(found.values)})",
-                )
+            for value in values.values:
+                if value not in found.values:
+                    self.report(
+                        file,
+                        ("picklists", str(spec.map)),
+                        f"{value!r} is not a value of the picklist {obj}.{found.name} "
+                        f"({', '.join(found.values)})",
+                    )
 
     def sync_status(
         self, file: str, base: Path_, objects: Iterable[str], spec: SyncStatus, message: str | None
@@ -487,6 +487,10 @@ class _Checker:
             mapping.salesforce_to_sage.fields,
             mapping.picklists,
         )
+        for address, columns in mapping.salesforce_to_sage.addresses.items():
+            for part, column in columns.items():
+                path = ("salesforce_to_sage", "addresses", address, part)
+                self.sage_column(file, path, mapping.sage_table, column)
         for name, spec in mapping.sage_to_salesforce.fields.items():
             path = ("sage_to_salesforce", "fields", name)
             self.record_field(file, path, "Customer", name)

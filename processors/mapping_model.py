@@ -171,9 +171,16 @@ class CustomerIdentity(_Model):
     sage: str
 
 
+AddressColumn = Literal["name", "line1", "line2", "line3", "city", "state", "postal_code", "country_code"]
+
+
 class CustomerToSage(_Model):
     sync: bool = True  # an Account change updates its (already linked) Sage customer
     fields: dict[str, SageField] = Field(default_factory=dict)
+    # canonical address (billing_address, shipping_address) -> {Address field: AR_Customer column}
+    addresses: dict[Literal["billing_address", "shipping_address"], dict[AddressColumn, str]] = Field(
+        default_factory=dict
+    )
 
 
 class CustomerToSalesforce(_Model):
