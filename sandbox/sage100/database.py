@@ -61,8 +61,7 @@ __all__ = [
 
 DEFAULT_UDF_COLUMNS: dict[str, list[str]] = {
     # custom fields synced with Account fields, one of each type (mappings/customers.yaml); a
-    # typed UDF is NAME:TYPE (connectors/sage100/tables.py udf_column). UDF_CUSTOMER_TIER is kept
-    # unmapped for the mapping studio's browser journey.
+    # typed UDF is NAME:TYPE (connectors/sage100/tables.py udf_column)
     "AR_Customer": [
         "UDF_SALESFORCE_ID",
         "UDF_ACCOUNT_NUMBER",
@@ -72,7 +71,6 @@ DEFAULT_UDF_COLUMNS: dict[str, list[str]] = {
         "UDF_TAX_EXEMPT:S1",
         "UDF_REGION:S2",
         "UDF_ACCOUNT_OWNER:S10",
-        "UDF_CUSTOMER_TIER:S10",
     ],
     # custom fields synced with Product2 fields (mappings/products.yaml)
     "CI_Item": ["UDF_WEIGHT:N10.3", "UDF_WEB_ACTIVE:S1"],
