@@ -338,8 +338,9 @@ class _Checker:
         section: str = "custom_fields",
     ) -> None:
         """Each typed custom field: its UDF column and Salesforce field exist and suit its type
-        (`_CUSTOM_SAGE_KINDS`, `_CUSTOM_SALESFORCE_TYPES`), its picklist or lookup map exists, fits, and can be inverted
-        when the field goes to Salesforce (two values meeting in one are refused by name)."""
+        (`_CUSTOM_SAGE_KINDS`, `_CUSTOM_SALESFORCE_TYPES`), its picklist or lookup map exists,
+        fits, and can be inverted when the field goes to Salesforce (two values meeting in one
+        are refused by name)."""
         picklists, lookups = maps
         for name, spec in specs.items():
             path: Path_ = (section, name)
@@ -489,8 +490,8 @@ class _Checker:
         )
         for address, columns in mapping.salesforce_to_sage.addresses.items():
             for part, column in columns.items():
-                path = ("salesforce_to_sage", "addresses", address, part)
-                self.sage_column(file, path, mapping.sage_table, column)
+                at: Path_ = ("salesforce_to_sage", "addresses", address, part)
+                self.sage_column(file, at, mapping.sage_table, column)
         for name, spec in mapping.sage_to_salesforce.fields.items():
             path = ("sage_to_salesforce", "fields", name)
             self.record_field(file, path, "Customer", name)

@@ -9,9 +9,9 @@ env prefix `SAGESF_SAGE_SINK__`: writer backend, topics, consumer groups, custom
 credit rules, BOI login).
 
 How it works: pydantic-settings reads `SAGESF_SAGE100__<FIELD>` (nested with `__`, lists and
-dicts as JSON, e.g. `SAGESF_SAGE100__UDF_COLUMNS='{"AR_Customer": ["UDF_SALESFORCE_ID", "UDF_RATING:N12.2"]}'`: a UDF
-is `NAME` (text, 30) or `NAME:TYPE` with Sage's type, S10, N12.2 or date) or
-the env file named by `SAGESF_ENV_FILE`; `sagesf.config.load_settings` turns a bad value into
+dicts as JSON, e.g. `SAGESF_SAGE100__UDF_COLUMNS='{"AR_Customer": ["UDF_SALESFORCE_ID",
+"UDF_RATING:N12.2"]}'`: a UDF is `NAME`, text of 30, or `NAME:TYPE` with Sage's type, S10, N12.2
+or date) or the env file named by `SAGESF_ENV_FILE`; `sagesf.config.load_settings` turns a bad value into
 `ConfigError` naming the variable. Every value is checked at start-up: tables
 and UDF columns against sage100.tables, the zone against the tz database.
 
