@@ -8,7 +8,7 @@ CustomerDirectory.on_customer); then, by the record's source system:
   sink updates it (only the columns that differ; none: EXISTING, nothing written), or creates
   it under that number when Sage has no such customer, as it does for an order naming one. The
   customer is mapped as for an order (customers.yaml `salesforce_to_sage`: value maps, lengths,
-  addresses, custom fields to UDF_ columns). An account with no link is not sent: Sage creates
+  addresses, custom fields to UDF_ columns), and the command carries the AR_Customer columns. An account with no link is not sent: Sage creates
   it with its first order (processors/customer_directory.py), so prospects stay out of the ERP.
 - SAGE100 (an AR_Customer row changed): the Account gets the `sage_to_salesforce` fields, its
   external ID (ARDivisionNo-CustomerNo) and the custom fields marked for Salesforce: an UPDATE
@@ -39,8 +39,8 @@ marked version of a customer the table knows nothing of (a customer the director
 an order; the first after an upgrade) becomes its baseline and sends nothing, and a field no
 write of ours carried is not judged until a Sage state has been seen. A user's edit that sets a
 field to the very value one of our last five writes gave it is taken for an echo. Deletes are
-not propagated either way. Contacts are not synced. The Sage sink writes custom fields other
-than the Salesforce ID only as far as it supports UDFs.
+not propagated either way. Contacts are not synced. What the mappings make of a customer, both
+ways, is processors/field_mapping.py.
 """
 
 from __future__ import annotations

@@ -7,8 +7,8 @@ pricing.yaml (`PricingMapping`), addresses.yaml (`AddressesMapping`) - their bui
 checked against. Every model forbids unknown keys (`extra="forbid"`), so a misspelt key is an
 error naming it. Reading the files is processors/mapping_files.py.
 
-Limits: the section products.yaml marks "checked here, used by the item sync" (`item_fields`)
-is validated but not yet used: the item sync is not part of the processors yet.
+What the mappings make of a record is processors/field_mapping.py; custom values convert by
+type in processors/field_types.py.
 """
 
 from __future__ import annotations
