@@ -8,8 +8,9 @@ CustomerDirectory.on_customer); then, by the record's source system:
   sink updates it (only the columns that differ; none: EXISTING, nothing written), or creates
   it under that number when Sage has no such customer, as it does for an order naming one. The
   customer is mapped as for an order (customers.yaml `salesforce_to_sage`: value maps, lengths,
-  addresses, custom fields to UDF_ columns), and the command carries the AR_Customer columns. An account with no link is not sent: Sage creates
-  it with its first order (processors/customer_directory.py), so prospects stay out of the ERP.
+  addresses, custom fields to UDF_ columns), and the command carries the AR_Customer columns.
+  An account with no link is not sent: Sage creates it with its first order
+  (processors/customer_directory.py), so prospects stay out of the ERP.
 - SAGE100 (an AR_Customer row changed): the Account gets the `sage_to_salesforce` fields, its
   external ID (ARDivisionNo-CustomerNo) and the custom fields marked for Salesforce: an UPDATE
   by Account ID when the customer carries one (UDF_SALESFORCE_ID) or the cross-reference knows
