@@ -10,6 +10,7 @@ tests/integration/test_mappings_pull.py fails when the committed files differ fr
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 from pathlib import Path
@@ -18,7 +19,7 @@ from typer.testing import CliRunner
 
 from processors.cli import app
 from sandbox.paths import REPO_ROOT
-from sandbox.sage100.database import create_database
+from sandbox.sage100.database import DEFAULT_UDF_COLUMNS, create_database
 from sandbox.salesforce.harness import start_emulator
 
 __all__ = ["main"]
@@ -35,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
             env = {
                 **emulator.login_env(),
                 "SAGESF_SAGE100__CONNECTION_STRING": db.connection_string,
+                # the sandbox's Sage components know their UDFs' types; SQLite's catalog cannot
+                # tell a decimal UDF (kept as TEXT) from text
+                "SAGESF_SAGE100__UDF_COLUMNS": json.dumps(DEFAULT_UDF_COLUMNS),
                 "SAGESF_PROCESSORS__MAPPINGS_DIR": str(REPO_ROOT / "mappings"),
             }
             result = CliRunner().invoke(app, ["pull", "--dir", str(args.dir)], env=env)

@@ -294,7 +294,7 @@ def read_catalog(process: Process, _request: MetadataRequest) -> PulledMetadata:
     """`sagesf mappings pull --sage`: every table of the layouts as the company's catalog has it."""
     sage = process.settings(Sage100Settings)
     reader = CatalogReader(_odbc(process, sage, "metadata"), source_of(sage))
-    return _login_checked(reader.read)()
+    return _login_checked(lambda: reader.read(sage.tables().values()))()
 
 
 def _login_checked(check: Callable[[], T]) -> Callable[[], T]:

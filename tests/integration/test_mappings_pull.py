@@ -5,6 +5,7 @@ pull."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from typer.testing import CliRunner
 from connectors.salesforce.sfdx_project import DEFAULT_PROJECT
 from processors.cli import app
 from sagesf.system_metadata import body_of
-from sandbox.sage100.database import add_missing_udfs
+from sandbox.sage100.database import DEFAULT_UDF_COLUMNS, add_missing_udfs
 from sandbox.salesforce.harness import start_emulator
 from tests.conformance.salesforce import login_env
 
@@ -40,6 +41,7 @@ def systems_env(emulator, db, mappings: Path = REPO / "mappings") -> dict[str, s
     return {
         **login_env(emulator, "sagesf"),
         "SAGESF_SAGE100__CONNECTION_STRING": db.connection_string,
+        "SAGESF_SAGE100__UDF_COLUMNS": json.dumps(DEFAULT_UDF_COLUMNS),
         "SAGESF_PROCESSORS__MAPPINGS_DIR": str(mappings),
     }
 
