@@ -82,14 +82,24 @@ def create_sales_order(
     customer: Mapping[str, Any] | None = None,
     *,
     event_time: datetime | None,
+    header_columns: Mapping[str, str],
+    line_columns: list[dict[str, str]],
 ) -> Outbound:
     """The order; with `customer` when Sage does not know it yet (the sink creates it with the order).
-    `event_time`: when the order changed in Salesforce (the order record's envelope.event_time)."""
+    `event_time`: when the order changed in Salesforce (the order record's envelope.event_time).
+    `header_columns` / `line_columns`: the Sage columns orders.yaml maps the order to
+    (processors/order_mapping.py), one map per line of `order`."""
     new_customer = dict(customer) if customer is not None else None
+    body = {
+        "order": dict(order),
+        "customer": new_customer,
+        "header_columns": dict(header_columns),
+        "line_columns": [dict(line) for line in line_columns],
+    }
     value = {
         "envelope": envelope(key, correlation_id),
         "command_id": cid,
-        "command": (_CANONICAL + "CreateSalesOrder", {"order": dict(order), "customer": new_customer}),
+        "command": (_CANONICAL + "CreateSalesOrder", body),
         "source_event_time": event_time,
     }
     return Outbound(topic_names.SAGE_COMMANDS, key, "SageCommand", value)

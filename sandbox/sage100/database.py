@@ -62,7 +62,10 @@ __all__ = [
 DEFAULT_UDF_COLUMNS: dict[str, list[str]] = {
     # UDF_ACCOUNT_NUMBER: a custom field synced with Account.AccountNumber (mappings/customers.yaml)
     "AR_Customer": ["UDF_SALESFORCE_ID", "UDF_ACCOUNT_NUMBER"],
-    "SO_SalesOrderHeader": ["UDF_SALESFORCE_ID"],
+    # UDF_OPPORTUNITY_NAME: the Opportunity's name (mappings/orders.yaml custom_fields)
+    "SO_SalesOrderHeader": ["UDF_SALESFORCE_ID", "UDF_OPPORTUNITY_NAME"],
+    # UDF_LINE_NOTE: a line custom field (mappings/orders.yaml line_custom_fields)
+    "SO_SalesOrderDetail": ["UDF_LINE_NOTE"],
     # the order's UDF follows it into history, as Custom Office does for a UDF of the same name
     "SO_SalesOrderHistoryHeader": ["UDF_SALESFORCE_ID"],
     "AR_InvoiceHistoryHeader": ["UDF_SALESFORCE_ID"],

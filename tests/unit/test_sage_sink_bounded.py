@@ -21,6 +21,7 @@ from connectors.sage100.sql_writer import SqlSageWriter
 from connectors.sage100.validation import CommandValidator
 from sagesf.errors import Permanent
 from sagesf.sink import Inbound, Outcome
+from tests.kit.orders import order_body
 
 
 @pytest.fixture
@@ -87,7 +88,7 @@ def order_command(odbc) -> Inbound:
     value = {
         "envelope": envelope(opportunity),
         "command_id": f"cmd-{uuid.uuid4().hex[:8]}",
-        "command": ("io.sagesf.canonical.CreateSalesOrder", {"order": order, "customer": None}),
+        "command": ("io.sagesf.canonical.CreateSalesOrder", order_body(order)),
     }
     return Inbound("sage.commands.v1", 0, 0, None, None, key=opportunity, value=parse_command(value))
 
