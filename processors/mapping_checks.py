@@ -435,6 +435,7 @@ class _Checker:
             for obj in objects:
                 if spec.salesforce is not None:
                     self.sf_field(file, ("custom_fields", name, "salesforce"), obj, spec.salesforce)
+        self.order_columns(mapping)
         wb = mapping.write_back
         for obj in objects:
             found = self.sf_field(file, ("write_back", "order_number"), obj, wb.order_number, write=True)
@@ -498,6 +499,25 @@ class _Checker:
                             (*path, name),
                             f"{len(field_value)} characters; {obj}.{name} holds {found.length}",
                         )
+
+    def order_columns(self, mapping: OrdersMapping) -> None:
+        """The address columns and line custom fields of orders.yaml name columns Sage has."""
+        file = "orders"
+        for key, parts in mapping.addresses.items():
+            for part, column in parts.items():
+                self.sage_column(file, ("addresses", key, part), "SO_SalesOrderHeader", column)
+        for name, spec in mapping.line_custom_fields.items():
+            path = ("line_custom_fields", name)
+            if spec.sage is None:
+                self.report(file, (*path, "sage"), "a line custom field goes to a SO_SalesOrderDetail UDF")
+            else:
+                self.udf(file, (*path, "sage"), "SO_SalesOrderDetail", spec.sage)
+            if spec.direction == "sage_to_salesforce":
+                self.report(
+                    file,
+                    (*path, "direction"),
+                    "lines go to Sage only: the Sage source publishes no order lines",
+                )
 
     def products(self, mapping: ProductsMapping) -> None:
         file = "products"
