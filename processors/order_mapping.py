@@ -17,6 +17,7 @@ from typing import Any
 
 from processors.addresses import standardise
 from processors.code_page import for_sage
+from processors.field_types import to_sage
 from processors.mapping_model import CustomField, Mappings, SageField
 from processors.sync_message import Changes
 
@@ -89,16 +90,23 @@ def _custom(
     changes: Changes,
 ) -> dict[str, str]:
     """The UDF columns of the record's custom fields mapped toward Sage (direction both or
-    salesforce_to_sage); a custom field the mapping does not name travels nowhere."""
+    salesforce_to_sage), converted by type (processors/field_types.py); a custom field the
+    mapping does not name travels nowhere. A text longer than its UDF is cut and said in the sync
+    message, like a field with `overflow: truncate`; other types must fit."""
     out: dict[str, str] = {}
     values = record.get("custom_fields") or {}
-    for name, field_spec in specs.items():
-        if field_spec.sage is None or field_spec.direction == "sage_to_salesforce":
+    orders = mappings.orders
+    for name, spec in specs.items():
+        if spec.sage is None or not spec.to_sage:
             continue
-        # a text longer than its UDF is cut and said in the sync message, like a truncated field
-        as_column = SageField(sage=field_spec.sage, overflow="truncate")
-        value = mappings.sage_value(values.get(name), as_column, {}, table, f"{where}.{name}", changes)
-        _put(out, field_spec.sage, value)
+        at = f"{where}.{name}"
+        value = values.get(name)
+        if spec.type == "text":
+            as_column = SageField(sage=spec.sage, overflow="truncate")
+            value = mappings.sage_value(value, as_column, {}, table, at, changes)
+        column = mappings.sage.column(table, spec.sage) if mappings.sage else None
+        maps = spec.value_map(orders.picklists, orders.lookups)
+        _put(out, spec.sage, to_sage(spec, value, column, values=maps, where=at))
     return out
 
 

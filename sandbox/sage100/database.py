@@ -63,8 +63,17 @@ DEFAULT_UDF_COLUMNS: dict[str, list[str]] = {
     # UDF_ACCOUNT_NUMBER: a custom field synced with Account.AccountNumber (mappings/customers.yaml)
     "AR_Customer": ["UDF_SALESFORCE_ID", "UDF_ACCOUNT_NUMBER"],
     # UDF_OPPORTUNITY_NAME: the Opportunity's name (mappings/orders.yaml custom_fields); UDF_ROUTE:
-    # a delivery route planned in Sage, for custom fields from Sage to the Opportunity
-    "SO_SalesOrderHeader": ["UDF_SALESFORCE_ID", "UDF_OPPORTUNITY_NAME", "UDF_ROUTE"],
+    # a delivery route planned in Sage, for custom fields from Sage to the Opportunity; the others
+    # take the typed Opportunity custom fields (a date, a checkbox, a picklist, a number)
+    "SO_SalesOrderHeader": [
+        "UDF_SALESFORCE_ID",
+        "UDF_OPPORTUNITY_NAME",
+        "UDF_ROUTE",
+        "UDF_DELIVERY_DATE",
+        "UDF_RUSH",
+        "UDF_PRIORITY",
+        "UDF_DISCOUNT_PCT",
+    ],
     # UDF_LINE_NOTE: a line custom field (mappings/orders.yaml line_custom_fields)
     "SO_SalesOrderDetail": ["UDF_LINE_NOTE"],
     # the order's UDF follows it into history, as Custom Office does for a UDF of the same name

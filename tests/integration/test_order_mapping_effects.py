@@ -103,7 +103,14 @@ def an_order(odbc) -> tuple[dict[str, Any], str]:
         "ship_via": "UPS Ground Priority Service",  # longer than ShipVia: cut, and said in the message
         "bill_to": {"name": "Effect Ltd", "line1": "1 Main St", "city": "Springfield", "country_code": "US"},
         "ship_to": {"name": "Effect Dock", "line1": "9 Pier Rd", "city": "Shelbyville", "country_code": "US"},
-        "custom_fields": {"opportunity_name": "Effect deal"},
+        # as the Salesforce source writes them: text
+        "custom_fields": {
+            "opportunity_name": "Effect deal",
+            "delivery_date": "2026-12-24",
+            "rush": "true",
+            "priority": "High",
+            "discount": "7.5",
+        },
         "lines": [
             {
                 "line_no": 1,
@@ -174,6 +181,16 @@ def _set(*path: str, value: Any) -> Callable[[Orders], None]:
     return edit
 
 
+def _header_udf(name: str, spec: dict[str, str]) -> Callable[[Orders], None]:
+    """An orders.yaml edit: a header custom field added (a picklist with its value map)."""
+
+    def edit(orders: Orders) -> None:
+        orders["custom_fields"][name] = spec
+        orders["picklists"]["priority"] = {"values": {"High": "H", "Normal": "N", "Low": "L"}}
+
+    return edit
+
+
 # (name, orders.yaml edit, where the value was under the shipped mapping, where it is after);
 # a place is (h)eader column, (l)ine column or (s)alesforce field; None: nowhere before
 CASES: list[tuple[str, Callable[[Orders], None], tuple[str, str] | None, tuple[str, str]]] = [
@@ -219,6 +236,25 @@ CASES: list[tuple[str, Callable[[Orders], None], tuple[str, str] | None, tuple[s
         ("h", "UDF_OPPORTUNITY_NAME"),
         ("h", "UDF_ROUTE"),
     ),
+    *[
+        (
+            f"header custom field ({spec['type']})",
+            _header_udf(name, spec),
+            None,
+            ("h", spec["sage"]),
+        )
+        for name, spec in {
+            "delivery_date": {"salesforce": "Delivery_Date__c", "sage": "UDF_DELIVERY_DATE", "type": "date"},
+            "rush": {"salesforce": "Rush_Order__c", "sage": "UDF_RUSH", "type": "checkbox"},
+            "priority": {
+                "salesforce": "Order_Priority__c",
+                "sage": "UDF_PRIORITY",
+                "type": "picklist",
+                "map": "priority",
+            },
+            "discount": {"salesforce": "Discount_Percent__c", "sage": "UDF_DISCOUNT_PCT", "type": "number"},
+        }.items()
+    ],
     (
         "line custom field",
         _set(
@@ -254,6 +290,10 @@ CASES: list[tuple[str, Callable[[Orders], None], tuple[str, str] | None, tuple[s
 ]
 
 
+# what each type makes of the source's text in a text UDF
+TYPED = {"UDF_DELIVERY_DATE": "2026-12-24", "UDF_RUSH": "Y", "UDF_PRIORITY": "H", "UDF_DISCOUNT_PCT": "7.5"}
+
+
 @pytest.fixture(scope="module")
 def shipped(tmp_path_factory) -> Mappings:
     return mappings_with(tmp_path_factory.mktemp("shipped"), None)
@@ -272,6 +312,7 @@ def test_changing_an_orders_mapping_target_moves_the_write(
     assert value not in (None, ""), f"nothing written to {column}"
     if before is None:
         assert not places[kind].get(column), f"{column} was written without the mapping"
+        assert value == TYPED.get(column, value)
         return
     old_kind, old_column = before
     if kind == "s":  # a field written back: the order number differs from order to order
