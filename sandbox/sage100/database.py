@@ -74,8 +74,8 @@ DEFAULT_UDF_COLUMNS: dict[str, list[str]] = {
         "UDF_PRIORITY",
         "UDF_DISCOUNT_PCT",
     ],
-    # UDF_LINE_NOTE: a line custom field (mappings/orders.yaml line_custom_fields)
-    "SO_SalesOrderDetail": ["UDF_LINE_NOTE"],
+    # UDF_LINE_NOTE: a line custom field (mappings/orders.yaml line_custom_fields); UDF_LINE_TAG: free
+    "SO_SalesOrderDetail": ["UDF_LINE_NOTE", "UDF_LINE_TAG"],
     # the order's UDF follows it into history, as Custom Office does for a UDF of the same name
     "SO_SalesOrderHistoryHeader": ["UDF_SALESFORCE_ID"],
     "AR_InvoiceHistoryHeader": ["UDF_SALESFORCE_ID"],

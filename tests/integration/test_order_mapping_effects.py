@@ -145,7 +145,9 @@ def run(
     order = copy.deepcopy(order) | {"salesforce_opportunity_id": opportunity}
     tables = Tables.in_memory()
     tables.items[item] = {"active": True, "deleted": False, "product_code": None, "standard_unit_price": None}
-    pipeline = OrderPipeline(MappingsRef(mappings), tables, decode_order=dict, decode_customer=dict)
+    pipeline = OrderPipeline(
+        MappingsRef(mappings), tables, decode_order=lambda raw: order, decode_customer=lambda raw: {}
+    )
     step = pipeline.on_sales_order(opportunity, order, ORIGIN)
     assert step.outcome == "commanded", step.dead_letters
     [create] = step.outbound
@@ -257,11 +259,9 @@ CASES: list[tuple[str, Callable[[Orders], None], tuple[str, str] | None, tuple[s
     ],
     (
         "line custom field",
-        _set(
-            "line_custom_fields", "line_note", value={"salesforce": "Line_Note__c", "sage": "UDF_LINE_NOTE"}
-        ),
-        None,
+        _set("line_custom_fields", "line_note", "sage", value="UDF_LINE_TAG"),
         ("l", "UDF_LINE_NOTE"),
+        ("l", "UDF_LINE_TAG"),
     ),
     (
         "write_back order_number",

@@ -183,10 +183,7 @@ CASES: list[tuple[str, str, Edit, str, str]] = [
     (
         "orders.yaml",
         "sage: UDF_LINE_NOTES",
-        lambda t: t.replace(
-            "line_custom_fields: {}",
-            "line_custom_fields:\n  line_note: {salesforce: Line_Note__c, sage: UDF_LINE_NOTES}",
-        ),
+        lambda t: t.replace("sage: UDF_LINE_NOTE,", "sage: UDF_LINE_NOTES,"),
         "line_custom_fields.line_note.sage",
         "SO_SalesOrderDetail has no column UDF_LINE_NOTES",
     ),
