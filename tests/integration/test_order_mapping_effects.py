@@ -133,7 +133,8 @@ def wire(value: dict[str, Any]) -> dict[str, Any]:
     buffer = io.BytesIO()
     fastavro.schemaless_writer(buffer, schema, value)
     buffer.seek(0)
-    decoded: dict[str, Any] = fastavro.schemaless_reader(buffer, schema, schema)  # type: ignore[call-arg]
+    decoded = fastavro.schemaless_reader(buffer, schema, schema)
+    assert isinstance(decoded, dict)
     return decoded
 
 

@@ -443,6 +443,25 @@ def test_status_unknown_can_be_skipped(base_mappings: Mappings) -> None:
     )
 
 
+def test_a_sage_header_udf_mapped_to_salesforce_reaches_the_opportunity_with_the_status(
+    base_mappings: Mappings,
+) -> None:
+    status = StatusPipeline(pipeline(base_mappings))
+    change = {
+        "sales_order_no": "0000001",
+        "salesforce_opportunity_id": OPP,
+        "status": "OPEN",
+        "source_status": "O",
+        "envelope": {"event_id": "e"},
+        # UDF_OPPORTUNITY_NAME goes Salesforce -> Sage only: it is not written back
+        "custom_fields": {"UDF_ROUTE": "North 7", "UDF_OPPORTUNITY_NAME": "Renamed in Sage"},
+    }
+    [update] = status.on_status_change("0000001", change).outbound
+    assert update.value["fields"] == {"Sage_Order_Status__c": "Open", "Sage_Route__c": "North 7"}
+    [blank] = status.on_status_change("0000001", {**change, "custom_fields": {"UDF_ROUTE": None}}).outbound
+    assert "Sage_Route__c" not in blank.value["fields"]  # Sage never blanks a Salesforce field
+
+
 def test_inventory_is_sent_once_per_change_and_again_only_after_acknowledgement(
     base_mappings: Mappings,
 ) -> None:
