@@ -19,6 +19,7 @@ from prometheus_client import REGISTRY
 from processors.inventory import InventoryPipeline
 from processors.mapping_files import load_mappings
 from processors.mapping_model import Mappings
+from processors.order_mapping import order_to_sage
 from processors.orders import OrderPipeline
 from processors.state import MappingsRef, Origin, Tables
 from processors.status import StatusPipeline
@@ -802,3 +803,26 @@ def test_every_value_a_rule_changed_is_said_on_the_opportunity(base_mappings: Ma
     # a repeated answer (the order confirmed already) leaves the message as it is
     again = p.on_sage_result(OPP, result, Origin("sage.results.v1", 0, 4, None, b"r"))
     assert "Sage_Sync_Message__c" not in again.outbound[0].value["fields"]
+
+
+def test_the_order_preview_gives_the_sage_columns_the_mapping_names_and_nothing_else(
+    base_mappings: Mappings,
+) -> None:
+    won = order(("HRDW-1000", "1", "12.50"))
+    won["customer_po_no"] = "PO-1"
+    won["ship_to"] = {"code": "WH2", "city": "Springfield", "country_code": "US"}
+    won["custom_fields"] = {"opportunity_name": "Big deal", "not_mapped": "x"}
+    won["lines"][0] |= {"description": "Hinge", "custom_fields": {"line_note": "fragile"}}
+
+    header, [line], changes = order_to_sage(base_mappings, won)  # no tables, no state
+
+    assert header == {
+        "WarehouseCode": "000",  # the header entry's default
+        "CustomerPONo": "PO-1",
+        "ShipToCode": "WH2",
+        "ShipToCity": "Springfield",
+        "ShipToCountryCode": "USA",  # standardised by addresses.yaml
+        "UDF_OPPORTUNITY_NAME": "Big deal",
+    }
+    assert line == {"ItemCodeDesc": "Hinge", "UDF_LINE_NOTE": "fragile"}
+    assert changes.message() is None

@@ -65,7 +65,7 @@ def new_customer_command(name: str) -> Inbound:
     return Inbound("sage.commands.v1", 0, 0, None, None, key=account, value=parse_command(value))
 
 
-def order_command(odbc) -> Inbound:
+def order_command(odbc, **columns: Any) -> Inbound:
     [(division, number)] = odbc.fetchall(
         "SELECT ARDivisionNo, CustomerNo FROM AR_Customer WHERE CustomerStatus = ? "
         "ORDER BY CustomerNo LIMIT 1",
@@ -88,7 +88,7 @@ def order_command(odbc) -> Inbound:
     value = {
         "envelope": envelope(opportunity),
         "command_id": f"cmd-{uuid.uuid4().hex[:8]}",
-        "command": ("io.sagesf.canonical.CreateSalesOrder", order_body(order)),
+        "command": ("io.sagesf.canonical.CreateSalesOrder", {**order_body(order), **columns}),
     }
     return Inbound("sage.commands.v1", 0, 0, None, None, key=opportunity, value=parse_command(value))
 
@@ -139,3 +139,34 @@ def test_an_order_when_sales_order_numbers_are_used_up_is_refused_not_retried(sa
 
     _, result = refused(outcome)
     assert "exhausted" in result["error"]["reason"]
+
+
+@pytest.mark.parametrize(
+    ("columns", "field", "reason"),
+    [
+        (  # a CreateSalesOrder an older processors version wrote, still on the topic
+            {"header_columns": None, "line_columns": None},
+            "header_columns",
+            "replay the order's dead letter on dlq.orders.v1",
+        ),
+        (
+            {"header_columns": {"UDF_NO_SUCH": "x"}},
+            "UDF_NO_SUCH",
+            "SO_SalesOrderHeader has no column UDF_NO_SUCH",
+        ),
+        ({"line_columns": [{"UnitPrice": "0.01"}]}, "lines[1].UnitPrice", "set by the Sage sink"),
+        ({"header_columns": {"ShipExpireDate": "soon"}}, "ShipExpireDate", "'soon' is not a date"),
+    ],
+    ids=["no columns", "unknown column", "structural column", "not of the column's kind"],
+)
+def test_an_order_whose_columns_cannot_be_written_as_mapped_is_refused_and_writes_nothing(
+    sage_db, odbc, columns, field, reason
+):
+    before = odbc.fetchall("SELECT COUNT(*) FROM SO_SalesOrderHeader")
+
+    [outcome] = sink(sage_db, odbc).write([order_command(odbc, **columns)])
+
+    error, result = refused(outcome)
+    assert error.field == field
+    assert reason in result["error"]["reason"]
+    assert odbc.fetchall("SELECT COUNT(*) FROM SO_SalesOrderHeader") == before
