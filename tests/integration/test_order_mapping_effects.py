@@ -23,19 +23,15 @@ import fastavro
 import pytest
 import yaml
 
-from connectors.sage100.availability import CircuitBreaker
 from connectors.sage100.commands import parse_command
-from connectors.sage100.customer_numbers import CustomerNumbering
-from connectors.sage100.reads import SqlSageReads
 from connectors.sage100.sink import SageCommandSink
-from connectors.sage100.sql_writer import SqlSageWriter
-from connectors.sage100.validation import CommandValidator
 from processors.mapping_files import load_mappings
 from processors.mapping_model import Mappings
 from processors.orders import OrderPipeline
 from processors.state import MappingsRef, Origin, Tables
 from sagesf.schemas import load_schema
 from sagesf.sink import Inbound
+from tests.kit.orders import customer_and_item, sage_sink
 
 REPO = Path(__file__).resolve().parents[2]
 ORIGIN = Origin("salesorder.v1", 0, 1, b"key", b"value")
@@ -51,16 +47,7 @@ def odbc(sage_db):
 
 @pytest.fixture
 def sink(sage_db, odbc) -> SageCommandSink:
-    tables = sage_db.tables
-    reads = SqlSageReads(odbc, tables)
-    return SageCommandSink(
-        reads=reads,
-        writer=SqlSageWriter(odbc, tables, user_key="SGSF", zone=sage_db.settings().zone),
-        validator=CommandValidator(reads, tables=tables),
-        numbering=CustomerNumbering(),
-        results_topic="sage.results.v1",
-        breaker=CircuitBreaker("sage-sink"),
-    )
+    return sage_sink(sage_db, odbc)
 
 
 def mappings_with(tmp_path: Path, edit: Callable[[Orders], None] | None) -> Mappings:
@@ -76,15 +63,7 @@ def mappings_with(tmp_path: Path, edit: Callable[[Orders], None] | None) -> Mapp
 
 
 def an_order(odbc) -> tuple[dict[str, Any], str]:
-    [(division, number)] = odbc.fetchall(
-        "SELECT ARDivisionNo, CustomerNo FROM AR_Customer WHERE CustomerStatus = ? "
-        "ORDER BY CustomerNo LIMIT 1",
-        ["A"],
-    )
-    [(item,)] = odbc.fetchall(
-        "SELECT ItemCode FROM CI_Item WHERE InactiveItem = ? AND ItemType = ? ORDER BY ItemCode LIMIT 1",
-        ["N", "1"],
-    )
+    division, number, item = customer_and_item(odbc)
     order = {
         "envelope": {
             "event_id": str(uuid.uuid4()),

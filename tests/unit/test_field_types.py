@@ -4,7 +4,6 @@ value that is not of its type is a Permanent error naming the field and the valu
 from __future__ import annotations
 
 import re
-
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any

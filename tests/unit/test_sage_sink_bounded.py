@@ -12,16 +12,12 @@ from typing import Any
 
 import pytest
 
-from connectors.sage100.availability import CircuitBreaker
 from connectors.sage100.commands import parse_command
 from connectors.sage100.customer_numbers import CustomerNumbering
-from connectors.sage100.reads import SqlSageReads
 from connectors.sage100.sink import SageCommandSink
-from connectors.sage100.sql_writer import SqlSageWriter
-from connectors.sage100.validation import CommandValidator
 from sagesf.errors import Permanent
 from sagesf.sink import Inbound, Outcome
-from tests.kit.orders import order_body
+from tests.kit.orders import customer_and_item, order_body, sage_sink
 
 
 @pytest.fixture
@@ -32,16 +28,7 @@ def odbc(sage_db):
 
 
 def sink(sage_db, odbc, numbering: CustomerNumbering | None = None) -> SageCommandSink:
-    tables = sage_db.tables
-    reads = SqlSageReads(odbc, tables)
-    return SageCommandSink(
-        reads=reads,
-        writer=SqlSageWriter(odbc, tables, user_key="SGSF", zone=sage_db.settings().zone),
-        validator=CommandValidator(reads, tables=tables),
-        numbering=numbering or CustomerNumbering(),
-        results_topic="sage.results.v1",
-        breaker=CircuitBreaker("sage-sink"),
-    )
+    return sage_sink(sage_db, odbc, numbering)
 
 
 def envelope(record_id: str) -> dict[str, Any]:
@@ -66,15 +53,7 @@ def new_customer_command(name: str) -> Inbound:
 
 
 def order_command(odbc, **columns: Any) -> Inbound:
-    [(division, number)] = odbc.fetchall(
-        "SELECT ARDivisionNo, CustomerNo FROM AR_Customer WHERE CustomerStatus = ? "
-        "ORDER BY CustomerNo LIMIT 1",
-        ["A"],
-    )
-    [(item,)] = odbc.fetchall(
-        "SELECT ItemCode FROM CI_Item WHERE InactiveItem = ? AND ItemType = ? ORDER BY ItemCode LIMIT 1",
-        ["N", "1"],
-    )
+    division, number, item = customer_and_item(odbc)
     opportunity = ("006" + uuid.uuid4().hex.upper())[:18]
     order = {
         "envelope": envelope(opportunity),
