@@ -12,7 +12,10 @@ A failure raises `Permanent` whose reason names the field (Sage column, with `li
 for a line) and the value, e.g. `lines[2].ItemCode 'WIDGET-9' does not exist in CI_Item`.
 
 How it works: it reads what it checks through `SageReads` (reads.py) and builds an `OrderWrite`
-or `CustomerWrite` (writes.py) with Sage's column names and codes: ExtensionAmt = quantity x unit
+or `CustomerWrite` (writes.py) with Sage's column names and codes. An order's header and line
+columns are the command's `header_columns` / `line_columns` (what orders.yaml maps), converted
+to each column's kind; a column the table lacks or the sink sets itself is refused, naming it.
+Structural values come from the order: ExtensionAmt = quantity x unit
 price rounded half-up to cents (as BOI does), TaxableAmt/NonTaxableAmt split the extensions by
 the item's TaxClass (taxable classes configurable, TX by default), description, unit of measure,
 unit cost and item type come from CI_Item when the command does not say.
