@@ -84,15 +84,21 @@ def create_sales_order(
     *,
     event_time: datetime | None,
     customer_columns: Mapping[str, str] | None = None,
+    header_columns: Mapping[str, str],
+    line_columns: list[dict[str, str]],
 ) -> Outbound:
     """The order; with `customer` and its AR_Customer `customer_columns` when Sage does not know
     it yet (the sink creates it with the order). `event_time`: when the order changed in
-    Salesforce (the order record's envelope.event_time)."""
+    Salesforce (the order record's envelope.event_time). `header_columns` / `line_columns`: the
+    Sage columns orders.yaml maps the order to (processors/order_mapping.py), one map per line of
+    `order`."""
     new_customer = dict(customer) if customer is not None else None
     body = {
         "order": dict(order),
         "customer": new_customer,
         "customer_columns": dict(customer_columns) if customer_columns is not None else None,
+        "header_columns": dict(header_columns),
+        "line_columns": [dict(line) for line in line_columns],
     }
     value = {
         "envelope": envelope(key, correlation_id),

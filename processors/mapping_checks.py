@@ -569,6 +569,7 @@ class _Checker:
         self.custom_fields(
             file, (), "SO_SalesOrderDetail", mapping.line_custom_fields, maps, "line_custom_fields"
         )
+        self.order_columns(mapping)
         wb = mapping.write_back
         for obj in objects:
             found = self.sf_field(file, ("write_back", "order_number"), obj, wb.order_number, write=True)
@@ -632,6 +633,23 @@ class _Checker:
                             (*path, name),
                             f"{len(field_value)} characters; {obj}.{name} holds {found.length}",
                         )
+
+    def order_columns(self, mapping: OrdersMapping) -> None:
+        """The address columns of orders.yaml name columns Sage has; line custom fields go to Sage."""
+        file = "orders"
+        for key, parts in mapping.addresses.items():
+            for part, column in parts.items():
+                self.sage_column(file, ("addresses", key, part), "SO_SalesOrderHeader", column)
+        for name, spec in mapping.line_custom_fields.items():
+            path = ("line_custom_fields", name)
+            if spec.sage is None:
+                self.report(file, (*path, "sage"), "a line custom field goes to a SO_SalesOrderDetail UDF")
+            if spec.direction == "sage_to_salesforce":
+                self.report(
+                    file,
+                    (*path, "direction"),
+                    "lines go to Sage only: the Sage source publishes no order lines",
+                )
 
     def products(self, mapping: ProductsMapping) -> None:
         file = "products"

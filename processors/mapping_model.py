@@ -290,15 +290,23 @@ class OrderStatusMap(_Model):
         return None
 
 
+# a part of a canonical Address (ShipToCode: `code`) an order header column is written from
+OrderAddressPart = Literal[
+    "code", "name", "line1", "line2", "line3", "city", "state", "postal_code", "country_code"
+]
+
+
 class OrdersMapping(_Model):
     version: Literal[1]
     start: dict[str, OrderStart] = Field(min_length=1)
     identity: OrderIdentity
     picklists: dict[str, ValueMap] = Field(default_factory=dict)
     header: dict[str, SageField] = Field(default_factory=dict)
+    # bill_to / ship_to: address part -> SO_SalesOrderHeader column
+    addresses: dict[Literal["bill_to", "ship_to"], dict[OrderAddressPart, str]] = Field(default_factory=dict)
     lines: dict[str, SageField] = Field(default_factory=dict)
     custom_fields: dict[str, CustomField] = Field(default_factory=dict)
-    line_custom_fields: dict[str, CustomField] = Field(default_factory=dict)
+    line_custom_fields: dict[str, CustomField] = Field(default_factory=dict)  # SO_SalesOrderDetail UDFs
     lookups: dict[str, ValueMap] = Field(default_factory=dict)
     write_back: OrderWriteBack
     order_status: OrderStatusMap

@@ -11,18 +11,19 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 from processors import commands
-from processors.addresses import standardise
 from processors.commands import Outbound, command_id, sobject_for
 from processors.customer_directory import CustomerDirectory, NewCustomer
 from processors.customer_links import LinkRefused
 from processors.field_mapping import item_to_sage, item_to_salesforce
 from processors.mapping_model import Mappings
 from processors.metrics import ORDERS_RESENT, ORDERS_UNANSWERED
+from processors.order_mapping import order_to_sage
 from processors.state import Decoder, MappingsRef, Origin, ResendSchedule, Step, Tables, epoch_ms
 from processors.sync_message import Changes, for_user, sage_refusal
 from sagesf.errors import Permanent
@@ -33,22 +34,16 @@ log = logging.getLogger(__name__)
 __all__ = ["OrderPipeline", "order_identity"]
 
 CENT = Decimal("0.01")
-# SalesOrder fields that are no text for Sage, or that were made ready for it already
-_NOT_SAGE_TEXT = frozenset(
-    {
-        "envelope",
-        "customer",
-        "lines",
-        "bill_to",
-        "ship_to",
-        "salesforce_opportunity_id",
-        "salesforce_order_id",
-        "source_status",
-        "salesforce_line_id",
-        "salesforce_product_id",
-        "product_code",
-    }
-)
+
+
+@dataclass(frozen=True)
+class SageOrder:
+    """The order as the CreateSalesOrder carries it: the canonical order with what is structural
+    resolved (customer, item codes, prices, amounts) and the columns orders.yaml maps it to."""
+
+    order: dict[str, Any]
+    header_columns: dict[str, str]
+    line_columns: list[dict[str, str]]
 
 
 def order_identity(order: Mapping[str, Any], key: str | None = None) -> str | None:
@@ -210,7 +205,7 @@ class OrderPipeline:
 
     def _prepare(
         self, identity: str, order: Mapping[str, Any], order_type: str, changes: Changes
-    ) -> tuple[dict[str, Any], NewCustomer | None] | None:
+    ) -> tuple[SageOrder, NewCustomer | None] | None:
         """The Sage order for `order`, and the new customer it brings when Sage has none for its
         Account; None when it must wait for another order of the Account to bring it."""
         customer = self.customer_directory.customer_of(order)
@@ -224,7 +219,7 @@ class OrderPipeline:
 
     @staticmethod
     def _create(
-        sage_order: dict[str, Any], order: Mapping[str, Any], identity: str, new: NewCustomer | None
+        sage_order: SageOrder, order: Mapping[str, Any], identity: str, new: NewCustomer | None
     ) -> Outbound:
         cid = command_id("CreateSalesOrder", identity)
         correlation = (order.get("envelope") or {}).get("correlation_id") or cid
@@ -232,7 +227,15 @@ class OrderPipeline:
         columns = new.columns if new is not None else None
         when = (order.get("envelope") or {}).get("event_time")
         return commands.create_sales_order(
-            sage_order, cid, identity, correlation, customer, event_time=when, customer_columns=columns
+            sage_order.order,
+            cid,
+            identity,
+            correlation,
+            customer,
+            event_time=when,
+            customer_columns=columns,
+            header_columns=sage_order.header_columns,
+            line_columns=sage_order.line_columns,
         )
 
     def _command_again(self, identity: str, state: Mapping[str, Any], now: int) -> list[Outbound]:
@@ -335,7 +338,7 @@ class OrderPipeline:
 
     def _sage_order(
         self, order: Mapping[str, Any], customer: dict[str, Any], order_type: str, changes: Changes
-    ) -> dict[str, Any]:
+    ) -> SageOrder:
         mappings = self.mappings
         out = copy.deepcopy(dict(order))
         out["envelope"] = dict(out["envelope"])
@@ -343,12 +346,6 @@ class OrderPipeline:
         out["order_type"] = order_type
         out["status"] = "NEW"
         out["sales_order_no"] = None
-        for name, spec in mappings.orders.header.items():
-            out[name] = mappings.sage_value(
-                out.get(name), spec, mappings.orders.picklists, "SO_SalesOrderHeader", name, changes
-            )
-        for key in ("bill_to", "ship_to"):
-            out[key] = standardise(out.get(key), mappings.addresses, key, changes)
         lines = out.get("lines") or []
         if not lines:
             raise Permanent("the order has no lines", field="lines")
@@ -380,15 +377,9 @@ class OrderPipeline:
         total -= amounts.get("discount_amount", Decimal(0))
         out["total_amount"] = total.quantize(CENT)
         out["currency_code"] = mappings.pricing.home_currency
-        out["custom_fields"] = {
-            cf.sage: value
-            for name, value in (order.get("custom_fields") or {}).items()
-            if (cf := mappings.orders.custom_fields.get(name)) is not None
-            and cf.sage is not None
-            and cf.direction != "sage_to_salesforce"
-        }
-        folded: dict[str, Any] = mappings.text_for_sage(out, "", changes, _NOT_SAGE_TEXT)
-        return folded
+        # the mapped columns; the order itself carries what is structural (items, prices, amounts)
+        header_columns, line_columns, _ = order_to_sage(mappings, order, changes)
+        return SageOrder(out, header_columns, line_columns)
 
     def item_code_for(
         self, product_code: str | None, item_code: str | None, where: str, changes: Changes | None = None
@@ -475,15 +466,6 @@ class OrderPipeline:
                 value=code,
             )
         out["item_code"] = code
-        for name, spec in mappings.orders.lines.items():
-            out[name] = mappings.sage_value(
-                out.get(name),
-                spec,
-                mappings.orders.picklists,
-                "SO_SalesOrderDetail",
-                f"{where}.{name}",
-                changes,
-            )
         quantity = _decimal(out.get("quantity_ordered"), f"{where}.quantity_ordered")
         pricing = mappings.pricing
         rounding = ROUND_HALF_UP if pricing.rounding == "half_up" else ROUND_HALF_EVEN
@@ -521,8 +503,7 @@ class OrderPipeline:
                 )
         out["unit_price"] = price
         out["extension_amount"] = (quantity * price).quantize(CENT, rounding=ROUND_HALF_UP)
-        folded: dict[str, Any] = mappings.text_for_sage(out, where, changes, _NOT_SAGE_TEXT)
-        return folded
+        return out
 
     # --- failures and write-backs -------------------------------------------------------------
 

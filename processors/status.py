@@ -6,7 +6,9 @@ source read from the order's Salesforce-ID UDF, plus those the orders processor 
 Sage's result: an Order made from an Opportunity gets both updated), map the status through
 orders.yaml `order_status` (Sage code N/O/H/C and history A/C/X/Z first, then the canonical
 status), and command an UPDATE of Sage_Order_Status__c (plus the `extra_fields` for that value
-and object) on each record.
+and object, and the header UDFs orders.yaml `custom_fields` maps toward Salesforce, converted by
+type) on each record. The Sage source publishes a UDF change as such a record too, its status
+unchanged.
 
 How it works: the command ID is a UUIDv5 of the record and the change event's ID, so a
 redelivered change is the same command; `source_event_time` is Sage's change time, so the
@@ -26,6 +28,7 @@ from typing import Any
 
 from processors import commands
 from processors.commands import command_id, sobject_for
+from processors.field_types import to_salesforce
 from processors.orders import OrderPipeline
 from processors.state import Step
 from sagesf.errors import Permanent
@@ -55,6 +58,8 @@ class StatusPipeline:
             if obj not in objects:
                 continue
             fields = self.orders.status_fields(obj, code, status)
+            if fields is not None:
+                fields.update(self._custom_fields(change, str(number)))
             if fields is None:
                 if self.orders.mappings.orders.order_status.unknown == "skip":
                     return Step("skipped")
@@ -76,3 +81,20 @@ class StatusPipeline:
                 )
             )
         return step if step.outbound else Step("skipped")
+
+    def _custom_fields(self, change: Mapping[str, Any], number: str) -> dict[str, Any]:
+        """The header UDFs orders.yaml sends to Salesforce (direction both or sage_to_salesforce),
+        converted by type; an empty UDF is left out (Sage never blanks a Salesforce field)."""
+        orders = self.orders.mappings.orders
+        udfs = change.get("custom_fields") or {}
+        out: dict[str, Any] = {}
+        for name, spec in orders.custom_fields.items():
+            if not spec.to_salesforce or spec.sage not in udfs:
+                continue
+            assert spec.salesforce is not None
+            maps = spec.value_map(orders.picklists, orders.lookups)
+            where = f"Sage order {number} {spec.sage} (custom_fields.{name})"
+            value = to_salesforce(spec, udfs[spec.sage], values=maps, where=where)
+            if value is not None:
+                out[spec.salesforce] = value
+        return out

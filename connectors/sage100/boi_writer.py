@@ -250,8 +250,8 @@ class BoiSageWriter:
                 self._set(lines, "WarehouseCode", line.warehouse_code, line=line.line_no)
                 self._set(lines, "QuantityOrdered", line.quantity_ordered, line=line.line_no)
                 self._set(lines, "UnitPrice", line.unit_price, line=line.line_no)
-                if line.comment_text:
-                    self._set(lines, "CommentText", line.comment_text, line=line.line_no)
+                for column, value in line.columns.items():
+                    self._set(lines, column, value, line=line.line_no)
                 self._check(lines, "oLines.nWrite", lines.nWrite(), f"lines[{line.line_no}]", line.item_code)
                 line_key = self._get_string(lines, "LineKey")
                 extension = self._get_number(lines, "ExtensionAmt", places=2)

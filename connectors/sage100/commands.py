@@ -20,7 +20,7 @@ the fields it needs and names them in its errors.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -82,6 +82,9 @@ class SageCommand:
     # UpdateItem.columns); None: a command written before processors computed them
     columns: Mapping[str, str] | None = None
     item_code: str | None = None  # UpdateItem
+    # CreateSalesOrder: the mapped Sage columns (None: a command from before they existed)
+    header_columns: Mapping[str, str] | None = None
+    line_columns: Sequence[Mapping[str, str]] | None = None
 
     @property
     def salesforce_record_id(self) -> str | None:
@@ -120,6 +123,7 @@ def parse_command(value: Any) -> SageCommand:
         if not isinstance(order, Mapping):
             raise Permanent("CreateSalesOrder has no order", field="order")
         customer = body.get("customer")
+        header, lines = body.get("header_columns"), body.get("line_columns")
         return SageCommand(
             str(command_id),
             correlation,
@@ -128,6 +132,8 @@ def parse_command(value: Any) -> SageCommand:
             customer=customer if isinstance(customer, Mapping) else None,
             source_event_time=when,
             columns=_columns(body.get("customer_columns")),
+            header_columns=header if isinstance(header, Mapping) else None,
+            line_columns=lines if isinstance(lines, Sequence) else None,
         )
     if (name or "").endswith("UpsertCustomer") or (name is None and "customer" in body):
         customer = body.get("customer")

@@ -166,7 +166,7 @@ class SageCommandSink:
             log.info("order for %s exists as %s (redelivery)", salesforce_id, existing.sales_order_no)
             return self._order_result(command, _with_command_lines(existing, order), Outcome.EXISTING, None)
         # everything is checked before anything is written: the order, then its customer
-        bind = self.validator.order(order, salesforce_id)
+        bind = self.validator.order(order, salesforce_id, command.header_columns, command.line_columns)
         customer = self._order_customer(command)
         new = customer if isinstance(customer, CustomerWrite) else None
         write = bind(customer.ar_division_no, customer.customer_no)

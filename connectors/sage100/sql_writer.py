@@ -187,7 +187,7 @@ class SqlSageWriter:
                     "UnitCost": line.unit_cost,
                     "ExtensionAmt": line.extension_amt,
                     "TaxClass": line.tax_class,
-                    **({"CommentText": line.comment_text} if line.comment_text else {}),
+                    **line.columns,
                     **audit,
                 }
                 self._insert(cur, self.detail, row)

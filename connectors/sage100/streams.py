@@ -14,7 +14,8 @@ identify and hash a row version, and how to map it to canonical records:
   says; the envelope's source record ID is `ItemCode-WarehouseCode` as Envelope.avsc says), with
   quantity_available = QuantityOnHand - QuantityOnSalesOrder - QuantityOnBackOrder.
 - SO_SalesOrderHeader -> OrderStatusChange (orderstatus.v1, key SalesOrderNo), only when the
-  status differs from the last one this process published for the order (a new order always).
+  status or a header UDF (`custom_fields`) differs from what this process last published for
+  the order (a new order always).
 And, for the key sweep (sage100.sweep), what a vanished or deactivated row becomes: a Customer
 or Item with `deleted` true, a tombstone for an inventory level, an OrderStatusChange CLOSED or
 DELETED from SO_SalesOrderHistoryHeader (C -> CLOSED, X/Z -> DELETED).
@@ -714,6 +715,7 @@ class OrderStatusStream(Stream):
         super().__init__(table, ctx)
         self.history = Q(history)
         self.last_status: dict[str, str] = {}
+        self.last_custom: dict[str, dict[str, str | None]] = {}  # the header UDFs last published
 
     def select_columns(self) -> list[str]:
         wanted = ["OrderStatus", "OrderType", "ARDivisionNo", "CustomerNo", "BillToName", *self.table.udfs]
@@ -733,6 +735,7 @@ class OrderStatusStream(Stream):
         customer: dict[str, Any] | None,
         sf: str | None,
         gone: bool = False,
+        custom: dict[str, str | None] | None = None,
     ) -> OutRecord:
         opportunity, order = self._ids(sf)
         previous = self.last_status.get(order_no)
@@ -746,6 +749,7 @@ class OrderStatusStream(Stream):
             "previous_status": ORDER_STATUS.get(previous) if previous else None,
             "source_status": code,
             "invoice_no": None,
+            "custom_fields": custom or {},
         }
         event_time = None if gone else value["envelope"]["event_time"]
         return OutRecord(
@@ -756,9 +760,10 @@ class OrderStatusStream(Stream):
         row, ix = group.rows[0], self.column_index
         order_no = group.key[0]
         code = _name(row[ix["OrderStatus"]])
-        if self.last_status.get(order_no) == code:
-            return []  # another column changed: not a status change
         sf_udf = self.ctx.salesforce_id_udf
+        custom = self.custom_fields(row, skip=sf_udf)
+        if self.last_status.get(order_no) == code and self.last_custom.get(order_no) == custom:
+            return []  # another column changed: neither the status nor a UDF
         customer = {
             "salesforce_account_id": None,
             "ar_division_no": _text(row[ix["ARDivisionNo"]]),
@@ -766,7 +771,8 @@ class OrderStatusStream(Stream):
             "name": _text(row[ix["BillToName"]]),
         }
         sf = _text(row[ix[sf_udf]]) if sf_udf in ix else None
-        return [self._record(group, order_no, ORDER_STATUS.get(code, "UNKNOWN"), code, customer, sf)]
+        status = ORDER_STATUS.get(code, "UNKNOWN")
+        return [self._record(group, order_no, status, code, customer, sf, custom=custom)]
 
     def confirmed(self, records: Sequence[OutRecord]) -> None:
         for rec in records:
@@ -774,8 +780,10 @@ class OrderStatusStream(Stream):
                 continue
             if rec.gone:
                 self.last_status.pop(rec.key, None)  # no longer an open order
+                self.last_custom.pop(rec.key, None)
             else:
                 self.last_status[rec.key] = rec.value["source_status"]
+                self.last_custom[rec.key] = dict(rec.value["custom_fields"])
 
     def vanished(self, key: tuple[str, ...], status: tuple[str, ...], odbc: SageOdbc) -> list[OutRecord]:
         order_no = key[0]

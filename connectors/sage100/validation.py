@@ -15,7 +15,10 @@ A failure raises `Permanent` whose reason names the field (Sage column, with `li
 for a line) and the value, e.g. `lines[2].ItemCode 'WIDGET-9' does not exist in CI_Item`.
 
 How it works: it reads what it checks through `SageReads` (reads.py) and builds an `OrderWrite`
-or `CustomerWrite` (writes.py) with Sage's column names and codes: ExtensionAmt = quantity x unit
+or `CustomerWrite` (writes.py) with Sage's column names and codes. An order's header and line
+columns are the command's `header_columns` / `line_columns` (what orders.yaml maps), converted
+to each column's kind; a column the table lacks or the sink sets itself is refused, naming it.
+Structural values come from the order: ExtensionAmt = quantity x unit
 price rounded half-up to cents (as BOI does), TaxableAmt/NonTaxableAmt split the extensions by
 the item's TaxClass (taxable classes configurable, TX by default), description, unit of measure,
 unit cost and item type come from CI_Item when the command does not say.
@@ -27,14 +30,14 @@ the command is made); customer status codes other than A (active) are configurat
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, TypeVar
 
 from connectors.sage100.reads import CustomerRow, SageReads
-from connectors.sage100.tables import TABLES, Column, ColumnKind, Table
+from connectors.sage100.tables import AUDIT_COLUMNS, TABLES, Column, ColumnKind, Table
 from connectors.sage100.values import to_decimal, value_problem
 from connectors.sage100.writes import ColumnValue, CustomerWrite, LineWrite, OrderTotals, OrderWrite
 from sagesf.errors import Permanent
@@ -52,17 +55,6 @@ ORDER_TYPES = {
 }
 ITEM_TYPES = {"REGULAR": "1", "SPECIAL": "2", "CHARGE": "3", "COMMENT": "4", "MISCELLANEOUS": "5"}
 
-# canonical Address field -> Sage column suffix, for the order header (BillToAddress1, BillToCity...)
-_ORDER_ADDRESS = {
-    "name": "Name",
-    "line1": "Address1",
-    "line2": "Address2",
-    "line3": "Address3",
-    "city": "City",
-    "state": "State",
-    "postal_code": "ZipCode",
-    "country_code": "CountryCode",
-}
 # why a command without `columns` is refused (written by processors before the field existed)
 NO_COLUMNS = (
     "the command carries no AR_Customer columns: it was written by a processors version before "
@@ -102,21 +94,44 @@ class CommandValidator:
 
     # --- sales orders --------------------------------------------------------------------
 
-    def order(self, order: Mapping[str, Any], salesforce_id: str) -> Callable[[str, str], OrderWrite]:
+    def order(
+        self,
+        order: Mapping[str, Any],
+        salesforce_id: str,
+        header_columns: Mapping[str, str] | None,
+        line_columns: Sequence[Mapping[str, str]] | None,
+    ) -> Callable[[str, str], OrderWrite]:
         """Check the order (not its customer); returns a function that binds it to a customer.
 
+        `header_columns` / `line_columns` are the columns orders.yaml maps the order to (text per
+        Sage column, one map per line); None is a command from a processors version before them,
+        refused rather than written without its mapped columns.
         Everything that does not depend on the customer is checked here, before the sink creates
         a missing customer, so a bad order never leaves a new customer behind."""
         self._fits(self.header_table, self.rules.order_udf, salesforce_id, "salesforce_id")
         lines_in = order.get("lines") or []
         if not lines_in:
             raise Permanent("the order has no lines", field="lines", value=[])
-        header_warehouse = _text(order.get("warehouse_code"))
-        if header_warehouse is not None:
-            self._fits(self.header_table, "WarehouseCode", header_warehouse)
-            self._warehouse(header_warehouse, "WarehouseCode")
-        lines = tuple(self._line(line, i, header_warehouse) for i, line in enumerate(lines_in, start=1))
-        header = self._header(order)
+        if header_columns is None or line_columns is None:
+            raise Permanent(
+                "the command carries no header_columns/line_columns: an older processors version wrote "
+                "it, and writing it would drop the columns orders.yaml maps; replay the order's dead "
+                "letter on dlq.orders.v1 so the processors build it again",
+                field="header_columns",
+            )
+        if len(line_columns) != len(lines_in):
+            raise Permanent(
+                f"the command has {len(line_columns)} line_columns for {len(lines_in)} lines",
+                field="line_columns",
+                value=len(line_columns),
+            )
+        header = self._header(header_columns)
+        header_warehouse = header.get("WarehouseCode")
+        assert header_warehouse is None or isinstance(header_warehouse, str)
+        lines = tuple(
+            self._line(line, i, header_warehouse, columns)
+            for i, (line, columns) in enumerate(zip(lines_in, line_columns, strict=True), start=1)
+        )
         order_date = order.get("order_date")
         if not isinstance(order_date, date):
             raise Permanent("the order has no order_date", field="OrderDate", value=order_date)
@@ -139,9 +154,12 @@ class CommandValidator:
 
         return bind
 
-    def _line(self, line: Mapping[str, Any], position: int, header_warehouse: str | None) -> LineWrite:
+    def _line(
+        self, line: Mapping[str, Any], position: int, header_warehouse: str | None, mapped: Mapping[str, str]
+    ) -> LineWrite:
         line_no = int(line.get("line_no") or position)
         at = f"lines[{line_no}]."
+        columns = self._columns(self.detail_table, mapped, self._detail_structural, at)
         item_code = _text(line.get("item_code"))
         if item_code is None:
             product = line.get("product_code")
@@ -181,16 +199,8 @@ class CommandValidator:
         if warehouse != header_warehouse:
             self._fits(self.detail_table, "WarehouseCode", warehouse, at + "WarehouseCode")
             self._warehouse(warehouse, at + "WarehouseCode")
-        description = _text(line.get("description")) or item.description
-        unit = _text(line.get("unit_of_measure")) or item.unit_of_measure
-        comment = _text(line.get("comment_text"))
-        for column, value in (
-            ("ItemCodeDesc", description),
-            ("UnitOfMeasure", unit),
-            ("CommentText", comment),
-        ):
-            if value is not None:
-                self._fits(self.detail_table, column, value, at + column)
+        description = _text(columns.get("ItemCodeDesc")) or item.description
+        unit = _text(columns.get("UnitOfMeasure")) or item.unit_of_measure
         line_type = line.get("item_type")
         item_type = ITEM_TYPES.get(str(line_type)) if line_type else item.item_type
         return LineWrite(
@@ -206,39 +216,71 @@ class CommandValidator:
             unit_cost=item.unit_cost,
             extension_amt=extension,
             tax_class=item.tax_class,
-            comment_text=comment,
+            columns=columns,
         )
 
-    def _header(self, order: Mapping[str, Any]) -> dict[str, ColumnValue]:
-        header: dict[str, ColumnValue] = {}
-        for source, column in (
-            ("customer_po_no", "CustomerPONo"),
-            ("ship_via", "ShipVia"),
-            ("fob", "FOB"),
-            ("warehouse_code", "WarehouseCode"),
-            ("terms_code", "TermsCode"),
-            ("tax_schedule", "TaxSchedule"),
-        ):
-            value = _text(order.get(source))
-            if value is not None:
-                header[column] = self._fits(self.header_table, column, value)
+    def _header(self, mapped: Mapping[str, str]) -> dict[str, ColumnValue]:
+        """The mapped header columns, converted and checked: the warehouse and terms code exist."""
+        header = self._columns(self.header_table, mapped, self._header_structural, "")
+        warehouse = header.get("WarehouseCode")
+        if isinstance(warehouse, str):
+            self._warehouse(warehouse, "WarehouseCode")
         terms = header.get("TermsCode")
         if isinstance(terms, str) and not self.reads.terms_code_exists(terms):
             raise Permanent(
                 f"TermsCode {terms!r} does not exist in AR_TermsCode", field="TermsCode", value=terms
             )
-        for prefix, key in (("BillTo", "bill_to"), ("ShipTo", "ship_to")):
-            address = order.get(key)
-            if not isinstance(address, Mapping):
-                continue
-            for source, suffix in _ORDER_ADDRESS.items():
-                value = _text(address.get(source))
-                if value is not None:
-                    header[prefix + suffix] = self._fits(self.header_table, prefix + suffix, value)
-            code = _text(address.get("code"))
-            if prefix == "ShipTo" and code is not None:
-                header["ShipToCode"] = self._fits(self.header_table, "ShipToCode", code)
         return header
+
+    @property
+    def _header_structural(self) -> frozenset[str]:
+        return _HEADER_STRUCTURAL | {self.rules.order_udf}
+
+    _detail_structural = frozenset(
+        {
+            "SalesOrderNo",
+            "LineKey",
+            "LineSeqNo",
+            "ItemCode",
+            "ItemType",
+            "WarehouseCode",
+            "QuantityOrdered",
+            "QuantityShipped",
+            "QuantityBackordered",
+            "UnitPrice",
+            "UnitCost",
+            "ExtensionAmt",
+            "TaxClass",
+        }
+    ) | {c.name for c in AUDIT_COLUMNS}
+
+    def _columns(
+        self, table: Table, mapped: Mapping[str, str], structural: frozenset[str], at: str
+    ) -> dict[str, ColumnValue]:
+        """`mapped` (Sage column -> text) as the values to write: each text converted to its
+        column's kind and checked to fit. A column the table lacks, or one the sink sets itself,
+        is Permanent, naming it: the mapping names a column this Sage company does not have."""
+        out: dict[str, ColumnValue] = {}
+        for column, text in mapped.items():
+            where = at + column
+            if column in structural:
+                raise Permanent(
+                    f"{where}: {table.name}.{column} is set by the Sage sink, not by a mapping",
+                    field=where,
+                    value=text,
+                )
+            if not table.has(column):
+                udfs = ", ".join(table.udfs) or "none"
+                raise Permanent(
+                    f"{where}: {table.name} has no column {column} (its UDF columns: {udfs}); "
+                    "check the mapping and SAGESF_SAGE100__UDF_COLUMNS",
+                    field=where,
+                    value=text,
+                )
+            col = table.column(column)
+            out[column] = value = _column_value(col, text, where)
+            _check_fit(col, value, where)
+        return out
 
     def _totals(self, order: Mapping[str, Any], lines: tuple[LineWrite, ...]) -> OrderTotals:
         taxable = sum(
@@ -332,7 +374,7 @@ class CommandValidator:
                     value=text,
                 )
             value = _column_value(table.column(name), text, where)
-            self._check(table, name, value, where)
+            _check_fit(table.column(name), value, where)
             out[name] = value
         return out
 
@@ -354,16 +396,34 @@ class CommandValidator:
 
     def _fits(self, table: Table, column: str, value: V, where: str | None = None) -> V:
         """`value` if it fits `table.column`; Permanent naming `where` (default: the column)."""
-        self._check(table, column, value, where or column)
+        _check_fit(table.column(column), value, where or column)
         return value
 
-    def _check(self, table: Table, column: str, value: ColumnValue, where: str) -> None:
-        col = table.column(column)
-        problem = value_problem(col, value)
-        if problem is None and col.kind is ColumnKind.TEXT and any(ch < " " for ch in str(value)):
-            problem = f"{column}={value!r} holds a control character, which Sage does not store"
-        if problem is not None:
-            raise Permanent(f"{where}: {problem}", field=where, value=value)
+
+_HEADER_STRUCTURAL = frozenset(
+    {
+        "SalesOrderNo",
+        "OrderDate",
+        "OrderType",
+        "OrderStatus",
+        "ARDivisionNo",
+        "CustomerNo",
+        "TaxableAmt",
+        "NonTaxableAmt",
+        "SalesTaxAmt",
+        "FreightAmt",
+        "DiscountAmt",
+    }
+) | {c.name for c in AUDIT_COLUMNS}
+
+
+def _check_fit(col: Column, value: ColumnValue, where: str) -> None:
+    """Permanent naming `where` when `value` does not fit `col` (length, code page, precision)."""
+    problem = value_problem(col, value)
+    if problem is None and col.kind is ColumnKind.TEXT and any(ch < " " for ch in str(value)):
+        problem = f"{col.name}={value!r} holds a control character, which Sage does not store"
+    if problem is not None:
+        raise Permanent(f"{where}: {problem}", field=where, value=value)
 
 
 def _column_value(column: Column, text: str, where: str) -> ColumnValue:
@@ -375,7 +435,7 @@ def _column_value(column: Column, text: str, where: str) -> ColumnValue:
                 raise ValueError(text)
             return number
         if column.kind is ColumnKind.DATE:
-            return date.fromisoformat(text)
+            return date.fromisoformat(text.strip())
     except (TypeError, ValueError, ArithmeticError):
         raise Permanent(
             f"{where}: {text!r} is not a value of {column.name} ({column.kind.value})",

@@ -34,15 +34,17 @@ class LineWrite:
     salesforce_line_id: str | None
     item_code: str
     item_type: str  # Sage code: 1 regular, 2 special, 3 charge, 4 comment, 5 miscellaneous
-    item_code_desc: str
+    item_code_desc: str  # mapped, else the item's (as BOI defaults it)
     warehouse_code: str
-    unit_of_measure: str
+    unit_of_measure: str  # mapped, else the item's
     quantity_ordered: Decimal
     unit_price: Decimal
     unit_cost: Decimal
     extension_amt: Decimal  # quantity x unit price, rounded half-up to cents, as BOI does
     tax_class: str
-    comment_text: str | None = None
+    # further SO_SalesOrderDetail columns, Sage names: what orders.yaml maps (lines,
+    # line_custom_fields), already converted to each column's kind
+    columns: Mapping[str, ColumnValue] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,9 @@ class OrderWrite:
     order_type: str  # Sage OrderType code, S standard
     lines: tuple[LineWrite, ...]
     totals: OrderTotals
-    header: Mapping[str, ColumnValue] = field(default_factory=dict)  # further columns, Sage names
+    # further SO_SalesOrderHeader columns, Sage names: what orders.yaml maps (header, addresses,
+    # custom_fields), already converted to each column's kind
+    header: Mapping[str, ColumnValue] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -140,6 +140,10 @@ class ChangeReader:
         self.echo_users = frozenset(user[:15] for user in echo_users if user)
         self.overflow_lookback_ms = overflow_lookback_ms
 
+    def use(self, mapping: SourceMapping) -> None:
+        """Read and map with `mapping` from the next batch on (an edited mapping file reloaded)."""
+        self.mapping = self.reader.mapping = self.mapper.mapping = mapping
+
     def entities(self, channel: str) -> list[str]:
         """The mapped objects a CDC channel carries (all of them for /data/ChangeEvents)."""
         if channel == ALL_CHANGE_EVENTS:

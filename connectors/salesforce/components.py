@@ -23,6 +23,7 @@ from connectors.salesforce.client import SalesforceConnection, connect
 from connectors.salesforce.config import SalesforceSettings
 from connectors.salesforce.event_replayer import SalesforceEventReplayer
 from connectors.salesforce.initial_load import SalesforceInitialLoad, SalesforceLoadSettings
+from connectors.salesforce.mapping_reload import SourceMappingReload
 from connectors.salesforce.org_metadata import describe_org
 from connectors.salesforce.preflight import check_sink, check_source
 from connectors.salesforce.record_mapper import RecordMapper
@@ -75,7 +76,14 @@ def build_source(process: Process) -> SourceLoop:
         echo_users=[connection.user_id, *settings.echo_users],
         overflow_lookback_ms=int(settings.overflow_lookback_seconds * 1000),
     )
-    source = SalesforceCdcSource(settings, connection, changes, storage, process.health)
+    reload = SourceMappingReload(
+        settings.mapping_file,
+        settings.mapping_reload_interval,
+        check=lambda fresh: _check_reloaded(fresh, mapping, settings, connection),
+        use=changes.use,
+        health=process.health,
+    )
+    source = SalesforceCdcSource(settings, connection, changes, storage, process.health, reload)
     source.start()
     process.closing(source.close, "the streaming client")
     retry = RetryPolicy(initial=settings.retry_initial, maximum=settings.retry_maximum)
@@ -92,11 +100,7 @@ def _source_publisher(
         topics=settings.topics,
         dead_letter_topic=settings.dead_letter_topic,
         timeout=settings.produce_timeout,
-        schemas=[
-            (spec.topic, spec.produces)
-            for spec in [*mapping.objects.values(), *mapping.platform_events.values()]
-            if spec.topic and spec.produces
-        ],
+        schemas=_published(mapping),
     )
 
 
@@ -265,6 +269,32 @@ def build_stale_guard(
         tolerance=timedelta(seconds=options.stale_tolerance),
         rate_limit_pause=settings.rate_limit_pause,
     )
+
+
+def _check_reloaded(
+    fresh: SourceMapping,
+    started: SourceMapping,
+    settings: SalesforceSourceSettings,
+    connection: SalesforceConnection,
+) -> None:
+    """An edited mapping passes the start-up checks (channels, fields against the org) and
+    publishes to no topic or record kind the running source was not started with."""
+    check_channels(settings, fresh)
+    published = set(_published(started))
+    new = sorted(f"{kind} on {topic}" for topic, kind in _published(fresh) if (topic, kind) not in published)
+    if new:
+        raise MappingError([f"{settings.mapping_file}: {', '.join(new)} needs a restart of the source"])
+    if settings.check_fields:
+        _check_fields(RecordReader(connection.sf, fresh, settings.read_batch_size), settings.mapping_file)
+
+
+def _published(mapping: SourceMapping) -> list[tuple[str, str]]:
+    """(topic, record kind) of everything the mapping produces."""
+    return [
+        (spec.topic, spec.produces)
+        for spec in [*mapping.objects.values(), *mapping.platform_events.values()]
+        if spec.topic and spec.produces
+    ]
 
 
 def _check_fields(reader: RecordReader, mapping_file: Path) -> None:

@@ -19,7 +19,7 @@ ms), boolean, int, enum symbol. The source builds the structure itself:
 - addresses from compound address parts (Street split into line1, line2, the rest in line3);
 - `lines` in `order_by` order (then as read), numbered from 1; `total_amount` left empty by the
   org (Opportunity.Amount without line roll-up) is the sum of the lines' extension amounts;
-- `contacts`, `custom_fields` (values as text);
+- `contacts`, `custom_fields` of the record and of each line (values as text);
 - a deleted record: `deleted: true` where the schema has it (Customer, Item), else status
   DELETED where the status enum has it (SalesOrder).
 
@@ -176,9 +176,7 @@ class RecordMapper:
         if customer is not None:
             value["customer"] = self._customer_ref(entity, customer, record)
         if spec.custom_fields:
-            value["custom_fields"] = {
-                name: _text(field_value(record, path)) for name, path in spec.custom_fields.items()
-            }
+            value["custom_fields"] = _custom_values(spec.custom_fields, record)
         return value
 
     def _mapped_fields(
@@ -302,6 +300,8 @@ class RecordMapper:
         for number, row in enumerate(self._children(entity, record, spec), start=1):
             line = self._mapped_fields(where, spec.fields, row, fields)
             line["line_no"] = number
+            if spec.custom_fields:
+                line["custom_fields"] = _custom_values(spec.custom_fields, row)
             _check_required(line, fields, f"SalesOrderLine {number}", where)
             lines.append(line)
         return lines
@@ -423,6 +423,11 @@ _CONVERTERS: dict[str, Any] = {
     "double": lambda raw, _t: float(raw),
     "enum": _to_enum,
 }
+
+
+def _custom_values(paths: Mapping[str, str], record: Mapping[str, Any]) -> dict[str, str | None]:
+    """custom_fields: each canonical name's Salesforce value, as text."""
+    return {name: _text(field_value(record, path)) for name, path in paths.items()}
 
 
 def _text(value: Any) -> str | None:

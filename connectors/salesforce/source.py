@@ -64,6 +64,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connectors.salesforce.change_reader import ChangeReader
 from connectors.salesforce.client import SalesforceConnection, is_user_id
+from connectors.salesforce.mapping_reload import SourceMappingReload
 from connectors.salesforce.replay_storage import PositionReplayStorage
 from connectors.salesforce.source_mapping import DEFAULT_MAPPING_FILE, SourceMapping
 from connectors.salesforce.source_metrics import BATCH_SECONDS
@@ -135,6 +136,8 @@ class SalesforceSourceSettings(BaseSettings):
     connection_timeout: float = Field(default=30.0, gt=0)  # lost connection: give up and reconnect after
     produce_timeout: float = Field(default=60.0, gt=0)
     check_fields: bool = True  # check the mapped fields against the org at start-up
+    # seconds between looks for an edited mapping_file (reloaded between batches); 0: never
+    mapping_reload_interval: float = Field(default=10.0, ge=0)
     retry_initial: float = Field(default=0.5, gt=0)
     retry_maximum: float = Field(default=30.0, gt=0)
 
@@ -205,12 +208,14 @@ class SalesforceCdcSource:
         changes: ChangeReader,
         storage: PositionReplayStorage,
         health: Health | None = None,
+        mapping_reload: SourceMappingReload | None = None,
     ) -> None:
         self.settings = settings
         self.connection = connection
         self.changes = changes
         self.storage = storage
         self.health = health or Health()
+        self.mapping_reload = mapping_reload
         self.retry = RetryPolicy(initial=settings.retry_initial, maximum=settings.retry_maximum)
         self._handed: queue.Queue[_Work] = queue.Queue()
         self._in_hand: _Work | None = None  # taken, not yet checkpointed: handled again after a failure
@@ -232,6 +237,8 @@ class SalesforceCdcSource:
         if self._failure is not None:
             raise self._failure
         work = self._in_hand
+        if work is None and self.mapping_reload is not None:
+            self.mapping_reload.reload_if_edited()  # between batches: none is half handled
         if work is None:
             try:
                 work = self._in_hand = self._handed.get(timeout=1.0)

@@ -149,6 +149,7 @@ class ChildSpec(_Strict):
     order_by: str | None = None
     fields: dict[str, FieldSpec]
     address: AddressSpec | None = None
+    custom_fields: dict[str, str] = Field(default_factory=dict)  # lines: canonical name -> field
 
     @field_validator("relationship")
     @classmethod
@@ -160,8 +161,14 @@ class ChildSpec(_Strict):
     def _order_by(cls, path: str | None) -> str | None:
         return None if path is None else _check_path(path)
 
+    @field_validator("custom_fields")
+    @classmethod
+    def _custom(cls, fields: dict[str, str]) -> dict[str, str]:
+        return {name: _check_path(path) for name, path in fields.items()}
+
     def paths(self) -> list[str]:
         found = ["Id"] + [p for spec in self.fields.values() for p in spec.field]
+        found += self.custom_fields.values()
         if self.order_by:
             found.append(self.order_by)
         if self.address:
@@ -547,6 +554,10 @@ class _Validator:
             if child_fields is None:
                 continue
             child_covered = self._fields(f"{where}.{part}.fields", child.fields, child_fields, child_schema)
+            if child.custom_fields:
+                child_covered |= self._structural(
+                    f"{where}.{part}", "custom_fields", child_fields, child_schema
+                )
             if part == "lines":
                 child_covered.add("line_no")
             if child.address is not None:

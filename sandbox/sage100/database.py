@@ -77,7 +77,20 @@ DEFAULT_UDF_COLUMNS: dict[str, list[str]] = {
     ],
     # custom fields synced with Product2 fields (mappings/products.yaml)
     "CI_Item": ["UDF_WEIGHT:N10.3", "UDF_WEB_ACTIVE:S1"],
-    "SO_SalesOrderHeader": ["UDF_SALESFORCE_ID"],
+    # UDF_OPPORTUNITY_NAME: the Opportunity's name (mappings/orders.yaml custom_fields); UDF_ROUTE:
+    # a delivery route planned in Sage, for custom fields from Sage to the Opportunity; the others
+    # take the typed Opportunity custom fields (a date, a checkbox, a picklist, a number)
+    "SO_SalesOrderHeader": [
+        "UDF_SALESFORCE_ID",
+        "UDF_OPPORTUNITY_NAME",
+        "UDF_ROUTE",
+        "UDF_DELIVERY_DATE",
+        "UDF_RUSH",
+        "UDF_PRIORITY",
+        "UDF_DISCOUNT_PCT",
+    ],
+    # UDF_LINE_NOTE: a line custom field (mappings/orders.yaml line_custom_fields); UDF_LINE_TAG: free
+    "SO_SalesOrderDetail": ["UDF_LINE_NOTE", "UDF_LINE_TAG"],
     # the order's UDF follows it into history, as Custom Office does for a UDF of the same name
     "SO_SalesOrderHistoryHeader": ["UDF_SALESFORCE_ID"],
     "AR_InvoiceHistoryHeader": ["UDF_SALESFORCE_ID"],

@@ -28,6 +28,7 @@ from tests.conformance.protocol import (
     Unmappable,
     load_data,
 )
+from tests.kit.orders import order_body
 
 __all__ = ["SageSinkAdapter", "SageSourceAdapter"]
 
@@ -147,7 +148,7 @@ class SageSinkAdapter:
         command = {
             "envelope": envelope(opportunity, "SAGESF"),
             "command_id": f"cmd-{self.tag}-{i}",
-            "command": ("io.sagesf.canonical.CreateSalesOrder", {"order": order, "customer": None}),
+            "command": ("io.sagesf.canonical.CreateSalesOrder", order_body(order)),
         }
         return Command(opportunity, command)
 

@@ -544,13 +544,15 @@ def test_won_opportunity_of_a_known_customer_becomes_one_sage_order(world: World
         Decimal("80.00"),
     ]
     assert sent["total_amount"] == Decimal("155.58")
-    # Sage's lengths and codes
-    assert sent["customer_po_no"] == "PO-2026-0000000"
-    assert all(len(ln["description"]) <= 30 for ln in sent["lines"])
-    bill_to = sent["bill_to"]
-    assert (bill_to["state"], bill_to["country_code"], bill_to["city"]) == ("IL", "USA", "Springfield")
-    assert bill_to["line1"] == "1200 Industrial Parkway"
-    assert bill_to["line2"] == "Building 7 Loading Dock B"
+    # the columns orders.yaml names, at Sage's lengths and codes
+    header, lines = command["command"]["header_columns"], command["command"]["line_columns"]
+    assert header["CustomerPONo"] == "PO-2026-0000000"
+    assert len(lines) == 3
+    assert all(len(ln["ItemCodeDesc"]) <= 30 for ln in lines)
+    bill_to = (header["BillToState"], header["BillToCountryCode"], header["BillToCity"])
+    assert bill_to == ("IL", "USA", "Springfield")
+    assert header["BillToAddress1"] == "1200 Industrial Parkway"
+    assert header["BillToAddress2"] == "Building 7 Loading Dock B"
     # exactly one command for one event
     time.sleep(1.0)
     assert len(world.matching(sage_commands(world, opp, "order"))) == 1

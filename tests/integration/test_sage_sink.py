@@ -38,6 +38,7 @@ from sagesf.serde import AvroSerde
 from sagesf.topic_scan import ScannedRecord
 from sandbox.sage100.simulator import SageSimulator
 from tests.kit.kafka import committed, count, read_topic, wait_for_records
+from tests.kit.orders import order_body
 from tests.kit.stages import run_until
 
 pytestmark = pytest.mark.integration
@@ -180,11 +181,8 @@ def order_command(
         "lines": lines,
         **order_fields,
     }
-    body = {
-        "order": order,
-        "customer": customer,
-        "customer_columns": columns_of(customer) if customer else None,
-    }
+    body = order_body(order, customer)
+    body["customer_columns"] = columns_of(customer) if customer else None
     command = {
         "envelope": envelope(opportunity, "SAGESF", correlation=f"corr-{opportunity}"),
         "command_id": f"cmd-{uuid.uuid4().hex[:8]}",

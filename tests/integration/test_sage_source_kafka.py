@@ -162,6 +162,8 @@ def test_source_publishes_changes_and_resumes_from_its_watermark(setup):
         sim.move_stock("HRDW-1000", "000", 7)
         sim.move_stock("ELEC-1001", "001", -2)
         sim.advance_order(order_no)
+        routed = first["orderstatus.v1"][1][0]  # a header UDF edited, the status left alone
+        sim.write_row("SO_SalesOrderHeader", {"SalesOrderNo": routed, "UDF_ROUTE": "North 7"})
         division, number = first["customer.v1"][0][0].split("-")
         sim.edit_customer(division, number, {"TelephoneNo": "(555) 010-2000"})
         sim.edit_customer("01", "BLUE002", {"TelephoneNo": "(555) 999-0000"}, user="SGSF")  # echo
@@ -194,9 +196,17 @@ def test_source_publishes_changes_and_resumes_from_its_watermark(setup):
         ([("sagesf.written-by", b"integration")], True)
     ]
     was = dict(first["orderstatus.v1"])[order_no]["status"]
-    assert [(k, v["status"], v["previous_status"]) for k, v in new["orderstatus.v1"]] == [
-        (order_no, {"NEW": "OPEN", "HOLD": "OPEN", "OPEN": "CLOSED"}[was], None)  # a new process: unknown
-    ]
+    assert sorted((k, v["status"], v["previous_status"]) for k, v in new["orderstatus.v1"]) == sorted(
+        [
+            (
+                order_no,
+                {"NEW": "OPEN", "HOLD": "OPEN", "OPEN": "CLOSED"}[was],
+                None,
+            ),  # a new process: unknown
+            (routed, dict(first["orderstatus.v1"])[routed]["status"], None),
+        ]
+    )
+    assert dict(new["orderstatus.v1"])[routed]["custom_fields"]["UDF_ROUTE"] == "North 7"
     # the stock moves changed CI_Item.TotalQuantityOnHand too
     assert sorted(k for k, _ in new["item.v1"]) == ["ELEC-1001", "HRDW-1000"]
 

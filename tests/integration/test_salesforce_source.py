@@ -795,3 +795,50 @@ def test_a_spoofed_echo_header_from_another_user_comes_through(make_source, read
     t = tag()
     spoofed = emulator.connect_other(client=ours).Account.create({"Name": f"Spoofed origin {t}"})["id"]
     customers.wait_for(lambda r: r["key"] == spoofed)  # another user's change, whatever its header says
+
+
+def test_an_edited_mapping_file_is_read_from_the_next_change_on_and_a_bad_edit_keeps_the_last_good_one(
+    make_source, reader, sf, tmp_path
+) -> None:
+    import yaml
+
+    from connectors.salesforce.source_mapping import DEFAULT_MAPPING_FILE
+
+    raw = yaml.safe_load(DEFAULT_MAPPING_FILE.read_text())
+    mapping = tmp_path / "salesforce_source.yaml"
+    mapping.write_text(yaml.safe_dump(raw))
+    source, topics = make_source(
+        SAGESF_SALESFORCE__SOURCE__MAPPING_FILE=str(mapping),
+        SAGESF_SALESFORCE__SOURCE__MAPPING_RELOAD_INTERVAL="0.2",
+    )
+    source.start()
+    customers = reader(topics["customer.v1"], "Customer")
+    t = tag()
+    account = sf.Account.create({"Name": f"Reload {t}", "Description": "before"})["id"]
+    first = customers.wait_for(lambda r: r["key"] == account)[0]["value"]
+    assert "account_description" not in first["custom_fields"]
+
+    raw["objects"]["Account"]["custom_fields"]["account_description"] = "Description"  # as the console saves
+    mapping.write_text(yaml.safe_dump(raw))
+    deadline = time.monotonic() + 20
+    while source.metric("sagesf_salesforce_source_mapping_reloads_total", result="ok") < 1:
+        assert time.monotonic() < deadline, source.log_tail()
+        time.sleep(0.2)
+    sf.Account.update(account, {"Description": "mapped now"})
+    customers.wait_for(
+        lambda r: (
+            r["key"] == account and r["value"]["custom_fields"].get("account_description") == "mapped now"
+        )
+    )
+
+    raw["objects"]["Account"]["fields"]["telephone_no"] = "Phone_Number__c"  # the org has no such field
+    mapping.write_text(yaml.safe_dump(raw))
+    detail = wait_for_health(source, "source-mapping", "degraded")
+    assert "objects.Account: Salesforce refused the mapped fields" in detail
+    sf.Account.update(account, {"Description": "still read", "Phone": "555-0199"})
+    [latest] = customers.wait_for(
+        lambda r: (
+            r["key"] == account and r["value"]["custom_fields"].get("account_description") == "still read"
+        )
+    )
+    assert latest["value"]["telephone_no"] == "555-0199"  # the previous mapping, whole

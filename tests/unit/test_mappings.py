@@ -174,6 +174,20 @@ CASES: list[tuple[str, str, Edit, str, str]] = [
         "no picklist named 'units' in this file",
     ),
     (
+        "orders.yaml",
+        "city: ShipToTown",
+        lambda t: t.replace("city: ShipToCity", "city: ShipToTown"),
+        "addresses.ship_to.city",
+        "SO_SalesOrderHeader has no column ShipToTown",
+    ),
+    (
+        "orders.yaml",
+        "sage: UDF_LINE_NOTES",
+        lambda t: t.replace("sage: UDF_LINE_NOTE,", "sage: UDF_LINE_NOTES,"),
+        "line_custom_fields.line_note.sage",
+        "SO_SalesOrderDetail has no column UDF_LINE_NOTES",
+    ),
+    (
         "customers.yaml",
         "sage: UDF_ACCOUNT_NO,",
         lambda t: t.replace("sage: UDF_ACCOUNT_NUMBER,", "sage: UDF_ACCOUNT_NO,"),

@@ -19,6 +19,7 @@ from prometheus_client import REGISTRY
 from processors.inventory import InventoryPipeline
 from processors.mapping_files import load_mappings
 from processors.mapping_model import Mappings
+from processors.order_mapping import order_to_sage
 from processors.orders import OrderPipeline
 from processors.state import MappingsRef, Origin, Tables
 from processors.status import StatusPipeline
@@ -443,6 +444,25 @@ def test_status_unknown_can_be_skipped(base_mappings: Mappings) -> None:
     )
 
 
+def test_a_sage_header_udf_mapped_to_salesforce_reaches_the_opportunity_with_the_status(
+    base_mappings: Mappings,
+) -> None:
+    status = StatusPipeline(pipeline(base_mappings))
+    change = {
+        "sales_order_no": "0000001",
+        "salesforce_opportunity_id": OPP,
+        "status": "OPEN",
+        "source_status": "O",
+        "envelope": {"event_id": "e"},
+        # UDF_OPPORTUNITY_NAME goes Salesforce -> Sage only: it is not written back
+        "custom_fields": {"UDF_ROUTE": "North 7", "UDF_OPPORTUNITY_NAME": "Renamed in Sage"},
+    }
+    [update] = status.on_status_change("0000001", change).outbound
+    assert update.value["fields"] == {"Sage_Order_Status__c": "Open", "Sage_Route__c": "North 7"}
+    [blank] = status.on_status_change("0000001", {**change, "custom_fields": {"UDF_ROUTE": None}}).outbound
+    assert "Sage_Route__c" not in blank.value["fields"]  # Sage never blanks a Salesforce field
+
+
 def test_inventory_is_sent_once_per_change_and_again_only_after_acknowledgement(
     base_mappings: Mappings,
 ) -> None:
@@ -692,11 +712,12 @@ def test_one_polish_letter_does_not_block_an_order(base_mappings: Mappings) -> N
     step = pipeline(base_mappings).on_sales_order(OPP, polish, ORIGIN)
 
     assert step.outcome == "commanded", step.dead_letters
-    sent = _sent(step)
-    assert sent["customer_po_no"] == "Zamówienie Lódz"  # ó is Windows-1252: kept
-    assert (sent["bill_to"]["name"], sent["bill_to"]["city"]) == ("Spólka Laka", "Lódz")
-    assert sent["lines"][0]["description"] == "Zawias mosiezny l"
-    assert sent["lines"][0]["comment_text"] == "Dostawa do magazynu w Lodzi"  # a field no mapping lists
+    [create] = [o for o in step.outbound if o.topic == "sage.commands.v1"]
+    header, [line] = create.value["command"][1]["header_columns"], create.value["command"][1]["line_columns"]
+    assert header["CustomerPONo"] == "Zamówienie Lódz"  # ó is Windows-1252: kept
+    assert (header["BillToName"], header["BillToCity"]) == ("Spólka Laka", "Lódz")
+    assert line["ItemCodeDesc"] == "Zawias mosiezny l"
+    assert line["CommentText"] == "Dostawa do magazynu w Lodzi"
 
 
 def test_a_field_may_refuse_text_sage_cannot_store(base_mappings: Mappings) -> None:
@@ -782,3 +803,26 @@ def test_every_value_a_rule_changed_is_said_on_the_opportunity(base_mappings: Ma
     # a repeated answer (the order confirmed already) leaves the message as it is
     again = p.on_sage_result(OPP, result, Origin("sage.results.v1", 0, 4, None, b"r"))
     assert "Sage_Sync_Message__c" not in again.outbound[0].value["fields"]
+
+
+def test_the_order_preview_gives_the_sage_columns_the_mapping_names_and_nothing_else(
+    base_mappings: Mappings,
+) -> None:
+    won = order(("HRDW-1000", "1", "12.50"))
+    won["customer_po_no"] = "PO-1"
+    won["ship_to"] = {"code": "WH2", "city": "Springfield", "country_code": "US"}
+    won["custom_fields"] = {"opportunity_name": "Big deal", "not_mapped": "x"}
+    won["lines"][0] |= {"description": "Hinge", "custom_fields": {"line_note": "fragile"}}
+
+    header, [line], changes = order_to_sage(base_mappings, won)  # no tables, no state
+
+    assert header == {
+        "WarehouseCode": "000",  # the header entry's default
+        "CustomerPONo": "PO-1",
+        "ShipToCode": "WH2",
+        "ShipToCity": "Springfield",
+        "ShipToCountryCode": "USA",  # standardised by addresses.yaml
+        "UDF_OPPORTUNITY_NAME": "Big deal",
+    }
+    assert line == {"ItemCodeDesc": "Hinge", "UDF_LINE_NOTE": "fragile"}
+    assert changes.message() is None

@@ -12,15 +12,12 @@ from typing import Any
 
 import pytest
 
-from connectors.sage100.availability import CircuitBreaker
 from connectors.sage100.commands import parse_command
 from connectors.sage100.customer_numbers import CustomerNumbering
-from connectors.sage100.reads import SqlSageReads
 from connectors.sage100.sink import SageCommandSink
-from connectors.sage100.sql_writer import SqlSageWriter
-from connectors.sage100.validation import CommandValidator
 from sagesf.errors import Permanent
 from sagesf.sink import Inbound, Outcome
+from tests.kit.orders import customer_and_item, order_body, sage_sink
 
 
 @pytest.fixture
@@ -31,16 +28,7 @@ def odbc(sage_db):
 
 
 def sink(sage_db, odbc, numbering: CustomerNumbering | None = None) -> SageCommandSink:
-    tables = sage_db.tables
-    reads = SqlSageReads(odbc, tables)
-    return SageCommandSink(
-        reads=reads,
-        writer=SqlSageWriter(odbc, tables, user_key="SGSF", zone=sage_db.settings().zone),
-        validator=CommandValidator(reads, tables=tables),
-        numbering=numbering or CustomerNumbering(),
-        results_topic="sage.results.v1",
-        breaker=CircuitBreaker("sage-sink"),
-    )
+    return sage_sink(sage_db, odbc, numbering)
 
 
 def envelope(record_id: str) -> dict[str, Any]:
@@ -67,16 +55,8 @@ def new_customer_command(name: str) -> Inbound:
     return Inbound("sage.commands.v1", 0, 0, None, None, key=account, value=parse_command(value))
 
 
-def order_command(odbc) -> Inbound:
-    [(division, number)] = odbc.fetchall(
-        "SELECT ARDivisionNo, CustomerNo FROM AR_Customer WHERE CustomerStatus = ? "
-        "ORDER BY CustomerNo LIMIT 1",
-        ["A"],
-    )
-    [(item,)] = odbc.fetchall(
-        "SELECT ItemCode FROM CI_Item WHERE InactiveItem = ? AND ItemType = ? ORDER BY ItemCode LIMIT 1",
-        ["N", "1"],
-    )
+def order_command(odbc, **columns: Any) -> Inbound:
+    division, number, item = customer_and_item(odbc)
     opportunity = ("006" + uuid.uuid4().hex.upper())[:18]
     order = {
         "envelope": envelope(opportunity),
@@ -90,7 +70,7 @@ def order_command(odbc) -> Inbound:
     value = {
         "envelope": envelope(opportunity),
         "command_id": f"cmd-{uuid.uuid4().hex[:8]}",
-        "command": ("io.sagesf.canonical.CreateSalesOrder", {"order": order, "customer": None}),
+        "command": ("io.sagesf.canonical.CreateSalesOrder", {**order_body(order), **columns}),
     }
     return Inbound("sage.commands.v1", 0, 0, None, None, key=opportunity, value=parse_command(value))
 
@@ -141,3 +121,38 @@ def test_an_order_when_sales_order_numbers_are_used_up_is_refused_not_retried(sa
 
     _, result = refused(outcome)
     assert "exhausted" in result["error"]["reason"]
+
+
+@pytest.mark.parametrize(
+    ("columns", "field", "reason"),
+    [
+        (  # a CreateSalesOrder an older processors version wrote, still on the topic
+            {"header_columns": None, "line_columns": None},
+            "header_columns",
+            "replay the order's dead letter on dlq.orders.v1",
+        ),
+        (
+            {"header_columns": {"UDF_NO_SUCH": "x"}},
+            "UDF_NO_SUCH",
+            "SO_SalesOrderHeader has no column UDF_NO_SUCH",
+        ),
+        ({"line_columns": [{"UnitPrice": "0.01"}]}, "lines[1].UnitPrice", "set by the Sage sink"),
+        (
+            {"header_columns": {"ShipExpireDate": "soon"}},
+            "ShipExpireDate",
+            "'soon' is not a value of ShipExpireDate",
+        ),
+    ],
+    ids=["no columns", "unknown column", "structural column", "not of the column's kind"],
+)
+def test_an_order_whose_columns_cannot_be_written_as_mapped_is_refused_and_writes_nothing(
+    sage_db, odbc, columns, field, reason
+):
+    before = odbc.fetchall("SELECT COUNT(*) FROM SO_SalesOrderHeader")
+
+    [outcome] = sink(sage_db, odbc).write([order_command(odbc, **columns)])
+
+    error, result = refused(outcome)
+    assert error.field == field
+    assert reason in result["error"]["reason"]
+    assert odbc.fetchall("SELECT COUNT(*) FROM SO_SalesOrderHeader") == before

@@ -118,6 +118,7 @@ def opportunity(**overrides: Any) -> dict[str, Any]:
                 },
                 {
                     "Id": "00k1",
+                    "Line_Note__c": "fragile",
                     "SortOrder": 1,
                     "ProductCode": "A",
                     "Quantity": 2.5,
@@ -151,6 +152,10 @@ def test_an_opportunity_maps_to_a_sales_order_that_fits_the_schema() -> None:
     assert value["customer"]["ar_division_no"] == "01"
     assert value["customer"]["customer_no"] == "ACME"
     assert value["bill_to"]["line3"] == "Room 3"
+    assert [line["custom_fields"] for line in value["lines"]] == [
+        {"line_note": "fragile"},
+        {"line_note": None},
+    ]
     encodes("SalesOrder", value)
 
 
