@@ -1,0 +1,16 @@
+"""Every router of the console, in one list: `create_app` includes them in this order. A new
+page adds its router here."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from console.pages import audit, home, login
+
+__all__ = ["ROUTERS"]
+
+ROUTERS: list[APIRouter] = [
+    login.router,
+    home.router,
+    audit.router,
+]

@@ -1,0 +1,26 @@
+"""What the console app holds for its routes (`app.state`, set by `create_app`), typed."""
+
+from __future__ import annotations
+
+from fastapi import Request
+
+from console.audit import AuditLog
+from console.settings import ConsoleSettings
+from console.users import UserFile
+
+__all__ = ["audit_log", "console_settings", "user_file"]
+
+
+def console_settings(request: Request) -> ConsoleSettings:
+    found: ConsoleSettings = request.app.state.settings
+    return found
+
+
+def user_file(request: Request) -> UserFile:
+    found: UserFile = request.app.state.users
+    return found
+
+
+def audit_log(request: Request) -> AuditLog:
+    found: AuditLog = request.app.state.audit
+    return found
