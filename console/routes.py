@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from console.pages import audit, home, login
+from console.pages import audit, dead_letters, home, login
 
 __all__ = ["ROUTERS"]
 
 ROUTERS: list[APIRouter] = [
     login.router,
     home.router,
+    dead_letters.router,
     audit.router,
 ]

@@ -5,10 +5,11 @@ from __future__ import annotations
 from fastapi import Request
 
 from console.audit import AuditLog
+from console.cluster import Cluster
 from console.settings import ConsoleSettings
 from console.users import UserFile
 
-__all__ = ["audit_log", "console_settings", "user_file"]
+__all__ = ["audit_log", "cluster", "console_settings", "user_file"]
 
 
 def console_settings(request: Request) -> ConsoleSettings:
@@ -23,4 +24,9 @@ def user_file(request: Request) -> UserFile:
 
 def audit_log(request: Request) -> AuditLog:
     found: AuditLog = request.app.state.audit
+    return found
+
+
+def cluster(request: Request) -> Cluster:
+    found: Cluster = request.app.state.cluster
     return found
