@@ -20,6 +20,7 @@ from console import routes
 from console.access import CsrfRefused, Forbidden, LoginRequired, check_csrf
 from console.audit import AuditLog
 from console.cluster import Cluster, UnknownStage
+from console.processes import ProcessWatch
 from console.settings import ConsoleSettings
 from console.templating import render
 from console.users import UserFile
@@ -38,8 +39,8 @@ def create_app(settings: ConsoleSettings, core: StageSettings | None = None) -> 
     """The console app; ConfigError when the session secret is missing or short. `core`: the
     cluster, registry and stages (default: loaded from the environment, SAGESF_*).
 
-    `app.state` holds `settings`, `users` (UserFile), `audit` (AuditLog) and `cluster` (Cluster)
-    for the routes (console.state reads them).
+    `app.state` holds `settings`, `users` (UserFile), `audit` (AuditLog), `cluster` (Cluster) and
+    `processes` (ProcessWatch) for the routes (console.state reads them).
     """
     secret = settings.session_secret.get_secret_value() if settings.session_secret else ""
     if len(secret) < MIN_SECRET:
@@ -59,6 +60,7 @@ def create_app(settings: ConsoleSettings, core: StageSettings | None = None) -> 
         settings.dlq_markers_topic,
         settings.kafka_timeout,
     )
+    app.state.processes = ProcessWatch(settings.processes, settings.process_timeout)
     app.add_middleware(
         SessionMiddleware,
         secret_key=secret,

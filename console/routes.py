@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from console.pages import audit, dead_letters, home, login
+from console.pages import audit, dead_letters, home, login, processes
 
 __all__ = ["ROUTERS"]
 
@@ -13,5 +13,6 @@ ROUTERS: list[APIRouter] = [
     login.router,
     home.router,
     dead_letters.router,
+    processes.router,
     audit.router,
 ]

@@ -6,10 +6,11 @@ from fastapi import Request
 
 from console.audit import AuditLog
 from console.cluster import Cluster
+from console.processes import ProcessWatch
 from console.settings import ConsoleSettings
 from console.users import UserFile
 
-__all__ = ["audit_log", "cluster", "console_settings", "user_file"]
+__all__ = ["audit_log", "cluster", "console_settings", "process_watch", "user_file"]
 
 
 def console_settings(request: Request) -> ConsoleSettings:
@@ -29,4 +30,9 @@ def audit_log(request: Request) -> AuditLog:
 
 def cluster(request: Request) -> Cluster:
     found: Cluster = request.app.state.cluster
+    return found
+
+
+def process_watch(request: Request) -> ProcessWatch:
+    found: ProcessWatch = request.app.state.processes
     return found
