@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from console.pages import audit, dead_letters, home, login, processes
+from console.pages import audit, dead_letters, home, login, processes, trace
 
 __all__ = ["ROUTERS"]
 
@@ -13,6 +13,7 @@ ROUTERS: list[APIRouter] = [
     login.router,
     home.router,
     dead_letters.router,
+    trace.router,
     processes.router,
     audit.router,
 ]

@@ -74,6 +74,7 @@ def world(
     console = console_factory(stages={"orders": StageOverride(dlq_topic=dlq)}, dlq_markers_topic=markers)
     return {
         "console": console,
+        "opportunity": opportunity,
         "origin": origin,
         "dlq": dlq,
         "key": key,
@@ -174,3 +175,16 @@ def test_an_operator_replays_a_dead_letter_and_the_audit_shows_who_and_when(
     when = row.locator("td").first.inner_text()
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", when), when
     shots("audit")
+
+
+def test_a_viewer_traces_an_order_to_its_dead_letter(page: Page, shots: Shots, world: dict[str, Any]) -> None:
+    console: Console = world["console"]
+    console.login(page, "viewer")
+    page.goto(f"{console.url}/trace?topic={world['origin']}&topic={world['dlq']}")
+    page.fill("input[name=id]", world["opportunity"])
+    page.click("button:text-is('Trace')")
+    table = page.locator("#trace")
+    expect(table).to_contain_text(f"{world['origin']}/0/0")
+    expect(table).to_contain_text(f"{world['dlq']}/0/0")
+    expect(table.locator(".error-text").first).to_contain_text("DEAD LETTER")
+    shots("trace")
