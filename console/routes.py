@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from console.pages import audit, dead_letters, home, login, processes, trace
+from console.pages import audit, dead_letters, home, links, login, processes, trace
 
 __all__ = ["ROUTERS"]
 
@@ -14,6 +14,7 @@ ROUTERS: list[APIRouter] = [
     home.router,
     dead_letters.router,
     trace.router,
+    links.router,
     processes.router,
     audit.router,
 ]
