@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from console.pages import audit, dead_letters, home, links, login, processes, trace
+from console.pages import audit, dead_letters, home, links, login, oidc, processes, trace
 
 __all__ = ["ROUTERS"]
 
 ROUTERS: list[APIRouter] = [
     login.router,
+    oidc.router,
     home.router,
     dead_letters.router,
     trace.router,

@@ -4,12 +4,29 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sagesf.topic_names import POSITIONS
 
-__all__ = ["ConsoleSettings"]
+__all__ = ["ConsoleSettings", "OidcSettings"]
+
+
+class OidcSettings(BaseModel):
+    """Single sign-on through an OpenID Connect provider (`SAGESF_CONSOLE__OIDC__*`), beside the
+    local users. The console is a confidential client (authorization code flow); register
+    `<console URL>/login/oidc/callback` as its redirect URI. A person's console roles are the
+    known role names in the `roles_claim` of their ID token, plus their roles in the users file
+    under the same name (`name_claim`); someone with neither is refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    issuer: str  # its metadata is at <issuer>/.well-known/openid-configuration
+    client_id: str
+    client_secret: SecretStr
+    name_claim: str = "email"
+    roles_claim: str = "roles"
+    label: str = "single sign-on"  # the login button says "Log in with <label>"
 
 
 class ConsoleSettings(BaseSettings):
@@ -35,3 +52,4 @@ class ConsoleSettings(BaseSettings):
     kafka_timeout: float = Field(default=15.0, gt=0)  # seconds without progress reading a topic
     dlq_markers_topic: str = POSITIONS  # where replays are marked (as `sagesf dlq --markers-topic`)
     dlq_scan: int = Field(default=1000, ge=1)  # newest dead letters per partition counted for reasons
+    oidc: OidcSettings | None = None  # single sign-on, when set
