@@ -47,13 +47,7 @@ def test_an_operator_replays_an_order_after_the_fix_and_it_becomes_one_sage_orde
     expect(page.locator(".error-text").first).to_contain_text("GIZMO-UI")
     shots("dead-letter")
 
-    # the fix: GIZMO-UI is Sage's TOOL-1003 (what the mapping editor's lookup grid writes)
-    products = world.mappings / "products.yaml"
-    products.write_text(products.read_text().replace("lookup:\n", "lookup:\n  GIZMO-UI: TOOL-1003\n", 1))
-    deadline = time.monotonic() + 10
-    while 'sagesf_processor_mapping_reloads_total{result="ok"}' not in world.metrics():
-        assert time.monotonic() < deadline, world.log_tail()
-        time.sleep(0.2)
+    world.add_product_lookup("GIZMO-UI", "TOOL-1003")  # the fix, as the mapping editor's grid writes it
 
     page.click("#replay")
     expect(page.locator(".flash-success")).to_contain_text("Replayed: sent back to")
