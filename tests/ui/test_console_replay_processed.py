@@ -35,9 +35,8 @@ def test_an_operator_replays_an_order_after_the_fix_and_it_becomes_one_sage_orde
     key_bytes, _ = world.produce("salesorder.v1", "SalesOrder", opp, order)
     world.wait_for("dead letter", lambda o: o.topic == "dlq.orders.v1" and o.raw_key == key_bytes)
     markers = f"ui.markers.{uuid.uuid4().hex[:8]}"
-    kafka_admin.create_topics([NewTopic(markers, 1, 1, config={"cleanup.policy": "compact"})])[
-        markers
-    ].result(30)
+    compacted = NewTopic(markers, 1, 1, config={"cleanup.policy": "compact"})
+    kafka_admin.create_topics([compacted])[markers].result(30)
     console = console_factory(
         stages={"orders": StageOverride(dlq_topic=world.topic("dlq.orders.v1"))}, dlq_markers_topic=markers
     )
