@@ -28,7 +28,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from processors.metadata import SageMetadata, SalesforceMetadata
+from processors.metadata import SageColumn, SageMetadata, SalesforceField, SalesforceMetadata
 from sagesf.schemas import SchemaError, schema_json
 
 if TYPE_CHECKING:
@@ -54,6 +54,27 @@ _CURRENCY = re.compile(r"^[A-Z]{3}$")
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
 # canonical record fields that are structure, not mappable values
 _STRUCTURAL = frozenset({"envelope", "customer", "lines", "contacts", "custom_fields", "deleted"})
+# what each custom-field type needs: Sage column kinds, Salesforce field types (empty: any), and
+# the least length of a text column (a date as YYYY-MM-DD, a date-time as ISO-8601 with Z)
+_CUSTOM_SAGE_KINDS: dict[str, tuple[str, ...]] = {
+    "text": ("text",),
+    "number": ("decimal", "text"),
+    "date": ("date", "text"),
+    "datetime": ("date", "text"),
+    "checkbox": ("text",),
+    "picklist": ("text",),
+    "lookup": ("text",),
+}
+_CUSTOM_SALESFORCE_TYPES: dict[str, tuple[str, ...]] = {
+    "text": ("string", "textarea", "email", "phone", "url"),
+    "number": ("int", "double", "currency", "percent"),
+    "date": ("date",),
+    "datetime": ("datetime",),
+    "checkbox": ("boolean",),
+    "picklist": ("picklist",),
+    "lookup": ("reference", "id", "string"),
+}
+_CUSTOM_TEXT_LENGTH = {"date": 10, "datetime": 20, "checkbox": 1}
 
 
 def check_mappings(
@@ -307,20 +328,121 @@ class _Checker:
                     file, path, f"{record}.{name} is not text but {table}.{spec.sage} is {col.describe()}"
                 )
 
-    def custom_fields(self, file: str, obj: str | None, table: str, specs: Mapping[str, CustomField]) -> None:
+    def custom_fields(
+        self,
+        file: str,
+        objects: Iterable[str],
+        table: str,
+        specs: Mapping[str, CustomField],
+        maps: tuple[Mapping[str, ValueMap], Mapping[str, ValueMap]],
+        section: str = "custom_fields",
+    ) -> None:
+        """Each typed custom field: its UDF column and Salesforce field exist and suit its type
+        (`_CUSTOM_SAGE_KINDS`, `_CUSTOM_SALESFORCE_TYPES`), its picklist or lookup map exists, fits, and can be inverted
+        when the field goes to Salesforce (two values meeting in one are refused by name)."""
+        picklists, lookups = maps
         for name, spec in specs.items():
-            path = ("custom_fields", name)
+            path: Path_ = (section, name)
             if spec.salesforce is None and spec.sage is None:
                 self.report(file, path, "name the Salesforce field, the Sage UDF column, or both")
+            values = self.custom_map(file, path, spec, picklists, lookups)
+            col = None
             if spec.sage is not None:
                 self.udf(file, (*path, "sage"), table, spec.sage)
-            if spec.salesforce is not None and obj is not None:
-                self.sf_field(
+                col = self.sage.column(table, spec.sage) if self.sage is not None else None
+            if col is not None:
+                self.custom_column(file, path, spec, (table, col), values)
+            for obj in objects if spec.salesforce is not None else ():
+                found = self.sf_field(
+                    file, (*path, "salesforce"), obj, str(spec.salesforce), write=spec.to_salesforce
+                )
+                if found is not None:
+                    self.custom_salesforce(file, path, obj, spec, found, values)
+
+    def custom_map(
+        self,
+        file: str,
+        path: Path_,
+        spec: CustomField,
+        picklists: Mapping[str, ValueMap],
+        lookups: Mapping[str, ValueMap],
+    ) -> ValueMap | None:
+        """The picklist or lookup map a custom field names (None, reported, when missing); a map
+        read backwards (the field goes to Salesforce) must not have two values meeting in one."""
+        section, key, known = (
+            ("picklists", spec.map, picklists) if spec.map is not None else ("lookups", spec.lookup, lookups)
+        )
+        if key is None:
+            return None
+        if key not in known:
+            self.report(
+                file,
+                (*path, "map" if spec.map else "lookup"),
+                f"no {section} entry named {key!r} in this file",
+            )
+            return None
+        if spec.to_salesforce:  # read backwards: Sage value -> Salesforce value
+            side = f"{path[-1]}: Salesforce {spec.salesforce}"
+            for reason in _one_way(dict(known[key].values), {}, side, f"Sage {spec.sage}", whole=False):
+                self.report(file, (section, key, "values"), reason)
+        return known[key]
+
+    def custom_column(
+        self,
+        file: str,
+        path: Path_,
+        spec: CustomField,
+        column: tuple[str, SageColumn],
+        values: ValueMap | None,
+    ) -> None:
+        table, col = column
+        kinds = _CUSTOM_SAGE_KINDS[spec.type]
+        if col.kind not in kinds:
+            self.report(
+                file,
+                (*path, "sage"),
+                f"a {spec.type} field needs a {' or '.join(kinds)} column; {col.name} is {col.describe()}",
+            )
+            return
+        need = _CUSTOM_TEXT_LENGTH.get(spec.type, 0)
+        if col.kind == "text" and col.length is not None and col.length < need:
+            self.report(
+                file,
+                (*path, "sage"),
+                f"a {spec.type} needs {need} characters; {col.name} is {col.describe()}",
+            )
+        section = ("picklists", str(spec.map)) if spec.map is not None else ("lookups", str(spec.lookup))
+        for value in values.values.values() if values is not None else ():
+            self.fits(file, section, table, col.name, value, "mapped value")
+        if spec.default is not None:
+            self.fits(file, (*path, "default"), table, col.name, spec.default, "default")
+
+    def custom_salesforce(
+        self,
+        file: str,
+        path: Path_,
+        obj: str,
+        spec: CustomField,
+        found: SalesforceField,
+        values: ValueMap | None,
+    ) -> None:
+        types = _CUSTOM_SALESFORCE_TYPES[spec.type]
+        where = (*path, "salesforce")
+        if types and found.type not in types:
+            self.report(
+                file,
+                where,
+                f"a {spec.type} field needs a {' or '.join(types)} field; {obj}.{found.name} is {found.type}",
+            )
+            return
+        if spec.type == "picklist" and values is not None:
+            missing = [v for v in values.values if v not in found.values]
+            if missing:
+                self.report(
                     file,
-                    (*path, "salesforce"),
-                    obj,
-                    spec.salesforce,
-                    write=spec.direction != "salesforce_to_sage",
+                    ("picklists", str(spec.map)),
+                    f"{', '.join(map(repr, missing))} not values of the picklist {obj}.{found.name} "
+                    f"({', '.join(found.values)})",
                 )
 
     def sync_status(
@@ -381,7 +503,13 @@ class _Checker:
                     spec.salesforce,
                     mapping.picklists[str(spec.map)].values.values(),
                 )
-        self.custom_fields(file, mapping.salesforce_object, mapping.sage_table, mapping.custom_fields)
+        self.custom_fields(
+            file,
+            [mapping.salesforce_object],
+            mapping.sage_table,
+            mapping.custom_fields,
+            (mapping.picklists, mapping.lookups),
+        )
         if mapping.credit_reply is not None:
             self.credit_reply(file, mapping.credit_reply)
         self.sync_status(
@@ -430,11 +558,12 @@ class _Checker:
                 self.report(
                     file, ("write_back", "objects", i), f"{obj!r}: orders come from Opportunity or Order"
                 )
-        self.custom_fields(file, None, "SO_SalesOrderHeader", mapping.custom_fields)
-        for name, spec in mapping.custom_fields.items():
-            for obj in objects:
-                if spec.salesforce is not None:
-                    self.sf_field(file, ("custom_fields", name, "salesforce"), obj, spec.salesforce)
+        maps = (mapping.picklists, mapping.lookups)
+        self.custom_fields(file, objects, "SO_SalesOrderHeader", mapping.custom_fields, maps)
+        # the line objects (OpportunityLineItem, OrderItem) are the orders sync's to name
+        self.custom_fields(
+            file, (), "SO_SalesOrderDetail", mapping.line_custom_fields, maps, "line_custom_fields"
+        )
         wb = mapping.write_back
         for obj in objects:
             found = self.sf_field(file, ("write_back", "order_number"), obj, wb.order_number, write=True)
@@ -538,6 +667,8 @@ class _Checker:
                     spec.salesforce,
                     mapping.picklists[spec.map].values.values(),
                 )
+        maps = (mapping.picklists, mapping.lookups)
+        self.custom_fields(file, ["Product2"], "CI_Item", mapping.custom_fields, maps)
         inv = mapping.inventory
         ext = self.sf_field(file, ("inventory", "external_id_field"), inv.sobject, inv.external_id_field)
         if ext is not None and not ext.external_id:

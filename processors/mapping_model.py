@@ -22,7 +22,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from processors.code_page import for_sage
 from processors.metadata import SageMetadata, SalesforceMetadata
@@ -31,6 +31,7 @@ from sagesf.errors import Permanent
 
 __all__ = [
     "AddressesMapping",
+    "CustomField",
     "CustomersMapping",
     "Mappings",
     "OrdersMapping",
@@ -63,6 +64,12 @@ class ValueMap(_Model):
     @classmethod
     def _null(cls, value: Any) -> Any:
         return "null" if value is None else value
+
+    @functools.cached_property
+    def inverse(self) -> ValueMap:
+        """The map the other way ({to: from}, same `unknown` rule); the load refuses a two-way map
+        whose values meet, so no entry is lost here."""
+        return ValueMap(values={v: k for k, v in self.values.items()}, unknown=self.unknown)
 
     def apply(self, value: Any, *, name: str, where: str) -> str | None:
         """The mapped value; Permanent (naming `where` and the map) for an unknown one with `error`."""
@@ -99,10 +106,54 @@ class SalesforceFieldRef(_Model):
     map: str | None = None
 
 
+CustomType = Literal["text", "number", "date", "datetime", "checkbox", "picklist", "lookup"]
+Direction = Literal["both", "salesforce_to_sage", "sage_to_salesforce"]
+
+
 class CustomField(_Model):
+    """A custom field carried between a Salesforce field and a Sage `UDF_` column, typed: its
+    values are converted both ways by processors/field_types.py. `map` (type picklist) names a
+    `picklists` entry and `lookup` (type lookup, a Salesforce reference such as OwnerId) a
+    `lookups` entry of the same file, each {Salesforce value: Sage value}; Sage -> Salesforce uses
+    its inverse. `default` is the Sage value written when the value is empty (toward Sage)."""
+
     salesforce: str | None = None
     sage: str | None = None
-    direction: Literal["both", "salesforce_to_sage", "sage_to_salesforce"] = "both"
+    type: CustomType = "text"
+    map: str | None = None
+    lookup: str | None = None
+    default: str | None = None
+    direction: Direction = "both"
+
+    @model_validator(mode="after")
+    def _map_for_its_type(self) -> CustomField:
+        if self.type == "picklist" and self.map is None:
+            raise ValueError("a picklist custom field names its value map (map: <picklists entry>)")
+        if self.type == "lookup" and self.lookup is None:
+            raise ValueError("a lookup custom field names its table (lookup: <lookups entry>)")
+        if self.map is not None and self.type != "picklist":
+            raise ValueError(f"map applies to type picklist, not {self.type}")
+        if self.lookup is not None and self.type != "lookup":
+            raise ValueError(f"lookup applies to type lookup, not {self.type}")
+        return self
+
+    @property
+    def to_sage(self) -> bool:
+        return self.sage is not None and self.direction != "sage_to_salesforce"
+
+    @property
+    def to_salesforce(self) -> bool:
+        return self.salesforce is not None and self.direction != "salesforce_to_sage"
+
+    def value_map(
+        self, picklists: Mapping[str, ValueMap], lookups: Mapping[str, ValueMap]
+    ) -> ValueMap | None:
+        """The {Salesforce value: Sage value} map of a picklist or lookup field; None for the others."""
+        if self.map is not None:
+            return picklists[self.map]
+        if self.lookup is not None:
+            return lookups[self.lookup]
+        return None
 
 
 class SyncStatus(_Model):
@@ -179,6 +230,7 @@ class CustomersMapping(_Model):
     identity: CustomerIdentity
     external_id: str
     picklists: dict[str, ValueMap] = Field(default_factory=dict)
+    lookups: dict[str, ValueMap] = Field(default_factory=dict)
     salesforce_to_sage: CustomerToSage = CustomerToSage()
     sage_to_salesforce: CustomerToSalesforce = CustomerToSalesforce()
     custom_fields: dict[str, CustomField] = Field(default_factory=dict)
@@ -239,6 +291,8 @@ class OrdersMapping(_Model):
     header: dict[str, SageField] = Field(default_factory=dict)
     lines: dict[str, SageField] = Field(default_factory=dict)
     custom_fields: dict[str, CustomField] = Field(default_factory=dict)
+    line_custom_fields: dict[str, CustomField] = Field(default_factory=dict)
+    lookups: dict[str, ValueMap] = Field(default_factory=dict)
     write_back: OrderWriteBack
     order_status: OrderStatusMap
 
@@ -269,6 +323,8 @@ class ProductsMapping(_Model):
     match_loosely: bool = True
     picklists: dict[str, ValueMap] = Field(default_factory=dict)
     item_fields: dict[str, SalesforceFieldRef] = Field(default_factory=dict)
+    custom_fields: dict[str, CustomField] = Field(default_factory=dict)  # Product2 <-> CI_Item UDF_
+    lookups: dict[str, ValueMap] = Field(default_factory=dict)
     inventory: InventoryMapping
 
 

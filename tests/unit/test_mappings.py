@@ -180,6 +180,27 @@ CASES: list[tuple[str, str, Edit, str, str]] = [
         "custom_fields.salesforce_account_number.sage",
         "AR_Customer has no column UDF_ACCOUNT_NO",
     ),
+    (  # a typed custom field needs a Salesforce field of its type
+        "customers.yaml",
+        "type: number",
+        lambda t: t.replace(
+            "sage: UDF_ACCOUNT_NUMBER, direction", "sage: UDF_ACCOUNT_NUMBER, type: number, direction"
+        ),
+        "custom_fields.salesforce_account_number.salesforce",
+        "a number field needs a int or double or currency or percent field; Account.AccountNumber is string",
+    ),
+    (  # a lookup read backwards toward Salesforce cannot tell two owners apart
+        "customers.yaml",
+        "values: {005A",
+        lambda t: t.replace(
+            "custom_fields:\n",
+            "lookups:\n  owners:\n    values: {005A: A1, 005B: A1}\n"
+            "custom_fields:\n  owner: {salesforce: OwnerId, sage: UDF_ACCOUNT_NUMBER, type: lookup, lookup: owners}\n",
+            1,
+        ),
+        "lookups.owners.values",
+        "owner: Salesforce OwnerId values '005A' and '005B' all become Sage UDF_ACCOUNT_NUMBER 'A1'",
+    ),
     (
         "customers.yaml",
         "teléfono",
