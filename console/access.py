@@ -107,7 +107,9 @@ class CsrfRefused(Exception):
     """An unsafe request without the session's CSRF token: 403, nothing done."""
 
     def __init__(self) -> None:
-        super().__init__("the form's security token is missing or out of date: reload the page and try again")
+        super().__init__(
+            "The form's security token is missing or out of date: reload the page and try again."
+        )
 
 
 def start_session(request: Request, user: User) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from confluent_kafka import KafkaException
 from fastapi import Depends, FastAPI, Request
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.sessions import SessionMiddleware
@@ -18,10 +19,15 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from console import routes
 from console.access import CsrfRefused, Forbidden, LoginRequired, check_csrf
 from console.audit import AuditLog
+from console.cluster import Cluster, UnknownStage
+from console.processes import ProcessWatch
 from console.settings import ConsoleSettings
 from console.templating import render
 from console.users import UserFile
-from sagesf.config import ConfigError
+from sagesf.config import ConfigError, load_settings
+from sagesf.logs import redact
+from sagesf.stages import StageSettings
+from sagesf.topic_scan import ScanTimeout, TopicMissing
 
 __all__ = ["SESSION_COOKIE", "create_app"]
 
@@ -29,10 +35,12 @@ SESSION_COOKIE = "sagesf_console"
 MIN_SECRET = 32
 
 
-def create_app(settings: ConsoleSettings) -> FastAPI:
-    """The console app; ConfigError when the session secret is missing or short.
+def create_app(settings: ConsoleSettings, core: StageSettings | None = None) -> FastAPI:
+    """The console app; ConfigError when the session secret is missing or short. `core`: the
+    cluster, registry and stages (default: loaded from the environment, SAGESF_*).
 
-    `app.state` holds `settings`, `users` (UserFile) and `audit` (AuditLog) for the routes.
+    `app.state` holds `settings`, `users` (UserFile), `audit` (AuditLog), `cluster` (Cluster) and
+    `processes` (ProcessWatch) for the routes (console.state reads them).
     """
     secret = settings.session_secret.get_secret_value() if settings.session_secret else ""
     if len(secret) < MIN_SECRET:
@@ -47,6 +55,12 @@ def create_app(settings: ConsoleSettings) -> FastAPI:
     app.state.settings = settings
     app.state.users = UserFile(settings.users_file)
     app.state.audit = AuditLog(settings.audit_log)
+    app.state.cluster = Cluster(
+        core if core is not None else load_settings(StageSettings),
+        settings.dlq_markers_topic,
+        settings.kafka_timeout,
+    )
+    app.state.processes = ProcessWatch(settings.processes, settings.process_timeout)
     app.add_middleware(
         SessionMiddleware,
         secret_key=secret,
@@ -61,6 +75,9 @@ def create_app(settings: ConsoleSettings) -> FastAPI:
     app.add_exception_handler(LoginRequired, _login_required)
     app.add_exception_handler(Forbidden, _forbidden)
     app.add_exception_handler(CsrfRefused, _forbidden)
+    app.add_exception_handler(UnknownStage, _not_found)
+    for unavailable in (KafkaException, ScanTimeout, TopicMissing):
+        app.add_exception_handler(unavailable, _unavailable)
     return app
 
 
@@ -73,3 +90,15 @@ async def _login_required(request: Request, exc: Exception) -> Response:
 
 async def _forbidden(request: Request, exc: Exception) -> Response:
     return render(request, "forbidden.html", status_code=403, reason=str(exc))
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    return render(request, "problem.html", status_code=404, title="Not found", reason=str(exc))
+
+
+async def _unavailable(request: Request, exc: Exception) -> Response:
+    """Kafka or a topic cannot be read now: say so (masked), and that nothing was changed."""
+    what = f"topic {exc.args[0]} does not exist on the cluster" if isinstance(exc, TopicMissing) else str(exc)
+    return render(
+        request, "problem.html", status_code=503, title="Kafka cannot be read now", reason=redact(what)
+    )

@@ -7,6 +7,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from sagesf.topic_names import POSITIONS
+
 __all__ = ["ConsoleSettings"]
 
 
@@ -30,3 +32,6 @@ class ConsoleSettings(BaseSettings):
     mappings_dir: Path = Path("mappings")
     processes: dict[str, str] = Field(default_factory=dict)
     process_timeout: float = Field(default=2.0, gt=0)  # seconds to wait for one /healthz or /metrics
+    kafka_timeout: float = Field(default=15.0, gt=0)  # seconds without progress reading a topic
+    dlq_markers_topic: str = POSITIONS  # where replays are marked (as `sagesf dlq --markers-topic`)
+    dlq_scan: int = Field(default=1000, ge=1)  # newest dead letters per partition counted for reasons

@@ -14,6 +14,7 @@ from markupsafe import Markup, escape
 from starlette.responses import Response
 
 from console.access import CSRF_FIELD, CSRF_HEADER, csrf_token, current_user
+from sagesf.cli.output import utc_time
 
 __all__ = ["TEMPLATES", "flash", "render"]
 
@@ -36,6 +37,7 @@ def csrf_meta(context: Context) -> Markup:
 
 TEMPLATES.env.globals["csrf_field"] = csrf_field
 TEMPLATES.env.globals["csrf_meta"] = csrf_meta
+TEMPLATES.env.filters["utc"] = utc_time  # epoch ms -> `2026-03-14 15:09:00.123Z`
 
 
 def flash(request: Request, message: str, kind: str = "info") -> None:

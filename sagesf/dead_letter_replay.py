@@ -65,11 +65,15 @@ __all__ = [
     "REPLAYED_FROM_HEADER",
     "DeadLetter",
     "DlqSummary",
+    "MarkersUnreadable",
     "ReplayItem",
     "ReplayMarkers",
     "ReplayReport",
+    "StageReplay",
+    "missing_offsets",
     "read_dead_letters",
     "replay",
+    "replay_dead_letters",
     "replay_hook",
     "replay_plan",
     "source_replayer",
@@ -502,3 +506,71 @@ def _produce_confirmed(
         )
     delivered = producer.confirm(timeout)  # in send order
     return [(item.letter, where) for item, where in zip(items, delivered, strict=True)]
+
+
+# --- the whole replay of a stage's dead letters ---------------------------------------------------
+
+
+class MarkersUnreadable(Exception):
+    """The replay-marker topic cannot be read: nothing was sent."""
+
+
+@dataclass
+class StageReplay:
+    """What `replay_dead_letters` found and did."""
+
+    letters: list[DeadLetter]  # the dead letters found at the offsets asked for
+    items: list[ReplayItem]  # what was (or, on a dry run, would be) done with each
+    report: ReplayReport
+
+    def missing(self, offsets: Sequence[tuple[int, int]] | None) -> list[str]:
+        return missing_offsets(offsets, self.letters)
+
+
+def missing_offsets(offsets: Sequence[tuple[int, int]] | None, letters: Sequence[DeadLetter]) -> list[str]:
+    """`partition:offset` of the `offsets` asked for that no letter of `letters` is at."""
+    found = {(d.record.partition, d.record.offset) for d in letters}
+    return [f"{p}:{o}" for p, o in offsets or () if (p, o) not in found]
+
+
+def replay_dead_letters(
+    reader: TopicReader,
+    kafka: KafkaSettings,
+    stage: Stage,
+    markers: ReplayMarkers,
+    *,
+    offsets: Sequence[tuple[int, int]] | None = None,
+    again: bool = False,
+    dry_run: bool = False,
+    timeout: float = 30.0,
+) -> StageReplay:
+    """Replay `stage`'s dead letters at `offsets` (None: all): what `sagesf dlq replay` and the web
+    console's Replay button both do.
+
+    1. read the dead letters and the replay markers (MarkersUnreadable when they cannot be read);
+    2. plan each one (`replay_plan`): sent, re-read from its source, or skipped and why;
+    3. unless `dry_run`, send them (`replay`, through the source's Replayer when re-read), acked
+       before they are marked; then prune the markers of dead letters retention removed.
+    Raises what `replay` raises (ProduceFailed, a source's Retriable or StartupError) with
+    nothing marked replayed.
+    """
+    # 1.
+    letters = read_dead_letters(reader, stage.dlq_topic, offsets=offsets)
+    try:
+        markers.load(timeout)
+    except KafkaException as exc:
+        raise MarkersUnreadable(
+            f"cannot read the replay markers in {markers.topic} ({exc}); create it with `sagesf topics apply`"
+        ) from None
+    # 2.
+    hook = replay_hook(stage)
+    items = replay_plan(letters, markers, reader, again=again, rereadable=hook is not None)
+    # 3.
+    report = ReplayReport()
+    if dry_run:
+        return StageReplay(letters, items, report)
+    if any(item.send for item in items):
+        with source_replayer(hook, items) as replayer:
+            report = replay(kafka, items, markers, timeout=timeout, replayer=replayer)
+    markers.prune(reader, stage.dlq_topic)
+    return StageReplay(letters, items, report)

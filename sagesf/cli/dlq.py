@@ -21,14 +21,12 @@ from sagesf.cli.stage_options import StageArgument, TimeoutOption, stage_named
 from sagesf.config import load_settings
 from sagesf.dead_letter_replay import (
     DeadLetter,
+    MarkersUnreadable,
     ReplayItem,
     ReplayMarkers,
-    ReplayReport,
+    missing_offsets,
     read_dead_letters,
-    replay,
-    replay_hook,
-    replay_plan,
-    source_replayer,
+    replay_dead_letters,
     summarise,
 )
 from sagesf.errors import Retriable, StartupError
@@ -207,17 +205,10 @@ def show_command(
         console.print(_letter_table(letter, decoder, markers.get(letter) if markers else None, stacktrace))
     if decoder.registry_error:
         console.print(f"[yellow]note:[/yellow] {escape(decoder.registry_error)}; values shown raw")
-    missing = _missing(positions, letters)
+    missing = missing_offsets(positions, letters)
     if missing:
         console.print(f"[yellow]not found in {chosen.dlq_topic}:[/yellow] {', '.join(missing)}")
         raise typer.Exit(1)
-
-
-def _missing(positions: list[tuple[int, int]] | None, letters: list[DeadLetter]) -> list[str]:
-    if not positions:
-        return []
-    found = {(d.record.partition, d.record.offset) for d in letters}
-    return [f"{p}:{o}" for p, o in positions if (p, o) not in found]
 
 
 @cli.command("replay")
@@ -256,30 +247,27 @@ def replay_command(
     console = new_console()
     decoder = WireDecoder(registry_client(settings))
     with topic_reader(settings, timeout) as reader:
-        letters = read_dead_letters(reader, chosen.dlq_topic, offsets=positions)
         markers = ReplayMarkers(settings.kafka, markers_topic)
         try:
-            markers.load(timeout)
-        except KafkaException as exc:
-            raise fail(
-                f"cannot read the replay markers in {markers_topic} ({exc}); "
-                "create it with `sagesf topics apply`"
-            ) from None
-        hook = replay_hook(chosen)
-        items = replay_plan(letters, markers, reader, again=again, rereadable=hook is not None)
-        report = ReplayReport()
-        if not dry_run and any(item.send for item in items):
-            try:
-                with source_replayer(hook, items) as replayer:
-                    report = replay(settings.kafka, items, markers, timeout=timeout, replayer=replayer)
-            except ProduceFailed as exc:
-                raise fail(f"replay not acknowledged by Kafka, nothing marked replayed: {exc}", 1) from None
-            except Retriable as exc:
-                raise fail(f"{chosen.name} cannot be read now, nothing marked replayed: {exc}", 1) from None
-            except StartupError as exc:
-                raise fail(f"{chosen.name}: {exc.line()}") from None
-        if not dry_run:
-            markers.prune(reader, chosen.dlq_topic)
+            done = replay_dead_letters(
+                reader,
+                settings.kafka,
+                chosen,
+                markers,
+                offsets=positions,
+                again=again,
+                dry_run=dry_run,
+                timeout=timeout,
+            )
+        except MarkersUnreadable as exc:
+            raise fail(str(exc)) from None
+        except ProduceFailed as exc:
+            raise fail(f"replay not acknowledged by Kafka, nothing marked replayed: {exc}", 1) from None
+        except Retriable as exc:
+            raise fail(f"{chosen.name} cannot be read now, nothing marked replayed: {exc}", 1) from None
+        except StartupError as exc:
+            raise fail(f"{chosen.name}: {exc.line()}") from None
+    items, report = done.items, done.report
     sent = {letter.ref: f"{d.topic}/{d.partition}/{d.offset}" for letter, d in report.sent}
     console.print(_replay_table(chosen, items, sent, report.not_sent, decoder, dry_run))
     to_send = sum(item.send for item in items)
@@ -291,7 +279,7 @@ def replay_command(
         console.print(f"[green]replayed {len(sent)} dead letter(s)[/green]{failed}, {skipped} skipped")
     else:
         console.print(f"nothing to replay: {skipped} dead letter(s) skipped")
-    missing = _missing(positions, letters)
+    missing = done.missing(positions)
     if missing:
         console.print(f"[yellow]not found in {chosen.dlq_topic}:[/yellow] {', '.join(missing)}")
     if missing or report.not_sent:
