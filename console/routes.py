@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from console.pages import audit, dead_letters, home, login, processes, trace
+from console.pages import audit, dead_letters, home, login, mappings, processes, trace
 
 __all__ = ["ROUTERS"]
 
 ROUTERS: list[APIRouter] = [
     login.router,
     home.router,
+    mappings.router,
     dead_letters.router,
     trace.router,
     processes.router,

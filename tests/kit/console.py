@@ -24,6 +24,7 @@ def console_settings(tmp_path: Path, **overrides: object) -> ConsoleSettings:
         "users_file": tmp_path / "users.json",
         "audit_log": tmp_path / "audit.jsonl",
         "mappings_dir": tmp_path / "mappings",
+        "state_dir": tmp_path / "console-state",
     }
     values.update(overrides)
     return ConsoleSettings(**values)  # type: ignore[arg-type]
