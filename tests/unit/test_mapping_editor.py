@@ -126,10 +126,8 @@ def test_save_writes_a_readable_diff_keeping_comments_audits_it_and_restore_brin
     _fill_tiers(client, token, TIERS)
     review = client.get("/mappings/changes").text
     assert "passes every check" in review
-    pair_line = (
-        "customer_tier: {salesforce: Customer_Tier__c, sage: UDF_CUSTOMER_TIER, type: picklist, map: customer_tier}"
-    )
-    assert f"+  {pair_line}" in review
+    pair_line = "customer_tier: {salesforce: Customer_Tier__c, sage: UDF_CUSTOMER_TIER, type: picklist, "
+    assert f"+  {pair_line}map: customer_tier}}" in review
     assert "+      customer_tier: Customer_Tier__c" in review  # the source reads the new field
 
     assert client.post("/mappings/save", data={"csrf_token": token}).status_code == 303
