@@ -100,7 +100,8 @@ def _link_customer_in_sage(pair: PairState, cid: str) -> Outbound:
     value = {
         "envelope": _envelope(pair.salesforce_id, cid),
         "command_id": cid,
-        "command": (_CANONICAL + "UpsertCustomer", {"customer": customer}),
+        # no columns: the link (the Salesforce ID UDF) is all it writes
+        "command": (_CANONICAL + "UpsertCustomer", {"customer": customer, "columns": {}}),
     }
     return Outbound(topic_names.SAGE_COMMANDS, pair.salesforce_id, "SageCommand", value)
 

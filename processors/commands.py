@@ -39,6 +39,7 @@ __all__ = [
     "salesforce_update",
     "salesforce_upsert",
     "sobject_for",
+    "update_item",
     "upsert_customer",
 ]
 
@@ -82,14 +83,21 @@ def create_sales_order(
     customer: Mapping[str, Any] | None = None,
     *,
     event_time: datetime | None,
+    customer_columns: Mapping[str, str] | None = None,
 ) -> Outbound:
-    """The order; with `customer` when Sage does not know it yet (the sink creates it with the order).
-    `event_time`: when the order changed in Salesforce (the order record's envelope.event_time)."""
+    """The order; with `customer` and its AR_Customer `customer_columns` when Sage does not know
+    it yet (the sink creates it with the order). `event_time`: when the order changed in
+    Salesforce (the order record's envelope.event_time)."""
     new_customer = dict(customer) if customer is not None else None
+    body = {
+        "order": dict(order),
+        "customer": new_customer,
+        "customer_columns": dict(customer_columns) if customer_columns is not None else None,
+    }
     value = {
         "envelope": envelope(key, correlation_id),
         "command_id": cid,
-        "command": (_CANONICAL + "CreateSalesOrder", {"order": dict(order), "customer": new_customer}),
+        "command": (_CANONICAL + "CreateSalesOrder", body),
         "source_event_time": event_time,
     }
     return Outbound(topic_names.SAGE_COMMANDS, key, "SageCommand", value)
@@ -101,14 +109,30 @@ def upsert_customer(
     key: str,
     correlation_id: str | None,
     *,
+    columns: Mapping[str, str],
     event_time: datetime | None,
 ) -> Outbound:
-    """Create or update the customer. `event_time`: when the Account changed (the customer
-    record's envelope.event_time); the Sage sink does not let it overwrite a newer edit made in Sage."""
+    """Create or update the customer: the sink writes exactly `columns` (AR_Customer column ->
+    text, processors/field_mapping.py `customer_columns`). `event_time`: when the Account changed
+    (the customer record's envelope.event_time); the Sage sink does not let it overwrite a newer
+    edit made in Sage."""
     value = {
         "envelope": envelope(key, correlation_id),
         "command_id": cid,
-        "command": (_CANONICAL + "UpsertCustomer", {"customer": dict(customer)}),
+        "command": (_CANONICAL + "UpsertCustomer", {"customer": dict(customer), "columns": dict(columns)}),
+        "source_event_time": event_time,
+    }
+    return Outbound(topic_names.SAGE_COMMANDS, key, "SageCommand", value)
+
+
+def update_item(
+    item_code: str, columns: Mapping[str, str], cid: str, key: str, *, event_time: datetime | None
+) -> Outbound:
+    """Set `columns` (CI_Item column -> text) of the existing Sage item `item_code`."""
+    value = {
+        "envelope": envelope(item_code, cid),
+        "command_id": cid,
+        "command": (_CANONICAL + "UpdateItem", {"item_code": item_code, "columns": dict(columns)}),
         "source_event_time": event_time,
     }
     return Outbound(topic_names.SAGE_COMMANDS, key, "SageCommand", value)

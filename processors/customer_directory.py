@@ -11,7 +11,6 @@ processors/customer_links.py.
 
 from __future__ import annotations
 
-import copy
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -19,9 +18,9 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from processors import commands
-from processors.addresses import standardise
 from processors.commands import Outbound, command_id
 from processors.customer_links import CustomerLinks, LinkConflict, LinkRefused
+from processors.field_mapping import customer_columns, customer_for_sage
 from processors.mapping_model import Mappings
 from processors.metrics import ORDERS_UNANSWERED
 from processors.state import Decoder, MappingsRef, Origin, Step, Tables, from_b64, to_b64
@@ -33,12 +32,6 @@ log = logging.getLogger(__name__)
 
 __all__ = ["CustomerDirectory", "NewCustomer", "OrderProcessing"]
 
-# Customer fields an UpsertCustomer carries whatever customers.yaml maps (the rest only if mapped)
-_CUSTOMER_STRUCTURE = frozenset(
-    {"salesforce_account_id", "name", "status", "billing_address", "shipping_address", "deleted"}
-)
-# Customer fields that are no text for Sage, or that were made ready for it already
-_NOT_SAGE_TEXT = frozenset({"envelope", "salesforce_account_id", "billing_address", "shipping_address"})
 # a customer.v1 handler (processors/customers.py CustomerSync.on_customer)
 CustomerHandler = Callable[[str | None, Mapping[str, Any], Origin], Step]
 
@@ -67,6 +60,7 @@ class NewCustomer:
     account: str
     ref: dict[str, Any]  # the order's customer: the Account, no Sage numbers (the sink matches the UDF)
     customer: dict[str, Any]  # the Customer of the CreateSalesOrder, ready for Sage
+    columns: dict[str, str]  # its AR_Customer columns (CreateSalesOrder.customer_columns)
     notes: list[str]  # what the mapping rules changed in it: the Account's sync message once linked
     source: str | None  # the account's customer.v1 record it was built from (base64); None: the order's data
 
@@ -229,7 +223,9 @@ class CustomerDirectory:
         changes = Changes()
         customer = self.customer_for_sage(self._customer_data(account, order, stored), account, changes)
         unlinked = {"salesforce_account_id": account, "ar_division_no": None, "customer_no": None}
-        return NewCustomer(account, {**unlinked, "name": ref.get("name")}, customer, changes.notes, stored)
+        columns = customer_columns(self.mappings, customer)
+        ref = {**unlinked, "name": ref.get("name")}
+        return NewCustomer(account, ref, customer, columns, changes.notes, stored)
 
     def carrying(self, identity: str, new: NewCustomer) -> None:
         """Order `identity` was commanded with `new`: the account's other orders wait for its answer."""
@@ -277,43 +273,8 @@ class CustomerDirectory:
     def customer_for_sage(
         self, customer: Mapping[str, Any], account: str, changes: Changes | None = None
     ) -> dict[str, Any]:
-        """The Customer of an UpsertCustomer: the fields customers.yaml `salesforce_to_sage` lists
-        (mapped), the addresses (standardised), status, contacts and custom fields, every text in
-        Sage's code page. A plain field the map does not list (credit_limit, current_balance, ...)
-        is not sent: Sage keeps its own. What the rules changed is noted in `changes`."""
-        changes = changes if changes is not None else Changes()
-        mapping = self.mappings.customers
-        out: dict[str, Any] = {
-            k: copy.deepcopy(v)
-            for k, v in customer.items()
-            if k not in ("envelope", "ar_division_no", "customer_no", "custom_fields", "contacts")
-            and (k in mapping.salesforce_to_sage.fields or k in _CUSTOMER_STRUCTURE)
-        }
-        out["envelope"] = commands.envelope(account, None)
-        out["salesforce_account_id"] = account
-        out["ar_division_no"] = None
-        out["customer_no"] = None
-        out.setdefault("status", "ACTIVE")
-        out["contacts"] = list(customer.get("contacts") or [])
-        for name, spec in mapping.salesforce_to_sage.fields.items():
-            out[name] = self.mappings.sage_value(
-                out.get(name), spec, mapping.picklists, "AR_Customer", f"customer.{name}", changes
-            )
-        if not out.get("name"):
-            raise Permanent(
-                "the customer has no name, which Sage requires (CustomerName)", field="customer.name"
-            )
-        for key in ("billing_address", "shipping_address"):
-            out[key] = standardise(out.get(key), self.mappings.addresses, f"customer.{key}", changes)
-        out["custom_fields"] = {
-            cf.sage: value
-            for name, value in (customer.get("custom_fields") or {}).items()
-            if (cf := mapping.custom_fields.get(name)) is not None
-            and cf.sage is not None
-            and cf.direction != "sage_to_salesforce"
-        }
-        folded: dict[str, Any] = self.mappings.text_for_sage(out, "customer", changes, _NOT_SAGE_TEXT)
-        return folded
+        """The Customer of an UpsertCustomer (processors/field_mapping.py `customer_for_sage`)."""
+        return customer_for_sage(self.mappings, customer, account, changes)
 
     # --- the link guard ---------------------------------------------------------------------
 
@@ -453,7 +414,8 @@ class CustomerDirectory:
             data["ar_division_no"], data["customer_no"] = division, number
             cid = command_id("UpdateCustomer", account, f"{division}-{number}", stored)
             changed = (record.get("envelope") or {}).get("event_time")
-            out.append(commands.upsert_customer(data, cid, account, cid, event_time=changed))
+            columns = customer_columns(self.mappings, data)
+            out.append(commands.upsert_customer(data, cid, account, cid, columns=columns, event_time=changed))
         return out
 
     def on_customer_result(self, result: Mapping[str, Any], origin: Origin) -> Step:

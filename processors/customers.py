@@ -8,8 +8,9 @@ CustomerDirectory.on_customer); then, by the record's source system:
   sink updates it (only the columns that differ; none: EXISTING, nothing written), or creates
   it under that number when Sage has no such customer, as it does for an order naming one. The
   customer is mapped as for an order (customers.yaml `salesforce_to_sage`: value maps, lengths,
-  addresses, custom fields to UDF_ columns). An account with no link is not sent: Sage creates
-  it with its first order (processors/customer_directory.py), so prospects stay out of the ERP.
+  addresses, custom fields to UDF_ columns), and the command carries the AR_Customer columns.
+  An account with no link is not sent: Sage creates it with its first order
+  (processors/customer_directory.py), so prospects stay out of the ERP.
 - SAGE100 (an AR_Customer row changed): the Account gets the `sage_to_salesforce` fields, its
   external ID (ARDivisionNo-CustomerNo) and the custom fields marked for Salesforce: an UPDATE
   by Account ID when the customer carries one (UDF_SALESFORCE_ID) or the cross-reference knows
@@ -39,21 +40,20 @@ marked version of a customer the table knows nothing of (a customer the director
 an order; the first after an upgrade) becomes its baseline and sends nothing, and a field no
 write of ours carried is not judged until a Sage state has been seen. A user's edit that sets a
 field to the very value one of our last five writes gave it is taken for an echo. Deletes are
-not propagated either way. Contacts are not synced. The Sage sink writes custom fields other
-than the Salesforce ID only as far as it supports UDFs.
+not propagated either way. Contacts are not synced. What the mappings make of a customer, both
+ways, is processors/field_mapping.py.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from datetime import date, datetime
-from decimal import Decimal
 from typing import Any
 
 from processors import commands
 from processors.commands import Outbound, command_id
 from processors.customer_directory import CustomerDirectory
+from processors.field_mapping import customer_columns, customer_to_salesforce
 from processors.mapping_model import Mappings
 from processors.state import MappingsRef, Origin, Step
 from sagesf.errors import Permanent
@@ -65,15 +65,6 @@ log = logging.getLogger(__name__)
 __all__ = ["WRITES_KEPT", "CustomerSync"]
 
 WRITES_KEPT = 5  # UpsertCustomers remembered per Sage customer, to recognise their echoes
-
-
-def _salesforce_value(value: Any) -> Any:
-    """A canonical value as the SalesforceCommand field map carries it (null/bool/long/double/string)."""
-    if isinstance(value, Decimal):
-        return float(value)
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    return value
 
 
 class CustomerSync:
@@ -131,33 +122,17 @@ class CustomerSync:
             return []  # not a Sage customer (yet): its first order creates it
         data = self.customer_directory.customer_for_sage(customer, str(account))
         data["ar_division_no"], data["customer_no"] = linked
+        columns = customer_columns(self.mappings, data)
         cid = command_id("UpdateCustomer", str(account), *origin.position())
         self._wrote("-".join(linked), self._account_fields(data))
         when = (customer.get("envelope") or {}).get("event_time")
-        return [commands.upsert_customer(data, cid, str(account), cid, event_time=when)]
+        return [commands.upsert_customer(data, cid, str(account), cid, columns=columns, event_time=when)]
 
     # --- Sage -> Salesforce ------------------------------------------------------------------
 
     def _account_fields(self, customer: Mapping[str, Any]) -> dict[str, Any]:
-        """The Account fields a Sage customer maps to (`sage_to_salesforce`, custom fields);
-        empty values left out (Sage never blanks a Salesforce field)."""
-        spec = self.mappings.customers.sage_to_salesforce
-        fields: dict[str, Any] = {}
-        for name, target in spec.fields.items():
-            value = customer.get(name)
-            if target.map is not None:
-                value = self.mappings.customers.picklists[target.map].apply(
-                    value, name=target.map, where=f"customer.{name}"
-                )
-            if value is not None and value != "":
-                fields[target.salesforce] = _salesforce_value(value)
-        custom = customer.get("custom_fields") or {}
-        for cf in self.mappings.customers.custom_fields.values():
-            if cf.salesforce and cf.sage and cf.direction != "salesforce_to_sage":
-                value = custom.get(cf.sage)
-                if value is not None and value != "":
-                    fields[cf.salesforce] = value
-        return fields
+        """The Account fields a Sage customer maps to (processors/field_mapping.py)."""
+        return customer_to_salesforce(self.mappings, customer)
 
     def _wrote(self, external: str, fields: dict[str, Any]) -> None:
         """An UpsertCustomer goes to Sage customer `external`: remember what its echo will say."""

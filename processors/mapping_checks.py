@@ -338,8 +338,9 @@ class _Checker:
         section: str = "custom_fields",
     ) -> None:
         """Each typed custom field: its UDF column and Salesforce field exist and suit its type
-        (`_CUSTOM_SAGE_KINDS`, `_CUSTOM_SALESFORCE_TYPES`), its picklist or lookup map exists, fits, and can be inverted
-        when the field goes to Salesforce (two values meeting in one are refused by name)."""
+        (`_CUSTOM_SAGE_KINDS`, `_CUSTOM_SALESFORCE_TYPES`), its picklist or lookup map exists,
+        fits, and can be inverted when the field goes to Salesforce (two values meeting in one
+        are refused by name)."""
         picklists, lookups = maps
         for name, spec in specs.items():
             path: Path_ = (section, name)
@@ -436,14 +437,14 @@ class _Checker:
             )
             return
         if spec.type == "picklist" and values is not None:
-            missing = [v for v in values.values if v not in found.values]
-            if missing:
-                self.report(
-                    file,
-                    ("picklists", str(spec.map)),
-                    f"{', '.join(map(repr, missing))} not values of the picklist {obj}.{found.name} "
-                    f"({', '.join(found.values)})",
-                )
+            for value in values.values:
+                if value not in found.values:
+                    self.report(
+                        file,
+                        ("picklists", str(spec.map)),
+                        f"{value!r} is not a value of the picklist {obj}.{found.name} "
+                        f"({', '.join(found.values)})",
+                    )
 
     def sync_status(
         self, file: str, base: Path_, objects: Iterable[str], spec: SyncStatus, message: str | None
@@ -487,6 +488,10 @@ class _Checker:
             mapping.salesforce_to_sage.fields,
             mapping.picklists,
         )
+        for address, columns in mapping.salesforce_to_sage.addresses.items():
+            for part, column in columns.items():
+                at: Path_ = ("salesforce_to_sage", "addresses", address, part)
+                self.sage_column(file, at, mapping.sage_table, column)
         for name, spec in mapping.sage_to_salesforce.fields.items():
             path = ("sage_to_salesforce", "fields", name)
             self.record_field(file, path, "Customer", name)

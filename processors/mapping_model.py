@@ -7,8 +7,8 @@ pricing.yaml (`PricingMapping`), addresses.yaml (`AddressesMapping`) - their bui
 checked against. Every model forbids unknown keys (`extra="forbid"`), so a misspelt key is an
 error naming it. Reading the files is processors/mapping_files.py.
 
-Limits: the section products.yaml marks "checked here, used by the item sync" (`item_fields`)
-is validated but not yet used: the item sync is not part of the processors yet.
+What the mappings make of a record is processors/field_mapping.py; custom values convert by
+type in processors/field_types.py.
 """
 
 from __future__ import annotations
@@ -171,9 +171,16 @@ class CustomerIdentity(_Model):
     sage: str
 
 
+AddressColumn = Literal["name", "line1", "line2", "line3", "city", "state", "postal_code", "country_code"]
+
+
 class CustomerToSage(_Model):
     sync: bool = True  # an Account change updates its (already linked) Sage customer
     fields: dict[str, SageField] = Field(default_factory=dict)
+    # canonical address (billing_address, shipping_address) -> {Address field: AR_Customer column}
+    addresses: dict[Literal["billing_address", "shipping_address"], dict[AddressColumn, str]] = Field(
+        default_factory=dict
+    )
 
 
 class CustomerToSalesforce(_Model):

@@ -20,6 +20,7 @@ from processors.addresses import standardise
 from processors.commands import Outbound, command_id, sobject_for
 from processors.customer_directory import CustomerDirectory, NewCustomer
 from processors.customer_links import LinkRefused
+from processors.field_mapping import item_to_sage, item_to_salesforce
 from processors.mapping_model import Mappings
 from processors.metrics import ORDERS_RESENT, ORDERS_UNANSWERED
 from processors.state import Decoder, MappingsRef, Origin, ResendSchedule, Step, Tables, epoch_ms
@@ -228,8 +229,11 @@ class OrderPipeline:
         cid = command_id("CreateSalesOrder", identity)
         correlation = (order.get("envelope") or {}).get("correlation_id") or cid
         customer = new.customer if new is not None else None
+        columns = new.columns if new is not None else None
         when = (order.get("envelope") or {}).get("event_time")
-        return commands.create_sales_order(sage_order, cid, identity, correlation, customer, event_time=when)
+        return commands.create_sales_order(
+            sage_order, cid, identity, correlation, customer, event_time=when, customer_columns=columns
+        )
 
     def _command_again(self, identity: str, state: Mapping[str, Any], now: int) -> list[Outbound]:
         """The CreateSalesOrder of a commanded order once more (same command ID): Sage creates it if
@@ -683,9 +687,11 @@ class OrderPipeline:
     # --- item.v1 -----------------------------------------------------------------------------
 
     def on_item(self, key: str | None, item: Mapping[str, Any], origin: Origin) -> Step:
-        """item.v1: the item cross-reference. Both sources publish items there: Sage's CI_Item
-        records say whether an item is active and its price; Salesforce's Product2 records only
-        add the ProductCode -> ItemCode link (Product2.Sage_Item_Code__c)."""
+        """item.v1: the item cross-reference and the item sync. Both sources publish items there:
+        Sage's CI_Item records say whether an item is active and its price, and their mapped
+        fields go to the known Product2 (`_item_to_salesforce`); Salesforce's Product2 records add
+        the ProductCode -> ItemCode link (Product2.Sage_Item_Code__c), and their custom fields go
+        to the Sage item (`_item_to_sage`). A value a map or type refuses is dead-lettered."""
         code = item.get("item_code") or key
         if not code:
             raise Permanent("the item has no item_code", field="item_code")
@@ -711,4 +717,47 @@ class OrderPipeline:
         product = item.get("product_code")
         if product and product != code and self.tables.products.get(product) != code:
             self.tables.products[str(product)] = code
-        return Step("learned")
+        step = Step("learned")
+        if item.get("deleted"):
+            return step
+        try:
+            if (item.get("envelope") or {}).get("source_system") == "SALESFORCE":
+                step.outbound += self._item_to_sage(code, item, origin)
+            else:
+                step.outbound += self._item_to_salesforce(code, item, entry, origin)
+        except Permanent as exc:  # the cross-reference above still counts
+            step.dead_letters.append((origin, exc))
+        return step
+
+    def _item_to_salesforce(
+        self, code: str, item: Mapping[str, Any], entry: Mapping[str, Any], origin: Origin
+    ) -> list[Outbound]:
+        """A Sage item's mapped fields (products.yaml item_fields, custom fields) to its Product2,
+        by the Product2 ID item.v1 made known; none known: nothing (creating products is not the
+        item sync's)."""
+        product = entry.get("salesforce_product_id")
+        fields = item_to_salesforce(self.mappings, item) if product else {}
+        if not fields:
+            return []
+        cid = command_id("ProductFromSage", code, *origin.position())
+        update = commands.salesforce_update(
+            self.mappings.products.inventory.sobject,
+            str(product),
+            fields,
+            cid=cid,
+            correlation_id=cid,
+            source_record_id=code,
+            event_time=(item.get("envelope") or {}).get("event_time"),
+        )
+        return [update]
+
+    def _item_to_sage(self, code: str, item: Mapping[str, Any], origin: Origin) -> list[Outbound]:
+        """A Product2's custom fields to the CI_Item UDF columns of the Sage item it names
+        (Sage_Item_Code__c, an item Sage published on item.v1), by an UpdateItem; a Product2 that
+        is no Sage item: nothing (creating items is not the item sync's)."""
+        columns = item_to_sage(self.mappings, item) if self._sage_has(code) else {}
+        if not columns:
+            return []
+        cid = command_id("UpdateItem", code, *origin.position())
+        when = (item.get("envelope") or {}).get("event_time")
+        return [commands.update_item(code, columns, cid, code, event_time=when)]

@@ -19,8 +19,12 @@ from typing import Any, cast
 
 from processors import commands
 from processors.commands import Outbound, command_id
-from processors.customer_directory import CustomerDirectory
-from processors.customers import CustomerSync
+from processors.field_mapping import (
+    customer_columns,
+    customer_for_sage,
+    customer_to_salesforce,
+    item_to_salesforce,
+)
 from processors.inventory import QUANTITIES
 from processors.mapping_model import Mappings
 from processors.orders import OrderPipeline
@@ -36,7 +40,7 @@ OWN_FIELDS = "salesforce"  # where a Salesforce entity carries the org's own fie
 
 class _MappingsOnly:
     """Stands in for the live sync's objects where their mapping methods read `mappings` only
-    (`customer_for_sage`, `_account_fields`, `status_fields`), so a repair is mapped by the very
+    (`status_fields`), so a repair is mapped by the very
     code that maps a live change, without the faust tables those objects otherwise hold."""
 
     def __init__(self, mappings: Mappings) -> None:
@@ -161,16 +165,14 @@ class MappingJudge:
     def account_fields(self, customer: Mapping[str, Any]) -> dict[str, Any]:
         """The Account fields the customer sync writes from this Sage customer."""
         try:
-            return CustomerSync._account_fields(cast(CustomerSync, self.mapped), customer)
+            return customer_to_salesforce(self.mappings, customer)
         except Permanent:
             return {}  # a value the map refuses: the live sync dead-letters it; nothing to compare
 
     def _customer_for_sage(self, customer: Mapping[str, Any]) -> dict[str, Any]:
         account = str(customer.get("salesforce_account_id") or "")
         try:
-            return CustomerDirectory.customer_for_sage(
-                cast(CustomerDirectory, self.mapped), customer, account
-            )
+            return customer_for_sage(self.mappings, customer, account)
         except Permanent:
             return {}
 
@@ -186,7 +188,10 @@ class MappingJudge:
         cid = command_id(
             "ReconcileCustomer", sf.key, _fingerprint({k: v for k, v in data.items() if k != "envelope"})
         )
-        return _record(commands.upsert_customer(data, cid, sf.key, cid, event_time=sf.changed_at))
+        columns = customer_columns(self.mappings, data)
+        return _record(
+            commands.upsert_customer(data, cid, sf.key, cid, columns=columns, event_time=sf.changed_at)
+        )
 
     def _account_update(self, account: str, sage: Entity, fields: Mapping[str, Any]) -> CanonicalRecord:
         cid = command_id("ReconcileAccount", account, _fingerprint(fields))
@@ -238,18 +243,11 @@ class MappingJudge:
         ]
 
     def item_fields(self, item: Mapping[str, Any]) -> dict[str, Any]:
-        """The Product2 fields products.yaml `item_fields` maps from this Sage item."""
-        products, fields = self.mappings.products, {}
-        for name, target in products.item_fields.items():
-            value = item.get(name)
-            if target.map is not None:
-                try:
-                    value = products.picklists[target.map].apply(value, name=target.map, where=f"item.{name}")
-                except Permanent:
-                    continue  # a value the map refuses: nothing the sync would write
-            if value is not None and value != "":
-                fields[target.salesforce] = value
-        return fields
+        """The Product2 fields the item sync writes from this Sage item (processors/field_mapping.py)."""
+        try:
+            return item_to_salesforce(self.mappings, item)
+        except Permanent:
+            return {}  # a value a map refuses: nothing the sync would write
 
     def stock_fields(self, item: Mapping[str, Any]) -> dict[str, Any]:
         """The inventory processor's sums for the item (processors/inventory.py), event time aside."""

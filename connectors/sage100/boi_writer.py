@@ -53,7 +53,7 @@ from __future__ import annotations
 import importlib
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date
 from decimal import Decimal
@@ -201,6 +201,9 @@ class BoiSageWriter:
     def upsert_customer(self, customer: CustomerWrite) -> WrittenCustomer:
         return self._com(lambda: self._upsert_customer(customer))
 
+    def update_item(self, item_code: str, columns: Mapping[str, ColumnValue]) -> None:
+        self._com(lambda: self._update_item(item_code, columns))
+
     def close(self) -> None:
         session, self._session, self._script = self._session, None, None
         if session is not None:
@@ -303,6 +306,29 @@ class BoiSageWriter:
         finally:
             _drop(obj)
         return WrittenCustomer(customer.ar_division_no, customer.customer_no, customer.create)
+
+    def _update_item(self, item_code: str, columns: Mapping[str, ColumnValue]) -> None:
+        """Set `columns` of an existing item through CI_ItemCode_bus (unverified against a live
+        Sage: the business object and task names follow Sage's CI_ItemCode naming)."""
+        session = self._prepare("C/I", "CI_ItemCode_ui")
+        obj = self._script.NewObject("CI_ItemCode_bus", session)
+        try:
+            self._check(obj, "nSetKeyValue", obj.nSetKeyValue("ItemCode$", item_code), "ItemCode")
+            key = obj.nSetKey()
+            if key == FAILURE:
+                self._check(obj, "nSetKey", key, "ItemCode", item_code)
+            if key == NEW_RECORD:
+                raise Permanent(
+                    f"ItemCode {item_code!r} no longer exists in CI_Item", field="ItemCode", value=item_code
+                )
+            for column, value in columns.items():
+                self._set(obj, column, value)
+            self._check(obj, "nWrite", obj.nWrite())
+        except BaseException:
+            _clear(obj)
+            raise
+        finally:
+            _drop(obj)
 
     def _undo_customer(self, customer: WrittenCustomer, refused: Permanent) -> Permanent:
         """Delete the customer created for an order Sage refused; the refusal to raise, saying so

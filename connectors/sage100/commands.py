@@ -7,7 +7,8 @@ Customer records it carries, as decoded dicts) and `result_record(...)` (the Sag
 encode, with `Stale` when a newer change in Sage kept the command from writing).
 
 How it works: the serde decodes a SageCommand into plain dicts; the `command` union is told apart
-by its fields (a CreateSalesOrder has `order`, an UpsertCustomer only `customer`), or by name when
+by its fields (a CreateSalesOrder has `order`, an UpsertCustomer `customer`, an UpdateItem
+`item_code`), or by name when
 the decoder returns `(name, record)` pairs. A command that is not shaped like either is
 `Permanent`. The Salesforce record ID an order is idempotent on is the Opportunity ID, else the
 Order ID.
@@ -56,6 +57,7 @@ SAGE_ORDER_STATUS = {
 class CommandKind(StrEnum):
     CREATE_SALES_ORDER = "CREATE_SALES_ORDER"
     UPSERT_CUSTOMER = "UPSERT_CUSTOMER"
+    UPDATE_ITEM = "UPDATE_ITEM"
     UNKNOWN = "UNKNOWN"
 
 
@@ -76,10 +78,15 @@ class SageCommand:
     order: Mapping[str, Any] | None = None
     customer: Mapping[str, Any] | None = None
     source_event_time: datetime | None = None  # when the change happened in its source (UTC)
+    # the Sage columns to write (UpsertCustomer.columns, CreateSalesOrder.customer_columns,
+    # UpdateItem.columns); None: a command written before processors computed them
+    columns: Mapping[str, str] | None = None
+    item_code: str | None = None  # UpdateItem
 
     @property
     def salesforce_record_id(self) -> str | None:
-        """The record to write back to: the order's Opportunity/Order ID, or the customer's Account ID."""
+        """The record to write back to: the order's Opportunity/Order ID, or the customer's Account
+        ID (an UpdateItem: none; its result names the item by source_record_id)."""
         if self.order is not None:
             sf_id = self.order.get("salesforce_opportunity_id") or self.order.get("salesforce_order_id")
             return str(sf_id) if sf_id else None
@@ -103,7 +110,9 @@ def parse_command(value: Any) -> SageCommand:
     if isinstance(body, tuple) and len(body) == 2:
         name, body = body
     if not isinstance(body, Mapping):
-        raise Permanent("the command has no CreateSalesOrder or UpsertCustomer", field="command", value=body)
+        raise Permanent(
+            "the command has no CreateSalesOrder, UpsertCustomer or UpdateItem", field="command", value=body
+        )
     when = value.get("source_event_time")
     when = when if isinstance(when, datetime) else None
     if (name or "").endswith("CreateSalesOrder") or (name is None and "order" in body):
@@ -118,14 +127,30 @@ def parse_command(value: Any) -> SageCommand:
             order=order,
             customer=customer if isinstance(customer, Mapping) else None,
             source_event_time=when,
+            columns=_columns(body.get("customer_columns")),
         )
     if (name or "").endswith("UpsertCustomer") or (name is None and "customer" in body):
         customer = body.get("customer")
         if not isinstance(customer, Mapping):
             raise Permanent("UpsertCustomer has no customer", field="customer")
         kind = CommandKind.UPSERT_CUSTOMER
-        return SageCommand(str(command_id), correlation, kind, customer=customer, source_event_time=when)
+        columns = _columns(body.get("columns"))
+        return SageCommand(
+            str(command_id), correlation, kind, customer=customer, source_event_time=when, columns=columns
+        )
+    if (name or "").endswith("UpdateItem") or (name is None and "item_code" in body):
+        code, columns = body.get("item_code"), _columns(body.get("columns"))
+        if not code or columns is None:
+            raise Permanent("UpdateItem needs item_code and columns", field="item_code", value=code)
+        kind = CommandKind.UPDATE_ITEM
+        return SageCommand(
+            str(command_id), correlation, kind, source_event_time=when, columns=columns, item_code=str(code)
+        )
     raise Permanent(f"unknown command kind {name or sorted(body)}", field="command", value=name)
+
+
+def _columns(value: Any) -> Mapping[str, str] | None:
+    return {str(k): str(v) for k, v in value.items()} if isinstance(value, Mapping) else None
 
 
 def result_record(
@@ -142,8 +167,9 @@ def result_record(
     error: Permanent | None = None,
     stale: Stale | None = None,
     now: datetime | None = None,
+    item_code: str | None = None,
 ) -> dict[str, Any]:
-    """The SageResult record for one answered command."""
+    """The SageResult record for one answered command (`item_code`: an UpdateItem's item)."""
     ref_division = order.ar_division_no if order else customer.ar_division_no if customer else None
     ref_number = order.customer_no if order else customer.customer_no if customer else None
     totals = order.totals if order else None
@@ -152,7 +178,7 @@ def result_record(
             "event_id": str(uuid.uuid4()),
             "event_time": now or datetime.now(UTC),
             "source_system": "SAGE100",
-            "source_record_id": _source_record_id(order, customer, command_id),
+            "source_record_id": _source_record_id(order, customer, command_id, item_code),
             "correlation_id": correlation_id,
         },
         "command_id": command_id,
@@ -214,9 +240,11 @@ def _totals(totals: OrderTotals | None) -> dict[str, Decimal | None]:
     }
 
 
-def _source_record_id(order: WrittenOrder | None, customer: WrittenCustomer | None, command_id: str) -> str:
+def _source_record_id(
+    order: WrittenOrder | None, customer: WrittenCustomer | None, command_id: str, item_code: str | None
+) -> str:
     if order is not None:
         return order.sales_order_no
     if customer is not None:
         return f"{customer.ar_division_no}-{customer.customer_no}"
-    return command_id
+    return item_code or command_id

@@ -9,8 +9,9 @@ env prefix `SAGESF_SAGE_SINK__`: writer backend, topics, consumer groups, custom
 credit rules, BOI login).
 
 How it works: pydantic-settings reads `SAGESF_SAGE100__<FIELD>` (nested with `__`, lists and
-dicts as JSON, e.g. `SAGESF_SAGE100__UDF_COLUMNS='{"AR_Customer": ["UDF_SALESFORCE_ID"]}'`) or
-the env file named by `SAGESF_ENV_FILE`; `sagesf.config.load_settings` turns a bad value into
+dicts as JSON, e.g. `SAGESF_SAGE100__UDF_COLUMNS='{"AR_Customer": ["UDF_SALESFORCE_ID",
+"UDF_RATING:N12.2"]}'`: a UDF is `NAME`, text of 30, or `NAME:TYPE` with Sage's type, S10, N12.2
+or date) or the env file named by `SAGESF_ENV_FILE`; `sagesf.config.load_settings` turns a bad value into
 `ConfigError` naming the variable. Every value is checked at start-up: tables
 and UDF columns against sage100.tables, the zone against the tz database.
 
@@ -36,7 +37,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from connectors.sage100.tables import TABLES, Table, layouts
+from connectors.sage100.tables import TABLES, Table, layouts, udf_column
 from sagesf import topic_names
 
 __all__ = [
@@ -133,9 +134,11 @@ class Sage100Settings(BaseSettings):
         if unknown:
             raise ValueError(f"UDF columns for unknown tables {unknown}")
         for table, names in value.items():
-            bad = [n for n in names if not n.startswith("UDF_")]
-            if bad:
-                raise ValueError(f"{table}: user-defined fields are named UDF_...: {bad}")
+            for spec in names:
+                try:
+                    udf_column(spec)
+                except ValueError as exc:
+                    raise ValueError(f"{table}: {exc}") from None
         return value
 
     @model_validator(mode="after")

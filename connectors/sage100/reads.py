@@ -33,9 +33,9 @@ from decimal import Decimal
 from typing import Protocol
 
 from connectors.sage100.odbc import Q, SageOdbc
-from connectors.sage100.tables import Table
-from connectors.sage100.values import change_stamp, stamp_local, text_value, to_date, to_decimal
-from connectors.sage100.writes import OrderTotals, WrittenLine, WrittenOrder
+from connectors.sage100.tables import AUDIT_COLUMNS, Table
+from connectors.sage100.values import change_stamp, stamp_local, text_value, to_date, to_decimal, typed_value
+from connectors.sage100.writes import ColumnValue, OrderTotals, WrittenLine, WrittenOrder
 from sagesf.errors import Retriable
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ class ItemRow:
 class CustomerRow:
     ar_division_no: str
     customer_no: str
-    values: Mapping[str, str | Decimal | None]  # CUSTOMER_COLUMNS and UDFs as stored (text trimmed)
+    values: Mapping[str, ColumnValue | None]  # the layout's columns as stored (text trimmed)
     salesforce_account_id: str | None
     updated_on: date | None = None  # DateUpdated
     updated_hours: str | None = None  # TimeUpdated, decimal hours as stored
@@ -185,6 +185,7 @@ class SalesforceOrderIndex:
 
 class SageReads(Protocol):
     def item(self, item_code: str) -> ItemRow | None: ...
+    def item_values(self, item_code: str, columns: Sequence[str]) -> dict[str, ColumnValue | None] | None: ...
     def warehouse_exists(self, warehouse_code: str) -> bool: ...
     def division_exists(self, ar_division_no: str) -> bool: ...
     def terms_code_exists(self, terms_code: str) -> bool: ...
@@ -224,9 +225,17 @@ class SqlSageReads:
         # fail at start-up, naming the column, when the configured UDFs are not in the layouts
         self.header_q.col(order_udf)
         self.customer_q.col(customer_udf)
-        # the customer's other UDFs, read with it so an update can tell which of them change
-        self.customer_udfs = [u for u in tables["AR_Customer"].udfs if u != customer_udf]
-        self._customer_select = [*CUSTOMER_COLUMNS, customer_udf, *self.customer_udfs, *_CUSTOMER_STAMP]
+        # every other column of the layout (UDFs too), read with the customer so an update can
+        # tell which of the columns its command names change
+        layout = tables["AR_Customer"]
+        self.customer_columns = [
+            c.name
+            for c in layout.columns
+            if c.name not in CUSTOMER_COLUMNS and c.name != customer_udf and c not in AUDIT_COLUMNS
+        ]
+        self.customer_udfs = [u for u in self.customer_columns if u.startswith("UDF_")]
+        self._customer_layout = layout
+        self._customer_select = [*CUSTOMER_COLUMNS, customer_udf, *self.customer_columns, *_CUSTOMER_STAMP]
 
     # --- reference data ------------------------------------------------------------------
 
@@ -246,6 +255,16 @@ class SqlSageReads:
             inactive=(text_value(inactive) or "N").upper() == "Y",
             default_warehouse_code=text_value(warehouse) or None,
         )
+
+    def item_values(self, item_code: str, columns: Sequence[str]) -> dict[str, ColumnValue | None] | None:
+        """`columns` of CI_Item row `item_code` as stored (decimals, dates, trimmed text); None
+        when there is no such item."""
+        q = self.item_q
+        names = list(dict.fromkeys(["ItemCode", *columns]))
+        row = self.odbc.fetchone(q.select(names, where=q.equals(["ItemCode"])), [item_code])
+        if row is None:
+            return None
+        return {n: typed_value(q.table.column(n), v) for n, v in zip(names, row, strict=True)}
 
     def warehouse_exists(self, warehouse_code: str) -> bool:
         return self._exists(self.warehouse_q, warehouse_code)
@@ -283,12 +302,13 @@ class SqlSageReads:
         return self._customer_row(rows[0]) if rows else None
 
     def _customer_row(self, row: tuple[object, ...]) -> CustomerRow:
-        values: dict[str, str | Decimal | None] = {}
+        values: dict[str, ColumnValue | None] = {}
         for name, value in zip(CUSTOMER_COLUMNS, row, strict=False):
             values[name] = to_decimal(value, 2) if name in _MONEY else text_value(value)
-        udfs_end = len(CUSTOMER_COLUMNS) + 1 + len(self.customer_udfs)
-        for name, value in zip(self.customer_udfs, row[len(CUSTOMER_COLUMNS) + 1 : udfs_end], strict=True):
-            values[name] = text_value(value)
+        udfs_end = len(CUSTOMER_COLUMNS) + 1 + len(self.customer_columns)
+        more = row[len(CUSTOMER_COLUMNS) + 1 : udfs_end]
+        for name, value in zip(self.customer_columns, more, strict=True):
+            values[name] = typed_value(self._customer_layout.column(name), value)
         updated_on, updated_hours, updated_by = row[udfs_end:]
         return CustomerRow(
             ar_division_no=str(values["ARDivisionNo"]),

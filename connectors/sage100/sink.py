@@ -13,12 +13,18 @@ Owns what happens to one command (`SageCommandSink.apply`) and to a consumed bat
   a new one; then the writer backend writes the order with that new customer as one unit
   (`odbc`: sql_writer.py, one transaction; `boi`: boi_writer.py, the customer deleted again when
   Sage refuses the order), so a refused order leaves no customer behind.
-- UpsertCustomer: matched the same way; an update writes only the columns that differ (none:
+- UpsertCustomer: matched the same way; it writes exactly the AR_Customer columns the command
+  names (`columns`, computed by the processors from mappings/customers.yaml; a command without
+  them, from an older processors version, is refused: replay it through the processors), plus
+  the key, the Salesforce ID UDF and CustomerStatus from the customer's status (validation.py);
+  an update writes only the columns that differ (none:
   EXISTING, nothing written, so no echo), and none at all when a Sage user changed the row after
   the command's source event (stale.py `NewerRowCheck`: EXISTING with `stale` saying why, so a
   replayed, repaired or re-read old change never overwrites a newer one); a new customer gets a
   CustomerNo from the configured scheme (customer_numbers.py) and carries the Account ID in its
   UDF, which makes a redelivered create find it.
+- UpdateItem: the mapped columns of an existing CI_Item (a Product2 change), only those that
+  differ (none: EXISTING); an item Sage does not have is refused, never created.
 - The link is the authority: a command whose Account differs from the one the matched customer's
   UDF names (or that would link an Account another customer carries) is refused, naming the
   linked Account; nothing of it is written to that customer.
@@ -42,8 +48,8 @@ credit responder (credit.py), configured by `SAGESF_SAGE100__*` and `SAGESF_SAGE
 Limits: commands are applied one at a time (Sage's writes are per record anyway). The result of
 an EXISTING order lists Sage's lines in LineSeqNo order and matches them to the command's lines
 by position; one found in history has its history status and neither lines nor totals. Customer
-contacts are not written; custom fields are written to the configured UDF columns of AR_Customer
-(one the installation does not have is refused, naming it). The link check reads Sage just before
+contacts are not written; a column the command names that the table does not have (a UDF the
+installation lacks) is refused, naming it. The link check reads Sage just before
 the write: a link a Sage user changes in between is not seen. Only an order that brings its
 customer's data is written with its customer as one unit; a customer created earlier by an
 UpsertCustomer stays when Sage refuses the order that asked for it.
@@ -142,6 +148,8 @@ class SageCommandSink:
             return self._create_sales_order(command)
         if command.kind is CommandKind.UPSERT_CUSTOMER:
             return self._upsert_customer(command)
+        if command.kind is CommandKind.UPDATE_ITEM:
+            return self._update_item(command)
         raise Permanent(f"unknown command kind {command.kind}", field="command")
 
     def _create_sales_order(self, command: SageCommand) -> dict[str, Any]:
@@ -189,7 +197,8 @@ class SageCommandSink:
                 field="customer",
                 value=shown if (number or account) else None,
             )
-        return self._new_customer({**data, "salesforce_account_id": account}, division, number)
+        data = {**data, "salesforce_account_id": account}
+        return self._new_customer(data, command.columns, division, number)
 
     def _match_customer(
         self, division: str | None, number: str | None, account: str | None
@@ -203,7 +212,11 @@ class SageCommandSink:
         return None
 
     def _new_customer(
-        self, data: Mapping[str, Any], division: str | None, number: str | None
+        self,
+        data: Mapping[str, Any],
+        columns: Mapping[str, str] | None,
+        division: str | None,
+        number: str | None,
     ) -> CustomerWrite:
         """The checked AR_Customer write that creates the customer `data` describes (numbered by
         the scheme unless `number` is given; carrying its Account ID in the UDF)."""
@@ -215,11 +228,11 @@ class SageCommandSink:
                 field="salesforce_account_id",
             )
         division = division or self.default_division
-        name = _text(data.get("name"))
+        name = _text((columns or {}).get("CustomerName")) or _text(data.get("name"))
         if name is None:
             raise Permanent("missing customer data: a new customer needs a name", field="CustomerName")
         number = number or self.numbering.next_number(self.reads, division, name)
-        write = self.validator.customer(data, None, (division, number))
+        write = self.validator.customer(data, None, (division, number), columns)
         if account:
             write = replace(write, columns={**write.columns, self.customer_udf: account})
         return write
@@ -238,7 +251,8 @@ class SageCommandSink:
         number = _text(data.get("customer_no"))
         existing = self._match_customer(division, number, account)
         if existing is None:
-            written = self.writer.upsert_customer(self._new_customer(data, division, number))
+            new = self._new_customer(data, command.columns, division, number)
+            written = self.writer.upsert_customer(new)
             log.info(
                 "customer %s-%s %s",
                 written.ar_division_no,
@@ -254,7 +268,7 @@ class SageCommandSink:
         stale = self.newer.newer(existing, command.source_event_time, command.kind) if self.newer else None
         if stale is not None:
             return self._stale_customer(command, existing, account, link, stale)
-        write = self.validator.customer(data, existing, None)
+        write = self.validator.customer(data, existing, None, command.columns)
         changed = {k: v for k, v in write.columns.items() if existing.values.get(k) != v}
         if link:
             changed[self.customer_udf] = link  # link the Sage customer to its Account
@@ -263,6 +277,33 @@ class SageCommandSink:
             return self._customer_result(command, unchanged, Outcome.EXISTING, account)
         written = self.writer.upsert_customer(replace(write, columns=changed))
         return self._customer_result(command, written, Outcome.UPDATED, account)
+
+    def _update_item(self, command: SageCommand) -> dict[str, Any]:
+        """UpdateItem: the mapped columns of an existing CI_Item, those that differ only (none:
+        EXISTING, nothing written, so no echo). Never creates an item. No stale check: CI_Item
+        changes are not compared with the Product2 change's time (NewerRowCheck reads customers)."""
+        code, columns = command.item_code, command.columns
+        assert code is not None
+        assert columns is not None
+        values = self.validator.item(columns)
+        held = self.reads.item_values(code, list(values))
+        if held is None:
+            raise Permanent(
+                f"ItemCode {code!r} does not exist in CI_Item (the sink updates existing items only)",
+                field="ItemCode",
+                value=code,
+            )
+        changed = {k: v for k, v in values.items() if held.get(k) != v}
+        if changed:
+            self.writer.update_item(code, changed)
+        return result_record(
+            command_id=command.command_id,
+            correlation_id=command.correlation_id,
+            salesforce_record_id=None,
+            kind=command.kind,
+            outcome=Outcome.UPDATED if changed else Outcome.EXISTING,
+            item_code=code,
+        )
 
     def _stale_customer(
         self, command: SageCommand, existing: CustomerRow, account: str | None, link: str | None, stale: Stale

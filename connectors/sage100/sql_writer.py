@@ -114,6 +114,7 @@ class SqlSageWriter:
         self.detail = Q(tables["SO_SalesOrderDetail"])
         self.history = Q(tables["SO_SalesOrderHistoryHeader"])
         self.customers = Q(tables["AR_Customer"])
+        self.items = Q(tables["CI_Item"])
         self.options = Q(tables["SO_Options"])
         self.customers.col(customer_udf)  # a UDF missing from the layouts fails here, naming it
         self.reads = SqlSageReads(odbc, tables, order_udf=order_udf, customer_udf=customer_udf)
@@ -315,6 +316,21 @@ class SqlSageWriter:
             customer.ar_division_no,
             customer.customer_no,
         )
+
+    # --- item --------------------------------------------------------------------------------
+
+    def update_item(self, item_code: str, columns: Mapping[str, ColumnValue]) -> None:
+        q = self.items
+        values: dict[str, Any] = {**columns, **self._audit(created=False)}
+        names = list(values)
+        with self.odbc.transaction() as cur:
+            cur.execute(
+                q.update(names, q.equals(["ItemCode"])), *self._params(q.table, names, values), item_code
+            )
+            if cur.rowcount == 0:
+                raise Permanent(
+                    f"ItemCode {item_code!r} no longer exists in CI_Item", field="ItemCode", value=item_code
+                )
 
     def _customer_exists(self, cur: pyodbc.Cursor, customer: CustomerWrite) -> bool:
         q = self.customers

@@ -26,7 +26,9 @@ InvoiceNo + HeaderSeqNo, SalesOrderNo naming the order invoiced) are working ass
 reaches history: Sage copies a UDF of SO_SalesOrderHeader to SO_SalesOrderHistoryHeader and,
 through invoicing, to AR_InvoiceHistoryHeader when Custom Office defines it on those tables with
 the same name (configure it there to find orders that left the open table by their UDF).
-UDF columns are text (`UDF_LENGTH` characters) unless given as a `Column`.
+UDF columns are text (`UDF_LENGTH` characters) unless typed: configured as `NAME:TYPE` with
+Sage's type spelling, `UDF_RATING:N12.2`, `UDF_SINCE:date`, `UDF_CODE:S10` (`udf_column`), or
+given as a `Column`.
 """
 
 from __future__ import annotations
@@ -94,11 +96,26 @@ def _d(name: str) -> Column:
     return Column(name, ColumnKind.DATE)
 
 
-def udf_column(name: str, length: int = UDF_LENGTH) -> Column:
-    """A text UDF column; Custom Office names them `UDF_` + upper-case words and underscores."""
+_UDF_TYPE = re.compile(r"^(?:S(?P<length>\d+)|N(?P<precision>\d+)\.(?P<scale>\d+)|(?P<date>date))$")
+
+
+def udf_column(spec: str, length: int = UDF_LENGTH) -> Column:
+    """The UDF column `spec` names: `UDF_X` (text of `length`) or `UDF_X:<type>` with `<type>` as
+    Sage spells it (S30, N12.2, date). Custom Office names them `UDF_` + upper-case words and
+    underscores. ValueError naming the spec when it is not one."""
+    name, _, kind = spec.partition(":")
     if not name.startswith("UDF_"):
         raise ValueError(f"a user-defined field is named UDF_...: {name!r}")
-    return _s(name, length)
+    if not kind:
+        return _s(name, length)
+    match = _UDF_TYPE.match(kind)
+    if match is None:
+        raise ValueError(f"{spec!r}: the type after ':' is S<length>, N<precision>.<scale> or date")
+    if match["length"]:
+        return _s(name, int(match["length"]))
+    if match["precision"]:
+        return _n(name, int(match["precision"]), int(match["scale"]))
+    return _d(name)
 
 
 AUDIT_COLUMNS: tuple[Column, ...] = (

@@ -6,6 +6,9 @@ is checked before writing):
   quantity > 0 and a unit price >= 0; its warehouse (line, else order, else the item's
   DefaultWarehouseCode) exists in IM_Warehouse; an order has at least one line;
 - the header's TermsCode exists in AR_TermsCode, a new customer's ARDivisionNo in AR_Division;
+- a customer (or item) is written with exactly the columns its command names (the processors
+  computed them from the mappings): each exists in the table, is not a key or the link UDF, and
+  its text is a value of the column's kind; a command without columns is refused (`NO_COLUMNS`);
 - every text fits its Sage column's length and the Windows code page, every number its column's
   N<precision>.<scale> (connectors/sage100/values.value_problem over tables.py's layouts).
 A failure raises `Permanent` whose reason names the field (Sage column, with `lines[<line_no>].`
@@ -31,7 +34,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, TypeVar
 
 from connectors.sage100.reads import CustomerRow, SageReads
-from connectors.sage100.tables import TABLES, ColumnKind, Table
+from connectors.sage100.tables import TABLES, Column, ColumnKind, Table
 from connectors.sage100.values import to_decimal, value_problem
 from connectors.sage100.writes import ColumnValue, CustomerWrite, LineWrite, OrderTotals, OrderWrite
 from sagesf.errors import Permanent
@@ -49,17 +52,7 @@ ORDER_TYPES = {
 }
 ITEM_TYPES = {"REGULAR": "1", "SPECIAL": "2", "CHARGE": "3", "COMMENT": "4", "MISCELLANEOUS": "5"}
 
-# canonical Address field -> Sage column suffix, for AR_Customer (AddressLine1, City...) and the
-# order header (BillToAddress1, BillToCity...)
-_CUSTOMER_ADDRESS = {
-    "line1": "AddressLine1",
-    "line2": "AddressLine2",
-    "line3": "AddressLine3",
-    "city": "City",
-    "state": "State",
-    "postal_code": "ZipCode",
-    "country_code": "CountryCode",
-}
+# canonical Address field -> Sage column suffix, for the order header (BillToAddress1, BillToCity...)
 _ORDER_ADDRESS = {
     "name": "Name",
     "line1": "Address1",
@@ -70,17 +63,12 @@ _ORDER_ADDRESS = {
     "postal_code": "ZipCode",
     "country_code": "CountryCode",
 }
-# canonical Customer field -> AR_Customer column (text)
-_CUSTOMER_TEXT = {
-    "name": "CustomerName",
-    "terms_code": "TermsCode",
-    "salesperson_division_no": "SalespersonDivisionNo",
-    "salesperson_no": "SalespersonNo",
-    "customer_type": "CustomerType",
-    "price_level": "PriceLevel",
-    "telephone_no": "TelephoneNo",
-    "email_address": "EmailAddress",
-}
+# why a command without `columns` is refused (written by processors before the field existed)
+NO_COLUMNS = (
+    "the command carries no AR_Customer columns: it was written by a processors version before "
+    "mappings decided the columns; replay the Account change through the processors (sagesf "
+    "reconcile repairs it, or edit the Account)"
+)
 
 
 @dataclass(frozen=True)
@@ -110,6 +98,7 @@ class CommandValidator:
         self.customer_table = tables["AR_Customer"]
         self.header_table = tables["SO_SalesOrderHeader"]
         self.detail_table = tables["SO_SalesOrderDetail"]
+        self.item_table = tables["CI_Item"]
 
     # --- sales orders --------------------------------------------------------------------
 
@@ -273,43 +262,24 @@ class CommandValidator:
     # --- customers -----------------------------------------------------------------------
 
     def customer(
-        self, customer: Mapping[str, Any], existing: CustomerRow | None, number: tuple[str, str] | None
+        self,
+        customer: Mapping[str, Any],
+        existing: CustomerRow | None,
+        number: tuple[str, str] | None,
+        columns: Mapping[str, str] | None,
     ) -> CustomerWrite:
         """The AR_Customer write for `customer`: an update of `existing`, or a new customer numbered
-        `number` (ARDivisionNo, CustomerNo). Only non-null canonical fields are written."""
-        columns: dict[str, ColumnValue] = {}
-        for source, column in _CUSTOMER_TEXT.items():
-            value = _text(customer.get(source))
-            if value is not None:
-                columns[column] = self._fits(self.customer_table, column, value)
-        address = customer.get("billing_address")
-        if isinstance(address, Mapping):
-            for source, column in _CUSTOMER_ADDRESS.items():
-                value = _text(address.get(source))
-                if value is not None:
-                    columns[column] = self._fits(self.customer_table, column, value)
-        custom = customer.get("custom_fields")
-        for column, raw in custom.items() if isinstance(custom, Mapping) else ():
-            value = _text(raw)
-            if value is None or column == self.rules.customer_udf:
-                continue  # the Salesforce ID UDF is the link, set from salesforce_account_id
-            if column not in self.customer_table.udfs:
-                raise Permanent(
-                    f"AR_Customer has no user-defined field {column} (configured UDF columns: "
-                    f"{', '.join(self.customer_table.udfs) or 'none'})",
-                    field=f"custom_fields.{column}",
-                    value=value,
-                )
-            columns[column] = self._fits(self.customer_table, column, value)
-        limit = customer.get("credit_limit")
-        if limit is not None:
-            columns["CreditLimit"] = self._fits(
-                self.customer_table, "CreditLimit", self._number(limit, "CreditLimit")
-            )
+        `number` (ARDivisionNo, CustomerNo). It writes exactly `columns` (the command's, from the
+        mappings; None: refused, `NO_COLUMNS`), each converted to its column's kind and checked,
+        plus CustomerStatus from the customer's status unless the columns name it."""
+        if columns is None:
+            raise Permanent(NO_COLUMNS, field="columns")
+        reserved = {*self.customer_table.key, self.rules.customer_udf}
+        written = self.columns(self.customer_table, columns, reserved)
         status = self.rules.customer_status_codes.get(str(customer.get("status")))
         if status is not None:
-            columns["CustomerStatus"] = status
-        terms = columns.get("TermsCode")
+            written.setdefault("CustomerStatus", status)
+        terms = written.get("TermsCode")
         if isinstance(terms, str) and not self.reads.terms_code_exists(terms):
             raise Permanent(
                 f"TermsCode {terms!r} does not exist in AR_TermsCode", field="TermsCode", value=terms
@@ -319,11 +289,11 @@ class CommandValidator:
             self._fits(self.customer_table, self.rules.customer_udf, account, "salesforce_account_id")
         if existing is not None:
             return CustomerWrite(
-                existing.ar_division_no, existing.customer_no, account, columns, create=False
+                existing.ar_division_no, existing.customer_no, account, written, create=False
             )
         if number is None:
             raise ValueError("a new customer needs a number")
-        if "CustomerName" not in columns:
+        if not written.get("CustomerName"):
             raise Permanent("a new customer needs a name", field="CustomerName", value=customer.get("name"))
         division, customer_no = number
         self._fits(self.customer_table, "ARDivisionNo", division)
@@ -334,7 +304,37 @@ class CommandValidator:
                 field="ARDivisionNo",
                 value=division,
             )
-        return CustomerWrite(division, customer_no, account, columns, create=True)
+        return CustomerWrite(division, customer_no, account, written, create=True)
+
+    def item(self, columns: Mapping[str, str]) -> dict[str, ColumnValue]:
+        """The CI_Item columns of an UpdateItem, converted and checked (the key is not writable)."""
+        return self.columns(self.item_table, columns, set(self.item_table.key))
+
+    def columns(self, table: Table, given: Mapping[str, str], reserved: set[str]) -> dict[str, ColumnValue]:
+        """`given` (Sage column -> text, from a command) as values of `table`'s columns: N columns
+        as decimals, date columns as dates (YYYY-MM-DD), text as it is, each checked to fit.
+        Permanent naming the column for one the table does not have, one the sink writes itself
+        (`reserved`: keys, the identity UDF), or a text that is no value of the column's kind."""
+        out: dict[str, ColumnValue] = {}
+        for name, text in given.items():
+            where = name
+            if name in reserved:
+                raise Permanent(
+                    f"{table.name}.{name} is the sink's own (key or link); a mapping cannot write it",
+                    field=where,
+                    value=text,
+                )
+            if not table.has(name):
+                raise Permanent(
+                    f"{table.name} has no column {name} (the mapping names it; add the UDF in Sage "
+                    "and to SAGESF_SAGE100__UDF_COLUMNS, or fix the mapping)",
+                    field=where,
+                    value=text,
+                )
+            value = _column_value(table.column(name), text, where)
+            self._check(table, name, value, where)
+            out[name] = value
+        return out
 
     # --- checks --------------------------------------------------------------------------
 
@@ -354,14 +354,35 @@ class CommandValidator:
 
     def _fits(self, table: Table, column: str, value: V, where: str | None = None) -> V:
         """`value` if it fits `table.column`; Permanent naming `where` (default: the column)."""
-        where = where or column
+        self._check(table, column, value, where or column)
+        return value
+
+    def _check(self, table: Table, column: str, value: ColumnValue, where: str) -> None:
         col = table.column(column)
         problem = value_problem(col, value)
         if problem is None and col.kind is ColumnKind.TEXT and any(ch < " " for ch in str(value)):
             problem = f"{column}={value!r} holds a control character, which Sage does not store"
         if problem is not None:
             raise Permanent(f"{where}: {problem}", field=where, value=value)
-        return value
+
+
+def _column_value(column: Column, text: str, where: str) -> ColumnValue:
+    """A command's text for `column` as the value the writers take (Decimal, date or text)."""
+    try:
+        if column.kind is ColumnKind.DECIMAL:
+            number = to_decimal(text)
+            if number is None:
+                raise ValueError(text)
+            return number
+        if column.kind is ColumnKind.DATE:
+            return date.fromisoformat(text)
+    except (TypeError, ValueError, ArithmeticError):
+        raise Permanent(
+            f"{where}: {text!r} is not a value of {column.name} ({column.kind.value})",
+            field=where,
+            value=text,
+        ) from None
+    return text
 
 
 def _text(value: object) -> str | None:

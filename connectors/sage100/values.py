@@ -158,6 +158,16 @@ def text_value(value: object) -> str | None:
     return str(value).rstrip()
 
 
+def typed_value(column: Column, value: object) -> str | Decimal | date | None:
+    """A value read from `column` in the form the sink writes it: a decimal at the column's scale,
+    a date, or text with trailing blanks removed (so a read and a write compare equal)."""
+    if column.kind is ColumnKind.DECIMAL:
+        return to_decimal(value, column.scale)
+    if column.kind is ColumnKind.DATE:
+        return to_date(value)
+    return text_value(value)
+
+
 def value_problem(column: Column, value: object) -> str | None:
     """Why `value` does not fit `column` (naming the column and value), or None when it fits."""
     if value is None:

@@ -60,8 +60,20 @@ __all__ = [
 ]
 
 DEFAULT_UDF_COLUMNS: dict[str, list[str]] = {
-    # UDF_ACCOUNT_NUMBER: a custom field synced with Account.AccountNumber (mappings/customers.yaml)
-    "AR_Customer": ["UDF_SALESFORCE_ID", "UDF_ACCOUNT_NUMBER"],
+    # custom fields synced with Account fields, one of each type (mappings/customers.yaml); a
+    # typed UDF is NAME:TYPE (connectors/sage100/tables.py udf_column)
+    "AR_Customer": [
+        "UDF_SALESFORCE_ID",
+        "UDF_ACCOUNT_NUMBER",
+        "UDF_ANNUAL_REVENUE:N15.2",
+        "UDF_CUSTOMER_SINCE:date",
+        "UDF_LAST_REVIEWED:S20",
+        "UDF_TAX_EXEMPT:S1",
+        "UDF_REGION:S2",
+        "UDF_ACCOUNT_OWNER:S10",
+    ],
+    # custom fields synced with Product2 fields (mappings/products.yaml)
+    "CI_Item": ["UDF_WEIGHT:N10.3", "UDF_WEB_ACTIVE:S1"],
     "SO_SalesOrderHeader": ["UDF_SALESFORCE_ID"],
     # the order's UDF follows it into history, as Custom Office does for a UDF of the same name
     "SO_SalesOrderHistoryHeader": ["UDF_SALESFORCE_ID"],

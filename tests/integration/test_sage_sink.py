@@ -180,13 +180,35 @@ def order_command(
         "lines": lines,
         **order_fields,
     }
-    body = {"order": order, "customer": customer}
+    body = {
+        "order": order,
+        "customer": customer,
+        "customer_columns": columns_of(customer) if customer else None,
+    }
     command = {
         "envelope": envelope(opportunity, "SAGESF", correlation=f"corr-{opportunity}"),
         "command_id": f"cmd-{uuid.uuid4().hex[:8]}",
         "command": ("io.sagesf.canonical.CreateSalesOrder", body),
     }
     return opportunity, command
+
+
+# the AR_Customer column of each canonical field the tests set, as the processors' mappings give
+# them (processors/field_mapping.py; the sink writes whatever columns a command names)
+_COLUMNS = {
+    "name": "CustomerName",
+    "telephone_no": "TelephoneNo",
+    "terms_code": "TermsCode",
+    "credit_limit": "CreditLimit",
+}
+_ADDRESS = {"line1": "AddressLine1", "city": "City", "state": "State", "postal_code": "ZipCode"}
+
+
+def columns_of(customer: dict[str, Any]) -> dict[str, str]:
+    columns = {c: str(customer[f]) for f, c in _COLUMNS.items() if customer.get(f) not in (None, "")}
+    address = customer.get("billing_address") or {}
+    columns.update({c: str(address[f]) for f, c in _ADDRESS.items() if address.get(f)})
+    return columns
 
 
 def customer_record(account: str | None, name: str, **fields: Any) -> dict[str, Any]:
@@ -204,7 +226,10 @@ def upsert_command(customer: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     return key, {
         "envelope": envelope(key, "SAGESF", correlation=f"corr-{key}"),
         "command_id": f"cmd-{uuid.uuid4().hex[:8]}",
-        "command": ("io.sagesf.canonical.UpsertCustomer", {"customer": customer}),
+        "command": (
+            "io.sagesf.canonical.UpsertCustomer",
+            {"customer": customer, "columns": columns_of(customer)},
+        ),
     }
 
 

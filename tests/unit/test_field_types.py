@@ -4,7 +4,6 @@ value that is not of its type is a Permanent error naming the field and the valu
 from __future__ import annotations
 
 import re
-
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -111,7 +110,8 @@ def test_a_value_not_of_its_type_is_permanent_naming_field_and_value(
 @given(st.decimals(min_value=-(10**9), max_value=10**9, places=2, allow_nan=False))
 def test_a_number_round_trips_through_a_sage_decimal_column(number: Decimal) -> None:
     text = to_sage(cf("number"), str(number), N12_2)
-    assert text is not None and Decimal(text) == number
+    assert text is not None
+    assert Decimal(text) == number
     assert to_salesforce(cf("number"), text) == float(number)
 
 

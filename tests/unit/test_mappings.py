@@ -191,15 +191,34 @@ CASES: list[tuple[str, str, Edit, str, str]] = [
     ),
     (  # a lookup read backwards toward Salesforce cannot tell two owners apart
         "customers.yaml",
-        "values: {005A",
+        "005000000000002AAA",
         lambda t: t.replace(
-            "custom_fields:\n",
-            "lookups:\n  owners:\n    values: {005A: A1, 005B: A1}\n"
-            "custom_fields:\n  owner: {salesforce: OwnerId, sage: UDF_ACCOUNT_NUMBER, type: lookup, lookup: owners}\n",
-            1,
+            "{005000000000001AAA: SGSF}", "{005000000000001AAA: SGSF, 005000000000002AAA: SGSF}"
         ),
         "lookups.owners.values",
-        "owner: Salesforce OwnerId values '005A' and '005B' all become Sage UDF_ACCOUNT_NUMBER 'A1'",
+        "account_owner: Salesforce OwnerId values '005000000000001AAA' and '005000000000002AAA' all "
+        "become Sage UDF_ACCOUNT_OWNER 'SGSF'",
+    ),
+    (  # a picklist map's keys are values of the Salesforce picklist
+        "customers.yaml",
+        "# Account.Region__c <-> AR_Customer.UDF_REGION",
+        lambda t: t.replace("West: WE}", "West: WE, Central: CE}"),
+        "picklists.region",
+        "'Central' is not a value of the picklist Account.Region__c",
+    ),
+    (  # a checkbox is Y/N text in Sage
+        "customers.yaml",
+        "tax_exempt: {salesforce: Tax_Exempt__c, sage: UDF_CUSTOMER_SINCE",
+        lambda t: t.replace("sage: UDF_TAX_EXEMPT,", "sage: UDF_CUSTOMER_SINCE,"),
+        "custom_fields.tax_exempt.sage",
+        "a checkbox field needs a text column; UDF_CUSTOMER_SINCE is date",
+    ),
+    (  # the address columns are AR_Customer's
+        "customers.yaml",
+        "city: Town",
+        lambda t: t.replace("      city: City\n", "      city: Town\n"),
+        "salesforce_to_sage.addresses.billing_address.city",
+        "AR_Customer has no column Town",
     ),
     (
         "customers.yaml",

@@ -60,6 +60,10 @@ def test_password_never_reaches_a_log_line(monkeypatch):
             {"SAGESF_SAGE100__DSN": "X", "SAGESF_SAGE100__UDF_COLUMNS": '{"AR_Customer": ["SFID"]}'},
             "UDF_COLUMNS",
         ),
+        (
+            {"SAGESF_SAGE100__DSN": "X", "SAGESF_SAGE100__UDF_COLUMNS": '{"AR_Customer": ["UDF_X:float"]}'},
+            "UDF_COLUMNS",
+        ),
         ({"SAGESF_SAGE100__DSN": "X", "SAGESF_SAGE100__SOURCE__OVERLAP_SECONDS": "-1"}, "OVERLAP_SECONDS"),
     ],
 )
@@ -69,3 +73,22 @@ def test_a_bad_value_names_the_variable(monkeypatch, env, names):
         monkeypatch.setenv(key, value)
     with pytest.raises(ConfigError, match=names):
         load_settings(Sage100Settings)
+
+
+def test_a_udf_may_carry_its_sage_type(monkeypatch):
+    monkeypatch.delenv("SAGESF_ENV_FILE", raising=False)
+    monkeypatch.setenv("SAGESF_SAGE100__DSN", "SOTAMAS90")
+    monkeypatch.setenv(
+        "SAGESF_SAGE100__UDF_COLUMNS",
+        '{"AR_Customer": ["UDF_PLAIN", "UDF_RATING:N12.2", "UDF_SINCE:date", "UDF_CODE:S4"]}',
+    )
+    table = load_settings(Sage100Settings).tables()["AR_Customer"]
+    described = {name: table.column(name).kind.value for name in table.udfs}
+    assert described == {
+        "UDF_PLAIN": "text",
+        "UDF_RATING": "decimal",
+        "UDF_SINCE": "date",
+        "UDF_CODE": "text",
+    }
+    assert (table.column("UDF_RATING").precision, table.column("UDF_RATING").scale) == (12, 2)
+    assert (table.column("UDF_PLAIN").length, table.column("UDF_CODE").length) == (30, 4)

@@ -59,7 +59,10 @@ def new_customer_command(name: str) -> Inbound:
     value = {
         "envelope": envelope(account),
         "command_id": f"cmd-{uuid.uuid4().hex[:8]}",
-        "command": ("io.sagesf.canonical.UpsertCustomer", {"customer": customer}),
+        "command": (
+            "io.sagesf.canonical.UpsertCustomer",
+            {"customer": customer, "columns": {"CustomerName": name}},
+        ),
     }
     return Inbound("sage.commands.v1", 0, 0, None, None, key=account, value=parse_command(value))
 
