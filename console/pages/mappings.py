@@ -8,8 +8,9 @@ files until Save; the running processors reload them by themselves (their reload
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
+from confluent_kafka import KafkaException
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from starlette.responses import RedirectResponse, Response
 
@@ -28,9 +29,12 @@ from console.mappings.editor import (
 from console.mappings.entities import DIRECTIONS, ENTITIES, Direction, Entity
 from console.mappings.fields import sage_columns, salesforce_fields
 from console.mappings.history import MappingHistory
-from console.state import audit_log, console_settings
+from console.mappings.preview_records import TOPIC_OF_ENTITY, load_both, preview
+from console.state import audit_log, cluster, console_settings
 from console.templating import flash, render
 from console.users import MAPPER, VIEWER, User
+from sagesf.errors import MappingError
+from sagesf.topic_scan import ScanTimeout, TopicMissing
 
 __all__ = ["router"]
 
@@ -202,6 +206,35 @@ def editor(request: Request, user: Viewer, entity_key: str, direction: str = "to
         custom_types=CUSTOM_TYPES,
         unknown_rules=UNKNOWN_RULES,
     )
+
+
+@router.get("/{entity_key}/preview")
+def preview_page(request: Request, user: Viewer, entity_key: str, direction: str = "to_sage") -> Response:
+    """The newest records of the entity's topic under the saved mapping and under the draft."""
+    entity, way = _entity(entity_key), _direction(direction)
+    settings = console_settings(request)
+    draft = draft_of(request, user)
+    page: dict[str, Any] = {"user": user, "nav": "mappings", "entity": entity, "direction": way}
+    page.update(directions=DIRECTIONS, has_draft=draft.exists, count=settings.preview_records, rows=[])
+    if entity.key not in TOPIC_OF_ENTITY:
+        page["error"] = f"Preview of {entity.title.lower()} is not available yet: only customers and items."
+        return render(request, "mapping_preview.html", **page)
+    page["topic"] = TOPIC_OF_ENTITY[entity.key]
+    try:
+        current, candidate = load_both(
+            settings.mappings_dir,
+            draft.directory,
+            settings.salesforce_metadata_file,
+            settings.sage_metadata_file,
+        )
+        page["rows"] = preview(
+            cluster(request), entity.key, way, current, candidate, settings.preview_records
+        )
+    except MappingError as exc:
+        page["error"] = "The draft does not load, so it cannot be previewed: " + "; ".join(exc.problems)
+    except (KafkaException, TopicMissing, ScanTimeout) as exc:
+        page["error"] = f"The records cannot be read from Kafka: {exc}"
+    return render(request, "mapping_preview.html", **page)
 
 
 @router.post("/{entity_key}/pair")
