@@ -22,7 +22,7 @@ METADATA = {
 
 
 def _mappings(directory: Path) -> Mappings:
-    return load_mappings(directory, **METADATA)  # type: ignore[arg-type]
+    return load_mappings(directory, **METADATA)
 
 
 @pytest.fixture
