@@ -1,5 +1,6 @@
 # syntax=docker/dockerfile:1
-# The one image every sagesf process runs from: both connectors, the processors, the sandbox's
+# The one image every sagesf process runs from: both connectors, the processors, the linker, the
+# web console, the sandbox's
 # Salesforce emulator and the init jobs (topics, schemas, the sandbox Sage 100 database).
 # docker-compose.yml and deploy/k8s/ pick the process with the command, e.g.
 #   python -m sagesf run salesforce-sink | python -m sagesf run processors | sagesf topics apply
@@ -44,13 +45,16 @@ COPY salesforce/ salesforce/
 COPY sagesf/ sagesf/
 COPY connectors/ connectors/
 COPY processors/ processors/
+COPY linking/ linking/
+COPY console/ console/
 COPY sandbox/ sandbox/
 RUN pip install --no-deps -e . && sagesf --help >/dev/null
 
 # Not root. The data directories are owned by the process user, so named volumes mounted there
-# start writable: processors' faust state, the emulator's org, the sandbox Sage 100 company.
+# start writable: processors' faust state, the console's users and audit log, the emulator's
+# org, the sandbox Sage 100 company.
 RUN useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin sagesf \
-    && mkdir -p /var/lib/sagesf/processors /var/lib/sagesf/sandbox /var/lib/salesforce-emulator /var/lib/sage100 \
+    && mkdir -p /var/lib/sagesf/processors /var/lib/sagesf/console /var/lib/sagesf/sandbox /var/lib/salesforce-emulator /var/lib/sage100 \
     && chown -R sagesf /var/lib/sagesf /var/lib/salesforce-emulator /var/lib/sage100
 USER 10001
 
@@ -61,6 +65,6 @@ ENV SAGESF_METRICS__HOST=0.0.0.0 \
     SAGESF_PROCESSORS__DATA_DIR=/var/lib/sagesf/processors \
     SAGESF_SANDBOX_DIR=/var/lib/sagesf/sandbox \
     HOME=/tmp
-EXPOSE 9400
+EXPOSE 9400 8600
 
 CMD ["sagesf", "--help"]

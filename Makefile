@@ -8,10 +8,11 @@ SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
-DEB_PACKAGES := unixodbc unixodbc-dev libsqliteodbc maven openjdk-17-jre-headless
+# chromium: the browser tests/ui drive with Playwright (Playwright's own browser download cannot work here)
+DEB_PACKAGES := unixodbc unixodbc-dev libsqliteodbc maven openjdk-17-jre-headless chromium
 INSTALLED := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock 2>/dev/null | sha1sum | cut -c1-12)
 
-.PHONY: demo test setup lint typecheck unit integration bench chaos clean
+.PHONY: demo test setup lint typecheck unit integration ui bench chaos clean
 .DEFAULT_GOAL := test
 
 demo: setup
@@ -65,6 +66,10 @@ unit: setup
 
 integration: setup
 	$(BIN)/pytest tests/integration
+
+# the web console in Debian's chromium (also part of `make test`); screenshots in test-output/ui/
+ui: setup
+	$(BIN)/pytest tests/ui
 
 bench: setup
 	@for b in bench/*.py; do case "$$b" in bench/__init__.py|bench/chaos.py) ;; *) $(BIN)/python $$b;; esac; done

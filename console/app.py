@@ -24,6 +24,7 @@ from console.processes import ProcessWatch
 from console.settings import ConsoleSettings
 from console.templating import render
 from console.users import UserFile
+from linking.config import LinkSettings
 from sagesf.config import ConfigError, load_settings
 from sagesf.logs import redact
 from sagesf.stages import StageSettings
@@ -35,9 +36,12 @@ SESSION_COOKIE = "sagesf_console"
 MIN_SECRET = 32
 
 
-def create_app(settings: ConsoleSettings, core: StageSettings | None = None) -> FastAPI:
+def create_app(
+    settings: ConsoleSettings, core: StageSettings | None = None, links: LinkSettings | None = None
+) -> FastAPI:
     """The console app; ConfigError when the session secret is missing or short. `core`: the
-    cluster, registry and stages (default: loaded from the environment, SAGESF_*).
+    cluster, registry and stages; `links`: the linker's settings (each by default loaded from the
+    environment, SAGESF_* and SAGESF_LINK__*).
 
     `app.state` holds `settings`, `users` (UserFile), `audit` (AuditLog), `cluster` (Cluster) and
     `processes` (ProcessWatch) for the routes (console.state reads them).
@@ -57,6 +61,7 @@ def create_app(settings: ConsoleSettings, core: StageSettings | None = None) -> 
     app.state.audit = AuditLog(settings.audit_log)
     app.state.cluster = Cluster(
         core if core is not None else load_settings(StageSettings),
+        links if links is not None else load_settings(LinkSettings),
         settings.dlq_markers_topic,
         settings.kafka_timeout,
     )

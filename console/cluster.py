@@ -1,6 +1,6 @@
 """The console's way to the Kafka cluster and the schema registry: the stages table, a bounded
 topic reader per request (sagesf.topic_scan: it joins no group, commits nothing), a decoder for
-keys and values, and the replay markers of dead letters."""
+keys and values, the replay markers of dead letters, and the linker's store."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from functools import cached_property
 
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
+from linking.config import LinkSettings
+from linking.store import LinkStore
 from sagesf.dead_letter_replay import ReplayMarkers
 from sagesf.record_display import WireDecoder
 from sagesf.stages import Stage, StageSettings, load_stages
@@ -23,8 +25,9 @@ class UnknownStage(LookupError):
 
 
 class Cluster:
-    def __init__(self, core: StageSettings, markers_topic: str, timeout: float) -> None:
+    def __init__(self, core: StageSettings, links: LinkSettings, markers_topic: str, timeout: float) -> None:
         self.core = core
+        self.links = links
         self.markers_topic = markers_topic
         self.timeout = timeout
 
@@ -53,3 +56,7 @@ class Cluster:
 
     def markers(self) -> ReplayMarkers:
         return ReplayMarkers(self.core.kafka, self.markers_topic)
+
+    def link_store(self) -> LinkStore:
+        """The linker's Kafka side (linking.store), as `sagesf link` uses it."""
+        return LinkStore(self.core, self.links, self.registry)

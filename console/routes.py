@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from console.pages import audit, dead_letters, home, login, mappings, processes, trace
+from console.pages import audit, dead_letters, home, links, login, mappings, processes, trace
 
 __all__ = ["ROUTERS"]
 
@@ -15,6 +15,7 @@ ROUTERS: list[APIRouter] = [
     mappings.router,
     dead_letters.router,
     trace.router,
+    links.router,
     processes.router,
     audit.router,
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from fastapi import Request
 
 from console.audit import AuditLog
@@ -12,27 +14,31 @@ from console.users import UserFile
 
 __all__ = ["audit_log", "cluster", "console_settings", "process_watch", "user_file"]
 
+T = TypeVar("T")
+
+
+def _held(request: Request, name: str, kind: type[T]) -> T:
+    found = getattr(request.app.state, name)
+    if not isinstance(found, kind):
+        raise TypeError(f"app.state.{name} is not a {kind.__name__}: the app was not made by create_app")
+    return found
+
 
 def console_settings(request: Request) -> ConsoleSettings:
-    found: ConsoleSettings = request.app.state.settings
-    return found
+    return _held(request, "settings", ConsoleSettings)
 
 
 def user_file(request: Request) -> UserFile:
-    found: UserFile = request.app.state.users
-    return found
+    return _held(request, "users", UserFile)
 
 
 def audit_log(request: Request) -> AuditLog:
-    found: AuditLog = request.app.state.audit
-    return found
+    return _held(request, "audit", AuditLog)
 
 
 def cluster(request: Request) -> Cluster:
-    found: Cluster = request.app.state.cluster
-    return found
+    return _held(request, "cluster", Cluster)
 
 
 def process_watch(request: Request) -> ProcessWatch:
-    found: ProcessWatch = request.app.state.processes
-    return found
+    return _held(request, "processes", ProcessWatch)

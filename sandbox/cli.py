@@ -6,7 +6,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from sandbox import stack
+from sandbox import stack, web_console
 from sandbox.kafka import kafka_service
 from sandbox.registry import registry_service
 from sandbox.sage100.cli import app as sage100_app
@@ -53,6 +53,11 @@ def up() -> None:
     """Start every sandbox service, apply topics.yaml, register the schemas, write .sandbox/sagesf.env."""
     result = stack.up(lambda line: console.print(line, soft_wrap=True))
     console.print(f"use it from a shell: export SAGESF_ENV_FILE={result.env_file}", soft_wrap=True)
+    console.print(
+        f"the web console: {web_console.console_url()} (demo users and their passwords: "
+        f"{web_console.passwords_file()})",
+        soft_wrap=True,
+    )
 
 
 @app.command("down")

@@ -39,7 +39,7 @@ from rich.console import Console
 from simple_salesforce.format import format_soql
 
 from sagesf import topic_names
-from sandbox import stack
+from sandbox import stack, web_console
 from sandbox.order_flow import (
     SageDatabase,
     WonOpportunity,
@@ -342,6 +342,8 @@ def demo() -> None:
         f"Kafka {bootstrap}, schema registry {sandbox.addresses['registry']}, Salesforce emulator "
         f"{sandbox.addresses['salesforce']}; logs in .sandbox/<process>/.\n"
         f"Use it: export SAGESF_ENV_FILE={sandbox.env_file}; .venv/bin/sagesf dlq list\n"
+        f"The web console: {web_console.console_url()} (users and passwords in "
+        f"{web_console.passwords_file()})\n"
         "Stop it: .venv/bin/sagesf sandbox down",
         soft_wrap=True,
     )

@@ -1,6 +1,7 @@
 """The pipeline's own processes in the sandbox: both connectors' sources and sinks, and the processors.
 
-Each runs as `sagesf run <component>` detached, with its log in `.sandbox/<name>/<name>.log` and its
+Each runs as `sagesf run <component>` detached (the web console too, with its own settings:
+sandbox/web_console.py), with its log in `.sandbox/<name>/<name>.log` and its
 `/metrics` and `/healthz` on a port of its own (`sagesf sandbox status` lists them). Ready means
 /healthz answers 200. Settings reach them as `SAGESF_*` environment variables built from the
 running sandbox: Kafka and the registry, the Salesforce emulator's URL and its connected-app
@@ -46,14 +47,31 @@ class Component:
     argv: list[str]
 
 
+# started in this order; the web console last, so that it finds the others' /metrics
 COMPONENTS = [
     Component(name, ["sagesf", "run", name])
-    for name in ("sage-sink", "salesforce-sink", "processors", "sage-source", "salesforce-source")
+    for name in ("sage-sink", "salesforce-sink", "processors", "sage-source", "salesforce-source", "console")
 ]
+CONSOLE = "console"
 
 
 def component_process(component: Component) -> ComponentProcess:
     return ComponentProcess(component.name, component.argv, state_dir() / component.name)
+
+
+def component_env(component: Component, env: dict[str, str]) -> dict[str, str]:
+    """`env` (pipeline_env) plus what this component alone needs: the console gets its own settings
+    and the /metrics URLs of the other processes that run (sandbox/web_console.py)."""
+    if component.name != CONSOLE:
+        return env
+    from sandbox.web_console import console_env
+
+    others = {
+        c.name: url + "/metrics"
+        for c in COMPONENTS
+        if c.name != CONSOLE and (url := component_process(c).address()) is not None
+    }
+    return {**env, **console_env(others)}
 
 
 def sage_database_path() -> Path:

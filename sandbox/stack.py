@@ -47,6 +47,7 @@ def pipeline_services() -> list[Service]:
         def run() -> str:
             addresses = _infrastructure_addresses()
             env = pipeline.pipeline_env(addresses["kafka"], addresses["registry"], addresses["salesforce"])
+            env = pipeline.component_env(component, env)
             return pipeline.component_process(component).start_with(env) + "/metrics"
 
         return run

@@ -286,7 +286,7 @@ def test_every_file_the_dockerfile_copies_exists_and_reaches_the_builder():
     for source in sources:
         assert (REPO_ROOT / source).exists(), f"COPY {source}: no such file"
         assert not _dockerignored(source.rstrip("/"), patterns), f"COPY {source}: excluded by .dockerignore"
-    for package in ("sagesf", "connectors", "processors", "sandbox"):
+    for package in ("sagesf", "connectors", "processors", "linking", "console", "sandbox"):
         assert f"COPY {package}/ {package}/" in dockerfile, f"the image lacks the {package} package"
     assert _dockerignored(".venv", patterns)
     assert _dockerignored(".sandbox", patterns)

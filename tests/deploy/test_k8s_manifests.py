@@ -133,21 +133,28 @@ def test_metrics_and_health_listen_beyond_loopback_for_prometheus_and_the_probes
 
 
 def test_only_the_monitoring_namespace_reaches_the_pods_and_only_their_metrics_port(base, production):
+    """...and the ingress controller's namespace reaches the web console's pages, on their port only."""
     for docs in (base, production):
-        [policy] = _kind(docs, "NetworkPolicy")
-        spec = policy["spec"]
+        policies = {p["metadata"]["name"]: p["spec"] for p in _kind(docs, "NetworkPolicy")}
+        assert set(policies) == {"sagesf-metrics-from-monitoring", "sagesf-console-from-ingress"}
+        spec = policies["sagesf-metrics-from-monitoring"]
         assert spec["policyTypes"] == ["Ingress"]  # everything not admitted below is refused
         for deployment in _kind(docs, "Deployment"):
             pod = deployment["spec"]["template"]
             name = deployment["metadata"]["name"]
             assert spec["podSelector"]["matchLabels"].items() <= pod["metadata"]["labels"].items(), name
             [container] = pod["spec"]["containers"]
-            assert [p["name"] for p in container["ports"]] == ["metrics"], name
+            ports = [p["name"] for p in container["ports"]]
+            assert ports == (["http", "metrics"] if name == "sagesf-console" else ["metrics"]), name
         [rule] = spec["ingress"]
         assert rule["from"] == [
             {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
         ]
         assert rule["ports"] == [{"protocol": "TCP", "port": "metrics"}]
+        console = policies["sagesf-console-from-ingress"]
+        assert console["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "sagesf-console"}
+        [rule] = console["ingress"]
+        assert rule["ports"] == [{"protocol": "TCP", "port": "http"}]
 
 
 def test_every_container_has_requests_and_limits_and_runs_locked_down(base):

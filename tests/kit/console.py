@@ -31,12 +31,21 @@ def console_settings(tmp_path: Path, **overrides: object) -> ConsoleSettings:
 
 
 def make_console(settings: ConsoleSettings, users: dict[str, tuple[Role, ...]] | None = None) -> TestClient:
-    """A TestClient of the console; `users` name -> roles (each with PASSWORD). Redirects are not
-    followed, so a test sees them."""
-    store = UserFile(settings.users_file)
-    for name, roles in (users if users is not None else {role: (role,) for role in ROLES}).items():
-        store.add(name, PASSWORD, roles)
+    """A TestClient of the console; `users` name -> roles (each with PASSWORD; default one user per
+    role, named as it). Redirects are not followed, so a test sees them."""
+    wanted = users if users is not None else {role: (role,) for role in ROLES}
+    key = repr(sorted(wanted.items()))
+    if key not in _USERS_FILES:  # argon2 is slow on purpose: hash each set of users once
+        store = UserFile(settings.users_file)
+        for name, roles in wanted.items():
+            store.add(name, PASSWORD, roles)
+        _USERS_FILES[key] = settings.users_file.read_text()
+    else:
+        settings.users_file.write_text(_USERS_FILES[key])
     return TestClient(create_app(settings), follow_redirects=False)
+
+
+_USERS_FILES: dict[str, str] = {}
 
 
 def csrf_of(page: str) -> str:

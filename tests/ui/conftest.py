@@ -22,6 +22,7 @@ from playwright.sync_api import Browser, Page, sync_playwright
 from console.app import create_app
 from console.settings import ConsoleSettings
 from console.users import ROLES, UserFile
+from linking.config import LinkSettings
 from sagesf.config import KafkaSettings, RegistrySettings
 from sagesf.stages import StageOverride, StageSettings
 from sandbox.processes import free_port
@@ -84,28 +85,31 @@ def console_factory(
     kafka_bootstrap: str, schema_registry_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Callable[..., Console]]:
     """Start a console with a user of each role (named as the role): `console_factory(stages=...,
-    markers_topic=...)`; every console started is stopped at the module's end."""
+    links=..., <ConsoleSettings field>=...)`; every console started is stopped at the module's end."""
     stops: list[Callable[[], None]] = []
 
-    def start(stages: dict[str, StageOverride] | None = None, **settings: object) -> Console:
+    def start(
+        stages: dict[str, StageOverride] | None = None, links: LinkSettings | None = None, **settings: object
+    ) -> Console:
         home = tmp_path_factory.mktemp("console")
-        console_settings = ConsoleSettings(  # type: ignore[call-arg]
-            session_secret="a" * 48,
-            users_file=home / "users.json",
-            audit_log=home / "audit.jsonl",
-            kafka_timeout=10,
+        values: dict[str, object] = {
+            "session_secret": "a" * 48,
+            "users_file": home / "users.json",
+            "audit_log": home / "audit.jsonl",
+            "kafka_timeout": 10,
             **settings,
-        )
+        }
+        console_settings = ConsoleSettings.model_validate(values)
         users = UserFile(console_settings.users_file)
         for role in ROLES:
             users.add(role, PASSWORD, [role])
         core = StageSettings(
             kafka=KafkaSettings(bootstrap_servers=kafka_bootstrap),
-            registry=RegistrySettings(url=schema_registry_url),
+            registry=RegistrySettings(url=schema_registry_url, auto_register=True),
             stages=stages or {},
         )
         port = free_port()
-        stops.append(serve(create_app(console_settings, core), port))
+        stops.append(serve(create_app(console_settings, core, links or LinkSettings()), port))
         return Console(f"http://127.0.0.1:{port}", console_settings, core)
 
     yield start
