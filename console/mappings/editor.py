@@ -207,7 +207,9 @@ def _value_maps(
     """The value maps and lookup tables the rows use; a picklist custom field's map lists every
     picklist value of its Salesforce field (blank where not mapped yet)."""
     out: dict[str, ValueMapView] = {}
-    for row in rows:
+    # the custom fields' maps first, the newest pair's (last in the file) on top
+    customs = [r for r in rows if r.kind == "custom"]
+    for row in [*reversed(customs), *(r for r in rows if r.kind != "custom")]:
         spec = _node(doc, row.entry.split("."))
         for section, key in (("picklists", "map"), ("lookups", "lookup")):
             name = spec.get(key)

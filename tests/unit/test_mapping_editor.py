@@ -13,30 +13,15 @@ import yaml
 from fastapi.testclient import TestClient
 
 from console.settings import ConsoleSettings
-from tests.kit.console import console_settings, csrf_of, logged_in, make_console
+from tests.kit.console import TIERS, console_settings, csrf_of, logged_in, make_console, tier_metadata
 
 ROOT = Path(__file__).resolve().parents[2]
-TIERS = {"Platinum": "PLAT", "Gold": "GOLD", "Silver": "SILV", "Bronze": "BRNZ"}
-
-
-def _metadata(tmp_path: Path) -> tuple[Path, Path]:
-    """The sandbox's metadata with the new Account picklist and AR_Customer UDF (until the pull
-    brings them)."""
-    sf = yaml.safe_load((ROOT / "sandbox/salesforce/metadata.yaml").read_text())
-    sf["objects"]["Account"]["fields"].setdefault(
-        "Customer_Tier__c", {"type": "picklist", "label": "Customer Tier", "values": list(TIERS)}
-    )
-    sage = yaml.safe_load((ROOT / "mappings/metadata/sage100.yaml").read_text())
-    sage["tables"]["AR_Customer"]["columns"].setdefault("UDF_CUSTOMER_TIER", "S4")
-    (tmp_path / "sf.yaml").write_text(yaml.safe_dump(sf))
-    (tmp_path / "sage.yaml").write_text(yaml.safe_dump(sage))
-    return tmp_path / "sf.yaml", tmp_path / "sage.yaml"
 
 
 @pytest.fixture
 def settings(tmp_path: Path) -> ConsoleSettings:
     shutil.copytree(ROOT / "mappings", tmp_path / "mappings", ignore=shutil.ignore_patterns("metadata"))
-    sf, sage = _metadata(tmp_path)
+    sf, sage = tier_metadata(tmp_path / "metadata")
     return console_settings(tmp_path, salesforce_metadata=sf, sage_metadata=sage)
 
 
