@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 from confluent_kafka.schema_registry import SchemaRegistryClient
-from playwright.sync_api import Page, expect
+from playwright.sync_api import FloatRect, Page, expect
 
 from sagesf.serde import AvroSerde
 from tests.kit.console import TIERS, tier_metadata
@@ -115,7 +115,7 @@ def test_a_mapper_maps_a_new_picklist_to_a_udf_with_a_value_map_previews_it_on_l
     expect(page.locator("#draft-bar")).to_contain_text("valid")
     shots("paired-and-mapped")
     # the README's picture: the pairs, the pair form and the new value map, at a readable size
-    readme = {"x": 0, "y": 0, "width": 1280, "height": 1500}
+    readme: FloatRect = {"x": 0, "y": 0, "width": 1280, "height": 1500}
     page.screenshot(path=str(shots.folder / "readme-mapping-editor.png"), full_page=True, clip=readme)
 
     page.get_by_role("link", name="Preview on live records").first.click()
@@ -162,6 +162,10 @@ def test_a_viewer_gets_no_save_button_and_a_forged_save_is_refused(
     token = page.locator('meta[name="csrf-token"]').get_attribute("content") or ""
     answer = page.request.post(f"{console.url}/mappings/save", form={"csrf_token": token})
     assert answer.status == 403
-    pair = {"csrf_token": token, "salesforce": "Customer_Tier__c", "sage": "UDF_CUSTOMER_TIER"}
+    pair: dict[str, str | float | bool] = {
+        "csrf_token": token,
+        "salesforce": "Customer_Tier__c",
+        "sage": "UDF_CUSTOMER_TIER",
+    }
     assert page.request.post(f"{console.url}/mappings/customers/pair", form=pair).status == 403
     assert {p.name: p.read_text() for p in mappings.glob("*.yaml")} == before
