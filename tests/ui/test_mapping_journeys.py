@@ -32,6 +32,7 @@ from sandbox.order_flow import (
     price_book,
     sage_customer_accounts,
     sales_rep,
+    sell_new_product,
     wait_for,
     win_opportunity,
 )
@@ -107,13 +108,8 @@ def test_an_order_dead_lettered_for_an_unknown_product_is_fixed_in_the_lookup_gr
     db = SageDatabase(sage_database_path())
     try:
         code = f"UI-WIDGET-{uuid.uuid4().hex[:6].upper()}"
-        product = sf.Product2.create({"Name": f"Widget {code}", "ProductCode": code, "IsActive": True})["id"]
-        standard = sf.query("SELECT Id FROM Pricebook2 WHERE IsStandard = true LIMIT 1")["records"][0]["Id"]
-        entry = sf.PricebookEntry.create(
-            {"Pricebook2Id": standard, "Product2Id": product, "UnitPrice": 15.0, "IsActive": True}
-        )["id"]
         account_id, account_name = sage_customer_accounts(sf, db, 1)[0]
-        entries = {**price_book(sf), code: (entry, 15.0)}
+        entries = {**price_book(sf), code: sell_new_product(sf, code, 15.0)}
         won = win_opportunity(sf, account_id, account_name, [(code, 3)], entries)
         wait_for(
             "Sage_Sync_Status__c = Error",
