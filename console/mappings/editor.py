@@ -31,6 +31,7 @@ __all__ = [
     "canonical_name",
     "pair",
     "set_code_lookup",
+    "set_transform",
     "set_value_map",
     "unpair",
 ]
@@ -52,6 +53,8 @@ class Row:
     transform: str
     entry: str  # its entry path in the file, e.g. custom_fields.customer_tier
     problems: list[Problem] = field(default_factory=list)
+    spec: dict[str, Any] = field(default_factory=dict)  # the entry as the file has it
+    target: str = ""  # sage | salesforce: what a plain field's entry names (its transforms)
 
 
 @dataclass
@@ -62,6 +65,7 @@ class ValueMapView:
     unknown: str
     used_by: str  # e.g. "customer_tier (Customer_Tier__c -> UDF_CUSTOMER_TIER)"
     problems: list[Problem] = field(default_factory=list)
+    backwards: bool = False  # a custom field's map: Sage -> Salesforce reads it from right to left
 
     @property
     def entry(self) -> str:
@@ -79,6 +83,7 @@ class EditorView:
     code_lookup: list[tuple[str, str]] | None
     problems: list[Problem]  # all of them
     elsewhere: list[Problem]  # those no row or map of this page shows
+    picklist_names: list[str] = field(default_factory=list)  # the file's value maps, for a transform
 
     @classmethod
     def build(
@@ -172,7 +177,27 @@ def _plain_rows(
             sf = str(spec.get("salesforce", ""))
             sage = str(_node(back, (name,)).get("sage") or f"({name})")
         entry = ".".join((*section.path, str(name)))
-        rows.append(Row("field", str(name), sf, sage, "", _transform(spec), entry))
+        row = Row(
+            "field", str(name), sf, sage, "", _transform(spec), entry, spec=dict(spec), target=section.target
+        )
+        rows.append(row)
+    return rows + _address_rows(
+        doc, section.path, _node(source, ("objects", entity.source_object or "", "addresses"))
+    )
+
+
+def _address_rows(doc: Mapping[str, Any], path: tuple[str, ...], read: Mapping[str, Any]) -> list[Row]:
+    """The address parts a section sends to columns (`addresses` beside its `fields`), each
+    standardised by addresses.yaml on the way."""
+    if path[-1:] != ("fields",):
+        return []
+    rows = []
+    for key, parts in _node(doc, (*path[:-1], "addresses")).items():
+        for part, column in (parts if isinstance(parts, Mapping) else {}).items():
+            entry = ".".join((*path[:-1], "addresses", str(key), str(part)))
+            rows.append(
+                Row("address", f"{key}.{part}", "", str(column), "", "standardise (addresses.yaml)", entry)
+            )
     return rows
 
 
@@ -287,6 +312,37 @@ def unpair(draft: MappingDraft, entity: Entity, name: str) -> None:
             fields = (objects.get(entity.source_object) or {}).get("custom_fields")
             if isinstance(fields, CommentedMap):
                 yaml_edit.remove(fields, name)
+
+
+def set_transform(
+    draft: MappingDraft,
+    entity: Entity,
+    entry: str,
+    *,
+    overflow: str = "",
+    default: str = "",
+    map_name: str = "",
+) -> None:
+    """A plain field's transforms: `overflow` truncate (else an overlong value is refused),
+    `default` for an empty value, `map` a picklist of the file ("" removes each)."""
+    path = tuple(entry.split("."))
+    section = next((s for s in entity.sections.values() if s.path == path[:-1]), None)
+    if section is None:
+        raise ValueError(f"{entry} is not a field of {entity.title.lower()}")
+    wanted: dict[str, str] = {"map": map_name}
+    if section.target == "sage":
+        wanted.update(overflow="truncate" if overflow == "truncate" else "", default=default)
+    with draft.edit(entity.file) as doc:
+        spec = yaml_edit.section(doc, path[:-1]).get(path[-1])
+        if not isinstance(spec, CommentedMap):
+            raise ValueError(f"no field {entry} in {entity.file}")
+        if map_name and map_name not in (doc.get("picklists") or {}):
+            raise ValueError(f"no value map {map_name!r} in {entity.file}")
+        for key, value in wanted.items():
+            if value:
+                yaml_edit.put(spec, key, value)
+            else:
+                yaml_edit.remove(spec, key)
 
 
 def _rows(sources: Iterable[str], targets: Iterable[str]) -> dict[str, str]:

@@ -23,6 +23,7 @@ from console.mappings.editor import (
     PairRequest,
     pair,
     set_code_lookup,
+    set_transform,
     set_value_map,
     unpair,
 )
@@ -260,6 +261,29 @@ def pair_fields(
         return _back(entity, view_direction)
     flash(request, f"Paired {salesforce} with {sage} as {made} (in your draft).", "success")
     return _back(entity, view_direction, f"#row-{made}")
+
+
+@router.post("/{entity_key}/transform")
+def transform(
+    request: Request,
+    user: Mapper,
+    entity_key: str,
+    entry: Annotated[str, Form()],
+    overflow: Annotated[str, Form()] = "",
+    default: Annotated[str, Form()] = "",
+    map: Annotated[str, Form()] = "",
+    view_direction: Annotated[str, Form()] = "to_sage",
+) -> Response:
+    entity = _entity(entity_key)
+    try:
+        set_transform(
+            draft_of(request, user), entity, entry, overflow=overflow, default=default, map_name=map
+        )
+    except ValueError as exc:
+        flash(request, str(exc), "error")
+    else:
+        flash(request, f"Transform of {entry.rsplit('.', 1)[-1]} updated (in your draft).", "success")
+    return _back(entity, view_direction)
 
 
 @router.post("/{entity_key}/unpair")

@@ -157,3 +157,24 @@ def test_a_viewer_sees_no_save_or_edit_and_a_forged_save_is_refused(settings: Co
         assert viewer.post(path, data=form).status_code == 403, path
     assert (settings.mappings_dir / "customers.yaml").read_text() == live
     assert csrf_of(editor) == token
+
+
+def test_a_plain_fields_transforms_are_edited_in_place(settings: ConsoleSettings) -> None:
+    client, token = _mapper(settings)
+    entry = {"csrf_token": token, "entry": "salesforce_to_sage.fields.telephone_no"}
+    assert client.post("/mappings/customers/transform", data=entry).status_code == 303  # truncate off
+    email = {
+        "csrf_token": token,
+        "entry": "salesforce_to_sage.fields.email_address",
+        "default": "none@acme.test",
+    }
+    assert client.post("/mappings/customers/transform", data=email).status_code == 303
+    diff = client.get("/mappings/changes").text
+    assert "-    telephone_no: {sage: TelephoneNo, overflow: truncate}" in diff
+    assert "+    telephone_no: {sage: TelephoneNo}" in diff
+    assert "+    email_address: {sage: EmailAddress, default: none@acme.test}" in diff
+    page = client.get("/mappings/customers").text
+    assert "default &#39;none@acme.test&#39;" in _row(page, "email_address")
+    unknown = {**entry, "map": "no_such_map"}
+    client.post("/mappings/customers/transform", data=unknown)
+    assert "no value map &#39;no_such_map&#39;" in client.get("/mappings/customers").text
