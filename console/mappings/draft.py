@@ -134,6 +134,11 @@ class MappingDraft:
         """The draft against the live files: what saving would change."""
         return unified_diff(self.live, self.files) if self.exists else ""
 
+    def trial(self, scratch: Path) -> MappingDraft:
+        """A throw-away draft under `scratch` starting from this one's files (or the live ones):
+        an edit tried there, validated and shown, changes nothing of this draft."""
+        return MappingDraft(self.directory, scratch, "trial")
+
     def moved_on(self) -> list[str]:
         """The live files that changed since the draft began (another save): saving would undo it."""
         return [n for n in MANAGED if self.exists and _text(self.live / n) != _text(self.base / n)]

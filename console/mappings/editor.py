@@ -195,8 +195,10 @@ def _address_rows(doc: Mapping[str, Any], path: tuple[str, ...], read: Mapping[s
     for key, parts in _node(doc, (*path[:-1], "addresses")).items():
         for part, column in (parts if isinstance(parts, Mapping) else {}).items():
             entry = ".".join((*path[:-1], "addresses", str(key), str(part)))
+            prefix = _node(read, (str(key),)).get("prefix")
+            sf = f"{prefix} address" if prefix else ""
             rows.append(
-                Row("address", f"{key}.{part}", "", str(column), "", "standardise (addresses.yaml)", entry)
+                Row("address", f"{key}.{part}", sf, str(column), "", "standardise (addresses.yaml)", entry)
             )
     return rows
 

@@ -8,11 +8,13 @@ files until Save; the running processors reload them by themselves (their reload
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
 from typing import Annotated, Any
 
 from confluent_kafka import KafkaException
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from console.access import require
 from console.mappings.draft import MappingDraft, validate
@@ -311,15 +313,45 @@ def value_map(
     source: Annotated[list[str] | None, Form()] = None,
     target: Annotated[list[str] | None, Form()] = None,
     view_direction: Annotated[str, Form()] = "to_sage",
+    check: bool = False,
 ) -> Response:
+    """Apply the grid to the draft; with `?check=true` only say what problems it would have."""
     entity = _entity(entity_key)
+    draft = draft_of(request, user)
+    if check:
+        return _check_value_map(request, draft, entity, section, name, source or [], target or [], unknown)
     try:
-        set_value_map(draft_of(request, user), entity, section, name, source or [], target or [], unknown)
+        set_value_map(draft, entity, section, name, source or [], target or [], unknown)
     except ValueError as exc:
         flash(request, str(exc), "error")
     else:
         flash(request, f"Value map {name} updated (in your draft).", "success")
     return _back(entity, view_direction, f"#map-{name}")
+
+
+def _check_value_map(
+    request: Request,
+    draft: MappingDraft,
+    entity: Entity,
+    section: str,
+    name: str,
+    sources: list[str],
+    targets: list[str],
+    unknown: str,
+) -> Response:
+    """The problems the grid as typed would have, as JSON, for the page to show while editing;
+    the draft is not changed (the edit is tried on a scratch copy)."""
+    settings = console_settings(request)
+    with tempfile.TemporaryDirectory(prefix="sagesf-check-") as scratch:
+        trial = draft.trial(Path(scratch))
+        try:
+            set_value_map(trial, entity, section, name, sources, targets, unknown)
+        except ValueError as exc:
+            return JSONResponse({"problems": [str(exc)]})
+        found = validate(trial.files, settings.salesforce_metadata_file, settings.sage_metadata_file)
+    entry = f"{section}.{name}"
+    about = [f"line {p.line}: {p.entry}: {p.reason}" for p in found if p.about(entity.file, entry)]
+    return JSONResponse({"problems": about, "elsewhere": len(found) - len(about)})
 
 
 @router.post("/{entity_key}/code-lookup")

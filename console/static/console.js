@@ -32,6 +32,35 @@
       else row.querySelectorAll("input").forEach(function (input) { input.value = ""; });
     }
   });
+  // a value-map grid is checked as it is typed in: the server tries it on a scratch copy of the
+  // draft with the processors' loader and answers the problems, shown above the grid
+  let pending = null;
+  document.addEventListener("input", function (event) {
+    const form = event.target instanceof HTMLElement ? event.target.closest("form[data-check]") : null;
+    if (!form) return;
+    clearTimeout(pending);
+    pending = setTimeout(function () {
+      window.fetch(form.dataset.check, { method: "POST", body: new FormData(form) })
+        .then(function (answer) { return answer.ok ? answer.json() : null; })
+        .then(function (found) {
+          if (!found) return;
+          const box = form.parentElement.querySelector(".live-problems");
+          box.replaceChildren();
+          found.problems.forEach(function (text) {
+            const line = document.createElement("div");
+            line.className = "problem";
+            line.textContent = "⚠ " + text;
+            box.appendChild(line);
+          });
+          if (!found.problems.length) {
+            const ok = document.createElement("div");
+            ok.className = "ok-text";
+            ok.textContent = "✓ no problems with this map as typed (not applied yet)";
+            box.appendChild(ok);
+          }
+        });
+    }, 400);
+  });
   // a button with data-confirm asks first
   document.addEventListener("submit", function (event) {
     const button = event.submitter;

@@ -108,14 +108,21 @@ def test_a_mapper_maps_a_new_picklist_to_a_udf_with_a_value_map_previews_it_on_l
     form.get_by_role("button", name="Pair").click()
     expect(page.locator("#row-customer_tier")).to_contain_text("UDF_CUSTOMER_TIER")
     grid = page.locator("#map-customer_tier")
+    grid.get_by_label("to for Platinum").fill("PLATINUM")  # checked as typed: too long for S4
+    expect(grid.locator(".live-problems")).to_contain_text("PLATINUM")
+    shots("checked-as-typed")
     for tier, code in TIERS.items():
         grid.get_by_label(f"to for {tier}").fill(code)
+    expect(grid.locator(".live-problems")).to_contain_text("no problems")
     shots("value-map-filled")
     grid.get_by_role("button", name="Apply to draft").click()
     expect(page.locator("#draft-bar")).to_contain_text("valid")
     shots("paired-and-mapped")
     # the README's picture: the pairs, the pair form and the new value map, at a readable size
-    readme: FloatRect = {"x": 0, "y": 0, "width": 1280, "height": 1500}
+    bottom = page.evaluate(
+        "document.querySelector('#map-customer_tier').getBoundingClientRect().bottom + window.scrollY"
+    )
+    readme: FloatRect = {"x": 0, "y": 0, "width": 1280, "height": float(bottom) + 16}
     page.screenshot(path=str(shots.folder / "readme-mapping-editor.png"), full_page=True, clip=readme)
 
     page.get_by_role("link", name="Preview on live records").first.click()

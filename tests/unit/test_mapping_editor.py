@@ -178,3 +178,24 @@ def test_a_plain_fields_transforms_are_edited_in_place(settings: ConsoleSettings
     unknown = {**entry, "map": "no_such_map"}
     client.post("/mappings/customers/transform", data=unknown)
     assert "no value map &#39;no_such_map&#39;" in client.get("/mappings/customers").text
+
+
+def test_a_grid_is_checked_as_typed_without_changing_the_draft(settings: ConsoleSettings) -> None:
+    client, token = _mapper(settings)
+    _pair_tier(client, token)
+    typed = {
+        "section": "picklists",
+        "name": "customer_tier",
+        "unknown": "error",
+        "source": ["Platinum"],
+        "target": ["PLATINUM"],
+        "csrf_token": token,
+    }
+    answer = client.post("/mappings/customers/value-map?check=true", data=typed)
+    assert answer.status_code == 200
+    problems = answer.json()["problems"]
+    assert len(problems) == 1
+    assert "PLATINUM" in problems[0]
+    assert 'value="PLATINUM"' not in client.get("/mappings/customers").text, "the check changed the draft"
+    fine = client.post("/mappings/customers/value-map?check=true", data={**typed, "target": ["PLAT"]})
+    assert fine.json()["problems"] == []
