@@ -25,7 +25,7 @@ from processors import commands
 from processors.addresses import standardise
 from processors.code_page import for_sage
 from processors.field_types import to_sage, to_salesforce
-from processors.mapping_model import CustomField, Mappings, ValueMap
+from processors.mapping_model import CustomField, Mappings, SalesforceFieldRef, ValueMap
 from processors.sync_message import Changes
 from sagesf.errors import Permanent
 
@@ -141,13 +141,7 @@ def customer_to_salesforce(mappings: Mappings, customer: Mapping[str, Any]) -> d
     """The Account fields a Sage customer maps to (`sage_to_salesforce`, custom fields going to
     Salesforce, converted by type); empty values left out (Sage never blanks a Salesforce field)."""
     mapping = mappings.customers
-    fields: dict[str, Any] = {}
-    for name, target in mapping.sage_to_salesforce.fields.items():
-        value = customer.get(name)
-        if target.map is not None:
-            value = mapping.picklists[target.map].apply(value, name=target.map, where=f"customer.{name}")
-        if value is not None and value != "":
-            fields[target.salesforce] = salesforce_value(value)
+    fields = _to_salesforce(mapping.sage_to_salesforce.fields, mapping.picklists, customer, "customer")
     maps = (mapping.picklists, mapping.lookups)
     fields.update(_customs_to_salesforce(mapping.custom_fields, maps, customer.get("custom_fields") or {}))
     return fields
@@ -160,13 +154,7 @@ def item_to_salesforce(mappings: Mappings, item: Mapping[str, Any]) -> dict[str,
     """The Product2 fields of a Sage item: products.yaml `item_fields` (through their maps) and
     the custom fields going to Salesforce; empty values left out."""
     products = mappings.products
-    fields: dict[str, Any] = {}
-    for name, target in products.item_fields.items():
-        value = item.get(name)
-        if target.map is not None:
-            value = products.picklists[target.map].apply(value, name=target.map, where=f"item.{name}")
-        if value is not None and value != "":
-            fields[target.salesforce] = salesforce_value(value)
+    fields = _to_salesforce(products.item_fields, products.picklists, item, "item")
     maps = (products.picklists, products.lookups)
     fields.update(_customs_to_salesforce(products.custom_fields, maps, item.get("custom_fields") or {}))
     return fields
@@ -184,6 +172,24 @@ def item_to_sage(mappings: Mappings, item: Mapping[str, Any]) -> dict[str, str]:
     for column, value in customs.items():
         _put(columns, column, for_sage(value, mappings.code_page, f"item.{column}"))
     return columns
+
+
+def _to_salesforce(
+    targets: Mapping[str, SalesforceFieldRef],
+    picklists: Mapping[str, ValueMap],
+    record: Mapping[str, Any],
+    entity: str,
+) -> dict[str, Any]:
+    """Salesforce field -> value of each canonical field of `record` a target names (through its
+    map); empty values and values a map turns into null left out."""
+    fields: dict[str, Any] = {}
+    for name, target in targets.items():
+        value = record.get(name)
+        if target.map is not None:
+            value = picklists[target.map].apply(value, name=target.map, where=f"{entity}.{name}")
+        if value is not None and value != "":
+            fields[target.salesforce] = salesforce_value(value)
+    return fields
 
 
 # --- custom fields ---------------------------------------------------------------------------

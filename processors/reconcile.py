@@ -243,11 +243,15 @@ class MappingJudge:
         ]
 
     def item_fields(self, item: Mapping[str, Any]) -> dict[str, Any]:
-        """The Product2 fields the item sync writes from this Sage item (processors/field_mapping.py)."""
+        """The Product2 fields products.yaml `item_fields` maps from this Sage item, as the item
+        sync writes them (processors/field_mapping.py); custom fields are not compared, as for
+        customers (the snapshot does not read them)."""
+        compared = {target.salesforce for target in self.mappings.products.item_fields.values()}
         try:
-            return item_to_salesforce(self.mappings, item)
+            fields = item_to_salesforce(self.mappings, item)
         except Permanent:
             return {}  # a value a map refuses: nothing the sync would write
+        return {f: v for f, v in fields.items() if f in compared}
 
     def stock_fields(self, item: Mapping[str, Any]) -> dict[str, Any]:
         """The inventory processor's sums for the item (processors/inventory.py), event time aside."""

@@ -53,7 +53,8 @@ from __future__ import annotations
 import importlib
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import date
 from decimal import Decimal
@@ -273,9 +274,7 @@ class BoiSageWriter:
     # --- customer -------------------------------------------------------------------------
 
     def _upsert_customer(self, customer: CustomerWrite) -> WrittenCustomer:
-        session = self._prepare("A/R", "AR_Customer_ui")
-        obj = self._script.NewObject("AR_Customer_bus", session)
-        try:
+        with self._business_object("A/R", "AR_Customer_ui", "AR_Customer_bus") as obj:
             self._check(
                 obj,
                 "nSetKeyValue",
@@ -297,22 +296,13 @@ class BoiSageWriter:
                     field="CustomerNo",
                     value=customer.customer_no,
                 )
-            for column, value in customer.columns.items():
-                self._set(obj, column, value)
-            self._check(obj, "nWrite", obj.nWrite())
-        except BaseException:
-            _clear(obj)
-            raise
-        finally:
-            _drop(obj)
+            self._write(obj, customer.columns)
         return WrittenCustomer(customer.ar_division_no, customer.customer_no, customer.create)
 
     def _update_item(self, item_code: str, columns: Mapping[str, ColumnValue]) -> None:
         """Set `columns` of an existing item through CI_ItemCode_bus (unverified against a live
         Sage: the business object and task names follow Sage's CI_ItemCode naming)."""
-        session = self._prepare("C/I", "CI_ItemCode_ui")
-        obj = self._script.NewObject("CI_ItemCode_bus", session)
-        try:
+        with self._business_object("C/I", "CI_ItemCode_ui", "CI_ItemCode_bus") as obj:
             self._check(obj, "nSetKeyValue", obj.nSetKeyValue("ItemCode$", item_code), "ItemCode")
             key = obj.nSetKey()
             if key == FAILURE:
@@ -321,14 +311,26 @@ class BoiSageWriter:
                 raise Permanent(
                     f"ItemCode {item_code!r} no longer exists in CI_Item", field="ItemCode", value=item_code
                 )
-            for column, value in columns.items():
-                self._set(obj, column, value)
-            self._check(obj, "nWrite", obj.nWrite())
+            self._write(obj, columns)
+
+    @contextmanager
+    def _business_object(self, module: str, task: str, name: str) -> Iterator[Any]:
+        """A new business object `name` of a session prepared for `task`: cleared when the work
+        fails, dropped always."""
+        session = self._prepare(module, task)  # opens the session, and the script with it
+        obj = self._script.NewObject(name, session)
+        try:
+            yield obj
         except BaseException:
             _clear(obj)
             raise
         finally:
             _drop(obj)
+
+    def _write(self, obj: Any, columns: Mapping[str, ColumnValue]) -> None:
+        for column, value in columns.items():
+            self._set(obj, column, value)
+        self._check(obj, "nWrite", obj.nWrite())
 
     def _undo_customer(self, customer: WrittenCustomer, refused: Permanent) -> Permanent:
         """Delete the customer created for an order Sage refused; the refusal to raise, saying so
