@@ -19,7 +19,7 @@ from urllib.parse import quote
 from fastapi import Request
 
 from console.state import user_file
-from console.users import Role, User
+from console.users import ROLES, Role, User
 
 __all__ = [
     "CSRF_FIELD",
@@ -58,9 +58,15 @@ class Forbidden(Exception):
 
 
 def current_user(request: Request) -> User | None:
-    """The logged-in user, or None (also when the user has been removed from the users file)."""
+    """The logged-in user, or None (also when a local user has been removed from the users file).
+    A single sign-on session carries the roles it was given at sign-in (console/pages/oidc.py)."""
     name = request.session.get("user")
-    return user_file(request).get(name) if isinstance(name, str) else None
+    if not isinstance(name, str):
+        return None
+    signed_on = request.session.get("roles")
+    if isinstance(signed_on, list):
+        return User(name, frozenset(r for r in ROLES if r in signed_on))
+    return user_file(request).get(name)
 
 
 def require(role: Role) -> Callable[[Request], User]:
@@ -112,10 +118,14 @@ class CsrfRefused(Exception):
         )
 
 
-def start_session(request: Request, user: User) -> None:
-    """Log `user` in with a fresh session (new CSRF token), so a token seen before login is void."""
+def start_session(request: Request, user: User, roles: list[Role] | None = None) -> None:
+    """Log `user` in with a fresh session (new CSRF token), so a token seen before login is void.
+    `roles`: kept in the (signed) session for a user signed on elsewhere; a local user's roles are
+    read from the users file on each request."""
     request.session.clear()
     request.session["user"] = user.name
+    if roles is not None:
+        request.session["roles"] = list(roles)
     csrf_token(request)
 
 

@@ -20,6 +20,7 @@ from console import routes
 from console.access import CsrfRefused, Forbidden, LoginRequired, check_csrf
 from console.audit import AuditLog
 from console.cluster import Cluster, UnknownStage
+from console.pages.oidc import oidc_client
 from console.processes import ProcessWatch
 from console.settings import ConsoleSettings
 from console.templating import render
@@ -44,7 +45,8 @@ def create_app(
     environment, SAGESF_* and SAGESF_LINK__*).
 
     `app.state` holds `settings`, `users` (UserFile), `audit` (AuditLog), `cluster` (Cluster) and
-    `processes` (ProcessWatch) for the routes (console.state reads them).
+    `processes` (ProcessWatch) for the routes (console.state reads them), and `oidc`, the single
+    sign-on client when `settings.oidc` is set.
     """
     secret = settings.session_secret.get_secret_value() if settings.session_secret else ""
     if len(secret) < MIN_SECRET:
@@ -66,6 +68,7 @@ def create_app(
         settings.kafka_timeout,
     )
     app.state.processes = ProcessWatch(settings.processes, settings.process_timeout)
+    app.state.oidc = oidc_client(settings.oidc) if settings.oidc is not None else None
     app.add_middleware(
         SessionMiddleware,
         secret_key=secret,

@@ -32,6 +32,7 @@ UNREACHABLE = "unreachable"
 _DONE = "sagesf_records_done_total"
 _PRODUCED = "sagesf_records_produced_total"
 _LAG = "sagesf_consumer_lag"
+MIN_INTERVAL = 0.5  # seconds between two readings for a rate
 
 
 @dataclass
@@ -75,6 +76,8 @@ class ProcessWatch:
         try:
             health: dict[str, Any] = json.loads(self._get(f"{base}/healthz"))
             metrics = self._get(f"{base}/metrics")
+        except urllib.error.URLError as exc:  # no answer at all
+            return ProcessView(name, base, UNREACHABLE, f"cannot connect: {short_reason(str(exc.reason))}")
         except (OSError, ValueError) as exc:
             return ProcessView(name, base, UNREACHABLE, short_reason(str(exc)))
         view = ProcessView(
@@ -110,14 +113,16 @@ class ProcessWatch:
         ]
 
     def _rates(self, process: str, totals: dict[str, float]) -> dict[str, float]:
+        """Records per second since the last reading of `process` (kept unless too recent to say)."""
         now = time.monotonic()
         with self._lock:
             before = self._last.get(process)
+            if before is not None and now - before[0] < MIN_INTERVAL:
+                return {}
             self._last[process] = (now, totals)
-        if before is None or now - before[0] < 0.5:
+        if before is None:
             return {}
-        seconds = now - before[0]
-        earlier = before[1]  # a stage first counted since then started from 0
+        seconds, earlier = now - before[0], before[1]  # a stage first counted since then started at 0
         return {
             stage: (total - earlier.get(stage, 0.0)) / seconds
             for stage, total in totals.items()

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from console.pages import audit, dead_letters, home, links, login, mappings, processes, trace
+from console.pages import audit, dead_letters, home, links, login, mappings, oidc, processes, trace
 
 __all__ = ["ROUTERS"]
 
 ROUTERS: list[APIRouter] = [
     login.router,
+    oidc.router,
     home.router,
     mappings.router,
     dead_letters.router,

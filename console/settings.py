@@ -4,12 +4,29 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sagesf.topic_names import POSITIONS
 
-__all__ = ["ConsoleSettings"]
+__all__ = ["ConsoleSettings", "OidcSettings"]
+
+
+class OidcSettings(BaseModel):
+    """Single sign-on through an OpenID Connect provider (`SAGESF_CONSOLE__OIDC__*`), beside the
+    local users. The console is a confidential client (authorization code flow); register
+    `<console URL>/login/oidc/callback` as its redirect URI. A person's console roles are the
+    known role names in the `roles_claim` of their ID token, plus their roles in the users file
+    under the same name (`name_claim`); someone with neither is refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    issuer: str  # its metadata is at <issuer>/.well-known/openid-configuration
+    client_id: str
+    client_secret: SecretStr
+    name_claim: str = "email"
+    roles_claim: str = "roles"
+    label: str = "single sign-on"  # the login button says "Log in with <label>"
 
 
 class ConsoleSettings(BaseSettings):
@@ -42,6 +59,7 @@ class ConsoleSettings(BaseSettings):
     preview_records: int = Field(default=20, ge=1, le=500)  # newest records per topic a preview maps
     # the processors' SAGESF_PROCESSORS__MAPPINGS_RELOAD_INTERVAL, to say when a save takes effect
     processors_reload_interval: float = Field(default=10.0, ge=0)
+    oidc: OidcSettings | None = None  # single sign-on, when set
 
     @property
     def salesforce_metadata_file(self) -> Path | None:

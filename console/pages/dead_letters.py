@@ -133,7 +133,7 @@ def replay(
             )
         ok, outcome = _outcome(done)
     except (MarkersUnreadable, ProduceFailed, Retriable, StartupError, KafkaException) as exc:
-        ok, outcome = False, f"not replayed, nothing marked: {redact(str(exc))}"
+        ok, outcome = False, f"Not replayed, nothing marked: {redact(str(exc))}"
     audit_log(request).record(
         user.name,
         "dead-letter.replay",
@@ -147,16 +147,16 @@ def replay(
 def _outcome(done: StageReplay) -> tuple[bool, str]:
     """Whether the one dead letter was replayed, and a sentence saying what happened."""
     if not done.items:
-        return False, "not found: retention may have removed it"
+        return False, "Not found: retention may have removed it"
     item = done.items[0]
     if item.skip is not None:
-        return False, f"not replayed: {item.skip}"
+        return False, f"Not replayed: {item.skip}"
     reason = done.report.not_sent.get(item.letter.ref)
     if reason is not None:
-        return False, f"not replayed: {reason}"
+        return False, f"Not replayed: {reason}"
     [(_, where)] = done.report.sent
     how = "re-read from the source and published" if item.reread else "sent back"
-    return True, f"replayed: {how} to {where.topic}/{where.partition}/{where.offset}"
+    return True, f"Replayed: {how} to {where.topic}/{where.partition}/{where.offset}"
 
 
 def _replayed(request: Request) -> set[str] | None:

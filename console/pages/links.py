@@ -79,13 +79,13 @@ def decide(
         decision = choose(book, found, user.name, store.settings.fields)
         store.write(decision)
     except Refused as exc:
-        ok, message = False, f"refused: {exc}"
+        ok, message = False, f"Refused: {exc}"
     except (KafkaException, ScanTimeout, Retriable) as exc:
-        ok, message = False, f"not decided, Kafka cannot be written now: {redact(str(exc))}"
+        ok, message = False, f"Not decided, Kafka cannot be written now: {redact(str(exc))}"
     else:
         changes = [f"{p.key}: {p.state}" for p in decision.changed]
         outcome["changed"] = changes
-        ok, message = True, "; ".join(changes + decision.notes) or "nothing to do"
+        ok, message = True, "; ".join(changes + decision.notes) or "Nothing to do"
     outcome["outcome"] = message
     audit_log(request).record(user.name, f"link.{action}", pair, detail=outcome)
     flash(request, message, "success" if ok else "error")

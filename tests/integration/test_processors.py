@@ -361,6 +361,24 @@ class World:
         except (OSError, ValueError):
             return None
 
+    def add_product_lookup(self, product_code: str, item_code: str, timeout: float = 10.0) -> None:
+        """A row in products.yaml's lookup table (as operations, or the console's grid, add one),
+        returned once the running worker reloaded the mappings."""
+        before = self._reloads()
+        products = self.mappings / "products.yaml"
+        row = f"lookup:\n  {product_code}: {item_code}\n"
+        products.write_text(products.read_text().replace("lookup:\n", row, 1))
+        deadline = time.monotonic() + timeout
+        while self._reloads() <= before:
+            assert time.monotonic() < deadline, self.log_tail()
+            time.sleep(0.2)
+
+    def _reloads(self) -> float:
+        """How many times the worker reloaded the mappings successfully."""
+        sample = 'sagesf_processor_mapping_reloads_total{result="ok"} '
+        found = [line for line in self.metrics().splitlines() if line.startswith(sample)]
+        return float(found[0].split()[-1]) if found else 0.0
+
     def metrics(self) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2) as resp:
             text: str = resp.read().decode()
@@ -660,12 +678,7 @@ def test_unknown_product_is_dead_lettered_shown_and_replayed_after_the_fix(world
     assert not world.matching(sage_commands(world, opp, "order"))
 
     # operations add the product to the lookup table; the running worker picks the edit up
-    products = world.mappings / "products.yaml"
-    products.write_text(products.read_text().replace("lookup:\n", "lookup:\n  GADGET-NEW: TOOL-1003\n", 1))
-    deadline = time.monotonic() + 10
-    while 'sagesf_processor_mapping_reloads_total{result="ok"}' not in world.metrics():
-        assert time.monotonic() < deadline, world.log_tail()
-        time.sleep(0.2)
+    world.add_product_lookup("GADGET-NEW", "TOOL-1003")
     world.produce_raw("salesorder.v1", dead.raw_key, dead.raw_value)  # what `sagesf dlq replay` does
 
     [out] = world.wait_for("CreateSalesOrder after replay", sage_commands(world, opp, "order"))

@@ -157,7 +157,7 @@ def test_an_operator_replays_a_dead_letter_and_the_audit_shows_who_and_when(
     shots("dead-letter")
     before = len(replays_on(kafka_bootstrap, world["origin"]))
     page.click("#replay")
-    expect(page.locator(".flash-success")).to_contain_text(f"replayed: sent back to {world['origin']}/0/")
+    expect(page.locator(".flash-success")).to_contain_text(f"Replayed: sent back to {world['origin']}/0/")
     expect(page.locator("#replayed")).to_contain_text(world["origin"])
     shots("replayed")
 

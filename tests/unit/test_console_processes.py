@@ -21,7 +21,7 @@ def process():
 
 def cells(page: str, row_id: str) -> list[str]:
     """The cells after the first of the table row `row_id` on the page."""
-    row = re.search(rf'<tr id="{re.escape(row_id)}"><td>[^<]*</td>(.*?)</tr>', page, re.DOTALL)
+    row = re.search(rf'<tr id="{re.escape(row_id)}"><td[^>]*>[^<]*</td>(.*?)</tr>', page, re.DOTALL)
     assert row, f"no row {row_id}"
     return [c.strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", row.group(1), re.DOTALL)]
 
