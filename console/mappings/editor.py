@@ -27,6 +27,7 @@ __all__ = [
     "EditorView",
     "PairRequest",
     "Row",
+    "ValueMapEdit",
     "ValueMapView",
     "canonical_name",
     "pair",
@@ -352,15 +353,19 @@ def _rows(sources: Iterable[str], targets: Iterable[str]) -> dict[str, str]:
     return {s.strip(): t.strip() for s, t in zip(sources, targets, strict=False) if s.strip() and t.strip()}
 
 
-def set_value_map(
-    draft: MappingDraft,
-    entity: Entity,
-    section: str,
-    name: str,
-    sources: list[str],
-    targets: list[str],
-    unknown: str,
-) -> None:
+@dataclass(frozen=True)
+class ValueMapEdit:
+    """A value-map grid as posted: `sources[i]` -> `targets[i]`, and what an unlisted value does."""
+
+    section: str  # picklists | lookups
+    name: str
+    sources: list[str]
+    targets: list[str]
+    unknown: str = "error"
+
+
+def set_value_map(draft: MappingDraft, entity: Entity, edit: ValueMapEdit) -> None:
+    section, name, unknown = edit.section, edit.name, edit.unknown
     if section not in ("picklists", "lookups"):
         raise ValueError(f"no value map section {section!r}")
     if unknown not in UNKNOWN_RULES:
@@ -371,7 +376,7 @@ def set_value_map(
         if not isinstance(values, CommentedMap):
             values = yaml_edit.flow({})
             yaml_edit.put(table, "values", values)
-        yaml_edit.replace_entries(values, _rows(sources, targets))
+        yaml_edit.replace_entries(values, _rows(edit.sources, edit.targets))
         yaml_edit.put(table, "unknown", unknown)
 
 

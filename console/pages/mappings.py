@@ -23,6 +23,7 @@ from console.mappings.editor import (
     UNKNOWN_RULES,
     EditorView,
     PairRequest,
+    ValueMapEdit,
     pair,
     set_code_lookup,
     set_transform,
@@ -318,10 +319,11 @@ def value_map(
     """Apply the grid to the draft; with `?check=true` only say what problems it would have."""
     entity = _entity(entity_key)
     draft = draft_of(request, user)
+    edit = ValueMapEdit(section, name, source or [], target or [], unknown)
     if check:
-        return _check_value_map(request, draft, entity, section, name, source or [], target or [], unknown)
+        return _check_value_map(request, draft, entity, edit)
     try:
-        set_value_map(draft, entity, section, name, source or [], target or [], unknown)
+        set_value_map(draft, entity, edit)
     except ValueError as exc:
         flash(request, str(exc), "error")
     else:
@@ -329,27 +331,18 @@ def value_map(
     return _back(entity, view_direction, f"#map-{name}")
 
 
-def _check_value_map(
-    request: Request,
-    draft: MappingDraft,
-    entity: Entity,
-    section: str,
-    name: str,
-    sources: list[str],
-    targets: list[str],
-    unknown: str,
-) -> Response:
+def _check_value_map(request: Request, draft: MappingDraft, entity: Entity, edit: ValueMapEdit) -> Response:
     """The problems the grid as typed would have, as JSON, for the page to show while editing;
     the draft is not changed (the edit is tried on a scratch copy)."""
     settings = console_settings(request)
     with tempfile.TemporaryDirectory(prefix="sagesf-check-") as scratch:
         trial = draft.trial(Path(scratch))
         try:
-            set_value_map(trial, entity, section, name, sources, targets, unknown)
+            set_value_map(trial, entity, edit)
         except ValueError as exc:
             return JSONResponse({"problems": [str(exc)]})
         found = validate(trial.files, settings.salesforce_metadata_file, settings.sage_metadata_file)
-    entry = f"{section}.{name}"
+    entry = f"{edit.section}.{edit.name}"
     about = [f"line {p.line}: {p.entry}: {p.reason}" for p in found if p.about(entity.file, entry)]
     return JSONResponse({"problems": about, "elsewhere": len(found) - len(about)})
 
