@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from console.pages import audit, dead_letters, home, links, login, oidc, processes, trace
+from console.pages import audit, dead_letters, home, links, login, mappings, oidc, processes, trace
 
 __all__ = ["ROUTERS"]
 
@@ -13,6 +13,7 @@ ROUTERS: list[APIRouter] = [
     login.router,
     oidc.router,
     home.router,
+    mappings.router,
     dead_letters.router,
     trace.router,
     links.router,

@@ -52,4 +52,23 @@ class ConsoleSettings(BaseSettings):
     kafka_timeout: float = Field(default=15.0, gt=0)  # seconds without progress reading a topic
     dlq_markers_topic: str = POSITIONS  # where replays are marked (as `sagesf dlq --markers-topic`)
     dlq_scan: int = Field(default=1000, ge=1)  # newest dead letters per partition counted for reasons
+    # the mapping editor: drafts and saved versions live here; metadata as the processors read it
+    state_dir: Path = Path("console-state")
+    salesforce_metadata: Path | None = None  # default: <mappings_dir>/metadata/salesforce.yaml
+    sage_metadata: Path | None = None  # default: <mappings_dir>/metadata/sage100.yaml
+    preview_records: int = Field(default=20, ge=1, le=500)  # newest records per topic a preview maps
+    # the processors' SAGESF_PROCESSORS__MAPPINGS_RELOAD_INTERVAL, to say when a save takes effect
+    processors_reload_interval: float = Field(default=10.0, ge=0)
     oidc: OidcSettings | None = None  # single sign-on, when set
+
+    @property
+    def salesforce_metadata_file(self) -> Path | None:
+        return self.salesforce_metadata or _existing(self.mappings_dir / "metadata" / "salesforce.yaml")
+
+    @property
+    def sage_metadata_file(self) -> Path | None:
+        return self.sage_metadata or _existing(self.mappings_dir / "metadata" / "sage100.yaml")
+
+
+def _existing(path: Path) -> Path | None:
+    return path if path.exists() else None

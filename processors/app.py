@@ -68,6 +68,7 @@ from processors.metrics import (
     RETRIES,
 )
 from processors.orders import OrderPipeline
+from processors.shadow import ShadowMappings
 from processors.state import MappingsRef, Origin, Step, Tables
 from processors.status import StatusPipeline
 from processors.tables import SharedTable, shared_table
@@ -154,6 +155,11 @@ class Processors:
         self.core = core
         self.health = health or Health()
         self.mappings_ref = MappingsRef(mappings)
+        self.shadow = (
+            ShadowMappings(settings.shadow_mappings_dir, settings.salesforce_metadata, settings.sage_metadata)
+            if settings.shadow_mappings_dir is not None
+            else None
+        )
         self.registry = registry or SchemaRegistryClient(core.registry.client_config())
         self._serdes: dict[tuple[str, str], AvroSerde] = {}
         self._out: dict[str, Any] = {}
@@ -350,6 +356,8 @@ class Processors:
                 value = self._decode_value(topic, schema, origin.value)
             except SerdeError as exc:
                 raise _Converter(exc, STAGE_VALUE_CONVERTER) from exc
+            if self.shadow is not None:
+                self.shadow.observe(topic, value, self.mappings_ref.current)
             return handler(key, value, origin)
 
         try:
@@ -510,6 +518,8 @@ class Processors:
             RECORDS.labels(stage, step.outcome).inc()
 
     async def _reload_mappings(self) -> None:
+        if self.shadow is not None:
+            await asyncio.to_thread(self.shadow.reload_if_changed)
         current = self.mappings_ref.current
         if not current.changed():
             return

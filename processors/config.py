@@ -66,6 +66,9 @@ class ProcessorSettings(BaseSettings):
     salesforce_metadata: Path | None = Path("mappings/metadata/salesforce.yaml")
     sage_metadata: Path | None = Path("mappings/metadata/sage100.yaml")
     mappings_reload_interval: float = Field(default=10.0, ge=0)  # seconds between checks for edits; 0: never
+    # a candidate mapping directory run in shadow on all live traffic: differences counted, nothing
+    # produced (processors/shadow.py)
+    shadow_mappings_dir: Path | None = None
     topics: dict[str, str] = Field(default_factory=dict)  # topics.yaml name -> the topic to use instead
     replication_factor: int = Field(default=3, ge=1)  # of the changelog topics faust creates
     data_dir: Path = Path(tempfile.gettempdir()) / "sagesf-processors"  # faust's local app dir

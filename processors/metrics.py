@@ -20,6 +20,9 @@ __all__ = [
     "RECORDS",
     "RECORD_SECONDS",
     "RETRIES",
+    "SHADOW_DIFFERENCES",
+    "SHADOW_FAILURES",
+    "SHADOW_RECORDS",
 ]
 
 RECORDS = Counter(
@@ -45,4 +48,20 @@ ORDERS_UNANSWERED = Counter(
     "sagesf_processor_orders_unanswered_total",
     "Orders given up after order_resend_limit re-sends without a Sage result (Error in Salesforce, "
     "dead-lettered for replay)",
+)
+# shadow mode (processors/shadow.py): a candidate mapping beside the one in use, nothing produced
+SHADOW_RECORDS = Counter(
+    "sagesf_processor_shadow_records_total",
+    "Records mapped under the shadow (candidate) mapping too",
+    ["entity", "direction"],
+)
+SHADOW_DIFFERENCES = Counter(
+    "sagesf_processor_shadow_differences_total",
+    "Records the candidate mapping would send differently (or fail, or map where the current fails)",
+    ["entity", "direction"],
+)
+SHADOW_FAILURES = Counter(
+    "sagesf_processor_shadow_failures_total",
+    "Records the candidate mapping would fail (dead-letter)",
+    ["entity", "direction"],
 )

@@ -71,6 +71,16 @@ def price_book(sf: Any) -> dict[str, tuple[str, float]]:
     return {r["Product2"]["ProductCode"]: (r["Id"], float(r["UnitPrice"])) for r in rows if r.get("Product2")}
 
 
+def sell_new_product(sf: Any, code: str, price: float) -> tuple[str, float]:
+    """A new active Product2 `code` in the standard price book: its (PricebookEntry Id, price)."""
+    product = sf.Product2.create({"Name": f"Widget {code}", "ProductCode": code, "IsActive": True})["id"]
+    standard = sf.query("SELECT Id FROM Pricebook2 WHERE IsStandard = true LIMIT 1")["records"][0]["Id"]
+    entry = sf.PricebookEntry.create(
+        {"Pricebook2Id": standard, "Product2Id": product, "UnitPrice": price, "IsActive": True}
+    )["id"]
+    return entry, price
+
+
 def win_new_customer_opportunity(
     sf: Any, lines: list[tuple[str, int]], entries: dict[str, tuple[str, float]], name: str | None = None
 ) -> WonOpportunity:

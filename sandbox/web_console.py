@@ -84,6 +84,14 @@ def console_env(processes: dict[str, str]) -> dict[str, str]:
         "SAGESF_CONSOLE__USERS_FILE": str(users.path),
         "SAGESF_CONSOLE__SESSION_SECRET": _session_secret(),
         "SAGESF_CONSOLE__AUDIT_LOG": str(_folder() / "audit.jsonl"),
-        "SAGESF_CONSOLE__MAPPINGS_DIR": str(REPO_ROOT / "mappings"),
+        # the mapping editor edits the files the processors read, checked against their metadata
+        "SAGESF_CONSOLE__MAPPINGS_DIR": os.environ.get("SAGESF_PROCESSORS__MAPPINGS_DIR")
+        or str(REPO_ROOT / "mappings"),
+        "SAGESF_CONSOLE__SALESFORCE_METADATA": str(REPO_ROOT / "sandbox" / "salesforce" / "metadata.yaml"),
+        "SAGESF_CONSOLE__SAGE_METADATA": str(REPO_ROOT / "mappings" / "metadata" / "sage100.yaml"),
+        "SAGESF_CONSOLE__STATE_DIR": str(_folder() / "state"),
+        "SAGESF_CONSOLE__PROCESSORS_RELOAD_INTERVAL": os.environ.get(
+            "SAGESF_PROCESSORS__MAPPINGS_RELOAD_INTERVAL", "10"
+        ),
         "SAGESF_CONSOLE__PROCESSES": json.dumps(processes),
     }

@@ -42,6 +42,7 @@ from sandbox.order_flow import (
     price_book,
     sage_customer_accounts,
     sales_rep,
+    sell_new_product,
     wait_for,
     win_new_customer_opportunity,
     win_opportunity,
@@ -267,14 +268,13 @@ def test_unknown_product_is_dead_lettered_then_replayed_once_after_the_lookup_is
 ) -> None:
     # a product that Salesforce sells but the lookup table does not know
     code = f"E2E-WIDGET-{uuid.uuid4().hex[:6].upper()}"
-    product_id = sf.Product2.create({"Name": f"Widget {code}", "ProductCode": code, "IsActive": True})["id"]
-    standard = sf.query("SELECT Id FROM Pricebook2 WHERE IsStandard = true LIMIT 1")["records"][0]["Id"]
-    entry_id = sf.PricebookEntry.create(
-        {"Pricebook2Id": standard, "Product2Id": product_id, "UnitPrice": 15.0, "IsActive": True}
-    )["id"]
     account_id, account_name = customers[0]
     won = win_opportunity(
-        sf, account_id, account_name, [("1001-HON-H252", 2), (code, 3)], {**entries, code: (entry_id, 15.0)}
+        sf,
+        account_id,
+        account_name,
+        [("1001-HON-H252", 2), (code, 3)],
+        {**entries, code: sell_new_product(sf, code, 15.0)},
     )
 
     failed = wait_for(

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -243,6 +244,9 @@ class Output:
     headers: dict[str, bytes] = field(default_factory=dict)
 
 
+SHADOW_EMAIL = "shadow@acme.test"
+
+
 class World:
     def __init__(self, bootstrap: str, registry_url: str, tmp: Path) -> None:
         self.bootstrap = bootstrap
@@ -254,6 +258,16 @@ class World:
         self.producer = ConfirmedProducer(KafkaSettings(bootstrap_servers=bootstrap))
         self.mappings = tmp / "mappings"
         shutil.copytree(REPO / "mappings", self.mappings)
+        # a candidate mapping in shadow the whole time: every customer gets an e-mail default
+        self.shadow = tmp / "shadow-mappings"
+        shutil.copytree(REPO / "mappings", self.shadow)
+        customers = self.shadow / "customers.yaml"
+        customers.write_text(
+            customers.read_text().replace(
+                "email_address: {sage: EmailAddress}",
+                f"email_address: {{sage: EmailAddress, default: {SHADOW_EMAIL}}}",
+            )
+        )
         self.metrics_port = _free_port()
         self.outputs: list[Output] = []
         self._lock = threading.Lock()
@@ -287,6 +301,7 @@ class World:
                 "SAGESF_PROCESSORS__APP_ID": self.app_id,
                 "SAGESF_PROCESSORS__TOPICS": json.dumps({name: self.topic(name) for name in TOPICS}),
                 "SAGESF_PROCESSORS__MAPPINGS_DIR": str(self.mappings),
+                "SAGESF_PROCESSORS__SHADOW_MAPPINGS_DIR": str(self.shadow),
                 "SAGESF_PROCESSORS__SALESFORCE_METADATA": str(REPO / "mappings/metadata/salesforce.yaml"),
                 "SAGESF_PROCESSORS__SAGE_METADATA": str(REPO / "mappings/metadata/sage100.yaml"),
                 "SAGESF_PROCESSORS__REPLICATION_FACTOR": "1",
@@ -956,6 +971,31 @@ def test_metrics_and_health_are_served(world: World) -> None:
         time.sleep(1)
         text = world.metrics()
     assert 'stage="orders"' in text.split("sagesf_consumer_lag{", 1)[-1]
+
+
+def _shadow_count(world: World, name: str) -> float:
+    found = re.search(
+        rf'sagesf_processor_shadow_{name}_total{{direction="to_sage",entity="customers"}} (\S+)',
+        world.metrics(),
+    )
+    return float(found.group(1)) if found else 0.0
+
+
+def test_a_candidate_mapping_in_shadow_counts_the_records_it_would_send_differently(world: World) -> None:
+    """SHADOW_MAPPINGS_DIR (World: an e-mail default) maps every live customer a second time:
+    the differences are counted, and nothing but the current mapping's output is produced."""
+    before = _shadow_count(world, "differences"), _shadow_count(world, "records")
+    account = sf_id("001")
+    *_, at = world.produce_at(
+        "customer.v1", "Customer", account, customer_record(account, name="Shadowed Ltd")
+    )
+    world.wait_committed(at)
+    deadline = time.monotonic() + 10
+    while _shadow_count(world, "differences") <= before[0] and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert _shadow_count(world, "differences") == before[0] + 1
+    assert _shadow_count(world, "records") == before[1] + 1
+    assert not [o for o in world.outputs if SHADOW_EMAIL in repr(o.value)], "the shadow mapping produced"
 
 
 def test_a_restarted_worker_rebuilds_its_tables_and_releases_a_held_order(
