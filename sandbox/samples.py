@@ -34,6 +34,7 @@ def line(n: int, quantity: str, price: str, amount: str) -> dict[str, Any]:
         "extension_amount": Decimal(amount),
         "tax_class": "TX",
         "comment_text": None,
+        "custom_fields": {},
     }
 
 

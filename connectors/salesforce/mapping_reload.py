@@ -78,8 +78,10 @@ class SourceMappingReload:
             self._mtime = mtime  # logged once per edit
             problems = exc.problems
             MAPPING_RELOADS.labels("invalid").inc()
+            # the file's name, not its path: /healthz details are short, and the reason must fit
+            first = problems[0].replace(str(self.path), self.path.name)
             self.health.dependency(
-                HEALTH_NAME, False, f"edited mapping is invalid; using the previous one: {problems[0]}"
+                HEALTH_NAME, False, f"edited mapping is invalid; using the previous one: {first}"
             )
             log.error(
                 "%s edited but invalid, keeping the previous mapping:\n  %s", self.path, "\n  ".join(problems)

@@ -27,6 +27,7 @@ VALID = {
     "SAGESF_SALESFORCE__CLIENT_SECRET": "secret",
     "SAGESF_SALESFORCE__USERNAME": "user@example.com",
     "SAGESF_SALESFORCE__PASSWORD": "password",
+    "SAGESF_CONSOLE__SESSION_SECRET": "a-session-secret-long-enough-for-the-console-0123456789",
 }
 
 # one wrong variable per component (its own prefix), and one every component reads
@@ -37,6 +38,7 @@ WRONG = {
     "salesforce-sink": ("SAGESF_SALESFORCE__AUTH_FLOW", "telepathy"),
     "processors": ("SAGESF_PROCESSORS__SESSION_TIMEOUT", "-5"),
     "reconciler": ("SAGESF_RECONCILE__INTERVAL_SECONDS", "-1"),
+    "console": ("SAGESF_CONSOLE__PORT", "-1"),
 }
 SHARED_WRONG = ("SAGESF_KAFKA__SECURITY_PROTOCOL", "PIGEON")
 
@@ -89,7 +91,7 @@ def test_run_without_a_component_lists_them_and_an_unknown_one_is_refused() -> N
     listed = start("--help", env={})
     assert listed.returncode == 0
     assert (
-        "Components: processors, reconciler, sage-sink, sage-source, salesforce-sink, salesforce-source"
+        "Components: console, processors, reconciler, sage-sink, sage-source, salesforce-sink, salesforce-source"
         in listed.stdout
     )
     unknown = start("sage-sauce", env={})
