@@ -13,6 +13,7 @@ emulators, and after topics.yaml is applied, and stopped first.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +75,19 @@ def component_env(component: Component, env: dict[str, str]) -> dict[str, str]:
     return {**env, **console_env(others)}
 
 
+def mappings_dir() -> Path:
+    """The mapping files every process of the sandbox reads and the console edits: the processors'
+    SAGESF_PROCESSORS__MAPPINGS_DIR when set (a test's copy), else the checkout's mappings/."""
+    return Path(os.environ.get("SAGESF_PROCESSORS__MAPPINGS_DIR") or REPO_ROOT / "mappings")
+
+
+def mappings_reload_interval() -> str:
+    """Seconds between the processes' looks for edited mapping files: the processors' setting,
+    which the Salesforce source and the console's "in use within" follow, so a save reaches all
+    of them in the time the console says."""
+    return os.environ.get("SAGESF_PROCESSORS__MAPPINGS_RELOAD_INTERVAL", "10")
+
+
 def sage_database_path() -> Path:
     return state_dir() / "sage100" / "sage100.db"
 
@@ -111,6 +125,10 @@ def pipeline_env(kafka: str, registry: str, salesforce_url: str) -> dict[str, st
         "SAGESF_SAGE100__CONNECTION_STRING": connection_string(ensure_sage_database()),
         "SAGESF_SAGE100__UDF_COLUMNS": json.dumps(DEFAULT_UDF_COLUMNS),
         "SAGESF_SAGE100__SOURCE__POLL_INTERVAL": "1.0",
+        # the source's own map of Account fields (salesforce_source.yaml) is one of the files the
+        # console saves: it must read the same directory as the processors, and reload as often
+        "SAGESF_SALESFORCE__SOURCE__MAPPING_FILE": str(mappings_dir() / "salesforce_source.yaml"),
+        "SAGESF_SALESFORCE__SOURCE__MAPPING_RELOAD_INTERVAL": mappings_reload_interval(),
         "SAGESF_PROCESSORS__REPLICATION_FACTOR": "1",
         "SAGESF_PROCESSORS__DATA_DIR": str(state_dir() / "processors" / "data"),
         "SAGESF_PROCESSORS__SALESFORCE_METADATA": str(
