@@ -13,12 +13,11 @@ emulators, and after topics.yaml is applied, and stopped first.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from sandbox.paths import REPO_ROOT, state_dir
+from sandbox.paths import REPO_ROOT, mappings_dir, mappings_reload_interval, state_dir
 from sandbox.processes import HttpProcess
 
 
@@ -73,19 +72,6 @@ def component_env(component: Component, env: dict[str, str]) -> dict[str, str]:
         if c.name != CONSOLE and (url := component_process(c).address()) is not None
     }
     return {**env, **console_env(others)}
-
-
-def mappings_dir() -> Path:
-    """The mapping files every process of the sandbox reads and the console edits: the processors'
-    SAGESF_PROCESSORS__MAPPINGS_DIR when set (a test's copy), else the checkout's mappings/."""
-    return Path(os.environ.get("SAGESF_PROCESSORS__MAPPINGS_DIR") or REPO_ROOT / "mappings")
-
-
-def mappings_reload_interval() -> str:
-    """Seconds between the processes' looks for edited mapping files: the processors' setting,
-    which the Salesforce source and the console's "in use within" follow, so a save reaches all
-    of them in the time the console says."""
-    return os.environ.get("SAGESF_PROCESSORS__MAPPINGS_RELOAD_INTERVAL", "10")
 
 
 def sage_database_path() -> Path:

@@ -16,8 +16,7 @@ import secrets
 from pathlib import Path
 
 from console.users import ROLES, Role, UserFile
-from sandbox.paths import REPO_ROOT, state_dir
-from sandbox.pipeline import mappings_dir, mappings_reload_interval
+from sandbox.paths import REPO_ROOT, mappings_dir, mappings_reload_interval, state_dir
 from sandbox.processes import free_port, port_open
 
 __all__ = ["console_env", "console_url", "passwords_file"]
