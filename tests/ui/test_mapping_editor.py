@@ -29,17 +29,21 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 
 
-def account_record(account: str, name: str, tier: str) -> dict[str, Any]:
-    """A Customer the Salesforce source published for an Account with Customer_Tier__c set."""
-    envelope = {
+def published(record_id: str) -> dict[str, Any]:
+    """The envelope of a record the Salesforce source publishes now for `record_id`."""
+    return {
         "event_id": str(uuid.uuid4()),
         "event_time": datetime.now(UTC),
         "source_system": "SALESFORCE",
-        "source_record_id": account,
+        "source_record_id": record_id,
         "correlation_id": None,
     }
+
+
+def account_record(account: str, name: str, tier: str) -> dict[str, Any]:
+    """A Customer the Salesforce source published for an Account with Customer_Tier__c set."""
     return {
-        "envelope": envelope,
+        "envelope": published(account),
         "salesforce_account_id": account,
         "name": name,
         "status": "ACTIVE",
@@ -49,13 +53,6 @@ def account_record(account: str, name: str, tier: str) -> dict[str, Any]:
 
 def won_opportunity(opportunity: str, account: str, name: str) -> dict[str, Any]:
     """A SalesOrder the Salesforce source published for a won Opportunity: one line of 2 boxes."""
-    envelope = {
-        "event_id": str(uuid.uuid4()),
-        "event_time": datetime.now(UTC),
-        "source_system": "SALESFORCE",
-        "source_record_id": opportunity,
-        "correlation_id": None,
-    }
     line = {
         "line_no": 1,
         "product_code": "HRDW-1008",
@@ -65,7 +62,7 @@ def won_opportunity(opportunity: str, account: str, name: str) -> dict[str, Any]
         "extension_amount": Decimal("19.00"),
     }
     return {
-        "envelope": envelope,
+        "envelope": published(opportunity),
         "salesforce_opportunity_id": opportunity,
         "customer": {"salesforce_account_id": account, "name": name},
         "status": "NEW",
