@@ -1,5 +1,6 @@
-"""What two mappings make of one record, side by side: the console's preview on live records and
-the processors' shadow mode both call `compare` (they differ only in where records come from).
+"""What two mappings make of one record, side by side: the console's preview on live records
+(`compare`, per editor tab) and the processors' shadow mode (`comparisons`, per topic) differ only
+in where records come from.
 
 What it owns: which entities a topic's records are compared as (the mapping editor's tabs: a
 sales order is an order header and its lines), which pure mapping function applies to a record
