@@ -1,4 +1,5 @@
-"""Where the sandbox keeps its state (data, logs, pid files) and its download cache."""
+"""Where the sandbox keeps its state (data, logs, pid files), its download cache and the mapping
+files its processes read."""
 
 from __future__ import annotations
 
@@ -13,6 +14,19 @@ def state_dir() -> Path:
     path = Path(os.environ.get("SAGESF_SANDBOX_DIR", REPO_ROOT / ".sandbox"))
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def mappings_dir() -> Path:
+    """The mapping files every process of the sandbox reads and the console edits: the processors'
+    SAGESF_PROCESSORS__MAPPINGS_DIR when set (a test's copy), else the checkout's mappings/."""
+    return Path(os.environ.get("SAGESF_PROCESSORS__MAPPINGS_DIR") or REPO_ROOT / "mappings")
+
+
+def mappings_reload_interval() -> str:
+    """Seconds between the processes' looks for edited mapping files: the processors' setting,
+    which the Salesforce source and the console's "in use within" follow, so a save reaches all
+    of them in the time the console says."""
+    return os.environ.get("SAGESF_PROCESSORS__MAPPINGS_RELOAD_INTERVAL", "10")
 
 
 def cache_dir() -> Path:

@@ -17,7 +17,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from sandbox.paths import REPO_ROOT, state_dir
+from sandbox.paths import REPO_ROOT, mappings_dir, mappings_reload_interval, state_dir
 from sandbox.processes import HttpProcess
 
 
@@ -111,6 +111,10 @@ def pipeline_env(kafka: str, registry: str, salesforce_url: str) -> dict[str, st
         "SAGESF_SAGE100__CONNECTION_STRING": connection_string(ensure_sage_database()),
         "SAGESF_SAGE100__UDF_COLUMNS": json.dumps(DEFAULT_UDF_COLUMNS),
         "SAGESF_SAGE100__SOURCE__POLL_INTERVAL": "1.0",
+        # the source's own map of Account fields (salesforce_source.yaml) is one of the files the
+        # console saves: it must read the same directory as the processors, and reload as often
+        "SAGESF_SALESFORCE__SOURCE__MAPPING_FILE": str(mappings_dir() / "salesforce_source.yaml"),
+        "SAGESF_SALESFORCE__SOURCE__MAPPING_RELOAD_INTERVAL": mappings_reload_interval(),
         "SAGESF_PROCESSORS__REPLICATION_FACTOR": "1",
         "SAGESF_PROCESSORS__DATA_DIR": str(state_dir() / "processors" / "data"),
         "SAGESF_PROCESSORS__SALESFORCE_METADATA": str(

@@ -16,7 +16,7 @@ import secrets
 from pathlib import Path
 
 from console.users import ROLES, Role, UserFile
-from sandbox.paths import REPO_ROOT, state_dir
+from sandbox.paths import REPO_ROOT, mappings_dir, mappings_reload_interval, state_dir
 from sandbox.processes import free_port, port_open
 
 __all__ = ["console_env", "console_url", "passwords_file"]
@@ -85,13 +85,10 @@ def console_env(processes: dict[str, str]) -> dict[str, str]:
         "SAGESF_CONSOLE__SESSION_SECRET": _session_secret(),
         "SAGESF_CONSOLE__AUDIT_LOG": str(_folder() / "audit.jsonl"),
         # the mapping editor edits the files the processors read, checked against their metadata
-        "SAGESF_CONSOLE__MAPPINGS_DIR": os.environ.get("SAGESF_PROCESSORS__MAPPINGS_DIR")
-        or str(REPO_ROOT / "mappings"),
+        "SAGESF_CONSOLE__MAPPINGS_DIR": str(mappings_dir()),
         "SAGESF_CONSOLE__SALESFORCE_METADATA": str(REPO_ROOT / "sandbox" / "salesforce" / "metadata.yaml"),
         "SAGESF_CONSOLE__SAGE_METADATA": str(REPO_ROOT / "mappings" / "metadata" / "sage100.yaml"),
         "SAGESF_CONSOLE__STATE_DIR": str(_folder() / "state"),
-        "SAGESF_CONSOLE__PROCESSORS_RELOAD_INTERVAL": os.environ.get(
-            "SAGESF_PROCESSORS__MAPPINGS_RELOAD_INTERVAL", "10"
-        ),
+        "SAGESF_CONSOLE__PROCESSORS_RELOAD_INTERVAL": mappings_reload_interval(),
         "SAGESF_CONSOLE__PROCESSES": json.dumps(processes),
     }

@@ -16,13 +16,19 @@ from typing import Any
 from console.cluster import Cluster
 from processors.mapping_files import load_mappings
 from processors.mapping_model import Mappings
-from processors.preview import Comparison, compare
-from sagesf import topic_names
+from processors.preview import TOPIC_OF_ENTITY, Comparison, compare
 
 __all__ = ["TOPIC_OF_ENTITY", "PreviewRow", "load_both", "preview"]
 
-TOPIC_OF_ENTITY = {"customers": topic_names.CUSTOMERS, "items": topic_names.ITEMS}
-_LABELS = ("name", "description", "item_code", "salesforce_account_id", "customer_no")
+_LABELS = (
+    "name",
+    "description",
+    "item_code",
+    "salesforce_account_id",
+    "customer_no",
+    "salesforce_opportunity_id",
+    "salesforce_order_id",
+)
 
 
 @dataclass(frozen=True)
@@ -52,7 +58,7 @@ def preview(
             decoded = decoder.decode(record.value)
             if decoded.kind != "avro" or not isinstance(decoded.value, dict):
                 continue
-            found = compare(topic, decoded.value, current, candidate)
+            found = compare(entity, decoded.value, current, candidate)
             if found is not None and found.direction == direction:
                 rows.append((record.timestamp_ms, PreviewRow(_label(decoded.value), record.position, found)))
     rows.sort(key=lambda pair: pair[0], reverse=True)
@@ -64,4 +70,7 @@ def _label(record: dict[str, Any]) -> str:
     division, number = record.get("ar_division_no"), record.get("customer_no")
     if division and number:
         parts.insert(0, f"{division}-{number}")
+    customer = record.get("customer")  # an order's
+    if isinstance(customer, dict) and customer.get("name"):
+        parts.append(str(customer["name"]))
     return " · ".join(dict.fromkeys(parts))

@@ -221,7 +221,7 @@ def preview_page(request: Request, user: Viewer, entity_key: str, direction: str
     page: dict[str, Any] = {"user": user, "nav": "mappings", "entity": entity, "direction": way}
     page.update(directions=DIRECTIONS, has_draft=draft.exists, count=settings.preview_records, rows=[])
     if entity.key not in TOPIC_OF_ENTITY:
-        page["error"] = f"Preview of {entity.title.lower()} is not available yet: only customers and items."
+        page["error"] = f"Preview of {entity.title.lower()} is not available: no topic carries them."
         return render(request, "mapping_preview.html", **page)
     page["topic"] = TOPIC_OF_ENTITY[entity.key]
     try:

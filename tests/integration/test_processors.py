@@ -245,6 +245,7 @@ class Output:
 
 
 SHADOW_EMAIL = "shadow@acme.test"
+SHADOW_NOTE = "shadow line note"
 
 
 class World:
@@ -258,16 +259,25 @@ class World:
         self.producer = ConfirmedProducer(KafkaSettings(bootstrap_servers=bootstrap))
         self.mappings = tmp / "mappings"
         shutil.copytree(REPO / "mappings", self.mappings)
-        # a candidate mapping in shadow the whole time: every customer gets an e-mail default
+        # a candidate mapping in shadow the whole time: every customer gets an e-mail default,
+        # every order line a comment default
         self.shadow = tmp / "shadow-mappings"
         shutil.copytree(REPO / "mappings", self.shadow)
-        customers = self.shadow / "customers.yaml"
-        customers.write_text(
-            customers.read_text().replace(
+        for file, old, new in (
+            (
+                "customers.yaml",
                 "email_address: {sage: EmailAddress}",
                 f"email_address: {{sage: EmailAddress, default: {SHADOW_EMAIL}}}",
-            )
-        )
+            ),
+            (
+                "orders.yaml",
+                "comment_text: {sage: CommentText}",
+                f'comment_text: {{sage: CommentText, default: "{SHADOW_NOTE}"}}',
+            ),
+        ):
+            path = self.shadow / file
+            assert old in path.read_text()
+            path.write_text(path.read_text().replace(old, new))
         self.metrics_port = _free_port()
         self.outputs: list[Output] = []
         self._lock = threading.Lock()
@@ -973,9 +983,9 @@ def test_metrics_and_health_are_served(world: World) -> None:
     assert 'stage="orders"' in text.split("sagesf_consumer_lag{", 1)[-1]
 
 
-def _shadow_count(world: World, name: str) -> float:
+def _shadow_count(world: World, name: str, entity: str = "customers") -> float:
     found = re.search(
-        rf'sagesf_processor_shadow_{name}_total{{direction="to_sage",entity="customers"}} (\S+)',
+        rf'sagesf_processor_shadow_{name}_total{{direction="to_sage",entity="{entity}"}} (\S+)',
         world.metrics(),
     )
     return float(found.group(1)) if found else 0.0
@@ -996,6 +1006,30 @@ def test_a_candidate_mapping_in_shadow_counts_the_records_it_would_send_differen
     assert _shadow_count(world, "differences") == before[0] + 1
     assert _shadow_count(world, "records") == before[1] + 1
     assert not [o for o in world.outputs if SHADOW_EMAIL in repr(o.value)], "the shadow mapping produced"
+
+
+def test_a_candidate_mapping_in_shadow_compares_an_order_as_its_header_and_its_lines(world: World) -> None:
+    """SHADOW_MAPPINGS_DIR (World: a line comment default) maps every live order a second time: the
+    lines differ, the header does not, and the order is written with the current mapping only."""
+    counts = ("records", "differences")
+    before = {(e, n): _shadow_count(world, n, e) for e in ("order-header", "order-lines") for n in counts}
+    opp = sf_id("006")
+    order = sales_order(opp, [line(1, "HRDW-1000", "1", "12.50")], external="01-ACME")
+    world.produce("salesorder.v1", "SalesOrder", opp, order)
+
+    [out] = world.wait_for("CreateSalesOrder", sage_commands(world, opp, "order"))
+    deadline = time.monotonic() + 10
+    while _shadow_count(world, "differences", "order-lines") <= before[("order-lines", "differences")]:
+        assert time.monotonic() < deadline, "no shadow difference counted for the order's lines"
+        time.sleep(0.3)
+    after = {key: _shadow_count(world, key[1], key[0]) for key in before}
+    assert {key: after[key] - before[key] for key in before} == {
+        ("order-header", "records"): 1,
+        ("order-header", "differences"): 0,
+        ("order-lines", "records"): 1,
+        ("order-lines", "differences"): 1,
+    }
+    assert SHADOW_NOTE not in repr(out.value), "the shadow mapping was written"
 
 
 def test_a_restarted_worker_rebuilds_its_tables_and_releases_a_held_order(

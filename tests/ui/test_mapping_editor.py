@@ -1,6 +1,7 @@
 """The mapping editor in a real browser: a mapper maps the new Account picklist Customer_Tier__c
 to the new AR_Customer UDF_CUSTOMER_TIER with a value map, previews it on live customer.v1
-records, and saves; a viewer cannot. Screenshots: test-output/ui/<test name>/.
+records, and saves; a viewer cannot; a value map of order lines is previewed on the newest
+salesorder.v1 record. Screenshots: test-output/ui/<test name>/.
 """
 
 from __future__ import annotations
@@ -8,7 +9,8 @@ from __future__ import annotations
 import shutil
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -27,21 +29,47 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 
 
-def account_record(account: str, name: str, tier: str) -> dict[str, Any]:
-    """A Customer the Salesforce source published for an Account with Customer_Tier__c set."""
-    envelope = {
+def published(record_id: str) -> dict[str, Any]:
+    """The envelope of a record the Salesforce source publishes now for `record_id`."""
+    return {
         "event_id": str(uuid.uuid4()),
         "event_time": datetime.now(UTC),
         "source_system": "SALESFORCE",
-        "source_record_id": account,
+        "source_record_id": record_id,
         "correlation_id": None,
     }
+
+
+def account_record(account: str, name: str, tier: str) -> dict[str, Any]:
+    """A Customer the Salesforce source published for an Account with Customer_Tier__c set."""
     return {
-        "envelope": envelope,
+        "envelope": published(account),
         "salesforce_account_id": account,
         "name": name,
         "status": "ACTIVE",
         "custom_fields": {"customer_tier": tier},
+    }
+
+
+def won_opportunity(opportunity: str, account: str, name: str) -> dict[str, Any]:
+    """A SalesOrder the Salesforce source published for a won Opportunity: one line of 2 boxes."""
+    line = {
+        "line_no": 1,
+        "product_code": "HRDW-1008",
+        "unit_of_measure": "Box",
+        "quantity_ordered": Decimal(2),
+        "unit_price": Decimal("9.50"),
+        "extension_amount": Decimal("19.00"),
+    }
+    return {
+        "envelope": published(opportunity),
+        "salesforce_opportunity_id": opportunity,
+        "customer": {"salesforce_account_id": account, "name": name},
+        "status": "NEW",
+        "order_date": date(2026, 12, 1),
+        "currency_code": "USD",
+        "total_amount": Decimal("19.00"),
+        "lines": [line],
     }
 
 
@@ -176,3 +204,47 @@ def test_a_viewer_gets_no_save_button_and_a_forged_save_is_refused(
     }
     assert page.request.post(f"{console.url}/mappings/customers/pair", form=pair).status == 403
     assert {p.name: p.read_text() for p in mappings.glob("*.yaml")} == before
+
+
+def test_a_value_map_of_order_lines_is_previewed_on_the_newest_won_opportunity(
+    kafka_bootstrap: str,
+    schema_registry_url: str,
+    console_factory: Callable[..., Console],
+    tmp_path: Path,
+    page: Page,
+    shots: Shots,
+) -> None:
+    mappings = tmp_path / "mappings"
+    shutil.copytree(REPO / "mappings", mappings, ignore=shutil.ignore_patterns("metadata"))
+    sf, sage = tier_metadata(tmp_path / "metadata")
+    registry = SchemaRegistryClient({"url": schema_registry_url})
+    opportunity, name = f"006UI{uuid.uuid4().hex[:13]}", f"Boxwood Hardware {uuid.uuid4().hex[:4]}"
+    key = AvroSerde.string_key(registry, "salesorder.v1", auto_register=True).encode(opportunity)
+    value = AvroSerde.canonical(registry, "SalesOrder", "salesorder.v1", auto_register=True).encode(
+        won_opportunity(opportunity, f"001UI{uuid.uuid4().hex[:13]}", name)
+    )
+    _ensure_topic(kafka_bootstrap, "salesorder.v1")
+    produce(kafka_bootstrap, "salesorder.v1", [(key, value)])
+    console = console_factory(
+        mappings_dir=mappings, state_dir=tmp_path / "state", salesforce_metadata=sf, sage_metadata=sage
+    )
+    console.login(page, "mapper")
+    page.goto(f"{console.url}/mappings/order-lines")
+    grid = page.locator("#map-unit_of_measure")
+    grid.get_by_label("to for Box").fill("BX")
+    grid.get_by_role("button", name="Apply to draft").click()
+    expect(page.locator("#draft-bar")).to_contain_text("valid")
+
+    page.get_by_role("link", name="Preview on live records").first.click()
+    order = page.locator("section.preview-record", has_text=name)
+    expect(order).to_contain_text("Sage SO_SalesOrderDetail")
+    changed = order.locator("tr", has_text="line 1 UnitOfMeasure")
+    expect(changed.locator("td.differs").first).to_have_text("BOX")
+    expect(changed.locator("td.differs").last).to_have_text("BX")
+    shots("order-lines-preview")
+
+    page.goto(f"{console.url}/mappings/order-header/preview")
+    header = page.locator("section.preview-record", has_text=name)
+    expect(header).to_contain_text("Sage SO_SalesOrderHeader")
+    expect(header.locator("tr", has_text="WarehouseCode")).to_contain_text("000")
+    shots("order-header-preview")

@@ -1,7 +1,10 @@
 """Mapping journeys on a whole running sandbox (tests/e2e/conftest.py `sandbox_stack`: Kafka, the
 registry, both emulators and the pipeline processes), in a real browser.
 
-The console runs in the test process on the sandbox's Kafka and mapping files. An order
+The console runs in the test process on the sandbox's Kafka and mapping files. Journey 1: a
+mapper maps the Account picklist Customer_Tier__c to the AR_Customer UDF_CUSTOMER_TIER with a
+value map, previews it on live records and saves; then a rep's tier on an Account arrives in
+Sage as its code, and a Sage user's code comes back as the tier. Journey 2: an order
 dead-lettered for an unknown product is fixed by adding a row to the ProductCode ->
 ItemCode lookup in the mapping editor, and replayed from the dead-letter page: exactly one Sage
 order. Screenshots: test-output/ui/<test name>/.
@@ -41,6 +44,7 @@ from sandbox.paths import REPO_ROOT
 from sandbox.pipeline import sage_database_path
 from sandbox.processes import free_port
 from tests.e2e.conftest import sandbox_stack
+from tests.kit.console import TIERS
 from tests.ui.conftest import PASSWORD, Console, Shots, serve
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
@@ -91,14 +95,91 @@ def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Studio]:
                 stop()
 
 
-def _reloads() -> int:
-    processors = next(s for s in stack.services() if s.name == "processors")
-    address = processors.address()
-    assert address is not None, "the processors are not running"
+_RELOADS = {
+    "processors": "sagesf_processor_mapping_reloads_total",
+    "salesforce-source": "sagesf_salesforce_source_mapping_reloads_total",
+}
+
+
+def _reloads(process: str) -> int:
+    """How often the sandbox's `process` has loaded edited mapping files so far."""
+    service = next(s for s in stack.services() if s.name == process)
+    address = service.address()
+    assert address is not None, f"the {process} process is not running"
     with urllib.request.urlopen(address, timeout=5) as response:  # noqa: S310 - the sandbox's own URL
         text = response.read().decode()
-    found = re.search(r'^sagesf_processor_mapping_reloads_total\{result="ok"\} (\S+)$', text, re.M)
+    found = re.search(rf'^{_RELOADS[process]}\{{result="ok"\}} (\S+)$', text, re.M)
     return int(float(found.group(1))) if found else 0
+
+
+def _wait_until_reloaded(since: dict[str, int]) -> None:
+    """Until each process named in `since` (with its reloads then) loaded the saved mapping files."""
+    for process, before in since.items():
+
+        def reloaded(process: str = process, before: int = before) -> bool | None:
+            return _reloads(process) > before or None
+
+        wait_for(f"the {process} to reload the mappings", reloaded, 30)
+
+
+def test_a_tier_mapped_in_the_editor_goes_from_an_account_to_its_sage_customer_and_back(
+    studio: Studio, page: Page, shots: Shots
+) -> None:
+    from sandbox.sage100 import open_database
+    from sandbox.sage100.simulator import SageSimulator
+
+    sf: Any = sales_rep(studio.salesforce_url)
+    db = SageDatabase(sage_database_path())
+    try:
+        account_id, account_name = sage_customer_accounts(sf, db, 3)[2]  # journey 2 uses the first
+        division, number = sf.Account.get(account_id)["ExternalID__c"].split("-", 1)
+
+        def tier_in_sage() -> str | None:
+            query = "SELECT UDF_CUSTOMER_TIER FROM AR_Customer WHERE ARDivisionNo = ? AND CustomerNo = ?"
+            return str(db.rows(query, division, number)[0]["UDF_CUSTOMER_TIER"] or "") or None
+
+        sf.Account.update(account_id, {"Phone": f"(312) 555-{uuid.uuid4().int % 9000 + 1000}"})
+        url = studio.console.url
+        studio.console.login(page, "admin")
+        page.goto(f"{url}/mappings/customers")
+        form = page.locator("#pair-form")
+        form.locator("select[name=salesforce]").select_option("Customer_Tier__c")
+        form.locator("select[name=sage]").select_option("UDF_CUSTOMER_TIER")
+        form.locator("select[name=type]").select_option("picklist")
+        form.get_by_role("button", name="Pair").click()
+        grid = page.locator("#map-customer_tier")
+        for tier, code in TIERS.items():
+            grid.get_by_label(f"to for {tier}").fill(code)
+        expect(grid.locator(".live-problems")).to_contain_text("no problems")
+        grid.get_by_role("button", name="Apply to draft").click()
+        expect(page.locator("#draft-bar")).to_contain_text("valid")
+        shots("mapped")
+
+        # the rep's edit above, as the running source published it, mapped by the saved and the draft
+        page.get_by_role("link", name="Preview on live records").first.click()
+        expect(page.locator("section.preview-record", has_text=account_name).first).to_be_visible()
+        shots("preview")
+
+        page.goto(f"{url}/mappings/changes")
+        reloads = {process: _reloads(process) for process in _RELOADS}
+        page.locator("#save").click()
+        expect(page.locator(".flash-success")).to_contain_text("Saved as version")
+        shots("saved")
+        _wait_until_reloaded(reloads)
+
+        sf.Account.update(account_id, {"Customer_Tier__c": "Gold"})
+        assert wait_for("UDF_CUSTOMER_TIER = GOLD in Sage", lambda: tier_in_sage() == "GOLD" or None, 60)
+
+        with SageSimulator(open_database(sage_database_path())) as sage:
+            sage.edit_customer(division, number, {"UDF_CUSTOMER_TIER": "PLAT"})
+        wait_for(
+            "Customer_Tier__c = Platinum on the Account",
+            lambda: sf.Account.get(account_id)["Customer_Tier__c"] == "Platinum" or None,
+            60,
+        )
+        assert tier_in_sage() == "PLAT"  # the Sage user's edit was not undone by its echo
+    finally:
+        db.close()
 
 
 def test_an_order_dead_lettered_for_an_unknown_product_is_fixed_in_the_lookup_grid_and_replayed_once(
@@ -128,11 +209,11 @@ def test_an_order_dead_lettered_for_an_unknown_product_is_fixed_in_the_lookup_gr
         expect(page.locator("#draft-bar")).to_contain_text("valid")
         page.goto(f"{url}/mappings/changes")
         expect(page.locator("#diff")).to_contain_text(f"+  {code}: HRDW-1008")
-        reloads = _reloads()
+        reloads = {"processors": _reloads("processors")}
         page.locator("#save").click()
         expect(page.locator(".flash-success")).to_contain_text("Saved as version")
         shots("saved")
-        wait_for("the processors to reload the mappings", lambda: _reloads() > reloads or None, 30)
+        _wait_until_reloaded(reloads)
 
         page.goto(f"{url}/dead-letters/orders")
         row = page.locator("#dead-letters tr", has_text=won.opportunity_id).first

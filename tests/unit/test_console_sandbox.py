@@ -37,3 +37,24 @@ def test_the_sandbox_console_gets_demo_users_with_passwords_only_in_a_private_fi
     again = web_console.console_env({})
     assert again["SAGESF_CONSOLE__SESSION_SECRET"] == env["SAGESF_CONSOLE__SESSION_SECRET"]  # kept
     assert passwords.read_text() == written  # the users are made once
+
+
+def test_every_sandbox_process_reads_the_mapping_files_the_console_saves_and_reloads_them_as_often(
+    tmp_path, monkeypatch
+):
+    from connectors.salesforce.source import SalesforceSourceSettings
+    from processors.config import ProcessorSettings
+    from sandbox import pipeline
+
+    monkeypatch.setenv("SAGESF_SANDBOX_DIR", str(tmp_path))
+    monkeypatch.setenv("SAGESF_PROCESSORS__MAPPINGS_DIR", str(tmp_path / "mappings"))
+    monkeypatch.setenv("SAGESF_PROCESSORS__MAPPINGS_RELOAD_INTERVAL", "1")
+    for name, value in {
+        **pipeline.pipeline_env("127.0.0.1:9092", "http://127.0.0.1:8081", "http://127.0.0.1:8443"),
+        **web_console.console_env({}),
+    }.items():
+        monkeypatch.setenv(name, value)
+    source, processors, console = SalesforceSourceSettings(), ProcessorSettings(), ConsoleSettings()
+    assert source.mapping_file == tmp_path / "mappings" / "salesforce_source.yaml"
+    assert processors.mappings_dir == console.mappings_dir == tmp_path / "mappings"
+    assert source.mapping_reload_interval == console.processors_reload_interval == 1
