@@ -91,7 +91,8 @@ def test_run_without_a_component_lists_them_and_an_unknown_one_is_refused() -> N
     listed = start("--help", env={})
     assert listed.returncode == 0
     assert (
-        "Components: console, processors, reconciler, sage-sink, sage-source, salesforce-sink, salesforce-source"
+        "Components: console, processors, reconciler, sage-sink, sage-source, salesforce-sink, "
+        "salesforce-source"
         in listed.stdout
     )
     unknown = start("sage-sauce", env={})
