@@ -92,8 +92,7 @@ def test_run_without_a_component_lists_them_and_an_unknown_one_is_refused() -> N
     assert listed.returncode == 0
     assert (
         "Components: console, processors, reconciler, sage-sink, sage-source, salesforce-sink, "
-        "salesforce-source"
-        in listed.stdout
+        "salesforce-source" in listed.stdout
     )
     unknown = start("sage-sauce", env={})
     assert unknown.returncode == 2
