@@ -15,7 +15,6 @@ from __future__ import annotations
 import fnmatch
 import json
 import re
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ from sandbox.kafka import KAFKA_VERSION, KafkaBroker
 from sandbox.paths import REPO_ROOT
 from sandbox.pipeline import COMPONENTS, pipeline_env
 from sandbox.registry.server import DEFAULT_COMPATIBILITY, DEFAULT_TOPIC
-from tests.deploy.support import COMPOSE_FILE, DEPLOY, PROMETHEUS_CONFIG, run, tool
+from tests.deploy.support import COMPOSE_FILE, DEPLOY, PROMETHEUS_CONFIG, run, seed_keeps_a_save, tool
 
 APP_IMAGE = "sagesf:dev"
 INIT_JOBS = {"init-topics", "sage100-init", "mappings-init"}
@@ -240,24 +239,9 @@ def test_a_mapping_saved_in_the_console_is_the_file_every_mapping_reader_reads(m
 def test_mappings_init_seeds_an_empty_volume_from_the_image_and_never_overwrites_a_save(model, tmp_path):
     init = model["services"]["mappings-init"]
     [mount] = init["volumes"]
-    target = mount["target"]
-    image, volume = tmp_path / "image", tmp_path / "volume"
-    script = init["command"][-1].replace(IMAGE_MAPPINGS, str(image)).replace(target, str(volume))
-    assert init["command"][:2] == ["sh", "-c"]
     assert mount["source"] == "mappings"
-    assert str(image) in script
-    assert str(volume) in script
-    (image / "metadata").mkdir(parents=True)
-    for name in ("customers.yaml", "salesforce_source.yaml", "metadata/sage100.yaml"):
-        (image / name).write_text(f"shipped {name}\n")
-    volume.mkdir()
-    subprocess.run(["sh", "-c", script], check=True)
-    assert (volume / "customers.yaml").read_text() == "shipped customers.yaml\n"
-    assert (volume / "metadata" / "sage100.yaml").is_file()
-    (volume / "customers.yaml").write_text("saved in the console\n")
-    (image / "customers.yaml").write_text("a newer image\n")
-    subprocess.run(["sh", "-c", script], check=True)
-    assert (volume / "customers.yaml").read_text() == "saved in the console\n"
+    assert init["command"][:2] == ["sh", "-c"]
+    seed_keeps_a_save(init["command"][-1], IMAGE_MAPPINGS, mount["target"], tmp_path)
 
 
 def test_the_connectors_log_in_with_the_emulators_demo_credentials(model):
