@@ -51,10 +51,11 @@ COPY sandbox/ sandbox/
 RUN pip install --no-deps -e . && sagesf --help >/dev/null
 
 # Not root. The data directories are owned by the process user, so named volumes mounted there
-# start writable: processors' faust state, the console's users and audit log, the emulator's
-# org, the sandbox Sage 100 company.
+# start writable: processors' faust state, the console's users and audit log, the mapping files
+# the console saves (docker-compose.yml's mappings volume), the emulator's org, the sandbox Sage
+# 100 company.
 RUN useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin sagesf \
-    && mkdir -p /var/lib/sagesf/processors /var/lib/sagesf/console /var/lib/sagesf/sandbox /var/lib/salesforce-emulator /var/lib/sage100 \
+    && mkdir -p /var/lib/sagesf/processors /var/lib/sagesf/console /var/lib/sagesf/mappings /var/lib/sagesf/sandbox /var/lib/salesforce-emulator /var/lib/sage100 \
     && chown -R sagesf /var/lib/sagesf /var/lib/salesforce-emulator /var/lib/sage100
 USER 10001
 

@@ -59,6 +59,9 @@ class ConsoleSettings(BaseSettings):
     preview_records: int = Field(default=20, ge=1, le=500)  # newest records per topic a preview maps
     # the processors' SAGESF_PROCESSORS__MAPPINGS_RELOAD_INTERVAL, to say when a save takes effect
     processors_reload_interval: float = Field(default=10.0, ge=0)
+    # the live files are rolled out some other way (e.g. a Kubernetes ConfigMap): the editor,
+    # drafts and the review's diff work, save and restore are refused
+    mappings_read_only: bool = False
     oidc: OidcSettings | None = None  # single sign-on, when set
 
     @property

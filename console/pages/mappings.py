@@ -73,6 +73,21 @@ def _back(entity: Entity, direction: str, anchor: str = "") -> RedirectResponse:
     return RedirectResponse(f"/mappings/{entity.key}?direction={direction}{anchor}", status_code=303)
 
 
+READ_ONLY_NOTE = (
+    "The mappings are read-only in this console (SAGESF_CONSOLE__MAPPINGS_READ_ONLY): they are rolled"
+    " out with the deployment, not saved here. Take the diff below to the mapping files in your"
+    " repository instead."
+)
+
+
+def _refused_read_only(request: Request, what: str) -> Response | None:
+    """A redirect with the reason when this console may not write the live files, else None."""
+    if not console_settings(request).mappings_read_only:
+        return None
+    flash(request, f"Not {what}: {READ_ONLY_NOTE}", "error")
+    return RedirectResponse("/mappings/changes", status_code=303)
+
+
 def _reload_note(request: Request) -> str:
     every = console_settings(request).processors_reload_interval
     if every <= 0:
@@ -103,11 +118,14 @@ def changes(request: Request, user: Viewer) -> Response:
         moved_on=draft.moved_on(),
         reload_note=_reload_note(request),
         can_save=user.can(MAPPER),
+        read_only=READ_ONLY_NOTE if settings.mappings_read_only else "",
     )
 
 
 @router.post("/save")
 def save(request: Request, user: Mapper) -> Response:
+    if refused := _refused_read_only(request, "saved"):
+        return refused
     draft = draft_of(request, user)
     settings = console_settings(request)
     if not draft.exists:
@@ -151,12 +169,14 @@ def history(request: Request, user: Viewer) -> Response:
         user=user,
         nav="mappings",
         versions=history_of(request).versions(),
-        can_save=user.can(MAPPER),
+        can_save=user.can(MAPPER) and not console_settings(request).mappings_read_only,
     )
 
 
 @router.post("/history/{number}/restore")
 def restore(request: Request, user: Mapper, number: int) -> Response:
+    if refused := _refused_read_only(request, "restored"):
+        return refused
     try:
         version = history_of(request).restore(number, user.name)
     except KeyError:

@@ -75,6 +75,28 @@ def run(args: list[str], cwd: Path = REPO_ROOT, timeout: float = 600) -> subproc
     return subprocess.run(args, capture_output=True, text=True, cwd=cwd, timeout=timeout, check=False)
 
 
+def seed_keeps_a_save(script: str, shipped: str, volume: str, tmp_path: Path) -> Path:
+    """Run a seeding shell `script` (copying the mapping files from `shipped` to `volume`) with
+    both directories under `tmp_path`: an empty volume gets the shipped files; a file saved there
+    since survives a second run with a newer shipped one. The volume's directory, for more checks."""
+    here, there = tmp_path / "shipped", tmp_path / "volume"
+    script = script.replace(shipped, str(here)).replace(volume, str(there))
+    assert str(here) in script, f"the script does not read {shipped}"
+    assert str(there) in script, f"the script does not write {volume}"
+    here.mkdir()
+    there.mkdir()
+    for name in ("customers.yaml", "salesforce_source.yaml"):
+        (here / name).write_text(f"shipped {name}\n")
+    subprocess.run(["sh", "-c", script], check=True)
+    assert (there / "customers.yaml").read_text() == "shipped customers.yaml\n"
+    assert (there / "salesforce_source.yaml").read_text() == "shipped salesforce_source.yaml\n"
+    (there / "customers.yaml").write_text("saved in the console\n")
+    (here / "customers.yaml").write_text("a newer release\n")
+    subprocess.run(["sh", "-c", script], check=True)
+    assert (there / "customers.yaml").read_text() == "saved in the console\n"
+    return there
+
+
 def render(kustomization: Path) -> list[dict[str, Any]]:
     """`kustomize build` (the mappings and dashboards live outside deploy/k8s: no load restriction)."""
     done = run([tool("kustomize"), "build", "--load-restrictor", "LoadRestrictionsNone", str(kustomization)])

@@ -25,10 +25,10 @@ from sandbox.kafka import KAFKA_VERSION, KafkaBroker
 from sandbox.paths import REPO_ROOT
 from sandbox.pipeline import COMPONENTS, pipeline_env
 from sandbox.registry.server import DEFAULT_COMPATIBILITY, DEFAULT_TOPIC
-from tests.deploy.support import COMPOSE_FILE, DEPLOY, PROMETHEUS_CONFIG, run, tool
+from tests.deploy.support import COMPOSE_FILE, DEPLOY, PROMETHEUS_CONFIG, run, seed_keeps_a_save, tool
 
 APP_IMAGE = "sagesf:dev"
-INIT_JOBS = {"init-topics", "sage100-init"}
+INIT_JOBS = {"init-topics", "sage100-init", "mappings-init"}
 # listener and path settings necessarily differ between a container and the sandbox's free ports
 SANDBOX_CREDENTIALS = re.compile(r"CLIENT_ID|CLIENT_SECRET|USERNAME|PASSWORD")
 ADDRESS_SETTINGS = {
@@ -151,6 +151,7 @@ def test_processes_get_the_settings_the_sandbox_gives_them(model, tmp_path, monk
         if not k.startswith(("SAGESF_SALESFORCE__", "SAGESF_SAGE100__", "SAGESF_PROCESSORS__"))
     }
     per_prefix = {
+        "SAGESF_SALESFORCE__SOURCE__": ("salesforce-source",),
         "SAGESF_SALESFORCE__": ("salesforce-source", "salesforce-sink"),
         "SAGESF_SAGE100__": ("sage-source", "sage-sink"),
         "SAGESF_PROCESSORS__": ("processors",),
@@ -158,9 +159,10 @@ def test_processes_get_the_settings_the_sandbox_gives_them(model, tmp_path, monk
     for component in COMPONENTS:
         env = services[component.name]["environment"]
         wanted = set(everywhere)
-        for prefix, names in per_prefix.items():
-            if component.name in names:
-                wanted |= {k for k in sandbox_env if k.startswith(prefix)}
+        for key in set(sandbox_env) - everywhere:  # the processes of its longest prefix
+            prefix = max((p for p in per_prefix if key.startswith(p)), key=len)
+            if component.name in per_prefix[prefix]:
+                wanted.add(key)
         wanted -= {"SAGESF_SAGE100__SOURCE__POLL_INTERVAL"} if component.name == "sage-sink" else set()
         assert wanted <= set(env), f"{component.name} lacks {sorted(wanted - set(env))}"
         for key in wanted:  # the same value, unless it is an address, a path or a credential
@@ -177,6 +179,69 @@ def test_processes_get_the_settings_the_sandbox_gives_them(model, tmp_path, monk
             v["target"] == "/var/lib/sage100" and v["source"] == "sage100-data"
             for v in services[name]["volumes"]
         )
+
+
+# the settings by which a process finds the mapping files the console saves
+MAPPING_SETTINGS = ("SAGESF_PROCESSORS__MAPPINGS_DIR", "SAGESF_SALESFORCE__SOURCE__MAPPING_FILE")
+IMAGE_MAPPINGS = "/app/mappings"  # where the Dockerfile copies mappings/
+
+
+def _mount_of(service: dict[str, Any], path: str) -> dict[str, Any]:
+    """The volume `path` lies on inside `service`'s container (the deepest mount above it)."""
+    holding = [v for v in service.get("volumes", []) if Path(path).is_relative_to(v["target"])]
+    assert holding, f"{path} is on no volume: the container's own copy, which nobody else sees"
+    mount: dict[str, Any] = max(holding, key=lambda v: len(v["target"]))
+    return mount
+
+
+def test_a_mapping_saved_in_the_console_is_the_file_every_mapping_reader_reads(model):
+    """The console writes the mapping files to a volume the processors and the Salesforce source
+    (and any other process configured with the mapping files) mount read-only: the same volume,
+    the same directory on it, checked against the same metadata, reloaded as often as it says."""
+    services = model["services"]
+    console = services["console"]["environment"]
+    saved_dir = console["SAGESF_CONSOLE__MAPPINGS_DIR"]
+    saved = _mount_of(services["console"], saved_dir)
+    assert saved["type"] == "volume", "the console saves inside its own container"
+    assert not saved.get("read_only"), "the console cannot save"
+    on_volume = Path(saved_dir).relative_to(saved["target"])
+    readers = {n for n, s in services.items() if set(MAPPING_SETTINGS) & set(s.get("environment") or {})}
+    assert {"processors", "salesforce-source"} <= readers
+    for name in readers:
+        env = services[name]["environment"]
+        for setting in set(MAPPING_SETTINGS) & set(env):
+            mount = _mount_of(services[name], env[setting])
+            assert mount["type"] == "volume", f"{name} {setting}"
+            assert mount["source"] == saved["source"], f"{name} {setting}"
+            assert mount.get("read_only") is True, f"{name} may write the mapping files"
+            read = Path(env[setting]).relative_to(mount["target"])
+            expected = on_volume / ("salesforce_source.yaml" if setting.endswith("MAPPING_FILE") else "")
+            assert read == expected, f"{name} {setting} reads {read}, the console saves in {on_volume}"
+        assert services[name]["depends_on"]["mappings-init"]["condition"] == "service_completed_successfully"
+    processors = services["processors"]["environment"]
+    for what in ("SALESFORCE_METADATA", "SAGE_METADATA"):
+        assert console[f"SAGESF_CONSOLE__{what}"] == processors[f"SAGESF_PROCESSORS__{what}"]
+    every = console["SAGESF_CONSOLE__PROCESSORS_RELOAD_INTERVAL"]
+    assert processors["SAGESF_PROCESSORS__MAPPINGS_RELOAD_INTERVAL"] == every
+    source = services["salesforce-source"]["environment"]
+    assert source["SAGESF_SALESFORCE__SOURCE__MAPPING_RELOAD_INTERVAL"] == every
+    writers = {
+        name
+        for name, s in services.items()
+        for v in s.get("volumes", [])
+        if v.get("source") == saved["source"] and not v.get("read_only")
+    }
+    assert writers == {"console", "mappings-init"}
+    # the versions and drafts outlive the container, beside the users file
+    assert _mount_of(services["console"], console["SAGESF_CONSOLE__STATE_DIR"])["source"] == "console-data"
+
+
+def test_mappings_init_seeds_an_empty_volume_from_the_image_and_never_overwrites_a_save(model, tmp_path):
+    init = model["services"]["mappings-init"]
+    [mount] = init["volumes"]
+    assert mount["source"] == "mappings"
+    assert init["command"][:2] == ["sh", "-c"]
+    seed_keeps_a_save(init["command"][-1], IMAGE_MAPPINGS, mount["target"], tmp_path)
 
 
 def test_the_connectors_log_in_with_the_emulators_demo_credentials(model):

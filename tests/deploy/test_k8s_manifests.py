@@ -4,13 +4,16 @@ Rendered with the real kustomize (built by deploy/tools/ensure.sh); Kubernetes' 
 validated against the bundled Kubernetes JSON schemas (kubernetes-validate, strict: unknown
 fields are errors), the custom resources against the CRD excerpts in crd_schemas.py. Then what a
 user would trip over: a pipeline process not deployed, a probe on the wrong path or port, a
-secret written into a manifest, a mapping file missing from the ConfigMap, topics out of date.
+secret written into a manifest, a mapping file missing from the ConfigMap, topics out of date, a
+console whose saved mappings the processes that read them do not see.
 """
 
 from __future__ import annotations
 
 import copy
+import os
 import re
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import jsonschema  # type: ignore[import-untyped]
@@ -21,7 +24,7 @@ from sagesf.topics_file import load_topics
 from sandbox.paths import REPO_ROOT
 from sandbox.pipeline import COMPONENTS
 from tests.deploy.crd_schemas import CUSTOM_RESOURCES
-from tests.deploy.support import DEPLOY, K8S_BASE, K8S_PRODUCTION, render, run
+from tests.deploy.support import DEPLOY, K8S_BASE, K8S_PRODUCTION, render, run, seed_keeps_a_save
 
 # the oldest Kubernetes release the manifests target (PodDisruptionBudget's
 # unhealthyPodEvictionPolicy is on by default since 1.27) and the newest schemas bundled
@@ -274,6 +277,121 @@ def test_config_maps_carry_every_mapping_file_and_topics_yaml(base):
     assert env["SAGESF_PROCESSORS__SALESFORCE_METADATA"] == f"{mounts['metadata']}/salesforce.yaml"
     assert env["SAGESF_PROCESSORS__SAGE_METADATA"] == f"{mounts['metadata']}/sage100.yaml"
     assert set(metadata) == {"salesforce.yaml", "sage100.yaml"}
+
+
+# the settings by which a process finds the mapping files the console saves
+MAPPING_SETTINGS = ("SAGESF_PROCESSORS__MAPPINGS_DIR", "SAGESF_SALESFORCE__SOURCE__MAPPING_FILE")
+MAPPING_READERS = {"sagesf-processors", "sagesf-salesforce-source", "sagesf-reconciler"}
+FALLBACK = DEPLOY / "k8s" / "components" / "mappings-from-configmap"
+
+
+def _pod(docs: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    pod: dict[str, Any] = _one(docs, "Deployment", name)["spec"]["template"]["spec"]
+    return pod
+
+
+def _env(container: dict[str, Any]) -> dict[str, str]:
+    return {v["name"]: v.get("value") for v in container.get("env", [])}
+
+
+def _volume_of(pod: dict[str, Any], container: dict[str, Any], path: str) -> tuple[dict[str, Any], str, bool]:
+    """The pod's volume `path` lies on in `container`, the path on it, and whether it is mounted read-only."""
+    holding = [m for m in container["volumeMounts"] if PurePosixPath(path).is_relative_to(m["mountPath"])]
+    assert holding, f"{container['name']}: {path} is on no volume"
+    mount = max(holding, key=lambda m: len(m["mountPath"]))
+    [volume] = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    on_volume = str(PurePosixPath(path).relative_to(mount["mountPath"]))
+    return volume, on_volume, bool(mount.get("readOnly"))
+
+
+def _mapping_readers(docs: list[dict[str, Any]]) -> dict[str, list[tuple[str, str]]]:
+    """Each Deployment configured with the mapping files (but the console): its settings for them."""
+    found: dict[str, list[tuple[str, str]]] = {}
+    for deployment in _kind(docs, "Deployment"):
+        env = _env(deployment["spec"]["template"]["spec"]["containers"][0])
+        if settings := [(k, env[k]) for k in MAPPING_SETTINGS if k in env]:
+            found[deployment["metadata"]["name"]] = settings
+    return found
+
+
+@pytest.mark.parametrize("overlay", ["base", "production"])
+def test_a_mapping_saved_in_the_console_is_the_file_every_mapping_reader_reads(overlay, request):
+    """The console saves to a ReadWriteMany claim that every process reading the mapping files
+    mounts read-only, at the same place on it; each of those pods seeds the claim from the
+    ConfigMap first, and the console checks against the metadata the processors use."""
+    docs = request.getfixturevalue(overlay)
+    console_pod = _pod(docs, "sagesf-console")
+    [console] = console_pod["containers"]
+    saved_dir = _env(console)["SAGESF_CONSOLE__MAPPINGS_DIR"]
+    volume, saved_on, read_only = _volume_of(console_pod, console, saved_dir)
+    claim = volume.get("persistentVolumeClaim", {}).get("claimName")
+    assert claim, f"the console saves to {volume}, which no other pod sees"
+    assert not read_only, "the console cannot save"
+    assert _one(docs, "PersistentVolumeClaim", claim)["spec"]["accessModes"] == ["ReadWriteMany"]
+    readers = _mapping_readers(docs)
+    assert set(readers) == MAPPING_READERS
+    for name, settings in readers.items():
+        pod = _pod(docs, name)
+        for setting, path in settings:
+            volume, read_on, read_only = _volume_of(pod, pod["containers"][0], path)
+            assert volume.get("persistentVolumeClaim", {}).get("claimName") == claim, f"{name} {setting}"
+            assert read_only, f"{name} may write the mapping files"
+            file = "salesforce_source.yaml" if setting.endswith("FILE") else ""
+            expected = PurePosixPath(saved_on) / file
+            assert PurePosixPath(read_on) == expected, f"{name} {setting} reads {read_on}, saved: {saved_on}"
+    shipped = _config_map_name(docs, "sagesf-mappings")
+    for name in (*readers, "sagesf-console"):
+        pod = _pod(docs, name)
+        [seed] = [c for c in pod["initContainers"] if c["name"] == "seed-mappings"]
+        mounts = {m["name"]: m for m in seed["volumeMounts"]}
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        assert volumes[mounts["mappings"]["name"]]["persistentVolumeClaim"]["claimName"] == claim, name
+        assert not mounts["mappings"].get("readOnly"), name
+        assert volumes["shipped-mappings"]["configMap"]["name"] == shipped, name
+    processors = _env(_pod(docs, "sagesf-processors")["containers"][0])
+    for what in ("SALESFORCE_METADATA", "SAGE_METADATA"):
+        path = _env(console)[f"SAGESF_CONSOLE__{what}"]
+        assert path == processors[f"SAGESF_PROCESSORS__{what}"], what
+        assert _volume_of(console_pod, console, path)[0]["configMap"]["name"].startswith("sagesf-metadata-")
+    state = _volume_of(console_pod, console, _env(console)["SAGESF_CONSOLE__STATE_DIR"])[0]
+    assert state["persistentVolumeClaim"]["claimName"] == "sagesf-console-data"
+
+
+def test_the_seed_copies_what_the_claim_lacks_and_never_what_the_console_saved(base, tmp_path):
+    pod = _pod(base, "sagesf-processors")
+    [seed] = [c for c in pod["initContainers"] if c["name"] == "seed-mappings"]
+    mounts = {m["name"]: m["mountPath"] for m in seed["volumeMounts"]}
+    assert seed["command"][:2] == ["sh", "-c"]
+    volume = seed_keeps_a_save(seed["command"][-1], mounts["shipped-mappings"], mounts["mappings"], tmp_path)
+    (tmp_path / "shipped" / "pricing.yaml").write_text("added by a release\n")
+    script = seed["command"][-1].replace(mounts["shipped-mappings"], str(tmp_path / "shipped"))
+    run(["sh", "-c", script.replace(mounts["mappings"], str(volume))])
+    assert (volume / "pricing.yaml").read_text() == "added by a release\n"
+    assert (volume / "customers.yaml").read_text() == "saved in the console\n"
+    assert not list(volume.glob(".*")), "a temporary file was left behind"
+
+
+def test_without_rwx_storage_the_fallback_reads_the_config_map_and_the_console_refuses_saves(tmp_path: Path):
+    overlay = tmp_path / "kustomization.yaml"
+    overlay.write_text(
+        f"resources: [{os.path.relpath(K8S_PRODUCTION, tmp_path)}]\n"
+        f"components: [{os.path.relpath(FALLBACK, tmp_path)}]\n"
+    )
+    docs = render(tmp_path)
+    problems = [p for doc in docs for p in _invalid(doc)]
+    assert not problems, "\n".join(problems)
+    assert not [d for d in _kind(docs, "PersistentVolumeClaim") if d["metadata"]["name"] == "sagesf-mappings"]
+    shipped = _config_map_name(docs, "sagesf-mappings")
+    for name in (*MAPPING_READERS, "sagesf-console"):
+        pod = _pod(docs, name)
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        assert volumes["mappings"] == {"name": "mappings", "configMap": {"name": shipped}}, name
+        assert "shipped-mappings" not in volumes, name
+        assert "seed-mappings" not in [c["name"] for c in pod["initContainers"]], name
+    assert _env(_pod(docs, "sagesf-console")["containers"][0])["SAGESF_CONSOLE__MAPPINGS_READ_ONLY"] == "true"
+    readme = (DEPLOY / "k8s" / "README.md").read_text()
+    assert "ReadWriteMany" in readme
+    assert "components/mappings-from-configmap" in readme
 
 
 def test_committed_kafka_topics_equal_a_fresh_render_of_topics_yaml(tmp_path):

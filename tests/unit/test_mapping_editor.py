@@ -159,6 +159,28 @@ def test_a_viewer_sees_no_save_or_edit_and_a_forged_save_is_refused(settings: Co
     assert csrf_of(editor) == token
 
 
+def test_a_read_only_console_shows_the_draft_and_its_diff_but_refuses_save_and_restore(
+    settings: ConsoleSettings,
+) -> None:
+    """SAGESF_CONSOLE__MAPPINGS_READ_ONLY: where the files are rolled out with the deployment."""
+    client, token = _mapper(settings.model_copy(update={"mappings_read_only": True}))
+    live = (settings.mappings_dir / "customers.yaml").read_text()
+    _pair_tier(client, token)
+    review = client.get("/mappings/changes").text
+    assert "+  customer_tier:" in review
+    assert 'id="save"' not in review
+    assert "read-only in this console" in review
+    for path in ("/mappings/save", "/mappings/history/0/restore"):
+        refused = client.post(path, data={"csrf_token": token})
+        assert refused.status_code == 303, path
+        page = client.get(refused.headers["location"]).text
+        assert "Not saved" in page or "Not restored" in page, path
+        assert "SAGESF_CONSOLE__MAPPINGS_READ_ONLY" in page, path
+    assert (settings.mappings_dir / "customers.yaml").read_text() == live
+    assert not list((settings.state_dir / "history").glob("*"))
+    assert not [e for e in client.app.state.audit.entries() if e.action.startswith("mapping.")]  # type: ignore[attr-defined]
+
+
 def test_a_plain_fields_transforms_are_edited_in_place(settings: ConsoleSettings) -> None:
     client, token = _mapper(settings)
     entry = {"csrf_token": token, "entry": "salesforce_to_sage.fields.telephone_no"}
