@@ -564,25 +564,50 @@ class CustomerStream(Stream):
         ]
 
 
-class ContactStream(Stream):
-    """A changed contact republishes its customer (read again, with all its contacts)."""
+class ChildStream(Stream):
+    """A child table (its key: the parent's, then its own) whose changed row republishes its
+    parent's record, the parent read again by key with all its children; the parent's stream
+    remembers what was published."""
 
-    topic_name = topic_names.CUSTOMERS
-    schema = "Customer"
+    removed = "child deleted"  # what a vanished row's version hash is made of
 
-    def __init__(self, table: Table, customers: CustomerStream, ctx: MappingContext) -> None:
-        self.customers = customers
+    def __init__(self, table: Table, parent: Stream, ctx: MappingContext) -> None:
+        self.parent = parent
         super().__init__(table, ctx)
 
     def select_columns(self) -> list[str]:
         return [*self.table.key, *AUDIT]
 
+    def read_parent(self, group: Group, odbc: SageOdbc) -> Group | None:
+        """The parent's current version; None when it is gone too (its own sweep reports that)."""
+        found = self.parent.read_key(odbc, group.key[: self.parent.key_width])
+        if found is not None and found.problem is not None:
+            raise found.problem
+        return found
+
+    def confirmed(self, records: Sequence[OutRecord]) -> None:
+        self.parent.confirmed(records)
+
+    def vanished(self, key: tuple[str, ...], status: tuple[str, ...], odbc: SageOdbc) -> list[OutRecord]:
+        # a deleted child changes its parent's list of children (a deleted parent: nothing)
+        return self.records(self.gone(key, self.removed), odbc)
+
+
+class ContactStream(ChildStream):
+    """A changed contact republishes its customer (read again, with all its contacts)."""
+
+    topic_name = topic_names.CUSTOMERS
+    schema = "Customer"
+    removed = "contact deleted"
+
+    def __init__(self, table: Table, customers: CustomerStream, ctx: MappingContext) -> None:
+        self.customers = customers
+        super().__init__(table, customers, ctx)
+
     def records(self, group: Group, odbc: SageOdbc) -> list[OutRecord]:
-        customer = self.customers.read_key(odbc, group.key[:2])
-        if customer is None:  # deleted with its contacts: the customer sweep reports it
+        customer = self.read_parent(group, odbc)
+        if customer is None:
             return []
-        if customer.problem is not None:
-            raise customer.problem
         key = "-".join(group.key[:2])
         if self.customers.published.get(key) == customer.digest:
             return []  # this customer version is out already (a new customer and its contacts)
@@ -601,13 +626,6 @@ class ContactStream(Stream):
                 digest=customer.digest,
             )
         ]
-
-    def confirmed(self, records: Sequence[OutRecord]) -> None:
-        self.customers.confirmed(records)
-
-    def vanished(self, key: tuple[str, ...], status: tuple[str, ...], odbc: SageOdbc) -> list[OutRecord]:
-        # a deleted contact changes its customer's contact list (a deleted customer: none)
-        return self.records(self.gone(key, "contact deleted"), odbc)
 
 
 class ItemStream(Stream):
@@ -855,34 +873,21 @@ class OrderStatusStream(Stream):
         return [rec]
 
 
-class OrderLineStream(Stream):
+class OrderLineStream(ChildStream):
     """A changed order line (SO_SalesOrderDetail) republishes its order's status record, read
     again with all its lines, when a line UDF differs from what was last published."""
 
     topic_name = topic_names.ORDER_STATUS
     schema = "OrderStatusChange"
+    removed = "line deleted"
 
     def __init__(self, table: Table, orders: OrderStatusStream, ctx: MappingContext) -> None:
         self.orders = orders
-        super().__init__(table, ctx)
-
-    def select_columns(self) -> list[str]:
-        return [*self.table.key, *AUDIT]
+        super().__init__(table, orders, ctx)
 
     def records(self, group: Group, odbc: SageOdbc) -> list[OutRecord]:
-        order = self.orders.read_key(odbc, group.key[:1])
-        if order is None:  # the order left SO_SalesOrderHeader: its sweep reports it
-            return []
-        if order.problem is not None:
-            raise order.problem
-        return self.orders.records(order, odbc, source=group)
-
-    def confirmed(self, records: Sequence[OutRecord]) -> None:
-        self.orders.confirmed(records)
-
-    def vanished(self, key: tuple[str, ...], status: tuple[str, ...], odbc: SageOdbc) -> list[OutRecord]:
-        # a deleted line changes its order's lines (a deleted order: none)
-        return self.records(self.gone(key, "line deleted"), odbc)
+        order = self.read_parent(group, odbc)
+        return [] if order is None else self.orders.records(order, odbc, source=group)
 
 
 def build_streams(
