@@ -43,7 +43,14 @@ __all__ = [
     "upsert_customer",
 ]
 
-_PREFIXES = {"006": "Opportunity", "801": "Order", "001": "Account", "01t": "Product2"}
+_PREFIXES = {
+    "006": "Opportunity",
+    "801": "Order",
+    "001": "Account",
+    "01t": "Product2",
+    "00k": "OpportunityLineItem",
+    "802": "OrderItem",
+}
 _CANONICAL = "io.sagesf.canonical."
 
 

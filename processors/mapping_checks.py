@@ -75,6 +75,8 @@ _CUSTOM_SALESFORCE_TYPES: dict[str, tuple[str, ...]] = {
     "lookup": ("reference", "id", "string"),
 }
 _CUSTOM_TEXT_LENGTH = {"date": 10, "datetime": 20, "checkbox": 1}
+# the Salesforce object of an order's lines, by the order's object (line custom fields written back)
+_LINE_OBJECTS = {"Opportunity": "OpportunityLineItem", "Order": "OrderItem"}
 
 
 def check_mappings(
@@ -336,11 +338,13 @@ class _Checker:
         specs: Mapping[str, CustomField],
         maps: tuple[Mapping[str, ValueMap], Mapping[str, ValueMap]],
         section: str = "custom_fields",
+        written_only: bool = False,
     ) -> None:
         """Each typed custom field: its UDF column and Salesforce field exist and suit its type
         (`_CUSTOM_SAGE_KINDS`, `_CUSTOM_SALESFORCE_TYPES`), its picklist or lookup map exists,
         fits, and can be inverted when the field goes to Salesforce (two values meeting in one
-        are refused by name)."""
+        are refused by name). `written_only`: the Salesforce field is looked up on `objects` only
+        when it is written there (order lines: the source mapping checks the fields it reads)."""
         picklists, lookups = maps
         for name, spec in specs.items():
             path: Path_ = (section, name)
@@ -353,7 +357,8 @@ class _Checker:
                 col = self.sage.column(table, spec.sage) if self.sage is not None else None
             if col is not None:
                 self.custom_column(file, path, spec, (table, col), values)
-            for obj in objects if spec.salesforce is not None else ():
+            checked = spec.salesforce is not None and (spec.to_salesforce or not written_only)
+            for obj in objects if checked else ():
                 found = self.sf_field(
                     file, (*path, "salesforce"), obj, str(spec.salesforce), write=spec.to_salesforce
                 )
@@ -565,9 +570,10 @@ class _Checker:
                 )
         maps = (mapping.picklists, mapping.lookups)
         self.custom_fields(file, objects, "SO_SalesOrderHeader", mapping.custom_fields, maps)
-        # the line objects (OpportunityLineItem, OrderItem) are the orders sync's to name
+        # a line custom field coming back is written to the line object of each order object
+        lines = [_LINE_OBJECTS[obj] for obj in objects if obj in _LINE_OBJECTS]
         self.custom_fields(
-            file, (), "SO_SalesOrderDetail", mapping.line_custom_fields, maps, "line_custom_fields"
+            file, lines, "SO_SalesOrderDetail", mapping.line_custom_fields, maps, "line_custom_fields", True
         )
         self.order_columns(mapping)
         wb = mapping.write_back
@@ -635,7 +641,7 @@ class _Checker:
                         )
 
     def order_columns(self, mapping: OrdersMapping) -> None:
-        """The address columns of orders.yaml name columns Sage has; line custom fields go to Sage."""
+        """The address columns of orders.yaml name columns Sage has; line custom fields name a UDF."""
         file = "orders"
         for key, parts in mapping.addresses.items():
             for part, column in parts.items():
@@ -644,12 +650,6 @@ class _Checker:
             path = ("line_custom_fields", name)
             if spec.sage is None:
                 self.report(file, (*path, "sage"), "a line custom field goes to a SO_SalesOrderDetail UDF")
-            if spec.direction == "sage_to_salesforce":
-                self.report(
-                    file,
-                    (*path, "direction"),
-                    "lines go to Sage only: the Sage source publishes no order lines",
-                )
 
     def products(self, mapping: ProductsMapping) -> None:
         file = "products"

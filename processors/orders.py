@@ -57,6 +57,15 @@ def _records(order: Mapping[str, Any]) -> list[str]:
     return [r for r in out if r]
 
 
+def _line_ids(result: Mapping[str, Any]) -> dict[str, str]:
+    """Sage's LineKey -> the Salesforce line it was written from, for the lines a result lists."""
+    return {
+        str(line["line_key"]): str(line["salesforce_line_id"])
+        for line in result.get("lines") or []
+        if line.get("line_key") and line.get("salesforce_line_id")
+    }
+
+
 def _decimal(value: Any, where: str) -> Decimal:
     try:
         number = value if isinstance(value, Decimal) else Decimal(str(value))
@@ -659,7 +668,11 @@ class OrderPipeline:
                 keep_message=not state,
             )
         if number:
-            self.tables.order_numbers[str(number)] = {"records": records, "at": epoch_ms()}
+            self.tables.order_numbers[str(number)] = {
+                "records": records,
+                "lines": _line_ids(result),
+                "at": epoch_ms(),
+            }
         self.tables.orders.pop(identity, None)  # done: Sage has it, nothing left to remember
         # the customer Sage wrote it for: a new one is linked now, and its held orders follow
         step.add(self.customer_directory.on_order_result(identity, state.get("account"), result, origin))

@@ -130,8 +130,9 @@ class Tables:
                    order's data), notes: what the rules changed in it, orders: [order IDs]
                    waiting for Sage's answer to the carrier}, while Sage has no customer for
                    the account
-    order_numbers  Sage SalesOrderNo -> {records: [Salesforce record IDs], at}: the records a
-                   status change updates (kept for the retention)
+    order_numbers  Sage SalesOrderNo -> {records: [Salesforce record IDs], lines: {LineKey:
+                   OpportunityLineItem / OrderItem ID}, at}: the records and lines a status
+                   change updates (kept for the retention)
     inventory      "<ItemCode>/<WarehouseCode>" -> the latest InventoryLevel quantities (text)
     inventory_sent ItemCode -> the last stock fields sent to Salesforce (JSON text)
     sage_customers "<ARDivisionNo>-<CustomerNo>" -> {sage: the Account fields its last Sage state

@@ -8,7 +8,10 @@ orders.yaml `order_status` (Sage code N/O/H/C and history A/C/X/Z first, then th
 status), and command an UPDATE of Sage_Order_Status__c (plus the `extra_fields` for that value
 and object, and the header UDFs orders.yaml `custom_fields` maps toward Salesforce, converted by
 type) on each record. The Sage source publishes a UDF change as such a record too, its status
-unchanged.
+unchanged. The record's `lines` carry the order's SO_SalesOrderDetail UDFs by LineKey: each line
+the orders processor learnt from Sage's result (LineKey -> OpportunityLineItem / OrderItem ID)
+gets an UPDATE of the `line_custom_fields` orders.yaml maps toward Salesforce; a line Sage added
+itself has no Salesforce line and is skipped (logged at DEBUG).
 
 How it works: the command ID is a UUIDv5 of the record and the change event's ID, so a
 redelivered change is the same command; `source_event_time` is Sage's change time, so the
@@ -23,15 +26,19 @@ Opportunity by hand (without the UDF) stays invisible to Salesforce.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
 from processors import commands
-from processors.commands import command_id, sobject_for
+from processors.commands import Outbound, command_id, sobject_for
 from processors.field_types import to_salesforce
+from processors.mapping_model import CustomField
 from processors.orders import OrderPipeline
 from processors.state import Step
 from sagesf.errors import Permanent
+
+log = logging.getLogger(__name__)
 
 __all__ = ["StatusPipeline"]
 
@@ -80,21 +87,63 @@ class StatusPipeline:
                     event_time=envelope.get("event_time"),
                 )
             )
+        step.outbound += self._line_updates(change, str(number), (known or {}).get("lines") or {})
         return step if step.outbound else Step("skipped")
 
+    def _line_updates(
+        self, change: Mapping[str, Any], number: str, line_ids: Mapping[str, str]
+    ) -> list[Outbound]:
+        """An UPDATE of each known Salesforce line with the line UDFs mapped toward Salesforce."""
+        envelope = change.get("envelope") or {}
+        out: list[Outbound] = []
+        specs = self.orders.mappings.orders.line_custom_fields
+        for line in change.get("lines") or []:
+            key = str(line.get("line_key"))
+            where = f"Sage order {number} line {key}"
+            line_id = line_ids.get(key)
+            sobject = sobject_for(line_id) if line_id else None
+            if line_id is None or sobject is None:  # issue 15: lines added in Sage
+                log.debug("%s has no known Salesforce line (added in Sage?): skipped", where)
+                continue
+            fields = self._mapped(specs, line, where, "line_custom_fields")
+            if not fields:
+                continue
+            event = str(envelope.get("event_id") or number)
+            out.append(
+                commands.salesforce_update(
+                    sobject,
+                    line_id,
+                    fields,
+                    cid=command_id("OrderLineFields", line_id, event),
+                    correlation_id=envelope.get("correlation_id"),
+                    source_record_id=number,
+                    event_time=envelope.get("event_time"),
+                )
+            )
+        return out
+
     def _custom_fields(self, change: Mapping[str, Any], number: str) -> dict[str, Any]:
-        """The header UDFs orders.yaml sends to Salesforce (direction both or sage_to_salesforce),
-        converted by type; an empty UDF is left out (Sage never blanks a Salesforce field)."""
+        return self._mapped(
+            self.orders.mappings.orders.custom_fields, change, f"Sage order {number}", "custom_fields"
+        )
+
+    def _mapped(
+        self, specs: Mapping[str, CustomField], record: Mapping[str, Any], where: str, section: str
+    ) -> dict[str, Any]:
+        """The UDFs of `record` (a header or a line) orders.yaml sends to Salesforce (direction
+        both or sage_to_salesforce), converted by type; an empty UDF is left out (Sage never
+        blanks a Salesforce field)."""
         orders = self.orders.mappings.orders
-        udfs = change.get("custom_fields") or {}
+        udfs = record.get("custom_fields") or {}
         out: dict[str, Any] = {}
-        for name, spec in orders.custom_fields.items():
+        for name, spec in specs.items():
             if not spec.to_salesforce or spec.sage not in udfs:
                 continue
             assert spec.salesforce is not None
             maps = spec.value_map(orders.picklists, orders.lookups)
-            where = f"Sage order {number} {spec.sage} (custom_fields.{name})"
-            value = to_salesforce(spec, udfs[spec.sage], values=maps, where=where)
+            value = to_salesforce(
+                spec, udfs[spec.sage], values=maps, where=f"{where} {spec.sage} ({section}.{name})"
+            )
             if value is not None:
                 out[spec.salesforce] = value
         return out

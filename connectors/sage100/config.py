@@ -53,7 +53,14 @@ __all__ = [
 ENV_PREFIX = "SAGESF_SAGE100__"
 SINK_ENV_PREFIX = "SAGESF_SAGE_SINK__"
 # the tables the source knows how to turn into canonical records
-POLLABLE_TABLES = ("AR_Customer", "AR_CustomerContact", "CI_Item", "IM_ItemWarehouse", "SO_SalesOrderHeader")
+POLLABLE_TABLES = (
+    "AR_Customer",
+    "AR_CustomerContact",
+    "CI_Item",
+    "IM_ItemWarehouse",
+    "SO_SalesOrderHeader",
+    "SO_SalesOrderDetail",
+)
 
 
 class SourceSettings(BaseModel):

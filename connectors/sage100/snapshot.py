@@ -18,6 +18,7 @@ from typing import Any
 from connectors.sage100.config import Sage100Settings
 from connectors.sage100.odbc import Q, Row, SageOdbc
 from connectors.sage100.streams import MappingContext, Stream, build_streams
+from connectors.sage100.tables import TABLES
 from connectors.sage100.values import text_value
 from sagesf.errors import Permanent
 from sagesf.reconcile import SAGE, Entity, Snapshot, SnapshotRequest
@@ -55,7 +56,9 @@ class SageSnapshot:
         ctx = MappingContext(
             settings.zone, settings.salesforce_id_udf, {}, integration_user=settings.integration_user_key
         )
-        self.streams = build_streams(self.tables, SCANNED, ctx)
+        # orders are compared by header: one scan per table, no line query per order
+        headers_only = {**self.tables, "SO_SalesOrderDetail": TABLES["SO_SalesOrderDetail"]}
+        self.streams = build_streams(headers_only, SCANNED, ctx)
 
     def read(self, request: SnapshotRequest) -> Snapshot:
         started = datetime.now(UTC)

@@ -14,8 +14,11 @@ identify and hash a row version, and how to map it to canonical records:
   says; the envelope's source record ID is `ItemCode-WarehouseCode` as Envelope.avsc says), with
   quantity_available = QuantityOnHand - QuantityOnSalesOrder - QuantityOnBackOrder.
 - SO_SalesOrderHeader -> OrderStatusChange (orderstatus.v1, key SalesOrderNo), only when the
-  status or a header UDF (`custom_fields`) differs from what this process last published for
-  the order (a new order always).
+  status, a header UDF (`custom_fields`) or a line UDF (`lines`, read from SO_SalesOrderDetail
+  in one keyed query) differs from what this process last published for the order (a new
+  order always).
+- SO_SalesOrderDetail -> the OrderStatusChange of the changed line's order, read again by key
+  (a line UDF edited in Sage changes what the order publishes).
 And, for the key sweep (sage100.sweep), what a vanished or deactivated row becomes: a Customer
 or Item with `deleted` true, a tombstone for an inventory level, an OrderStatusChange CLOSED or
 DELETED from SO_SalesOrderHistoryHeader (C -> CLOSED, X/Z -> DELETED).
@@ -561,25 +564,50 @@ class CustomerStream(Stream):
         ]
 
 
-class ContactStream(Stream):
-    """A changed contact republishes its customer (read again, with all its contacts)."""
+class ChildStream(Stream):
+    """A child table (its key: the parent's, then its own) whose changed row republishes its
+    parent's record, the parent read again by key with all its children; the parent's stream
+    remembers what was published."""
 
-    topic_name = topic_names.CUSTOMERS
-    schema = "Customer"
+    removed = "child deleted"  # what a vanished row's version hash is made of
 
-    def __init__(self, table: Table, customers: CustomerStream, ctx: MappingContext) -> None:
-        self.customers = customers
+    def __init__(self, table: Table, parent: Stream, ctx: MappingContext) -> None:
+        self.parent = parent
         super().__init__(table, ctx)
 
     def select_columns(self) -> list[str]:
         return [*self.table.key, *AUDIT]
 
+    def read_parent(self, group: Group, odbc: SageOdbc) -> Group | None:
+        """The parent's current version; None when it is gone too (its own sweep reports that)."""
+        found = self.parent.read_key(odbc, group.key[: self.parent.key_width])
+        if found is not None and found.problem is not None:
+            raise found.problem
+        return found
+
+    def confirmed(self, records: Sequence[OutRecord]) -> None:
+        self.parent.confirmed(records)
+
+    def vanished(self, key: tuple[str, ...], status: tuple[str, ...], odbc: SageOdbc) -> list[OutRecord]:
+        # a deleted child changes its parent's list of children (a deleted parent: nothing)
+        return self.records(self.gone(key, self.removed), odbc)
+
+
+class ContactStream(ChildStream):
+    """A changed contact republishes its customer (read again, with all its contacts)."""
+
+    topic_name = topic_names.CUSTOMERS
+    schema = "Customer"
+    removed = "contact deleted"
+
+    def __init__(self, table: Table, customers: CustomerStream, ctx: MappingContext) -> None:
+        self.customers = customers
+        super().__init__(table, customers, ctx)
+
     def records(self, group: Group, odbc: SageOdbc) -> list[OutRecord]:
-        customer = self.customers.read_key(odbc, group.key[:2])
-        if customer is None:  # deleted with its contacts: the customer sweep reports it
+        customer = self.read_parent(group, odbc)
+        if customer is None:
             return []
-        if customer.problem is not None:
-            raise customer.problem
         key = "-".join(group.key[:2])
         if self.customers.published.get(key) == customer.digest:
             return []  # this customer version is out already (a new customer and its contacts)
@@ -598,13 +626,6 @@ class ContactStream(Stream):
                 digest=customer.digest,
             )
         ]
-
-    def confirmed(self, records: Sequence[OutRecord]) -> None:
-        self.customers.confirmed(records)
-
-    def vanished(self, key: tuple[str, ...], status: tuple[str, ...], odbc: SageOdbc) -> list[OutRecord]:
-        # a deleted contact changes its customer's contact list (a deleted customer: none)
-        return self.records(self.gone(key, "contact deleted"), odbc)
 
 
 class ItemStream(Stream):
@@ -711,11 +732,14 @@ class OrderStatusStream(Stream):
     schema = "OrderStatusChange"
     sweep_columns = ("OrderStatus",)
 
-    def __init__(self, table: Table, history: Table, ctx: MappingContext) -> None:
+    def __init__(self, table: Table, history: Table, detail: Table, ctx: MappingContext) -> None:
         super().__init__(table, ctx)
         self.history = Q(history)
+        self.detail = Q(detail)
+        self.line_udfs = list(detail.udfs)  # only the detail UDFs the settings name are read
         self.last_status: dict[str, str] = {}
         self.last_custom: dict[str, dict[str, str | None]] = {}  # the header UDFs last published
+        self.last_lines: dict[str, list[dict[str, Any]]] = {}  # and the line UDFs
 
     def select_columns(self) -> list[str]:
         wanted = ["OrderStatus", "OrderType", "ARDivisionNo", "CustomerNo", "BillToName", *self.table.udfs]
@@ -736,6 +760,7 @@ class OrderStatusStream(Stream):
         sf: str | None,
         gone: bool = False,
         custom: dict[str, str | None] | None = None,
+        lines: list[dict[str, Any]] | None = None,
     ) -> OutRecord:
         opportunity, order = self._ids(sf)
         previous = self.last_status.get(order_no)
@@ -750,19 +775,42 @@ class OrderStatusStream(Stream):
             "source_status": code,
             "invoice_no": None,
             "custom_fields": custom or {},
+            "lines": lines or [],
         }
         event_time = None if gone else value["envelope"]["event_time"]
         return OutRecord(
             topic=self.topic, key=order_no, value=value, schema=self.schema, event_time=event_time, gone=gone
         )
 
-    def records(self, group: Group, odbc: SageOdbc) -> list[OutRecord]:
+    def lines(self, odbc: SageOdbc, order_no: str) -> list[dict[str, Any]]:
+        """The order's lines with their UDFs, in LineKey order (none read without detail UDFs)."""
+        if not self.line_udfs:
+            return []
+        sql = self.detail.select(
+            ["LineKey", *self.line_udfs], where=self.detail.equals(["SalesOrderNo"]), order_by=["LineKey"]
+        )
+        return [
+            {
+                "line_key": _name(row[0]),
+                "custom_fields": {u: _text(v) for u, v in zip(self.line_udfs, row[1:], strict=True)},
+            }
+            for row in odbc.fetchall(sql, [order_no])
+        ]
+
+    def records(self, group: Group, odbc: SageOdbc, source: Group | None = None) -> list[OutRecord]:
+        """The order's record when its status or a UDF (header or line) differs from what was
+        last published; `source`: the detail row version whose change led here (its event ID)."""
         row, ix = group.rows[0], self.column_index
         order_no = group.key[0]
         code = _name(row[ix["OrderStatus"]])
         sf_udf = self.ctx.salesforce_id_udf
         custom = self.custom_fields(row, skip=sf_udf)
-        if self.last_status.get(order_no) == code and self.last_custom.get(order_no) == custom:
+        lines = self.lines(odbc, order_no)
+        if (
+            self.last_status.get(order_no) == code
+            and self.last_custom.get(order_no) == custom
+            and self.last_lines.get(order_no, []) == lines
+        ):
             return []  # another column changed: neither the status nor a UDF
         customer = {
             "salesforce_account_id": None,
@@ -772,7 +820,12 @@ class OrderStatusStream(Stream):
         }
         sf = _text(row[ix[sf_udf]]) if sf_udf in ix else None
         status = ORDER_STATUS.get(code, "UNKNOWN")
-        return [self._record(group, order_no, status, code, customer, sf, custom=custom)]
+        rec = self._record(source or group, order_no, status, code, customer, sf, custom=custom, lines=lines)
+        if source is not None:
+            assert rec.value is not None
+            when = self.event_time(group, max(group.stamp, source.stamp))
+            rec.value["envelope"]["event_time"] = rec.event_time = when
+        return [rec]
 
     def confirmed(self, records: Sequence[OutRecord]) -> None:
         for rec in records:
@@ -781,9 +834,11 @@ class OrderStatusStream(Stream):
             if rec.gone:
                 self.last_status.pop(rec.key, None)  # no longer an open order
                 self.last_custom.pop(rec.key, None)
+                self.last_lines.pop(rec.key, None)
             else:
                 self.last_status[rec.key] = rec.value["source_status"]
                 self.last_custom[rec.key] = dict(rec.value["custom_fields"])
+                self.last_lines[rec.key] = list(rec.value["lines"])
 
     def vanished(self, key: tuple[str, ...], status: tuple[str, ...], odbc: SageOdbc) -> list[OutRecord]:
         order_no = key[0]
@@ -818,6 +873,23 @@ class OrderStatusStream(Stream):
         return [rec]
 
 
+class OrderLineStream(ChildStream):
+    """A changed order line (SO_SalesOrderDetail) republishes its order's status record, read
+    again with all its lines, when a line UDF differs from what was last published."""
+
+    topic_name = topic_names.ORDER_STATUS
+    schema = "OrderStatusChange"
+    removed = "line deleted"
+
+    def __init__(self, table: Table, orders: OrderStatusStream, ctx: MappingContext) -> None:
+        self.orders = orders
+        super().__init__(table, orders, ctx)
+
+    def records(self, group: Group, odbc: SageOdbc) -> list[OutRecord]:
+        order = self.read_parent(group, odbc)
+        return [] if order is None else self.orders.records(order, odbc, source=group)
+
+
 def build_streams(
     tables: Mapping[str, Table],
     names: Sequence[str],
@@ -825,13 +897,18 @@ def build_streams(
 ) -> dict[str, Stream]:
     """The streams for the configured table names, in that order."""
     customers = CustomerStream(tables["AR_Customer"], tables["AR_CustomerContact"], ctx)
+    orders = OrderStatusStream(
+        tables["SO_SalesOrderHeader"],
+        tables["SO_SalesOrderHistoryHeader"],
+        tables["SO_SalesOrderDetail"],
+        ctx,
+    )
     factories: dict[str, Callable[[], Stream]] = {
         "AR_Customer": lambda: customers,
         "AR_CustomerContact": lambda: ContactStream(tables["AR_CustomerContact"], customers, ctx),
         "CI_Item": lambda: ItemStream(tables["CI_Item"], ctx),
         "IM_ItemWarehouse": lambda: InventoryStream(tables["IM_ItemWarehouse"], ctx),
-        "SO_SalesOrderHeader": lambda: OrderStatusStream(
-            tables["SO_SalesOrderHeader"], tables["SO_SalesOrderHistoryHeader"], ctx
-        ),
+        "SO_SalesOrderHeader": lambda: orders,
+        "SO_SalesOrderDetail": lambda: OrderLineStream(tables["SO_SalesOrderDetail"], orders, ctx),
     }
     return {name: factories[name]() for name in names}

@@ -3,8 +3,10 @@
 One order goes the whole way twice, under the shipped mapping and under one edited entry: the
 orders processor makes the CreateSalesOrder (Avro-encoded as on sage.commands.v1), the real Sage
 sink writes it into the sandbox database over ODBC, and the processor turns Sage's result into
-the Opportunity update. The value the shipped mapping put in one place must be in the new place
-under the edited mapping, and gone from the old one.
+the Opportunity update; then a Sage user tags the order's line, the Sage source's order stream
+reads the order as it publishes it, and the status processor turns that into the line's update.
+The value the shipped mapping put in one place must be in the new place under the edited
+mapping, and gone from the old one.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import fastavro
 import pytest
@@ -25,16 +28,20 @@ import yaml
 
 from connectors.sage100.commands import parse_command
 from connectors.sage100.sink import SageCommandSink
+from connectors.sage100.streams import MappingContext, Stream, build_streams
 from processors.mapping_files import load_mappings
 from processors.mapping_model import Mappings
 from processors.orders import OrderPipeline
 from processors.state import MappingsRef, Origin, Tables
+from processors.status import StatusPipeline
 from sagesf.schemas import load_schema
 from sagesf.sink import Inbound
 from tests.kit.orders import customer_and_item, sage_sink
 
 REPO = Path(__file__).resolve().parents[2]
 ORIGIN = Origin("salesorder.v1", 0, 1, b"key", b"value")
+LINE_ID = "00k" + "L" * 15  # the OpportunityLineItem the order's line came from
+TAG = "Handle with care"  # what a Sage user puts in the line's UDF_LINE_TAG
 Orders = dict[str, Any]
 
 
@@ -48,6 +55,13 @@ def odbc(sage_db):
 @pytest.fixture
 def sink(sage_db, odbc) -> SageCommandSink:
     return sage_sink(sage_db, odbc)
+
+
+@pytest.fixture
+def orders(sage_db) -> Stream:
+    """The Sage source's order stream (SO_SalesOrderHeader -> orderstatus.v1)."""
+    ctx = MappingContext(ZoneInfo("America/New_York"), "UDF_SALESFORCE_ID", {})
+    return build_streams(sage_db.tables, ["SO_SalesOrderHeader"], ctx)["SO_SalesOrderHeader"]
 
 
 def mappings_with(tmp_path: Path, edit: Callable[[Orders], None] | None) -> Mappings:
@@ -100,6 +114,7 @@ def an_order(odbc) -> tuple[dict[str, Any], str]:
                 "unit_price": Decimal("3.50"),
                 "extension_amount": Decimal("7.00"),
                 "custom_fields": {"line_note": "fragile"},
+                "salesforce_line_id": LINE_ID,
             }
         ],
     }
@@ -118,9 +133,10 @@ def wire(value: dict[str, Any]) -> dict[str, Any]:
 
 
 def run(
-    mappings: Mappings, sink: SageCommandSink, odbc, order: dict[str, Any], item: str
-) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """(header row, first detail row, the Opportunity's fields) after one order went through."""
+    mappings: Mappings, sink: SageCommandSink, odbc, orders: Stream, order: dict[str, Any], item: str
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """(header row, first detail row, the Opportunity's fields, the fields the Sage user's line
+    tag sets on the OpportunityLineItem) after one order went through."""
     opportunity = ("006" + uuid.uuid4().hex.upper())[:18]
     order = copy.deepcopy(order) | {"salesforce_opportunity_id": opportunity}
     tables = Tables.in_memory()
@@ -140,7 +156,26 @@ def run(
     [update] = back.outbound
     header = _row(odbc, "SELECT * FROM SO_SalesOrderHeader WHERE UDF_SALESFORCE_ID = ?", opportunity)
     line = _row(odbc, "SELECT * FROM SO_SalesOrderDetail WHERE SalesOrderNo = ?", header["SalesOrderNo"])
-    return header, line, dict(update.value["fields"])
+    return (
+        header,
+        line,
+        dict(update.value["fields"]),
+        _line_back(pipeline, odbc, orders, header["SalesOrderNo"]),
+    )
+
+
+def _line_back(pipeline: OrderPipeline, odbc, orders: Stream, order_no: str) -> dict[str, Any]:
+    """The fields set on the order's Salesforce line once a Sage user tagged the line in Sage."""
+    with odbc.transaction() as cur:
+        cur.execute("UPDATE SO_SalesOrderDetail SET UDF_LINE_TAG = ? WHERE SalesOrderNo = ?", [TAG, order_no])
+    group = orders.read_key(odbc, [order_no])
+    assert group is not None
+    [record] = orders.map(group, odbc)
+    assert record.value is not None
+    step = StatusPipeline(pipeline).on_status_change(order_no, record.value)
+    [line] = [u for u in step.outbound if u.value["sobject"] == "OpportunityLineItem"]
+    assert line.value["record_id"] == LINE_ID
+    return dict(line.value["fields"])
 
 
 def _row(odbc, query: str, *params: Any) -> dict[str, Any]:
@@ -174,7 +209,8 @@ def _header_udf(name: str, spec: dict[str, str]) -> Callable[[Orders], None]:
 
 
 # (name, orders.yaml edit, where the value was under the shipped mapping, where it is after);
-# a place is (h)eader column, (l)ine column or (s)alesforce field; None: nowhere before
+# a place is (h)eader column, (l)ine column, (s)alesforce field or Salesforce line field (b)ack
+# from Sage; None: nowhere before
 CASES: list[tuple[str, Callable[[Orders], None], tuple[str, str] | None, tuple[str, str]]] = [
     (
         "header entry",
@@ -244,6 +280,12 @@ CASES: list[tuple[str, Callable[[Orders], None], tuple[str, str] | None, tuple[s
         ("l", "UDF_LINE_TAG"),
     ),
     (
+        "line custom field back (Sage -> Salesforce)",
+        _set("line_custom_fields", "line_tag", "salesforce", value="Other_Tag__c"),
+        ("b", "Line_Tag__c"),
+        ("b", "Other_Tag__c"),
+    ),
+    (
         "write_back order_number",
         _set("write_back", "order_number", value="Other_No__c"),
         ("s", "Sage_Order_No__c"),
@@ -281,11 +323,13 @@ def shipped(tmp_path_factory) -> Mappings:
 
 @pytest.mark.parametrize(("edit", "before", "after"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_changing_an_orders_mapping_target_moves_the_write(
-    tmp_path, shipped, sink, odbc, edit, before, after
+    tmp_path, shipped, sink, odbc, orders, edit, before, after
 ):
     order, item = an_order(odbc)
-    places = dict(zip("hls", run(shipped, sink, odbc, order, item), strict=True))
-    edited = dict(zip("hls", run(mappings_with(tmp_path, edit), sink, odbc, order, item), strict=True))
+    places = dict(zip("hlsb", run(shipped, sink, odbc, orders, order, item), strict=True))
+    edited = dict(
+        zip("hlsb", run(mappings_with(tmp_path, edit), sink, odbc, orders, order, item), strict=True)
+    )
 
     kind, column = after
     value = edited[kind].get(column)

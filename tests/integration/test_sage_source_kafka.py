@@ -158,12 +158,22 @@ def test_source_publishes_changes_and_resumes_from_its_watermark(setup):
 
     # Sage users work while no source runs; the integration user writes too
     order_no = first["orderstatus.v1"][0][0]
+    # an order with lines: each published with its detail UDFs
+    tagged, was_tagged = next((k, v) for k, v in first["orderstatus.v1"][2:] if len(v["lines"]) > 1)
+    line_key, other_key = (line["line_key"] for line in was_tagged["lines"][:2])
+    assert set(was_tagged["lines"][0]["custom_fields"]) == {"UDF_LINE_NOTE", "UDF_LINE_TAG"}
     with SageSimulator(db, user_key="0000000002") as sim:
         sim.move_stock("HRDW-1000", "000", 7)
         sim.move_stock("ELEC-1001", "001", -2)
         sim.advance_order(order_no)
         routed = first["orderstatus.v1"][1][0]  # a header UDF edited, the status left alone
         sim.write_row("SO_SalesOrderHeader", {"SalesOrderNo": routed, "UDF_ROUTE": "North 7"})
+        # a line UDF edited, nothing else of the order; and a line written by us (an echo)
+        line = {"SalesOrderNo": tagged, "LineKey": line_key, "UDF_LINE_TAG": "Fragile"}
+        sim.write_row("SO_SalesOrderDetail", line)
+        ours = dict(first["orderstatus.v1"])[order_no]["lines"][0]["line_key"]
+        echo = {"SalesOrderNo": order_no, "LineKey": ours, "UDF_LINE_TAG": "ours"}
+        sim.write_row("SO_SalesOrderDetail", echo, user="SGSF")
         division, number = first["customer.v1"][0][0].split("-")
         sim.edit_customer(division, number, {"TelephoneNo": "(555) 010-2000"})
         sim.edit_customer("01", "BLUE002", {"TelephoneNo": "(555) 999-0000"}, user="SGSF")  # echo
@@ -173,6 +183,7 @@ def test_source_publishes_changes_and_resumes_from_its_watermark(setup):
     assert stats["IM_ItemWarehouse"].emitted == 2
     assert stats["AR_Customer"].echoes == 1
     assert stats["CI_Item"].dead_letters == 1
+    assert stats["SO_SalesOrderDetail"].echoes == 1
     [dead] = read_topic(s["bootstrap"], s["dlq"])
     assert b"ItemType '9': is none of 1-5" in (dead.header("__connect.errors.exception.message") or b"")
     assert dead.header("__connect.errors.topic") == b"CI_Item"
@@ -204,8 +215,12 @@ def test_source_publishes_changes_and_resumes_from_its_watermark(setup):
                 None,
             ),  # a new process: unknown
             (routed, dict(first["orderstatus.v1"])[routed]["status"], None),
+            (tagged, was_tagged["status"], None),  # only a line changed
         ]
     )
+    lines = {line["line_key"]: line["custom_fields"] for line in dict(new["orderstatus.v1"])[tagged]["lines"]}
+    assert lines[line_key]["UDF_LINE_TAG"] == "Fragile"
+    assert lines[other_key] == was_tagged["lines"][1]["custom_fields"]  # the other line as it was
     assert dict(new["orderstatus.v1"])[routed]["custom_fields"]["UDF_ROUTE"] == "North 7"
     # the stock moves changed CI_Item.TotalQuantityOnHand too
     assert sorted(k for k, _ in new["item.v1"]) == ["ELEC-1001", "HRDW-1000"]

@@ -187,6 +187,13 @@ CASES: list[tuple[str, str, Edit, str, str]] = [
         "line_custom_fields.line_note.sage",
         "SO_SalesOrderDetail has no column UDF_LINE_NOTES",
     ),
+    (  # a line custom field coming back is written to each order object's line object
+        "orders.yaml",
+        "salesforce: Line_Tags__c",
+        lambda t: t.replace("salesforce: Line_Tag__c,", "salesforce: Line_Tags__c,"),
+        "line_custom_fields.line_tag.salesforce",
+        "OpportunityLineItem has no field Line_Tags__c",
+    ),
     (
         "customers.yaml",
         "sage: UDF_ACCOUNT_NO,",

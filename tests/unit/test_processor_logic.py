@@ -463,6 +463,39 @@ def test_a_sage_header_udf_mapped_to_salesforce_reaches_the_opportunity_with_the
     assert "Sage_Route__c" not in blank.value["fields"]  # Sage never blanks a Salesforce field
 
 
+def test_a_sage_line_udf_mapped_to_salesforce_reaches_the_line_sage_wrote_it_from(
+    base_mappings: Mappings,
+) -> None:
+    p = pipeline(base_mappings)
+    line_a, line_b = "00k" + "A" * 15, "00k" + "B" * 15
+    written = [
+        {"line_no": 1, "line_key": "000001", "salesforce_line_id": line_a},
+        {"line_no": 2, "line_key": "000002", "salesforce_line_id": line_b},
+    ]
+    p.on_sage_result(OPP, order_result("CREATED", sales_order_no="0000042", lines=written), ORIGIN)
+    change = {
+        "sales_order_no": "0000042",
+        "salesforce_opportunity_id": OPP,
+        "status": "OPEN",
+        "source_status": "O",
+        "envelope": {"event_id": "e"},
+        "lines": [
+            # UDF_LINE_NOTE goes Salesforce -> Sage only: it is not written back
+            {"line_key": "000001", "custom_fields": {"UDF_LINE_TAG": "Fragile", "UDF_LINE_NOTE": "x"}},
+            {"line_key": "000002", "custom_fields": {"UDF_LINE_TAG": None}},  # blank: nothing
+            {"line_key": "000003", "custom_fields": {"UDF_LINE_TAG": "Added"}},  # added in Sage: skipped
+        ],
+    }
+    header, line = StatusPipeline(p).on_status_change("0000042", change).outbound
+    assert header.value["sobject"] == "Opportunity"
+    assert (line.key, line.value["sobject"], line.value["record_id"]) == (
+        line_a,
+        "OpportunityLineItem",
+        line_a,
+    )
+    assert line.value["fields"] == {"Line_Tag__c": "Fragile"}
+
+
 def test_inventory_is_sent_once_per_change_and_again_only_after_acknowledgement(
     base_mappings: Mappings,
 ) -> None:
