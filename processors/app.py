@@ -539,8 +539,7 @@ class Processors:
             log.error(
                 "mappings edited but invalid, keeping the previous ones:\n  %s", "\n  ".join(exc.problems)
             )
-            # remember the broken files' times so the error is logged once per edit
-            current.mtimes.update({p: _mtime(p) for p in current.mtimes})
+            current.mark_seen()
             return
         self.mappings_ref.current = fresh
         MAPPING_RELOADS.labels("ok").inc()
@@ -549,10 +548,3 @@ class Processors:
 
     def close(self) -> None:
         self._dlq_producer.close()
-
-
-def _mtime(path: Any) -> float:
-    try:
-        return float(path.stat().st_mtime)
-    except OSError:
-        return -1.0

@@ -19,7 +19,7 @@ from processors.app import Processors
 from processors.config import ProcessorSettings
 from processors.mapping_files import load_mappings
 from processors.mapping_model import Mappings
-from processors.reconcile import MappingJudge
+from processors.reconcile import ReloadingJudge
 from sagesf import topic_names
 from sagesf.runner import SCHEMA_REGISTRY, Component, Process
 
@@ -50,9 +50,11 @@ def build(process: Process) -> FaustWorker:
     return FaustWorker(processors, settings.log_level)
 
 
-def build_judge(process: Process) -> MappingJudge:
-    """The mappings' judge of reconciliation (processors/reconcile.py), from the same files."""
-    return MappingJudge(_mappings(process.settings(ProcessorSettings)))
+def build_judge(process: Process) -> ReloadingJudge:
+    """The mappings' judge of reconciliation (processors/reconcile.py), from the same files,
+    reloaded when they change (a console save)."""
+    settings = process.settings(ProcessorSettings)
+    return ReloadingJudge(lambda: _mappings(settings))
 
 
 def _mappings(settings: ProcessorSettings) -> Mappings:

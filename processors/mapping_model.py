@@ -434,6 +434,15 @@ class Mappings:
                 return True
         return False
 
+    def mark_seen(self) -> None:
+        """Take the files as they are now as seen, so an edit that failed to load is reported
+        once, not at every check."""
+        for path in self.mtimes:
+            try:
+                self.mtimes[path] = path.stat().st_mtime
+            except OSError:
+                self.mtimes[path] = -1.0
+
     def sage_length(self, table: str, column: str, explicit: int | None = None) -> int | None:
         """The length a text value may have in `table.column` (explicit, else from the metadata)."""
         if explicit is not None:

@@ -12,6 +12,7 @@ passes when nobody changed the target since and is refused when a later edit ove
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -26,6 +27,7 @@ from processors.field_mapping import (
     item_to_salesforce,
 )
 from processors.inventory import QUANTITIES
+from processors.mapping_files import MappingError
 from processors.mapping_model import Mappings
 from processors.orders import OrderPipeline
 from processors.state import MappingsRef
@@ -33,7 +35,9 @@ from sagesf.errors import Permanent
 from sagesf.publisher import CanonicalRecord
 from sagesf.reconcile import SAGE, SALESFORCE, Drift, DriftKind, Entity
 
-__all__ = ["MappingJudge"]
+__all__ = ["MappingJudge", "ReloadingJudge"]
+
+log = logging.getLogger(__name__)
 
 OWN_FIELDS = "salesforce"  # where a Salesforce entity carries the org's own fields (the snapshot's)
 
@@ -366,3 +370,39 @@ def _observed(sage: Entity) -> datetime | None:
     then), so the Salesforce sink refuses it only when the record changed after that read. Such a
     repair carries only the fields found to flow to Salesforce, so nothing newer goes with it."""
     return sage.read_at or sage.changed_at
+
+
+class ReloadingJudge:
+    """A `MappingJudge` over the mapping files as they are when a sweep begins.
+
+    The reconciler runs for days while people save mappings in the console. A judge kept from
+    start-up would compare by the old mapping, report the newly mapped fields as drift and
+    repair them back. A sweep begins by asking `wanted`, so a changed file is reloaded then
+    (`load`, the processors' own loader and checks). An invalid edit keeps the previous
+    mappings, logged once per edit, as the processors do."""
+
+    def __init__(self, load: Callable[[], Mappings]) -> None:
+        self.load = load
+        self.current = MappingJudge(load())
+
+    def wanted(self, system: str) -> dict[str, list[str]]:
+        self._refresh()
+        return self.current.wanted(system)
+
+    def judge(self, kind: str, salesforce: Entity | None, sage: Entity | None) -> list[Drift]:
+        return self.current.judge(kind, salesforce, sage)
+
+    def _refresh(self) -> None:
+        mappings = self.current.mappings
+        if not mappings.changed():
+            return
+        try:
+            self.current = MappingJudge(self.load())
+        except MappingError as exc:
+            mappings.mark_seen()
+            log.error(
+                "mappings edited but invalid, reconciling by the previous ones:\n  %s",
+                "\n  ".join(exc.problems),
+            )
+            return
+        log.info("mappings reloaded for reconciliation")

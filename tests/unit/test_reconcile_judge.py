@@ -3,6 +3,8 @@ calls drift and which way it repairs it (the repository's own mappings/)."""
 
 from __future__ import annotations
 
+import os
+import shutil
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -11,7 +13,7 @@ from typing import Any
 import pytest
 
 from processors.mapping_files import load_mappings
-from processors.reconcile import MappingJudge
+from processors.reconcile import MappingJudge, ReloadingJudge
 from sagesf import topic_names
 from sagesf.reconcile import SAGE, SALESFORCE, DriftKind, Entity, Snapshot, pairs
 
@@ -159,3 +161,24 @@ def test_an_order_is_compared_by_its_sage_number_and_mapped_status(judge: Mappin
     assert status.repair.value["fields"]["Sage_Order_Status__c"] == "Completed"
     assert never_sent.kind is DriftKind.ORDER_NOT_IN_SAGE
     assert never_sent.repair is None
+
+
+def test_a_mapping_saved_while_the_reconciler_runs_is_judged_by_from_the_next_sweep(tmp_path) -> None:
+    """A console save reaches reconciliation: the next sweep reads and compares the new field, and
+    an invalid edit keeps the last good mapping rather than stop the reconciler."""
+    mappings = tmp_path / "mappings"
+    shutil.copytree("mappings", mappings)
+    reloading = ReloadingJudge(lambda: load_mappings(mappings))
+    assert "Fax" not in reloading.wanted(SALESFORCE)["Account"]
+
+    customers = mappings / "customers.yaml"
+    text = customers.read_text()
+    customers.write_text(
+        text.replace("    telephone_no: {salesforce: Phone}\n", "    telephone_no: {salesforce: Fax}\n")
+    )
+    os.utime(customers, (1, 1))  # a different modification time, however fast the test runs
+    assert "Fax" in reloading.wanted(SALESFORCE)["Account"]
+
+    customers.write_text(text.replace("version: 1", "version: 99"))
+    os.utime(customers, (2, 2))
+    assert "Fax" in reloading.wanted(SALESFORCE)["Account"]  # the invalid edit is not used
