@@ -62,12 +62,11 @@ def up() -> None:
 
 @app.command("down")
 def down() -> None:
-    """Stop every sandbox service, last started first."""
+    """Stop every sandbox service, last started first (the pipeline's processes together)."""
     failed = False
-    for service in reversed(stack.services()):
-        ok = service.stop()
+    for name, ok in stack.stop_all():
         failed |= not ok
-        console.print(f"{'[green]down[/green]' if ok else '[red]stuck[/red]'} {service.name}")
+        console.print(f"{'[green]down[/green]' if ok else '[red]stuck[/red]'} {name}")
     if failed:
         raise typer.Exit(1)
 

@@ -12,7 +12,8 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +28,22 @@ from sandbox.service import Service as Service  # re-exported: callers name it `
 def services() -> list[Service]:
     """Every sandbox service, in start order (stop runs in reverse)."""
     return [kafka_service(), registry_service(), salesforce_service(), *pipeline_services()]
+
+
+def stop_all() -> Iterator[tuple[str, bool]]:
+    """Stop every service, last started first, and say of each whether it stopped. Each takes a
+    few seconds to close its parts, so the pipeline's processes, which need nothing of each
+    other, stop together; then the emulator and the registry together; Kafka, which all of them
+    talk to, last."""
+    every = list(reversed(services()))
+    groups = [
+        [s for s in every if s.pipeline],
+        [s for s in every if not s.pipeline and s.name != "kafka"],
+        [s for s in every if s.name == "kafka"],
+    ]
+    with ThreadPoolExecutor(max_workers=max(len(g) for g in groups)) as pool:
+        for group in groups:
+            yield from zip((s.name for s in group), pool.map(lambda s: s.stop(), group), strict=True)
 
 
 def _infrastructure_addresses() -> dict[str, str]:
