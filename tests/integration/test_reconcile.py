@@ -35,7 +35,7 @@ from connectors.salesforce.soql import quote
 from connectors.salesforce.source import SalesforceSourceSettings
 from processors.component import PROCESSORS
 from processors.config import ProcessorSettings
-from processors.reconcile import MappingJudge
+from processors.reconcile import ReloadingJudge
 from sagesf import topic_names
 from sagesf.config import KafkaSettings, RegistrySettings, Settings
 from sagesf.reconcile import SAGE, SALESFORCE, DriftKind, Reconciler, SnapshotRequest, Sweep
@@ -93,8 +93,8 @@ class World:
         )
         self.processes: list[Process] = []
         judge = self._part(PROCESSORS.judge, "processors", ProcessorSettings())
-        assert isinstance(judge, MappingJudge)
-        self.judge = judge
+        assert isinstance(judge, ReloadingJudge)
+        self.judge = judge.current  # the mappings' judge as the sweeps use it (the files do not change)
         self.reconciler = Reconciler(
             {
                 SALESFORCE: self._part(SALESFORCE_SOURCE.snapshot, "salesforce-source", *self._salesforce()),
