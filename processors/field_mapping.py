@@ -36,6 +36,8 @@ __all__ = [
     "customer_to_salesforce",
     "item_to_sage",
     "item_to_salesforce",
+    "put_column",
+    "sage_text",
     "salesforce_value",
 ]
 
@@ -58,17 +60,28 @@ def salesforce_value(value: Any) -> Any:
 
 
 def sage_text(value: Any) -> str | None:
-    """A mapped value as the text a command's `columns` carry (None: not written)."""
+    """A mapped value as the text a command's columns carry: numbers as plain decimals, dates
+    YYYY-MM-DD (a datetime by its date: Sage keeps no time with a date), checkboxes Y/N; None
+    (and blank text) for nothing to write."""
     if value is None:
         return None
     if isinstance(value, bool):
         return "Y" if value else "N"
     if isinstance(value, Decimal):
         return format(value, "f")
-    if isinstance(value, datetime | date):
+    if isinstance(value, datetime):
+        return value.date().isoformat()
+    if isinstance(value, date):
         return value.isoformat()
     text = str(value)
     return text if text.strip() else None
+
+
+def put_column(columns: dict[str, str], column: str, value: Any) -> None:
+    """Set `column` to `value` as `sage_text` writes it, unless that is nothing."""
+    text = sage_text(value)
+    if text is not None:
+        columns[column] = text
 
 
 # --- customers -------------------------------------------------------------------------------
@@ -127,13 +140,13 @@ def customer_columns(mappings: Mappings, record: Mapping[str, Any]) -> dict[str,
     to_sage_spec = mappings.customers.salesforce_to_sage
     columns: dict[str, str] = {}
     for name, spec in to_sage_spec.fields.items():
-        _put(columns, spec.sage, record.get(name))
+        put_column(columns, spec.sage, record.get(name))
     for key, parts in to_sage_spec.addresses.items():
         address = record.get(key) or {}
         for part, column in parts.items():
-            _put(columns, column, address.get(part))
+            put_column(columns, column, address.get(part))
     for column, value in (record.get("custom_fields") or {}).items():
-        _put(columns, column, value)
+        put_column(columns, column, value)
     return columns
 
 
@@ -170,7 +183,7 @@ def item_to_sage(mappings: Mappings, item: Mapping[str, Any]) -> dict[str, str]:
     )
     columns: dict[str, str] = {}
     for column, value in customs.items():
-        _put(columns, column, for_sage(value, mappings.code_page, f"item.{column}"))
+        put_column(columns, column, for_sage(value, mappings.code_page, f"item.{column}"))
     return columns
 
 
@@ -231,9 +244,3 @@ def _customs_to_salesforce(
         if value is not None:
             out[spec.salesforce] = value
     return out
-
-
-def _put(columns: dict[str, str], column: str, value: Any) -> None:
-    text = sage_text(value)
-    if text is not None:
-        columns[column] = text

@@ -11,17 +11,16 @@ identity UDF) is not mapped here: the orders processor and the Sage sink build i
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import date, datetime
-from decimal import Decimal
 from typing import Any
 
 from processors.addresses import standardise
 from processors.code_page import for_sage
+from processors.field_mapping import put_column
 from processors.field_types import to_sage
 from processors.mapping_model import CustomField, Mappings, SageField
 from processors.sync_message import Changes
 
-__all__ = ["column_text", "order_to_sage"]
+__all__ = ["order_to_sage"]
 
 HEADER = "SO_SalesOrderHeader"
 DETAIL = "SO_SalesOrderDetail"
@@ -49,7 +48,7 @@ def order_to_sage(
             value = address.get(part)
             if isinstance(value, str):
                 value = for_sage(value, mappings.code_page, f"{key}.{part}", changes=changes)
-            _put(header, column, value)
+            put_column(header, column, value)
     header.update(_custom(mappings, order, spec.custom_fields, HEADER, "custom_fields", changes))
     lines = []
     for position, line in enumerate(order.get("lines") or [], start=1):
@@ -73,7 +72,7 @@ def _fields(
     out: dict[str, str] = {}
     for name, field_spec in specs.items():
         maps = mappings.orders.picklists
-        _put(
+        put_column(
             out,
             field_spec.sage,
             mappings.sage_value(record.get(name), field_spec, maps, table, where + name, changes),
@@ -106,28 +105,5 @@ def _custom(
             value = mappings.sage_value(value, as_column, {}, table, at, changes)
         column = mappings.sage.column(table, spec.sage) if mappings.sage else None
         maps = spec.value_map(orders.picklists, orders.lookups)
-        _put(out, spec.sage, to_sage(spec, value, column, values=maps, where=at))
+        put_column(out, spec.sage, to_sage(spec, value, column, values=maps, where=at))
     return out
-
-
-def _put(columns: dict[str, str], column: str, value: Any) -> None:
-    text = column_text(value)
-    if text is not None:
-        columns[column] = text
-
-
-def column_text(value: Any) -> str | None:
-    """A mapped value as the text a command carries: numbers as plain decimals, dates
-    YYYY-MM-DD, checkboxes Y/N; None (and blank text) for nothing to write."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return "Y" if value else "N"
-    if isinstance(value, Decimal):
-        return format(value, "f")
-    if isinstance(value, datetime):
-        return value.date().isoformat()
-    if isinstance(value, date):
-        return value.isoformat()
-    text = str(value)
-    return text if text.strip() else None
