@@ -56,7 +56,7 @@ from processors.credit import CreditReplies
 from processors.customers import CustomerSync
 from processors.inventory import InventoryPipeline
 from processors.link_review import LinkReview
-from processors.mapping_files import MappingError, load_mappings
+from processors.mapping_files import MappingError, load_mappings, reload_changed
 from processors.mapping_model import Mappings
 from processors.metrics import (
     COMMANDS,
@@ -520,16 +520,16 @@ class Processors:
     async def _reload_mappings(self) -> None:
         if self.shadow is not None:
             await asyncio.to_thread(self.shadow.reload_if_changed)
-        current = self.mappings_ref.current
-        if not current.changed():
-            return
         settings = self.settings
         try:
             fresh = await asyncio.to_thread(
-                load_mappings,
-                settings.mappings_dir,
-                salesforce_metadata=settings.salesforce_metadata,
-                sage_metadata=settings.sage_metadata,
+                reload_changed,
+                self.mappings_ref.current,
+                lambda: load_mappings(
+                    settings.mappings_dir,
+                    salesforce_metadata=settings.salesforce_metadata,
+                    sage_metadata=settings.sage_metadata,
+                ),
             )
         except MappingError as exc:
             MAPPING_RELOADS.labels("invalid").inc()
@@ -539,7 +539,8 @@ class Processors:
             log.error(
                 "mappings edited but invalid, keeping the previous ones:\n  %s", "\n  ".join(exc.problems)
             )
-            current.mark_seen()
+            return
+        if fresh is None:
             return
         self.mappings_ref.current = fresh
         MAPPING_RELOADS.labels("ok").inc()

@@ -10,6 +10,7 @@ keys, so each file is composed node by node here, keeping the line of every key.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ from processors.metadata import (
 from sagesf.errors import MappingError
 from sagesf.yaml_lines import YamlDocument, YamlSyntaxError, read_yaml
 
-__all__ = ["FILES", "MappingError", "load_mappings"]
+__all__ = ["FILES", "MappingError", "load_mappings", "reload_changed"]
 
 Path_ = tuple[str | int, ...]
 
@@ -206,3 +207,16 @@ def load_mappings(
     if problems:
         raise MappingError(problems)
     return Mappings(directory=directory, sage=sage, salesforce=sf, mtimes=mtimes, **models)
+
+
+def reload_changed(current: Mappings, load: Callable[[], Mappings]) -> Mappings | None:
+    """The mapping files loaded again (`load`) when one changed since `current` was loaded; None
+    when none did. An edit that does not load raises MappingError, and its files' times are
+    taken as seen, so a broken edit is reported once, not at every check."""
+    if not current.changed():
+        return None
+    try:
+        return load()
+    except MappingError:
+        current.mark_seen()
+        raise

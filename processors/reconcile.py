@@ -27,7 +27,7 @@ from processors.field_mapping import (
     item_to_salesforce,
 )
 from processors.inventory import QUANTITIES
-from processors.mapping_files import MappingError
+from processors.mapping_files import MappingError, reload_changed
 from processors.mapping_model import Mappings
 from processors.orders import OrderPipeline
 from processors.state import MappingsRef
@@ -393,16 +393,14 @@ class ReloadingJudge:
         return self.current.judge(kind, salesforce, sage)
 
     def _refresh(self) -> None:
-        mappings = self.current.mappings
-        if not mappings.changed():
-            return
         try:
-            self.current = MappingJudge(self.load())
+            fresh = reload_changed(self.current.mappings, self.load)
         except MappingError as exc:
-            mappings.mark_seen()
             log.error(
                 "mappings edited but invalid, reconciling by the previous ones:\n  %s",
                 "\n  ".join(exc.problems),
             )
             return
-        log.info("mappings reloaded for reconciliation")
+        if fresh is not None:
+            self.current = MappingJudge(fresh)
+            log.info("mappings reloaded for reconciliation")
